@@ -1,0 +1,94 @@
+/* The elementwise pass shared by training and inference:
+ *     y = (x - center[c]) * scale[c] + shift[c]
+ * one subtraction and one fused multiply-add per element, with the per-channel
+ * (center, scale, shift) in params[0..C), [C..2C), [2C..3C) after params_offset. Training gets them
+ * from clbn_stats_finalize (center = the pivot, so x - center is exact near the
+ * mean); inference from clbn_inference_params. y may alias x: every element is
+ * read and written by the same work-item. Needs common.cl. */
+
+/* Inference: center = running_mean, scale = weight/sqrt(running_var + eps),
+ * shift = bias. One work-item per channel. */
+__kernel void clbn_inference_params(ulong C, __global const float *weight,
+                                    __global const float *bias, __global const float *running_mean,
+                                    __global const float *running_var, float epsilon,
+                                    __global float *params, ulong params_offset)
+{
+    const ulong c = get_global_id(0);
+    if (c >= C)
+        return;
+    params += params_offset;
+    const float invstd = 1.0f / sqrt(running_var[c] + epsilon);
+    params[c] = running_mean[c];
+    params[C + c] = (weight ? weight[c] : 1.0f) * invstd;
+    params[2 * C + c] = bias ? bias[c] : 0.0f;
+}
+
+#define NORMALIZE1(v, c0, sc, sh) fma((v) - (c0), (sc), (sh))
+
+/* NCHW: work-item (segment, row block): cols [seg*cols_per_item, +cols_per_item)
+ * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix. */
+__kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
+                                  __global const float *params, ulong params_offset,
+                                  ulong rows, ulong C, ulong S,
+                                  ulong rows_per_item, ulong cols_per_item)
+{
+    const ulong s_begin = get_global_id(0) * cols_per_item;
+    const ulong r_begin = get_global_id(1) * rows_per_item;
+    if (s_begin >= S || r_begin >= rows)
+        return;
+    params += params_offset;
+    const ulong s_end = min(S, s_begin + cols_per_item);
+    const ulong r_end = min(rows, r_begin + rows_per_item);
+    for (ulong r = r_begin; r < r_end; ++r) {
+        const ulong c = r % C;
+        const float center = params[c], scale = params[C + c], shift = params[2 * C + c];
+        const ulong base = r * S;
+        ulong s = s_begin;
+        for (; s + 8 <= s_end; s += 8) {
+            float8 v = LOAD8(x, base + s);
+            STORE8(NORMALIZE1(v, center, scale, shift), y, base + s);
+        }
+        for (; s < s_end; ++s)
+            STORE1(NORMALIZE1(LOAD1(x, base + s), center, scale, shift), y, base + s);
+    }
+}
+
+/* NHWC with C % 8 == 0: work-item (channel vector, pixel block). */
+__kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
+                                   __global const float *params, ulong params_offset,
+                                  ulong P, ulong C,
+                                   ulong pixels_per_item)
+{
+    const ulong c0 = get_global_id(0) * 8;
+    const ulong p_begin = get_global_id(1) * pixels_per_item;
+    if (c0 >= C || p_begin >= P)
+        return;
+    params += params_offset;
+    const ulong p_end = min(P, p_begin + pixels_per_item);
+    const float8 center = vload8(0, params + c0);
+    const float8 scale = vload8(0, params + C + c0);
+    const float8 shift = vload8(0, params + 2 * C + c0);
+    for (ulong p = p_begin; p < p_end; ++p) {
+        float8 v = LOAD8(x, p * C + c0);
+        STORE8(NORMALIZE1(v, center, scale, shift), y, p * C + c0);
+    }
+}
+
+/* NHWC, any C: work-item = a block of whole pixels, all channels. */
+__kernel void clbn_normalize_nhwc(__global const data_t *x, __global data_t *y,
+                                  __global const float *params, ulong params_offset,
+                                  ulong P, ulong C,
+                                  ulong pixels_per_item)
+{
+    const ulong p_begin = get_global_id(0) * pixels_per_item;
+    if (p_begin >= P)
+        return;
+    params += params_offset;
+    const ulong p_end = min(P, p_begin + pixels_per_item);
+    for (ulong p = p_begin; p < p_end; ++p) {
+        const ulong base = p * C;
+        for (ulong c = 0; c < C; ++c)
+            STORE1(NORMALIZE1(LOAD1(x, base + c), params[c], params[C + c], params[2 * C + c]),
+                   y, base + c);
+    }
+}

@@ -1,0 +1,314 @@
+/*
+ * clbn: batch normalization on any OpenCL device.
+ *
+ * The model
+ * ---------
+ * - A clbn_context wraps one OpenCL device: its cl_context, a command queue of
+ *   its own, and a cache of the programs clbn compiled for that device. Make one
+ *   from your own cl_context and device (clbn_context_create) or let clbn pick a
+ *   device (clbn_context_create_default). Everything clbn caches lives in the
+ *   context; the library has no global state.
+ * - A clbn_tensor_desc describes an activation tensor: element type, layout
+ *   (NCHW or NHWC) and the sizes N, C and S, where S is the product of the
+ *   spatial dimensions (1 for an (N, C) input, L, H*W or D*H*W). Tensors live in
+ *   your cl_mem buffers, dense, from offset 0 (use clCreateSubBuffer for an
+ *   offset). NCHW element (n, c, s) sits at index (n*C + c)*S + s and NHWC
+ *   element (n, c, s) at (n*S + s)*C + c.
+ * - Per-channel vectors (weight, bias, running_mean, running_var, save_mean,
+ *   save_invstd) are cl_mem buffers of C floats (C doubles for CLBN_FLOAT64).
+ * - Every call that touches tensors is asynchronous, in the style of
+ *   clEnqueueNDRangeKernel: it validates all of its arguments, enqueues its
+ *   kernels on the given queue after the events of the wait list, and returns
+ *   without waiting. When `event` is non-NULL it receives a new event that
+ *   completes when all of the call's work has completed; the caller releases it
+ *   with clReleaseEvent. A NULL queue means the context's own queue. In-order
+ *   and out-of-order queues both work: clbn orders its own kernels with events.
+ * - Errors: every function returns a clbn_status; CLBN_SUCCESS is 0 and each
+ *   failure kind has its own negative value (clbn_status_string names it). A call
+ *   that fails validation enqueues nothing and modifies nothing. The library
+ *   never prints, exits or aborts.
+ * - Semantics follow PyTorch's nn.BatchNorm1d/2d/3d. Statistics are computed
+ *   in a numerically stable way (Chan/Welford merges, never E[x^2] - E[x]^2)
+ *   and in a fixed order: the same input on the same device gives bitwise the
+ *   same output on every run.
+ *
+ * Thread-safety: all functions taking a clbn_context may be called
+ * concurrently from several threads on the same context (each call takes the
+ * context's lock while it enqueues). Enqueueing on one queue from several
+ * threads is safe too; the calls are then ordered as the queue orders them.
+ *
+ * Include <CL/cl.h> settings: clbn.h includes <CL/cl.h>; define
+ * CL_TARGET_OPENCL_VERSION yourself if you want to silence its default message.
+ */
+#ifndef CLBN_H
+#define CLBN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __APPLE__
+#include <OpenCL/opencl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#include "clbn/version.h"
+
+#if defined(_WIN32) && defined(CLBN_SHARED_BUILD)
+#define CLBN_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(CLBN_SHARED)
+#define CLBN_API __declspec(dllimport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define CLBN_API __attribute__((visibility("default")))
+#else
+#define CLBN_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* One list, one table: the enum and clbn_status_string are generated from it.
+ * Values are stable: new codes are only ever appended. */
+#define CLBN_STATUS_LIST(X)                                                                 \
+    X(CLBN_SUCCESS, 0, "success")                                                           \
+    X(CLBN_ERROR_INVALID_CONTEXT, -1, "the clbn_context is NULL")                           \
+    X(CLBN_ERROR_NULL_ARGUMENT, -2, "a required pointer argument is NULL")                  \
+    X(CLBN_ERROR_NULL_BUFFER, -3, "a required cl_mem buffer is NULL")                       \
+    X(CLBN_ERROR_INVALID_DIMENSION, -4, "a tensor dimension is zero")                       \
+    X(CLBN_ERROR_DIMENSION_OVERFLOW, -5, "the tensor's size overflows size_t or the device's address range") \
+    X(CLBN_ERROR_INVALID_DTYPE, -6, "unknown clbn_dtype value")                             \
+    X(CLBN_ERROR_INVALID_LAYOUT, -7, "unknown clbn_layout value")                           \
+    X(CLBN_ERROR_INVALID_EPSILON, -8, "epsilon must be finite and > 0")                     \
+    X(CLBN_ERROR_INVALID_MOMENTUM, -9, "momentum must be finite and in [0, 1]")             \
+    X(CLBN_ERROR_RUNNING_STATS_MISMATCH, -10, "running_mean and running_var must be given together") \
+    X(CLBN_ERROR_BUFFER_TOO_SMALL, -11, "a cl_mem buffer is smaller than the tensor or vector it must hold") \
+    X(CLBN_ERROR_UNSUPPORTED_DTYPE, -12, "the data type is not supported (by clbn yet, or by this device)") \
+    X(CLBN_ERROR_TOO_FEW_VALUES, -13, "training needs more than 1 value per channel (N*S > 1)") \
+    X(CLBN_ERROR_INVALID_BUFFER, -14, "a cl_mem is not a valid buffer of this context")     \
+    X(CLBN_ERROR_INVALID_QUEUE, -15, "the command queue is invalid or belongs to another context or device") \
+    X(CLBN_ERROR_INVALID_WAIT_LIST, -16, "event wait list and its length disagree, or it holds a NULL event") \
+    X(CLBN_ERROR_INVALID_OPTION, -17, "unknown option value")                               \
+    X(CLBN_ERROR_NO_DEVICE, -18, "no OpenCL platform or device is available")               \
+    X(CLBN_ERROR_DEVICE_NOT_FOUND, -19, "no OpenCL device matches the CLBN_DEVICE environment variable") \
+    X(CLBN_ERROR_INVALID_DEVICE, -20, "the cl_device_id is invalid or not part of the cl_context") \
+    X(CLBN_ERROR_OUT_OF_HOST_MEMORY, -21, "host memory allocation failed")                   \
+    X(CLBN_ERROR_OUT_OF_DEVICE_MEMORY, -22, "the device ran out of memory or resources")      \
+    X(CLBN_ERROR_BUILD_PROGRAM_FAILURE, -23, "compiling clbn's OpenCL kernels failed (see clbn_context_get_build_log)") \
+    X(CLBN_ERROR_OPENCL, -24, "an OpenCL call failed")                                      \
+    X(CLBN_ERROR_INVALID_CL_CONTEXT, -25, "the cl_context is NULL or invalid")
+
+typedef enum clbn_status {
+#define CLBN_STATUS_ENUM_(name, value, text) name = value,
+    CLBN_STATUS_LIST(CLBN_STATUS_ENUM_)
+#undef CLBN_STATUS_ENUM_
+} clbn_status;
+
+/** @brief A constant, human-readable description of a status; never NULL
+ *  ("unknown clbn_status" for values outside the table). Thread-safe. */
+CLBN_API const char *clbn_status_string(clbn_status status);
+
+/** @brief The status's symbolic name, e.g. "CLBN_ERROR_INVALID_EPSILON"; never NULL. */
+CLBN_API const char *clbn_status_name(clbn_status status);
+
+/** @brief The library's version as MAJOR*10000 + MINOR*100 + PATCH
+ *  (compare with CLBN_VERSION_NUMBER from clbn/version.h). */
+CLBN_API unsigned clbn_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Tensor descriptors                                                       */
+/* ------------------------------------------------------------------------ */
+
+/** Element type of activation tensors. Per-channel vectors are float, or
+ *  double for CLBN_FLOAT64. This release computes CLBN_FLOAT32; the other types
+ *  return CLBN_ERROR_UNSUPPORTED_DTYPE. */
+typedef enum clbn_dtype { CLBN_FLOAT32 = 0, CLBN_FLOAT16 = 1, CLBN_BFLOAT16 = 2, CLBN_FLOAT64 = 3 } clbn_dtype;
+
+/** Memory layout of activation tensors. NCHW: (n*C + c)*S + s; NHWC
+ *  ("channels last"): (n*S + s)*C + c. With S == 1 both are the same (N, C) matrix. */
+typedef enum clbn_layout { CLBN_LAYOUT_NCHW = 0, CLBN_LAYOUT_NHWC = 1 } clbn_layout;
+
+/** An activation tensor: N samples of C channels of S spatial positions each.
+ *  S is the product of the spatial dimensions: 1 for BatchNorm1d on (N, C),
+ *  L for (N, C, L), H*W for BatchNorm2d, D*H*W for BatchNorm3d. cuDNN/MIOpen
+ *  "per-activation" mode is (N, C*H*W) with S = 1. */
+typedef struct clbn_tensor_desc {
+    clbn_dtype dtype;
+    clbn_layout layout;
+    size_t n, c, spatial;
+} clbn_tensor_desc;
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct clbn_context clbn_context;
+
+/**
+ * @brief Creates a clbn context on `device` of the caller's `context`.
+ *
+ * Retains `context` and `device` (the caller keeps its own references) and
+ * creates an in-order command queue owned by the new clbn context. Kernels are
+ * compiled lazily, on the first call that needs them, and cached in the
+ * context (see clbn_context_prepare to compile ahead of time).
+ *
+ * @param[in]  context  a valid cl_context.
+ * @param[in]  device   a device of `context`.
+ * @param[out] out      receives the new context; set to NULL on failure.
+ * @return CLBN_SUCCESS, CLBN_ERROR_NULL_ARGUMENT (out NULL),
+ *   CLBN_ERROR_INVALID_CL_CONTEXT, CLBN_ERROR_INVALID_DEVICE,
+ *   CLBN_ERROR_OUT_OF_HOST_MEMORY, CLBN_ERROR_OPENCL.
+ * Blocks only while creating the queue. Thread-safe.
+ */
+CLBN_API clbn_status clbn_context_create(cl_context context, cl_device_id device, clbn_context **out);
+
+/**
+ * @brief Creates a clbn context on a device chosen by clbn, with its own cl_context.
+ *
+ * The device is chosen as follows:
+ * - if the environment variable CLBN_DEVICE is set and not empty:
+ *   - "P:D" (two decimal numbers) picks device D of platform P, both counted
+ *     from 0 in the order the ICD loader reports them (as clinfo lists them);
+ *   - "cpu", "gpu" or "accelerator" picks the first device of that type;
+ *   - anything else picks the first device whose "<platform name> <device
+ *     name>" contains the value, compared case-insensitively.
+ *   No match gives CLBN_ERROR_DEVICE_NOT_FOUND (clbn does not fall back).
+ * - otherwise the first GPU of any platform, else the first device of any type
+ *   (so PoCL's CPU device serves on a machine without a GPU).
+ *
+ * @return CLBN_SUCCESS, CLBN_ERROR_NULL_ARGUMENT, CLBN_ERROR_NO_DEVICE,
+ *   CLBN_ERROR_DEVICE_NOT_FOUND, CLBN_ERROR_OUT_OF_HOST_MEMORY, CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_context_create_default(clbn_context **out);
+
+/** @brief The context's cl_context (not retained for the caller; valid while ctx lives). */
+CLBN_API cl_context clbn_context_get_cl_context(const clbn_context *ctx);
+/** @brief The context's device (not retained for the caller). */
+CLBN_API cl_device_id clbn_context_get_device(const clbn_context *ctx);
+/** @brief The context's own in-order queue (not retained for the caller). */
+CLBN_API cl_command_queue clbn_context_get_queue(const clbn_context *ctx);
+
+/**
+ * @brief Compiles the kernels for `dtype` now instead of at the first call.
+ *
+ * Useful to keep compile time (hundreds of milliseconds on PoCL the first
+ * time) out of a timed region. Blocks until the build finishes. Thread-safe.
+ * @return CLBN_SUCCESS, CLBN_ERROR_INVALID_CONTEXT, CLBN_ERROR_INVALID_DTYPE,
+ *   CLBN_ERROR_UNSUPPORTED_DTYPE, CLBN_ERROR_BUILD_PROGRAM_FAILURE, ...
+ */
+CLBN_API clbn_status clbn_context_prepare(clbn_context *ctx, clbn_dtype dtype);
+
+/**
+ * @brief The build log of the most recent failed kernel build in this context,
+ * or "" when no build has failed. The string is owned by the context and stays
+ * valid until the next failed build or clbn_context_release.
+ */
+CLBN_API const char *clbn_context_get_build_log(const clbn_context *ctx);
+
+/** @brief Releases the context, its queue, programs and scratch buffers. NULL is
+ *  fine. Work already enqueued completes normally. Not to be called while
+ *  another thread uses the context. */
+CLBN_API void clbn_context_release(clbn_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** How training updates the running statistics. */
+typedef enum clbn_running_update {
+    /** PyTorch and cuDNN: running = (1 - momentum)*running + momentum*batch, with
+     *  the unbiased batch variance var_B*m/(m-1) for running_var. */
+    CLBN_RUNNING_UPDATE_PYTORCH = 0,
+    /** ONNX BatchNormalization-15: running = momentum*running + (1 - momentum)*batch,
+     *  with the biased batch variance var_B for running_var. */
+    CLBN_RUNNING_UPDATE_ONNX = 1
+} clbn_running_update;
+
+/**
+ * @brief Training-mode forward pass (PyTorch's BatchNorm in train()).
+ *
+ * For each channel c, over its m = N*S values:
+ *   mean_B = mean(x), var_B = biased variance of x, invstd = 1/sqrt(var_B + epsilon),
+ *   y = (x - mean_B)*invstd*weight[c] + bias[c].
+ * When running_mean and running_var are given they are updated in place:
+ *   running_mean = (1 - momentum)*running_mean + momentum*mean_B
+ *   running_var  = (1 - momentum)*running_var  + momentum*var_B*m/(m-1).
+ * PyTorch's cumulative average (momentum=None) is momentum = 1/num_batches_tracked.
+ *
+ * @param ctx          the context (required).
+ * @param queue        where to enqueue; NULL means clbn_context_get_queue(ctx). Must
+ *                     belong to the context's cl_context and device.
+ * @param desc         shape, layout and type of x and y (required).
+ * @param x            input tensor (read).
+ * @param y            output tensor (written); may be the same cl_mem as x.
+ * @param weight       C values (read), or NULL for 1 (affine=False).
+ * @param bias         C values (read), or NULL for 0.
+ * @param running_mean C values (read and written), or NULL with running_var NULL
+ *                     (track_running_stats=False).
+ * @param running_var  C values (read and written), or NULL.
+ * @param momentum     in [0, 1].
+ * @param epsilon      > 0, added to the variance inside the square root.
+ * @param save_mean    C values (written): mean_B; NULL to skip.
+ * @param save_invstd  C values (written): invstd; NULL to skip.
+ * @param num_events_in_wait_list, event_wait_list  as for clEnqueueNDRangeKernel.
+ * @param event        if non-NULL receives an event for the whole call (release it).
+ * @return CLBN_SUCCESS or an error; on error nothing was enqueued and no buffer
+ *   changed. N*S == 1 gives CLBN_ERROR_TOO_FEW_VALUES (PyTorch: "Expected more
+ *   than 1 value per channel when training").
+ * Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_forward_training(clbn_context *ctx, cl_command_queue queue,
+                                           const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                           cl_mem weight, cl_mem bias,
+                                           cl_mem running_mean, cl_mem running_var,
+                                           double momentum, double epsilon,
+                                           cl_mem save_mean, cl_mem save_invstd,
+                                           cl_uint num_events_in_wait_list,
+                                           const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief clbn_forward_training with a choice of running-statistics convention.
+ *
+ * `update` selects PyTorch's (CLBN_RUNNING_UPDATE_PYTORCH, what
+ * clbn_forward_training does) or ONNX's (CLBN_RUNNING_UPDATE_ONNX: momentum
+ * weights the old value and running_var takes the biased variance). An unknown
+ * value gives CLBN_ERROR_INVALID_OPTION. Everything else as clbn_forward_training.
+ */
+CLBN_API clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
+                                              const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                              cl_mem weight, cl_mem bias,
+                                              cl_mem running_mean, cl_mem running_var,
+                                              double momentum, double epsilon,
+                                              clbn_running_update update,
+                                              cl_mem save_mean, cl_mem save_invstd,
+                                              cl_uint num_events_in_wait_list,
+                                              const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Inference-mode forward pass (PyTorch's BatchNorm in eval()).
+ *
+ *   y = (x - running_mean[c]) / sqrt(running_var[c] + epsilon) * weight[c] + bias[c],
+ * computed as y = x*scale[c] + shift[c], one fused multiply-add per element, with
+ * scale = weight/sqrt(running_var + epsilon) and shift = bias - running_mean*scale.
+ *
+ * running_mean and running_var (C values each, read) are required; weight and
+ * bias may be NULL (1 and 0). y may be the same cl_mem as x. Any N and S,
+ * including N*S == 1. Does not block. Thread-safe. Errors as for
+ * clbn_forward_training.
+ */
+CLBN_API clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
+                                            const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                            cl_mem weight, cl_mem bias,
+                                            cl_mem running_mean, cl_mem running_var, double epsilon,
+                                            cl_uint num_events_in_wait_list,
+                                            const cl_event *event_wait_list, cl_event *event);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLBN_H */

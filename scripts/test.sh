@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds clbn with its tests and samples and runs the whole suite through CTest
+# (installs Debian packages when missing). Kernels are compiled with -Werror.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cmake -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLBN_KERNEL_WERROR=ON >/dev/null
+cmake --build build/test -j "$(nproc)"
+cd build/test
+ctest --output-on-failure --timeout 600 "$@"

@@ -1,0 +1,267 @@
+/* clbn_context: one device, its queue, and what clbn caches for it. */
+#include "internal.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static clbn_status read_device_facts(clbn_context *ctx)
+{
+    size_t ext_size = 0;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof ctx->compute_units,
+                        &ctx->compute_units, NULL) != CL_SUCCESS ||
+        clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_work_group,
+                        &ctx->max_work_group, NULL) != CL_SUCCESS ||
+        clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ctx->max_alloc,
+                        &ctx->max_alloc, NULL) != CL_SUCCESS ||
+        clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size) != CL_SUCCESS)
+        return CLBN_ERROR_INVALID_DEVICE;
+    char *ext = malloc(ext_size + 1);
+    if (!ext)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, ext_size, ext, NULL) != CL_SUCCESS)
+        ext_size = 0;
+    ext[ext_size] = '\0';
+    ctx->has_fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+    free(ext);
+    if (ctx->compute_units == 0)
+        ctx->compute_units = 1;
+    return CLBN_SUCCESS;
+}
+
+/* Takes ownership of one reference to `cl` and `device`. */
+static clbn_status make_context(cl_context cl, cl_device_id device, clbn_context **out)
+{
+    clbn_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        clReleaseContext(cl);
+        clReleaseDevice(device);
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    ctx->cl = cl;
+    ctx->device = device;
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+        clReleaseContext(cl);
+        clReleaseDevice(device);
+        free(ctx);
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    clbn_status st = read_device_facts(ctx);
+    if (st == CLBN_SUCCESS) {
+        cl_int err;
+        ctx->queue = clCreateCommandQueue(cl, device, 0, &err);
+        st = clbn__from_cl(err);
+    }
+    if (st != CLBN_SUCCESS) {
+        clbn_context_release(ctx);
+        return st;
+    }
+    *out = ctx;
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn_context_create(cl_context context, cl_device_id device, clbn_context **out)
+{
+    if (!out)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    *out = NULL;
+    if (!context)
+        return CLBN_ERROR_INVALID_CL_CONTEXT;
+    cl_uint ndev = 0;
+    if (clGetContextInfo(context, CL_CONTEXT_NUM_DEVICES, sizeof ndev, &ndev, NULL) != CL_SUCCESS)
+        return CLBN_ERROR_INVALID_CL_CONTEXT;
+    if (!device || ndev == 0)
+        return CLBN_ERROR_INVALID_DEVICE;
+    cl_device_id *devs = malloc(ndev * sizeof *devs);
+    if (!devs)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    int found = 0;
+    if (clGetContextInfo(context, CL_CONTEXT_DEVICES, ndev * sizeof *devs, devs, NULL) == CL_SUCCESS)
+        for (cl_uint i = 0; i < ndev; ++i)
+            found |= devs[i] == device;
+    free(devs);
+    if (!found)
+        return CLBN_ERROR_INVALID_DEVICE;
+    if (clRetainContext(context) != CL_SUCCESS)
+        return CLBN_ERROR_INVALID_CL_CONTEXT;
+    if (clRetainDevice(device) != CL_SUCCESS) {
+        clReleaseContext(context);
+        return CLBN_ERROR_INVALID_DEVICE;
+    }
+    return make_context(context, device, out);
+}
+
+/* ---- device selection for clbn_context_create_default --------------------- */
+
+static int contains_nocase(const char *haystack, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *haystack; ++haystack) {
+        size_t i = 0;
+        while (i < n && haystack[i] &&
+               tolower((unsigned char)haystack[i]) == tolower((unsigned char)needle[i]))
+            ++i;
+        if (i == n)
+            return 1;
+    }
+    return n == 0;
+}
+
+static int parse_index_pair(const char *s, unsigned long *p, unsigned long *d)
+{
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return 0;
+    *p = strtoul(s, &end, 10);
+    if (*end != ':' || !isdigit((unsigned char)end[1]))
+        return 0;
+    *d = strtoul(end + 1, &end, 10);
+    return *end == '\0';
+}
+
+/* How a device matches the selection: the wanted type, or the env string. */
+typedef struct selector {
+    const char *spec;       /* CLBN_DEVICE, or NULL */
+    cl_device_type type;    /* when spec is NULL, or "cpu"/"gpu"/"accelerator" */
+    int by_index;
+    unsigned long platform_index, device_index;
+} selector;
+
+static int matches(const selector *sel, cl_platform_id platform, cl_device_id dev,
+                   unsigned long pi, unsigned long di)
+{
+    if (sel->by_index)
+        return pi == sel->platform_index && di == sel->device_index;
+    if (sel->type) {
+        cl_device_type t = 0;
+        return clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof t, &t, NULL) == CL_SUCCESS &&
+               (t & sel->type);
+    }
+    char name[512], pname[256];
+    if (clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof pname, pname, NULL) != CL_SUCCESS)
+        pname[0] = '\0';
+    pname[sizeof pname - 1] = '\0';
+    size_t len = strlen(pname);
+    name[0] = '\0';
+    memcpy(name, pname, len);
+    name[len] = ' ';
+    if (clGetDeviceInfo(dev, CL_DEVICE_NAME, sizeof name - len - 1, name + len + 1, NULL) != CL_SUCCESS)
+        name[len + 1] = '\0';
+    name[sizeof name - 1] = '\0';
+    return contains_nocase(name, sel->spec);
+}
+
+/* Finds the first device that `sel` accepts, in platform then device order. */
+static clbn_status find_device(const selector *sel, cl_platform_id *out_p, cl_device_id *out_d)
+{
+    cl_uint np = 0;
+    if (clGetPlatformIDs(0, NULL, &np) != CL_SUCCESS || np == 0)
+        return CLBN_ERROR_NO_DEVICE;
+    cl_platform_id *plats = malloc(np * sizeof *plats);
+    if (!plats)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    clbn_status st = CLBN_ERROR_DEVICE_NOT_FOUND;
+    int any = 0;
+    if (clGetPlatformIDs(np, plats, NULL) == CL_SUCCESS) {
+        for (cl_uint p = 0; p < np && st != CLBN_SUCCESS; ++p) {
+            cl_uint nd = 0;
+            if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS || nd == 0)
+                continue;
+            cl_device_id *devs = malloc(nd * sizeof *devs);
+            if (!devs) {
+                st = CLBN_ERROR_OUT_OF_HOST_MEMORY;
+                break;
+            }
+            if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, devs, NULL) == CL_SUCCESS) {
+                any = 1;
+                for (cl_uint d = 0; d < nd; ++d) {
+                    if (matches(sel, plats[p], devs[d], p, d)) {
+                        *out_p = plats[p];
+                        *out_d = devs[d];
+                        st = CLBN_SUCCESS;
+                        break;
+                    }
+                }
+            }
+            free(devs);
+        }
+    }
+    free(plats);
+    if (st == CLBN_ERROR_DEVICE_NOT_FOUND && !any)
+        st = CLBN_ERROR_NO_DEVICE;
+    return st;
+}
+
+clbn_status clbn_context_create_default(clbn_context **out)
+{
+    if (!out)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    *out = NULL;
+    cl_platform_id platform = NULL;
+    cl_device_id device = NULL;
+    clbn_status st;
+    const char *env = getenv("CLBN_DEVICE");
+    if (env && *env) {
+        selector sel = {env, 0, 0, 0, 0};
+        if (parse_index_pair(env, &sel.platform_index, &sel.device_index))
+            sel.by_index = 1;
+        else if (contains_nocase("cpu", env) && strlen(env) == 3)
+            sel.type = CL_DEVICE_TYPE_CPU;
+        else if (contains_nocase("gpu", env) && strlen(env) == 3)
+            sel.type = CL_DEVICE_TYPE_GPU;
+        else if (contains_nocase("accelerator", env) && strlen(env) == 11)
+            sel.type = CL_DEVICE_TYPE_ACCELERATOR;
+        st = find_device(&sel, &platform, &device);
+    } else {
+        selector gpu = {NULL, CL_DEVICE_TYPE_GPU, 0, 0, 0};
+        selector all = {NULL, CL_DEVICE_TYPE_ALL, 0, 0, 0};
+        st = find_device(&gpu, &platform, &device);
+        if (st == CLBN_ERROR_DEVICE_NOT_FOUND)
+            st = find_device(&all, &platform, &device);
+        if (st == CLBN_ERROR_DEVICE_NOT_FOUND)
+            st = CLBN_ERROR_NO_DEVICE;
+    }
+    if (st != CLBN_SUCCESS)
+        return st;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
+    cl_int err;
+    cl_context cl = clCreateContext(props, 1, &device, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clbn__from_cl(err);
+    if (clRetainDevice(device) != CL_SUCCESS) {
+        clReleaseContext(cl);
+        return CLBN_ERROR_INVALID_DEVICE;
+    }
+    return make_context(cl, device, out);
+}
+
+cl_context clbn_context_get_cl_context(const clbn_context *ctx)
+{
+    return ctx ? ctx->cl : NULL;
+}
+
+cl_device_id clbn_context_get_device(const clbn_context *ctx)
+{
+    return ctx ? ctx->device : NULL;
+}
+
+cl_command_queue clbn_context_get_queue(const clbn_context *ctx)
+{
+    return ctx ? ctx->queue : NULL;
+}
+
+void clbn_context_release(clbn_context *ctx)
+{
+    if (!ctx)
+        return;
+    for (int d = 0; d < CLBN_DTYPE_COUNT; ++d)
+        clbn__program_release(ctx->programs[d]);
+    clbn__scratch_release_all(ctx);
+    if (ctx->queue)
+        clReleaseCommandQueue(ctx->queue);
+    clReleaseDevice(ctx->device);
+    clReleaseContext(ctx->cl);
+    free(ctx->build_log);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}

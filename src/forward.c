@@ -1,0 +1,264 @@
+/* The forward passes: validation, then the kernels of cl/stats.cl and
+ * cl/normalize.cl enqueued as one chain.
+ *   training:  stats (partials) -> stats_finalize -> normalize
+ *   inference: inference_params -> normalize */
+#include "internal.h"
+
+#include <string.h>
+
+typedef struct arg {
+    size_t size;
+    const void *value;
+} arg;
+
+#define ARG(v) ((arg){sizeof(v), &(v)})
+#define ARG_MEM(m) ((arg){sizeof(cl_mem), (m) ? (const void *)&(m) : NULL})
+
+static cl_int set_args(cl_kernel k, const arg *args, cl_uint count)
+{
+    for (cl_uint i = 0; i < count; ++i) {
+        cl_int err = clSetKernelArg(k, i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS)
+            return err;
+    }
+    return CL_SUCCESS;
+}
+
+/* Enqueues the launches one after another: the first waits for the caller's
+ * list; on an out-of-order queue each later one waits for its predecessor.
+ * The last one's event, which completes after all of them, goes to *event. */
+static cl_int enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_order,
+                            const clbn_launch *launches, int count, cl_uint num_wait,
+                            const cl_event *wait, cl_event *event)
+{
+    cl_event prev = NULL;
+    for (int i = 0; i < count; ++i) {
+        const clbn_launch *l = &launches[i];
+        const int last = i == count - 1;
+        cl_uint n = 0;
+        const cl_event *list = NULL;
+        if (i == 0) {
+            n = num_wait;
+            list = wait;
+        } else if (prev) {
+            n = 1;
+            list = &prev;
+        }
+        cl_event ev = NULL;
+        cl_event *evp = (last ? event != NULL : !in_order) ? &ev : NULL;
+        cl_int err = clEnqueueNDRangeKernel(queue, prog->kernels[l->kernel], l->dims, NULL, l->global,
+                                            l->local, n, list, evp);
+        if (prev)
+            clReleaseEvent(prev);
+        if (err != CL_SUCCESS)
+            return err;
+        prev = ev;
+    }
+    if (event)
+        *event = prev;
+    return CL_SUCCESS;
+}
+
+/* Checks shared by both passes, in a fixed order so each bad input reports the
+ * same status whatever else is wrong. */
+static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int *in_order,
+                                const clbn_tensor_desc *desc, cl_mem x, cl_mem y, cl_mem weight,
+                                cl_mem bias, cl_mem running_mean, cl_mem running_var,
+                                int running_required, double epsilon, cl_uint num_wait,
+                                const cl_event *wait)
+{
+    size_t elements;
+    clbn_status st = clbn__check_desc(desc, &elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (!x || !y || (running_required && (!running_mean || !running_var)))
+        return CLBN_ERROR_NULL_BUFFER;
+    if ((st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
+        return st;
+    if ((running_mean == NULL) != (running_var == NULL))
+        return CLBN_ERROR_RUNNING_STATS_MISMATCH;
+    if ((st = clbn__check_dtype_supported(ctx, desc->dtype)) != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_queue(ctx, queue, in_order)) != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_wait_list(ctx, num_wait, wait)) != CLBN_SUCCESS)
+        return st;
+    const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
+    const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
+    if ((st = clbn__check_buffer(ctx, x, tensor_bytes, 1)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, y, tensor_bytes, 1)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, bias, vector_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, running_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, running_var, vector_bytes, 0)) != CLBN_SUCCESS)
+        return st;
+    return CLBN_SUCCESS;
+}
+
+/* Sets the normalize kernel's arguments for `plan`. */
+static cl_int set_normalize_args(clbn_program *prog, const clbn_norm_plan *plan,
+                                 const clbn_tensor_desc *desc, cl_mem x, cl_mem y, cl_mem scratch,
+                                 cl_ulong params_offset)
+{
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    cl_kernel k = prog->kernels[plan->launch.kernel];
+    if (plan->launch.kernel == CLBN_K_NORMALIZE_NCHW) {
+        const cl_ulong rows = N * C;
+        const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset), ARG(rows),
+                            ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item)};
+        return set_args(k, args, sizeof args / sizeof *args);
+    }
+    const cl_ulong P = N * S;
+    const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset),
+                        ARG(P), ARG(C), ARG(plan->pixels_per_item)};
+    return set_args(k, args, sizeof args / sizeof *args);
+}
+
+clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
+                                     const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                     cl_mem weight, cl_mem bias,
+                                     cl_mem running_mean, cl_mem running_var,
+                                     double momentum, double epsilon,
+                                     clbn_running_update update,
+                                     cl_mem save_mean, cl_mem save_invstd,
+                                     cl_uint num_events_in_wait_list,
+                                     const cl_event *event_wait_list, cl_event *event)
+{
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    int in_order = 1;
+    clbn_status st = check_common(ctx, &queue, &in_order, desc, x, y, weight, bias, running_mean,
+                                  running_var, 0, epsilon, num_events_in_wait_list, event_wait_list);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_momentum(momentum)) != CLBN_SUCCESS)
+        return st;
+    if (update != CLBN_RUNNING_UPDATE_PYTORCH && update != CLBN_RUNNING_UPDATE_ONNX)
+        return CLBN_ERROR_INVALID_OPTION;
+    const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
+    if ((st = clbn__check_buffer(ctx, save_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, save_invstd, vector_bytes, 0)) != CLBN_SUCCESS)
+        return st;
+    const size_t m = desc->n * desc->spatial;
+    if (m < 2)
+        return CLBN_ERROR_TOO_FEW_VALUES;
+
+    clbn_program *prog;
+    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
+        return st;
+    clbn_stats_plan sp;
+    clbn_norm_plan np;
+    clbn_launch launches[3];
+    clbn__plan_stats(ctx, prog, desc, &sp);
+    clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &launches[1]);
+    clbn__plan_normalize(prog, desc, &np);
+    launches[0] = sp.launch;
+    launches[2] = np.launch;
+
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
+    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4; /* in floats, after the partials */
+    const size_t scratch_bytes = (size_t)(params_offset + 3 * C) * sizeof(float);
+    const cl_ulong pivot_stride = clbn__is_planar(desc) ? S : 1;
+    const cl_float inv_m = (cl_float)(1.0 / (double)m);
+    const cl_float unbias = (cl_float)((double)m / (double)(m - 1));
+    const cl_float eps = (cl_float)epsilon, mom = (cl_float)momentum;
+    const cl_int upd = (cl_int)update;
+
+    pthread_mutex_lock(&ctx->lock);
+    cl_mem scratch = NULL;
+    int owned = 0;
+    st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
+    cl_int err = CL_SUCCESS;
+    if (st == CLBN_SUCCESS) {
+        cl_kernel ks = prog->kernels[sp.launch.kernel];
+        if (sp.launch.kernel == CLBN_K_STATS_NCHW) {
+            const arg args[] = {ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp.rows_per_group),
+                                ARG(sp.cols_per_group), ARG(sp.col_groups), ARG(sp.col_parts),
+                                ARG(sp.rows_per_item), ARG(sp.cols_per_item), ARG_MEM(scratch)};
+            err = set_args(ks, args, sizeof args / sizeof *args);
+        } else {
+            const arg args[] = {ARG_MEM(x), ARG(P), ARG(C), ARG(sp.pixels_per_group),
+                                ARG(sp.col_parts), ARG(sp.pixels_per_item), ARG_MEM(scratch)};
+            err = set_args(ks, args, sizeof args / sizeof *args);
+        }
+        if (err == CL_SUCCESS) {
+            const arg args[] = {ARG_MEM(scratch), ARG(sp.splits), ARG(C), ARG_MEM(x),
+                                ARG(pivot_stride), ARG(inv_m), ARG(unbias), ARG(eps), ARG(mom),
+                                ARG(upd), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
+                                ARG_MEM(running_var), ARG_MEM(save_mean), ARG_MEM(save_invstd),
+                                ARG_MEM(scratch), ARG(params_offset)};
+            err = set_args(prog->kernels[CLBN_K_STATS_FINALIZE], args, sizeof args / sizeof *args);
+        }
+        if (err == CL_SUCCESS)
+            err = set_normalize_args(prog, &np, desc, x, y, scratch, params_offset);
+        if (err == CL_SUCCESS)
+            err = enqueue_chain(prog, queue, in_order, launches, 3, num_events_in_wait_list,
+                                event_wait_list, event);
+        st = clbn__from_cl(err);
+        if (owned)
+            clReleaseMemObject(scratch);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
+
+clbn_status clbn_forward_training(clbn_context *ctx, cl_command_queue queue,
+                                  const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                  cl_mem weight, cl_mem bias,
+                                  cl_mem running_mean, cl_mem running_var,
+                                  double momentum, double epsilon,
+                                  cl_mem save_mean, cl_mem save_invstd,
+                                  cl_uint num_events_in_wait_list,
+                                  const cl_event *event_wait_list, cl_event *event)
+{
+    return clbn_forward_training_ex(ctx, queue, desc, x, y, weight, bias, running_mean, running_var,
+                                    momentum, epsilon, CLBN_RUNNING_UPDATE_PYTORCH, save_mean,
+                                    save_invstd, num_events_in_wait_list, event_wait_list, event);
+}
+
+clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
+                                   const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                   cl_mem weight, cl_mem bias,
+                                   cl_mem running_mean, cl_mem running_var, double epsilon,
+                                   cl_uint num_events_in_wait_list,
+                                   const cl_event *event_wait_list, cl_event *event)
+{
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    int in_order = 1;
+    clbn_status st = check_common(ctx, &queue, &in_order, desc, x, y, weight, bias, running_mean,
+                                  running_var, 1, epsilon, num_events_in_wait_list, event_wait_list);
+    if (st != CLBN_SUCCESS)
+        return st;
+
+    clbn_program *prog;
+    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
+        return st;
+    clbn_norm_plan np;
+    clbn_launch launches[2];
+    clbn__plan_per_channel(prog, CLBN_K_INFERENCE_PARAMS, desc->c, &launches[0]);
+    clbn__plan_normalize(prog, desc, &np);
+    launches[1] = np.launch;
+
+    const cl_ulong C = desc->c, params_offset = 0;
+    const cl_float eps = (cl_float)epsilon;
+    pthread_mutex_lock(&ctx->lock);
+    cl_mem scratch = NULL;
+    int owned = 0;
+    st = clbn__scratch_get(ctx, queue, in_order, (size_t)(3 * C * sizeof(float)), &scratch, &owned);
+    if (st == CLBN_SUCCESS) {
+        const arg args[] = {ARG(C), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
+                            ARG_MEM(running_var), ARG(eps), ARG_MEM(scratch), ARG(params_offset)};
+        cl_int err = set_args(prog->kernels[CLBN_K_INFERENCE_PARAMS], args, sizeof args / sizeof *args);
+        if (err == CL_SUCCESS)
+            err = set_normalize_args(prog, &np, desc, x, y, scratch, params_offset);
+        if (err == CL_SUCCESS)
+            err = enqueue_chain(prog, queue, in_order, launches, 2, num_events_in_wait_list,
+                                event_wait_list, event);
+        st = clbn__from_cl(err);
+        if (owned)
+            clReleaseMemObject(scratch);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}

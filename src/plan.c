@@ -1,0 +1,181 @@
+/* Kernel choice and work sizes for a shape on a device.
+ *
+ * The statistics pass splits each channel's m = N*S values into tiles of about
+ * TILE_TARGET values, one work-group per (channel, tile), and splits further
+ * when there are too few groups to keep every compute unit busy; the normalize
+ * pass gives each work-item a few hundred contiguous elements. Work-group
+ * sizes are always chosen here, never left to the driver (PoCL picks badly). */
+#include "internal.h"
+
+#include <string.h>
+
+enum {
+    GROUP_SIZE = 64,        /* work-items per group for the reductions */
+    TILE_TARGET = 32768,    /* values a statistics work-group aims to reduce */
+    TILE_MIN = 4096,        /* never split a channel finer than this */
+    GROUPS_PER_CU = 4,      /* groups per compute unit we want at least */
+    ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
+    VEC = 8
+};
+
+static size_t ceil_div(size_t a, size_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static size_t round_up(size_t a, size_t b)
+{
+    return ceil_div(a, b) * b;
+}
+
+static size_t min_sz(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The largest power of two <= min(GROUP_SIZE, the kernel's limit). */
+static size_t group_size(const clbn_program *prog, clbn_kernel_id k)
+{
+    size_t limit = min_sz(GROUP_SIZE, prog->max_work_group[k]);
+    size_t g = 1;
+    while (g * 2 <= limit)
+        g *= 2;
+    return g;
+}
+
+int clbn__is_planar(const clbn_tensor_desc *desc)
+{
+    return desc->layout == CLBN_LAYOUT_NCHW && desc->spatial > 1;
+}
+
+/* How many tiles to cut `values` into, given `others` independent groups. */
+static size_t tiles_for(const clbn_context *ctx, size_t values, size_t others)
+{
+    size_t want = ceil_div(values, TILE_TARGET);
+    want = max_sz(want, ceil_div((size_t)ctx->compute_units * GROUPS_PER_CU, others));
+    return max_sz(1, min_sz(want, values / TILE_MIN));
+}
+
+void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_tensor_desc *desc,
+                      clbn_stats_plan *plan)
+{
+    const size_t N = desc->n, C = desc->c, S = desc->spatial;
+    memset(plan, 0, sizeof *plan);
+    plan->launch.dims = 2;
+    plan->launch.local[1] = 1;
+
+    if (clbn__is_planar(desc)) {
+        /* Channel c is an N x S matrix (row stride C*S): tile it by rows, then
+         * by columns when there are fewer rows than tiles wanted. */
+        const size_t L = group_size(prog, CLBN_K_STATS_NCHW);
+        size_t tiles = tiles_for(ctx, N * S, C);
+        size_t row_groups = min_sz(N, tiles);
+        size_t rows_per_group = ceil_div(N, row_groups);
+        row_groups = ceil_div(N, rows_per_group);
+        size_t col_groups = min_sz(ceil_div(tiles, row_groups), ceil_div(S, 8 * VEC));
+        size_t cols_per_group = round_up(ceil_div(S, col_groups), VEC);
+        col_groups = ceil_div(S, cols_per_group);
+        /* Within a group: columns first (contiguous runs of >= 8 vectors), the
+         * rest of the work-items over rows. */
+        size_t col_parts = max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
+        size_t row_parts = max_sz(1, min_sz(L / col_parts, rows_per_group));
+        plan->launch.kernel = CLBN_K_STATS_NCHW;
+        plan->launch.local[0] = col_parts * row_parts;
+        plan->launch.global[0] = C * plan->launch.local[0];
+        plan->launch.global[1] = row_groups * col_groups;
+        plan->splits = (cl_uint)(row_groups * col_groups);
+        plan->rows_per_group = rows_per_group;
+        plan->cols_per_group = cols_per_group;
+        plan->col_groups = (cl_uint)col_groups;
+        plan->col_parts = (cl_uint)col_parts;
+        plan->rows_per_item = ceil_div(rows_per_group, row_parts);
+        plan->cols_per_item = round_up(ceil_div(cols_per_group, col_parts), VEC);
+        return;
+    }
+
+    /* NHWC (or S == 1): a P x C matrix, P = N*S pixels. Work-items across
+     * channels (8 at a time when C % 8 == 0), the rest of the group and the
+     * tiles across pixels. */
+    const size_t P = N * S;
+    const int vec8 = C % VEC == 0;
+    const clbn_kernel_id k = vec8 ? CLBN_K_STATS_NHWC8 : CLBN_K_STATS_NHWC;
+    const size_t L = group_size(prog, k);
+    const size_t columns = vec8 ? C / VEC : C;
+    size_t col_parts = min_sz(columns, L);
+    size_t blocks = ceil_div(columns, col_parts);
+    size_t values_per_block_row = col_parts * (vec8 ? VEC : 1);
+    size_t tiles = tiles_for(ctx, P * values_per_block_row, blocks);
+    tiles = min_sz(tiles, P);
+    size_t pixels_per_group = ceil_div(P, tiles);
+    tiles = ceil_div(P, pixels_per_group);
+    size_t pixel_parts = max_sz(1, min_sz(L / col_parts, pixels_per_group));
+    plan->launch.kernel = k;
+    plan->launch.local[0] = col_parts * pixel_parts;
+    plan->launch.global[0] = blocks * plan->launch.local[0];
+    plan->launch.global[1] = tiles;
+    plan->splits = (cl_uint)tiles;
+    plan->col_parts = (cl_uint)col_parts;
+    plan->pixels_per_group = pixels_per_group;
+    plan->pixels_per_item = ceil_div(pixels_per_group, pixel_parts);
+}
+
+void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc, clbn_norm_plan *plan)
+{
+    const size_t N = desc->n, C = desc->c, S = desc->spatial;
+    memset(plan, 0, sizeof *plan);
+    clbn_launch *l = &plan->launch;
+    if (clbn__is_planar(desc)) {
+        const size_t rows = N * C;
+        size_t cols = min_sz(round_up(S, VEC), ITEM_ELEMENTS);
+        size_t rows_per_item = max_sz(1, ITEM_ELEMENTS / round_up(S, VEC));
+        size_t segs = ceil_div(S, cols), blocks = ceil_div(rows, rows_per_item);
+        size_t L = group_size(prog, CLBN_K_NORMALIZE_NCHW);
+        l->kernel = CLBN_K_NORMALIZE_NCHW;
+        l->dims = 2;
+        l->local[0] = 1;
+        l->local[1] = min_sz(L, blocks);
+        l->global[0] = segs;
+        l->global[1] = round_up(blocks, l->local[1]);
+        plan->rows_per_item = rows_per_item;
+        plan->cols_per_item = cols;
+        return;
+    }
+    const size_t P = N * S;
+    if (C % VEC == 0) {
+        size_t vecs = C / VEC;
+        size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
+        size_t blocks = ceil_div(P, pixels);
+        size_t L = group_size(prog, CLBN_K_NORMALIZE_NHWC8);
+        l->kernel = CLBN_K_NORMALIZE_NHWC8;
+        l->dims = 2;
+        l->local[0] = min_sz(L, vecs);
+        l->local[1] = max_sz(1, min_sz(L / l->local[0], blocks));
+        l->global[0] = round_up(vecs, l->local[0]);
+        l->global[1] = round_up(blocks, l->local[1]);
+        plan->pixels_per_item = pixels;
+        return;
+    }
+    size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
+    size_t blocks = ceil_div(P, pixels);
+    size_t L = group_size(prog, CLBN_K_NORMALIZE_NHWC);
+    l->kernel = CLBN_K_NORMALIZE_NHWC;
+    l->dims = 1;
+    l->local[0] = min_sz(L, blocks);
+    l->global[0] = round_up(blocks, l->local[0]);
+    plan->pixels_per_item = pixels;
+}
+
+void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
+                            clbn_launch *launch)
+{
+    launch->kernel = kernel;
+    launch->dims = 1;
+    launch->local[0] = min_sz(group_size(prog, kernel), channels);
+    launch->global[0] = round_up(channels, launch->local[0]);
+    launch->local[1] = launch->global[1] = 1;
+}

@@ -1,0 +1,134 @@
+/* Building the embedded kernels into one program per dtype, cached in the
+ * context. The build options are made in one place (build_options) because
+ * they define the variant. */
+#include "internal.h"
+#include "kernel_sources.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kernel_names[CLBN_K_COUNT] = {
+    [CLBN_K_STATS_NCHW] = "clbn_stats_nchw",
+    [CLBN_K_STATS_NHWC] = "clbn_stats_nhwc",
+    [CLBN_K_STATS_NHWC8] = "clbn_stats_nhwc8",
+    [CLBN_K_STATS_FINALIZE] = "clbn_stats_finalize",
+    [CLBN_K_INFERENCE_PARAMS] = "clbn_inference_params",
+    [CLBN_K_NORMALIZE_NCHW] = "clbn_normalize_nchw",
+    [CLBN_K_NORMALIZE_NHWC8] = "clbn_normalize_nhwc8",
+    [CLBN_K_NORMALIZE_NHWC] = "clbn_normalize_nhwc",
+};
+
+static void build_options(clbn_dtype dtype, char *buf, size_t len)
+{
+    static const char *const dtype_macro[CLBN_DTYPE_COUNT] = {
+        [CLBN_FLOAT32] = "CLBN_DTYPE_FLOAT32",
+        [CLBN_FLOAT16] = "CLBN_DTYPE_FLOAT16",
+        [CLBN_BFLOAT16] = "CLBN_DTYPE_BFLOAT16",
+        [CLBN_FLOAT64] = "CLBN_DTYPE_FLOAT64",
+    };
+#ifdef CLBN_KERNEL_WERROR
+    const char *werror = " -Werror";
+#else
+    const char *werror = "";
+#endif
+    snprintf(buf, len, "-cl-std=CL1.2 -D%s%s", dtype_macro[dtype], werror);
+}
+
+void clbn__program_release(clbn_program *p)
+{
+    if (!p)
+        return;
+    for (int k = 0; k < CLBN_K_COUNT; ++k)
+        if (p->kernels[k])
+            clReleaseKernel(p->kernels[k]);
+    if (p->program)
+        clReleaseProgram(p->program);
+    free(p);
+}
+
+static void keep_build_log(clbn_context *ctx, cl_program program)
+{
+    size_t size = 0;
+    if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &size) != CL_SUCCESS)
+        return;
+    char *log = malloc(size + 1);
+    if (!log)
+        return;
+    if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, size, log, NULL) != CL_SUCCESS)
+        size = 0;
+    log[size] = '\0';
+    free(ctx->build_log);
+    ctx->build_log = log;
+}
+
+static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out)
+{
+    clbn_program *p = calloc(1, sizeof *p);
+    if (!p)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    cl_int err;
+    p->program = clCreateProgramWithSource(ctx->cl, clbn_kernel_source_count,
+                                           (const char **)clbn_kernel_sources, NULL, &err);
+    if (err != CL_SUCCESS) {
+        clbn__program_release(p);
+        return clbn__from_cl(err);
+    }
+    char options[128];
+    build_options(dtype, options, sizeof options);
+    err = clBuildProgram(p->program, 1, &ctx->device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        keep_build_log(ctx, p->program);
+        clbn__program_release(p);
+        return err == CL_BUILD_PROGRAM_FAILURE || err == CL_INVALID_BUILD_OPTIONS
+                   ? CLBN_ERROR_BUILD_PROGRAM_FAILURE
+                   : clbn__from_cl(err);
+    }
+    for (int k = 0; k < CLBN_K_COUNT; ++k) {
+        p->kernels[k] = clCreateKernel(p->program, kernel_names[k], &err);
+        if (err == CL_SUCCESS)
+            err = clGetKernelWorkGroupInfo(p->kernels[k], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                           sizeof(size_t), &p->max_work_group[k], NULL);
+        if (err != CL_SUCCESS) {
+            clbn__program_release(p);
+            return clbn__from_cl(err);
+        }
+    }
+    *out = p;
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn__program_get(clbn_context *ctx, clbn_dtype dtype, clbn_program **out)
+{
+    clbn_status st = CLBN_SUCCESS;
+    /* Building under the lock keeps two threads from building the same
+     * program twice; other calls wait, which only happens on first use. */
+    pthread_mutex_lock(&ctx->lock);
+    if (!ctx->programs[dtype])
+        st = build(ctx, dtype, &ctx->programs[dtype]);
+    *out = ctx->programs[dtype];
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
+
+clbn_status clbn_context_prepare(clbn_context *ctx, clbn_dtype dtype)
+{
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    if ((unsigned)dtype >= CLBN_DTYPE_COUNT)
+        return CLBN_ERROR_INVALID_DTYPE;
+    clbn_status st = clbn__check_dtype_supported(ctx, dtype);
+    if (st != CLBN_SUCCESS)
+        return st;
+    clbn_program *p;
+    return clbn__program_get(ctx, dtype, &p);
+}
+
+const char *clbn_context_get_build_log(const clbn_context *ctx)
+{
+    if (!ctx)
+        return "";
+    /* The log only changes under the lock, but it is read without it: the
+     * documented lifetime ("until the next failed build") is the contract. */
+    return ctx->build_log ? ctx->build_log : "";
+}
