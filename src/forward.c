@@ -6,59 +6,6 @@
 
 #include <string.h>
 
-typedef struct arg {
-    size_t size;
-    const void *value;
-} arg;
-
-#define ARG(v) ((arg){sizeof(v), &(v)})
-#define ARG_MEM(m) ((arg){sizeof(cl_mem), (m) ? (const void *)&(m) : NULL})
-
-static cl_int set_args(cl_kernel k, const arg *args, cl_uint count)
-{
-    for (cl_uint i = 0; i < count; ++i) {
-        cl_int err = clSetKernelArg(k, i, args[i].size, args[i].value);
-        if (err != CL_SUCCESS)
-            return err;
-    }
-    return CL_SUCCESS;
-}
-
-/* Enqueues the launches one after another: the first waits for the caller's
- * list; on an out-of-order queue each later one waits for its predecessor.
- * The last one's event, which completes after all of them, goes to *event. */
-static cl_int enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_order,
-                            const clbn_launch *launches, int count, cl_uint num_wait,
-                            const cl_event *wait, cl_event *event)
-{
-    cl_event prev = NULL;
-    for (int i = 0; i < count; ++i) {
-        const clbn_launch *l = &launches[i];
-        const int last = i == count - 1;
-        cl_uint n = 0;
-        const cl_event *list = NULL;
-        if (i == 0) {
-            n = num_wait;
-            list = wait;
-        } else if (prev) {
-            n = 1;
-            list = &prev;
-        }
-        cl_event ev = NULL;
-        cl_event *evp = (last ? event != NULL : !in_order) ? &ev : NULL;
-        cl_int err = clEnqueueNDRangeKernel(queue, prog->kernels[l->kernel], l->dims, NULL, l->global,
-                                            l->local, n, list, evp);
-        if (prev)
-            clReleaseEvent(prev);
-        if (err != CL_SUCCESS)
-            return err;
-        prev = ev;
-    }
-    if (event)
-        *event = prev;
-    return CL_SUCCESS;
-}
-
 /* Checks shared by both passes, in a fixed order so each bad input reports the
  * same status whatever else is wrong. */
 static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int *in_order,
@@ -106,12 +53,12 @@ static cl_int set_normalize_args(clbn_program *prog, const clbn_norm_plan *plan,
         const cl_ulong rows = N * C;
         const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset), ARG(rows),
                             ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item)};
-        return set_args(k, args, sizeof args / sizeof *args);
+        return clbn__set_args(k, args, sizeof args / sizeof *args);
     }
     const cl_ulong P = N * S;
     const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset),
                         ARG(P), ARG(C), ARG(plan->pixels_per_item)};
-    return set_args(k, args, sizeof args / sizeof *args);
+    return clbn__set_args(k, args, sizeof args / sizeof *args);
 }
 
 clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
@@ -175,11 +122,11 @@ clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
             const arg args[] = {ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp.rows_per_group),
                                 ARG(sp.cols_per_group), ARG(sp.col_groups), ARG(sp.col_parts),
                                 ARG(sp.rows_per_item), ARG(sp.cols_per_item), ARG_MEM(scratch)};
-            err = set_args(ks, args, sizeof args / sizeof *args);
+            err = clbn__set_args(ks, args, sizeof args / sizeof *args);
         } else {
             const arg args[] = {ARG_MEM(x), ARG(P), ARG(C), ARG(sp.pixels_per_group),
                                 ARG(sp.col_parts), ARG(sp.pixels_per_item), ARG_MEM(scratch)};
-            err = set_args(ks, args, sizeof args / sizeof *args);
+            err = clbn__set_args(ks, args, sizeof args / sizeof *args);
         }
         if (err == CL_SUCCESS) {
             const arg args[] = {ARG_MEM(scratch), ARG(sp.splits), ARG(C), ARG_MEM(x),
@@ -187,12 +134,12 @@ clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
                                 ARG(upd), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
                                 ARG_MEM(running_var), ARG_MEM(save_mean), ARG_MEM(save_invstd),
                                 ARG_MEM(scratch), ARG(params_offset)};
-            err = set_args(prog->kernels[CLBN_K_STATS_FINALIZE], args, sizeof args / sizeof *args);
+            err = clbn__set_args(prog->kernels[CLBN_K_STATS_FINALIZE], args, sizeof args / sizeof *args);
         }
         if (err == CL_SUCCESS)
             err = set_normalize_args(prog, &np, desc, x, y, scratch, params_offset);
         if (err == CL_SUCCESS)
-            err = enqueue_chain(prog, queue, in_order, launches, 3, num_events_in_wait_list,
+            err = clbn__enqueue_chain(prog, queue, in_order, launches, 3, num_events_in_wait_list,
                                 event_wait_list, event);
         st = clbn__from_cl(err);
         if (owned)
@@ -249,11 +196,11 @@ clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
     if (st == CLBN_SUCCESS) {
         const arg args[] = {ARG(C), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
                             ARG_MEM(running_var), ARG(eps), ARG_MEM(scratch), ARG(params_offset)};
-        cl_int err = set_args(prog->kernels[CLBN_K_INFERENCE_PARAMS], args, sizeof args / sizeof *args);
+        cl_int err = clbn__set_args(prog->kernels[CLBN_K_INFERENCE_PARAMS], args, sizeof args / sizeof *args);
         if (err == CL_SUCCESS)
             err = set_normalize_args(prog, &np, desc, x, y, scratch, params_offset);
         if (err == CL_SUCCESS)
-            err = enqueue_chain(prog, queue, in_order, launches, 2, num_events_in_wait_list,
+            err = clbn__enqueue_chain(prog, queue, in_order, launches, 2, num_events_in_wait_list,
                                 event_wait_list, event);
         st = clbn__from_cl(err);
         if (owned)

@@ -130,4 +130,24 @@ void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
                             clbn_launch *launch);
 
+/* ---- enqueue.c ---------------------------------------------------------------- */
+/* One kernel argument: ARG(variable) or ARG_MEM(cl_mem, NULL allowed). */
+typedef struct arg {
+    size_t size;
+    const void *value;
+} arg;
+
+#define ARG(v) ((arg){sizeof(v), &(v)})
+#define ARG_MEM(m) ((arg){sizeof(cl_mem), (m) ? (const void *)&(m) : NULL})
+
+cl_int clbn__set_args(cl_kernel k, const arg *args, cl_uint count);
+/* Enqueues `count` launches one after another on `queue`: the first waits for
+ * the caller's wait list; on an out-of-order queue each later one waits for
+ * its predecessor. The last one's event, which completes after all of them,
+ * goes to *event when event is non-NULL. Call with ctx->lock held (kernel
+ * arguments are shared). */
+cl_int clbn__enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_order,
+                           const clbn_launch *launches, int count, cl_uint num_wait,
+                           const cl_event *wait, cl_event *event);
+
 #endif
