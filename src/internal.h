@@ -4,7 +4,8 @@
  *   status.c                 the status table
  *   program.c, scratch.c     building/caching programs, per-queue scratch buffers
  *   validate.c, plan.c       argument checks; kernel choice and work sizes per shape
- *   context.c, forward.c     the public operations
+ *   context.c, forward.c,    the public operations
+ *   backward.c
  */
 #ifndef CLBN_INTERNAL_H
 #define CLBN_INTERNAL_H
@@ -23,6 +24,13 @@ typedef enum clbn_kernel_id {
     CLBN_K_NORMALIZE_NCHW,
     CLBN_K_NORMALIZE_NHWC8,
     CLBN_K_NORMALIZE_NHWC,
+    CLBN_K_BWD_REDUCE_NCHW,
+    CLBN_K_BWD_REDUCE_NHWC,
+    CLBN_K_BWD_REDUCE_NHWC8,
+    CLBN_K_BWD_FINALIZE,
+    CLBN_K_BWD_DX_NCHW,
+    CLBN_K_BWD_DX_NHWC8,
+    CLBN_K_BWD_DX_NHWC,
     CLBN_K_COUNT
 } clbn_kernel_id;
 

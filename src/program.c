@@ -17,6 +17,13 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_NORMALIZE_NCHW] = "clbn_normalize_nchw",
     [CLBN_K_NORMALIZE_NHWC8] = "clbn_normalize_nhwc8",
     [CLBN_K_NORMALIZE_NHWC] = "clbn_normalize_nhwc",
+    [CLBN_K_BWD_REDUCE_NCHW] = "clbn_backward_reduce_nchw",
+    [CLBN_K_BWD_REDUCE_NHWC] = "clbn_backward_reduce_nhwc",
+    [CLBN_K_BWD_REDUCE_NHWC8] = "clbn_backward_reduce_nhwc8",
+    [CLBN_K_BWD_FINALIZE] = "clbn_backward_finalize",
+    [CLBN_K_BWD_DX_NCHW] = "clbn_backward_dx_nchw",
+    [CLBN_K_BWD_DX_NHWC8] = "clbn_backward_dx_nhwc8",
+    [CLBN_K_BWD_DX_NHWC] = "clbn_backward_dx_nhwc",
 };
 
 static void build_options(clbn_dtype dtype, char *buf, size_t len)

@@ -1,0 +1,316 @@
+/* The backward passes (gradients of the training and of the inference forward),
+ * in up to three steps:
+ *   1. clbn_backward_reduce_nchw / _nhwc / _nhwc8: each work-group reduces one
+ *      tile of one channel (or of a block of channels) of (x, dy) to the
+ *      partial sums (sum dy, sum dy*(x - mean)), written to partial[split*C + c]
+ *      as a float2. The tiles, and the index math, are those of the statistics
+ *      kernels of stats.cl (src/plan.c: clbn__plan_stats).
+ *   2. clbn_backward_finalize: one work-item per channel adds its partials in
+ *      split order, writes dweight and dbias, and writes the per-channel
+ *      coefficients of the elementwise pass.
+ *   3. training: clbn_backward_dx_nchw / _nhwc8 / _nhwc write
+ *          dx = dy*A[c] + (x - mean[c])*B[c] + K[c]
+ *      (the geometry of the normalize kernels, clbn__plan_normalize);
+ *      inference: dx = dy*weight/sqrt(running_var + eps) is the normalize
+ *      kernel itself run on dy with center 0, scale weight*invstd, shift 0.
+ * Every reduction order is fixed and no atomics are used, so results are
+ * bitwise reproducible. dx may alias dy: every element of dy is read by the
+ * work-item that writes the same element of dx, and the reduction has
+ * finished reading dy before the elementwise pass starts. Needs common.cl. */
+
+#ifndef CLBN_LOCAL_SLOTS
+#define CLBN_LOCAL_SLOTS 512 /* >= max work-group size * 8 used by the host */
+#endif
+
+/* What clbn_backward_finalize writes after params_offset. */
+#define CLBN_BWD_PARAMS_NONE 0
+#define CLBN_BWD_PARAMS_TRAINING 1  /* mean[C], A[C], B[C], K[C] for the dx kernels */
+#define CLBN_BWD_PARAMS_INFERENCE 2 /* center 0, scale, shift 0 for the normalize kernels */
+
+/* The 8 lanes of a vector summed in a fixed pairwise order. */
+inline float bwd_sum8(float8 v)
+{
+    float4 a = v.lo + v.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+/* Tree-sums the pairs (a, b) held in local arrays, slot `slot` over the
+ * `parts` entries slot + k*stride_k, in a fixed pairing (as stat_local_tree).
+ * All work-items of the group must call it; the result is in entry k = 0. */
+inline void bwd_local_tree(__local float *a, __local float *b, uint k, uint parts, uint slot,
+                           uint stride_k)
+{
+    uint span = 1;
+    while (span < parts)
+        span <<= 1;
+    for (uint step = span >> 1; step > 0; step >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (k < step && k + step < parts) {
+            uint i = slot + k * stride_k, j = slot + (k + step) * stride_k;
+            a[i] += a[j];
+            b[i] += b[j];
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* NCHW: group (c, split); the split is a (rows x cols) tile of channel c's
+ * N x S matrix; work-item (lr, lc) takes a contiguous sub-tile. Same arguments
+ * as clbn_stats_nchw plus dy and mean. */
+__kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const data_t *dy,
+                                        __global const float *mean, ulong N, ulong C, ulong S,
+                                        ulong rows_per_group, ulong cols_per_group,
+                                        uint col_groups, uint col_parts, ulong rows_per_item,
+                                        ulong cols_per_item, __global float2 *partial)
+{
+    __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    const ulong c = get_group_id(0);
+    const uint g = (uint)get_group_id(1);
+    const uint l = (uint)get_local_id(0);
+    const uint gr = g / col_groups, gc = g % col_groups;
+    const uint lr = l / col_parts, lc = l % col_parts;
+
+    const ulong r_tile_end = min(N, (gr + 1) * rows_per_group);
+    const ulong r_begin = gr * rows_per_group + lr * rows_per_item;
+    const ulong r_end = min(r_tile_end, r_begin + rows_per_item);
+    const ulong s_tile_end = min(S, (gc + 1) * cols_per_group);
+    const ulong s_begin = gc * cols_per_group + lc * cols_per_item;
+    const ulong s_end = min(s_tile_end, s_begin + cols_per_item);
+
+    const float mu = mean[c];
+    const float8 mu8 = (float8)(mu);
+    float8 a8 = (float8)(0.0f), b8 = (float8)(0.0f);
+    float a1 = 0.0f, b1 = 0.0f;
+    for (ulong r = r_begin; r < r_end; ++r) {
+        const ulong base = (r * C + c) * S;
+        ulong s = s_begin;
+        for (; s + 8 <= s_end; s += 8) {
+            const float8 g8 = LOAD8(dy, base + s);
+            a8 += g8;
+            b8 = fma(g8, LOAD8(x, base + s) - mu8, b8);
+        }
+        for (; s < s_end; ++s) {
+            const float g1 = LOAD1(dy, base + s);
+            a1 += g1;
+            b1 = fma(g1, LOAD1(x, base + s) - mu, b1);
+        }
+    }
+    lsum[l] = bwd_sum8(a8) + a1;
+    lsumx[l] = bwd_sum8(b8) + b1;
+    bwd_local_tree(lsum, lsumx, l, (uint)get_local_size(0), 0, 1);
+    if (l == 0)
+        partial[g * C + c] = (float2)(lsum[0], lsumx[0]);
+}
+
+/* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
+ * channel cb*col_parts + lc over a contiguous range of pixels, 8 pixels at a
+ * time in the lanes of a vector accumulator. Arguments as clbn_stats_nhwc. */
+__kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const data_t *dy,
+                                        __global const float *mean, ulong P, ulong C,
+                                        ulong pixels_per_group, uint col_parts,
+                                        ulong pixels_per_item, __global float2 *partial)
+{
+    __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    const uint g = (uint)get_group_id(1);
+    const uint l = (uint)get_local_id(0);
+    const uint lp = l / col_parts, lc = l % col_parts;
+    const uint parts = (uint)get_local_size(0) / col_parts;
+    const ulong c = get_group_id(0) * col_parts + lc;
+
+    float sum = 0.0f, sumx = 0.0f;
+    if (c < C) {
+        const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
+        const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
+        const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
+        const float mu = mean[c];
+        float8 a8 = (float8)(0.0f), b8 = (float8)(0.0f);
+        float a1 = 0.0f, b1 = 0.0f;
+        ulong p = p_begin;
+        for (; p + 8 <= p_end; p += 8) {
+            __global const data_t *q = dy + p * C + c;
+            __global const data_t *v = x + p * C + c;
+            const float8 g8 = (float8)(LOAD1(q, 0), LOAD1(q, C), LOAD1(q, 2 * C), LOAD1(q, 3 * C),
+                                       LOAD1(q, 4 * C), LOAD1(q, 5 * C), LOAD1(q, 6 * C),
+                                       LOAD1(q, 7 * C));
+            const float8 x8 = (float8)(LOAD1(v, 0), LOAD1(v, C), LOAD1(v, 2 * C), LOAD1(v, 3 * C),
+                                       LOAD1(v, 4 * C), LOAD1(v, 5 * C), LOAD1(v, 6 * C),
+                                       LOAD1(v, 7 * C));
+            a8 += g8;
+            b8 = fma(g8, x8 - (float8)(mu), b8);
+        }
+        for (; p < p_end; ++p) {
+            const float g1 = LOAD1(dy, p * C + c);
+            a1 += g1;
+            b1 = fma(g1, LOAD1(x, p * C + c) - mu, b1);
+        }
+        sum = bwd_sum8(a8) + a1;
+        sumx = bwd_sum8(b8) + b1;
+    }
+    lsum[l] = sum;
+    lsumx[l] = sumx;
+    bwd_local_tree(lsum, lsumx, lp, parts, lc, col_parts);
+    if (lp == 0 && c < C)
+        partial[g * C + c] = (float2)(lsum[lc], lsumx[lc]);
+}
+
+/* NHWC with C % 8 == 0: each work-item takes 8 adjacent channels (one vector
+ * load per pixel), each lane its own channel. Arguments as clbn_stats_nhwc8. */
+__kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global const data_t *dy,
+                                         __global const float *mean, ulong P, ulong C,
+                                         ulong pixels_per_group, uint col_parts,
+                                         ulong pixels_per_item, __global float2 *partial)
+{
+    __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    const uint g = (uint)get_group_id(1);
+    const uint l = (uint)get_local_id(0);
+    const uint lp = l / col_parts, lc = l % col_parts;
+    const uint parts = (uint)get_local_size(0) / col_parts;
+    const ulong c0 = (get_group_id(0) * col_parts + lc) * 8;
+
+    float8 a8 = (float8)(0.0f), b8 = (float8)(0.0f);
+    if (c0 < C) {
+        const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
+        const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
+        const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
+        const float8 mu = vload8(0, mean + c0);
+        for (ulong p = p_begin; p < p_end; ++p) {
+            const float8 g8 = LOAD8(dy, p * C + c0);
+            a8 += g8;
+            b8 = fma(g8, LOAD8(x, p * C + c0) - mu, b8);
+        }
+    }
+    vstore8(a8, 0, lsum + l * 8);
+    vstore8(b8, 0, lsumx + l * 8);
+    for (uint lane = 0; lane < 8; ++lane)
+        bwd_local_tree(lsum, lsumx, lp, parts, lc * 8 + lane, col_parts * 8);
+    if (lp == 0 && c0 < C) {
+        for (uint lane = 0; lane < 8; ++lane) {
+            const uint i = lc * 8 + lane;
+            partial[g * C + c0 + lane] = (float2)(lsum[i], lsumx[i]);
+        }
+    }
+}
+
+/* One work-item per channel. Adds the `splits` partials of channel c in split
+ * order (splits may be 0: sums of 0, for a pass that only needs `params`).
+ * invstd[c] is given (training: save_invstd) or, when invstd is NULL,
+ * 1/sqrt(running_var[c] + epsilon) (inference, as clbn_inference_params).
+ * inv_m = 1/(N*S) is computed on the host in double. dweight, dbias and
+ * params may be NULL. With weight w (1 when NULL):
+ *   dbias = sum dy,  dweight = sum(dy*(x - mean)) * invstd,
+ *   TRAINING:  A = w*invstd, B = -A*invstd^2*sum(dy*(x - mean))/m,
+ *              K = -A*sum(dy)/m  (dx = dy*A + (x - mean)*B + K);
+ *   INFERENCE: center 0, scale w*invstd, shift 0 (dx = dy*scale). */
+__kernel void clbn_backward_finalize(__global const float2 *partial, uint splits, ulong C,
+                                     __global const float *mean, __global const float *invstd,
+                                     __global const float *running_var, float epsilon,
+                                     float inv_m, __global const float *weight,
+                                     __global float *dweight, __global float *dbias, int mode,
+                                     __global float *params, ulong params_offset)
+{
+    const ulong c = get_global_id(0);
+    if (c >= C)
+        return;
+    float sum = 0.0f, sumx = 0.0f;
+    for (uint g = 0; g < splits; ++g) {
+        const float2 p = partial[g * C + c];
+        sum += p.x;
+        sumx += p.y;
+    }
+    const float ist = invstd ? invstd[c] : 1.0f / sqrt(running_var[c] + epsilon);
+    const float mu = mean ? mean[c] : 0.0f;
+    const float a = (weight ? weight[c] : 1.0f) * ist;
+    if (dweight)
+        dweight[c] = sumx * ist;
+    if (dbias)
+        dbias[c] = sum;
+    params += params_offset;
+    if (mode == CLBN_BWD_PARAMS_TRAINING) {
+        params[c] = mu;
+        params[C + c] = a;
+        params[2 * C + c] = -a * (ist * ist) * (sumx * inv_m);
+        params[3 * C + c] = -a * (sum * inv_m);
+    } else if (mode == CLBN_BWD_PARAMS_INFERENCE) {
+        params[c] = 0.0f;
+        params[C + c] = a;
+        params[2 * C + c] = 0.0f;
+    }
+}
+
+/* dx = dy*A + (x - mean)*B + K: two fused multiply-adds per element. */
+#define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
+
+/* NCHW: work-item (segment, row block), as clbn_normalize_nchw. */
+__kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const data_t *dy,
+                                    __global data_t *dx, __global const float *params,
+                                    ulong params_offset, ulong rows, ulong C, ulong S,
+                                    ulong rows_per_item, ulong cols_per_item)
+{
+    const ulong s_begin = get_global_id(0) * cols_per_item;
+    const ulong r_begin = get_global_id(1) * rows_per_item;
+    if (s_begin >= S || r_begin >= rows)
+        return;
+    params += params_offset;
+    const ulong s_end = min(S, s_begin + cols_per_item);
+    const ulong r_end = min(rows, r_begin + rows_per_item);
+    for (ulong r = r_begin; r < r_end; ++r) {
+        const ulong c = r % C;
+        const float mu = params[c], a = params[C + c], b = params[2 * C + c], k = params[3 * C + c];
+        const float8 mu8 = (float8)(mu), a8 = (float8)(a), b8 = (float8)(b), k8 = (float8)(k);
+        const ulong base = r * S;
+        ulong s = s_begin;
+        for (; s + 8 <= s_end; s += 8) {
+            const float8 g8 = LOAD8(dy, base + s);
+            STORE8(BWD_DX(g8, LOAD8(x, base + s), mu8, a8, b8, k8), dx, base + s);
+        }
+        for (; s < s_end; ++s) {
+            const float g1 = LOAD1(dy, base + s);
+            STORE1(BWD_DX(g1, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
+        }
+    }
+}
+
+/* NHWC with C % 8 == 0: work-item (channel vector, pixel block), as
+ * clbn_normalize_nhwc8. */
+__kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,
+                                     __global data_t *dx, __global const float *params,
+                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item)
+{
+    const ulong c0 = get_global_id(0) * 8;
+    const ulong p_begin = get_global_id(1) * pixels_per_item;
+    if (c0 >= C || p_begin >= P)
+        return;
+    params += params_offset;
+    const ulong p_end = min(P, p_begin + pixels_per_item);
+    const float8 mu = vload8(0, params + c0);
+    const float8 a = vload8(0, params + C + c0);
+    const float8 b = vload8(0, params + 2 * C + c0);
+    const float8 k = vload8(0, params + 3 * C + c0);
+    for (ulong p = p_begin; p < p_end; ++p) {
+        const float8 g8 = LOAD8(dy, p * C + c0);
+        STORE8(BWD_DX(g8, LOAD8(x, p * C + c0), mu, a, b, k), dx, p * C + c0);
+    }
+}
+
+/* NHWC, any C: work-item = a block of whole pixels, all channels, as
+ * clbn_normalize_nhwc. */
+__kernel void clbn_backward_dx_nhwc(__global const data_t *x, __global const data_t *dy,
+                                    __global data_t *dx, __global const float *params,
+                                    ulong params_offset, ulong P, ulong C, ulong pixels_per_item)
+{
+    const ulong p_begin = get_global_id(0) * pixels_per_item;
+    if (p_begin >= P)
+        return;
+    params += params_offset;
+    const ulong p_end = min(P, p_begin + pixels_per_item);
+    for (ulong p = p_begin; p < p_end; ++p) {
+        const ulong base = p * C;
+        for (ulong c = 0; c < C; ++c) {
+            const float g1 = LOAD1(dy, base + c);
+            STORE1(BWD_DX(g1, LOAD1(x, base + c), params[c], params[C + c], params[2 * C + c],
+                          params[3 * C + c]),
+                   dx, base + c);
+        }
+    }
+}

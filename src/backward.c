@@ -1,0 +1,334 @@
+/* The backward passes: validation, then the kernels of cl/backward.cl (and, for
+ * the inference backward's dx, the normalize kernels of cl/normalize.cl)
+ * enqueued as one chain.
+ *   training:  backward_reduce (partials) -> backward_finalize -> backward_dx
+ *   inference: [backward_reduce ->] backward_finalize [-> normalize(dy -> dx)]
+ * The reduction uses the statistics pass's tiling (clbn__plan_stats) and the
+ * elementwise pass the normalize pass's geometry (clbn__plan_normalize). */
+#include "internal.h"
+
+#include <string.h>
+
+/* What clbn_backward_finalize writes into the scratch (cl/backward.cl). */
+enum { PARAMS_NONE = 0, PARAMS_TRAINING = 1, PARAMS_INFERENCE = 2 };
+
+/* ---- validation -------------------------------------------------------------- */
+
+/* Whether output `out` is the same cl_mem as another argument it may not share:
+ * any input except (for dx only) dy, or another output. */
+static int bad_alias(cl_mem out, int is_dx, cl_mem dy, const cl_mem *inputs, int n_inputs,
+                     const cl_mem *outputs, int n_outputs, int self)
+{
+    if (!out)
+        return 0;
+    for (int i = 0; i < n_inputs; ++i)
+        if (inputs[i] == out && !(is_dx && out == dy))
+            return 1;
+    for (int i = 0; i < n_outputs; ++i)
+        if (i != self && outputs[i] == out)
+            return 1;
+    return 0;
+}
+
+/* The checks of both backward passes, in a fixed order so each bad input
+ * reports the same status whatever else is wrong. `stat_a`/`stat_b` are
+ * save_mean/save_invstd (training) or running_mean/running_var (inference);
+ * epsilon is checked only for inference. */
+static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, int *in_order,
+                                  const clbn_tensor_desc *desc, cl_mem x, int x_required,
+                                  cl_mem dy, cl_mem dx, cl_mem weight, cl_mem stat_a,
+                                  cl_mem stat_b, int inference, double epsilon, cl_mem dweight,
+                                  cl_mem dbias, cl_uint num_wait, const cl_event *wait)
+{
+    size_t elements;
+    clbn_status st = clbn__check_desc(desc, &elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if ((x_required && !x) || !dy || !stat_a || !stat_b)
+        return CLBN_ERROR_NULL_BUFFER;
+    if (inference && (st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_dtype_supported(ctx, desc->dtype)) != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_queue(ctx, queue, in_order)) != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_wait_list(ctx, num_wait, wait)) != CLBN_SUCCESS)
+        return st;
+    const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
+    const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
+    if ((st = clbn__check_buffer(ctx, x, tensor_bytes, x_required)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, dy, tensor_bytes, 1)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, dx, tensor_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, stat_a, vector_bytes, 1)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, stat_b, vector_bytes, 1)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, dweight, vector_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, dbias, vector_bytes, 0)) != CLBN_SUCCESS)
+        return st;
+    const cl_mem inputs[] = {x, dy, weight, stat_a, stat_b};
+    const cl_mem outputs[] = {dx, dweight, dbias};
+    for (int i = 0; i < 3; ++i)
+        if (bad_alias(outputs[i], i == 0, dy, inputs, 5, outputs, 3, i))
+            return CLBN_ERROR_INVALID_ALIASING;
+    return CLBN_SUCCESS;
+}
+
+/* ---- plans --------------------------------------------------------------------- */
+
+/* The geometry that `plan` computes for the forward family `fwd`, for the
+ * backward family `bwd` with the same index math: the planner sees, for each
+ * forward kernel, the smaller of its own and its backward twin's work-group
+ * limit (they are the same on every device we know of), so the local sizes fit
+ * both; then the backward kernel takes the forward kernel's place. */
+static clbn_kernel_id twin(clbn_kernel_id k, const clbn_kernel_id *fwd, const clbn_kernel_id *bwd)
+{
+    for (int i = 0; i < 3; ++i)
+        if (fwd[i] == k)
+            return bwd[i];
+    return k;
+}
+
+static void limit_to_twins(const clbn_program *prog, clbn_program *limits,
+                           const clbn_kernel_id *fwd, const clbn_kernel_id *bwd)
+{
+    *limits = *prog;
+    for (int i = 0; i < 3; ++i)
+        if (prog->max_work_group[bwd[i]] < limits->max_work_group[fwd[i]])
+            limits->max_work_group[fwd[i]] = prog->max_work_group[bwd[i]];
+}
+
+static void plan_reduce(const clbn_context *ctx, const clbn_program *prog,
+                        const clbn_tensor_desc *desc, clbn_stats_plan *plan)
+{
+    static const clbn_kernel_id fwd[3] = {CLBN_K_STATS_NCHW, CLBN_K_STATS_NHWC, CLBN_K_STATS_NHWC8};
+    static const clbn_kernel_id bwd[3] = {CLBN_K_BWD_REDUCE_NCHW, CLBN_K_BWD_REDUCE_NHWC,
+                                          CLBN_K_BWD_REDUCE_NHWC8};
+    clbn_program limits;
+    limit_to_twins(prog, &limits, fwd, bwd);
+    clbn__plan_stats(ctx, &limits, desc, plan);
+    plan->launch.kernel = twin(plan->launch.kernel, fwd, bwd);
+}
+
+static void plan_dx(const clbn_program *prog, const clbn_tensor_desc *desc, clbn_norm_plan *plan)
+{
+    static const clbn_kernel_id fwd[3] = {CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8,
+                                          CLBN_K_NORMALIZE_NHWC};
+    static const clbn_kernel_id bwd[3] = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8,
+                                          CLBN_K_BWD_DX_NHWC};
+    clbn_program limits;
+    limit_to_twins(prog, &limits, fwd, bwd);
+    clbn__plan_normalize(&limits, desc, plan);
+    plan->launch.kernel = twin(plan->launch.kernel, fwd, bwd);
+}
+
+/* ---- kernel arguments ------------------------------------------------------------ */
+
+/* The reduction over (x, dy) around mean[c], into scratch from offset 0. */
+static cl_int set_reduce_args(clbn_program *prog, const clbn_stats_plan *sp,
+                              const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem mean,
+                              cl_mem scratch)
+{
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
+    cl_kernel k = prog->kernels[sp->launch.kernel];
+    if (sp->launch.kernel == CLBN_K_BWD_REDUCE_NCHW) {
+        const arg args[] = {ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(N), ARG(C), ARG(S),
+                            ARG(sp->rows_per_group), ARG(sp->cols_per_group), ARG(sp->col_groups),
+                            ARG(sp->col_parts), ARG(sp->rows_per_item), ARG(sp->cols_per_item),
+                            ARG_MEM(scratch)};
+        return clbn__set_args(k, args, sizeof args / sizeof *args);
+    }
+    const arg args[] = {ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(P), ARG(C),
+                        ARG(sp->pixels_per_group), ARG(sp->col_parts), ARG(sp->pixels_per_item),
+                        ARG_MEM(scratch)};
+    return clbn__set_args(k, args, sizeof args / sizeof *args);
+}
+
+/* An elementwise kernel of clbn__plan_normalize's geometry: the `count`
+ * tensors first (x, y for normalize; x, dy, dx for backward_dx), then the
+ * parameters and the sizes. */
+static cl_int set_elementwise_args(clbn_program *prog, const clbn_norm_plan *np,
+                                   const clbn_tensor_desc *desc, const cl_mem *tensors,
+                                   cl_uint count, cl_mem scratch, cl_ulong params_offset)
+{
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    cl_kernel k = prog->kernels[np->launch.kernel];
+    arg args[12];
+    cl_uint n = 0;
+    for (cl_uint i = 0; i < count; ++i)
+        args[n++] = ARG_MEM(tensors[i]);
+    args[n++] = ARG_MEM(scratch);
+    args[n++] = ARG(params_offset);
+    const cl_ulong rows = N * C, P = N * S;
+    if (clbn__is_planar(desc)) {
+        args[n++] = ARG(rows);
+        args[n++] = ARG(C);
+        args[n++] = ARG(S);
+        args[n++] = ARG(np->rows_per_item);
+        args[n++] = ARG(np->cols_per_item);
+    } else {
+        args[n++] = ARG(P);
+        args[n++] = ARG(C);
+        args[n++] = ARG(np->pixels_per_item);
+    }
+    return clbn__set_args(k, args, n);
+}
+
+/* Nothing to compute: the call's event still completes after the wait list. */
+static clbn_status nothing_to_do(cl_command_queue queue, cl_uint num_wait, const cl_event *wait,
+                                 cl_event *event)
+{
+    if (!event)
+        return CLBN_SUCCESS;
+    return clbn__from_cl(clEnqueueMarkerWithWaitList(queue, num_wait, wait, event));
+}
+
+/* ---- the public calls -------------------------------------------------------------- */
+
+clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_tensor_desc *desc,
+                          cl_mem x, cl_mem dy, cl_mem dx, cl_mem weight, cl_mem save_mean,
+                          cl_mem save_invstd, cl_mem dweight, cl_mem dbias,
+                          cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                          cl_event *event)
+{
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    int in_order = 1;
+    clbn_status st = check_backward(ctx, &queue, &in_order, desc, x, 1, dy, dx, weight, save_mean,
+                                    save_invstd, 0, 0.0, dweight, dbias, num_events_in_wait_list,
+                                    event_wait_list);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (!dx && !dweight && !dbias)
+        return nothing_to_do(queue, num_events_in_wait_list, event_wait_list, event);
+
+    clbn_program *prog;
+    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
+        return st;
+    clbn_stats_plan sp;
+    clbn_norm_plan np;
+    clbn_launch launches[3];
+    plan_reduce(ctx, prog, desc, &sp);
+    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &launches[1]);
+    launches[0] = sp.launch;
+    const int count = dx ? 3 : 2;
+    if (dx) {
+        plan_dx(prog, desc, &np);
+        launches[2] = np.launch;
+    }
+
+    const cl_ulong C = desc->c;
+    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
+    const size_t scratch_bytes = (size_t)(params_offset + (dx ? 4 * C : 0)) * sizeof(float);
+    const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
+    const cl_float eps = 0.0f;
+    const cl_int mode = dx ? PARAMS_TRAINING : PARAMS_NONE;
+    const cl_mem no_mem = NULL;
+
+    pthread_mutex_lock(&ctx->lock);
+    cl_mem scratch = NULL;
+    int owned = 0;
+    st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
+    if (st == CLBN_SUCCESS) {
+        cl_int err = set_reduce_args(prog, &sp, desc, x, dy, save_mean, scratch);
+        if (err == CL_SUCCESS) {
+            const arg args[] = {ARG_MEM(scratch), ARG(sp.splits), ARG(C), ARG_MEM(save_mean),
+                                ARG_MEM(save_invstd), ARG_MEM(no_mem), ARG(eps), ARG(inv_m),
+                                ARG_MEM(weight), ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode),
+                                ARG_MEM(scratch), ARG(params_offset)};
+            err = clbn__set_args(prog->kernels[CLBN_K_BWD_FINALIZE], args, sizeof args / sizeof *args);
+        }
+        if (err == CL_SUCCESS && dx) {
+            const cl_mem tensors[] = {x, dy, dx};
+            err = set_elementwise_args(prog, &np, desc, tensors, 3, scratch, params_offset);
+        }
+        if (err == CL_SUCCESS)
+            err = clbn__enqueue_chain(prog, queue, in_order, launches, count,
+                                      num_events_in_wait_list, event_wait_list, event);
+        st = clbn__from_cl(err);
+        if (owned)
+            clReleaseMemObject(scratch);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
+
+clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
+                                    const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem dx,
+                                    cl_mem weight, cl_mem running_mean, cl_mem running_var,
+                                    double epsilon, cl_mem dweight, cl_mem dbias,
+                                    cl_uint num_events_in_wait_list,
+                                    const cl_event *event_wait_list, cl_event *event)
+{
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    int in_order = 1;
+    clbn_status st = check_backward(ctx, &queue, &in_order, desc, x, dweight != NULL, dy, dx,
+                                    weight, running_mean, running_var, 1, epsilon, dweight, dbias,
+                                    num_events_in_wait_list, event_wait_list);
+    if (st != CLBN_SUCCESS)
+        return st;
+    const int reduce = dweight || dbias;
+    if (!dx && !reduce)
+        return nothing_to_do(queue, num_events_in_wait_list, event_wait_list, event);
+
+    clbn_program *prog;
+    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
+        return st;
+    clbn_stats_plan sp;
+    clbn_norm_plan np;
+    clbn_launch launches[3];
+    int count = 0;
+    memset(&sp, 0, sizeof sp);
+    if (reduce) {
+        plan_reduce(ctx, prog, desc, &sp);
+        launches[count++] = sp.launch;
+    }
+    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &launches[count++]);
+    if (dx) {
+        /* dx = dy*weight*invstd is the normalize pass on dy with center 0,
+         * scale weight*invstd and shift 0: fma(dy - 0, scale, 0) == dy*scale. */
+        clbn__plan_normalize(prog, desc, &np);
+        launches[count++] = np.launch;
+    }
+
+    const cl_ulong C = desc->c;
+    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
+    const size_t scratch_bytes = (size_t)(params_offset + (dx ? 3 * C : 0)) * sizeof(float);
+    const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
+    const cl_float eps = (cl_float)epsilon;
+    const cl_int mode = dx ? PARAMS_INFERENCE : PARAMS_NONE;
+    const cl_mem no_mem = NULL;
+    /* Without dweight only sum(dy) is used and x may be NULL: the reduction
+     * then reads dy in x's place and its second sum is ignored. */
+    const cl_mem x_in = dweight ? x : dy;
+
+    pthread_mutex_lock(&ctx->lock);
+    cl_mem scratch = NULL;
+    int owned = 0;
+    st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
+    if (st == CLBN_SUCCESS) {
+        cl_int err = CL_SUCCESS;
+        if (reduce)
+            err = set_reduce_args(prog, &sp, desc, x_in, dy, running_mean, scratch);
+        if (err == CL_SUCCESS) {
+            const cl_mem partial = reduce ? scratch : NULL;
+            const arg args[] = {ARG_MEM(partial), ARG(sp.splits), ARG(C), ARG_MEM(running_mean),
+                                ARG_MEM(no_mem), ARG_MEM(running_var), ARG(eps), ARG(inv_m),
+                                ARG_MEM(weight), ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode),
+                                ARG_MEM(scratch), ARG(params_offset)};
+            err = clbn__set_args(prog->kernels[CLBN_K_BWD_FINALIZE], args, sizeof args / sizeof *args);
+        }
+        if (err == CL_SUCCESS && dx) {
+            const cl_mem tensors[] = {dy, dx};
+            err = set_elementwise_args(prog, &np, desc, tensors, 2, scratch, params_offset);
+        }
+        if (err == CL_SUCCESS)
+            err = clbn__enqueue_chain(prog, queue, in_order, launches, count,
+                                      num_events_in_wait_list, event_wait_list, event);
+        st = clbn__from_cl(err);
+        if (owned)
+            clReleaseMemObject(scratch);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
