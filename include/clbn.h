@@ -101,7 +101,16 @@ extern "C" {
     X(CLBN_ERROR_BUILD_PROGRAM_FAILURE, -23, "compiling clbn's OpenCL kernels failed (see clbn_context_get_build_log)") \
     X(CLBN_ERROR_OPENCL, -24, "an OpenCL call failed")                                      \
     X(CLBN_ERROR_INVALID_CL_CONTEXT, -25, "the cl_context is NULL or invalid")              \
-    X(CLBN_ERROR_INVALID_ALIASING, -26, "an output buffer is the same cl_mem as an argument it may not share")
+    X(CLBN_ERROR_INVALID_ALIASING, -26, "an output buffer is the same cl_mem as an argument it may not share") \
+    X(CLBN_ERROR_NO_SAVED_STATISTICS, -27, "the layer has no batch statistics from a forward to differentiate") \
+    X(CLBN_ERROR_SHAPE_MISMATCH, -28, "the tensor's shape or type does not match the layer (or its latest forward)") \
+    X(CLBN_ERROR_COUNT_MISMATCH, -29, "the element count does not equal the layer's num_features") \
+    X(CLBN_ERROR_NOT_AFFINE, -30, "the layer has no weight, bias or their gradients (affine = 0)") \
+    X(CLBN_ERROR_NOT_TRACKING, -31, "the layer has no running statistics (track_running_stats = 0)") \
+    X(CLBN_ERROR_FILE_IO, -32, "the file could not be opened, read or written") \
+    X(CLBN_ERROR_FILE_FORMAT, -33, "the file is not a clbn layer state of a known version, or is truncated") \
+    X(CLBN_ERROR_FILE_CHECKSUM, -34, "the file's checksum does not match its contents (corrupted)") \
+    X(CLBN_ERROR_STATE_MISMATCH, -35, "the saved state is for a layer of another size, type or configuration")
 
 typedef enum clbn_status {
 #define CLBN_STATUS_ENUM_(name, value, text) name = value,
@@ -385,6 +394,141 @@ CLBN_API clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue
                                              cl_mem dweight, cl_mem dbias,
                                              cl_uint num_events_in_wait_list,
                                              const cl_event *event_wait_list, cl_event *event);
+
+/* ------------------------------------------------------------------------ */
+/* The layer object: PyTorch's nn.BatchNormNd                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A clbn_layer owns one batch-norm layer's device buffers and behaves like
+ * PyTorch's nn.BatchNorm1d/2d/3d: a new layer trains (train()); in training a
+ * forward uses batch statistics and updates the running statistics; in eval()
+ * it uses the running statistics (or, with track_running_stats = 0, the batch
+ * statistics, as PyTorch does). Backward accumulates into the gradient buffers,
+ * like autograd.
+ *
+ * Thread-safety: use one layer from one thread at a time (different layers on
+ * one context may be used from different threads).
+ */
+typedef struct clbn_layer clbn_layer;
+
+/** A layer's configuration: PyTorch's constructor arguments. */
+typedef struct clbn_layer_config {
+    size_t num_features;     /**< C */
+    double epsilon;          /**< eps, > 0 */
+    double momentum;         /**< in [0, 1], or CLBN_MOMENTUM_CUMULATIVE */
+    int affine;              /**< learnable weight and bias */
+    int track_running_stats; /**< keep running_mean/running_var/num_batches_tracked */
+    clbn_dtype dtype;        /**< element type of x and y */
+} clbn_layer_config;
+
+/** PyTorch's momentum=None: running statistics are the cumulative average,
+ *  momentum = 1/num_batches_tracked at each training forward. */
+#define CLBN_MOMENTUM_CUMULATIVE (-1.0)
+
+/** Which of a layer's per-channel buffers. */
+typedef enum clbn_layer_tensor {
+    CLBN_WEIGHT,
+    CLBN_BIAS,
+    CLBN_RUNNING_MEAN,
+    CLBN_RUNNING_VAR,
+    CLBN_GRAD_WEIGHT,
+    CLBN_GRAD_BIAS
+} clbn_layer_tensor;
+
+/** @brief PyTorch's defaults: eps 1e-5, momentum 0.1, affine 1, track 1, float32. */
+CLBN_API clbn_layer_config clbn_layer_config_default(size_t num_features);
+
+/**
+ * @brief Creates a layer on `ctx` with state as PyTorch initializes it: weight 1,
+ * bias 0, running_mean 0, running_var 1, num_batches_tracked 0, gradients 0.
+ * The layer keeps a pointer to ctx (release the layer first). Blocks until the
+ * buffers are initialized.
+ * @return CLBN_SUCCESS, CLBN_ERROR_INVALID_CONTEXT, CLBN_ERROR_NULL_ARGUMENT,
+ *   CLBN_ERROR_INVALID_DIMENSION (num_features 0), CLBN_ERROR_INVALID_EPSILON,
+ *   CLBN_ERROR_INVALID_MOMENTUM, CLBN_ERROR_INVALID_DTYPE, CLBN_ERROR_UNSUPPORTED_DTYPE, ...
+ */
+CLBN_API clbn_status clbn_layer_create(clbn_context *ctx, const clbn_layer_config *config,
+                                       clbn_layer **out);
+
+/** @brief Releases the layer and its buffers. NULL is fine. */
+CLBN_API void clbn_layer_release(clbn_layer *layer);
+
+/** @brief train() (training != 0) or eval() (training == 0). */
+CLBN_API clbn_status clbn_layer_set_training(clbn_layer *layer, int training);
+
+/** @brief 1 in train() mode, 0 in eval() mode (0 for NULL). */
+CLBN_API int clbn_layer_is_training(const clbn_layer *layer);
+
+/**
+ * @brief y = bn(x), asynchronously, like the functional calls. desc->c must
+ * equal num_features and desc->dtype the layer's dtype. In training (or in eval
+ * without running statistics) the batch statistics are saved for
+ * clbn_layer_backward; in training with track_running_stats the running
+ * statistics are updated and num_batches_tracked incremented (only when the
+ * call succeeds).
+ */
+CLBN_API clbn_status clbn_layer_forward(clbn_layer *layer, cl_command_queue queue,
+                                        const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                        cl_uint num_events_in_wait_list,
+                                        const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Backward of the layer's latest forward: with batch statistics the
+ * training backward (from the statistics saved by that forward, which must
+ * have had the same desc: CLBN_ERROR_NO_SAVED_STATISTICS / CLBN_ERROR_SHAPE_MISMATCH
+ * otherwise), with running statistics the frozen-statistics backward. dx (may
+ * be NULL, may alias dy) is written; the weight and bias gradients (affine
+ * layers) are accumulated into CLBN_GRAD_WEIGHT and CLBN_GRAD_BIAS.
+ */
+CLBN_API clbn_status clbn_layer_backward(clbn_layer *layer, cl_command_queue queue,
+                                         const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem dx,
+                                         cl_uint num_events_in_wait_list,
+                                         const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Copies one per-channel buffer to `host` (count values of float, or
+ * double for a float64 layer; count must equal num_features). Blocking: waits
+ * for the layer's queued work on the context's queue. CLBN_ERROR_NOT_AFFINE for
+ * weight/bias/gradients of an affine = 0 layer, CLBN_ERROR_NOT_TRACKING for
+ * running statistics of a layer without them.
+ */
+CLBN_API clbn_status clbn_layer_read(clbn_layer *layer, clbn_layer_tensor which, void *host,
+                                     size_t count);
+/** @brief Copies `host` into one per-channel buffer. Blocking. Errors as clbn_layer_read. */
+CLBN_API clbn_status clbn_layer_write(clbn_layer *layer, clbn_layer_tensor which, const void *host,
+                                      size_t count);
+
+/** @brief The buffer itself, for pipelines (owned by the layer; NULL if absent). */
+CLBN_API cl_mem clbn_layer_get_buffer(const clbn_layer *layer, clbn_layer_tensor which);
+
+/** @brief Training forwards counted so far (0 without running statistics). */
+CLBN_API uint64_t clbn_layer_num_batches_tracked(const clbn_layer *layer);
+
+/** @brief optimizer.zero_grad(): gradients to 0. Blocking. */
+CLBN_API clbn_status clbn_layer_zero_grad(clbn_layer *layer);
+/** @brief reset_running_stats(): running_mean 0, running_var 1, num_batches_tracked 0. Blocking. */
+CLBN_API clbn_status clbn_layer_reset_running_stats(clbn_layer *layer);
+/** @brief reset_parameters(): reset_running_stats() and weight 1, bias 0. Blocking. */
+CLBN_API clbn_status clbn_layer_reset_parameters(clbn_layer *layer);
+
+/**
+ * @brief Saves the layer's state (weight, bias, running statistics,
+ * num_batches_tracked, configuration) to `path` in clbn's layer state format
+ * (version 1, documented in README.md: little-endian, CRC-32 checked). Blocking.
+ * The file is written to "<path>.tmp" and renamed, so a failure leaves any
+ * existing file intact. CLBN_ERROR_FILE_IO on I/O errors.
+ */
+CLBN_API clbn_status clbn_layer_save(clbn_layer *layer, const char *path);
+
+/**
+ * @brief Loads a state saved by clbn_layer_save into the layer. The file must
+ * describe a layer with the same num_features, dtype, affine and
+ * track_running_stats (CLBN_ERROR_STATE_MISMATCH otherwise); a truncated or
+ * corrupted file gives CLBN_ERROR_FILE_FORMAT or CLBN_ERROR_FILE_CHECKSUM. On
+ * any error the layer is unchanged. Blocking.
+ */
+CLBN_API clbn_status clbn_layer_load(clbn_layer *layer, const char *path);
 
 #ifdef __cplusplus
 }

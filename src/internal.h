@@ -6,6 +6,7 @@
  *   validate.c, plan.c       argument checks; kernel choice and work sizes per shape
  *   context.c, forward.c,    the public operations
  *   backward.c
+ *   layer.c, layer_state.c   the layer object, built on the operations
  */
 #ifndef CLBN_INTERNAL_H
 #define CLBN_INTERNAL_H
@@ -31,6 +32,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_BWD_DX_NCHW,
     CLBN_K_BWD_DX_NHWC8,
     CLBN_K_BWD_DX_NHWC,
+    CLBN_K_ACCUMULATE,
     CLBN_K_COUNT
 } clbn_kernel_id;
 

@@ -1,0 +1,13 @@
+/* Kernels only the layer object needs. Needs common.cl. */
+
+/* autograd's accumulation: grad_weight += step_dweight, grad_bias += step_dbias.
+ * One work-item per channel. */
+__kernel void clbn_accumulate(__global float *grad_weight, __global const float *step_dweight,
+                              __global float *grad_bias, __global const float *step_dbias, ulong C)
+{
+    const ulong c = get_global_id(0);
+    if (c >= C)
+        return;
+    grad_weight[c] += step_dweight[c];
+    grad_bias[c] += step_dbias[c];
+}

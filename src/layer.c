@@ -1,0 +1,388 @@
+/* clbn_layer: PyTorch's nn.BatchNormNd as an object that owns one layer's
+ * device buffers, built on the functional calls of forward.c and backward.c. */
+#include "layer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+clbn_layer_config clbn_layer_config_default(size_t num_features)
+{
+    clbn_layer_config c;
+    c.num_features = num_features;
+    c.epsilon = 1e-5;
+    c.momentum = 0.1;
+    c.affine = 1;
+    c.track_running_stats = 1;
+    c.dtype = CLBN_FLOAT32;
+    return c;
+}
+
+static size_t vector_bytes(const clbn_layer *layer)
+{
+    return layer->config.num_features * clbn__param_size(layer->config.dtype);
+}
+
+/* Fills `mem` with `value` on the context's queue and waits. */
+static cl_int fill_value(clbn_layer *layer, cl_mem mem, double value)
+{
+    if (!mem)
+        return CL_SUCCESS;
+    cl_command_queue q = layer->ctx->queue;
+    cl_int err;
+    if (layer->config.dtype == CLBN_FLOAT64) {
+        cl_double v = value;
+        err = clEnqueueFillBuffer(q, mem, &v, sizeof v, 0, vector_bytes(layer), 0, NULL, NULL);
+    } else {
+        cl_float v = (cl_float)value;
+        err = clEnqueueFillBuffer(q, mem, &v, sizeof v, 0, vector_bytes(layer), 0, NULL, NULL);
+    }
+    return err;
+}
+
+static clbn_status check_config(const clbn_context *ctx, const clbn_layer_config *c)
+{
+    if (c->num_features == 0)
+        return CLBN_ERROR_INVALID_DIMENSION;
+    if ((unsigned)c->dtype >= CLBN_DTYPE_COUNT)
+        return CLBN_ERROR_INVALID_DTYPE;
+    if (c->num_features > SIZE_MAX / 8 / 4)
+        return CLBN_ERROR_DIMENSION_OVERFLOW;
+    clbn_status st = clbn__check_epsilon(c->epsilon);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (c->momentum != CLBN_MOMENTUM_CUMULATIVE && clbn__check_momentum(c->momentum) != CLBN_SUCCESS)
+        return CLBN_ERROR_INVALID_MOMENTUM;
+    return clbn__check_dtype_supported(ctx, c->dtype);
+}
+
+static clbn_status wait_pending(clbn_layer *layer);
+
+static clbn_status reset(clbn_layer *layer, int parameters, int running, int grads)
+{
+    clbn_status st = wait_pending(layer);
+    if (st != CLBN_SUCCESS)
+        return st;
+    cl_int err = CL_SUCCESS;
+    if (parameters) {
+        err |= fill_value(layer, layer->tensors[CLBN_WEIGHT], 1.0);
+        err |= fill_value(layer, layer->tensors[CLBN_BIAS], 0.0);
+    }
+    if (running) {
+        err |= fill_value(layer, layer->tensors[CLBN_RUNNING_MEAN], 0.0);
+        err |= fill_value(layer, layer->tensors[CLBN_RUNNING_VAR], 1.0);
+    }
+    if (grads) {
+        err |= fill_value(layer, layer->tensors[CLBN_GRAD_WEIGHT], 0.0);
+        err |= fill_value(layer, layer->tensors[CLBN_GRAD_BIAS], 0.0);
+    }
+    cl_int fin = clFinish(layer->ctx->queue);
+    if (err != CL_SUCCESS || fin != CL_SUCCESS)
+        return CLBN_ERROR_OPENCL;
+    if (running)
+        layer->num_batches_tracked = 0;
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn_layer_create(clbn_context *ctx, const clbn_layer_config *config, clbn_layer **out)
+{
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    if (!config || !out)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    *out = NULL;
+    clbn_status st = check_config(ctx, config);
+    if (st != CLBN_SUCCESS)
+        return st;
+    clbn_layer *layer = calloc(1, sizeof *layer);
+    if (!layer)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    layer->ctx = ctx;
+    layer->config = *config;
+    layer->training = 1;
+    const size_t bytes = vector_bytes(layer);
+    cl_int err = CL_SUCCESS;
+    for (int t = 0; t < CLBN_LAYER_TENSORS && err == CL_SUCCESS; ++t) {
+        int wanted = (t == CLBN_RUNNING_MEAN || t == CLBN_RUNNING_VAR) ? config->track_running_stats
+                                                                       : config->affine;
+        if (wanted)
+            layer->tensors[t] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    }
+    if (err == CL_SUCCESS)
+        layer->save_mean = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err == CL_SUCCESS)
+        layer->save_invstd = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err == CL_SUCCESS && config->affine)
+        layer->step_dweight = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err == CL_SUCCESS && config->affine)
+        layer->step_dbias = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    st = clbn__from_cl(err);
+    if (st == CLBN_SUCCESS)
+        st = reset(layer, 1, 1, 1);
+    if (st != CLBN_SUCCESS) {
+        clbn_layer_release(layer);
+        return st;
+    }
+    *out = layer;
+    return CLBN_SUCCESS;
+}
+
+void clbn_layer_release(clbn_layer *layer)
+{
+    if (!layer)
+        return;
+    for (int t = 0; t < CLBN_LAYER_TENSORS; ++t)
+        if (layer->tensors[t])
+            clReleaseMemObject(layer->tensors[t]);
+    cl_mem others[] = {layer->save_mean, layer->save_invstd, layer->step_dweight, layer->step_dbias};
+    for (size_t i = 0; i < sizeof others / sizeof *others; ++i)
+        if (others[i])
+            clReleaseMemObject(others[i]);
+    if (layer->last)
+        clReleaseEvent(layer->last);
+    free(layer);
+}
+
+clbn_status clbn_layer_set_training(clbn_layer *layer, int training)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    layer->training = training != 0;
+    return CLBN_SUCCESS;
+}
+
+int clbn_layer_is_training(const clbn_layer *layer)
+{
+    return layer ? layer->training : 0;
+}
+
+uint64_t clbn_layer_num_batches_tracked(const clbn_layer *layer)
+{
+    return layer ? layer->num_batches_tracked : 0;
+}
+
+cl_mem clbn_layer_get_buffer(const clbn_layer *layer, clbn_layer_tensor which)
+{
+    if (!layer || (unsigned)which >= CLBN_LAYER_TENSORS)
+        return NULL;
+    return layer->tensors[which];
+}
+
+/* Keeps `done` as the layer's latest work (the blocking calls wait for it)
+ * and hands the caller its own reference when asked. */
+static clbn_status track(clbn_layer *layer, cl_event done, cl_event *event)
+{
+    if (layer->last)
+        clReleaseEvent(layer->last);
+    layer->last = done;
+    if (event) {
+        clRetainEvent(done);
+        *event = done;
+    }
+    return CLBN_SUCCESS;
+}
+
+/* Waits until the layer's latest forward/backward has completed, whatever
+ * queue it went to. */
+static clbn_status wait_pending(clbn_layer *layer)
+{
+    if (!layer->last)
+        return CLBN_SUCCESS;
+    return clWaitForEvents(1, &layer->last) == CL_SUCCESS ? CLBN_SUCCESS : CLBN_ERROR_OPENCL;
+}
+
+static clbn_status check_layer_desc(const clbn_layer *layer, const clbn_tensor_desc *desc)
+{
+    clbn_status st = clbn__check_desc(desc, NULL);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (desc->c != layer->config.num_features || desc->dtype != layer->config.dtype)
+        return CLBN_ERROR_SHAPE_MISMATCH;
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn_layer_forward(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
+                               cl_mem x, cl_mem y, cl_uint num_events_in_wait_list,
+                               const cl_event *event_wait_list, cl_event *event)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    clbn_status st = check_layer_desc(layer, desc);
+    if (st != CLBN_SUCCESS)
+        return st;
+    const clbn_layer_config *cfg = &layer->config;
+    cl_mem w = layer->tensors[CLBN_WEIGHT], b = layer->tensors[CLBN_BIAS];
+    cl_mem rm = layer->tensors[CLBN_RUNNING_MEAN], rv = layer->tensors[CLBN_RUNNING_VAR];
+    if (!layer->training && cfg->track_running_stats) {
+        cl_event done = NULL;
+        st = clbn_forward_inference(layer->ctx, queue, desc, x, y, w, b, rm, rv, cfg->epsilon,
+                                    num_events_in_wait_list, event_wait_list, &done);
+        if (st != CLBN_SUCCESS)
+            return st;
+        layer->last_used_batch_stats = 0;
+        layer->forwarded = 1;
+        return track(layer, done, event);
+    }
+    /* Batch statistics: training, or eval without running statistics (which
+     * then neither updates nor counts anything, as in PyTorch). */
+    const int update = layer->training && cfg->track_running_stats;
+    double momentum = 0.0;
+    if (update)
+        momentum = cfg->momentum == CLBN_MOMENTUM_CUMULATIVE
+                       ? 1.0 / (double)(layer->num_batches_tracked + 1)
+                       : cfg->momentum;
+    cl_event done = NULL;
+    st = clbn_forward_training(layer->ctx, queue, desc, x, y, w, b, update ? rm : NULL,
+                               update ? rv : NULL, momentum, cfg->epsilon, layer->save_mean,
+                               layer->save_invstd, num_events_in_wait_list, event_wait_list, &done);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (update)
+        layer->num_batches_tracked++;
+    layer->forwarded = 1;
+    layer->last_used_batch_stats = 1;
+    layer->saved_desc = *desc;
+    return track(layer, done, event);
+}
+
+/* grad_weight += step_dweight and grad_bias += step_dbias on the device, after `after`. */
+static clbn_status accumulate(clbn_layer *layer, cl_command_queue queue, cl_event after, cl_event *done)
+{
+    clbn_context *ctx = layer->ctx;
+    clbn_program *prog;
+    clbn_status st = clbn__program_get(ctx, layer->config.dtype, &prog);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (!queue)
+        queue = ctx->queue;
+    clbn_launch launch;
+    clbn__plan_per_channel(prog, CLBN_K_ACCUMULATE, layer->config.num_features, &launch);
+    const cl_ulong C = layer->config.num_features;
+    const arg args[] = {ARG_MEM(layer->tensors[CLBN_GRAD_WEIGHT]), ARG_MEM(layer->step_dweight),
+                        ARG_MEM(layer->tensors[CLBN_GRAD_BIAS]), ARG_MEM(layer->step_dbias), ARG(C)};
+    pthread_mutex_lock(&ctx->lock);
+    cl_int err = clbn__set_args(prog->kernels[CLBN_K_ACCUMULATE], args, sizeof args / sizeof *args);
+    if (err == CL_SUCCESS)
+        err = clbn__enqueue_chain(prog, queue, 0, &launch, 1, 1, &after, done);
+    pthread_mutex_unlock(&ctx->lock);
+    return clbn__from_cl(err);
+}
+
+clbn_status clbn_layer_backward(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
+                                cl_mem x, cl_mem dy, cl_mem dx, cl_uint num_events_in_wait_list,
+                                const cl_event *event_wait_list, cl_event *event)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    clbn_status st = check_layer_desc(layer, desc);
+    if (st != CLBN_SUCCESS)
+        return st;
+    const clbn_layer_config *cfg = &layer->config;
+    /* The backward of the latest forward, as autograd would take it. */
+    if (!layer->forwarded)
+        return CLBN_ERROR_NO_SAVED_STATISTICS;
+    const int batch = layer->last_used_batch_stats;
+    if (batch) {
+        const clbn_tensor_desc *s = &layer->saved_desc;
+        if (s->layout != desc->layout || s->n != desc->n || s->spatial != desc->spatial)
+            return CLBN_ERROR_SHAPE_MISMATCH;
+    }
+    cl_mem w = layer->tensors[CLBN_WEIGHT];
+    cl_event done = NULL;
+    if (batch)
+        st = clbn_backward(layer->ctx, queue, desc, x, dy, dx, w, layer->save_mean, layer->save_invstd,
+                           layer->step_dweight, layer->step_dbias, num_events_in_wait_list,
+                           event_wait_list, &done);
+    else
+        st = clbn_backward_inference(layer->ctx, queue, desc, x, dy, dx, w,
+                                     layer->tensors[CLBN_RUNNING_MEAN], layer->tensors[CLBN_RUNNING_VAR],
+                                     cfg->epsilon, layer->step_dweight, layer->step_dbias,
+                                     num_events_in_wait_list, event_wait_list, &done);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (cfg->affine) {
+        /* autograd accumulates: grad += this step's gradient */
+        cl_event acc = NULL;
+        st = accumulate(layer, queue, done, &acc);
+        clReleaseEvent(done);
+        if (st != CLBN_SUCCESS)
+            return st;
+        done = acc;
+    }
+    return track(layer, done, event);
+}
+
+static clbn_status check_tensor(const clbn_layer *layer, clbn_layer_tensor which, const void *host,
+                                size_t count)
+{
+    if ((unsigned)which >= CLBN_LAYER_TENSORS)
+        return CLBN_ERROR_INVALID_OPTION;
+    if (!host)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    if (count != layer->config.num_features)
+        return CLBN_ERROR_COUNT_MISMATCH;
+    if (!layer->tensors[which])
+        return (which == CLBN_RUNNING_MEAN || which == CLBN_RUNNING_VAR) ? CLBN_ERROR_NOT_TRACKING
+                                                                         : CLBN_ERROR_NOT_AFFINE;
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn_layer_read(clbn_layer *layer, clbn_layer_tensor which, void *host, size_t count)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    clbn_status st = check_tensor(layer, which, host, count);
+    if (st == CLBN_SUCCESS)
+        st = wait_pending(layer);
+    if (st != CLBN_SUCCESS)
+        return st;
+    return clbn__from_cl(clEnqueueReadBuffer(layer->ctx->queue, layer->tensors[which], CL_TRUE, 0,
+                                             vector_bytes(layer), host, 0, NULL, NULL));
+}
+
+clbn_status clbn_layer_write(clbn_layer *layer, clbn_layer_tensor which, const void *host, size_t count)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    clbn_status st = check_tensor(layer, which, host, count);
+    if (st == CLBN_SUCCESS)
+        st = wait_pending(layer);
+    if (st != CLBN_SUCCESS)
+        return st;
+    return clbn__from_cl(clEnqueueWriteBuffer(layer->ctx->queue, layer->tensors[which], CL_TRUE, 0,
+                                              vector_bytes(layer), host, 0, NULL, NULL));
+}
+
+clbn_status clbn_layer_zero_grad(clbn_layer *layer)
+{
+    return layer ? reset(layer, 0, 0, 1) : CLBN_ERROR_NULL_ARGUMENT;
+}
+
+clbn_status clbn_layer_reset_running_stats(clbn_layer *layer)
+{
+    return layer ? reset(layer, 0, 1, 0) : CLBN_ERROR_NULL_ARGUMENT;
+}
+
+clbn_status clbn_layer_reset_parameters(clbn_layer *layer)
+{
+    return layer ? reset(layer, 1, 1, 0) : CLBN_ERROR_NULL_ARGUMENT;
+}
+
+clbn_status clbn__layer_write_state(clbn_layer *layer, const clbn_layer_tensor *which, int count,
+                                    const void *host, uint64_t num_batches_tracked)
+{
+    clbn_status st = wait_pending(layer);
+    if (st != CLBN_SUCCESS)
+        return st;
+    const size_t bytes = vector_bytes(layer);
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < count && err == CL_SUCCESS; ++i)
+        err = clEnqueueWriteBuffer(layer->ctx->queue, layer->tensors[which[i]], CL_FALSE, 0, bytes,
+                                   (const unsigned char *)host + (size_t)i * bytes, 0, NULL, NULL);
+    cl_int fin = clFinish(layer->ctx->queue);
+    if (err != CL_SUCCESS || fin != CL_SUCCESS)
+        return CLBN_ERROR_OPENCL;
+    if (layer->config.track_running_stats)
+        layer->num_batches_tracked = num_batches_tracked;
+    return CLBN_SUCCESS;
+}

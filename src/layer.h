@@ -1,0 +1,30 @@
+/* The layer object's internals, shared by layer.c (the object) and
+ * layer_state.c (its state file). */
+#ifndef CLBN_LAYER_H
+#define CLBN_LAYER_H
+
+#include "internal.h"
+
+enum { CLBN_LAYER_TENSORS = CLBN_GRAD_BIAS + 1 };
+
+struct clbn_layer {
+    clbn_context *ctx;
+    clbn_layer_config config;
+    int training;
+    uint64_t num_batches_tracked;
+    cl_mem tensors[CLBN_LAYER_TENSORS]; /* NULL where the configuration has none */
+    cl_mem save_mean, save_invstd;      /* the latest batch statistics */
+    cl_mem step_dweight, step_dbias;    /* one backward's gradients, before accumulation */
+    cl_event last;                      /* completes when the layer's latest call has (or NULL) */
+    int forwarded;                      /* a forward has succeeded */
+    int last_used_batch_stats;          /* the latest forward normalized with batch statistics,
+                                           now in save_mean/save_invstd */
+    clbn_tensor_desc saved_desc;        /* the shape those statistics came from */
+};
+
+/* Writes `count` tensors (host values in order, each num_features long) and
+ * num_batches_tracked, after the layer's pending work, and waits. */
+clbn_status clbn__layer_write_state(clbn_layer *layer, const clbn_layer_tensor *which, int count,
+                                    const void *host, uint64_t num_batches_tracked);
+
+#endif
