@@ -8,11 +8,13 @@
  *   2. clbn_backward_finalize: one work-item per channel adds its partials in
  *      split order, writes dweight and dbias, and writes the per-channel
  *      coefficients of the elementwise pass.
- *   3. training: clbn_backward_dx_nchw / _nhwc8 / _nhwc write
+ *   3. clbn_backward_dx_nchw / _nhwc8 / _nhwc write
  *          dx = dy*A[c] + (x - mean[c])*B[c] + K[c]
- *      (the geometry of the normalize kernels, clbn__plan_normalize);
- *      inference: dx = dy*weight/sqrt(running_var + eps) is the normalize
- *      kernel itself run on dy with center 0, scale weight*invstd, shift 0.
+ *      (the geometry of the normalize kernels, clbn__plan_normalize); the
+ *      frozen-statistics backward is B = K = 0, A = weight/sqrt(running_var + eps).
+ * With a fused ReLU (clbn_fused_op) every pass uses dy masked where the
+ * forward's output y <= 0, and the dx pass also writes that masked gradient
+ * to dz, the residual's gradient.
  * Every reduction order is fixed and no atomics are used, so results are
  * bitwise reproducible. dx may alias dy: every element of dy is read by the
  * work-item that writes the same element of dx, and the reduction has
@@ -25,7 +27,7 @@
 /* What clbn_backward_finalize writes after params_offset. */
 #define CLBN_BWD_PARAMS_NONE 0
 #define CLBN_BWD_PARAMS_TRAINING 1  /* mean[C], A[C], B[C], K[C] for the dx kernels */
-#define CLBN_BWD_PARAMS_INFERENCE 2 /* center 0, scale, shift 0 for the normalize kernels */
+#define CLBN_BWD_PARAMS_INFERENCE 2 /* 0, A = w*invstd, 0, 0 for the dx kernels (x unused) */
 
 /* The 8 lanes of a vector summed in a fixed pairwise order. */
 inline float bwd_sum8(float8 v)
@@ -62,7 +64,8 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
                                         __global const float *mean, ulong N, ulong C, ulong S,
                                         ulong rows_per_group, ulong cols_per_group,
                                         uint col_groups, uint col_parts, ulong rows_per_item,
-                                        ulong cols_per_item, __global float2 *partial)
+                                        ulong cols_per_item, __global float2 *partial,
+                                        __global const data_t *y)
 {
     __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
@@ -86,12 +89,16 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
         const ulong base = (r * C + c) * S;
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8) {
-            const float8 g8 = LOAD8(dy, base + s);
+            float8 g8 = LOAD8(dy, base + s);
+            if (y)
+                g8 = RELU_GRAD8(g8, LOAD8(y, base + s));
             a8 += g8;
             b8 = fma(g8, LOAD8(x, base + s) - mu8, b8);
         }
         for (; s < s_end; ++s) {
-            const float g1 = LOAD1(dy, base + s);
+            float g1 = LOAD1(dy, base + s);
+            if (y)
+                g1 = RELU_GRAD1(g1, LOAD1(y, base + s));
             a1 += g1;
             b1 = fma(g1, LOAD1(x, base + s) - mu, b1);
         }
@@ -109,7 +116,8 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
 __kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const data_t *dy,
                                         __global const float *mean, ulong P, ulong C,
                                         ulong pixels_per_group, uint col_parts,
-                                        ulong pixels_per_item, __global float2 *partial)
+                                        ulong pixels_per_item, __global float2 *partial,
+                                        __global const data_t *y)
 {
     __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
@@ -128,19 +136,17 @@ __kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const
         float a1 = 0.0f, b1 = 0.0f;
         ulong p = p_begin;
         for (; p + 8 <= p_end; p += 8) {
-            __global const data_t *q = dy + p * C + c;
-            __global const data_t *v = x + p * C + c;
-            const float8 g8 = (float8)(LOAD1(q, 0), LOAD1(q, C), LOAD1(q, 2 * C), LOAD1(q, 3 * C),
-                                       LOAD1(q, 4 * C), LOAD1(q, 5 * C), LOAD1(q, 6 * C),
-                                       LOAD1(q, 7 * C));
-            const float8 x8 = (float8)(LOAD1(v, 0), LOAD1(v, C), LOAD1(v, 2 * C), LOAD1(v, 3 * C),
-                                       LOAD1(v, 4 * C), LOAD1(v, 5 * C), LOAD1(v, 6 * C),
-                                       LOAD1(v, 7 * C));
+            float8 g8 = GATHER8(dy + p * C + c, C);
+            if (y)
+                g8 = RELU_GRAD8(g8, GATHER8(y + p * C + c, C));
+            const float8 x8 = GATHER8(x + p * C + c, C);
             a8 += g8;
             b8 = fma(g8, x8 - (float8)(mu), b8);
         }
         for (; p < p_end; ++p) {
-            const float g1 = LOAD1(dy, p * C + c);
+            float g1 = LOAD1(dy, p * C + c);
+            if (y)
+                g1 = RELU_GRAD1(g1, LOAD1(y, p * C + c));
             a1 += g1;
             b1 = fma(g1, LOAD1(x, p * C + c) - mu, b1);
         }
@@ -159,7 +165,8 @@ __kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const
 __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global const data_t *dy,
                                          __global const float *mean, ulong P, ulong C,
                                          ulong pixels_per_group, uint col_parts,
-                                         ulong pixels_per_item, __global float2 *partial)
+                                         ulong pixels_per_item, __global float2 *partial,
+                                         __global const data_t *y)
 {
     __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
@@ -175,7 +182,9 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
         const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
         const float8 mu = vload8(0, mean + c0);
         for (ulong p = p_begin; p < p_end; ++p) {
-            const float8 g8 = LOAD8(dy, p * C + c0);
+            float8 g8 = LOAD8(dy, p * C + c0);
+            if (y)
+                g8 = RELU_GRAD8(g8, LOAD8(y, p * C + c0));
             a8 += g8;
             b8 = fma(g8, LOAD8(x, p * C + c0) - mu, b8);
         }
@@ -201,7 +210,7 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
  *   dbias = sum dy,  dweight = sum(dy*(x - mean)) * invstd,
  *   TRAINING:  A = w*invstd, B = -A*invstd^2*sum(dy*(x - mean))/m,
  *              K = -A*sum(dy)/m  (dx = dy*A + (x - mean)*B + K);
- *   INFERENCE: center 0, scale w*invstd, shift 0 (dx = dy*scale). */
+ *   INFERENCE: mean 0, A = w*invstd, B = 0, K = 0 (dx = dy*A). */
 __kernel void clbn_backward_finalize(__global const float2 *partial, uint splits, ulong C,
                                      __global const float *mean, __global const float *invstd,
                                      __global const float *running_var, float epsilon,
@@ -235,17 +244,42 @@ __kernel void clbn_backward_finalize(__global const float2 *partial, uint splits
         params[c] = 0.0f;
         params[C + c] = a;
         params[2 * C + c] = 0.0f;
+        params[3 * C + c] = 0.0f;
     }
 }
 
-/* dx = dy*A + (x - mean)*B + K: two fused multiply-adds per element. */
+/* dx = g*A + (x - mean)*B + K: two fused multiply-adds per element, where g is
+ * dy, masked by ReLU's output y when y is given (and then written to dz when
+ * dz is given: the gradient of the residual z). x may be NULL when B is 0
+ * (the frozen-statistics backward). */
 #define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
+#define DX_EMIT8(i, mu, a, b, k)                                                   \
+    do {                                                                          \
+        float8 g_ = LOAD8(dy, i);                                                 \
+        if (y)                                                                    \
+            g_ = RELU_GRAD8(g_, LOAD8(y, i));                                     \
+        const float8 v_ = x ? LOAD8(x, i) : (float8)(0.0f);                       \
+        if (dz)                                                                   \
+            STORE8(g_, dz, i);                                                    \
+        STORE8(BWD_DX(g_, v_, mu, a, b, k), dx, i);                               \
+    } while (0)
+#define DX_EMIT1(i, mu, a, b, k)                                                   \
+    do {                                                                          \
+        float g_ = LOAD1(dy, i);                                                  \
+        if (y)                                                                    \
+            g_ = RELU_GRAD1(g_, LOAD1(y, i));                                     \
+        const float v_ = x ? LOAD1(x, i) : 0.0f;                                  \
+        if (dz)                                                                   \
+            STORE1(g_, dz, i);                                                    \
+        STORE1(BWD_DX(g_, v_, mu, a, b, k), dx, i);                               \
+    } while (0)
 
 /* NCHW: work-item (segment, row block), as clbn_normalize_nchw. */
 __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const float *params,
                                     ulong params_offset, ulong rows, ulong C, ulong S,
-                                    ulong rows_per_item, ulong cols_per_item)
+                                    ulong rows_per_item, ulong cols_per_item,
+                                    __global const data_t *y, __global data_t *dz)
 {
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
@@ -260,14 +294,10 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
         const float8 mu8 = (float8)(mu), a8 = (float8)(a), b8 = (float8)(b), k8 = (float8)(k);
         const ulong base = r * S;
         ulong s = s_begin;
-        for (; s + 8 <= s_end; s += 8) {
-            const float8 g8 = LOAD8(dy, base + s);
-            STORE8(BWD_DX(g8, LOAD8(x, base + s), mu8, a8, b8, k8), dx, base + s);
-        }
-        for (; s < s_end; ++s) {
-            const float g1 = LOAD1(dy, base + s);
-            STORE1(BWD_DX(g1, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
-        }
+        for (; s + 8 <= s_end; s += 8)
+            DX_EMIT8(base + s, mu8, a8, b8, k8);
+        for (; s < s_end; ++s)
+            DX_EMIT1(base + s, mu, a, b, k);
     }
 }
 
@@ -275,7 +305,8 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
  * clbn_normalize_nhwc8. */
 __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,
                                      __global data_t *dx, __global const float *params,
-                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item)
+                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
+                                     __global const data_t *y, __global data_t *dz)
 {
     const ulong c0 = get_global_id(0) * 8;
     const ulong p_begin = get_global_id(1) * pixels_per_item;
@@ -287,17 +318,16 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
     const float8 a = vload8(0, params + C + c0);
     const float8 b = vload8(0, params + 2 * C + c0);
     const float8 k = vload8(0, params + 3 * C + c0);
-    for (ulong p = p_begin; p < p_end; ++p) {
-        const float8 g8 = LOAD8(dy, p * C + c0);
-        STORE8(BWD_DX(g8, LOAD8(x, p * C + c0), mu, a, b, k), dx, p * C + c0);
-    }
+    for (ulong p = p_begin; p < p_end; ++p)
+        DX_EMIT8(p * C + c0, mu, a, b, k);
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels, as
  * clbn_normalize_nhwc. */
 __kernel void clbn_backward_dx_nhwc(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const float *params,
-                                    ulong params_offset, ulong P, ulong C, ulong pixels_per_item)
+                                    ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
+                                    __global const data_t *y, __global data_t *dz)
 {
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
@@ -306,11 +336,7 @@ __kernel void clbn_backward_dx_nhwc(__global const data_t *x, __global const dat
     const ulong p_end = min(P, p_begin + pixels_per_item);
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
-        for (ulong c = 0; c < C; ++c) {
-            const float g1 = LOAD1(dy, base + c);
-            STORE1(BWD_DX(g1, LOAD1(x, base + c), params[c], params[C + c], params[2 * C + c],
-                          params[3 * C + c]),
-                   dx, base + c);
-        }
+        for (ulong c = 0; c < C; ++c)
+            DX_EMIT1(base + c, params[c], params[C + c], params[2 * C + c], params[3 * C + c]);
     }
 }

@@ -18,6 +18,19 @@ typedef float8 data8_t;
 #error "clbn: no CLBN_DTYPE_* defined for this program"
 #endif
 
+/* The fused activation (clbn_fused_op), as PyTorch's ReLU: NaN passes
+ * through, and its gradient is zero where the output y <= 0. */
+#define RELU1(v) ((v) < 0.0f ? 0.0f : (v))
+#define RELU8(v) select((v), (float8)(0.0f), isless((v), (float8)(0.0f)))
+#define RELU_GRAD1(g, yv) ((yv) <= 0.0f ? 0.0f : (g))
+#define RELU_GRAD8(g, yv) select((g), (float8)(0.0f), islessequal((yv), (float8)(0.0f)))
+
+/* Eight values p[0], p[stride], ..., p[7*stride] (NHWC channel columns). */
+#define GATHER8(p, stride)                                                              \
+    ((float8)(LOAD1(p, 0), LOAD1(p, stride), LOAD1(p, 2 * (stride)), LOAD1(p, 3 * (stride)), \
+              LOAD1(p, 4 * (stride)), LOAD1(p, 5 * (stride)), LOAD1(p, 6 * (stride)),        \
+              LOAD1(p, 7 * (stride))))
+
 /* count, mean and sum of squared deviations of a set of values */
 typedef struct stat {
     float n;

@@ -1,10 +1,13 @@
 /* The elementwise pass shared by training and inference:
- *     y = (x - center[c]) * scale[c] + shift[c]
+ *     y = (x - center[c]) * scale[c] + shift[c]   [+ z]   [then ReLU]
  * one subtraction and one fused multiply-add per element, with the per-channel
- * (center, scale, shift) in params[0..C), [C..2C), [2C..3C) after params_offset. Training gets them
- * from clbn_stats_finalize (center = the pivot, so x - center is exact near the
- * mean); inference from clbn_inference_params. y may alias x: every element is
- * read and written by the same work-item. Needs common.cl. */
+ * (center, scale, shift) in params[0..C), [C..2C), [2C..3C) after
+ * params_offset. Training gets them from clbn_stats_finalize (center = the
+ * pivot, so x - center is exact near the mean); inference from
+ * clbn_inference_params. The fused variants (clbn_fused_op) add the residual z
+ * (when z is not NULL) and apply ReLU (when relu != 0) in the same pass. y may
+ * alias x or z: every element is read and written by the same work-item.
+ * Needs common.cl. */
 
 /* Inference: center = running_mean, scale = weight/sqrt(running_var + eps),
  * shift = bias. One work-item per channel. */
@@ -25,12 +28,32 @@ __kernel void clbn_inference_params(ulong C, __global const float *weight,
 
 #define NORMALIZE1(v, c0, sc, sh) fma((v) - (c0), (sc), (sh))
 
+/* One vector of 8 and one scalar element, with the optional add and ReLU. */
+#define EMIT8(i, center, scale, shift)                              \
+    do {                                                            \
+        float8 r_ = NORMALIZE1(LOAD8(x, i), center, scale, shift);  \
+        if (z)                                                      \
+            r_ += LOAD8(z, i);                                      \
+        if (relu)                                                   \
+            r_ = RELU8(r_);                                         \
+        STORE8(r_, y, i);                                           \
+    } while (0)
+#define EMIT1(i, center, scale, shift)                              \
+    do {                                                            \
+        float r_ = NORMALIZE1(LOAD1(x, i), center, scale, shift);   \
+        if (z)                                                      \
+            r_ += LOAD1(z, i);                                      \
+        if (relu)                                                   \
+            r_ = RELU1(r_);                                         \
+        STORE1(r_, y, i);                                           \
+    } while (0)
+
 /* NCHW: work-item (segment, row block): cols [seg*cols_per_item, +cols_per_item)
  * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix. */
 __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
                                   __global const float *params, ulong params_offset,
-                                  ulong rows, ulong C, ulong S,
-                                  ulong rows_per_item, ulong cols_per_item)
+                                  ulong rows, ulong C, ulong S, ulong rows_per_item,
+                                  ulong cols_per_item, __global const data_t *z, int relu)
 {
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
@@ -44,20 +67,18 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
         const float center = params[c], scale = params[C + c], shift = params[2 * C + c];
         const ulong base = r * S;
         ulong s = s_begin;
-        for (; s + 8 <= s_end; s += 8) {
-            float8 v = LOAD8(x, base + s);
-            STORE8(NORMALIZE1(v, center, scale, shift), y, base + s);
-        }
+        for (; s + 8 <= s_end; s += 8)
+            EMIT8(base + s, center, scale, shift);
         for (; s < s_end; ++s)
-            STORE1(NORMALIZE1(LOAD1(x, base + s), center, scale, shift), y, base + s);
+            EMIT1(base + s, center, scale, shift);
     }
 }
 
 /* NHWC with C % 8 == 0: work-item (channel vector, pixel block). */
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
-                                   __global const float *params, ulong params_offset,
-                                  ulong P, ulong C,
-                                   ulong pixels_per_item)
+                                   __global const float *params, ulong params_offset, ulong P,
+                                   ulong C, ulong pixels_per_item, __global const data_t *z,
+                                   int relu)
 {
     const ulong c0 = get_global_id(0) * 8;
     const ulong p_begin = get_global_id(1) * pixels_per_item;
@@ -68,17 +89,14 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
     const float8 center = vload8(0, params + c0);
     const float8 scale = vload8(0, params + C + c0);
     const float8 shift = vload8(0, params + 2 * C + c0);
-    for (ulong p = p_begin; p < p_end; ++p) {
-        float8 v = LOAD8(x, p * C + c0);
-        STORE8(NORMALIZE1(v, center, scale, shift), y, p * C + c0);
-    }
+    for (ulong p = p_begin; p < p_end; ++p)
+        EMIT8(p * C + c0, center, scale, shift);
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels. */
 __kernel void clbn_normalize_nhwc(__global const data_t *x, __global data_t *y,
-                                  __global const float *params, ulong params_offset,
-                                  ulong P, ulong C,
-                                  ulong pixels_per_item)
+                                  __global const float *params, ulong params_offset, ulong P,
+                                  ulong C, ulong pixels_per_item, __global const data_t *z, int relu)
 {
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
@@ -88,7 +106,6 @@ __kernel void clbn_normalize_nhwc(__global const data_t *x, __global data_t *y,
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c = 0; c < C; ++c)
-            STORE1(NORMALIZE1(LOAD1(x, base + c), params[c], params[C + c], params[2 * C + c]),
-                   y, base + c);
+            EMIT1(base + c, params[c], params[C + c], params[2 * C + c]);
     }
 }

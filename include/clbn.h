@@ -396,6 +396,78 @@ CLBN_API clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue
                                              const cl_event *event_wait_list, cl_event *event);
 
 /* ------------------------------------------------------------------------ */
+/* Fused activation and residual add                                        */
+/* ------------------------------------------------------------------------ */
+
+/** What the normalize pass applies after batch normalization, in the same pass
+ *  (cuDNN's BN_ACTIVATION / BN_ADD_ACTIVATION, oneDNN's fuse_norm_relu /
+ *  fuse_norm_add_relu). ReLU follows PyTorch: NaN passes through; its gradient
+ *  is zero where the output y <= 0. */
+typedef enum clbn_fused_op {
+    CLBN_FUSED_NONE = 0,    /**< y = bn(x) */
+    CLBN_FUSED_RELU = 1,    /**< y = relu(bn(x)) */
+    CLBN_FUSED_ADD_RELU = 2 /**< y = relu(bn(x) + z), z a tensor shaped like x */
+} clbn_fused_op;
+
+/**
+ * @brief clbn_forward_training followed by the fused `op`, in one pass.
+ *
+ * z (read) is required for CLBN_FUSED_ADD_RELU (CLBN_ERROR_NULL_BUFFER when
+ * NULL) and must be NULL for the other ops (CLBN_ERROR_INVALID_OPTION); an
+ * unknown op is CLBN_ERROR_INVALID_OPTION. y may be the same cl_mem as x or z.
+ * Statistics, running statistics and save_mean/save_invstd are those of bn(x),
+ * as in clbn_forward_training. Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_forward_training_fused(clbn_context *ctx, cl_command_queue queue,
+                                                 const clbn_tensor_desc *desc, clbn_fused_op op,
+                                                 cl_mem x, cl_mem z, cl_mem y,
+                                                 cl_mem weight, cl_mem bias,
+                                                 cl_mem running_mean, cl_mem running_var,
+                                                 double momentum, double epsilon,
+                                                 cl_mem save_mean, cl_mem save_invstd,
+                                                 cl_uint num_events_in_wait_list,
+                                                 const cl_event *event_wait_list, cl_event *event);
+
+/** @brief clbn_forward_inference followed by the fused `op`, in one pass; z and
+ *  aliasing as for clbn_forward_training_fused. */
+CLBN_API clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue queue,
+                                                  const clbn_tensor_desc *desc, clbn_fused_op op,
+                                                  cl_mem x, cl_mem z, cl_mem y,
+                                                  cl_mem weight, cl_mem bias,
+                                                  cl_mem running_mean, cl_mem running_var,
+                                                  double epsilon, cl_uint num_events_in_wait_list,
+                                                  const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief The backward of clbn_forward_training_fused.
+ *
+ * With op != CLBN_FUSED_NONE, y (read, required) is the fused forward's output
+ * and the gradient is first masked: g = (y <= 0) ? 0 : dy. Then, as
+ * clbn_backward with g for dy: dx, dweight, dbias (each optional). dz
+ * (written, optional) receives g, the gradient of the residual z; it is only
+ * for CLBN_FUSED_ADD_RELU (CLBN_ERROR_INVALID_OPTION otherwise). dx and dz may
+ * each be the same cl_mem as dy, not as each other. Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
+                                         const clbn_tensor_desc *desc, clbn_fused_op op,
+                                         cl_mem x, cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz,
+                                         cl_mem weight, cl_mem save_mean, cl_mem save_invstd,
+                                         cl_mem dweight, cl_mem dbias,
+                                         cl_uint num_events_in_wait_list,
+                                         const cl_event *event_wait_list, cl_event *event);
+
+/** @brief The backward of clbn_forward_inference_fused: clbn_backward_inference
+ *  with dy masked by y as in clbn_backward_fused, and dz likewise. */
+CLBN_API clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue queue,
+                                                   const clbn_tensor_desc *desc, clbn_fused_op op,
+                                                   cl_mem x, cl_mem y, cl_mem dy, cl_mem dx,
+                                                   cl_mem dz, cl_mem weight, cl_mem running_mean,
+                                                   cl_mem running_var, double epsilon,
+                                                   cl_mem dweight, cl_mem dbias,
+                                                   cl_uint num_events_in_wait_list,
+                                                   const cl_event *event_wait_list, cl_event *event);
+
+/* ------------------------------------------------------------------------ */
 /* The layer object: PyTorch's nn.BatchNormNd                               */
 /* ------------------------------------------------------------------------ */
 
@@ -501,6 +573,30 @@ CLBN_API clbn_status clbn_layer_write(clbn_layer *layer, clbn_layer_tensor which
 
 /** @brief The buffer itself, for pipelines (owned by the layer; NULL if absent). */
 CLBN_API cl_mem clbn_layer_get_buffer(const clbn_layer *layer, clbn_layer_tensor which);
+
+/**
+ * @brief Fuses `op` into the layer's forward: nn.Sequential(BatchNorm, ReLU)
+ * (CLBN_FUSED_RELU), or a residual add before the ReLU (CLBN_FUSED_ADD_RELU,
+ * with z given to clbn_layer_forward_ex). A new layer has CLBN_FUSED_NONE.
+ * With an op, the layer keeps a reference to each forward's y for the backward's
+ * ReLU mask, as autograd saves ReLU's output: do not overwrite y before the
+ * backward. CLBN_ERROR_INVALID_OPTION for an unknown op.
+ */
+CLBN_API clbn_status clbn_layer_set_fused_op(clbn_layer *layer, clbn_fused_op op);
+
+/** @brief clbn_layer_forward with the residual z of CLBN_FUSED_ADD_RELU (z NULL
+ *  for the other ops). */
+CLBN_API clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
+                                           const clbn_tensor_desc *desc, cl_mem x, cl_mem z,
+                                           cl_mem y, cl_uint num_events_in_wait_list,
+                                           const cl_event *event_wait_list, cl_event *event);
+
+/** @brief clbn_layer_backward that also writes dz, the gradient of the residual
+ *  z of CLBN_FUSED_ADD_RELU (NULL to skip; only with that op). */
+CLBN_API clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
+                                            const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+                                            cl_mem dx, cl_mem dz, cl_uint num_events_in_wait_list,
+                                            const cl_event *event_wait_list, cl_event *event);
 
 /** @brief Training forwards counted so far (0 without running statistics). */
 CLBN_API uint64_t clbn_layer_num_batches_tracked(const clbn_layer *layer);

@@ -1,8 +1,7 @@
-/* The backward passes: validation, then the kernels of cl/backward.cl (and, for
- * the inference backward's dx, the normalize kernels of cl/normalize.cl)
+/* The backward passes: validation, then the kernels of cl/backward.cl
  * enqueued as one chain.
  *   training:  backward_reduce (partials) -> backward_finalize -> backward_dx
- *   inference: [backward_reduce ->] backward_finalize [-> normalize(dy -> dx)]
+ *   inference: [backward_reduce ->] backward_finalize [-> backward_dx without x]
  * The reduction uses the statistics pass's tiling (clbn__plan_stats) and the
  * elementwise pass the normalize pass's geometry (clbn__plan_normalize). */
 #include "internal.h"
@@ -15,14 +14,14 @@ enum { PARAMS_NONE = 0, PARAMS_TRAINING = 1, PARAMS_INFERENCE = 2 };
 /* ---- validation -------------------------------------------------------------- */
 
 /* Whether output `out` is the same cl_mem as another argument it may not share:
- * any input except (for dx only) dy, or another output. */
-static int bad_alias(cl_mem out, int is_dx, cl_mem dy, const cl_mem *inputs, int n_inputs,
+ * any input except (for the tensor outputs dx and dz) dy, or another output. */
+static int bad_alias(cl_mem out, int may_be_dy, cl_mem dy, const cl_mem *inputs, int n_inputs,
                      const cl_mem *outputs, int n_outputs, int self)
 {
     if (!out)
         return 0;
     for (int i = 0; i < n_inputs; ++i)
-        if (inputs[i] == out && !(is_dx && out == dy))
+        if (inputs[i] == out && !(may_be_dy && out == dy))
             return 1;
     for (int i = 0; i < n_outputs; ++i)
         if (i != self && outputs[i] == out)
@@ -35,16 +34,21 @@ static int bad_alias(cl_mem out, int is_dx, cl_mem dy, const cl_mem *inputs, int
  * save_mean/save_invstd (training) or running_mean/running_var (inference);
  * epsilon is checked only for inference. */
 static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, int *in_order,
-                                  const clbn_tensor_desc *desc, cl_mem x, int x_required,
-                                  cl_mem dy, cl_mem dx, cl_mem weight, cl_mem stat_a,
-                                  cl_mem stat_b, int inference, double epsilon, cl_mem dweight,
-                                  cl_mem dbias, cl_uint num_wait, const cl_event *wait)
+                                  const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
+                                  int x_required, cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz,
+                                  cl_mem weight, cl_mem stat_a, cl_mem stat_b, int inference,
+                                  double epsilon, cl_mem dweight, cl_mem dbias, cl_uint num_wait,
+                                  const cl_event *wait)
 {
     size_t elements;
     clbn_status st = clbn__check_desc(desc, &elements);
     if (st != CLBN_SUCCESS)
         return st;
-    if ((x_required && !x) || !dy || !stat_a || !stat_b)
+    if ((st = clbn__check_fused_op(op, dz, 0)) != CLBN_SUCCESS)
+        return st;
+    if (op == CLBN_FUSED_NONE && y)
+        return CLBN_ERROR_INVALID_OPTION; /* y is the fused ReLU's output: nothing to mask */
+    if ((x_required && !x) || !dy || !stat_a || !stat_b || (op != CLBN_FUSED_NONE && !y))
         return CLBN_ERROR_NULL_BUFFER;
     if (inference && (st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
         return st;
@@ -57,18 +61,20 @@ static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, in
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
     if ((st = clbn__check_buffer(ctx, x, tensor_bytes, x_required)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, y, tensor_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, dy, tensor_bytes, 1)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, dx, tensor_bytes, 0)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, dz, tensor_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, stat_a, vector_bytes, 1)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, stat_b, vector_bytes, 1)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, dweight, vector_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, dbias, vector_bytes, 0)) != CLBN_SUCCESS)
         return st;
-    const cl_mem inputs[] = {x, dy, weight, stat_a, stat_b};
-    const cl_mem outputs[] = {dx, dweight, dbias};
-    for (int i = 0; i < 3; ++i)
-        if (bad_alias(outputs[i], i == 0, dy, inputs, 5, outputs, 3, i))
+    const cl_mem inputs[] = {x, y, dy, weight, stat_a, stat_b};
+    const cl_mem outputs[] = {dx, dz, dweight, dbias};
+    for (int i = 0; i < 4; ++i)
+        if (bad_alias(outputs[i], i < 2, dy, inputs, 6, outputs, 4, i))
             return CLBN_ERROR_INVALID_ALIASING;
     return CLBN_SUCCESS;
 }
@@ -126,7 +132,7 @@ static void plan_dx(const clbn_program *prog, const clbn_tensor_desc *desc, clbn
 /* The reduction over (x, dy) around mean[c], into scratch from offset 0. */
 static cl_int set_reduce_args(clbn_program *prog, const clbn_stats_plan *sp,
                               const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem mean,
-                              cl_mem scratch)
+                              cl_mem scratch, cl_mem mask)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
     cl_kernel k = prog->kernels[sp->launch.kernel];
@@ -134,28 +140,29 @@ static cl_int set_reduce_args(clbn_program *prog, const clbn_stats_plan *sp,
         const arg args[] = {ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(N), ARG(C), ARG(S),
                             ARG(sp->rows_per_group), ARG(sp->cols_per_group), ARG(sp->col_groups),
                             ARG(sp->col_parts), ARG(sp->rows_per_item), ARG(sp->cols_per_item),
-                            ARG_MEM(scratch)};
+                            ARG_MEM(scratch), ARG_MEM(mask)};
         return clbn__set_args(k, args, sizeof args / sizeof *args);
     }
     const arg args[] = {ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(P), ARG(C),
                         ARG(sp->pixels_per_group), ARG(sp->col_parts), ARG(sp->pixels_per_item),
-                        ARG_MEM(scratch)};
+                        ARG_MEM(scratch), ARG_MEM(mask)};
     return clbn__set_args(k, args, sizeof args / sizeof *args);
 }
 
-/* An elementwise kernel of clbn__plan_normalize's geometry: the `count`
- * tensors first (x, y for normalize; x, dy, dx for backward_dx), then the
- * parameters and the sizes. */
-static cl_int set_elementwise_args(clbn_program *prog, const clbn_norm_plan *np,
-                                   const clbn_tensor_desc *desc, const cl_mem *tensors,
-                                   cl_uint count, cl_mem scratch, cl_ulong params_offset)
+/* A backward_dx kernel: x (NULL for the frozen backward), dy, dx, then the
+ * parameters and the sizes of clbn__plan_normalize's geometry, then the ReLU
+ * mask y and the residual gradient dz (each NULL when unused). */
+static cl_int set_dx_args(clbn_program *prog, const clbn_norm_plan *np, const clbn_tensor_desc *desc,
+                          cl_mem x, cl_mem dy, cl_mem dx, cl_mem y, cl_mem dz, cl_mem scratch,
+                          cl_ulong params_offset)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
     cl_kernel k = prog->kernels[np->launch.kernel];
     arg args[12];
     cl_uint n = 0;
-    for (cl_uint i = 0; i < count; ++i)
-        args[n++] = ARG_MEM(tensors[i]);
+    args[n++] = ARG_MEM(x);
+    args[n++] = ARG_MEM(dy);
+    args[n++] = ARG_MEM(dx);
     args[n++] = ARG_MEM(scratch);
     args[n++] = ARG(params_offset);
     const cl_ulong rows = N * C, P = N * S;
@@ -170,6 +177,8 @@ static cl_int set_elementwise_args(clbn_program *prog, const clbn_norm_plan *np,
         args[n++] = ARG(C);
         args[n++] = ARG(np->pixels_per_item);
     }
+    args[n++] = ARG_MEM(y);
+    args[n++] = ARG_MEM(dz);
     return clbn__set_args(k, args, n);
 }
 
@@ -184,21 +193,22 @@ static clbn_status nothing_to_do(cl_command_queue queue, cl_uint num_wait, const
 
 /* ---- the public calls -------------------------------------------------------------- */
 
-clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_tensor_desc *desc,
-                          cl_mem x, cl_mem dy, cl_mem dx, cl_mem weight, cl_mem save_mean,
-                          cl_mem save_invstd, cl_mem dweight, cl_mem dbias,
-                          cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
-                          cl_event *event)
+clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
+                                const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x, cl_mem y,
+                                cl_mem dy, cl_mem dx, cl_mem dz, cl_mem weight, cl_mem save_mean,
+                                cl_mem save_invstd, cl_mem dweight, cl_mem dbias,
+                                cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                                cl_event *event)
 {
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     int in_order = 1;
-    clbn_status st = check_backward(ctx, &queue, &in_order, desc, x, 1, dy, dx, weight, save_mean,
-                                    save_invstd, 0, 0.0, dweight, dbias, num_events_in_wait_list,
-                                    event_wait_list);
+    clbn_status st = check_backward(ctx, &queue, &in_order, desc, op, x, 1, y, dy, dx, dz, weight,
+                                    save_mean, save_invstd, 0, 0.0, dweight, dbias,
+                                    num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
-    if (!dx && !dweight && !dbias)
+    if (!dx && !dz && !dweight && !dbias)
         return nothing_to_do(queue, num_events_in_wait_list, event_wait_list, event);
 
     clbn_program *prog;
@@ -210,18 +220,19 @@ clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_
     plan_reduce(ctx, prog, desc, &sp);
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &launches[1]);
     launches[0] = sp.launch;
-    const int count = dx ? 3 : 2;
-    if (dx) {
+    const int elementwise = dx || dz;
+    const int count = elementwise ? 3 : 2;
+    if (elementwise) {
         plan_dx(prog, desc, &np);
         launches[2] = np.launch;
     }
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + (dx ? 4 * C : 0)) * sizeof(float);
+    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * sizeof(float);
     const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
     const cl_float eps = 0.0f;
-    const cl_int mode = dx ? PARAMS_TRAINING : PARAMS_NONE;
+    const cl_int mode = elementwise ? PARAMS_TRAINING : PARAMS_NONE;
     const cl_mem no_mem = NULL;
 
     pthread_mutex_lock(&ctx->lock);
@@ -229,7 +240,7 @@ clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_
     int owned = 0;
     st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
     if (st == CLBN_SUCCESS) {
-        cl_int err = set_reduce_args(prog, &sp, desc, x, dy, save_mean, scratch);
+        cl_int err = set_reduce_args(prog, &sp, desc, x, dy, save_mean, scratch, y);
         if (err == CL_SUCCESS) {
             const arg args[] = {ARG_MEM(scratch), ARG(sp.splits), ARG(C), ARG_MEM(save_mean),
                                 ARG_MEM(save_invstd), ARG_MEM(no_mem), ARG(eps), ARG(inv_m),
@@ -237,10 +248,8 @@ clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_
                                 ARG_MEM(scratch), ARG(params_offset)};
             err = clbn__set_args(prog->kernels[CLBN_K_BWD_FINALIZE], args, sizeof args / sizeof *args);
         }
-        if (err == CL_SUCCESS && dx) {
-            const cl_mem tensors[] = {x, dy, dx};
-            err = set_elementwise_args(prog, &np, desc, tensors, 3, scratch, params_offset);
-        }
+        if (err == CL_SUCCESS && elementwise)
+            err = set_dx_args(prog, &np, desc, x, dy, dx, y, dz, scratch, params_offset);
         if (err == CL_SUCCESS)
             err = clbn__enqueue_chain(prog, queue, in_order, launches, count,
                                       num_events_in_wait_list, event_wait_list, event);
@@ -252,23 +261,25 @@ clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_
     return st;
 }
 
-clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
-                                    const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem dx,
-                                    cl_mem weight, cl_mem running_mean, cl_mem running_var,
-                                    double epsilon, cl_mem dweight, cl_mem dbias,
-                                    cl_uint num_events_in_wait_list,
-                                    const cl_event *event_wait_list, cl_event *event)
+clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue queue,
+                                          const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
+                                          cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz, cl_mem weight,
+                                          cl_mem running_mean, cl_mem running_var, double epsilon,
+                                          cl_mem dweight, cl_mem dbias,
+                                          cl_uint num_events_in_wait_list,
+                                          const cl_event *event_wait_list, cl_event *event)
 {
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     int in_order = 1;
-    clbn_status st = check_backward(ctx, &queue, &in_order, desc, x, dweight != NULL, dy, dx,
-                                    weight, running_mean, running_var, 1, epsilon, dweight, dbias,
-                                    num_events_in_wait_list, event_wait_list);
+    clbn_status st = check_backward(ctx, &queue, &in_order, desc, op, x, dweight != NULL, y, dy, dx,
+                                    dz, weight, running_mean, running_var, 1, epsilon, dweight,
+                                    dbias, num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
     const int reduce = dweight || dbias;
-    if (!dx && !reduce)
+    const int elementwise = dx || dz;
+    if (!elementwise && !reduce)
         return nothing_to_do(queue, num_events_in_wait_list, event_wait_list, event);
 
     clbn_program *prog;
@@ -284,19 +295,18 @@ clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
         launches[count++] = sp.launch;
     }
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &launches[count++]);
-    if (dx) {
-        /* dx = dy*weight*invstd is the normalize pass on dy with center 0,
-         * scale weight*invstd and shift 0: fma(dy - 0, scale, 0) == dy*scale. */
-        clbn__plan_normalize(prog, desc, &np);
+    if (elementwise) {
+        /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
+        plan_dx(prog, desc, &np);
         launches[count++] = np.launch;
     }
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + (dx ? 3 * C : 0)) * sizeof(float);
+    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * sizeof(float);
     const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
     const cl_float eps = (cl_float)epsilon;
-    const cl_int mode = dx ? PARAMS_INFERENCE : PARAMS_NONE;
+    const cl_int mode = elementwise ? PARAMS_INFERENCE : PARAMS_NONE;
     const cl_mem no_mem = NULL;
     /* Without dweight only sum(dy) is used and x may be NULL: the reduction
      * then reads dy in x's place and its second sum is ignored. */
@@ -309,7 +319,7 @@ clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
     if (st == CLBN_SUCCESS) {
         cl_int err = CL_SUCCESS;
         if (reduce)
-            err = set_reduce_args(prog, &sp, desc, x_in, dy, running_mean, scratch);
+            err = set_reduce_args(prog, &sp, desc, x_in, dy, running_mean, scratch, y);
         if (err == CL_SUCCESS) {
             const cl_mem partial = reduce ? scratch : NULL;
             const arg args[] = {ARG_MEM(partial), ARG(sp.splits), ARG(C), ARG_MEM(running_mean),
@@ -318,10 +328,8 @@ clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
                                 ARG_MEM(scratch), ARG(params_offset)};
             err = clbn__set_args(prog->kernels[CLBN_K_BWD_FINALIZE], args, sizeof args / sizeof *args);
         }
-        if (err == CL_SUCCESS && dx) {
-            const cl_mem tensors[] = {dy, dx};
-            err = set_elementwise_args(prog, &np, desc, tensors, 2, scratch, params_offset);
-        }
+        if (err == CL_SUCCESS && elementwise)
+            err = set_dx_args(prog, &np, desc, NULL, dy, dx, y, dz, scratch, params_offset);
         if (err == CL_SUCCESS)
             err = clbn__enqueue_chain(prog, queue, in_order, launches, count,
                                       num_events_in_wait_list, event_wait_list, event);
@@ -331,4 +339,27 @@ clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
     }
     pthread_mutex_unlock(&ctx->lock);
     return st;
+}
+
+clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_tensor_desc *desc,
+                          cl_mem x, cl_mem dy, cl_mem dx, cl_mem weight, cl_mem save_mean,
+                          cl_mem save_invstd, cl_mem dweight, cl_mem dbias,
+                          cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                          cl_event *event)
+{
+    return clbn_backward_fused(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, dy, dx, NULL, weight,
+                               save_mean, save_invstd, dweight, dbias, num_events_in_wait_list,
+                               event_wait_list, event);
+}
+
+clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
+                                    const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem dx,
+                                    cl_mem weight, cl_mem running_mean, cl_mem running_var,
+                                    double epsilon, cl_mem dweight, cl_mem dbias,
+                                    cl_uint num_events_in_wait_list,
+                                    const cl_event *event_wait_list, cl_event *event)
+{
+    return clbn_backward_inference_fused(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, dy, dx, NULL,
+                                         weight, running_mean, running_var, epsilon, dweight, dbias,
+                                         num_events_in_wait_list, event_wait_list, event);
 }

@@ -9,14 +9,16 @@
 /* Checks shared by both passes, in a fixed order so each bad input reports the
  * same status whatever else is wrong. */
 static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int *in_order,
-                                const clbn_tensor_desc *desc, cl_mem x, cl_mem y, cl_mem weight,
-                                cl_mem bias, cl_mem running_mean, cl_mem running_var,
-                                int running_required, double epsilon, cl_uint num_wait,
-                                const cl_event *wait)
+                                const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
+                                cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
+                                cl_mem running_mean, cl_mem running_var, int running_required,
+                                double epsilon, cl_uint num_wait, const cl_event *wait)
 {
     size_t elements;
     clbn_status st = clbn__check_desc(desc, &elements);
     if (st != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_fused_op(op, z, 1)) != CLBN_SUCCESS)
         return st;
     if (!x || !y || (running_required && (!running_mean || !running_var)))
         return CLBN_ERROR_NULL_BUFFER;
@@ -33,6 +35,7 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
     if ((st = clbn__check_buffer(ctx, x, tensor_bytes, 1)) != CLBN_SUCCESS ||
+        (st = clbn__check_buffer(ctx, z, tensor_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, y, tensor_bytes, 1)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, bias, vector_bytes, 0)) != CLBN_SUCCESS ||
@@ -44,38 +47,39 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
 
 /* Sets the normalize kernel's arguments for `plan`. */
 static cl_int set_normalize_args(clbn_program *prog, const clbn_norm_plan *plan,
-                                 const clbn_tensor_desc *desc, cl_mem x, cl_mem y, cl_mem scratch,
-                                 cl_ulong params_offset)
+                                 const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
+                                 cl_mem z, cl_mem y, cl_mem scratch, cl_ulong params_offset)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    const cl_int relu = op != CLBN_FUSED_NONE;
     cl_kernel k = prog->kernels[plan->launch.kernel];
     if (plan->launch.kernel == CLBN_K_NORMALIZE_NCHW) {
         const cl_ulong rows = N * C;
         const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset), ARG(rows),
-                            ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item)};
+                            ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item),
+                            ARG_MEM(z), ARG(relu)};
         return clbn__set_args(k, args, sizeof args / sizeof *args);
     }
     const cl_ulong P = N * S;
     const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset),
-                        ARG(P), ARG(C), ARG(plan->pixels_per_item)};
+                        ARG(P), ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(relu)};
     return clbn__set_args(k, args, sizeof args / sizeof *args);
 }
 
-clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
-                                     const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
-                                     cl_mem weight, cl_mem bias,
-                                     cl_mem running_mean, cl_mem running_var,
-                                     double momentum, double epsilon,
-                                     clbn_running_update update,
-                                     cl_mem save_mean, cl_mem save_invstd,
-                                     cl_uint num_events_in_wait_list,
-                                     const cl_event *event_wait_list, cl_event *event)
+/* Every training forward: the PyTorch or ONNX update, with or without a fused op. */
+static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clbn_tensor_desc *desc,
+                            clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_mem weight,
+                            cl_mem bias, cl_mem running_mean, cl_mem running_var, double momentum,
+                            double epsilon, clbn_running_update update, cl_mem save_mean,
+                            cl_mem save_invstd, cl_uint num_events_in_wait_list,
+                            const cl_event *event_wait_list, cl_event *event)
 {
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     int in_order = 1;
-    clbn_status st = check_common(ctx, &queue, &in_order, desc, x, y, weight, bias, running_mean,
-                                  running_var, 0, epsilon, num_events_in_wait_list, event_wait_list);
+    clbn_status st = check_common(ctx, &queue, &in_order, desc, op, x, z, y, weight, bias,
+                                  running_mean, running_var, 0, epsilon, num_events_in_wait_list,
+                                  event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
     if ((st = clbn__check_momentum(momentum)) != CLBN_SUCCESS)
@@ -137,7 +141,7 @@ clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
             err = clbn__set_args(prog->kernels[CLBN_K_STATS_FINALIZE], args, sizeof args / sizeof *args);
         }
         if (err == CL_SUCCESS)
-            err = set_normalize_args(prog, &np, desc, x, y, scratch, params_offset);
+            err = set_normalize_args(prog, &np, desc, op, x, z, y, scratch, params_offset);
         if (err == CL_SUCCESS)
             err = clbn__enqueue_chain(prog, queue, in_order, launches, 3, num_events_in_wait_list,
                                 event_wait_list, event);
@@ -147,6 +151,34 @@ clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
     }
     pthread_mutex_unlock(&ctx->lock);
     return st;
+}
+
+clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
+                                     const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                     cl_mem weight, cl_mem bias,
+                                     cl_mem running_mean, cl_mem running_var,
+                                     double momentum, double epsilon,
+                                     clbn_running_update update,
+                                     cl_mem save_mean, cl_mem save_invstd,
+                                     cl_uint num_events_in_wait_list,
+                                     const cl_event *event_wait_list, cl_event *event)
+{
+    return training(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, y, weight, bias, running_mean,
+                    running_var, momentum, epsilon, update, save_mean, save_invstd,
+                    num_events_in_wait_list, event_wait_list, event);
+}
+
+clbn_status clbn_forward_training_fused(clbn_context *ctx, cl_command_queue queue,
+                                        const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
+                                        cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
+                                        cl_mem running_mean, cl_mem running_var, double momentum,
+                                        double epsilon, cl_mem save_mean, cl_mem save_invstd,
+                                        cl_uint num_events_in_wait_list,
+                                        const cl_event *event_wait_list, cl_event *event)
+{
+    return training(ctx, queue, desc, op, x, z, y, weight, bias, running_mean, running_var,
+                    momentum, epsilon, CLBN_RUNNING_UPDATE_PYTORCH, save_mean, save_invstd,
+                    num_events_in_wait_list, event_wait_list, event);
 }
 
 clbn_status clbn_forward_training(clbn_context *ctx, cl_command_queue queue,
@@ -163,18 +195,19 @@ clbn_status clbn_forward_training(clbn_context *ctx, cl_command_queue queue,
                                     save_invstd, num_events_in_wait_list, event_wait_list, event);
 }
 
-clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
-                                   const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
-                                   cl_mem weight, cl_mem bias,
-                                   cl_mem running_mean, cl_mem running_var, double epsilon,
-                                   cl_uint num_events_in_wait_list,
-                                   const cl_event *event_wait_list, cl_event *event)
+clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue queue,
+                                         const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
+                                         cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
+                                         cl_mem running_mean, cl_mem running_var, double epsilon,
+                                         cl_uint num_events_in_wait_list,
+                                         const cl_event *event_wait_list, cl_event *event)
 {
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     int in_order = 1;
-    clbn_status st = check_common(ctx, &queue, &in_order, desc, x, y, weight, bias, running_mean,
-                                  running_var, 1, epsilon, num_events_in_wait_list, event_wait_list);
+    clbn_status st = check_common(ctx, &queue, &in_order, desc, op, x, z, y, weight, bias,
+                                  running_mean, running_var, 1, epsilon, num_events_in_wait_list,
+                                  event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
 
@@ -198,7 +231,7 @@ clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
                             ARG_MEM(running_var), ARG(eps), ARG_MEM(scratch), ARG(params_offset)};
         cl_int err = clbn__set_args(prog->kernels[CLBN_K_INFERENCE_PARAMS], args, sizeof args / sizeof *args);
         if (err == CL_SUCCESS)
-            err = set_normalize_args(prog, &np, desc, x, y, scratch, params_offset);
+            err = set_normalize_args(prog, &np, desc, op, x, z, y, scratch, params_offset);
         if (err == CL_SUCCESS)
             err = clbn__enqueue_chain(prog, queue, in_order, launches, 2, num_events_in_wait_list,
                                 event_wait_list, event);
@@ -208,4 +241,16 @@ clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
     }
     pthread_mutex_unlock(&ctx->lock);
     return st;
+}
+
+clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
+                                   const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                   cl_mem weight, cl_mem bias,
+                                   cl_mem running_mean, cl_mem running_var, double epsilon,
+                                   cl_uint num_events_in_wait_list,
+                                   const cl_event *event_wait_list, cl_event *event)
+{
+    return clbn_forward_inference_fused(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, y, weight, bias,
+                                        running_mean, running_var, epsilon, num_events_in_wait_list,
+                                        event_wait_list, event);
 }

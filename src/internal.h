@@ -106,6 +106,9 @@ clbn_status clbn__check_wait_list(const clbn_context *ctx, cl_uint n, const cl_e
 /* A buffer of ctx's cl_context holding at least `bytes`; `required` says
  * whether NULL is an error (CLBN_ERROR_NULL_BUFFER) or allowed. */
 clbn_status clbn__check_buffer(const clbn_context *ctx, cl_mem mem, size_t bytes, int required);
+/* A known op; the residual z (is_input) or its gradient dz is given only for
+ * CLBN_FUSED_ADD_RELU, where z is required and dz optional. */
+clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input);
 
 /* ---- plan.c ------------------------------------------------------------------ */
 typedef struct clbn_launch {

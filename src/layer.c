@@ -140,6 +140,8 @@ void clbn_layer_release(clbn_layer *layer)
             clReleaseMemObject(others[i]);
     if (layer->last)
         clReleaseEvent(layer->last);
+    if (layer->output)
+        clReleaseMemObject(layer->output);
     free(layer);
 }
 
@@ -201,9 +203,41 @@ static clbn_status check_layer_desc(const clbn_layer *layer, const clbn_tensor_d
     return CLBN_SUCCESS;
 }
 
+clbn_status clbn_layer_set_fused_op(clbn_layer *layer, clbn_fused_op op)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    if (op != CLBN_FUSED_NONE && op != CLBN_FUSED_RELU && op != CLBN_FUSED_ADD_RELU)
+        return CLBN_ERROR_INVALID_OPTION;
+    layer->op = op;
+    return CLBN_SUCCESS;
+}
+
+/* Remembers the forward's op and keeps its output for the backward's ReLU mask. */
+static void keep_output(clbn_layer *layer, cl_mem y)
+{
+    layer->forward_op = layer->op;
+    if (layer->op == CLBN_FUSED_NONE)
+        y = NULL;
+    if (y)
+        clRetainMemObject(y);
+    if (layer->output)
+        clReleaseMemObject(layer->output);
+    layer->output = y;
+}
+
 clbn_status clbn_layer_forward(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
                                cl_mem x, cl_mem y, cl_uint num_events_in_wait_list,
                                const cl_event *event_wait_list, cl_event *event)
+{
+    return clbn_layer_forward_ex(layer, queue, desc, x, NULL, y, num_events_in_wait_list,
+                                 event_wait_list, event);
+}
+
+clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
+                                  const clbn_tensor_desc *desc, cl_mem x, cl_mem z, cl_mem y,
+                                  cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                                  cl_event *event)
 {
     if (!layer)
         return CLBN_ERROR_NULL_ARGUMENT;
@@ -215,12 +249,14 @@ clbn_status clbn_layer_forward(clbn_layer *layer, cl_command_queue queue, const 
     cl_mem rm = layer->tensors[CLBN_RUNNING_MEAN], rv = layer->tensors[CLBN_RUNNING_VAR];
     if (!layer->training && cfg->track_running_stats) {
         cl_event done = NULL;
-        st = clbn_forward_inference(layer->ctx, queue, desc, x, y, w, b, rm, rv, cfg->epsilon,
-                                    num_events_in_wait_list, event_wait_list, &done);
+        st = clbn_forward_inference_fused(layer->ctx, queue, desc, layer->op, x, z, y, w, b, rm, rv,
+                                          cfg->epsilon, num_events_in_wait_list, event_wait_list,
+                                          &done);
         if (st != CLBN_SUCCESS)
             return st;
         layer->last_used_batch_stats = 0;
         layer->forwarded = 1;
+        keep_output(layer, y);
         return track(layer, done, event);
     }
     /* Batch statistics: training, or eval without running statistics (which
@@ -232,11 +268,13 @@ clbn_status clbn_layer_forward(clbn_layer *layer, cl_command_queue queue, const 
                        ? 1.0 / (double)(layer->num_batches_tracked + 1)
                        : cfg->momentum;
     cl_event done = NULL;
-    st = clbn_forward_training(layer->ctx, queue, desc, x, y, w, b, update ? rm : NULL,
-                               update ? rv : NULL, momentum, cfg->epsilon, layer->save_mean,
-                               layer->save_invstd, num_events_in_wait_list, event_wait_list, &done);
+    st = clbn_forward_training_fused(layer->ctx, queue, desc, layer->op, x, z, y, w, b,
+                                     update ? rm : NULL, update ? rv : NULL, momentum, cfg->epsilon,
+                                     layer->save_mean, layer->save_invstd, num_events_in_wait_list,
+                                     event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
+    keep_output(layer, y);
     if (update)
         layer->num_batches_tracked++;
     layer->forwarded = 1;
@@ -272,6 +310,15 @@ clbn_status clbn_layer_backward(clbn_layer *layer, cl_command_queue queue, const
                                 cl_mem x, cl_mem dy, cl_mem dx, cl_uint num_events_in_wait_list,
                                 const cl_event *event_wait_list, cl_event *event)
 {
+    return clbn_layer_backward_ex(layer, queue, desc, x, dy, dx, NULL, num_events_in_wait_list,
+                                  event_wait_list, event);
+}
+
+clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
+                                   const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem dx,
+                                   cl_mem dz, cl_uint num_events_in_wait_list,
+                                   const cl_event *event_wait_list, cl_event *event)
+{
     if (!layer)
         return CLBN_ERROR_NULL_ARGUMENT;
     clbn_status st = check_layer_desc(layer, desc);
@@ -289,15 +336,18 @@ clbn_status clbn_layer_backward(clbn_layer *layer, cl_command_queue queue, const
     }
     cl_mem w = layer->tensors[CLBN_WEIGHT];
     cl_event done = NULL;
+    /* The op of the latest forward, whose output is the ReLU mask. */
+    const clbn_fused_op op = layer->forward_op;
     if (batch)
-        st = clbn_backward(layer->ctx, queue, desc, x, dy, dx, w, layer->save_mean, layer->save_invstd,
-                           layer->step_dweight, layer->step_dbias, num_events_in_wait_list,
-                           event_wait_list, &done);
+        st = clbn_backward_fused(layer->ctx, queue, desc, op, x, layer->output, dy, dx, dz, w,
+                                 layer->save_mean, layer->save_invstd, layer->step_dweight,
+                                 layer->step_dbias, num_events_in_wait_list, event_wait_list, &done);
     else
-        st = clbn_backward_inference(layer->ctx, queue, desc, x, dy, dx, w,
-                                     layer->tensors[CLBN_RUNNING_MEAN], layer->tensors[CLBN_RUNNING_VAR],
-                                     cfg->epsilon, layer->step_dweight, layer->step_dbias,
-                                     num_events_in_wait_list, event_wait_list, &done);
+        st = clbn_backward_inference_fused(layer->ctx, queue, desc, op, x, layer->output, dy, dx, dz, w,
+                                           layer->tensors[CLBN_RUNNING_MEAN],
+                                           layer->tensors[CLBN_RUNNING_VAR], cfg->epsilon,
+                                           layer->step_dweight, layer->step_dbias,
+                                           num_events_in_wait_list, event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
     if (cfg->affine) {

@@ -20,6 +20,9 @@ struct clbn_layer {
     int last_used_batch_stats;          /* the latest forward normalized with batch statistics,
                                            now in save_mean/save_invstd */
     clbn_tensor_desc saved_desc;        /* the shape those statistics came from */
+    clbn_fused_op op;                   /* fused into the next forwards */
+    clbn_fused_op forward_op;           /* the op of the latest forward */
+    cl_mem output;                      /* its retained y when that op is not NONE */
 };
 
 /* Writes `count` tensors (host values in order, each num_features long) and

@@ -109,3 +109,12 @@ clbn_status clbn__check_buffer(const clbn_context *ctx, cl_mem mem, size_t bytes
         return CLBN_ERROR_BUFFER_TOO_SMALL;
     return CLBN_SUCCESS;
 }
+
+clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input)
+{
+    if (op != CLBN_FUSED_NONE && op != CLBN_FUSED_RELU && op != CLBN_FUSED_ADD_RELU)
+        return CLBN_ERROR_INVALID_OPTION;
+    if (op == CLBN_FUSED_ADD_RELU)
+        return residual || !is_input ? CLBN_SUCCESS : CLBN_ERROR_NULL_BUFFER;
+    return residual ? CLBN_ERROR_INVALID_OPTION : CLBN_SUCCESS;
+}
