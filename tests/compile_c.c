@@ -19,6 +19,19 @@ int main(void)
         (void (*)(void))clbn_context_prepare,     (void (*)(void))clbn_context_get_build_log,
         (void (*)(void))clbn_context_release,     (void (*)(void))clbn_forward_training,
         (void (*)(void))clbn_forward_training_ex, (void (*)(void))clbn_forward_inference,
+        (void (*)(void))clbn_forward_training_fused, (void (*)(void))clbn_forward_inference_fused,
+        (void (*)(void))clbn_backward, (void (*)(void))clbn_backward_inference,
+        (void (*)(void))clbn_backward_fused, (void (*)(void))clbn_backward_inference_fused,
+        (void (*)(void))clbn_layer_config_default, (void (*)(void))clbn_layer_create,
+        (void (*)(void))clbn_layer_release, (void (*)(void))clbn_layer_set_training,
+        (void (*)(void))clbn_layer_is_training, (void (*)(void))clbn_layer_forward,
+        (void (*)(void))clbn_layer_backward, (void (*)(void))clbn_layer_read,
+        (void (*)(void))clbn_layer_write, (void (*)(void))clbn_layer_get_buffer,
+        (void (*)(void))clbn_layer_set_fused_op, (void (*)(void))clbn_layer_forward_ex,
+        (void (*)(void))clbn_layer_backward_ex, (void (*)(void))clbn_layer_num_batches_tracked,
+        (void (*)(void))clbn_layer_zero_grad, (void (*)(void))clbn_layer_reset_running_stats,
+        (void (*)(void))clbn_layer_reset_parameters, (void (*)(void))clbn_layer_save,
+        (void (*)(void))clbn_layer_load,
     };
     clbn_tensor_desc desc = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 1, 1, 1};
     (void)unused;

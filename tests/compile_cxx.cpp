@@ -13,6 +13,11 @@ int main()
     }
     clbn_tensor_desc desc = {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 3, 4};
     static_cast<void>(desc);
+    clbn_layer_config cfg = clbn_layer_config_default(64);
+    if (cfg.num_features != 64 || cfg.momentum != 0.1) {
+        std::printf("unexpected layer defaults from C++\n");
+        return 1;
+    }
     std::printf("clbn from C++: %s\n", name);
     return 0;
 }
