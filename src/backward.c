@@ -129,57 +129,48 @@ static void plan_dx(const clbn_program *prog, const clbn_tensor_desc *desc, clbn
 
 /* ---- kernel arguments ------------------------------------------------------------ */
 
-/* The reduction over (x, dy) around mean[c], into scratch from offset 0. */
-static cl_int set_reduce_args(clbn_program *prog, const clbn_stats_plan *sp,
-                              const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem mean,
-                              cl_mem scratch, cl_mem mask)
+/* The reduction over (x, dy) around mean[c], into the scratch from offset 0;
+ * dy masked by the fused ReLU's output y when y is given. */
+static clbn_step reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
+                             cl_mem dy, cl_mem mean, cl_mem y)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
-    cl_kernel k = prog->kernels[sp->launch.kernel];
-    if (sp->launch.kernel == CLBN_K_BWD_REDUCE_NCHW) {
-        const arg args[] = {ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(N), ARG(C), ARG(S),
-                            ARG(sp->rows_per_group), ARG(sp->cols_per_group), ARG(sp->col_groups),
-                            ARG(sp->col_parts), ARG(sp->rows_per_item), ARG(sp->cols_per_item),
-                            ARG_MEM(scratch), ARG_MEM(mask)};
-        return clbn__set_args(k, args, sizeof args / sizeof *args);
-    }
-    const arg args[] = {ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(P), ARG(C),
-                        ARG(sp->pixels_per_group), ARG(sp->col_parts), ARG(sp->pixels_per_item),
-                        ARG_MEM(scratch), ARG_MEM(mask)};
-    return clbn__set_args(k, args, sizeof args / sizeof *args);
+    if (sp->launch.kernel == CLBN_K_BWD_REDUCE_NCHW)
+        return CLBN_STEP(sp->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(N), ARG(C), ARG(S),
+                         ARG(sp->rows_per_group), ARG(sp->cols_per_group), ARG(sp->col_groups),
+                         ARG(sp->col_parts), ARG(sp->rows_per_item), ARG(sp->cols_per_item),
+                         ARG_SCRATCH, ARG_MEM(y));
+    return CLBN_STEP(sp->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(P), ARG(C),
+                     ARG(sp->pixels_per_group), ARG(sp->col_parts), ARG(sp->pixels_per_item),
+                     ARG_SCRATCH, ARG_MEM(y));
 }
 
-/* A backward_dx kernel: x (NULL for the frozen backward), dy, dx, then the
- * parameters and the sizes of clbn__plan_normalize's geometry, then the ReLU
- * mask y and the residual gradient dz (each NULL when unused). */
-static cl_int set_dx_args(clbn_program *prog, const clbn_norm_plan *np, const clbn_tensor_desc *desc,
-                          cl_mem x, cl_mem dy, cl_mem dx, cl_mem y, cl_mem dz, cl_mem scratch,
-                          cl_ulong params_offset)
+/* The per-channel step: sums of `splits` partials (none when 0) to dweight,
+ * dbias and the dx pass's coefficients at params_offset. */
+static clbn_step finalize_step(const clbn_launch *launch, cl_uint splits, cl_ulong C, cl_mem mean,
+                               cl_mem invstd, cl_mem running_var, float epsilon, float inv_m,
+                               cl_mem weight, cl_mem dweight, cl_mem dbias, cl_int mode,
+                               cl_ulong params_offset)
 {
-    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
-    cl_kernel k = prog->kernels[np->launch.kernel];
-    arg args[12];
-    cl_uint n = 0;
-    args[n++] = ARG_MEM(x);
-    args[n++] = ARG_MEM(dy);
-    args[n++] = ARG_MEM(dx);
-    args[n++] = ARG_MEM(scratch);
-    args[n++] = ARG(params_offset);
-    const cl_ulong rows = N * C, P = N * S;
-    if (clbn__is_planar(desc)) {
-        args[n++] = ARG(rows);
-        args[n++] = ARG(C);
-        args[n++] = ARG(S);
-        args[n++] = ARG(np->rows_per_item);
-        args[n++] = ARG(np->cols_per_item);
-    } else {
-        args[n++] = ARG(P);
-        args[n++] = ARG(C);
-        args[n++] = ARG(np->pixels_per_item);
-    }
-    args[n++] = ARG_MEM(y);
-    args[n++] = ARG_MEM(dz);
-    return clbn__set_args(k, args, n);
+    const arg partial = splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL);
+    return CLBN_STEP(*launch, partial, ARG(splits), ARG(C), ARG_MEM(mean), ARG_MEM(invstd),
+                     ARG_MEM(running_var), ARG(epsilon), ARG(inv_m), ARG_MEM(weight),
+                     ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode), ARG_SCRATCH, ARG(params_offset));
+}
+
+/* A backward_dx step: x (NULL for the frozen backward), dy, dx, the
+ * coefficients, the sizes of clbn__plan_normalize's geometry, then the ReLU
+ * mask y and the residual gradient dz (each NULL when unused). */
+static clbn_step dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+                         cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset)
+{
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
+    if (clbn__is_planar(desc))
+        return CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
+                         ARG(params_offset), ARG(rows), ARG(C), ARG(S), ARG(np->rows_per_item),
+                         ARG(np->cols_per_item), ARG_MEM(y), ARG_MEM(dz));
+    return CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH, ARG(params_offset),
+                     ARG(P), ARG(C), ARG(np->pixels_per_item), ARG_MEM(y), ARG_MEM(dz));
 }
 
 /* Nothing to compute: the call's event still completes after the wait list. */
@@ -216,49 +207,26 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
         return st;
     clbn_stats_plan sp;
     clbn_norm_plan np;
-    clbn_launch launches[3];
+    clbn_launch finalize;
     plan_reduce(ctx, prog, desc, &sp);
-    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &launches[1]);
-    launches[0] = sp.launch;
+    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
     const int elementwise = dx || dz;
-    const int count = elementwise ? 3 : 2;
-    if (elementwise) {
+    if (elementwise)
         plan_dx(prog, desc, &np);
-        launches[2] = np.launch;
-    }
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
     const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * sizeof(float);
     const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
-    const cl_float eps = 0.0f;
-    const cl_int mode = elementwise ? PARAMS_TRAINING : PARAMS_NONE;
-    const cl_mem no_mem = NULL;
-
-    pthread_mutex_lock(&ctx->lock);
-    cl_mem scratch = NULL;
-    int owned = 0;
-    st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
-    if (st == CLBN_SUCCESS) {
-        cl_int err = set_reduce_args(prog, &sp, desc, x, dy, save_mean, scratch, y);
-        if (err == CL_SUCCESS) {
-            const arg args[] = {ARG_MEM(scratch), ARG(sp.splits), ARG(C), ARG_MEM(save_mean),
-                                ARG_MEM(save_invstd), ARG_MEM(no_mem), ARG(eps), ARG(inv_m),
-                                ARG_MEM(weight), ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode),
-                                ARG_MEM(scratch), ARG(params_offset)};
-            err = clbn__set_args(prog->kernels[CLBN_K_BWD_FINALIZE], args, sizeof args / sizeof *args);
-        }
-        if (err == CL_SUCCESS && elementwise)
-            err = set_dx_args(prog, &np, desc, x, dy, dx, y, dz, scratch, params_offset);
-        if (err == CL_SUCCESS)
-            err = clbn__enqueue_chain(prog, queue, in_order, launches, count,
-                                      num_events_in_wait_list, event_wait_list, event);
-        st = clbn__from_cl(err);
-        if (owned)
-            clReleaseMemObject(scratch);
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return st;
+    clbn_step steps[3];
+    steps[0] = reduce_step(&sp, desc, x, dy, save_mean, y);
+    steps[1] = finalize_step(&finalize, sp.splits, C, save_mean, save_invstd, NULL, 0.0f, inv_m, weight,
+                             dweight, dbias, elementwise ? PARAMS_TRAINING : PARAMS_NONE,
+                             params_offset);
+    if (elementwise)
+        steps[2] = dx_step(&np, desc, x, dy, dx, y, dz, params_offset);
+    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, elementwise ? 3 : 2,
+                     num_events_in_wait_list, event_wait_list, event);
 }
 
 clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue queue,
@@ -287,58 +255,33 @@ clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue qu
         return st;
     clbn_stats_plan sp;
     clbn_norm_plan np;
-    clbn_launch launches[3];
-    int count = 0;
+    clbn_launch finalize;
     memset(&sp, 0, sizeof sp);
-    if (reduce) {
+    if (reduce)
         plan_reduce(ctx, prog, desc, &sp);
-        launches[count++] = sp.launch;
-    }
-    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &launches[count++]);
-    if (elementwise) {
-        /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
+    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
+    if (elementwise)
         plan_dx(prog, desc, &np);
-        launches[count++] = np.launch;
-    }
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
     const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * sizeof(float);
     const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
-    const cl_float eps = (cl_float)epsilon;
-    const cl_int mode = elementwise ? PARAMS_INFERENCE : PARAMS_NONE;
-    const cl_mem no_mem = NULL;
     /* Without dweight only sum(dy) is used and x may be NULL: the reduction
      * then reads dy in x's place and its second sum is ignored. */
     const cl_mem x_in = dweight ? x : dy;
-
-    pthread_mutex_lock(&ctx->lock);
-    cl_mem scratch = NULL;
-    int owned = 0;
-    st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
-    if (st == CLBN_SUCCESS) {
-        cl_int err = CL_SUCCESS;
-        if (reduce)
-            err = set_reduce_args(prog, &sp, desc, x_in, dy, running_mean, scratch, y);
-        if (err == CL_SUCCESS) {
-            const cl_mem partial = reduce ? scratch : NULL;
-            const arg args[] = {ARG_MEM(partial), ARG(sp.splits), ARG(C), ARG_MEM(running_mean),
-                                ARG_MEM(no_mem), ARG_MEM(running_var), ARG(eps), ARG(inv_m),
-                                ARG_MEM(weight), ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode),
-                                ARG_MEM(scratch), ARG(params_offset)};
-            err = clbn__set_args(prog->kernels[CLBN_K_BWD_FINALIZE], args, sizeof args / sizeof *args);
-        }
-        if (err == CL_SUCCESS && elementwise)
-            err = set_dx_args(prog, &np, desc, NULL, dy, dx, y, dz, scratch, params_offset);
-        if (err == CL_SUCCESS)
-            err = clbn__enqueue_chain(prog, queue, in_order, launches, count,
-                                      num_events_in_wait_list, event_wait_list, event);
-        st = clbn__from_cl(err);
-        if (owned)
-            clReleaseMemObject(scratch);
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return st;
+    clbn_step steps[3];
+    int count = 0;
+    if (reduce)
+        steps[count++] = reduce_step(&sp, desc, x_in, dy, running_mean, y);
+    steps[count++] = finalize_step(&finalize, sp.splits, C, running_mean, NULL, running_var,
+                                   (cl_float)epsilon, inv_m, weight, dweight, dbias,
+                                   elementwise ? PARAMS_INFERENCE : PARAMS_NONE, params_offset);
+    /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
+    if (elementwise)
+        steps[count++] = dx_step(&np, desc, NULL, dy, dx, y, dz, params_offset);
+    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, count, num_events_in_wait_list,
+                     event_wait_list, event);
 }
 
 clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_tensor_desc *desc,

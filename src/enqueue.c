@@ -1,26 +1,51 @@
-/* Setting kernel arguments and enqueueing a chain of launches with events. */
+/* Running a call's kernels: arguments held by value, a scratch buffer per
+ * call, and the chain of launches ordered with events. */
 #include "internal.h"
 
-cl_int clbn__set_args(cl_kernel k, const arg *args, cl_uint count)
+#include <string.h>
+
+arg clbn__arg_value(const void *value, size_t size)
 {
-    for (cl_uint i = 0; i < count; ++i) {
-        cl_int err = clSetKernelArg(k, i, args[i].size, args[i].value);
+    arg a = {ARG_KIND_VALUE, size, {0}};
+    memcpy(a.bytes, value, size <= sizeof a.bytes ? size : sizeof a.bytes);
+    return a;
+}
+
+arg clbn__arg_mem(cl_mem mem)
+{
+    return mem ? clbn__arg_value(&mem, sizeof mem) : (arg){ARG_KIND_NULL, sizeof(cl_mem), {0}};
+}
+
+clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count)
+{
+    clbn_step s;
+    s.launch = launch;
+    s.nargs = count <= CLBN_MAX_ARGS ? count : CLBN_MAX_ARGS;
+    memcpy(s.args, args, s.nargs * sizeof *args);
+    return s;
+}
+
+static cl_int set_args(cl_kernel k, const clbn_step *step, cl_mem scratch)
+{
+    for (cl_uint i = 0; i < step->nargs; ++i) {
+        const arg *a = &step->args[i];
+        const void *value = a->kind == ARG_KIND_VALUE ? (const void *)a->bytes
+                            : a->kind == ARG_KIND_SCRATCH ? (const void *)&scratch
+                                                          : NULL;
+        cl_int err = clSetKernelArg(k, i, a->size, value);
         if (err != CL_SUCCESS)
             return err;
     }
     return CL_SUCCESS;
 }
 
-/* Enqueues the launches one after another: the first waits for the caller's
- * list; on an out-of-order queue each later one waits for its predecessor.
- * The last one's event, which completes after all of them, goes to *event. */
-cl_int clbn__enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_order,
-                            const clbn_launch *launches, int count, cl_uint num_wait,
-                            const cl_event *wait, cl_event *event)
+static cl_int enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_order,
+                            const clbn_step *steps, int count, cl_uint num_wait, const cl_event *wait,
+                            cl_event *event)
 {
     cl_event prev = NULL;
     for (int i = 0; i < count; ++i) {
-        const clbn_launch *l = &launches[i];
+        const clbn_launch *l = &steps[i].launch;
         const int last = i == count - 1;
         cl_uint n = 0;
         const cl_event *list = NULL;
@@ -46,3 +71,28 @@ cl_int clbn__enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_or
     return CL_SUCCESS;
 }
 
+clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue queue, int in_order,
+                      size_t scratch_bytes, const clbn_step *steps, int count, cl_uint num_wait,
+                      const cl_event *wait, cl_event *event)
+{
+    pthread_mutex_lock(&ctx->lock);
+    cl_mem scratch = NULL;
+    int owned = 0;
+    clbn_status st = CLBN_SUCCESS;
+    if (scratch_bytes > 0)
+        st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
+    if (st == CLBN_SUCCESS) {
+        /* Every argument is set before anything is enqueued, so an argument
+         * error leaves nothing half done. */
+        cl_int err = CL_SUCCESS;
+        for (int i = 0; i < count && err == CL_SUCCESS; ++i)
+            err = set_args(prog->kernels[steps[i].launch.kernel], &steps[i], scratch);
+        if (err == CL_SUCCESS)
+            err = enqueue_chain(prog, queue, in_order, steps, count, num_wait, wait, event);
+        st = clbn__from_cl(err);
+        if (owned)
+            clReleaseMemObject(scratch);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}

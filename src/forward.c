@@ -45,25 +45,19 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
     return CLBN_SUCCESS;
 }
 
-/* Sets the normalize kernel's arguments for `plan`. */
-static cl_int set_normalize_args(clbn_program *prog, const clbn_norm_plan *plan,
-                                 const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
-                                 cl_mem z, cl_mem y, cl_mem scratch, cl_ulong params_offset)
+/* The normalize pass reading its (center, scale, shift) from the scratch at
+ * params_offset. */
+static clbn_step normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
+                                clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset)
 {
-    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
     const cl_int relu = op != CLBN_FUSED_NONE;
-    cl_kernel k = prog->kernels[plan->launch.kernel];
-    if (plan->launch.kernel == CLBN_K_NORMALIZE_NCHW) {
-        const cl_ulong rows = N * C;
-        const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset), ARG(rows),
-                            ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item),
-                            ARG_MEM(z), ARG(relu)};
-        return clbn__set_args(k, args, sizeof args / sizeof *args);
-    }
-    const cl_ulong P = N * S;
-    const arg args[] = {ARG_MEM(x), ARG_MEM(y), ARG_MEM(scratch), ARG(params_offset),
-                        ARG(P), ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(relu)};
-    return clbn__set_args(k, args, sizeof args / sizeof *args);
+    if (plan->launch.kernel == CLBN_K_NORMALIZE_NCHW)
+        return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
+                         ARG(rows), ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item),
+                         ARG_MEM(z), ARG(relu));
+    return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset), ARG(P),
+                     ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(relu));
 }
 
 /* Every training forward: the PyTorch or ONNX update, with or without a fused op. */
@@ -99,12 +93,10 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
         return st;
     clbn_stats_plan sp;
     clbn_norm_plan np;
-    clbn_launch launches[3];
+    clbn_launch finalize;
     clbn__plan_stats(ctx, prog, desc, &sp);
-    clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &launches[1]);
+    clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &finalize);
     clbn__plan_normalize(prog, desc, &np);
-    launches[0] = sp.launch;
-    launches[2] = np.launch;
 
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4; /* in floats, after the partials */
@@ -114,43 +106,21 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     const cl_float unbias = (cl_float)((double)m / (double)(m - 1));
     const cl_float eps = (cl_float)epsilon, mom = (cl_float)momentum;
     const cl_int upd = (cl_int)update;
-
-    pthread_mutex_lock(&ctx->lock);
-    cl_mem scratch = NULL;
-    int owned = 0;
-    st = clbn__scratch_get(ctx, queue, in_order, scratch_bytes, &scratch, &owned);
-    cl_int err = CL_SUCCESS;
-    if (st == CLBN_SUCCESS) {
-        cl_kernel ks = prog->kernels[sp.launch.kernel];
-        if (sp.launch.kernel == CLBN_K_STATS_NCHW) {
-            const arg args[] = {ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp.rows_per_group),
-                                ARG(sp.cols_per_group), ARG(sp.col_groups), ARG(sp.col_parts),
-                                ARG(sp.rows_per_item), ARG(sp.cols_per_item), ARG_MEM(scratch)};
-            err = clbn__set_args(ks, args, sizeof args / sizeof *args);
-        } else {
-            const arg args[] = {ARG_MEM(x), ARG(P), ARG(C), ARG(sp.pixels_per_group),
-                                ARG(sp.col_parts), ARG(sp.pixels_per_item), ARG_MEM(scratch)};
-            err = clbn__set_args(ks, args, sizeof args / sizeof *args);
-        }
-        if (err == CL_SUCCESS) {
-            const arg args[] = {ARG_MEM(scratch), ARG(sp.splits), ARG(C), ARG_MEM(x),
-                                ARG(pivot_stride), ARG(inv_m), ARG(unbias), ARG(eps), ARG(mom),
-                                ARG(upd), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
-                                ARG_MEM(running_var), ARG_MEM(save_mean), ARG_MEM(save_invstd),
-                                ARG_MEM(scratch), ARG(params_offset)};
-            err = clbn__set_args(prog->kernels[CLBN_K_STATS_FINALIZE], args, sizeof args / sizeof *args);
-        }
-        if (err == CL_SUCCESS)
-            err = set_normalize_args(prog, &np, desc, op, x, z, y, scratch, params_offset);
-        if (err == CL_SUCCESS)
-            err = clbn__enqueue_chain(prog, queue, in_order, launches, 3, num_events_in_wait_list,
-                                event_wait_list, event);
-        st = clbn__from_cl(err);
-        if (owned)
-            clReleaseMemObject(scratch);
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return st;
+    clbn_step steps[3];
+    if (sp.launch.kernel == CLBN_K_STATS_NCHW)
+        steps[0] = CLBN_STEP(sp.launch, ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp.rows_per_group),
+                             ARG(sp.cols_per_group), ARG(sp.col_groups), ARG(sp.col_parts),
+                             ARG(sp.rows_per_item), ARG(sp.cols_per_item), ARG_SCRATCH);
+    else
+        steps[0] = CLBN_STEP(sp.launch, ARG_MEM(x), ARG(P), ARG(C), ARG(sp.pixels_per_group),
+                             ARG(sp.col_parts), ARG(sp.pixels_per_item), ARG_SCRATCH);
+    steps[1] = CLBN_STEP(finalize, ARG_SCRATCH, ARG(sp.splits), ARG(C), ARG_MEM(x), ARG(pivot_stride),
+                         ARG(inv_m), ARG(unbias), ARG(eps), ARG(mom), ARG(upd), ARG_MEM(weight),
+                         ARG_MEM(bias), ARG_MEM(running_mean), ARG_MEM(running_var),
+                         ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_SCRATCH, ARG(params_offset));
+    steps[2] = normalize_step(&np, desc, op, x, z, y, params_offset);
+    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, 3, num_events_in_wait_list,
+                     event_wait_list, event);
 }
 
 clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
@@ -215,32 +185,19 @@ clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue que
     if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
         return st;
     clbn_norm_plan np;
-    clbn_launch launches[2];
-    clbn__plan_per_channel(prog, CLBN_K_INFERENCE_PARAMS, desc->c, &launches[0]);
+    clbn_launch params;
+    clbn__plan_per_channel(prog, CLBN_K_INFERENCE_PARAMS, desc->c, &params);
     clbn__plan_normalize(prog, desc, &np);
-    launches[1] = np.launch;
 
     const cl_ulong C = desc->c, params_offset = 0;
     const cl_float eps = (cl_float)epsilon;
-    pthread_mutex_lock(&ctx->lock);
-    cl_mem scratch = NULL;
-    int owned = 0;
-    st = clbn__scratch_get(ctx, queue, in_order, (size_t)(3 * C * sizeof(float)), &scratch, &owned);
-    if (st == CLBN_SUCCESS) {
-        const arg args[] = {ARG(C), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
-                            ARG_MEM(running_var), ARG(eps), ARG_MEM(scratch), ARG(params_offset)};
-        cl_int err = clbn__set_args(prog->kernels[CLBN_K_INFERENCE_PARAMS], args, sizeof args / sizeof *args);
-        if (err == CL_SUCCESS)
-            err = set_normalize_args(prog, &np, desc, op, x, z, y, scratch, params_offset);
-        if (err == CL_SUCCESS)
-            err = clbn__enqueue_chain(prog, queue, in_order, launches, 2, num_events_in_wait_list,
-                                event_wait_list, event);
-        st = clbn__from_cl(err);
-        if (owned)
-            clReleaseMemObject(scratch);
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return st;
+    const clbn_step steps[2] = {
+        CLBN_STEP(params, ARG(C), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
+                  ARG_MEM(running_var), ARG(eps), ARG_SCRATCH, ARG(params_offset)),
+        normalize_step(&np, desc, op, x, z, y, params_offset),
+    };
+    return clbn__run(ctx, prog, queue, in_order, (size_t)(3 * C * sizeof(float)), steps, 2,
+                     num_events_in_wait_list, event_wait_list, event);
 }
 
 clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,

@@ -143,24 +143,47 @@ void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
                             clbn_launch *launch);
 
-/* ---- enqueue.c ---------------------------------------------------------------- */
-/* One kernel argument: ARG(variable) or ARG_MEM(cl_mem, NULL allowed). */
+/* ---- enqueue.c: running a call's kernels ------------------------------------- */
+/* One kernel argument, held by value so a step can be built in one function
+ * and run in another: ARG(variable) copies a scalar, ARG_MEM(mem) a cl_mem
+ * (NULL allowed: the kernel sees a NULL pointer), ARG_SCRATCH stands for the
+ * call's scratch buffer, which clbn__run picks under the context's lock. */
+typedef enum arg_kind { ARG_KIND_VALUE, ARG_KIND_NULL, ARG_KIND_SCRATCH } arg_kind;
 typedef struct arg {
+    arg_kind kind;
     size_t size;
-    const void *value;
+    unsigned char bytes[8];
 } arg;
 
-#define ARG(v) ((arg){sizeof(v), &(v)})
-#define ARG_MEM(m) ((arg){sizeof(cl_mem), (m) ? (const void *)&(m) : NULL})
+arg clbn__arg_value(const void *value, size_t size);
+arg clbn__arg_mem(cl_mem mem);
+#define ARG(v) clbn__arg_value(&(v), sizeof(v))
+#define ARG_MEM(m) clbn__arg_mem(m)
+#define ARG_SCRATCH ((arg){ARG_KIND_SCRATCH, sizeof(cl_mem), {0}})
 
-cl_int clbn__set_args(cl_kernel k, const arg *args, cl_uint count);
-/* Enqueues `count` launches one after another on `queue`: the first waits for
- * the caller's wait list; on an out-of-order queue each later one waits for
- * its predecessor. The last one's event, which completes after all of them,
- * goes to *event when event is non-NULL. Call with ctx->lock held (kernel
- * arguments are shared). */
-cl_int clbn__enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_order,
-                           const clbn_launch *launches, int count, cl_uint num_wait,
-                           const cl_event *wait, cl_event *event);
+/* A kernel launch and its arguments. */
+#define CLBN_MAX_ARGS 20
+typedef struct clbn_step {
+    clbn_launch launch;
+    cl_uint nargs;
+    arg args[CLBN_MAX_ARGS];
+} clbn_step;
+
+/* Makes a step from `launch` and the arguments, in kernel order. */
+#define CLBN_STEP(launch_, ...)                                                              \
+    clbn__step((launch_), (const arg[]){__VA_ARGS__},                                        \
+               (cl_uint)(sizeof((const arg[]){__VA_ARGS__}) / sizeof(arg)))
+clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count);
+
+/* Runs one public call's steps: under ctx->lock, takes a scratch buffer of
+ * `scratch_bytes` for `queue` (none when 0), sets every step's arguments and
+ * enqueues the steps one after another: the first waits for the caller's wait
+ * list; on an out-of-order queue each later one waits for its predecessor. The
+ * last one's event, which completes after all of them, goes to *event when
+ * event is non-NULL. Kernel objects are shared by every call on the context,
+ * hence the lock around setting arguments and enqueueing. */
+clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue queue, int in_order,
+                      size_t scratch_bytes, const clbn_step *steps, int count, cl_uint num_wait,
+                      const cl_event *wait, cl_event *event);
 
 #endif

@@ -296,14 +296,11 @@ static clbn_status accumulate(clbn_layer *layer, cl_command_queue queue, cl_even
     clbn_launch launch;
     clbn__plan_per_channel(prog, CLBN_K_ACCUMULATE, layer->config.num_features, &launch);
     const cl_ulong C = layer->config.num_features;
-    const arg args[] = {ARG_MEM(layer->tensors[CLBN_GRAD_WEIGHT]), ARG_MEM(layer->step_dweight),
-                        ARG_MEM(layer->tensors[CLBN_GRAD_BIAS]), ARG_MEM(layer->step_dbias), ARG(C)};
-    pthread_mutex_lock(&ctx->lock);
-    cl_int err = clbn__set_args(prog->kernels[CLBN_K_ACCUMULATE], args, sizeof args / sizeof *args);
-    if (err == CL_SUCCESS)
-        err = clbn__enqueue_chain(prog, queue, 0, &launch, 1, 1, &after, done);
-    pthread_mutex_unlock(&ctx->lock);
-    return clbn__from_cl(err);
+    const clbn_step step =
+        CLBN_STEP(launch, ARG_MEM(layer->tensors[CLBN_GRAD_WEIGHT]), ARG_MEM(layer->step_dweight),
+                  ARG_MEM(layer->tensors[CLBN_GRAD_BIAS]), ARG_MEM(layer->step_dbias), ARG(C));
+    /* in_order = 0: the step waits for `after` whatever the queue. */
+    return clbn__run(ctx, prog, queue, 0, 0, &step, 1, 1, &after, done);
 }
 
 clbn_status clbn_layer_backward(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
