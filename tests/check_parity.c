@@ -85,25 +85,11 @@ typedef struct par_case {
     par_tensor t[MAX_TENSORS];
 } par_case;
 
-/* Raw little-endian float32, whatever the host's byte order. */
 static void load_tensor(const char *dir, par_tensor *t)
 {
     char path[640];
     snprintf(path, sizeof path, "%s/%s", dir, t->file);
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    unsigned char *raw = tu_alloc(t->count * 4 + 1);
-    size_t got = fread(raw, 1, t->count * 4 + 1, f);
-    fclose(f);
-    ck_assert_msg(got == t->count * 4, "%s: %zu bytes, expected %zu", path, got, t->count * 4);
-    t->data = tu_floats(t->count);
-    for (size_t i = 0; i < t->count; i++) {
-        const unsigned char *p = raw + 4 * i;
-        uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                        (uint32_t)p[3] << 24;
-        memcpy(&t->data[i], &bits, sizeof bits);
-    }
-    free(raw);
+    t->data = tu_load_f32le(path, t->count);
 }
 
 static int parse_int(const char *path, const char *key, const char *value)

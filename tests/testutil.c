@@ -371,3 +371,21 @@ void tu_snapshot_check(tu_snapshot *snap, const char *what)
     ck_assert_msg(changed == snap->count, "%s: buffer #%zu changed", what,
                   changed < snap->count ? snap->index[changed] : changed);
 }
+
+float *tu_load_f32le(const char *path, size_t count)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    unsigned char *raw = tu_alloc(count * 4 + 1);
+    size_t got = fread(raw, 1, count * 4 + 1, f);
+    fclose(f);
+    ck_assert_msg(got == count * 4, "%s: %zu bytes, expected %zu", path, got, count * 4);
+    float *data = tu_floats(count);
+    for (size_t i = 0; i < count; i++) {
+        const unsigned char *p = raw + 4 * i;
+        uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        memcpy(&data[i], &bits, sizeof bits);
+    }
+    free(raw);
+    return data;
+}

@@ -73,6 +73,9 @@ void tu_read(cl_mem mem, void *out, size_t bytes);
 void tu_read_floats(cl_mem mem, float *out, size_t count);
 void tu_write_floats(cl_mem mem, const float *in, size_t count);
 void tu_release(cl_mem mem); /* NULL is fine */
+/* Reads a file of exactly `count` raw little-endian float32 values (whatever
+ * the host's byte order); fails the test otherwise. The caller frees it. */
+float *tu_load_f32le(const char *path, size_t count);
 
 /* ---- Test data ---------------------------------------------------------- */
 
