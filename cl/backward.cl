@@ -30,17 +30,17 @@
 #define CLBN_BWD_PARAMS_INFERENCE 2 /* 0, A = w*invstd, 0, 0 for the dx kernels (x unused) */
 
 /* The 8 lanes of a vector summed in a fixed pairwise order. */
-inline float bwd_sum8(float8 v)
+inline acc bwd_sum8(acc8 v)
 {
-    float4 a = v.lo + v.hi;
-    float2 b = a.lo + a.hi;
+    acc4 a = v.lo + v.hi;
+    acc2 b = a.lo + a.hi;
     return b.x + b.y;
 }
 
 /* Tree-sums the pairs (a, b) held in local arrays, slot `slot` over the
  * `parts` entries slot + k*stride_k, in a fixed pairing (as stat_local_tree).
  * All work-items of the group must call it; the result is in entry k = 0. */
-inline void bwd_local_tree(__local float *a, __local float *b, uint k, uint parts, uint slot,
+inline void bwd_local_tree(__local acc *a, __local acc *b, uint k, uint parts, uint slot,
                            uint stride_k)
 {
     uint span = 1;
@@ -61,13 +61,13 @@ inline void bwd_local_tree(__local float *a, __local float *b, uint k, uint part
  * N x S matrix; work-item (lr, lc) takes a contiguous sub-tile. Same arguments
  * as clbn_stats_nchw plus dy and mean. */
 __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const data_t *dy,
-                                        __global const float *mean, ulong N, ulong C, ulong S,
+                                        __global const acc *mean, ulong N, ulong C, ulong S,
                                         ulong rows_per_group, ulong cols_per_group,
                                         uint col_groups, uint col_parts, ulong rows_per_item,
-                                        ulong cols_per_item, __global float2 *partial,
+                                        ulong cols_per_item, __global acc2 *partial,
                                         __global const data_t *y)
 {
-    __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
@@ -81,22 +81,22 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
     const ulong s_begin = gc * cols_per_group + lc * cols_per_item;
     const ulong s_end = min(s_tile_end, s_begin + cols_per_item);
 
-    const float mu = mean[c];
-    const float8 mu8 = (float8)(mu);
-    float8 a8 = (float8)(0.0f), b8 = (float8)(0.0f);
-    float a1 = 0.0f, b1 = 0.0f;
+    const acc mu = mean[c];
+    const acc8 mu8 = (acc8)(mu);
+    acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
+    acc a1 = 0.0f, b1 = 0.0f;
     for (ulong r = r_begin; r < r_end; ++r) {
         const ulong base = (r * C + c) * S;
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8) {
-            float8 g8 = LOAD8(dy, base + s);
+            acc8 g8 = LOAD8(dy, base + s);
             if (y)
                 g8 = RELU_GRAD8(g8, LOAD8(y, base + s));
             a8 += g8;
             b8 = fma(g8, LOAD8(x, base + s) - mu8, b8);
         }
         for (; s < s_end; ++s) {
-            float g1 = LOAD1(dy, base + s);
+            acc g1 = LOAD1(dy, base + s);
             if (y)
                 g1 = RELU_GRAD1(g1, LOAD1(y, base + s));
             a1 += g1;
@@ -107,44 +107,44 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
     lsumx[l] = bwd_sum8(b8) + b1;
     bwd_local_tree(lsum, lsumx, l, (uint)get_local_size(0), 0, 1);
     if (l == 0)
-        partial[g * C + c] = (float2)(lsum[0], lsumx[0]);
+        partial[g * C + c] = (acc2)(lsum[0], lsumx[0]);
 }
 
 /* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
  * channel cb*col_parts + lc over a contiguous range of pixels, 8 pixels at a
  * time in the lanes of a vector accumulator. Arguments as clbn_stats_nhwc. */
 __kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const data_t *dy,
-                                        __global const float *mean, ulong P, ulong C,
+                                        __global const acc *mean, ulong P, ulong C,
                                         ulong pixels_per_group, uint col_parts,
-                                        ulong pixels_per_item, __global float2 *partial,
+                                        ulong pixels_per_item, __global acc2 *partial,
                                         __global const data_t *y)
 {
-    __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
     const uint lp = l / col_parts, lc = l % col_parts;
     const uint parts = (uint)get_local_size(0) / col_parts;
     const ulong c = get_group_id(0) * col_parts + lc;
 
-    float sum = 0.0f, sumx = 0.0f;
+    acc sum = 0.0f, sumx = 0.0f;
     if (c < C) {
         const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
         const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
         const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
-        const float mu = mean[c];
-        float8 a8 = (float8)(0.0f), b8 = (float8)(0.0f);
-        float a1 = 0.0f, b1 = 0.0f;
+        const acc mu = mean[c];
+        acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
+        acc a1 = 0.0f, b1 = 0.0f;
         ulong p = p_begin;
         for (; p + 8 <= p_end; p += 8) {
-            float8 g8 = GATHER8(dy + p * C + c, C);
+            acc8 g8 = GATHER8(dy + p * C + c, C);
             if (y)
                 g8 = RELU_GRAD8(g8, GATHER8(y + p * C + c, C));
-            const float8 x8 = GATHER8(x + p * C + c, C);
+            const acc8 x8 = GATHER8(x + p * C + c, C);
             a8 += g8;
-            b8 = fma(g8, x8 - (float8)(mu), b8);
+            b8 = fma(g8, x8 - (acc8)(mu), b8);
         }
         for (; p < p_end; ++p) {
-            float g1 = LOAD1(dy, p * C + c);
+            acc g1 = LOAD1(dy, p * C + c);
             if (y)
                 g1 = RELU_GRAD1(g1, LOAD1(y, p * C + c));
             a1 += g1;
@@ -157,32 +157,32 @@ __kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const
     lsumx[l] = sumx;
     bwd_local_tree(lsum, lsumx, lp, parts, lc, col_parts);
     if (lp == 0 && c < C)
-        partial[g * C + c] = (float2)(lsum[lc], lsumx[lc]);
+        partial[g * C + c] = (acc2)(lsum[lc], lsumx[lc]);
 }
 
 /* NHWC with C % 8 == 0: each work-item takes 8 adjacent channels (one vector
  * load per pixel), each lane its own channel. Arguments as clbn_stats_nhwc8. */
 __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global const data_t *dy,
-                                         __global const float *mean, ulong P, ulong C,
+                                         __global const acc *mean, ulong P, ulong C,
                                          ulong pixels_per_group, uint col_parts,
-                                         ulong pixels_per_item, __global float2 *partial,
+                                         ulong pixels_per_item, __global acc2 *partial,
                                          __global const data_t *y)
 {
-    __local float lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
     const uint lp = l / col_parts, lc = l % col_parts;
     const uint parts = (uint)get_local_size(0) / col_parts;
     const ulong c0 = (get_group_id(0) * col_parts + lc) * 8;
 
-    float8 a8 = (float8)(0.0f), b8 = (float8)(0.0f);
+    acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
     if (c0 < C) {
         const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
         const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
         const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
-        const float8 mu = vload8(0, mean + c0);
+        const acc8 mu = vload8(0, mean + c0);
         for (ulong p = p_begin; p < p_end; ++p) {
-            float8 g8 = LOAD8(dy, p * C + c0);
+            acc8 g8 = LOAD8(dy, p * C + c0);
             if (y)
                 g8 = RELU_GRAD8(g8, LOAD8(y, p * C + c0));
             a8 += g8;
@@ -196,7 +196,7 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
     if (lp == 0 && c0 < C) {
         for (uint lane = 0; lane < 8; ++lane) {
             const uint i = lc * 8 + lane;
-            partial[g * C + c0 + lane] = (float2)(lsum[i], lsumx[i]);
+            partial[g * C + c0 + lane] = (acc2)(lsum[i], lsumx[i]);
         }
     }
 }
@@ -211,25 +211,25 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
  *   TRAINING:  A = w*invstd, B = -A*invstd^2*sum(dy*(x - mean))/m,
  *              K = -A*sum(dy)/m  (dx = dy*A + (x - mean)*B + K);
  *   INFERENCE: mean 0, A = w*invstd, B = 0, K = 0 (dx = dy*A). */
-__kernel void clbn_backward_finalize(__global const float2 *partial, uint splits, ulong C,
-                                     __global const float *mean, __global const float *invstd,
-                                     __global const float *running_var, float epsilon,
-                                     float inv_m, __global const float *weight,
-                                     __global float *dweight, __global float *dbias, int mode,
-                                     __global float *params, ulong params_offset)
+__kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, ulong C,
+                                     __global const acc *mean, __global const acc *invstd,
+                                     __global const acc *running_var, acc epsilon,
+                                     acc inv_m, __global const acc *weight,
+                                     __global acc *dweight, __global acc *dbias, int mode,
+                                     __global acc *params, ulong params_offset)
 {
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
-    float sum = 0.0f, sumx = 0.0f;
+    acc sum = 0.0f, sumx = 0.0f;
     for (uint g = 0; g < splits; ++g) {
-        const float2 p = partial[g * C + c];
+        const acc2 p = partial[g * C + c];
         sum += p.x;
         sumx += p.y;
     }
-    const float ist = invstd ? invstd[c] : 1.0f / sqrt(running_var[c] + epsilon);
-    const float mu = mean ? mean[c] : 0.0f;
-    const float a = (weight ? weight[c] : 1.0f) * ist;
+    const acc ist = invstd ? invstd[c] : 1.0f / sqrt(running_var[c] + epsilon);
+    const acc mu = mean ? mean[c] : 0.0f;
+    const acc a = (weight ? weight[c] : 1.0f) * ist;
     if (dweight)
         dweight[c] = sumx * ist;
     if (dbias)
@@ -255,20 +255,20 @@ __kernel void clbn_backward_finalize(__global const float2 *partial, uint splits
 #define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
 #define DX_EMIT8(i, mu, a, b, k)                                                   \
     do {                                                                          \
-        float8 g_ = LOAD8(dy, i);                                                 \
+        acc8 g_ = LOAD8(dy, i);                                                 \
         if (y)                                                                    \
             g_ = RELU_GRAD8(g_, LOAD8(y, i));                                     \
-        const float8 v_ = x ? LOAD8(x, i) : (float8)(0.0f);                       \
+        const acc8 v_ = x ? LOAD8(x, i) : (acc8)(0.0f);                       \
         if (dz)                                                                   \
             STORE8(g_, dz, i);                                                    \
         STORE8(BWD_DX(g_, v_, mu, a, b, k), dx, i);                               \
     } while (0)
 #define DX_EMIT1(i, mu, a, b, k)                                                   \
     do {                                                                          \
-        float g_ = LOAD1(dy, i);                                                  \
+        acc g_ = LOAD1(dy, i);                                                  \
         if (y)                                                                    \
             g_ = RELU_GRAD1(g_, LOAD1(y, i));                                     \
-        const float v_ = x ? LOAD1(x, i) : 0.0f;                                  \
+        const acc v_ = x ? LOAD1(x, i) : 0.0f;                                  \
         if (dz)                                                                   \
             STORE1(g_, dz, i);                                                    \
         STORE1(BWD_DX(g_, v_, mu, a, b, k), dx, i);                               \
@@ -276,7 +276,7 @@ __kernel void clbn_backward_finalize(__global const float2 *partial, uint splits
 
 /* NCHW: work-item (segment, row block), as clbn_normalize_nchw. */
 __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const data_t *dy,
-                                    __global data_t *dx, __global const float *params,
+                                    __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong rows, ulong C, ulong S,
                                     ulong rows_per_item, ulong cols_per_item,
                                     __global const data_t *y, __global data_t *dz)
@@ -290,8 +290,8 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
     const ulong r_end = min(rows, r_begin + rows_per_item);
     for (ulong r = r_begin; r < r_end; ++r) {
         const ulong c = r % C;
-        const float mu = params[c], a = params[C + c], b = params[2 * C + c], k = params[3 * C + c];
-        const float8 mu8 = (float8)(mu), a8 = (float8)(a), b8 = (float8)(b), k8 = (float8)(k);
+        const acc mu = params[c], a = params[C + c], b = params[2 * C + c], k = params[3 * C + c];
+        const acc8 mu8 = (acc8)(mu), a8 = (acc8)(a), b8 = (acc8)(b), k8 = (acc8)(k);
         const ulong base = r * S;
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8)
@@ -304,7 +304,7 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
 /* NHWC with C % 8 == 0: work-item (channel vector, pixel block), as
  * clbn_normalize_nhwc8. */
 __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,
-                                     __global data_t *dx, __global const float *params,
+                                     __global data_t *dx, __global const acc *params,
                                      ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
                                      __global const data_t *y, __global data_t *dz)
 {
@@ -314,10 +314,10 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    const float8 mu = vload8(0, params + c0);
-    const float8 a = vload8(0, params + C + c0);
-    const float8 b = vload8(0, params + 2 * C + c0);
-    const float8 k = vload8(0, params + 3 * C + c0);
+    const acc8 mu = vload8(0, params + c0);
+    const acc8 a = vload8(0, params + C + c0);
+    const acc8 b = vload8(0, params + 2 * C + c0);
+    const acc8 k = vload8(0, params + 3 * C + c0);
     for (ulong p = p_begin; p < p_end; ++p)
         DX_EMIT8(p * C + c0, mu, a, b, k);
 }
@@ -325,7 +325,7 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
 /* NHWC, any C: work-item = a block of whole pixels, all channels, as
  * clbn_normalize_nhwc. */
 __kernel void clbn_backward_dx_nhwc(__global const data_t *x, __global const data_t *dy,
-                                    __global data_t *dx, __global const float *params,
+                                    __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
                                     __global const data_t *y, __global data_t *dz)
 {

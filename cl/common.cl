@@ -7,35 +7,86 @@
  * 0.1), so that d and its mean keep all their float digits; the normalize pass
  * then subtracts K exactly and the small mean of d separately. */
 
-#if defined(CLBN_DTYPE_FLOAT32)
-typedef float data_t;
-typedef float8 data8_t;
+/* The element type of x, y, dy, dx (data_t: storage only, loaded with LOAD1 /
+ * LOAD8 and stored with STORE1 / STORE8) and the type of every computation and
+ * per-channel buffer (acc: float, or double for float64). One program is built
+ * per dtype with -DCLBN_DTYPE_<name> (src/program.c). */
+#if defined(CLBN_DTYPE_FLOAT64)
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double acc;
+typedef double2 acc2;
+typedef double4 acc4;
+typedef double8 acc8;
+typedef double data_t;
 #define LOAD1(p, i) ((p)[i])
 #define LOAD8(p, i) vload8(0, (p) + (i))
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
 #else
+typedef float acc;
+typedef float2 acc2;
+typedef float4 acc4;
+typedef float8 acc8;
+#if defined(CLBN_DTYPE_FLOAT32)
+typedef float data_t;
+#define LOAD1(p, i) ((p)[i])
+#define LOAD8(p, i) vload8(0, (p) + (i))
+#define STORE1(v, p, i) ((p)[i] = (v))
+#define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
+#elif defined(CLBN_DTYPE_FLOAT16)
+/* IEEE half through the core vload_half/vstore_half functions, so devices
+ * without cl_khr_fp16 (PoCL's CPU device among them) work; stores round to
+ * nearest even, and values beyond half's range become +-Inf. */
+typedef half data_t;
+#define LOAD1(p, i) vload_half(0, (p) + (i))
+#define LOAD8(p, i) vload_half8(0, (p) + (i))
+#define STORE1(v, p, i) vstore_half_rte((v), 0, (p) + (i))
+#define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
+#elif defined(CLBN_DTYPE_BFLOAT16)
+/* bfloat16: the upper 16 bits of a float; stores round to nearest even and
+ * keep NaNs NaN (quiet). */
+typedef ushort data_t;
+inline ushort bf16_from_float(float f)
+{
+    uint u = as_uint(f);
+    if (isnan(f))
+        return (ushort)((u >> 16) | 0x40u);
+    return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+inline ushort8 bf16_from_float8(float8 f)
+{
+    uint8 u = as_uint8(f);
+    uint8 rounded = (u + (uint8)(0x7fffu) + ((u >> 16) & (uint8)(1u))) >> 16;
+    uint8 quiet = (u >> 16) | (uint8)(0x40u);
+    return convert_ushort8(select(rounded, quiet, as_uint8(isnan(f))));
+}
+#define LOAD1(p, i) as_float((uint)((p)[i]) << 16)
+#define LOAD8(p, i) as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
+#define STORE1(v, p, i) ((p)[i] = bf16_from_float(v))
+#define STORE8(v, p, i) vstore8(bf16_from_float8(v), 0, (p) + (i))
+#else
 #error "clbn: no CLBN_DTYPE_* defined for this program"
+#endif
 #endif
 
 /* The fused activation (clbn_fused_op), as PyTorch's ReLU: NaN passes
  * through, and its gradient is zero where the output y <= 0. */
 #define RELU1(v) ((v) < 0.0f ? 0.0f : (v))
-#define RELU8(v) select((v), (float8)(0.0f), isless((v), (float8)(0.0f)))
+#define RELU8(v) select((v), (acc8)(0.0f), isless((v), (acc8)(0.0f)))
 #define RELU_GRAD1(g, yv) ((yv) <= 0.0f ? 0.0f : (g))
-#define RELU_GRAD8(g, yv) select((g), (float8)(0.0f), islessequal((yv), (float8)(0.0f)))
+#define RELU_GRAD8(g, yv) select((g), (acc8)(0.0f), islessequal((yv), (acc8)(0.0f)))
 
 /* Eight values p[0], p[stride], ..., p[7*stride] (NHWC channel columns). */
 #define GATHER8(p, stride)                                                              \
-    ((float8)(LOAD1(p, 0), LOAD1(p, stride), LOAD1(p, 2 * (stride)), LOAD1(p, 3 * (stride)), \
+    ((acc8)(LOAD1(p, 0), LOAD1(p, stride), LOAD1(p, 2 * (stride)), LOAD1(p, 3 * (stride)), \
               LOAD1(p, 4 * (stride)), LOAD1(p, 5 * (stride)), LOAD1(p, 6 * (stride)),        \
               LOAD1(p, 7 * (stride))))
 
 /* count, mean and sum of squared deviations of a set of values */
 typedef struct stat {
-    float n;
-    float mean;
-    float m2;
+    acc n;
+    acc mean;
+    acc m2;
 } stat_t;
 
 inline stat_t stat_empty(void)
@@ -54,18 +105,18 @@ inline stat_t stat_merge(stat_t a, stat_t b)
         return b;
     stat_t r;
     r.n = a.n + b.n;
-    float f = b.n / r.n;
-    float delta = b.mean - a.mean;
+    acc f = b.n / r.n;
+    acc delta = b.mean - a.mean;
     r.mean = a.mean + delta * f;
     r.m2 = a.m2 + b.m2 + delta * delta * a.n * f;
     return r;
 }
 
 /* One Welford step of a scalar accumulator. */
-inline stat_t stat_push(stat_t s, float d)
+inline stat_t stat_push(stat_t s, acc d)
 {
     s.n += 1.0f;
-    float delta = d - s.mean;
+    acc delta = d - s.mean;
     s.mean += delta / s.n;
     s.m2 += delta * (d - s.mean);
     return s;
@@ -73,16 +124,16 @@ inline stat_t stat_push(stat_t s, float d)
 
 /* Merges the 8 lanes of a vector accumulator in which every lane holds `n`
  * values, pairwise in a fixed order (lanes 0+1, 2+3, ...). */
-inline stat_t stat_from_lanes(float n, float8 mean, float8 m2)
+inline stat_t stat_from_lanes(acc n, acc8 mean, acc8 m2)
 {
     /* equal counts: the merged mean is the average, the correction n/2 * delta^2 */
-    float4 d4 = mean.odd - mean.even;
-    float4 mean4 = 0.5f * (mean.even + mean.odd);
-    float4 m24 = m2.even + m2.odd + d4 * d4 * (0.5f * n);
-    float2 d2 = mean4.odd - mean4.even;
-    float2 mean2 = 0.5f * (mean4.even + mean4.odd);
-    float2 m22 = m24.even + m24.odd + d2 * d2 * n;
-    float d1 = mean2.s1 - mean2.s0;
+    acc4 d4 = mean.odd - mean.even;
+    acc4 mean4 = 0.5f * (mean.even + mean.odd);
+    acc4 m24 = m2.even + m2.odd + d4 * d4 * (0.5f * n);
+    acc2 d2 = mean4.odd - mean4.even;
+    acc2 mean2 = 0.5f * (mean4.even + mean4.odd);
+    acc2 m22 = m24.even + m24.odd + d2 * d2 * n;
+    acc d1 = mean2.s1 - mean2.s0;
     stat_t r;
     r.n = 8.0f * n;
     r.mean = 0.5f * (mean2.s0 + mean2.s1);
@@ -94,7 +145,7 @@ inline stat_t stat_from_lanes(float n, float8 mean, float8 m2)
  * merged over the `parts` entries slot + k*stride_k (k = 0..parts-1), in a
  * fixed pairing so the result does not depend on timing. All work-items of the
  * group must call it. Returns with the result in entry k = 0. */
-inline void stat_local_tree(__local float *ln, __local float *lmean, __local float *lm2,
+inline void stat_local_tree(__local acc *ln, __local acc *lmean, __local acc *lm2,
                             uint k, uint parts, uint slot, uint stride_k)
 {
     uint span = 1;

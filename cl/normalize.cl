@@ -11,16 +11,16 @@
 
 /* Inference: center = running_mean, scale = weight/sqrt(running_var + eps),
  * shift = bias. One work-item per channel. */
-__kernel void clbn_inference_params(ulong C, __global const float *weight,
-                                    __global const float *bias, __global const float *running_mean,
-                                    __global const float *running_var, float epsilon,
-                                    __global float *params, ulong params_offset)
+__kernel void clbn_inference_params(ulong C, __global const acc *weight,
+                                    __global const acc *bias, __global const acc *running_mean,
+                                    __global const acc *running_var, acc epsilon,
+                                    __global acc *params, ulong params_offset)
 {
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
     params += params_offset;
-    const float invstd = 1.0f / sqrt(running_var[c] + epsilon);
+    const acc invstd = 1.0f / sqrt(running_var[c] + epsilon);
     params[c] = running_mean[c];
     params[C + c] = (weight ? weight[c] : 1.0f) * invstd;
     params[2 * C + c] = bias ? bias[c] : 0.0f;
@@ -31,7 +31,7 @@ __kernel void clbn_inference_params(ulong C, __global const float *weight,
 /* One vector of 8 and one scalar element, with the optional add and ReLU. */
 #define EMIT8(i, center, scale, shift)                              \
     do {                                                            \
-        float8 r_ = NORMALIZE1(LOAD8(x, i), center, scale, shift);  \
+        acc8 r_ = NORMALIZE1(LOAD8(x, i), center, scale, shift);  \
         if (z)                                                      \
             r_ += LOAD8(z, i);                                      \
         if (relu)                                                   \
@@ -40,7 +40,7 @@ __kernel void clbn_inference_params(ulong C, __global const float *weight,
     } while (0)
 #define EMIT1(i, center, scale, shift)                              \
     do {                                                            \
-        float r_ = NORMALIZE1(LOAD1(x, i), center, scale, shift);   \
+        acc r_ = NORMALIZE1(LOAD1(x, i), center, scale, shift);   \
         if (z)                                                      \
             r_ += LOAD1(z, i);                                      \
         if (relu)                                                   \
@@ -51,7 +51,7 @@ __kernel void clbn_inference_params(ulong C, __global const float *weight,
 /* NCHW: work-item (segment, row block): cols [seg*cols_per_item, +cols_per_item)
  * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix. */
 __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
-                                  __global const float *params, ulong params_offset,
+                                  __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
                                   ulong cols_per_item, __global const data_t *z, int relu)
 {
@@ -64,7 +64,7 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     const ulong r_end = min(rows, r_begin + rows_per_item);
     for (ulong r = r_begin; r < r_end; ++r) {
         const ulong c = r % C;
-        const float center = params[c], scale = params[C + c], shift = params[2 * C + c];
+        const acc center = params[c], scale = params[C + c], shift = params[2 * C + c];
         const ulong base = r * S;
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8)
@@ -76,7 +76,7 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
 
 /* NHWC with C % 8 == 0: work-item (channel vector, pixel block). */
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
-                                   __global const float *params, ulong params_offset, ulong P,
+                                   __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
                                    int relu)
 {
@@ -86,16 +86,16 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    const float8 center = vload8(0, params + c0);
-    const float8 scale = vload8(0, params + C + c0);
-    const float8 shift = vload8(0, params + 2 * C + c0);
+    const acc8 center = vload8(0, params + c0);
+    const acc8 scale = vload8(0, params + C + c0);
+    const acc8 shift = vload8(0, params + 2 * C + c0);
     for (ulong p = p_begin; p < p_end; ++p)
         EMIT8(p * C + c0, center, scale, shift);
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels. */
 __kernel void clbn_normalize_nhwc(__global const data_t *x, __global data_t *y,
-                                  __global const float *params, ulong params_offset, ulong P,
+                                  __global const acc *params, ulong params_offset, ulong P,
                                   ulong C, ulong pixels_per_item, __global const data_t *z, int relu)
 {
     const ulong p_begin = get_global_id(0) * pixels_per_item;

@@ -18,8 +18,8 @@
 #define LANES_PUSH(k, vmean, vm2, d)              \
     do {                                          \
         (k) += 1.0f;                              \
-        float inv_ = 1.0f / (k);                  \
-        float8 delta_ = (d) - (vmean);            \
+        acc inv_ = 1.0f / (k);                  \
+        acc8 delta_ = (d) - (vmean);            \
         (vmean) += delta_ * inv_;                 \
         (vm2) += delta_ * ((d) - (vmean));        \
     } while (0)
@@ -29,9 +29,9 @@
 __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong S,
                               ulong rows_per_group, ulong cols_per_group, uint col_groups,
                               uint col_parts, ulong rows_per_item, ulong cols_per_item,
-                              __global float4 *partial)
+                              __global acc4 *partial)
 {
-    __local float ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
+    __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
@@ -45,15 +45,15 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
     const ulong s_begin = gc * cols_per_group + lc * cols_per_item;
     const ulong s_end = min(s_tile_end, s_begin + cols_per_item);
 
-    const float pivot = LOAD1(x, c * S);
-    float k = 0.0f;
-    float8 vmean = (float8)(0.0f), vm2 = (float8)(0.0f);
+    const acc pivot = LOAD1(x, c * S);
+    acc k = 0.0f;
+    acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
     stat_t tail = stat_empty();
     for (ulong r = r_begin; r < r_end; ++r) {
         const ulong base = (r * C + c) * S;
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8) {
-            float8 d = LOAD8(x, base + s) - pivot;
+            acc8 d = LOAD8(x, base + s) - pivot;
             LANES_PUSH(k, vmean, vm2, d);
         }
         for (; s < s_end; ++s)
@@ -67,7 +67,7 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
     lm2[l] = st.m2;
     stat_local_tree(ln, lmean, lm2, l, (uint)get_local_size(0), 0, 1);
     if (l == 0)
-        partial[g * C + c] = (float4)(ln[0], lmean[0], lm2[0], 0.0f);
+        partial[g * C + c] = (acc4)(ln[0], lmean[0], lm2[0], 0.0f);
 }
 
 /* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
@@ -75,9 +75,9 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
  * time in the lanes of a vector accumulator. */
 __kernel void clbn_stats_nhwc(__global const data_t *x, ulong P, ulong C,
                               ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
-                              __global float4 *partial)
+                              __global acc4 *partial)
 {
-    __local float ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
+    __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
     const uint lp = l / col_parts, lc = l % col_parts;
@@ -89,15 +89,15 @@ __kernel void clbn_stats_nhwc(__global const data_t *x, ulong P, ulong C,
         const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
         const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
         const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
-        const float pivot = LOAD1(x, c);
-        float k = 0.0f;
-        float8 vmean = (float8)(0.0f), vm2 = (float8)(0.0f);
+        const acc pivot = LOAD1(x, c);
+        acc k = 0.0f;
+        acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
         ulong p = p_begin;
         for (; p + 8 <= p_end; p += 8) {
             __global const data_t *q = x + p * C + c;
-            float8 v = (float8)(LOAD1(q, 0), LOAD1(q, C), LOAD1(q, 2 * C), LOAD1(q, 3 * C),
+            acc8 v = (acc8)(LOAD1(q, 0), LOAD1(q, C), LOAD1(q, 2 * C), LOAD1(q, 3 * C),
                                 LOAD1(q, 4 * C), LOAD1(q, 5 * C), LOAD1(q, 6 * C), LOAD1(q, 7 * C));
-            float8 d = v - pivot;
+            acc8 d = v - pivot;
             LANES_PUSH(k, vmean, vm2, d);
         }
         stat_t tail = stat_empty();
@@ -111,35 +111,35 @@ __kernel void clbn_stats_nhwc(__global const data_t *x, ulong P, ulong C,
     lm2[l] = st.m2;
     stat_local_tree(ln, lmean, lm2, lp, parts, lc, col_parts);
     if (lp == 0 && c < C)
-        partial[g * C + c] = (float4)(ln[lc], lmean[lc], lm2[lc], 0.0f);
+        partial[g * C + c] = (acc4)(ln[lc], lmean[lc], lm2[lc], 0.0f);
 }
 
 /* NHWC with C % 8 == 0: each work-item takes 8 adjacent channels (one vector
  * load per pixel), each lane its own channel. */
 __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
                                ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
-                               __global float4 *partial)
+                               __global acc4 *partial)
 {
-    __local float ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
+    __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
     const uint lp = l / col_parts, lc = l % col_parts;
     const uint parts = (uint)get_local_size(0) / col_parts;
     const ulong c0 = (get_group_id(0) * col_parts + lc) * 8;
 
-    float k = 0.0f;
-    float8 vmean = (float8)(0.0f), vm2 = (float8)(0.0f);
+    acc k = 0.0f;
+    acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
     if (c0 < C) {
         const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
         const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
         const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
-        const float8 pivot = LOAD8(x, c0);
+        const acc8 pivot = LOAD8(x, c0);
         for (ulong p = p_begin; p < p_end; ++p) {
-            float8 d = LOAD8(x, p * C + c0) - pivot;
+            acc8 d = LOAD8(x, p * C + c0) - pivot;
             LANES_PUSH(k, vmean, vm2, d);
         }
     }
-    float m[8], q[8];
+    acc m[8], q[8];
     vstore8(vmean, 0, m);
     vstore8(vm2, 0, q);
     for (uint lane = 0; lane < 8; ++lane) {
@@ -153,7 +153,7 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
     if (lp == 0 && c0 < C) {
         for (uint lane = 0; lane < 8; ++lane) {
             const uint i = lc * 8 + lane;
-            partial[g * C + c0 + lane] = (float4)(ln[i], lmean[i], lm2[i], 0.0f);
+            partial[g * C + c0 + lane] = (acc4)(ln[i], lmean[i], lm2[i], 0.0f);
         }
     }
 }
@@ -166,13 +166,13 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
  * x[c * pivot_stride] (S for NCHW, 1 for NHWC). inv_m = 1/m and unbias =
  * m/(m-1) are computed on the host in double. params + params_offset receives
  * the normalize pass's center[C], scale[C], shift[C]. */
-__kernel void clbn_stats_finalize(__global const float4 *partial, uint splits, ulong C,
+__kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulong C,
                                   __global const data_t *x, ulong pivot_stride,
-                                  float inv_m, float unbias, float epsilon, float momentum,
-                                  int update, __global const float *weight,
-                                  __global const float *bias, __global float *running_mean,
-                                  __global float *running_var, __global float *save_mean,
-                                  __global float *save_invstd, __global float *params,
+                                  acc inv_m, acc unbias, acc epsilon, acc momentum,
+                                  int update, __global const acc *weight,
+                                  __global const acc *bias, __global acc *running_mean,
+                                  __global acc *running_var, __global acc *save_mean,
+                                  __global acc *save_invstd, __global acc *params,
                                   ulong params_offset)
 {
     const ulong c = get_global_id(0);
@@ -181,14 +181,14 @@ __kernel void clbn_stats_finalize(__global const float4 *partial, uint splits, u
     params += params_offset;
     stat_t st = stat_empty();
     for (uint g = 0; g < splits; ++g) {
-        float4 p = partial[g * C + c];
+        acc4 p = partial[g * C + c];
         stat_t b = {p.x, p.y, p.z};
         st = stat_merge(st, b);
     }
-    const float pivot = LOAD1(x, c * pivot_stride);
-    const float mean = pivot + st.mean;
-    const float var = st.m2 * inv_m;
-    const float invstd = 1.0f / sqrt(var + epsilon);
+    const acc pivot = LOAD1(x, c * pivot_stride);
+    const acc mean = pivot + st.mean;
+    const acc var = st.m2 * inv_m;
+    const acc invstd = 1.0f / sqrt(var + epsilon);
     if (save_mean)
         save_mean[c] = mean;
     if (save_invstd)
@@ -202,7 +202,7 @@ __kernel void clbn_stats_finalize(__global const float4 *partial, uint splits, u
             running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
         }
     }
-    const float scale = (weight ? weight[c] : 1.0f) * invstd;
+    const acc scale = (weight ? weight[c] : 1.0f) * invstd;
     params[c] = pivot;
     params[C + c] = scale;
     params[2 * C + c] = (bias ? bias[c] : 0.0f) - st.mean * scale;

@@ -133,9 +133,20 @@ CLBN_API unsigned clbn_version_number(void);
 /* Tensor descriptors                                                       */
 /* ------------------------------------------------------------------------ */
 
-/** Element type of activation tensors. Per-channel vectors are float, or
- *  double for CLBN_FLOAT64. This release computes CLBN_FLOAT32; the other types
- *  return CLBN_ERROR_UNSUPPORTED_DTYPE. */
+/** Element type of activation tensors (x, y, z, dy, dx, dz).
+ *  - CLBN_FLOAT32: float.
+ *  - CLBN_FLOAT16: IEEE half storage (loaded and stored with the core
+ *    vload_half/vstore_half, so no cl_khr_fp16 is needed); all arithmetic and
+ *    the per-channel vectors are float; stores round to nearest even and values
+ *    beyond half's range become +-Inf.
+ *  - CLBN_BFLOAT16: bfloat16 storage (the upper 16 bits of a float, as
+ *    uint16_t); float arithmetic and per-channel vectors; round to nearest even.
+ *  - CLBN_FLOAT64: double storage, arithmetic and per-channel vectors. Needs
+ *    cl_khr_fp64: elsewhere every call with it returns
+ *    CLBN_ERROR_UNSUPPORTED_DTYPE (known from the context's creation).
+ *  NaN and Inf: a NaN or Inf in one channel's input makes that channel's
+ *  outputs and batch statistics NaN (as PyTorch does) and never affects
+ *  another channel. */
 typedef enum clbn_dtype { CLBN_FLOAT32 = 0, CLBN_FLOAT16 = 1, CLBN_BFLOAT16 = 2, CLBN_FLOAT64 = 3 } clbn_dtype;
 
 /** Memory layout of activation tensors. NCHW: (n*C + c)*S + s; NHWC
@@ -394,6 +405,25 @@ CLBN_API clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue
                                              cl_mem dweight, cl_mem dbias,
                                              cl_uint num_events_in_wait_list,
                                              const cl_event *event_wait_list, cl_event *event);
+
+/* ------------------------------------------------------------------------ */
+/* Element types                                                            */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * @brief Converts `count` tensor elements from type `from` in src to type `to`
+ * in dst, on the device, with the same loads and stores the batch-norm kernels
+ * use: float16 and bfloat16 round to nearest even (float16 overflows to +-Inf,
+ * NaN stays NaN), float64 to float32 likewise; widening is exact. One of
+ * `from` and `to` must be CLBN_FLOAT32 (CLBN_ERROR_INVALID_OPTION otherwise);
+ * src and dst must be different buffers. Asynchronous like every tensor call.
+ * For mixed-precision pipelines, and to move data in and out of the 16-bit
+ * formats without a host-side converter.
+ */
+CLBN_API clbn_status clbn_convert(clbn_context *ctx, cl_command_queue queue, clbn_dtype from, cl_mem src,
+                                  clbn_dtype to, cl_mem dst, size_t count,
+                                  cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                                  cl_event *event);
 
 /* ------------------------------------------------------------------------ */
 /* Fused activation and residual add                                        */

@@ -147,14 +147,15 @@ static clbn_step reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *
 
 /* The per-channel step: sums of `splits` partials (none when 0) to dweight,
  * dbias and the dx pass's coefficients at params_offset. */
-static clbn_step finalize_step(const clbn_launch *launch, cl_uint splits, cl_ulong C, cl_mem mean,
-                               cl_mem invstd, cl_mem running_var, float epsilon, float inv_m,
+static clbn_step finalize_step(const clbn_launch *launch, clbn_dtype dt, cl_uint splits, cl_ulong C,
+                               cl_mem mean, cl_mem invstd, cl_mem running_var, double epsilon,
+                               double inv_m,
                                cl_mem weight, cl_mem dweight, cl_mem dbias, cl_int mode,
                                cl_ulong params_offset)
 {
     const arg partial = splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL);
     return CLBN_STEP(*launch, partial, ARG(splits), ARG(C), ARG_MEM(mean), ARG_MEM(invstd),
-                     ARG_MEM(running_var), ARG(epsilon), ARG(inv_m), ARG_MEM(weight),
+                     ARG_MEM(running_var), ARG_REAL(epsilon, dt), ARG_REAL(inv_m, dt), ARG_MEM(weight),
                      ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode), ARG_SCRATCH, ARG(params_offset));
 }
 
@@ -216,11 +217,11 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * sizeof(float);
-    const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
+    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
+    const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
     clbn_step steps[3];
     steps[0] = reduce_step(&sp, desc, x, dy, save_mean, y);
-    steps[1] = finalize_step(&finalize, sp.splits, C, save_mean, save_invstd, NULL, 0.0f, inv_m, weight,
+    steps[1] = finalize_step(&finalize, desc->dtype, sp.splits, C, save_mean, save_invstd, NULL, 0.0f, inv_m, weight,
                              dweight, dbias, elementwise ? PARAMS_TRAINING : PARAMS_NONE,
                              params_offset);
     if (elementwise)
@@ -265,8 +266,8 @@ clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue qu
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * sizeof(float);
-    const cl_float inv_m = (cl_float)(1.0 / ((double)desc->n * (double)desc->spatial));
+    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
+    const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
     /* Without dweight only sum(dy) is used and x may be NULL: the reduction
      * then reads dy in x's place and its second sum is ignored. */
     const cl_mem x_in = dweight ? x : dy;
@@ -274,8 +275,8 @@ clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue qu
     int count = 0;
     if (reduce)
         steps[count++] = reduce_step(&sp, desc, x_in, dy, running_mean, y);
-    steps[count++] = finalize_step(&finalize, sp.splits, C, running_mean, NULL, running_var,
-                                   (cl_float)epsilon, inv_m, weight, dweight, dbias,
+    steps[count++] = finalize_step(&finalize, desc->dtype, sp.splits, C, running_mean, NULL, running_var,
+                                   epsilon, inv_m, weight, dweight, dbias,
                                    elementwise ? PARAMS_INFERENCE : PARAMS_NONE, params_offset);
     /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
     if (elementwise)

@@ -16,6 +16,14 @@ arg clbn__arg_mem(cl_mem mem)
     return mem ? clbn__arg_value(&mem, sizeof mem) : (arg){ARG_KIND_NULL, sizeof(cl_mem), {0}};
 }
 
+arg clbn__arg_real(double v, clbn_dtype dtype)
+{
+    if (dtype == CLBN_FLOAT64)
+        return clbn__arg_value(&v, sizeof v);
+    const cl_float f = (cl_float)v;
+    return clbn__arg_value(&f, sizeof f);
+}
+
 clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count)
 {
     clbn_step s;

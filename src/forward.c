@@ -100,11 +100,9 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
 
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + 3 * C) * sizeof(float);
+    const size_t scratch_bytes = (size_t)(params_offset + 3 * C) * clbn__param_size(desc->dtype);
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? S : 1;
-    const cl_float inv_m = (cl_float)(1.0 / (double)m);
-    const cl_float unbias = (cl_float)((double)m / (double)(m - 1));
-    const cl_float eps = (cl_float)epsilon, mom = (cl_float)momentum;
+    const clbn_dtype dt = desc->dtype;
     const cl_int upd = (cl_int)update;
     clbn_step steps[3];
     if (sp.launch.kernel == CLBN_K_STATS_NCHW)
@@ -115,7 +113,8 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
         steps[0] = CLBN_STEP(sp.launch, ARG_MEM(x), ARG(P), ARG(C), ARG(sp.pixels_per_group),
                              ARG(sp.col_parts), ARG(sp.pixels_per_item), ARG_SCRATCH);
     steps[1] = CLBN_STEP(finalize, ARG_SCRATCH, ARG(sp.splits), ARG(C), ARG_MEM(x), ARG(pivot_stride),
-                         ARG(inv_m), ARG(unbias), ARG(eps), ARG(mom), ARG(upd), ARG_MEM(weight),
+                         ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
+                         ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(weight),
                          ARG_MEM(bias), ARG_MEM(running_mean), ARG_MEM(running_var),
                          ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_SCRATCH, ARG(params_offset));
     steps[2] = normalize_step(&np, desc, op, x, z, y, params_offset);
@@ -190,13 +189,12 @@ clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue que
     clbn__plan_normalize(prog, desc, &np);
 
     const cl_ulong C = desc->c, params_offset = 0;
-    const cl_float eps = (cl_float)epsilon;
     const clbn_step steps[2] = {
         CLBN_STEP(params, ARG(C), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
-                  ARG_MEM(running_var), ARG(eps), ARG_SCRATCH, ARG(params_offset)),
+                  ARG_MEM(running_var), ARG_REAL(epsilon, desc->dtype), ARG_SCRATCH, ARG(params_offset)),
         normalize_step(&np, desc, op, x, z, y, params_offset),
     };
-    return clbn__run(ctx, prog, queue, in_order, (size_t)(3 * C * sizeof(float)), steps, 2,
+    return clbn__run(ctx, prog, queue, in_order, (size_t)(3 * C * clbn__param_size(desc->dtype)), steps, 2,
                      num_events_in_wait_list, event_wait_list, event);
 }
 

@@ -6,6 +6,7 @@
  *   validate.c, plan.c       argument checks; kernel choice and work sizes per shape
  *   context.c, forward.c,    the public operations
  *   backward.c
+ *   convert.c
  *   layer.c, layer_state.c   the layer object, built on the operations
  */
 #ifndef CLBN_INTERNAL_H
@@ -33,6 +34,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_BWD_DX_NHWC8,
     CLBN_K_BWD_DX_NHWC,
     CLBN_K_ACCUMULATE,
+    CLBN_K_CONVERT_TO_FLOAT,
+    CLBN_K_CONVERT_FROM_FLOAT,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -158,6 +161,10 @@ typedef struct arg {
 arg clbn__arg_value(const void *value, size_t size);
 arg clbn__arg_mem(cl_mem mem);
 #define ARG(v) clbn__arg_value(&(v), sizeof(v))
+/* A real number as the kernels of `dtype` compute: double for CLBN_FLOAT64,
+ * float otherwise. */
+arg clbn__arg_real(double v, clbn_dtype dtype);
+#define ARG_REAL(v, dtype) clbn__arg_real((v), (dtype))
 #define ARG_MEM(m) clbn__arg_mem(m)
 #define ARG_SCRATCH ((arg){ARG_KIND_SCRATCH, sizeof(cl_mem), {0}})
 

@@ -25,6 +25,8 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_BWD_DX_NHWC8] = "clbn_backward_dx_nhwc8",
     [CLBN_K_BWD_DX_NHWC] = "clbn_backward_dx_nhwc",
     [CLBN_K_ACCUMULATE] = "clbn_accumulate",
+    [CLBN_K_CONVERT_TO_FLOAT] = "clbn_convert_to_float",
+    [CLBN_K_CONVERT_FROM_FLOAT] = "clbn_convert_from_float",
 };
 
 static void build_options(clbn_dtype dtype, char *buf, size_t len)

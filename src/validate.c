@@ -45,9 +45,15 @@ clbn_status clbn__check_desc(const clbn_tensor_desc *desc, size_t *elements)
 
 clbn_status clbn__check_dtype_supported(const clbn_context *ctx, clbn_dtype dtype)
 {
-    (void)ctx;
-    /* float32 is the type this release computes; the others come later. */
-    return dtype == CLBN_FLOAT32 ? CLBN_SUCCESS : CLBN_ERROR_UNSUPPORTED_DTYPE;
+    switch (dtype) {
+    case CLBN_FLOAT32:
+    case CLBN_FLOAT16:  /* vload_half/vstore_half are core OpenCL 1.2 */
+    case CLBN_BFLOAT16: /* plain 16-bit integers */
+        return CLBN_SUCCESS;
+    case CLBN_FLOAT64: /* known since the context was made (cl_khr_fp64) */
+        return ctx->has_fp64 ? CLBN_SUCCESS : CLBN_ERROR_UNSUPPORTED_DTYPE;
+    }
+    return CLBN_ERROR_INVALID_DTYPE;
 }
 
 clbn_status clbn__check_epsilon(double epsilon)

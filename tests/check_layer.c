@@ -72,8 +72,11 @@ START_TEST(test_create_validation)
     cfg = clbn_layer_config_default(4);
     cfg.dtype = (clbn_dtype)9;
     TU_EXPECT(clbn_layer_create(tu_ctx(), &cfg, &layer), CLBN_ERROR_INVALID_DTYPE);
-    cfg.dtype = CLBN_FLOAT16;
-    TU_EXPECT(clbn_layer_create(tu_ctx(), &cfg, &layer), CLBN_ERROR_UNSUPPORTED_DTYPE);
+    cfg.dtype = CLBN_FLOAT64;
+    TU_EXPECT(clbn_layer_create(tu_ctx(), &cfg, &layer),
+              tu_has_fp64() ? CLBN_SUCCESS : CLBN_ERROR_UNSUPPORTED_DTYPE);
+    clbn_layer_release(layer);
+    layer = NULL;
     cfg = clbn_layer_config_default(4);
     cfg.momentum = CLBN_MOMENTUM_CUMULATIVE;
     TU_OK(clbn_layer_create(tu_ctx(), &cfg, &layer));

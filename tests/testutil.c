@@ -389,3 +389,10 @@ float *tu_load_f32le(const char *path, size_t count)
     free(raw);
     return data;
 }
+
+int tu_has_fp64(void)
+{
+    char ext[8192] = "";
+    clGetDeviceInfo(tu_device(), CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
+    return strstr(ext, "cl_khr_fp64") != NULL;
+}

@@ -34,6 +34,8 @@ cl_command_queue tu_queue(void);
  * "object of another context" checks. */
 cl_context tu_other_cl_context(void);
 cl_command_queue tu_other_queue(void);
+/* Whether the suite's device has cl_khr_fp64 (CLBN_FLOAT64 works). */
+int tu_has_fp64(void);
 /* clFinish on the suite queue and, if it exists, the other context's queue. */
 void tu_finish(void);
 
