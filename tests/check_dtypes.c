@@ -565,6 +565,85 @@ START_TEST(test_convert_validation)
 }
 END_TEST
 
+/* ---- goldens from torch.nn.BatchNorm2d in bfloat16 and float64 ----------- */
+
+#ifndef CLBN_DTYPE_GOLDENS_DIR
+#define CLBN_DTYPE_GOLDENS_DIR "tests/parity/dtypes"
+#endif
+
+/* A golden tensor as doubles: float32 files for bfloat16 (exact), float64 files. */
+static double *golden(clbn_dtype t, const char *name, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/%s.bin", CLBN_DTYPE_GOLDENS_DIR, tname(t), name);
+    double *out = tu_doubles(n);
+    if (t == CLBN_FLOAT64) {
+        FILE *f = fopen(path, "rb");
+        ck_assert_msg(f != NULL, "cannot open %s", path);
+        ck_assert_msg(fread(out, 8, n, f) == n, "%s: short", path); /* little-endian hosts */
+        fclose(f);
+    } else {
+        float *v = tu_load_f32le(path, n);
+        for (size_t i = 0; i < n; ++i)
+            out[i] = v[i];
+        free(v);
+    }
+    return out;
+}
+
+/* One train() step and its backward, as torch did it. torch keeps bfloat16
+ * parameters and running statistics (rounded to bfloat16), clbn float ones:
+ * bfloat16 results may differ by an ulp (2^-7 relative); float64 by rounding. */
+START_TEST(test_torch_goldens)
+{
+    const clbn_dtype ts[] = {CLBN_BFLOAT16, CLBN_FLOAT64};
+    for (int ti = 0; ti < 2; ++ti) {
+        const clbn_dtype t = ts[ti];
+        const size_t C = 4, count = 2 * 4 * 25;
+        clbn_tensor_desc desc = {t, CLBN_LAYOUT_NCHW, 2, C, 25};
+        double *x = golden(t, "x", count), *dy = golden(t, "dy", count), *w = golden(t, "weight", C),
+               *b = golden(t, "bias", C);
+        float *xf = tu_floats(count), *dyf = tu_floats(count), *wf = tu_floats(C), *bf = tu_floats(C);
+        for (size_t i = 0; i < count; ++i)
+            xf[i] = (float)x[i], dyf[i] = (float)dy[i];
+        for (size_t c = 0; c < C; ++c)
+            wf[c] = (float)w[c], bf[c] = (float)b[c];
+        void *ex = t == CLBN_FLOAT64 ? NULL : encode(t, xf, count), *edy = t == CLBN_FLOAT64 ? NULL : encode(t, dyf, count);
+        cl_mem mx = tu_buffer(count * esize(t), t == CLBN_FLOAT64 ? (void *)x : ex);
+        cl_mem mdy = tu_buffer(count * esize(t), t == CLBN_FLOAT64 ? (void *)dy : edy);
+        cl_mem mw = t == CLBN_FLOAT64 ? tu_buffer(C * 8, w) : tu_buffer_floats(wf, C);
+        cl_mem mb = t == CLBN_FLOAT64 ? tu_buffer(C * 8, b) : tu_buffer_floats(bf, C);
+        const float zeros[4] = {0, 0, 0, 0}, ones[4] = {1, 1, 1, 1};
+        cl_mem mrm = param_buffer(t, zeros, C), mrv = param_buffer(t, ones, C);
+        cl_mem my = tu_buffer(count * esize(t), NULL), mdx = tu_buffer(count * esize(t), NULL);
+        cl_mem msm = tu_buffer(C * psize(t), NULL), msi = tu_buffer(C * psize(t), NULL);
+        cl_mem mdw = tu_buffer(C * psize(t), NULL), mdb = tu_buffer(C * psize(t), NULL);
+        TU_OK(clbn_forward_training(tu_ctx(), NULL, &desc, mx, my, mw, mb, mrm, mrv, 0.1, 1e-5, msm, msi, 0, NULL,
+                                    NULL));
+        TU_OK(clbn_backward(tu_ctx(), NULL, &desc, mx, mdy, mdx, mw, msm, msi, mdw, mdb, 0, NULL, NULL));
+        const double rt = t == CLBN_FLOAT64 ? 1e-10 : ldexp(1, -7), at = t == CLBN_FLOAT64 ? 1e-12 : ldexp(1, -8);
+        struct {
+            const char *name;
+            cl_mem m;
+            size_t n;
+            int param;
+        } outs[] = {{"y", my, count, 0},          {"running_mean", mrm, C, 1}, {"running_var", mrv, C, 1},
+                    {"dx", mdx, count, 0},        {"dweight", mdw, C, 1},      {"dbias", mdb, C, 1}};
+        for (size_t o = 0; o < sizeof outs / sizeof *outs; ++o) {
+            double *want = golden(t, outs[o].name, outs[o].n), *got = read_typed(t, outs[o].m, outs[o].n, outs[o].param);
+            char what[64];
+            snprintf(what, sizeof what, "torch golden %s", outs[o].name);
+            assert_close_d(what, t, got, want, outs[o].n, rt, at);
+            free(want), free(got);
+        }
+        cl_mem ms[] = {mx, mdy, mw, mb, mrm, mrv, my, mdx, msm, msi, mdw, mdb};
+        for (size_t i = 0; i < sizeof ms / sizeof *ms; ++i)
+            tu_release(ms[i]);
+        free(x), free(dy), free(w), free(b), free(xf), free(dyf), free(wf), free(bf), free(ex), free(edy);
+    }
+}
+END_TEST
+
 static Suite *dtypes_suite(void)
 {
     Suite *s = suite_create("dtypes");
@@ -579,6 +658,7 @@ static Suite *dtypes_suite(void)
     tcase_add_test(tc, test_layer_types);
     tcase_add_test(tc, test_determinism);
     tcase_add_test(tc, test_convert_validation);
+    tcase_add_test(tc, test_torch_goldens);
     suite_add_tcase(s, tc);
     return s;
 }
