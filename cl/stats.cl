@@ -4,9 +4,11 @@
  *      partial (count, mean, M2) of d = x - pivot, written to
  *      partial[split*C + c] as a float4 (n, mean, m2, 0).
  *   2. clbn_stats_finalize: one work-item per channel merges its partials in
- *      split order, writes save_mean/save_invstd, updates the running
- *      statistics, and writes the normalize pass's per-channel (center, scale,
- *      shift).
+ *      split order, writes save_mean/save_invstd, computes the new running
+ *      statistics into the scratch, and writes the normalize pass's
+ *      per-channel (center, scale, shift).
+ *   3. (after the normalize pass) clbn_stats_commit stores the new running
+ *      statistics: the only state a call changes is written by its last kernel.
  * The host (src/plan.c) chooses the tiles; every reduction order is fixed, so
  * results are bitwise reproducible. Needs common.cl. */
 
@@ -170,8 +172,8 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
                                   __global const data_t *x, ulong pivot_stride,
                                   acc inv_m, acc unbias, acc epsilon, acc momentum,
                                   int update, __global const acc *weight,
-                                  __global const acc *bias, __global acc *running_mean,
-                                  __global acc *running_var, __global acc *save_mean,
+                                  __global const acc *bias, __global const acc *running_mean,
+                                  __global const acc *running_var, __global acc *save_mean,
                                   __global acc *save_invstd, __global acc *params,
                                   ulong params_offset)
 {
@@ -193,17 +195,33 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
         save_mean[c] = mean;
     if (save_invstd)
         save_invstd[c] = invstd;
+    /* The new running statistics wait in params[3C..5C) for clbn_stats_commit,
+     * the call's last kernel: if enqueueing anything fails, they stay unchanged. */
     if (running_mean) {
         if (update == CLBN_UPDATE_ONNX) {
-            running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
-            running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
+            params[3 * C + c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
+            params[4 * C + c] = momentum * running_var[c] + (1.0f - momentum) * var;
         } else {
-            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
+            params[3 * C + c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+            params[4 * C + c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
         }
     }
     const acc scale = (weight ? weight[c] : 1.0f) * invstd;
     params[c] = pivot;
     params[C + c] = scale;
     params[2 * C + c] = (bias ? bias[c] : 0.0f) - st.mean * scale;
+}
+
+/* The training forward's last kernel: running_mean and running_var take the
+ * values clbn_stats_finalize left at params + 3C and + 4C. One work-item per
+ * channel. */
+__kernel void clbn_stats_commit(__global const acc *params, ulong params_offset, ulong C,
+                                __global acc *running_mean, __global acc *running_var)
+{
+    const ulong c = get_global_id(0);
+    if (c >= C)
+        return;
+    params += params_offset;
+    running_mean[c] = params[3 * C + c];
+    running_var[c] = params[4 * C + c];
 }

@@ -93,18 +93,21 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
         return st;
     clbn_stats_plan sp;
     clbn_norm_plan np;
-    clbn_launch finalize;
+    clbn_launch finalize, commit;
     clbn__plan_stats(ctx, prog, desc, &sp);
     clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &finalize);
+    clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
     clbn__plan_normalize(prog, desc, &np);
 
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
-    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + 3 * C) * clbn__param_size(desc->dtype);
+    /* scratch, in values of the kernels' type: the partials (4 per split and
+     * channel), then center/scale/shift and the new running statistics */
+    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4;
+    const size_t scratch_bytes = (size_t)(params_offset + 5 * C) * clbn__param_size(desc->dtype);
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? S : 1;
     const clbn_dtype dt = desc->dtype;
     const cl_int upd = (cl_int)update;
-    clbn_step steps[3];
+    clbn_step steps[4];
     if (sp.launch.kernel == CLBN_K_STATS_NCHW)
         steps[0] = CLBN_STEP(sp.launch, ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp.rows_per_group),
                              ARG(sp.cols_per_group), ARG(sp.col_groups), ARG(sp.col_parts),
@@ -118,8 +121,12 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
                          ARG_MEM(bias), ARG_MEM(running_mean), ARG_MEM(running_var),
                          ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_SCRATCH, ARG(params_offset));
     steps[2] = normalize_step(&np, desc, op, x, z, y, params_offset);
-    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, 3, num_events_in_wait_list,
-                     event_wait_list, event);
+    /* State changes last: the running statistics are written by the final
+     * kernel, so a call that fails to enqueue leaves them as they were. */
+    steps[3] = CLBN_STEP(commit, ARG_SCRATCH, ARG(params_offset), ARG(C), ARG_MEM(running_mean),
+                         ARG_MEM(running_var));
+    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, running_mean ? 4 : 3,
+                     num_events_in_wait_list, event_wait_list, event);
 }
 
 clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,

@@ -13,6 +13,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_STATS_NHWC] = "clbn_stats_nhwc",
     [CLBN_K_STATS_NHWC8] = "clbn_stats_nhwc8",
     [CLBN_K_STATS_FINALIZE] = "clbn_stats_finalize",
+    [CLBN_K_STATS_COMMIT] = "clbn_stats_commit",
     [CLBN_K_INFERENCE_PARAMS] = "clbn_inference_params",
     [CLBN_K_NORMALIZE_NCHW] = "clbn_normalize_nchw",
     [CLBN_K_NORMALIZE_NHWC8] = "clbn_normalize_nhwc8",
