@@ -33,6 +33,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_BWD_DX_NHWC8,
     CLBN_K_BWD_DX_NHWC,
     CLBN_K_ACCUMULATE,
+    CLBN_K_FOLD_CONV,
     CLBN_K_COUNT
 } clbn_kernel_id;
 

@@ -25,6 +25,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_BWD_DX_NHWC8] = "clbn_backward_dx_nhwc8",
     [CLBN_K_BWD_DX_NHWC] = "clbn_backward_dx_nhwc",
     [CLBN_K_ACCUMULATE] = "clbn_accumulate",
+    [CLBN_K_FOLD_CONV] = "clbn_fold_conv",
 };
 
 static void build_options(clbn_dtype dtype, char *buf, size_t len)
