@@ -110,7 +110,9 @@ extern "C" {
     X(CLBN_ERROR_FILE_IO, -32, "the file could not be opened, read or written") \
     X(CLBN_ERROR_FILE_FORMAT, -33, "the file is not a clbn layer state of a known version, or is truncated") \
     X(CLBN_ERROR_FILE_CHECKSUM, -34, "the file's checksum does not match its contents (corrupted)") \
-    X(CLBN_ERROR_STATE_MISMATCH, -35, "the saved state is for a layer of another size, type or configuration")
+    X(CLBN_ERROR_STATE_MISMATCH, -35, "the saved state is for a layer of another size, type or configuration") \
+    X(CLBN_ERROR_SAFETENSORS_FORMAT, -36, "the safetensors file is malformed (header length, JSON, tensor entries, data offsets or values) or truncated") \
+    X(CLBN_ERROR_TENSOR_NOT_FOUND, -37, "a tensor the layer needs is not in the file (check the name prefix)")
 
 typedef enum clbn_status {
 #define CLBN_STATUS_ENUM_(name, value, text) name = value,
@@ -655,6 +657,155 @@ CLBN_API clbn_status clbn_layer_save(clbn_layer *layer, const char *path);
  * any error the layer is unchanged. Blocking.
  */
 CLBN_API clbn_status clbn_layer_load(clbn_layer *layer, const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* Folding batch normalization into a convolution (inference)               */
+/* ------------------------------------------------------------------------ */
+
+/** How the weights of a convolution or linear layer are laid out in memory.
+ *  OIHW and OHWI both keep each output channel's weights contiguous, so
+ *  folding treats them alike; HWIO interleaves the output channels. */
+typedef enum clbn_weight_layout {
+    /** (O, I, kh, kw): PyTorch's Conv1d/2d/3d weight (any number of kernel
+     *  dimensions), and Linear's (O, I) with kh = kw = 1. */
+    CLBN_WEIGHTS_OIHW = 0,
+    /** (O, kh, kw, I): channels-last weights (Arm Compute Library NHWC, TFLite). */
+    CLBN_WEIGHTS_OHWI = 1,
+    /** (kh, kw, I, O): TensorFlow/Keras Conv2D, and a Dense kernel (I, O). */
+    CLBN_WEIGHTS_HWIO = 2
+} clbn_weight_layout;
+
+/** The weights of the convolution (or linear layer) that feeds a batch norm. */
+typedef struct clbn_conv_weight_desc {
+    clbn_dtype dtype;          /**< of the convolution's weights and bias (the batch norm's
+                                    per-channel buffers are float, double for CLBN_FLOAT64) */
+    clbn_weight_layout layout; /**< memory layout of the weights */
+    size_t out_channels;       /**< O: the batch norm's C */
+    size_t per_channel;        /**< weights per output channel: I/groups*kh*kw (I for a linear layer) */
+} clbn_conv_weight_desc;
+
+/**
+ * @brief Folds an inference-mode batch normalization into the convolution (or
+ * linear layer) before it, as PyTorch's torch.nn.utils.fuse_conv_bn_eval and
+ * Arm Compute Library's CLFuseBatchNormalization do: afterwards conv'(x) equals
+ * bn(conv(x)) in eval(), and the batch norm can be dropped from the network.
+ *
+ * Per output channel o, with scale = weight[o]/sqrt(running_var[o] + epsilon)
+ * computed as clbn_forward_inference computes it:
+ *   W'[o, ...] = W[o, ...]*scale
+ *   b'[o]      = (b[o] - running_mean[o])*scale + bias[o]
+ * One kernel; the result is bitwise reproducible on a device.
+ *
+ * @param ctx            the context (required).
+ * @param queue          where to enqueue; NULL means clbn_context_get_queue(ctx).
+ * @param wdesc          the weights' type, layout and sizes (required).
+ * @param conv_weight    out_channels*per_channel values (read; required).
+ * @param conv_bias      out_channels values of wdesc->dtype (read), or NULL for a convolution
+ *                       without bias (bias=False): b = 0.
+ * @param folded_weight  out_channels*per_channel values (written), or NULL to
+ *                       overwrite conv_weight (in place).
+ * @param folded_bias    out_channels values (written), or NULL to overwrite
+ *                       conv_bias. Required when conv_bias is NULL: the folded
+ *                       convolution needs a bias.
+ * @param weight, bias   the batch norm's out_channels values (read), or NULL for
+ *                       1 and 0 (affine=False).
+ * @param running_mean, running_var  out_channels values each (read; required).
+ * @param epsilon        > 0, the batch norm's.
+ * @param num_events_in_wait_list, event_wait_list  as for clEnqueueNDRangeKernel.
+ * @param event          if non-NULL receives an event for the call (release it).
+ * @return CLBN_SUCCESS or an error; on error nothing was enqueued and no buffer
+ *   changed: CLBN_ERROR_INVALID_CONTEXT, CLBN_ERROR_NULL_ARGUMENT (wdesc NULL),
+ *   CLBN_ERROR_INVALID_DTYPE, CLBN_ERROR_INVALID_OPTION (unknown layout),
+ *   CLBN_ERROR_INVALID_DIMENSION (a size 0), CLBN_ERROR_DIMENSION_OVERFLOW,
+ *   CLBN_ERROR_NULL_BUFFER, CLBN_ERROR_INVALID_EPSILON,
+ *   CLBN_ERROR_UNSUPPORTED_DTYPE, CLBN_ERROR_INVALID_QUEUE,
+ *   CLBN_ERROR_INVALID_WAIT_LIST, CLBN_ERROR_INVALID_BUFFER,
+ *   CLBN_ERROR_BUFFER_TOO_SMALL, CLBN_ERROR_INVALID_ALIASING (an output is the
+ *   same cl_mem as the other output or as an input other than the one it
+ *   replaces).
+ * Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_fold_into_conv(clbn_context *ctx, cl_command_queue queue,
+                                         const clbn_conv_weight_desc *wdesc, cl_mem conv_weight,
+                                         cl_mem conv_bias, cl_mem folded_weight, cl_mem folded_bias,
+                                         cl_mem weight, cl_mem bias, cl_mem running_mean,
+                                         cl_mem running_var, double epsilon,
+                                         cl_uint num_events_in_wait_list,
+                                         const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief clbn_fold_into_conv with the layer's weight, bias, running statistics
+ * and epsilon: nn.Sequential(conv, bn) in eval() becomes conv'.
+ *
+ * Runs after the wait list and after the layer's latest work (a training
+ * forward updating the running statistics, on any queue); the layer's blocking
+ * calls wait for it. The layer itself is not modified. wdesc->out_channels must
+ * equal num_features (CLBN_ERROR_COUNT_MISMATCH) and wdesc->dtype the layer's
+ * dtype (CLBN_ERROR_SHAPE_MISMATCH); a layer without running statistics gives
+ * CLBN_ERROR_NOT_TRACKING. Other arguments and errors as clbn_fold_into_conv.
+ */
+CLBN_API clbn_status clbn_layer_fold_into_conv(clbn_layer *layer, cl_command_queue queue,
+                                               const clbn_conv_weight_desc *wdesc,
+                                               cl_mem conv_weight, cl_mem conv_bias,
+                                               cl_mem folded_weight, cl_mem folded_bias,
+                                               cl_uint num_events_in_wait_list,
+                                               const cl_event *event_wait_list, cl_event *event);
+
+/* ------------------------------------------------------------------------ */
+/* Trained parameters: PyTorch state as safetensors                          */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * @brief Loads a PyTorch BatchNorm state from a safetensors file, such as one
+ * written by safetensors.torch.save_file(model.state_dict(), path).
+ *
+ * Reads the tensors named `prefix` + "weight" and "bias" (affine layers),
+ * "running_mean", "running_var" and "num_batches_tracked" (layers with running
+ * statistics): PyTorch's state_dict keys, e.g. prefix "bn1." or
+ * "layer1.0.bn1." in a whole model's file. weight, bias, running_mean and
+ * running_var must be F32 (F64 for a CLBN_FLOAT64 layer) of shape
+ * [num_features]; num_batches_tracked I64 of shape [] (a scalar, >= 0).
+ * The file's other tensors are ignored, but the whole file is checked (their
+ * dtypes may be ones clbn does not know; their sizes are then not checked).
+ *
+ * The file is checked completely before the layer changes: an 8-byte
+ * little-endian header length N no larger than the file and 100 MB; N bytes of
+ * JSON, one object (padded with spaces at most) whose entries have a "dtype",
+ * a "shape" of non-negative integers and "data_offsets" [begin, end]
+ * consistent with them; no name twice; the entries' byte ranges cover the data
+ * after the header exactly, without overlaps, holes or trailing bytes. Only the
+ * bytes the entries point to are read. Blocking: waits for the layer's pending
+ * work, then writes its buffers on the context's queue.
+ *
+ * @param layer   the layer (required).
+ * @param path    the file (required).
+ * @param prefix  prepended to each name; NULL or "" for a BatchNorm's own state_dict.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT; CLBN_ERROR_FILE_IO (cannot
+ *   open or read it); CLBN_ERROR_SAFETENSORS_FORMAT (malformed, truncated, or
+ *   a negative num_batches_tracked); CLBN_ERROR_TENSOR_NOT_FOUND (a tensor the
+ *   layer needs is missing); CLBN_ERROR_STATE_MISMATCH (a tensor of the wrong
+ *   dtype or shape, or weights for an affine = 0 layer, or running statistics
+ *   for a layer without them). On any error the layer is unchanged.
+ */
+CLBN_API clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *path,
+                                                 const char *prefix);
+
+/**
+ * @brief Saves the layer's state as a safetensors file that PyTorch loads:
+ * bn.load_state_dict(safetensors.torch.load_file(path)) with prefix NULL.
+ *
+ * Writes the tensors the layer has, named as clbn_layer_load_safetensors reads
+ * them (F32, or F64 for a CLBN_FLOAT64 layer; num_batches_tracked as an I64
+ * scalar), laid out as the reference writer (safetensors.torch.save_file) lays
+ * them out: data ordered by dtype (widest first), then by name; compact JSON
+ * without metadata, padded with spaces to a multiple of 8 bytes. The file is
+ * written to "<path>.tmp" and renamed, so a failure leaves any existing file
+ * intact. Blocking.
+ * @return CLBN_SUCCESS, CLBN_ERROR_NULL_ARGUMENT, CLBN_ERROR_FILE_IO,
+ *   CLBN_ERROR_OUT_OF_HOST_MEMORY, or an error of clbn_layer_read.
+ */
+CLBN_API clbn_status clbn_layer_save_safetensors(clbn_layer *layer, const char *path,
+                                                 const char *prefix);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,10 @@
 # Uses sudo when not root. Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-packages=(gcc g++ make cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd check "$@")
+# libcjson-dev: safetensors headers (linked by the library); libclblast-dev:
+# samples/conv_bn_relu; doxygen: the API reference (docs/make_docs.sh).
+packages=(gcc g++ make cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd check
+          libcjson-dev libclblast-dev doxygen "$@")
 
 missing=()
 for p in "${packages[@]}"; do

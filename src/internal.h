@@ -37,6 +37,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_ACCUMULATE,
     CLBN_K_CONVERT_TO_FLOAT,
     CLBN_K_CONVERT_FROM_FLOAT,
+    CLBN_K_FOLD_CONV,
     CLBN_K_COUNT
 } clbn_kernel_id;
 

@@ -28,6 +28,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_ACCUMULATE] = "clbn_accumulate",
     [CLBN_K_CONVERT_TO_FLOAT] = "clbn_convert_to_float",
     [CLBN_K_CONVERT_FROM_FLOAT] = "clbn_convert_from_float",
+    [CLBN_K_FOLD_CONV] = "clbn_fold_conv",
 };
 
 static void build_options(clbn_dtype dtype, char *buf, size_t len)

@@ -1,0 +1,298 @@
+#!/usr/bin/python3
+"""make_table: turns one run_suite.sh results folder into table.md and plot.png.
+
+    /usr/bin/python3 bench/make_table.py bench/results/<date>
+
+Reads results.csv (clbn_bench, peer_torch and peer_onednn rows, CSV columns of
+clbn_bench --csv), stream_copy.csv, empty_kernel.csv, startup.csv and
+machine.txt from the folder; writes table.md (and prints it) and, when gnuplot
+is installed, plot.png with plot.gp and plot_*.dat beside it. Standard library only.
+"""
+import csv
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+
+MODES = [("train", "train fwd"), ("infer", "inference"), ("backward", "backward")]
+LAYOUTS = ["nchw", "nhwc"]
+BIG = 8e6  # bytes of x: the shapes the geometric mean is taken over
+SMALL = 1e6  # bytes of x: the shapes the floor is shown beside
+
+
+def read_csv(path):
+    """Rows of a CSV file as dicts, skipping repeated header lines."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        first = reader.fieldnames[0] if reader.fieldnames else None
+        return [r for r in reader if first and r.get(first) != first]
+
+
+def fnum(v):
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def median(v):
+    v = sorted(v)
+    if not v:
+        return None
+    k = len(v) // 2
+    return v[k] if len(v) % 2 else 0.5 * (v[k - 1] + v[k])
+
+
+def geomean(v):
+    v = [x for x in v if x and x > 0]
+    return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
+
+
+def fmt_ms(x):
+    if x is None:
+        return "-"
+    if x >= 100:
+        return "%.0f" % x
+    if x >= 10:
+        return "%.1f" % x
+    if x >= 1:
+        return "%.2f" % x
+    return "%.3f" % x
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    rows = read_csv(os.path.join(out, "results.csv"))
+    groups = defaultdict(list)
+    shapes = []
+    for r in rows:
+        groups[(r["impl"], r["shape"], r["layout"], r["mode"])].append(r)
+        if r["shape"] not in shapes:
+            shapes.append(r["shape"])
+    # one row per configuration: the median over the rounds
+    res = {}
+    spread = []  # (key, slowest round / fastest round)
+    for key, rs in groups.items():
+        meds = [fnum(r["median_ms"]) for r in rs if fnum(r["median_ms"])]
+        if not meds:
+            continue
+        agg = dict(rs[0])
+        m = median(meds)
+        agg["median_ms"] = "%.4f" % m
+        agg["min_ms"] = "%.4f" % min(fnum(r["min_ms"]) for r in rs)
+        agg["gbps"] = "%.3f" % (float(agg["bytes"]) / m / 1e6)
+        cores = [fnum(r["cores"]) for r in rs if fnum(r["cores"]) is not None]
+        agg["cores"] = "%.2f" % median(cores) if cores else "-"
+        verdicts = [r["verify"] for r in rs if r["verify"] not in ("-", "")]
+        agg["verify"] = "-" if not verdicts else ("ok" if all(v == "ok" for v in verdicts) else "FAILED")
+        agg["rounds"] = len(meds)
+        res[key] = agg
+        if len(meds) > 1 and max(meds) / min(meds) > 1.25:
+            spread.append((key, max(meds) / min(meds)))
+    bw = None
+    for r in read_csv(os.path.join(out, "stream_copy.csv")):
+        if r["kind"] == "copy":
+            bw = fnum(r["best_gbps"])
+    floors = defaultdict(list)
+    for r in read_csv(os.path.join(out, "empty_kernel.csv")):
+        floors[int(r["kernels"])].append(float(r["median_ms"]))
+    floor = {k: median(v) for k, v in floors.items()}
+    startup = defaultdict(list)
+    for r in read_csv(os.path.join(out, "startup.csv")):
+        startup[r["kind"]].append(r)
+    machine = ""
+    if os.path.exists(os.path.join(out, "machine.txt")):
+        with open(os.path.join(out, "machine.txt")) as f:
+            machine = f.read().strip()
+
+    def ms(impl, shape, layout, mode):
+        r = res.get((impl, shape, layout, mode))
+        return fnum(r["median_ms"]) if r else None
+
+    lines = []
+    add = lines.append
+    add("# clbn benchmark: %s" % os.path.basename(os.path.normpath(out)))
+    add("")
+    add("```")
+    add(machine)
+    add("```")
+    add("")
+    rounds = max((r["rounds"] for r in res.values()), default=0)
+    add("Median wall time per call in ms (enqueue + wait, after warm-up; lower is better), "
+        "the median over %d round%s of the suite. " % (rounds, "s" if rounds != 1 else "") +
+        "PyTorch and oneDNN run on the CPU with 2 threads, clbn on PoCL's CPU device. "
+        "`clbn / best` is clbn's time over the faster peer in the same layout (> 1: clbn is slower; "
+        "**bold** when above 1.10). GB/s is clbn's effective bandwidth from the minimum traffic "
+        "(forward: x read once + y written once; backward: x and dy read once + dx written once), "
+        "`% copy` that over the copy bandwidth below; tensors that stay in the caches between calls "
+        "can exceed 100%. `floor` is the empty-kernel floor for as many dependent kernels as the clbn call "
+        "enqueues (`k`), shown beside shapes under 1 MB. oneDNN nChw8c is its blocked layout, "
+        "for information (not in the ratio).")
+    add("")
+    add("| shape | MB | layout | mode | clbn | PyTorch | oneDNN | clbn / best | clbn GB/s | % copy | floor (k) | oneDNN nChw8c | verify |")
+    add("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    ratios = []  # (shape, layout, mode, ratio, ratio_torch, ratio_onednn, big)
+    for shape in shapes:
+        any_row = next((r for k, r in res.items() if k[1] == shape), None)
+        n, c, s = int(any_row["n"]), int(any_row["c"]), int(any_row["s"])
+        tbytes = 4.0 * n * c * s
+        first = True
+        for layout in LAYOUTS:
+            for mode, mode_name in MODES:
+                cl = res.get(("clbn", shape, layout, mode))
+                t_cl = ms("clbn", shape, layout, mode)
+                t_to = ms("torch", shape, layout, mode)
+                t_dn = ms("onednn", shape, layout, mode)
+                t_b8 = ms("onednn", shape, "nChw8c", mode) if layout == "nchw" else None
+                peers = [t for t in (t_to, t_dn) if t]
+                best = min(peers) if peers else None
+                ratio = t_cl / best if (t_cl and best) else None
+                if ratio:
+                    ratios.append((shape, layout, mode, ratio,
+                                   t_cl / t_to if t_to else None, t_cl / t_dn if t_dn else None,
+                                   tbytes >= BIG))
+                gbps = fnum(cl["gbps"]) if cl else None
+                pct = 100.0 * gbps / bw if (gbps and bw) else None
+                fl = "-"
+                if cl and tbytes < SMALL:
+                    k = cl.get("kernels", "")
+                    if k.isdigit() and int(k) in floor:
+                        fl = "%s (%s)" % (fmt_ms(floor[int(k)]), k)
+                rs = "-" if ratio is None else ("**%.2f**" % ratio if ratio > 1.10 else "%.2f" % ratio)
+                add("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    shape if first else "", ("%.1f" % (tbytes / 1e6)) if first else "",
+                    layout, mode_name, fmt_ms(t_cl), fmt_ms(t_to), fmt_ms(t_dn), rs,
+                    "%.1f" % gbps if gbps else "-", "%.0f%%" % pct if pct else "-", fl,
+                    fmt_ms(t_b8) if layout == "nchw" else "", cl["verify"] if cl else "-"))
+                first = False
+
+    add("")
+    add("## Geometric mean of clbn / best peer, shapes of 8 MB and more")
+    add("")
+    big = [r for r in ratios if r[6]]
+    add("| subset | vs best peer | vs PyTorch | vs oneDNN | rows |")
+    add("|---|---:|---:|---:|---:|")
+
+    def gm_row(name, sel):
+        g = geomean([r[3] for r in sel])
+        gt = geomean([r[4] for r in sel if r[4]])
+        gd = geomean([r[5] for r in sel if r[5]])
+        f = lambda x: "%.2f" % x if x else "-"
+        add("| %s | %s | %s | %s | %d |" % (name, f(g), f(gt), f(gd), len(sel)))
+
+    gm_row("all", big)
+    for mode, mode_name in MODES:
+        gm_row(mode_name, [r for r in big if r[2] == mode])
+    for layout in LAYOUTS:
+        gm_row(layout, [r for r in big if r[1] == layout])
+    add("")
+    losses = sorted([r for r in ratios if r[3] > 1.10], key=lambda r: -r[3])
+    if losses:
+        add("Where clbn is more than 10% slower than the faster peer: " + "; ".join(
+            "%s %s %s %.2fx" % (r[0], r[1], r[2], r[3]) for r in losses) + ".")
+        add("")
+
+    if spread:
+        spread.sort(key=lambda e: -e[1])
+        add("%d of %d configurations have round medians more than 25%% apart (the machine is shared; "
+            "the table shows the median round). Widest: " % (len(spread), len(res)) + "; ".join(
+                "%s %s %s %s %.2fx" % (k[0], k[1], k[2], k[3], x) for k, x in spread[:10]) + ".")
+        add("")
+    add("## Limits and start-up")
+    add("")
+    add("- Copy bandwidth (stream_copy: b[i] = a[i], 2 threads, 2 x 256 MiB, best of 10, bytes read + written): "
+        + ("%.1f GB/s" % bw if bw else "not measured"))
+    if floor:
+        add("- Empty-kernel floor (k dependent empty kernels + clFinish, median of 200, middle of %d runs): %s"
+            % (max(len(v) for v in floors.values()),
+               ", ".join("%d: %.0f us" % (k, 1e3 * floor[k]) for k in sorted(floor))))
+    for kind, label in (("cold", "cold (empty PoCL cache)"), ("warm", "warm (kernels cached by PoCL)")):
+        rs = startup.get(kind)
+        if not rs:
+            continue
+        def med(col):
+            return median([float(r[col]) for r in rs])
+        add("- Start-up %s, %s %s %s, median of %d: create %.0f ms, prepare %.0f ms, first call %.0f ms, "
+            "**create to first result %.0f ms** (buffer setup %.0f ms not included)"
+            % (label, rs[0]["shape"], rs[0]["layout"], rs[0]["mode"], len(rs), med("create_ms"),
+               med("prepare_ms"), med("first_call_ms"), med("total_ms") - med("buffers_ms"),
+               med("buffers_ms")))
+    cores = [fnum(r["cores"]) for k, r in res.items() if k[0] == "clbn" and fnum(r["cores"])]
+    if cores:
+        add("- clbn process CPU time / wall time over the timed calls: median %.2f, min %.2f cores busy"
+            % (median(cores), min(cores)))
+    add("")
+
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(text)
+    print(text)
+    plot(out, res, shapes, bw)
+
+
+def plot(out, res, shapes, bw):
+    """plot.png: effective GB/s per shape and layout, one panel per mode."""
+    def gb(impl, shape, layout, mode):
+        r = res.get((impl, shape, layout, mode))
+        return "%.3f" % float(r["gbps"]) if r and fnum(r["gbps"]) else "-"
+
+    for mode, _ in MODES:
+        with open(os.path.join(out, "plot_%s.dat" % mode), "w") as f:
+            f.write("# label clbn torch onednn onednn_nChw8c\n")
+            for shape in shapes:
+                for layout in LAYOUTS:
+                    f.write('"%s %s" %s %s %s %s\n' % (
+                        shape, layout, gb("clbn", shape, layout, mode), gb("torch", shape, layout, mode),
+                        gb("onednn", shape, layout, mode),
+                        gb("onednn", shape, "nChw8c", mode) if layout == "nchw" else "-"))
+    ymax = 0.0
+    for r in res.values():
+        g = fnum(r["gbps"])
+        if g:
+            ymax = max(ymax, g)
+    ymax = max(ymax, bw or 0) * 1.1 or 10
+    titles = {"train": "training forward", "infer": "inference forward", "backward": "backward"}
+    gp = ["set terminal pngcairo size 1500,1500 font 'sans,10'",
+          "set output '%s'" % os.path.join(out, "plot.png"),
+          "set datafile missing '-'",
+          "set style data histograms",
+          "set style histogram clustered gap 1",
+          "set style fill solid 0.85 border -1",
+          "set boxwidth 0.9",
+          "set grid ytics",
+          "set yrange [0:%g]" % ymax,
+          "set ylabel 'effective GB/s (minimum traffic / median time)'",
+          "set xtics rotate by 30 right font 'sans,9'",
+          "set xrange [-0.7:%g]" % (2 * len(shapes) - 0.3),
+          "set bmargin 7",
+          "set key top left horizontal",
+          "set multiplot layout 3,1 title 'clbn (PoCL CPU) vs PyTorch and oneDNN (2 threads): "
+          "effective bandwidth; line = copy bandwidth%s'" % (" %.1f GB/s" % bw if bw else "")]
+    for mode, _ in MODES:
+        d = os.path.join(out, "plot_%s.dat" % mode)
+        gp.append("set title '%s'" % titles[mode])
+        line = (", %g with lines lw 2 lc rgb 'black' title 'copy bandwidth'" % bw) if bw else ""
+        gp.append("plot '%s' using 2:xtic(1) title 'clbn' lc rgb '#d62728', "
+                  "'' using 3 title 'PyTorch' lc rgb '#1f77b4', "
+                  "'' using 4 title 'oneDNN' lc rgb '#2ca02c', "
+                  "'' using 5 title 'oneDNN nChw8c' lc rgb '#98df8a'%s" % (d, line))
+    gp.append("unset multiplot")
+    with open(os.path.join(out, "plot.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
+    if not shutil.which("gnuplot"):
+        print("make_table: gnuplot not found (apt-get install gnuplot-nox): no plot.png", file=sys.stderr)
+        return
+    r = subprocess.run(["gnuplot", os.path.join(out, "plot.gp")], capture_output=True, text=True)
+    if r.returncode != 0:
+        print("make_table: gnuplot failed:\n" + r.stderr, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The whole benchmark in one command:
+#
+#     bash bench/run_suite.sh            # about 5-10 minutes on a 2-core machine
+#     bash bench/run_suite.sh --quick    # a smoke test: fewer and shorter runs
+#
+# Installs the Debian packages it needs when missing (with sudo when not root):
+# the build dependencies (scripts/deps.sh), and python3-torch, libdnnl-dev and
+# gnuplot-nox for the peers and the plot (each optional: a peer that cannot be
+# installed is left out). Builds clbn and bench/ in Release (build/bench),
+# measures the copy bandwidth (stream_copy) and PoCL's empty-kernel floor
+# (empty_kernel), clbn's cold and warm start-up, then runs clbn_bench (with
+# --verify), peer_torch.py and peer_onednn over the suite's shapes, each in
+# NCHW and NHWC and each as training forward, inference and backward, shape by
+# shape so that the implementations compared share the machine's state.
+# Writes bench/results/<date>/ (results.csv, the raw logs, table.md, plot.png)
+# and prints table.md.
+#
+# Options: --quick; --rounds N (3: the suite runs N times, interleaved, and the
+#          table takes each configuration's median over the rounds, which keeps
+#          a burst of other load on this shared machine out of the numbers);
+#          --shapes "32x64x56x56 8x32x16x16" (instead of the suite's shapes);
+#          --out DIR (instead of bench/results/<date>).
+# The machine is shared: before each shape the suite waits until other
+# processes use less than QUIET_PCT (15) % of the CPUs, at most QUIET_WAIT (300)
+# seconds in all, and machine.txt records how often it had to measure anyway.
+# Environment: CLBN_DEVICE picks the OpenCL device (as in the library); PoCL
+# variables (POCL_AFFINITY, ...) pass through to clbn_bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ARGS="$*"
+SHAPES=(32x64x56x56 64x256x14x14 256x2048x7x7 16x3x224x224 64x64x112x112 128x512 8x32x16x16)
+MAX_SECONDS=1.0 # timed seconds per configuration (iterations are cut to fit, at least 10)
+ROUNDS=3        # the whole suite this many times; the table takes the median of the rounds
+ITERS=200
+WARMUP=10
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) MAX_SECONDS=0.2; ITERS=50; WARMUP=3; ROUNDS=1 ;;
+    --rounds) ROUNDS="$2"; shift ;;
+    --shapes) read -r -a SHAPES <<<"$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "run_suite: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { echo "[run_suite] $*" >&2; }
+
+# The machine is shared: before each shape, wait (up to QUIET_WAIT seconds in
+# all) until other processes use less than QUIET_PCT % of the CPUs, measured
+# over half a second from /proc/stat while the suite itself is idle.
+QUIET_PCT=${QUIET_PCT:-15}
+QUIET_WAIT=${QUIET_WAIT:-300}
+waited=0
+busy_pct() {
+  local a b
+  read -r -a a < <(head -1 /proc/stat)
+  sleep 0.5
+  read -r -a b < <(head -1 /proc/stat)
+  local total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  local idle=$(( (b[4] - a[4]) + (b[5] - a[5]) ))
+  [ "$total" -gt 0 ] && echo $(( 100 * (total - idle) / total )) || echo 0
+}
+wait_quiet() {
+  local pct
+  pct=$(busy_pct)
+  while [ "$pct" -gt "$QUIET_PCT" ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
+    [ "$waited" = 0 ] || [ $((waited % 30)) = 0 ] && say "other processes use ${pct}% of the CPUs: waiting (${waited}/${QUIET_WAIT} s)"
+    sleep 5
+    waited=$((waited + 5))
+    pct=$(busy_pct)
+  done
+  echo "$(date +%T) $1: other processes ${pct}% of the CPUs" >>"$LOG"
+  [ "$pct" -gt "$QUIET_PCT" ] && { say "busy machine (${pct}%) for $1: measuring anyway"; BUSY_RUNS=$((BUSY_RUNS + 1)); }
+  return 0
+}
+BUSY_RUNS=0
+
+# --- packages ------------------------------------------------------------------
+bash scripts/deps.sh python3
+OPTIONAL=(python3-torch libdnnl-dev gnuplot-nox)
+if ! bash scripts/deps.sh "${OPTIONAL[@]}"; then
+  for p in "${OPTIONAL[@]}"; do
+    bash scripts/deps.sh "$p" || say "could not install $p: the part that needs it is skipped"
+  done
+fi
+PY=/usr/bin/python3 # Debian's, which has python3-torch (a pyenv python3 on PATH may not)
+
+# --- build ---------------------------------------------------------------------
+BUILD=build/bench
+say "building clbn and bench/ (Release) in $BUILD"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCLBN_BUILD_TESTS=OFF \
+  -DCLBN_BUILD_SAMPLES=OFF -DCLBN_BUILD_BENCH=ON >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" >/dev/null
+BIN="$BUILD/bench"
+HAVE_TORCH=0
+"$PY" -c "import torch" 2>/dev/null && HAVE_TORCH=1 || say "no torch for $PY: PyTorch peer skipped"
+HAVE_DNNL=0
+[ -x "$BIN/peer_onednn" ] && HAVE_DNNL=1 || say "peer_onednn not built (no libdnnl-dev): oneDNN peer skipped"
+
+# --- results folder ---------------------------------------------------------------
+if [ -z "$OUT" ]; then
+  OUT="bench/results/$(date +%F)"
+  [ -e "$OUT" ] && OUT="bench/results/$(date +%F-%H%M)"
+fi
+mkdir -p "$OUT"
+LOG="$OUT/log.txt"
+: >"$LOG"
+say "results in $OUT"
+export OMP_NUM_THREADS=2 # the peers' thread count (PoCL uses every core: 2 here)
+
+{
+  echo "date:     $(date '+%F %T %Z')"
+  echo "machine:  $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(uname -sr)"
+  echo "os:       $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "opencl:   $(clinfo 2>/dev/null | sed -n 's/^ *Platform Version *//p' | head -1) / $(clinfo -l 2>/dev/null | sed -n 's/.*Device #0: *//p' | head -1)"
+  echo "peers:    PyTorch $([ $HAVE_TORCH = 1 ] && "$PY" -c 'import torch; print(torch.__version__)' || echo none), oneDNN $(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null || echo none), OMP_NUM_THREADS=2"
+  echo "clbn:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$(git status --porcelain -- cl src include CMakeLists.txt 2>/dev/null)" ] && echo ' + uncommitted changes in cl/ src/ include/ CMakeLists.txt'), Release, CLBN_DEVICE=${CLBN_DEVICE:-}"
+  echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at the start"
+  echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round)"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
+
+# --- limits ------------------------------------------------------------------------
+wait_quiet "limits"
+say "copy bandwidth (stream_copy)"
+"$BIN/stream_copy" --csv >"$OUT/stream_copy.csv"
+BW=$(awk -F, '$1 == "copy" {print $5}' "$OUT/stream_copy.csv")
+say "copy bandwidth: $BW GB/s"
+
+rc=0
+"$BIN/empty_kernel" --reps 1 --max-kernels 1 >/dev/null 2>>"$LOG" || rc=$?
+[ $rc = 77 ] && { say "no OpenCL device (see $LOG): nothing to measure"; exit 77; }
+[ $rc != 0 ] && { say "empty_kernel failed (see $LOG)"; exit 1; }
+say "empty-kernel floor (3 runs of 200)"
+"$BIN/empty_kernel" --csv >"$OUT/empty_kernel.csv"
+for run in 2 3; do
+  "$BIN/empty_kernel" --csv | tail -n +2 >>"$OUT/empty_kernel.csv"
+done
+
+say "start-up, cold (empty POCL_CACHE_DIR) and warm (same directory again), 3 of each"
+echo "kind,impl,shape,layout,mode,create_ms,buffers_ms,prepare_ms,first_call_ms,total_ms,second_call_ms" >"$OUT/startup.csv"
+for run in 1 2 3; do
+  cache=$(mktemp -d)
+  for kind in cold warm; do
+    POCL_CACHE_DIR="$cache" "$BIN/clbn_bench" --shape 32x64x56x56 --mode train --startup --csv --no-header \
+      2>>"$LOG" | sed "s/^/$kind,/" >>"$OUT/startup.csv"
+  done
+  rm -rf "$cache"
+done
+
+# --- the suite -------------------------------------------------------------------------
+RES="$OUT/results.csv"
+echo "impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,cores,kernels,verify" >"$RES"
+COMMON=(--iters "$ITERS" --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --csv --no-header)
+start=$(date +%s)
+for round in $(seq 1 "$ROUNDS"); do
+  VERIFY=()
+  [ "$round" = 1 ] && VERIFY=(--verify)
+  for shape in "${SHAPES[@]}"; do
+    wait_quiet "round $round $shape"
+    say "round $round/$ROUNDS, $shape: clbn${VERIFY:+ (with --verify)}"
+    for layout in nchw nhwc; do
+      for mode in train infer backward; do
+        rc=0
+        "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" "${VERIFY[@]}" --bw "$BW" \
+          "${COMMON[@]}" >>"$RES" 2>>"$LOG" || rc=$?
+        case $rc in
+          0) ;;
+          3) say "clbn $shape $layout $mode: VERIFICATION FAILED (see $LOG)" ;;
+          *) say "clbn $shape $layout $mode: failed with status $rc (see $LOG)" ;;
+        esac
+      done
+    done
+    if [ $HAVE_TORCH = 1 ]; then
+      say "round $round/$ROUNDS, $shape: PyTorch"
+      "$PY" bench/peer_torch.py --shape "$shape" --layouts nchw,nhwc --modes train,infer,backward \
+        "${COMMON[@]}" >>"$RES" 2>>"$LOG" || say "peer_torch $shape failed (see $LOG)"
+    fi
+    if [ $HAVE_DNNL = 1 ]; then
+      say "round $round/$ROUNDS, $shape: oneDNN"
+      for layout in nchw nhwc nChw8c; do
+        for mode in train infer backward; do
+          "$BIN/peer_onednn" --shape "$shape" --layout "$layout" --mode "$mode" "${COMMON[@]}" \
+            >>"$RES" 2>>"$LOG" || say "peer_onednn $shape $layout $mode failed (see $LOG)"
+        done
+      done
+    fi
+  done
+done
+say "suite done in $(( $(date +%s) - start )) s; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load end: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); waited ${waited} s for a quiet machine; $BUSY_RUNS of $((ROUNDS * ${#SHAPES[@]})) shape runs started with other processes above ${QUIET_PCT}% of the CPUs" >>"$OUT/machine.txt"
+
+"$PY" bench/make_table.py "$OUT"
+say "wrote $OUT/table.md and $OUT/plot.png"
