@@ -32,6 +32,9 @@ int main(void)
         (void (*)(void))clbn_layer_zero_grad, (void (*)(void))clbn_layer_reset_running_stats,
         (void (*)(void))clbn_layer_reset_parameters, (void (*)(void))clbn_layer_save,
         (void (*)(void))clbn_layer_load,
+        (void (*)(void))clbn_convert, (void (*)(void))clbn_fold_into_conv,
+        (void (*)(void))clbn_layer_fold_into_conv, (void (*)(void))clbn_layer_load_safetensors,
+        (void (*)(void))clbn_layer_save_safetensors,
     };
     clbn_tensor_desc desc = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 1, 1, 1};
     (void)unused;
