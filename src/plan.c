@@ -14,6 +14,8 @@ enum {
     TILE_TARGET = 32768,    /* values a statistics work-group aims to reduce */
     TILE_MIN = 4096,        /* never split a channel finer than this */
     GROUPS_PER_CU = 4,      /* groups per compute unit we want at least */
+    SPLITS_PER_CU = 8,      /* at most this many splits of a channel per compute unit: */
+    SPLITS_MIN = 16,        /*   the finalize step merges them one by one */
     ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
     VEC = 8
 };
@@ -58,7 +60,8 @@ static size_t tiles_for(const clbn_context *ctx, size_t values, size_t others)
 {
     size_t want = ceil_div(values, TILE_TARGET);
     want = max_sz(want, ceil_div((size_t)ctx->compute_units * GROUPS_PER_CU, others));
-    return max_sz(1, min_sz(want, values / TILE_MIN));
+    const size_t cap = max_sz(SPLITS_MIN, (size_t)ctx->compute_units * SPLITS_PER_CU);
+    return max_sz(1, min_sz(min_sz(want, cap), values / TILE_MIN));
 }
 
 void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_tensor_desc *desc,
