@@ -250,7 +250,7 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
 
 /* dx = g*A + (x - mean)*B + K: two fused multiply-adds per element, where g is
  * dy, masked by ReLU's output y when y is given (and then written to dz when
- * dz is given: the gradient of the residual z). x may be NULL when B is 0
+ * dz is given: the gradient of the residual z; dx may then be NULL). x may be NULL when B is 0
  * (the frozen-statistics backward). */
 #define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
 #define DX_EMIT8(i, mu, a, b, k)                                                   \
@@ -261,7 +261,8 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
         const acc8 v_ = x ? LOAD8(x, i) : (acc8)(0.0f);                       \
         if (dz)                                                                   \
             STORE8(g_, dz, i);                                                    \
-        STORE8(BWD_DX(g_, v_, mu, a, b, k), dx, i);                               \
+        if (dx)                                                                   \
+            STORE8(BWD_DX(g_, v_, mu, a, b, k), dx, i);                           \
     } while (0)
 #define DX_EMIT1(i, mu, a, b, k)                                                   \
     do {                                                                          \
@@ -271,7 +272,8 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
         const acc v_ = x ? LOAD1(x, i) : 0.0f;                                  \
         if (dz)                                                                   \
             STORE1(g_, dz, i);                                                    \
-        STORE1(BWD_DX(g_, v_, mu, a, b, k), dx, i);                               \
+        if (dx)                                                                   \
+            STORE1(BWD_DX(g_, v_, mu, a, b, k), dx, i);                           \
     } while (0)
 
 /* NCHW: work-item (segment, row block), as clbn_normalize_nchw. */

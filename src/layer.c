@@ -23,23 +23,6 @@ static size_t vector_bytes(const clbn_layer *layer)
     return layer->config.num_features * clbn__param_size(layer->config.dtype);
 }
 
-/* Fills `mem` with `value` on the context's queue and waits. */
-static cl_int fill_value(clbn_layer *layer, cl_mem mem, double value)
-{
-    if (!mem)
-        return CL_SUCCESS;
-    cl_command_queue q = layer->ctx->queue;
-    cl_int err;
-    if (layer->config.dtype == CLBN_FLOAT64) {
-        cl_double v = value;
-        err = clEnqueueFillBuffer(q, mem, &v, sizeof v, 0, vector_bytes(layer), 0, NULL, NULL);
-    } else {
-        cl_float v = (cl_float)value;
-        err = clEnqueueFillBuffer(q, mem, &v, sizeof v, 0, vector_bytes(layer), 0, NULL, NULL);
-    }
-    return err;
-}
-
 static clbn_status check_config(const clbn_context *ctx, const clbn_layer_config *c)
 {
     if (c->num_features == 0)
@@ -58,30 +41,85 @@ static clbn_status check_config(const clbn_context *ctx, const clbn_layer_config
 
 static clbn_status wait_pending(clbn_layer *layer);
 
-static clbn_status reset(clbn_layer *layer, int parameters, int running, int grads)
+/* Installs `count` tensors (host values in order, num_features each) after
+ * the layer's pending work, and waits: the values go to the staging buffer,
+ * then one kernel copies them into the tensors, so when a command cannot be
+ * enqueued no tensor has changed. */
+static clbn_status write_tensors(clbn_layer *layer, const clbn_layer_tensor *which, int count,
+                                 const void *host)
 {
     clbn_status st = wait_pending(layer);
     if (st != CLBN_SUCCESS)
         return st;
-    cl_int err = CL_SUCCESS;
-    if (parameters) {
-        err |= fill_value(layer, layer->tensors[CLBN_WEIGHT], 1.0);
-        err |= fill_value(layer, layer->tensors[CLBN_BIAS], 0.0);
+    clbn_context *ctx = layer->ctx;
+    clbn_program *prog;
+    if ((st = clbn__program_get(ctx, layer->config.dtype, &prog)) != CLBN_SUCCESS)
+        return st;
+    const size_t bytes = vector_bytes(layer);
+    unsigned char *staged = calloc(CLBN_LAYER_TENSORS, bytes);
+    if (!staged)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    cl_mem targets[CLBN_LAYER_TENSORS] = {NULL};
+    for (int i = 0; i < count; ++i) {
+        memcpy(staged + (size_t)which[i] * bytes, (const unsigned char *)host + (size_t)i * bytes, bytes);
+        targets[which[i]] = layer->tensors[which[i]];
     }
-    if (running) {
-        err |= fill_value(layer, layer->tensors[CLBN_RUNNING_MEAN], 0.0);
-        err |= fill_value(layer, layer->tensors[CLBN_RUNNING_VAR], 1.0);
+    cl_event written = NULL, done = NULL;
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, layer->staging, CL_FALSE, 0, CLBN_LAYER_TENSORS * bytes,
+                                      staged, 0, NULL, &written);
+    st = clbn__from_cl(err);
+    if (st == CLBN_SUCCESS) {
+        clbn_launch launch;
+        clbn__plan_per_channel(prog, CLBN_K_LAYER_COMMIT, layer->config.num_features, &launch);
+        const cl_ulong C = layer->config.num_features;
+        const clbn_step step =
+            CLBN_STEP(launch, ARG_MEM(layer->staging), ARG(C), ARG_MEM(targets[0]), ARG_MEM(targets[1]),
+                      ARG_MEM(targets[2]), ARG_MEM(targets[3]), ARG_MEM(targets[4]), ARG_MEM(targets[5]));
+        st = clbn__run(ctx, prog, ctx->queue, 0, 0, &step, 1, 1, &written, &done);
+        /* `staged` must outlive the write, whatever happened after it */
+        cl_int werr = clWaitForEvents(1, &written);
+        if (st == CLBN_SUCCESS)
+            st = clWaitForEvents(1, &done) == CL_SUCCESS && werr == CL_SUCCESS ? CLBN_SUCCESS : CLBN_ERROR_OPENCL;
+        clReleaseEvent(written);
+        if (done)
+            clReleaseEvent(done);
     }
-    if (grads) {
-        err |= fill_value(layer, layer->tensors[CLBN_GRAD_WEIGHT], 0.0);
-        err |= fill_value(layer, layer->tensors[CLBN_GRAD_BIAS], 0.0);
+    free(staged);
+    return st;
+}
+
+/* PyTorch's initial values: weight 1, bias 0, running_mean 0, running_var 1,
+ * gradients 0; for the groups asked for, in one write. */
+static clbn_status reset(clbn_layer *layer, int parameters, int running, int grads)
+{
+    static const double init[CLBN_LAYER_TENSORS] = {1.0, 0.0, 0.0, 1.0, 0.0, 0.0};
+    const int wanted[CLBN_LAYER_TENSORS] = {parameters, parameters, running, running, grads, grads};
+    const size_t C = layer->config.num_features, width = clbn__param_size(layer->config.dtype);
+    unsigned char *host = malloc(CLBN_LAYER_TENSORS * C * width);
+    if (!host)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    clbn_layer_tensor which[CLBN_LAYER_TENSORS];
+    int count = 0;
+    for (int t = 0; t < CLBN_LAYER_TENSORS; ++t) {
+        if (!wanted[t] || !layer->tensors[t])
+            continue;
+        unsigned char *dst = host + (size_t)count * C * width;
+        for (size_t c = 0; c < C; ++c) {
+            if (width == 8) {
+                const double v = init[t];
+                memcpy(dst + c * 8, &v, 8);
+            } else {
+                const float v = (float)init[t];
+                memcpy(dst + c * 4, &v, 4);
+            }
+        }
+        which[count++] = (clbn_layer_tensor)t;
     }
-    cl_int fin = clFinish(layer->ctx->queue);
-    if (err != CL_SUCCESS || fin != CL_SUCCESS)
-        return CLBN_ERROR_OPENCL;
-    if (running)
+    clbn_status st = count ? write_tensors(layer, which, count, host) : wait_pending(layer);
+    free(host);
+    if (st == CLBN_SUCCESS && running)
         layer->num_batches_tracked = 0;
-    return CLBN_SUCCESS;
+    return st;
 }
 
 clbn_status clbn_layer_create(clbn_context *ctx, const clbn_layer_config *config, clbn_layer **out)
@@ -116,6 +154,8 @@ clbn_status clbn_layer_create(clbn_context *ctx, const clbn_layer_config *config
         layer->step_dweight = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err == CL_SUCCESS && config->affine)
         layer->step_dbias = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err == CL_SUCCESS)
+        layer->staging = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, CLBN_LAYER_TENSORS * bytes, NULL, &err);
     st = clbn__from_cl(err);
     if (st == CLBN_SUCCESS)
         st = reset(layer, 1, 1, 1);
@@ -134,7 +174,8 @@ void clbn_layer_release(clbn_layer *layer)
     for (int t = 0; t < CLBN_LAYER_TENSORS; ++t)
         if (layer->tensors[t])
             clReleaseMemObject(layer->tensors[t]);
-    cl_mem others[] = {layer->save_mean, layer->save_invstd, layer->step_dweight, layer->step_dbias};
+    cl_mem others[] = {layer->save_mean, layer->save_invstd, layer->step_dweight, layer->step_dbias,
+                       layer->staging};
     for (size_t i = 0; i < sizeof others / sizeof *others; ++i)
         if (others[i])
             clReleaseMemObject(others[i]);
@@ -418,18 +459,8 @@ clbn_status clbn_layer_reset_parameters(clbn_layer *layer)
 clbn_status clbn__layer_write_state(clbn_layer *layer, const clbn_layer_tensor *which, int count,
                                     const void *host, uint64_t num_batches_tracked)
 {
-    clbn_status st = wait_pending(layer);
-    if (st != CLBN_SUCCESS)
-        return st;
-    const size_t bytes = vector_bytes(layer);
-    cl_int err = CL_SUCCESS;
-    for (int i = 0; i < count && err == CL_SUCCESS; ++i)
-        err = clEnqueueWriteBuffer(layer->ctx->queue, layer->tensors[which[i]], CL_FALSE, 0, bytes,
-                                   (const unsigned char *)host + (size_t)i * bytes, 0, NULL, NULL);
-    cl_int fin = clFinish(layer->ctx->queue);
-    if (err != CL_SUCCESS || fin != CL_SUCCESS)
-        return CLBN_ERROR_OPENCL;
-    if (layer->config.track_running_stats)
+    clbn_status st = write_tensors(layer, which, count, host);
+    if (st == CLBN_SUCCESS && layer->config.track_running_stats)
         layer->num_batches_tracked = num_batches_tracked;
-    return CLBN_SUCCESS;
+    return st;
 }

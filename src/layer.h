@@ -15,6 +15,7 @@ struct clbn_layer {
     cl_mem tensors[CLBN_LAYER_TENSORS]; /* NULL where the configuration has none */
     cl_mem save_mean, save_invstd;      /* the latest batch statistics */
     cl_mem step_dweight, step_dbias;    /* one backward's gradients, before accumulation */
+    cl_mem staging;                     /* 6*C values: what a blocking write installs */
     cl_event last;                      /* completes when the layer's latest call has (or NULL) */
     int forwarded;                      /* a forward has succeeded */
     int last_used_batch_stats;          /* the latest forward normalized with batch statistics,

@@ -201,8 +201,11 @@ clbn_status clbn_layer_load(clbn_layer *layer, const char *path)
         return CLBN_ERROR_FILE_IO;
     unsigned char header[STATE_HEADER];
     clbn_status st = CLBN_SUCCESS;
-    if (fread(header, 1, STATE_HEADER, f) != STATE_HEADER || memcmp(header, STATE_MAGIC, 8) != 0 ||
-        get_u32(header + 8) != STATE_VERSION || get_u32(header + 12) != STATE_HEADER)
+    const size_t got = fread(header, 1, STATE_HEADER, f);
+    if (got != STATE_HEADER && ferror(f))
+        st = CLBN_ERROR_FILE_IO; /* e.g. a directory */
+    else if (got != STATE_HEADER || memcmp(header, STATE_MAGIC, 8) != 0 ||
+             get_u32(header + 8) != STATE_VERSION || get_u32(header + 12) != STATE_HEADER)
         st = CLBN_ERROR_FILE_FORMAT;
     else if (get_u32(header + 16) != (uint32_t)cfg->dtype ||
              get_u32(header + 20) != ((cfg->affine ? 1u : 0u) | (cfg->track_running_stats ? 2u : 0u)) ||
@@ -227,7 +230,7 @@ clbn_status clbn_layer_load(clbn_layer *layer, const char *path)
         size_t rest = total - STATE_HEADER;
         int extra;
         if (fread(buf + STATE_HEADER, 1, rest, f) != rest)
-            st = CLBN_ERROR_FILE_FORMAT; /* truncated */
+            st = ferror(f) ? CLBN_ERROR_FILE_IO : CLBN_ERROR_FILE_FORMAT; /* unreadable or truncated */
         else if ((extra = fgetc(f)) != EOF)
             st = CLBN_ERROR_FILE_FORMAT; /* trailing bytes */
         else if (crc32_update(0, buf, total - 4) != get_u32(buf + total - 4))

@@ -26,6 +26,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_BWD_DX_NHWC8] = "clbn_backward_dx_nhwc8",
     [CLBN_K_BWD_DX_NHWC] = "clbn_backward_dx_nhwc",
     [CLBN_K_ACCUMULATE] = "clbn_accumulate",
+    [CLBN_K_LAYER_COMMIT] = "clbn_layer_commit",
     [CLBN_K_CONVERT_TO_FLOAT] = "clbn_convert_to_float",
     [CLBN_K_CONVERT_FROM_FLOAT] = "clbn_convert_from_float",
     [CLBN_K_FOLD_CONV] = "clbn_fold_conv",
