@@ -464,3 +464,17 @@ clbn_status clbn__layer_write_state(clbn_layer *layer, const clbn_layer_tensor *
         layer->num_batches_tracked = num_batches_tracked;
     return st;
 }
+
+int clbn__layer_state_tensors(const clbn_layer_config *cfg, clbn_layer_tensor out[4])
+{
+    int n = 0;
+    if (cfg->affine) {
+        out[n++] = CLBN_WEIGHT;
+        out[n++] = CLBN_BIAS;
+    }
+    if (cfg->track_running_stats) {
+        out[n++] = CLBN_RUNNING_MEAN;
+        out[n++] = CLBN_RUNNING_VAR;
+    }
+    return n;
+}

@@ -26,6 +26,10 @@ struct clbn_layer {
     cl_mem output;                      /* its retained y when that op is not NONE */
 };
 
+/* The tensors a layer's saved state holds for its configuration, in order:
+ * weight, bias (affine), running_mean, running_var (tracked). Returns the count. */
+int clbn__layer_state_tensors(const clbn_layer_config *cfg, clbn_layer_tensor out[4]);
+
 /* Writes `count` tensors (host values in order, each num_features long) and
  * num_batches_tracked, after the layer's pending work, and waits. */
 clbn_status clbn__layer_write_state(clbn_layer *layer, const clbn_layer_tensor *which, int count,

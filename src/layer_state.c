@@ -110,20 +110,6 @@ static void values_from_le(unsigned char *dst, const unsigned char *src, size_t 
     }
 }
 
-/* The tensors the file holds for this configuration, in file order. */
-static int state_tensors(const clbn_layer_config *cfg, clbn_layer_tensor out[4])
-{
-    int n = 0;
-    if (cfg->affine) {
-        out[n++] = CLBN_WEIGHT;
-        out[n++] = CLBN_BIAS;
-    }
-    if (cfg->track_running_stats) {
-        out[n++] = CLBN_RUNNING_MEAN;
-        out[n++] = CLBN_RUNNING_VAR;
-    }
-    return n;
-}
 
 clbn_status clbn_layer_save(clbn_layer *layer, const char *path)
 {
@@ -132,7 +118,7 @@ clbn_status clbn_layer_save(clbn_layer *layer, const char *path)
     const clbn_layer_config *cfg = &layer->config;
     const size_t width = clbn__param_size(cfg->dtype), vbytes = cfg->num_features * width;
     clbn_layer_tensor which[4];
-    const int count = state_tensors(cfg, which);
+    const int count = clbn__layer_state_tensors(cfg, which);
     const size_t payload = (size_t)count * vbytes, total = STATE_HEADER + payload + 4;
     unsigned char *buf = calloc(1, total);
     unsigned char *tmp = malloc(vbytes);
@@ -193,7 +179,7 @@ clbn_status clbn_layer_load(clbn_layer *layer, const char *path)
     const clbn_layer_config *cfg = &layer->config;
     const size_t width = clbn__param_size(cfg->dtype), vbytes = cfg->num_features * width;
     clbn_layer_tensor which[4];
-    const int count = state_tensors(cfg, which);
+    const int count = clbn__layer_state_tensors(cfg, which);
     const size_t payload = (size_t)count * vbytes, total = STATE_HEADER + payload + 4;
 
     FILE *f = fopen(path, "rb");

@@ -23,20 +23,6 @@ static int file_read(void *user, uint64_t offset, void *dst, size_t n)
     return fread(dst, 1, n, f) == n ? 0 : -1;
 }
 
-/* The tensors the layer holds, in the order safetensors.h reads them. */
-static int layer_tensors(const clbn_layer_config *cfg, clbn_layer_tensor out[4])
-{
-    int n = 0;
-    if (cfg->affine) {
-        out[n++] = CLBN_WEIGHT;
-        out[n++] = CLBN_BIAS;
-    }
-    if (cfg->track_running_stats) {
-        out[n++] = CLBN_RUNNING_MEAN;
-        out[n++] = CLBN_RUNNING_VAR;
-    }
-    return n;
-}
 
 clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *path, const char *prefix)
 {
@@ -49,7 +35,7 @@ clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *path, con
     want.affine = cfg->affine;
     want.track_running_stats = cfg->track_running_stats;
     clbn_layer_tensor which[4];
-    const int count = layer_tensors(cfg, which);
+    const int count = clbn__layer_state_tensors(cfg, which);
 
     FILE *f = fopen(path, "rb");
     if (!f)
