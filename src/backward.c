@@ -52,11 +52,7 @@ static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, in
         return CLBN_ERROR_NULL_BUFFER;
     if (inference && (st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
         return st;
-    if ((st = clbn__check_dtype_supported(ctx, desc->dtype)) != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_queue(ctx, queue, in_order)) != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_wait_list(ctx, num_wait, wait)) != CLBN_SUCCESS)
+    if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) != CLBN_SUCCESS)
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
@@ -80,52 +76,6 @@ static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, in
 }
 
 /* ---- plans --------------------------------------------------------------------- */
-
-/* The geometry that `plan` computes for the forward family `fwd`, for the
- * backward family `bwd` with the same index math: the planner sees, for each
- * forward kernel, the smaller of its own and its backward twin's work-group
- * limit (they are the same on every device we know of), so the local sizes fit
- * both; then the backward kernel takes the forward kernel's place. */
-static clbn_kernel_id twin(clbn_kernel_id k, const clbn_kernel_id *fwd, const clbn_kernel_id *bwd)
-{
-    for (int i = 0; i < 3; ++i)
-        if (fwd[i] == k)
-            return bwd[i];
-    return k;
-}
-
-static void limit_to_twins(const clbn_program *prog, clbn_program *limits,
-                           const clbn_kernel_id *fwd, const clbn_kernel_id *bwd)
-{
-    *limits = *prog;
-    for (int i = 0; i < 3; ++i)
-        if (prog->max_work_group[bwd[i]] < limits->max_work_group[fwd[i]])
-            limits->max_work_group[fwd[i]] = prog->max_work_group[bwd[i]];
-}
-
-static void plan_reduce(const clbn_context *ctx, const clbn_program *prog,
-                        const clbn_tensor_desc *desc, clbn_stats_plan *plan)
-{
-    static const clbn_kernel_id fwd[3] = {CLBN_K_STATS_NCHW, CLBN_K_STATS_NHWC, CLBN_K_STATS_NHWC8};
-    static const clbn_kernel_id bwd[3] = {CLBN_K_BWD_REDUCE_NCHW, CLBN_K_BWD_REDUCE_NHWC,
-                                          CLBN_K_BWD_REDUCE_NHWC8};
-    clbn_program limits;
-    limit_to_twins(prog, &limits, fwd, bwd);
-    clbn__plan_stats(ctx, &limits, desc, plan);
-    plan->launch.kernel = twin(plan->launch.kernel, fwd, bwd);
-}
-
-static void plan_dx(const clbn_program *prog, const clbn_tensor_desc *desc, clbn_norm_plan *plan)
-{
-    static const clbn_kernel_id fwd[3] = {CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8,
-                                          CLBN_K_NORMALIZE_NHWC};
-    static const clbn_kernel_id bwd[3] = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8,
-                                          CLBN_K_BWD_DX_NHWC};
-    clbn_program limits;
-    limit_to_twins(prog, &limits, fwd, bwd);
-    clbn__plan_normalize(&limits, desc, plan);
-    plan->launch.kernel = twin(plan->launch.kernel, fwd, bwd);
-}
 
 /* ---- kernel arguments ------------------------------------------------------------ */
 
@@ -209,11 +159,11 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
     clbn_stats_plan sp;
     clbn_norm_plan np;
     clbn_launch finalize;
-    plan_reduce(ctx, prog, desc, &sp);
+    clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &sp);
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
     const int elementwise = dx || dz;
     if (elementwise)
-        plan_dx(prog, desc, &np);
+        clbn__plan_normalize(prog, &clbn__dx_kernels, desc, &np);
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
@@ -259,10 +209,10 @@ clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue qu
     clbn_launch finalize;
     memset(&sp, 0, sizeof sp);
     if (reduce)
-        plan_reduce(ctx, prog, desc, &sp);
+        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &sp);
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
     if (elementwise)
-        plan_dx(prog, desc, &np);
+        clbn__plan_normalize(prog, &clbn__dx_kernels, desc, &np);
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */

@@ -19,12 +19,9 @@ clbn_status clbn_convert(clbn_context *ctx, cl_command_queue queue, clbn_dtype f
     if (count > SIZE_MAX / 8)
         return CLBN_ERROR_DIMENSION_OVERFLOW;
     const clbn_dtype other = from == CLBN_FLOAT32 ? to : from;
-    clbn_status st = clbn__check_dtype_supported(ctx, other);
     int in_order = 1;
-    if (st == CLBN_SUCCESS)
-        st = clbn__check_queue(ctx, &queue, &in_order);
-    if (st == CLBN_SUCCESS)
-        st = clbn__check_wait_list(ctx, num_events_in_wait_list, event_wait_list);
+    clbn_status st = clbn__check_launch(ctx, other, &queue, &in_order, num_events_in_wait_list,
+                                        event_wait_list);
     if (st == CLBN_SUCCESS)
         st = clbn__check_buffer(ctx, src, count * clbn__dtype_size(from), 1);
     if (st == CLBN_SUCCESS)

@@ -48,12 +48,9 @@ clbn_status clbn_fold_into_conv(clbn_context *ctx, cl_command_queue queue,
         return CLBN_ERROR_NULL_BUFFER;
     if ((st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
         return st;
-    if ((st = clbn__check_dtype_supported(ctx, wdesc->dtype)) != CLBN_SUCCESS)
-        return st;
     int in_order = 1;
-    if ((st = clbn__check_queue(ctx, &queue, &in_order)) != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_wait_list(ctx, num_events_in_wait_list, event_wait_list)) != CLBN_SUCCESS)
+    if ((st = clbn__check_launch(ctx, wdesc->dtype, &queue, &in_order, num_events_in_wait_list,
+                                 event_wait_list)) != CLBN_SUCCESS)
         return st;
     const size_t O = wdesc->out_channels, K = wdesc->per_channel;
     const size_t weight_bytes = O * K * clbn__dtype_size(wdesc->dtype);

@@ -26,11 +26,7 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
         return st;
     if ((running_mean == NULL) != (running_var == NULL))
         return CLBN_ERROR_RUNNING_STATS_MISMATCH;
-    if ((st = clbn__check_dtype_supported(ctx, desc->dtype)) != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_queue(ctx, queue, in_order)) != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_wait_list(ctx, num_wait, wait)) != CLBN_SUCCESS)
+    if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) != CLBN_SUCCESS)
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
@@ -94,10 +90,10 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     clbn_stats_plan sp;
     clbn_norm_plan np;
     clbn_launch finalize, commit;
-    clbn__plan_stats(ctx, prog, desc, &sp);
+    clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &sp);
     clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &finalize);
     clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
-    clbn__plan_normalize(prog, desc, &np);
+    clbn__plan_normalize(prog, &clbn__normalize_kernels, desc, &np);
 
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
     /* scratch, in values of the kernels' type: the partials (4 per split and
@@ -193,7 +189,7 @@ clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue que
     clbn_norm_plan np;
     clbn_launch params;
     clbn__plan_per_channel(prog, CLBN_K_INFERENCE_PARAMS, desc->c, &params);
-    clbn__plan_normalize(prog, desc, &np);
+    clbn__plan_normalize(prog, &clbn__normalize_kernels, desc, &np);
 
     const cl_ulong C = desc->c, params_offset = 0;
     const clbn_step steps[2] = {

@@ -69,7 +69,6 @@ struct clbn_context {
     /* device facts read once */
     cl_uint compute_units;
     size_t max_work_group;
-    cl_ulong max_alloc;
     int has_fp64;
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
@@ -109,6 +108,10 @@ clbn_status clbn__check_momentum(double momentum);
  * whether the queue executes in order. */
 clbn_status clbn__check_queue(const clbn_context *ctx, cl_command_queue *queue, int *in_order);
 clbn_status clbn__check_wait_list(const clbn_context *ctx, cl_uint n, const cl_event *list);
+/* What every enqueueing call checks after its own arguments: the dtype runs on
+ * the device, the queue (NULL: the context's) and the wait list. */
+clbn_status clbn__check_launch(const clbn_context *ctx, clbn_dtype dtype, cl_command_queue *queue,
+                               int *in_order, cl_uint num_wait, const cl_event *wait);
 /* A buffer of ctx's cl_context holding at least `bytes`; `required` says
  * whether NULL is an error (CLBN_ERROR_NULL_BUFFER) or allowed. */
 clbn_status clbn__check_buffer(const clbn_context *ctx, cl_mem mem, size_t bytes, int required);
@@ -139,12 +142,25 @@ typedef struct clbn_norm_plan {
     cl_ulong pixels_per_item;              /* NHWC */
 } clbn_norm_plan;
 
+/* A layout's three kernels of one kind that share the planner's geometry:
+ * NCHW (spatial > 1), NHWC with C % 8 == 0, and NHWC for any C. */
+typedef struct clbn_kernel_family {
+    clbn_kernel_id nchw, nhwc8, nhwc;
+} clbn_kernel_family;
+extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
+extern const clbn_kernel_family clbn__reduce_kernels;    /* backward reduction */
+extern const clbn_kernel_family clbn__normalize_kernels; /* forward elementwise */
+extern const clbn_kernel_family clbn__dx_kernels;        /* backward elementwise */
+
 /* Whether the tensor is treated as NCHW with spatial > 1; with S == 1 both
  * layouts are the same (N, C) matrix and take the NHWC kernels. */
 int clbn__is_planar(const clbn_tensor_desc *desc);
-void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_tensor_desc *desc,
-                      clbn_stats_plan *plan);
-void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc, clbn_norm_plan *plan);
+/* The tiling of a reduction over each channel (statistics, backward sums). */
+void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *k,
+                      const clbn_tensor_desc *desc, clbn_stats_plan *plan);
+/* The geometry of an elementwise pass (normalize, backward dx). */
+void clbn__plan_normalize(const clbn_program *prog, const clbn_kernel_family *k,
+                          const clbn_tensor_desc *desc, clbn_norm_plan *plan);
 /* One work-item per channel (finalize, inference params). */
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
                             clbn_launch *launch);

@@ -64,8 +64,15 @@ static size_t tiles_for(const clbn_context *ctx, size_t values, size_t others)
     return max_sz(1, min_sz(min_sz(want, cap), values / TILE_MIN));
 }
 
-void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_tensor_desc *desc,
-                      clbn_stats_plan *plan)
+const clbn_kernel_family clbn__stats_kernels = {CLBN_K_STATS_NCHW, CLBN_K_STATS_NHWC8, CLBN_K_STATS_NHWC};
+const clbn_kernel_family clbn__reduce_kernels = {CLBN_K_BWD_REDUCE_NCHW, CLBN_K_BWD_REDUCE_NHWC8,
+                                                 CLBN_K_BWD_REDUCE_NHWC};
+const clbn_kernel_family clbn__normalize_kernels = {CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8,
+                                                    CLBN_K_NORMALIZE_NHWC};
+const clbn_kernel_family clbn__dx_kernels = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8, CLBN_K_BWD_DX_NHWC};
+
+void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *kf,
+                      const clbn_tensor_desc *desc, clbn_stats_plan *plan)
 {
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     memset(plan, 0, sizeof *plan);
@@ -75,7 +82,7 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     if (clbn__is_planar(desc)) {
         /* Channel c is an N x S matrix (row stride C*S): tile it by rows, then
          * by columns when there are fewer rows than tiles wanted. */
-        const size_t L = group_size(prog, CLBN_K_STATS_NCHW);
+        const size_t L = group_size(prog, kf->nchw);
         size_t tiles = tiles_for(ctx, N * S, C);
         size_t row_groups = min_sz(N, tiles);
         size_t rows_per_group = ceil_div(N, row_groups);
@@ -87,7 +94,7 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * rest of the work-items over rows. */
         size_t col_parts = max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
         size_t row_parts = max_sz(1, min_sz(L / col_parts, rows_per_group));
-        plan->launch.kernel = CLBN_K_STATS_NCHW;
+        plan->launch.kernel = kf->nchw;
         plan->launch.local[0] = col_parts * row_parts;
         plan->launch.global[0] = C * plan->launch.local[0];
         plan->launch.global[1] = row_groups * col_groups;
@@ -106,7 +113,7 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
      * tiles across pixels. */
     const size_t P = N * S;
     const int vec8 = C % VEC == 0;
-    const clbn_kernel_id k = vec8 ? CLBN_K_STATS_NHWC8 : CLBN_K_STATS_NHWC;
+    const clbn_kernel_id k = vec8 ? kf->nhwc8 : kf->nhwc;
     const size_t L = group_size(prog, k);
     const size_t columns = vec8 ? C / VEC : C;
     size_t col_parts = min_sz(columns, L);
@@ -127,7 +134,8 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     plan->pixels_per_item = ceil_div(pixels_per_group, pixel_parts);
 }
 
-void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc, clbn_norm_plan *plan)
+void clbn__plan_normalize(const clbn_program *prog, const clbn_kernel_family *kf,
+                          const clbn_tensor_desc *desc, clbn_norm_plan *plan)
 {
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     memset(plan, 0, sizeof *plan);
@@ -137,8 +145,8 @@ void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc
         size_t cols = min_sz(round_up(S, VEC), ITEM_ELEMENTS);
         size_t rows_per_item = max_sz(1, ITEM_ELEMENTS / round_up(S, VEC));
         size_t segs = ceil_div(S, cols), blocks = ceil_div(rows, rows_per_item);
-        size_t L = group_size(prog, CLBN_K_NORMALIZE_NCHW);
-        l->kernel = CLBN_K_NORMALIZE_NCHW;
+        size_t L = group_size(prog, kf->nchw);
+        l->kernel = kf->nchw;
         l->dims = 2;
         l->local[0] = 1;
         l->local[1] = min_sz(L, blocks);
@@ -153,8 +161,8 @@ void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc
         size_t vecs = C / VEC;
         size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
         size_t blocks = ceil_div(P, pixels);
-        size_t L = group_size(prog, CLBN_K_NORMALIZE_NHWC8);
-        l->kernel = CLBN_K_NORMALIZE_NHWC8;
+        size_t L = group_size(prog, kf->nhwc8);
+        l->kernel = kf->nhwc8;
         l->dims = 2;
         l->local[0] = min_sz(L, vecs);
         l->local[1] = max_sz(1, min_sz(L / l->local[0], blocks));
@@ -165,8 +173,8 @@ void clbn__plan_normalize(const clbn_program *prog, const clbn_tensor_desc *desc
     }
     size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
     size_t blocks = ceil_div(P, pixels);
-    size_t L = group_size(prog, CLBN_K_NORMALIZE_NHWC);
-    l->kernel = CLBN_K_NORMALIZE_NHWC;
+    size_t L = group_size(prog, kf->nhwc);
+    l->kernel = kf->nhwc;
     l->dims = 1;
     l->local[0] = min_sz(L, blocks);
     l->global[0] = round_up(blocks, l->local[0]);

@@ -124,3 +124,14 @@ clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input
         return residual || !is_input ? CLBN_SUCCESS : CLBN_ERROR_NULL_BUFFER;
     return residual ? CLBN_ERROR_INVALID_OPTION : CLBN_SUCCESS;
 }
+
+clbn_status clbn__check_launch(const clbn_context *ctx, clbn_dtype dtype, cl_command_queue *queue,
+                               int *in_order, cl_uint num_wait, const cl_event *wait)
+{
+    clbn_status st = clbn__check_dtype_supported(ctx, dtype);
+    if (st == CLBN_SUCCESS)
+        st = clbn__check_queue(ctx, queue, in_order);
+    if (st == CLBN_SUCCESS)
+        st = clbn__check_wait_list(ctx, num_wait, wait);
+    return st;
+}
