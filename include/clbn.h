@@ -112,7 +112,10 @@ extern "C" {
     X(CLBN_ERROR_FILE_CHECKSUM, -34, "the file's checksum does not match its contents (corrupted)") \
     X(CLBN_ERROR_STATE_MISMATCH, -35, "the saved state is for a layer of another size, type or configuration") \
     X(CLBN_ERROR_SAFETENSORS_FORMAT, -36, "the safetensors file is malformed (header length, JSON, tensor entries, data offsets or values) or truncated") \
-    X(CLBN_ERROR_TENSOR_NOT_FOUND, -37, "a tensor the layer needs is not in the file (check the name prefix)")
+    X(CLBN_ERROR_TENSOR_NOT_FOUND, -37, "a tensor the layer needs is not in the file (check the name prefix)") \
+    X(CLBN_ERROR_SYNC_MISMATCH, -38, "the participants of a synchronized call disagree on the channel count or data type, or the global count is below the local one") \
+    X(CLBN_ERROR_SYNC_PEER_FAILED, -39, "another participant of a synchronized call failed before the exchange (its own call reports why)") \
+    X(CLBN_ERROR_SYNC_TRANSPORT, -40, "the transport of a synchronized call (the group's allgather) failed")
 
 typedef enum clbn_status {
 #define CLBN_STATUS_ENUM_(name, value, text) name = value,
@@ -806,6 +809,246 @@ CLBN_API clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *
  */
 CLBN_API clbn_status clbn_layer_save_safetensors(clbn_layer *layer, const char *path,
                                                  const char *prefix);
+
+/* ------------------------------------------------------------------------ */
+/* Synchronized batch norm: one batch split across devices or processes      */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * @defgroup sync Synchronized batch norm
+ *
+ * PyTorch's SyncBatchNorm for C: when data-parallel training splits a batch
+ * across P participants (devices, processes, machines), each normalizes its
+ * part with the statistics of the whole batch. The steps, each an ordinary
+ * asynchronous clbn call, with the exchange between them left to the caller's
+ * transport (MPI, sockets, host memory):
+ *
+ *   forward:  clbn_sync_local_stats -> exchange the sets (allgather)
+ *             -> clbn_sync_merge_stats -> clbn_sync_forward_training
+ *   backward: clbn_sync_backward_reduce -> exchange the sums (allgather)
+ *             -> clbn_sync_merge_sums -> clbn_sync_backward_dx
+ *
+ * or, with a transport given as a clbn_sync_group, in one call each:
+ * clbn_sync_stats_allgather, clbn_sync_sums_allgather, and the layer's
+ * clbn_layer_forward_sync / clbn_layer_backward_sync. The MPI helpers
+ * (clbn_mpi.h, library clbn::clbn_mpi, built when MPI is found) provide a
+ * group over an MPI communicator.
+ *
+ * Byte layouts (so sets travel over any transport). Values are of the
+ * per-channel type: float (little-endian IEEE binary32 on the devices clbn
+ * knows), or double for CLBN_FLOAT64.
+ *  - A statistics set: 4*C values; channel c at [4c .. 4c+3] =
+ *    (count, mean, M2, mean_lo): the number of values, their mean, the sum of
+ *    squared deviations from that mean, and the mean's low-order part: the
+ *    mean is mean + mean_lo, so that data far from zero (mean 1e4, spread
+ *    0.1) keep the precision of the single-device calls; mean alone is the
+ *    mean rounded to the per-channel type, and a producer may leave mean_lo
+ *    0. count is exact up to 2^24 in float. A participant with no samples has
+ *    (0, 0, 0, 0).
+ *  - A sums set: 2*C values; channel c at [2c, 2c+1] =
+ *    (sum dy, sum dy*(x - mean)), with the global mean.
+ *  - K sets exchanged are K such blocks back to back, participant 0 first.
+ *
+ * Merging is deterministic for a given participant order: every participant
+ * that merges the same sets in the same order on the same kind of device gets
+ * bitwise the same result, so the running statistics stay identical everywhere.
+ * Statistics merge with Chan's formula; sums add in participant order.
+ * @{
+ */
+
+/** Values per channel in a statistics set: (count, mean, M2, mean_lo). */
+#define CLBN_SYNC_STATS_VALUES 4
+/** Values per channel in a sums set: (sum dy, sum dy*(x - mean)). */
+#define CLBN_SYNC_SUMS_VALUES 2
+
+/**
+ * @brief This participant's statistics set of x: per channel (count, mean, M2,
+ * mean_lo) over its N*S values, without normalizing.
+ *
+ * desc->n may be 0 (a participant with no samples this step): the set is then
+ * zeros and x may be NULL. local_stats (written) holds
+ * CLBN_SYNC_STATS_VALUES*desc->c per-channel values. Other errors as clbn_forward_training.
+ * Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
+                                           const clbn_tensor_desc *desc, cl_mem x,
+                                           cl_mem local_stats, cl_uint num_events_in_wait_list,
+                                           const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Merges num_sets statistics sets (back to back in `sets`, set 0
+ * first) into one: global_stats = the set of the union, by Chan's parallel
+ * formula in set order (the means taken relative to the first non-empty set's,
+ * so mean_lo keeps its precision). Sets with count 0 are skipped.
+ *
+ * @param dtype         the tensors' type (decides float or double values).
+ * @param channels      C (> 0).
+ * @param num_sets      K (> 0).
+ * @param sets          K*4*C values (read).
+ * @param global_stats  4*C values (written; may not be `sets`).
+ * @param epsilon       > 0; used for invstd.
+ * @param mean, invstd  C values each (written), or NULL: the merged mean and
+ *                      1/sqrt(M2/count + epsilon), as save_mean/save_invstd.
+ * @return CLBN_SUCCESS or an error; on error nothing was enqueued. Does not block.
+ */
+CLBN_API clbn_status clbn_sync_merge_stats(clbn_context *ctx, cl_command_queue queue,
+                                           clbn_dtype dtype, size_t channels, size_t num_sets,
+                                           cl_mem sets, cl_mem global_stats, double epsilon,
+                                           cl_mem mean, cl_mem invstd,
+                                           cl_uint num_events_in_wait_list,
+                                           const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief The training forward with given (global) statistics: y = (x -
+ * mean)*invstd*weight + bias with mean and invstd from global_stats; the
+ * running statistics (when given) are updated as PyTorch does, with the
+ * unbiased variance M2/(global_count - 1) of the whole batch; save_mean and
+ * save_invstd (optional) receive the global mean and invstd for
+ * clbn_sync_backward_dx.
+ *
+ * global_count is the total number of values per channel over all
+ * participants (the sum of the sets' counts, known to the host, e.g. the sum
+ * of every participant's N*S): CLBN_ERROR_TOO_FEW_VALUES when it is below 2
+ * (on every participant alike), CLBN_ERROR_SYNC_MISMATCH when it is below
+ * this participant's own N*S. desc->n may be 0: nothing is normalized (x and y
+ * may be NULL), the running statistics are still updated. The running
+ * statistics are written by the call's last kernel. Other arguments and
+ * errors as clbn_forward_training. Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue,
+                                                const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                                cl_mem weight, cl_mem bias, cl_mem running_mean,
+                                                cl_mem running_var, double momentum,
+                                                double epsilon, cl_mem global_stats,
+                                                uint64_t global_count, cl_mem save_mean,
+                                                cl_mem save_invstd,
+                                                cl_uint num_events_in_wait_list,
+                                                const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief The backward's first step: this participant's sums set, per channel
+ * (sum dy, sum dy*(x - mean)) over its values, with mean the global mean
+ * (save_mean of clbn_sync_forward_training). desc->n may be 0: the set is
+ * zeros and x, dy may be NULL. local_sums (written) holds 2*desc->c values.
+ * Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_sync_backward_reduce(clbn_context *ctx, cl_command_queue queue,
+                                               const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+                                               cl_mem save_mean, cl_mem local_sums,
+                                               cl_uint num_events_in_wait_list,
+                                               const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Adds num_sets sums sets (back to back in `sets`, set 0 first) in set
+ * order into global_sums (2*C values, written; may not be `sets`).
+ * Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_sync_merge_sums(clbn_context *ctx, cl_command_queue queue,
+                                          clbn_dtype dtype, size_t channels, size_t num_sets,
+                                          cl_mem sets, cl_mem global_sums,
+                                          cl_uint num_events_in_wait_list,
+                                          const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief The backward's second step: dx of this participant's part from the
+ * global sums (the whole batch's, e.g. from clbn_sync_merge_sums) and
+ * global_count; dweight = sum dy*(x - mean)*invstd and dbias = sum dy of the
+ * whole batch (optional; the same on every participant: already the gradient
+ * of the global batch, so do not sum them over participants again). dx may
+ * alias dy. desc->n may be 0 (only dweight/dbias are written).
+ * CLBN_ERROR_TOO_FEW_VALUES / CLBN_ERROR_SYNC_MISMATCH for global_count as in
+ * clbn_sync_forward_training. Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
+                                           const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+                                           cl_mem dx, cl_mem weight, cl_mem save_mean,
+                                           cl_mem save_invstd, cl_mem global_sums,
+                                           uint64_t global_count, cl_mem dweight, cl_mem dbias,
+                                           cl_uint num_events_in_wait_list,
+                                           const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * A transport: gathers `bytes` bytes from every participant of the group into
+ * `recv` (participant i's at recv + i*bytes) on every participant, like
+ * MPI_Allgather. Every participant calls it the same number of times with the
+ * same `bytes`. Returns 0 on success, nonzero on failure (the call then
+ * reports CLBN_ERROR_SYNC_TRANSPORT).
+ */
+typedef int (*clbn_allgather_fn)(void *user, const void *send, size_t bytes, void *recv);
+
+/** A group of participants and its transport. */
+typedef struct clbn_sync_group {
+    int size;                    /**< participants (>= 1) */
+    clbn_allgather_fn allgather; /**< the transport (required) */
+    void *user;                  /**< passed to allgather (e.g. an MPI communicator) */
+} clbn_sync_group;
+
+/**
+ * @brief The forward's exchange in one blocking call: local statistics,
+ * allgather, merge. Every participant must call it (also those with desc->n 0
+ * and those whose arguments are bad: they take part in the exchange and fail
+ * together). First a small header (status, channels, dtype, count) is
+ * exchanged, so a participant's failure or a disagreement on the channel
+ * count or dtype makes every participant return an error instead of hanging:
+ * its own status on the failing one, CLBN_ERROR_SYNC_PEER_FAILED or
+ * CLBN_ERROR_SYNC_MISMATCH on the others. Then 4*C values per participant,
+ * merged on the host in double precision with the exact counts of the headers.
+ *
+ * @param global_stats  4*C values (written): the merged set.
+ * @param global_count  receives the total count per channel (may be NULL).
+ * Waits for the wait list and returns when global_stats is written.
+ */
+CLBN_API clbn_status clbn_sync_stats_allgather(clbn_context *ctx, cl_command_queue queue,
+                                               const clbn_sync_group *group,
+                                               const clbn_tensor_desc *desc, cl_mem x,
+                                               cl_mem global_stats, uint64_t *global_count,
+                                               cl_uint num_events_in_wait_list,
+                                               const cl_event *event_wait_list);
+
+/**
+ * @brief The backward's exchange in one blocking call: local sums, allgather,
+ * sums added in participant order into global_sums (2*C values, written).
+ * Failures handled as in clbn_sync_stats_allgather.
+ */
+CLBN_API clbn_status clbn_sync_sums_allgather(clbn_context *ctx, cl_command_queue queue,
+                                              const clbn_sync_group *group,
+                                              const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+                                              cl_mem save_mean, cl_mem global_sums,
+                                              cl_uint num_events_in_wait_list,
+                                              const cl_event *event_wait_list);
+
+/**
+ * @brief clbn_layer_forward with the statistics of the whole group's batch
+ * (SyncBatchNorm.forward). In training (or in eval without running
+ * statistics) the batch statistics are exchanged as in
+ * clbn_sync_stats_allgather and the running statistics, num_batches_tracked
+ * and saved statistics updated from them, identically on every participant;
+ * in eval with running statistics it is clbn_layer_forward and nothing is
+ * exchanged (every participant must still make the same calls). desc->n may
+ * be 0 (x and y may then be NULL). Blocks until the exchange is done; the
+ * normalization itself is enqueued (event as clbn_layer_forward).
+ */
+CLBN_API clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
+                                             const clbn_sync_group *group,
+                                             const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
+                                             cl_uint num_events_in_wait_list,
+                                             const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief clbn_layer_backward of a clbn_layer_forward_sync: the sums are
+ * exchanged as in clbn_sync_sums_allgather and dx computed with the whole
+ * batch's; the weight and bias gradients accumulated into CLBN_GRAD_WEIGHT /
+ * CLBN_GRAD_BIAS are the whole batch's (the same on every participant).
+ * After a forward that used running statistics, it is clbn_layer_backward
+ * (no exchange). Fused ops are not supported (CLBN_ERROR_INVALID_OPTION).
+ */
+CLBN_API clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
+                                              const clbn_sync_group *group,
+                                              const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+                                              cl_mem dx, cl_uint num_events_in_wait_list,
+                                              const cl_event *event_wait_list, cl_event *event);
+
+/** @} */
 
 #ifdef __cplusplus
 }

@@ -8,9 +8,6 @@
 
 #include <string.h>
 
-/* What clbn_backward_finalize writes into the scratch (cl/backward.cl). */
-enum { PARAMS_NONE = 0, PARAMS_TRAINING = 1, PARAMS_INFERENCE = 2 };
-
 /* ---- validation -------------------------------------------------------------- */
 
 /* Whether output `out` is the same cl_mem as another argument it may not share:
@@ -75,13 +72,9 @@ static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, in
     return CLBN_SUCCESS;
 }
 
-/* ---- plans --------------------------------------------------------------------- */
-
 /* ---- kernel arguments ------------------------------------------------------------ */
 
-/* The reduction over (x, dy) around mean[c], into the scratch from offset 0;
- * dy masked by the fused ReLU's output y when y is given. */
-static clbn_step reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
+clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
                              cl_mem dy, cl_mem mean, cl_mem y)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
@@ -95,24 +88,17 @@ static clbn_step reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *
                      ARG_SCRATCH, ARG_MEM(y));
 }
 
-/* The per-channel step: sums of `splits` partials (none when 0) to dweight,
- * dbias and the dx pass's coefficients at params_offset. */
-static clbn_step finalize_step(const clbn_launch *launch, clbn_dtype dt, cl_uint splits, cl_ulong C,
-                               cl_mem mean, cl_mem invstd, cl_mem running_var, double epsilon,
-                               double inv_m,
-                               cl_mem weight, cl_mem dweight, cl_mem dbias, cl_int mode,
-                               cl_ulong params_offset)
+clbn_step clbn__bwd_finalize_step(const clbn_launch *launch, clbn_dtype dt, arg partial,
+                                  cl_uint splits, cl_ulong C, cl_mem mean, cl_mem invstd,
+                                  cl_mem running_var, double epsilon, double inv_m, cl_mem weight,
+                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset)
 {
-    const arg partial = splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL);
     return CLBN_STEP(*launch, partial, ARG(splits), ARG(C), ARG_MEM(mean), ARG_MEM(invstd),
                      ARG_MEM(running_var), ARG_REAL(epsilon, dt), ARG_REAL(inv_m, dt), ARG_MEM(weight),
                      ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode), ARG_SCRATCH, ARG(params_offset));
 }
 
-/* A backward_dx step: x (NULL for the frozen backward), dy, dx, the
- * coefficients, the sizes of clbn__plan_normalize's geometry, then the ReLU
- * mask y and the residual gradient dz (each NULL when unused). */
-static clbn_step dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
                          cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
@@ -170,12 +156,12 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
     const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
     const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
     clbn_step steps[3];
-    steps[0] = reduce_step(&sp, desc, x, dy, save_mean, y);
-    steps[1] = finalize_step(&finalize, desc->dtype, sp.splits, C, save_mean, save_invstd, NULL, 0.0f, inv_m, weight,
-                             dweight, dbias, elementwise ? PARAMS_TRAINING : PARAMS_NONE,
+    steps[0] = clbn__reduce_step(&sp, desc, x, dy, save_mean, y);
+    steps[1] = clbn__bwd_finalize_step(&finalize, desc->dtype, ARG_SCRATCH, sp.splits, C, save_mean, save_invstd, NULL, 0.0f, inv_m, weight,
+                             dweight, dbias, elementwise ? CLBN_BWD_PARAMS_TRAINING : CLBN_BWD_PARAMS_NONE,
                              params_offset);
     if (elementwise)
-        steps[2] = dx_step(&np, desc, x, dy, dx, y, dz, params_offset);
+        steps[2] = clbn__dx_step(&np, desc, x, dy, dx, y, dz, params_offset);
     return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, elementwise ? 3 : 2,
                      num_events_in_wait_list, event_wait_list, event);
 }
@@ -224,13 +210,14 @@ clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue qu
     clbn_step steps[3];
     int count = 0;
     if (reduce)
-        steps[count++] = reduce_step(&sp, desc, x_in, dy, running_mean, y);
-    steps[count++] = finalize_step(&finalize, desc->dtype, sp.splits, C, running_mean, NULL, running_var,
+        steps[count++] = clbn__reduce_step(&sp, desc, x_in, dy, running_mean, y);
+    steps[count++] = clbn__bwd_finalize_step(&finalize, desc->dtype,
+                                             sp.splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), sp.splits, C, running_mean, NULL, running_var,
                                    epsilon, inv_m, weight, dweight, dbias,
-                                   elementwise ? PARAMS_INFERENCE : PARAMS_NONE, params_offset);
+                                   elementwise ? CLBN_BWD_PARAMS_INFERENCE : CLBN_BWD_PARAMS_NONE, params_offset);
     /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
     if (elementwise)
-        steps[count++] = dx_step(&np, desc, NULL, dy, dx, y, dz, params_offset);
+        steps[count++] = clbn__dx_step(&np, desc, NULL, dy, dx, y, dz, params_offset);
     return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, count, num_events_in_wait_list,
                      event_wait_list, event);
 }

@@ -41,10 +41,8 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
     return CLBN_SUCCESS;
 }
 
-/* The normalize pass reading its (center, scale, shift) from the scratch at
- * params_offset. */
-static clbn_step normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
-                                clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset)
+clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
+                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
     const cl_int relu = op != CLBN_FUSED_NONE;
@@ -54,6 +52,17 @@ static clbn_step normalize_step(const clbn_norm_plan *plan, const clbn_tensor_de
                          ARG_MEM(z), ARG(relu));
     return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset), ARG(P),
                      ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(relu));
+}
+
+clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x)
+{
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
+    if (sp->launch.kernel == CLBN_K_STATS_NCHW)
+        return CLBN_STEP(sp->launch, ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp->rows_per_group),
+                         ARG(sp->cols_per_group), ARG(sp->col_groups), ARG(sp->col_parts),
+                         ARG(sp->rows_per_item), ARG(sp->cols_per_item), ARG_SCRATCH);
+    return CLBN_STEP(sp->launch, ARG_MEM(x), ARG(P), ARG(C), ARG(sp->pixels_per_group),
+                     ARG(sp->col_parts), ARG(sp->pixels_per_item), ARG_SCRATCH);
 }
 
 /* Every training forward: the PyTorch or ONNX update, with or without a fused op. */
@@ -95,7 +104,7 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
     clbn__plan_normalize(prog, &clbn__normalize_kernels, desc, &np);
 
-    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
+    const cl_ulong C = desc->c, S = desc->spatial;
     /* scratch, in values of the kernels' type: the partials (4 per split and
      * channel), then center/scale/shift and the new running statistics */
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4;
@@ -104,19 +113,13 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     const clbn_dtype dt = desc->dtype;
     const cl_int upd = (cl_int)update;
     clbn_step steps[4];
-    if (sp.launch.kernel == CLBN_K_STATS_NCHW)
-        steps[0] = CLBN_STEP(sp.launch, ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp.rows_per_group),
-                             ARG(sp.cols_per_group), ARG(sp.col_groups), ARG(sp.col_parts),
-                             ARG(sp.rows_per_item), ARG(sp.cols_per_item), ARG_SCRATCH);
-    else
-        steps[0] = CLBN_STEP(sp.launch, ARG_MEM(x), ARG(P), ARG(C), ARG(sp.pixels_per_group),
-                             ARG(sp.col_parts), ARG(sp.pixels_per_item), ARG_SCRATCH);
+    steps[0] = clbn__stats_step(&sp, desc, x);
     steps[1] = CLBN_STEP(finalize, ARG_SCRATCH, ARG(sp.splits), ARG(C), ARG_MEM(x), ARG(pivot_stride),
                          ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
                          ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(weight),
                          ARG_MEM(bias), ARG_MEM(running_mean), ARG_MEM(running_var),
                          ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_SCRATCH, ARG(params_offset));
-    steps[2] = normalize_step(&np, desc, op, x, z, y, params_offset);
+    steps[2] = clbn__normalize_step(&np, desc, op, x, z, y, params_offset);
     /* State changes last: the running statistics are written by the final
      * kernel, so a call that fails to enqueue leaves them as they were. */
     steps[3] = CLBN_STEP(commit, ARG_SCRATCH, ARG(params_offset), ARG(C), ARG_MEM(running_mean),
@@ -195,7 +198,7 @@ clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue que
     const clbn_step steps[2] = {
         CLBN_STEP(params, ARG(C), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
                   ARG_MEM(running_var), ARG_REAL(epsilon, desc->dtype), ARG_SCRATCH, ARG(params_offset)),
-        normalize_step(&np, desc, op, x, z, y, params_offset),
+        clbn__normalize_step(&np, desc, op, x, z, y, params_offset),
     };
     return clbn__run(ctx, prog, queue, in_order, (size_t)(3 * C * clbn__param_size(desc->dtype)), steps, 2,
                      num_events_in_wait_list, event_wait_list, event);

@@ -5,9 +5,10 @@
  *   program.c, scratch.c     building/caching programs, per-queue scratch buffers
  *   validate.c, plan.c       argument checks; kernel choice and work sizes per shape
  *   context.c, forward.c,    the public operations
- *   backward.c
+ *   backward.c, sync.c
  *   convert.c
- *   layer.c, layer_state.c   the layer object, built on the operations
+ *   layer.c, layer_state.c,  the layer object, built on the operations
+ *   layer_sync.c
  */
 #ifndef CLBN_INTERNAL_H
 #define CLBN_INTERNAL_H
@@ -39,6 +40,11 @@ typedef enum clbn_kernel_id {
     CLBN_K_CONVERT_TO_FLOAT,
     CLBN_K_CONVERT_FROM_FLOAT,
     CLBN_K_FOLD_CONV,
+    CLBN_K_SYNC_LOCAL,
+    CLBN_K_SYNC_MERGE_STATS,
+    CLBN_K_SYNC_FINALIZE,
+    CLBN_K_SYNC_SUMS,
+    CLBN_K_SYNC_MERGE_SUMS,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -211,5 +217,44 @@ clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count);
 clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue queue, int in_order,
                       size_t scratch_bytes, const clbn_step *steps, int count, cl_uint num_wait,
                       const cl_event *wait, cl_event *event);
+
+/* ---- steps shared by the operations (forward.c, backward.c, sync.c) ----------- */
+/* The statistics pass over x into partials at the scratch's start. */
+clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x);
+/* The normalize pass reading (center, scale, shift) from the scratch at
+ * params_offset, with the fused op (z for CLBN_FUSED_ADD_RELU). */
+clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
+                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset);
+/* The backward reduction over (x, dy) around mean[c] into partials at the
+ * scratch's start; dy masked by the fused ReLU's output y when y is given. */
+clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
+                            cl_mem dy, cl_mem mean, cl_mem y);
+/* What clbn_backward_finalize writes after params_offset (cl/backward.cl). */
+enum { CLBN_BWD_PARAMS_NONE = 0, CLBN_BWD_PARAMS_TRAINING = 1, CLBN_BWD_PARAMS_INFERENCE = 2 };
+/* clbn_backward_finalize over `splits` partials read from `partial` (a step's
+ * ARG_SCRATCH or a buffer; none when splits is 0). */
+clbn_step clbn__bwd_finalize_step(const clbn_launch *launch, clbn_dtype dt, arg partial,
+                                  cl_uint splits, cl_ulong C, cl_mem mean, cl_mem invstd,
+                                  cl_mem running_var, double epsilon, double inv_m, cl_mem weight,
+                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset);
+/* The backward elementwise pass (x NULL for the frozen backward). */
+clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
+                        cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset);
+
+/* ---- sync.c: the group exchanges, for the layer ------------------------------------ */
+/* clbn_sync_stats_allgather / clbn_sync_sums_allgather with the caller's
+ * buffer for the local set (local_buf: 3*C or 2*C values) and its own status
+ * so far: when `own` is an error no local work is done, but the exchange still
+ * happens so the other participants learn of it; that error is returned. */
+clbn_status clbn__sync_stats_group(clbn_context *ctx, cl_command_queue queue,
+                                   const clbn_sync_group *group, clbn_status own,
+                                   const clbn_tensor_desc *desc, cl_mem x, cl_mem local_buf,
+                                   cl_mem global_stats, uint64_t *global_count, cl_uint num_wait,
+                                   const cl_event *wait);
+clbn_status clbn__sync_sums_group(clbn_context *ctx, cl_command_queue queue,
+                                  const clbn_sync_group *group, clbn_status own,
+                                  const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem save_mean,
+                                  cl_mem local_buf, cl_mem global_sums, uint64_t *global_count,
+                                  cl_uint num_wait, const cl_event *wait);
 
 #endif

@@ -175,7 +175,7 @@ void clbn_layer_release(clbn_layer *layer)
         if (layer->tensors[t])
             clReleaseMemObject(layer->tensors[t]);
     cl_mem others[] = {layer->save_mean, layer->save_invstd, layer->step_dweight, layer->step_dbias,
-                       layer->staging};
+                       layer->staging, layer->sync_local, layer->sync_global};
     for (size_t i = 0; i < sizeof others / sizeof *others; ++i)
         if (others[i])
             clReleaseMemObject(others[i]);
@@ -213,7 +213,7 @@ cl_mem clbn_layer_get_buffer(const clbn_layer *layer, clbn_layer_tensor which)
 
 /* Keeps `done` as the layer's latest work (the blocking calls wait for it)
  * and hands the caller its own reference when asked. */
-static clbn_status track(clbn_layer *layer, cl_event done, cl_event *event)
+clbn_status clbn__layer_track(clbn_layer *layer, cl_event done, cl_event *event)
 {
     if (layer->last)
         clReleaseEvent(layer->last);
@@ -255,7 +255,7 @@ clbn_status clbn_layer_set_fused_op(clbn_layer *layer, clbn_fused_op op)
 }
 
 /* Remembers the forward's op and keeps its output for the backward's ReLU mask. */
-static void keep_output(clbn_layer *layer, cl_mem y)
+void clbn__layer_keep_output(clbn_layer *layer, cl_mem y)
 {
     layer->forward_op = layer->op;
     if (layer->op == CLBN_FUSED_NONE)
@@ -297,8 +297,8 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
             return st;
         layer->last_used_batch_stats = 0;
         layer->forwarded = 1;
-        keep_output(layer, y);
-        return track(layer, done, event);
+        clbn__layer_keep_output(layer, y);
+        return clbn__layer_track(layer, done, event);
     }
     /* Batch statistics: training, or eval without running statistics (which
      * then neither updates nor counts anything, as in PyTorch). */
@@ -315,17 +315,18 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
                                      event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
-    keep_output(layer, y);
+    clbn__layer_keep_output(layer, y);
     if (update)
         layer->num_batches_tracked++;
     layer->forwarded = 1;
     layer->last_used_batch_stats = 1;
     layer->saved_desc = *desc;
-    return track(layer, done, event);
+    return clbn__layer_track(layer, done, event);
 }
 
 /* grad_weight += step_dweight and grad_bias += step_dbias on the device, after `after`. */
-static clbn_status accumulate(clbn_layer *layer, cl_command_queue queue, cl_event after, cl_event *done)
+clbn_status clbn__layer_accumulate(clbn_layer *layer, cl_command_queue queue, cl_event after,
+                                   cl_event *done)
 {
     clbn_context *ctx = layer->ctx;
     clbn_program *prog;
@@ -391,13 +392,13 @@ clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
     if (cfg->affine) {
         /* autograd accumulates: grad += this step's gradient */
         cl_event acc = NULL;
-        st = accumulate(layer, queue, done, &acc);
+        st = clbn__layer_accumulate(layer, queue, done, &acc);
         clReleaseEvent(done);
         if (st != CLBN_SUCCESS)
             return st;
         done = acc;
     }
-    return track(layer, done, event);
+    return clbn__layer_track(layer, done, event);
 }
 
 static clbn_status check_tensor(const clbn_layer *layer, clbn_layer_tensor which, const void *host,

@@ -24,6 +24,8 @@ struct clbn_layer {
     clbn_fused_op op;                   /* fused into the next forwards */
     clbn_fused_op forward_op;           /* the op of the latest forward */
     cl_mem output;                      /* its retained y when that op is not NONE */
+    cl_mem sync_local, sync_global;     /* 3*C values each, for the synchronized calls
+                                           (made by the first one) */
 };
 
 /* The tensors a layer's saved state holds for its configuration, in order:
@@ -34,5 +36,14 @@ int clbn__layer_state_tensors(const clbn_layer_config *cfg, clbn_layer_tensor ou
  * num_batches_tracked, after the layer's pending work, and waits. */
 clbn_status clbn__layer_write_state(clbn_layer *layer, const clbn_layer_tensor *which, int count,
                                     const void *host, uint64_t num_batches_tracked);
+
+/* Keeps `done` as the layer's latest work and hands the caller its own
+ * reference when event is non-NULL (layer.c). */
+clbn_status clbn__layer_track(clbn_layer *layer, cl_event done, cl_event *event);
+/* Remembers the forward's op and keeps y for the backward's ReLU mask. */
+void clbn__layer_keep_output(clbn_layer *layer, cl_mem y);
+/* grad += this backward's step gradients, after `after`. */
+clbn_status clbn__layer_accumulate(clbn_layer *layer, cl_command_queue queue, cl_event after,
+                                   cl_event *done);
 
 #endif

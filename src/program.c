@@ -30,6 +30,11 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_CONVERT_TO_FLOAT] = "clbn_convert_to_float",
     [CLBN_K_CONVERT_FROM_FLOAT] = "clbn_convert_from_float",
     [CLBN_K_FOLD_CONV] = "clbn_fold_conv",
+    [CLBN_K_SYNC_LOCAL] = "clbn_sync_local",
+    [CLBN_K_SYNC_MERGE_STATS] = "clbn_sync_merge_stats",
+    [CLBN_K_SYNC_FINALIZE] = "clbn_sync_finalize",
+    [CLBN_K_SYNC_SUMS] = "clbn_sync_sums",
+    [CLBN_K_SYNC_MERGE_SUMS] = "clbn_sync_merge_sums",
 };
 
 static void build_options(clbn_dtype dtype, char *buf, size_t len)

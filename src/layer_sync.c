@@ -1,0 +1,171 @@
+/* The layer's synchronized forward and backward (PyTorch's SyncBatchNorm),
+ * built on the group exchanges and steps of sync.c. Every check that could
+ * fail after the exchange is made before it, so that participants either all
+ * go on or all return an error. */
+#include "layer.h"
+
+/* Waits for the layer's latest work: its buffers for the exchange may still
+ * be read by a previous call's kernels on another queue. */
+static clbn_status wait_latest(clbn_layer *layer)
+{
+    if (!layer->last)
+        return CLBN_SUCCESS;
+    return clWaitForEvents(1, &layer->last) == CL_SUCCESS ? CLBN_SUCCESS : CLBN_ERROR_OPENCL;
+}
+
+/* The exchange buffers, made by the first synchronized call. */
+static clbn_status ensure_buffers(clbn_layer *layer)
+{
+    const size_t bytes = layer->config.num_features * CLBN_SYNC_STATS_VALUES *
+                         clbn__param_size(layer->config.dtype);
+    cl_int err = CL_SUCCESS;
+    if (!layer->sync_local)
+        layer->sync_local = clCreateBuffer(layer->ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err == CL_SUCCESS && !layer->sync_global)
+        layer->sync_global = clCreateBuffer(layer->ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    return clbn__from_cl(err);
+}
+
+/* desc may have n == 0; the rest as the layer's own checks. */
+static clbn_status check_desc(const clbn_layer *layer, const clbn_tensor_desc *desc, size_t *elements)
+{
+    if (!desc)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    clbn_tensor_desc d = *desc;
+    if (d.n == 0)
+        d.n = 1;
+    clbn_status st = clbn__check_desc(&d, NULL);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (desc->c != layer->config.num_features || desc->dtype != layer->config.dtype)
+        return CLBN_ERROR_SHAPE_MISMATCH;
+    *elements = desc->n * desc->c * desc->spatial;
+    return CLBN_SUCCESS;
+}
+
+/* An output tensor the steps after the exchange write. */
+static clbn_status check_output(const clbn_layer *layer, const clbn_tensor_desc *desc, size_t elements,
+                                cl_mem out, int required)
+{
+    if (required && elements && !out)
+        return CLBN_ERROR_NULL_BUFFER;
+    return clbn__check_buffer(layer->ctx, out, elements * clbn__dtype_size(desc->dtype),
+                              required && elements);
+}
+
+static clbn_status check_forward(clbn_layer *layer, const clbn_tensor_desc *desc, cl_mem y)
+{
+    size_t elements = 0;
+    clbn_status st = check_desc(layer, desc, &elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (layer->op != CLBN_FUSED_NONE)
+        return CLBN_ERROR_INVALID_OPTION;
+    if ((st = check_output(layer, desc, elements, y, 1)) != CLBN_SUCCESS)
+        return st;
+    if ((st = wait_latest(layer)) != CLBN_SUCCESS)
+        return st;
+    return ensure_buffers(layer);
+}
+
+clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
+                                    const clbn_sync_group *group, const clbn_tensor_desc *desc,
+                                    cl_mem x, cl_mem y, cl_uint num_events_in_wait_list,
+                                    const cl_event *event_wait_list, cl_event *event)
+{
+    if (!group || group->size < 1 || !group->allgather)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    /* eval() with running statistics: nothing to exchange */
+    if (layer && !layer->training && layer->config.track_running_stats)
+        return clbn_layer_forward(layer, queue, desc, x, y, num_events_in_wait_list,
+                                  event_wait_list, event);
+    clbn_status own = layer ? check_forward(layer, desc, y) : CLBN_ERROR_NULL_ARGUMENT;
+    uint64_t total = 0;
+    clbn_status st = clbn__sync_stats_group(layer ? layer->ctx : NULL, queue, group, own, desc, x,
+                                            layer ? layer->sync_local : NULL,
+                                            layer ? layer->sync_global : NULL, &total,
+                                            num_events_in_wait_list, event_wait_list);
+    if (st != CLBN_SUCCESS)
+        return st;
+
+    const clbn_layer_config *cfg = &layer->config;
+    const int update = layer->training && cfg->track_running_stats;
+    double momentum = 0.0;
+    if (update)
+        momentum = cfg->momentum == CLBN_MOMENTUM_CUMULATIVE
+                       ? 1.0 / (double)(layer->num_batches_tracked + 1)
+                       : cfg->momentum;
+    cl_event done = NULL;
+    st = clbn_sync_forward_training(
+        layer->ctx, queue, desc, x, y, layer->tensors[CLBN_WEIGHT], layer->tensors[CLBN_BIAS],
+        update ? layer->tensors[CLBN_RUNNING_MEAN] : NULL,
+        update ? layer->tensors[CLBN_RUNNING_VAR] : NULL, momentum, cfg->epsilon, layer->sync_global,
+        total, layer->save_mean, layer->save_invstd, num_events_in_wait_list, event_wait_list, &done);
+    if (st != CLBN_SUCCESS)
+        return st;
+    clbn__layer_keep_output(layer, NULL);
+    if (update)
+        layer->num_batches_tracked++;
+    layer->forwarded = 1;
+    layer->last_used_batch_stats = 1;
+    layer->saved_desc = *desc;
+    return clbn__layer_track(layer, done, event);
+}
+
+static clbn_status check_backward(clbn_layer *layer, const clbn_tensor_desc *desc, cl_mem dx)
+{
+    size_t elements = 0;
+    clbn_status st = check_desc(layer, desc, &elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (!layer->forwarded)
+        return CLBN_ERROR_NO_SAVED_STATISTICS;
+    const clbn_tensor_desc *s = &layer->saved_desc;
+    if (s->layout != desc->layout || s->n != desc->n || s->spatial != desc->spatial)
+        return CLBN_ERROR_SHAPE_MISMATCH;
+    if (layer->forward_op != CLBN_FUSED_NONE)
+        return CLBN_ERROR_INVALID_OPTION;
+    if ((st = check_output(layer, desc, elements, dx, 0)) != CLBN_SUCCESS)
+        return st;
+    if ((st = wait_latest(layer)) != CLBN_SUCCESS)
+        return st;
+    return ensure_buffers(layer);
+}
+
+clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
+                                     const clbn_sync_group *group, const clbn_tensor_desc *desc,
+                                     cl_mem x, cl_mem dy, cl_mem dx, cl_uint num_events_in_wait_list,
+                                     const cl_event *event_wait_list, cl_event *event)
+{
+    if (!group || group->size < 1 || !group->allgather)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    /* after a forward with running statistics: the frozen backward, no exchange */
+    if (layer && layer->forwarded && !layer->last_used_batch_stats)
+        return clbn_layer_backward(layer, queue, desc, x, dy, dx, num_events_in_wait_list,
+                                   event_wait_list, event);
+    clbn_status own = layer ? check_backward(layer, desc, dx) : CLBN_ERROR_NULL_ARGUMENT;
+    uint64_t total = 0;
+    clbn_status st = clbn__sync_sums_group(layer ? layer->ctx : NULL, queue, group, own, desc, x, dy,
+                                           layer ? layer->save_mean : NULL,
+                                           layer ? layer->sync_local : NULL,
+                                           layer ? layer->sync_global : NULL, &total,
+                                           num_events_in_wait_list, event_wait_list);
+    if (st != CLBN_SUCCESS)
+        return st;
+    cl_event done = NULL;
+    st = clbn_sync_backward_dx(layer->ctx, queue, desc, x, dy, dx, layer->tensors[CLBN_WEIGHT],
+                               layer->save_mean, layer->save_invstd, layer->sync_global, total,
+                               layer->step_dweight, layer->step_dbias, num_events_in_wait_list,
+                               event_wait_list, &done);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (layer->config.affine) {
+        cl_event acc = NULL;
+        st = clbn__layer_accumulate(layer, queue, done, &acc);
+        clReleaseEvent(done);
+        if (st != CLBN_SUCCESS)
+            return st;
+        done = acc;
+    }
+    return clbn__layer_track(layer, done, event);
+}
