@@ -160,8 +160,9 @@ __kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const
         partial[g * C + c] = (acc2)(lsum[lc], lsumx[lc]);
 }
 
-/* NHWC with C % 8 == 0: each work-item takes 8 adjacent channels (one vector
- * load per pixel), each lane its own channel. Arguments as clbn_stats_nhwc8. */
+/* NHWC with C % 8 == 0: group (channel block, pixel tile); each work-item
+ * takes up to CLBN_NHWC_BLOCK channels (8 vectors) over a contiguous range of
+ * pixels. Arguments and geometry as clbn_stats_nhwc8 (col_parts unused). */
 __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global const data_t *dy,
                                          __global const acc *mean, ulong P, ulong C,
                                          ulong pixels_per_group, uint col_parts,
@@ -169,35 +170,50 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
                                          __global const data_t *y)
 {
     __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    (void)col_parts;
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
-    const uint lp = l / col_parts, lc = l % col_parts;
-    const uint parts = (uint)get_local_size(0) / col_parts;
-    const ulong c0 = (get_group_id(0) * col_parts + lc) * 8;
+    const uint parts = (uint)get_local_size(0); /* <= CLBN_LOCAL_SLOTS / CLBN_NHWC_BLOCK */
+    const ulong c0 = get_group_id(0) * CLBN_NHWC_BLOCK;
+    const uint nv = (uint)min((ulong)(CLBN_NHWC_BLOCK / 8), (C - c0) / 8);
 
-    acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
-    if (c0 < C) {
-        const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
-        const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
-        const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
-        const acc8 mu = vload8(0, mean + c0);
-        for (ulong p = p_begin; p < p_end; ++p) {
-            acc8 g8 = LOAD8(dy, p * C + c0);
-            if (y)
-                g8 = RELU_GRAD8(g8, LOAD8(y, p * C + c0));
-            a8 += g8;
-            b8 = fma(g8, LOAD8(x, p * C + c0) - mu, b8);
+    const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
+    const ulong p_begin = g * pixels_per_group + l * pixels_per_item;
+    const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
+    acc8 mu[8], a8[8], b8[8];
+#pragma unroll
+    for (uint j = 0; j < 8; ++j) {
+        mu[j] = j < nv ? vload8(0, mean + c0 + 8 * j) : (acc8)(0.0f);
+        a8[j] = (acc8)(0.0f);
+        b8[j] = (acc8)(0.0f);
+    }
+    for (ulong p = p_begin; p < p_end; ++p) {
+        const ulong at = p * C + c0;
+#pragma unroll
+        for (uint j = 0; j < 8; ++j) {
+            if (j < nv) {
+                acc8 g8 = LOAD8(dy, at + 8 * j);
+                if (y)
+                    g8 = RELU_GRAD8(g8, LOAD8(y, at + 8 * j));
+                a8[j] += g8;
+                b8[j] = fma(g8, LOAD8(x, at + 8 * j) - mu[j], b8[j]);
+            }
         }
     }
-    vstore8(a8, 0, lsum + l * 8);
-    vstore8(b8, 0, lsumx + l * 8);
-    for (uint lane = 0; lane < 8; ++lane)
-        bwd_local_tree(lsum, lsumx, lp, parts, lc * 8 + lane, col_parts * 8);
-    if (lp == 0 && c0 < C) {
-        for (uint lane = 0; lane < 8; ++lane) {
-            const uint i = lc * 8 + lane;
-            partial[g * C + c0 + lane] = (acc2)(lsum[i], lsumx[i]);
+#pragma unroll
+    for (uint j = 0; j < 8; ++j) {
+        vstore8(a8[j], 0, lsum + l * CLBN_NHWC_BLOCK + 8 * j);
+        vstore8(b8[j], 0, lsumx + l * CLBN_NHWC_BLOCK + 8 * j);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* each channel's work-item parts added in order, one channel per work-item */
+    for (uint ch = l; ch < nv * 8; ch += parts) {
+        acc sum = 0.0f, sumx = 0.0f;
+        for (uint q = 0; q < parts; ++q) {
+            sum += lsum[q * CLBN_NHWC_BLOCK + ch];
+            sumx += lsumx[q * CLBN_NHWC_BLOCK + ch];
         }
+        partial[g * C + c0 + ch] = (acc2)(sum, sumx);
     }
 }
 
@@ -303,25 +319,24 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
     }
 }
 
-/* NHWC with C % 8 == 0: work-item (channel vector, pixel block), as
- * clbn_normalize_nhwc8. */
+/* NHWC with C % 8 == 0: work-item = a block of whole pixels, all channels 8
+ * at a time, as clbn_normalize_nhwc8. */
 __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,
                                      __global data_t *dx, __global const acc *params,
                                      ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
                                      __global const data_t *y, __global data_t *dz)
 {
-    const ulong c0 = get_global_id(0) * 8;
-    const ulong p_begin = get_global_id(1) * pixels_per_item;
-    if (c0 >= C || p_begin >= P)
+    const ulong p_begin = get_global_id(0) * pixels_per_item;
+    if (p_begin >= P)
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    const acc8 mu = vload8(0, params + c0);
-    const acc8 a = vload8(0, params + C + c0);
-    const acc8 b = vload8(0, params + 2 * C + c0);
-    const acc8 k = vload8(0, params + 3 * C + c0);
-    for (ulong p = p_begin; p < p_end; ++p)
-        DX_EMIT8(p * C + c0, mu, a, b, k);
+    for (ulong p = p_begin; p < p_end; ++p) {
+        const ulong base = p * C;
+        for (ulong c0 = 0; c0 < C; c0 += 8)
+            DX_EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
+                     vload8(0, params + 2 * C + c0), vload8(0, params + 3 * C + c0));
+    }
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels, as

@@ -74,23 +74,24 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     }
 }
 
-/* NHWC with C % 8 == 0: work-item (channel vector, pixel block). */
+/* NHWC with C % 8 == 0: work-item = a block of whole pixels, all channels,
+ * 8 at a time: each work-item streams one contiguous range of memory. */
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
                                    int relu)
 {
-    const ulong c0 = get_global_id(0) * 8;
-    const ulong p_begin = get_global_id(1) * pixels_per_item;
-    if (c0 >= C || p_begin >= P)
+    const ulong p_begin = get_global_id(0) * pixels_per_item;
+    if (p_begin >= P)
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    const acc8 center = vload8(0, params + c0);
-    const acc8 scale = vload8(0, params + C + c0);
-    const acc8 shift = vload8(0, params + 2 * C + c0);
-    for (ulong p = p_begin; p < p_end; ++p)
-        EMIT8(p * C + c0, center, scale, shift);
+    for (ulong p = p_begin; p < p_end; ++p) {
+        const ulong base = p * C;
+        for (ulong c0 = 0; c0 < C; c0 += 8)
+            EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
+                  vload8(0, params + 2 * C + c0));
+    }
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels. */

@@ -27,12 +27,12 @@
     } while (0)
 
 /* Eight vectors src[at0 + j*stride] (j = 0..7) minus the pivot, merged into
- * the per-lane accumulator as one block: the block's mean and M2 by an exact
- * two-pass in registers, then one Chan merge per lane. One division per 64
- * values instead of per 8, and no chain of dependent updates from vector to
- * vector: the latency of that chain, not memory, limited the plain Welford
- * loop on CPUs. */
-#define LANES_PUSH_BLOCK8(k, vmean, vm2, src, at0, stride, pivot)                            \
+ * a per-lane accumulator that has seen `k` values per lane (k is not
+ * changed): the block's mean and M2 by an exact two-pass in registers, then
+ * one Chan merge per lane. One division per 64 values instead of per 8, and
+ * no chain of dependent updates from vector to vector: the latency of that
+ * chain, not memory, limited the plain Welford loop on CPUs. */
+#define BLOCK8_MERGE(k, vmean, vm2, src, at0, stride, pivot)                                 \
     do {                                                                                     \
         const acc8 v0_ = LOAD8(src, (at0)) - (pivot), v1_ = LOAD8(src, (at0) + (stride)) - (pivot); \
         const acc8 v2_ = LOAD8(src, (at0) + 2 * (stride)) - (pivot);                         \
@@ -46,11 +46,17 @@
         const acc8 e4_ = v4_ - bm_, e5_ = v5_ - bm_, e6_ = v6_ - bm_, e7_ = v7_ - bm_;       \
         const acc8 q_ = ((e0_ * e0_ + e1_ * e1_) + (e2_ * e2_ + e3_ * e3_)) +                \
                         ((e4_ * e4_ + e5_ * e5_) + (e6_ * e6_ + e7_ * e7_));                 \
-        const acc n_ = (k) + 8.0f, f_ = 8.0f / n_;                                           \
+        const acc f_ = 8.0f / ((k) + 8.0f);                                                  \
         const acc8 delta_ = bm_ - (vmean);                                                   \
         (vmean) += delta_ * f_;                                                              \
         (vm2) += q_ + delta_ * delta_ * ((k) * f_);                                          \
-        (k) = n_;                                                                            \
+    } while (0)
+
+/* BLOCK8_MERGE, counting the 8 values per lane. */
+#define LANES_PUSH_BLOCK8(k, vmean, vm2, src, at0, stride, pivot)     \
+    do {                                                              \
+        BLOCK8_MERGE(k, vmean, vm2, src, at0, stride, pivot);         \
+        (k) += 8.0f;                                                  \
     } while (0)
 
 /* NCHW: group (c, split); the split is a (rows x cols) tile of channel c's
@@ -145,50 +151,72 @@ __kernel void clbn_stats_nhwc(__global const data_t *x, ulong P, ulong C,
         partial[g * C + c] = (acc4)(ln[lc], lmean[lc], lm2[lc], 0.0f);
 }
 
-/* NHWC with C % 8 == 0: each work-item takes 8 adjacent channels (one vector
- * load per pixel), each lane its own channel. */
+/* NHWC with C % 8 == 0: group (channel block, pixel tile); each work-item
+ * takes up to CLBN_NHWC_BLOCK channels (8 vectors, each lane its own channel)
+ * over a contiguous range of pixels, so it reads whole runs of each pixel's
+ * row rather than one vector of every row. col_parts is 1 (unused). */
+#define CLBN_NHWC_BLOCK 64
 __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
                                ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
                                __global acc4 *partial)
 {
     __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
+    (void)col_parts;
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
-    const uint lp = l / col_parts, lc = l % col_parts;
-    const uint parts = (uint)get_local_size(0) / col_parts;
-    const ulong c0 = (get_group_id(0) * col_parts + lc) * 8;
+    const uint parts = (uint)get_local_size(0); /* <= CLBN_LOCAL_SLOTS / CLBN_NHWC_BLOCK */
+    const ulong c0 = get_group_id(0) * CLBN_NHWC_BLOCK;
+    const uint nv = (uint)min((ulong)(CLBN_NHWC_BLOCK / 8), (C - c0) / 8);
 
+    const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
+    const ulong p_begin = g * pixels_per_group + l * pixels_per_item;
+    const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
     acc k = 0.0f;
-    acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
-    if (c0 < C) {
-        const ulong p_tile_end = min(P, (g + 1) * pixels_per_group);
-        const ulong p_begin = g * pixels_per_group + lp * pixels_per_item;
-        const ulong p_end = min(p_tile_end, p_begin + pixels_per_item);
-        const acc8 pivot = LOAD8(x, c0);
-        ulong p = p_begin;
-        for (; p + 8 <= p_end; p += 8)
-            LANES_PUSH_BLOCK8(k, vmean, vm2, x, p * C + c0, C, pivot);
-        for (; p < p_end; ++p) {
-            acc8 d = LOAD8(x, p * C + c0) - pivot;
-            LANES_PUSH(k, vmean, vm2, d);
-        }
+    acc8 pv[8], vm[8], vq[8];
+#pragma unroll
+    for (uint j = 0; j < 8; ++j) {
+        pv[j] = j < nv ? LOAD8(x, c0 + 8 * j) : (acc8)(0.0f);
+        vm[j] = (acc8)(0.0f);
+        vq[j] = (acc8)(0.0f);
     }
-    acc m[8], q[8];
-    vstore8(vmean, 0, m);
-    vstore8(vm2, 0, q);
-    for (uint lane = 0; lane < 8; ++lane) {
-        const uint i = l * 8 + lane;
-        ln[i] = k;
-        lmean[i] = m[lane];
-        lm2[i] = q[lane];
+    ulong p = p_begin;
+    for (; p + 8 <= p_end; p += 8) {
+        const ulong at = p * C + c0;
+#pragma unroll
+        for (uint j = 0; j < 8; ++j)
+            if (j < nv)
+                BLOCK8_MERGE(k, vm[j], vq[j], x, at + 8 * j, C, pv[j]);
+        k += 8.0f;
     }
-    for (uint lane = 0; lane < 8; ++lane)
-        stat_local_tree(ln, lmean, lm2, lp, parts, lc * 8 + lane, col_parts * 8);
-    if (lp == 0 && c0 < C) {
-        for (uint lane = 0; lane < 8; ++lane) {
-            const uint i = lc * 8 + lane;
-            partial[g * C + c0 + lane] = (acc4)(ln[i], lmean[i], lm2[i], 0.0f);
+    for (; p < p_end; ++p) {
+        const acc kk = k + 1.0f, inv = 1.0f / kk;
+#pragma unroll
+        for (uint j = 0; j < 8; ++j) {
+            if (j < nv) {
+                const acc8 d = LOAD8(x, p * C + c0 + 8 * j) - pv[j];
+                const acc8 delta = d - vm[j];
+                vm[j] += delta * inv;
+                vq[j] += delta * (d - vm[j]);
+            }
         }
+        k = kk;
+    }
+#pragma unroll
+    for (uint j = 0; j < 8; ++j) {
+        vstore8(vm[j], 0, lmean + l * CLBN_NHWC_BLOCK + 8 * j);
+        vstore8(vq[j], 0, lm2 + l * CLBN_NHWC_BLOCK + 8 * j);
+        vstore8((acc8)(k), 0, ln + l * CLBN_NHWC_BLOCK + 8 * j);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* each channel's work-item parts merged in order, one channel per work-item */
+    for (uint ch = l; ch < nv * 8; ch += parts) {
+        stat_t st = stat_empty();
+        for (uint q = 0; q < parts; ++q) {
+            const uint i = q * CLBN_NHWC_BLOCK + ch;
+            const stat_t b = {ln[i], lmean[i], lm2[i]};
+            st = stat_merge(st, b);
+        }
+        partial[g * C + c0 + ch] = (acc4)(st.n, st.mean, st.m2, 0.0f);
     }
 }
 

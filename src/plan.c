@@ -17,6 +17,8 @@ enum {
     SPLITS_PER_CU = 8,      /* at most this many splits of a channel per compute unit: */
     SPLITS_MIN = 16,        /*   the finalize step merges them one by one */
     ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
+    NHWC_BLOCK = 64,        /* channels per work-item of the NHWC (C % 8 == 0) reductions */
+    NHWC_PARTS_MAX = 8,     /*   and at most this many work-items per group (local memory) */
     VEC = 8
 };
 
@@ -108,18 +110,35 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
         return;
     }
 
-    /* NHWC (or S == 1): a P x C matrix, P = N*S pixels. Work-items across
-     * channels (8 at a time when C % 8 == 0), the rest of the group and the
-     * tiles across pixels. */
+    /* NHWC (or S == 1): a P x C matrix, P = N*S pixels. */
     const size_t P = N * S;
-    const int vec8 = C % VEC == 0;
-    const clbn_kernel_id k = vec8 ? kf->nhwc8 : kf->nhwc;
+    if (C % VEC == 0) {
+        /* A work-item takes NHWC_BLOCK channels over a contiguous range of
+         * pixels; groups are (channel block, pixel tile), their work-items
+         * over pixels. */
+        const size_t L = min_sz(group_size(prog, kf->nhwc8), NHWC_PARTS_MAX);
+        const size_t blocks = ceil_div(C, NHWC_BLOCK);
+        size_t tiles = min_sz(tiles_for(ctx, P * min_sz(C, NHWC_BLOCK), blocks), P);
+        const size_t pixels_per_group = ceil_div(P, tiles);
+        tiles = ceil_div(P, pixels_per_group);
+        const size_t parts = max_sz(1, min_sz(L, pixels_per_group / VEC));
+        plan->launch.kernel = kf->nhwc8;
+        plan->launch.local[0] = parts;
+        plan->launch.global[0] = blocks * parts;
+        plan->launch.global[1] = tiles;
+        plan->splits = (cl_uint)tiles;
+        plan->col_parts = 1;
+        plan->pixels_per_group = pixels_per_group;
+        plan->pixels_per_item = ceil_div(pixels_per_group, parts);
+        return;
+    }
+    /* Any C: work-items across channels, the rest of the group and the
+     * tiles across pixels. */
+    const clbn_kernel_id k = kf->nhwc;
     const size_t L = group_size(prog, k);
-    const size_t columns = vec8 ? C / VEC : C;
-    size_t col_parts = min_sz(columns, L);
-    size_t blocks = ceil_div(columns, col_parts);
-    size_t values_per_block_row = col_parts * (vec8 ? VEC : 1);
-    size_t tiles = tiles_for(ctx, P * values_per_block_row, blocks);
+    size_t col_parts = min_sz(C, L);
+    size_t blocks = ceil_div(C, col_parts);
+    size_t tiles = tiles_for(ctx, P * col_parts, blocks);
     tiles = min_sz(tiles, P);
     size_t pixels_per_group = ceil_div(P, tiles);
     tiles = ceil_div(P, pixels_per_group);
@@ -158,16 +177,14 @@ void clbn__plan_normalize(const clbn_program *prog, const clbn_kernel_family *kf
     }
     const size_t P = N * S;
     if (C % VEC == 0) {
-        size_t vecs = C / VEC;
         size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
         size_t blocks = ceil_div(P, pixels);
         size_t L = group_size(prog, kf->nhwc8);
         l->kernel = kf->nhwc8;
-        l->dims = 2;
-        l->local[0] = min_sz(L, vecs);
-        l->local[1] = max_sz(1, min_sz(L / l->local[0], blocks));
-        l->global[0] = round_up(vecs, l->local[0]);
-        l->global[1] = round_up(blocks, l->local[1]);
+        l->dims = 1;
+        l->local[0] = min_sz(L, blocks);
+        l->global[0] = round_up(blocks, l->local[0]);
+        l->local[1] = l->global[1] = 1;
         plan->pixels_per_item = pixels;
         return;
     }

@@ -402,6 +402,26 @@ START_TEST(test_shape_matrix)
 }
 END_TEST
 
+/* NHWC with C % 8 == 0 takes blocks of 64 channels per work-item: channel
+ * counts that fill no block, one block and a part, several blocks and a
+ * part; pixel counts with and without a remainder of 8. */
+static const size_t block_c[] = {8, 72, 136, 2048};
+static const size_t block_ns[][2] = {{3, 7}, {16, 49}};
+
+START_TEST(test_nhwc_channel_blocks)
+{
+    const size_t c = block_c[_i / 2], n = block_ns[_i % 2][0], sp = block_ns[_i % 2][1];
+    bw_opts o = default_opts();
+    bw_data d;
+    make_data(&d, n, c, sp, CLBN_LAYOUT_NHWC, &o);
+    for (int inference = 0; inference < 2; inference++) {
+        bw_call k = make_call(inference);
+        run_and_check(&d, &k, "NHWC channel blocks");
+    }
+    free_data(&d);
+}
+END_TEST
+
 /* ---- Optional arguments, aliasing, queues -------------------------------- */
 
 /* Shapes that take each kernel: NCHW, NHWC with C % 8 != 0, NHWC with C % 8 == 0,
@@ -1151,6 +1171,7 @@ static Suite *backward_suite(void)
     Suite *s = suite_create("backward");
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
+    tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 8);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");

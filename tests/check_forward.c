@@ -290,6 +290,22 @@ START_TEST(test_shape_matrix)
 }
 END_TEST
 
+/* NHWC with C % 8 == 0 reduces blocks of 64 channels per work-item: channel
+ * counts that fill no block, one block and a part, several blocks and a
+ * part; pixel counts with and without a remainder of 8. */
+static const size_t block_c[] = {8, 72, 136, 2048};
+static const size_t block_ns[][2] = {{3, 7}, {16, 49}};
+
+START_TEST(test_nhwc_channel_blocks)
+{
+    const size_t c = block_c[_i / 2], n = block_ns[_i % 2][0], s = block_ns[_i % 2][1];
+    for (int training = 0; training < 2; training++) {
+        bn_case k = make_case(n, c, s, CLBN_LAYOUT_NHWC, training);
+        run_and_check(&k, "NHWC channel blocks");
+    }
+}
+END_TEST
+
 /* ---- Arguments and options ----------------------------------------------- */
 
 START_TEST(test_in_place)
@@ -653,6 +669,7 @@ static Suite *forward_suite(void)
     Suite *s = suite_create("forward");
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
+    tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 8);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");
