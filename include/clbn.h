@@ -271,6 +271,8 @@ typedef enum clbn_running_update {
  * @param desc         shape, layout and type of x and y (required).
  * @param x            input tensor (read).
  * @param y            output tensor (written); may be the same cl_mem as x.
+ *                     No other output may share a cl_mem with another buffer
+ *                     argument (CLBN_ERROR_INVALID_ALIASING).
  * @param weight       C values (read), or NULL for 1 (affine=False).
  * @param bias         C values (read), or NULL for 0.
  * @param running_mean C values (read and written), or NULL with running_var NULL
@@ -881,6 +883,8 @@ CLBN_API clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue q
  * formula in set order (the means taken relative to the first non-empty set's,
  * so mean_lo keeps its precision). Sets with count 0 are skipped.
  *
+ * @param ctx           the context (required).
+ * @param queue         where to enqueue; NULL means clbn_context_get_queue(ctx).
  * @param dtype         the tensors' type (decides float or double values).
  * @param channels      C (> 0).
  * @param num_sets      K (> 0).
@@ -889,6 +893,8 @@ CLBN_API clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue q
  * @param epsilon       > 0; used for invstd.
  * @param mean, invstd  C values each (written), or NULL: the merged mean and
  *                      1/sqrt(M2/count + epsilon), as save_mean/save_invstd.
+ * @param num_events_in_wait_list, event_wait_list  as for clEnqueueNDRangeKernel.
+ * @param event         if non-NULL receives an event for the call (release it).
  * @return CLBN_SUCCESS or an error; on error nothing was enqueued. Does not block.
  */
 CLBN_API clbn_status clbn_sync_merge_stats(clbn_context *ctx, cl_command_queue queue,
@@ -994,8 +1000,14 @@ typedef struct clbn_sync_group {
  * CLBN_ERROR_SYNC_MISMATCH on the others. Then 4*C values per participant,
  * merged on the host in double precision with the exact counts of the headers.
  *
+ * @param ctx           the context.
+ * @param queue         where to enqueue; NULL means clbn_context_get_queue(ctx).
+ * @param group         the participants and their transport (required).
+ * @param desc          this participant's part of the batch (n may be 0).
+ * @param x             its tensor (read; NULL when desc->n is 0).
  * @param global_stats  4*C values (written): the merged set.
  * @param global_count  receives the total count per channel (may be NULL).
+ * @param num_events_in_wait_list, event_wait_list  what the local step waits for.
  * Waits for the wait list and returns when global_stats is written.
  */
 CLBN_API clbn_status clbn_sync_stats_allgather(clbn_context *ctx, cl_command_queue queue,

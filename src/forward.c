@@ -38,6 +38,29 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
         (st = clbn__check_buffer(ctx, running_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, running_var, vector_bytes, 0)) != CLBN_SUCCESS)
         return st;
+    /* y may replace x or z (each element is read and written by one work-item),
+     * never a per-channel buffer. */
+    if (y == weight || y == bias || y == running_mean || y == running_var)
+        return CLBN_ERROR_INVALID_ALIASING;
+    return CLBN_SUCCESS;
+}
+
+/* The training forward's other outputs: save_mean and save_invstd are written
+ * while every other buffer is still read, and the running statistics are
+ * updated from themselves; none may share a cl_mem with another argument. */
+static clbn_status check_training_outputs(cl_mem x, cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
+                                          cl_mem running_mean, cl_mem running_var,
+                                          cl_mem save_mean, cl_mem save_invstd)
+{
+    const cl_mem all[] = {x, z, y, weight, bias, running_mean, running_var, save_mean, save_invstd};
+    const int n = (int)(sizeof all / sizeof *all);
+    for (int i = 5; i < n; ++i) {
+        if (!all[i])
+            continue;
+        for (int j = 0; j < n; ++j)
+            if (j != i && all[j] == all[i])
+                return CLBN_ERROR_INVALID_ALIASING;
+    }
     return CLBN_SUCCESS;
 }
 
@@ -88,6 +111,9 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
     if ((st = clbn__check_buffer(ctx, save_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
         (st = clbn__check_buffer(ctx, save_invstd, vector_bytes, 0)) != CLBN_SUCCESS)
+        return st;
+    if ((st = check_training_outputs(x, z, y, weight, bias, running_mean, running_var, save_mean,
+                                     save_invstd)) != CLBN_SUCCESS)
         return st;
     const size_t m = desc->n * desc->spatial;
     if (m < 2)

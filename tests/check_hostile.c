@@ -49,7 +49,7 @@ enum {
     K_UPDATE = 1 << 3,
     K_OP_FWD = 1 << 4,  /* a fused forward: op and z */
     K_OP_BWD = 1 << 5,  /* a fused backward: op, y and dz */
-    K_ALIAS = 1 << 6,   /* outputs may not alias (the backward family) */
+    K_ALIAS = 1 << 6,   /* outputs may not alias other arguments */
     K_PAIR = 1 << 7,    /* running_mean and running_var optional, but together */
     K_TRAIN = 1 << 8,   /* batch statistics: N*S == 1 is refused */
     K_SAVED = 1 << 9,   /* a layer backward from batch statistics: shape must match the forward's */
@@ -71,17 +71,21 @@ typedef struct fnspec {
 
 static const fnspec fns[] = {
     {"forward_training", FN_TRAIN, BIT(X) | BIT(Y) | BIT(W) | BIT(B) | BIT(RM) | BIT(RV) | BIT(SM) | BIT(SI),
-     BIT(X) | BIT(Y), 0, K_CTX | K_MOMENTUM | K_EPSILON | K_PAIR | K_TRAIN | K_EXTRA, L_NONE},
+     BIT(X) | BIT(Y), BIT(Y) | BIT(RM) | BIT(RV) | BIT(SM) | BIT(SI),
+     K_CTX | K_MOMENTUM | K_EPSILON | K_PAIR | K_TRAIN | K_EXTRA | K_ALIAS, L_NONE},
     {"forward_training_ex", FN_TRAIN_EX,
-     BIT(X) | BIT(Y) | BIT(W) | BIT(B) | BIT(RM) | BIT(RV) | BIT(SM) | BIT(SI), BIT(X) | BIT(Y), 0,
-     K_CTX | K_MOMENTUM | K_EPSILON | K_UPDATE | K_PAIR | K_TRAIN | K_EXTRA, L_NONE},
+     BIT(X) | BIT(Y) | BIT(W) | BIT(B) | BIT(RM) | BIT(RV) | BIT(SM) | BIT(SI), BIT(X) | BIT(Y),
+     BIT(Y) | BIT(RM) | BIT(RV) | BIT(SM) | BIT(SI),
+     K_CTX | K_MOMENTUM | K_EPSILON | K_UPDATE | K_PAIR | K_TRAIN | K_EXTRA | K_ALIAS, L_NONE},
     {"forward_training_fused", FN_TRAIN_FUSED,
      BIT(X) | BIT(Z) | BIT(Y) | BIT(W) | BIT(B) | BIT(RM) | BIT(RV) | BIT(SM) | BIT(SI),
-     BIT(X) | BIT(Z) | BIT(Y), 0, K_CTX | K_MOMENTUM | K_EPSILON | K_OP_FWD | K_PAIR | K_TRAIN, L_NONE},
+     BIT(X) | BIT(Z) | BIT(Y), BIT(Y) | BIT(RM) | BIT(RV) | BIT(SM) | BIT(SI),
+     K_CTX | K_MOMENTUM | K_EPSILON | K_OP_FWD | K_PAIR | K_TRAIN | K_ALIAS, L_NONE},
     {"forward_inference", FN_INFER, BIT(X) | BIT(Y) | BIT(W) | BIT(B) | BIT(RM) | BIT(RV),
-     BIT(X) | BIT(Y) | BIT(RM) | BIT(RV), 0, K_CTX | K_EPSILON | K_EXTRA, L_NONE},
+     BIT(X) | BIT(Y) | BIT(RM) | BIT(RV), BIT(Y), K_CTX | K_EPSILON | K_EXTRA | K_ALIAS, L_NONE},
     {"forward_inference_fused", FN_INFER_FUSED, BIT(X) | BIT(Z) | BIT(Y) | BIT(W) | BIT(B) | BIT(RM) | BIT(RV),
-     BIT(X) | BIT(Z) | BIT(Y) | BIT(RM) | BIT(RV), 0, K_CTX | K_EPSILON | K_OP_FWD, L_NONE},
+     BIT(X) | BIT(Z) | BIT(Y) | BIT(RM) | BIT(RV), BIT(Y), K_CTX | K_EPSILON | K_OP_FWD | K_ALIAS,
+     L_NONE},
     {"backward", FN_BWD, BIT(X) | BIT(DY) | BIT(DX) | BIT(W) | BIT(SM) | BIT(SI) | BIT(DW) | BIT(DB),
      BIT(X) | BIT(DY) | BIT(SM) | BIT(SI), BIT(DX) | BIT(DW) | BIT(DB), K_CTX | K_ALIAS, L_NONE},
     {"backward_inference", FN_BWD_INFER,
@@ -631,7 +635,8 @@ static void cases_queue(const fnspec *fn)
     expect(fn, &a, NULL, CLBN_ERROR_INVALID_WAIT_LIST, "event of another cl_context");
 }
 
-/* Outputs that are the same cl_mem as another argument (dx/dz == dy allowed). */
+/* Outputs that are the same cl_mem as another argument (dx/dz == dy and
+ * y == x or z, in place, allowed). */
 static void cases_alias(const fnspec *fn)
 {
     if (!(fn->flags & K_ALIAS))
@@ -643,6 +648,8 @@ static void cases_alias(const fnspec *fn)
             if (s == o || !(fn->uses & BIT(s)))
                 continue;
             if ((o == DX || o == DZ) && s == DY)
+                continue;
+            if (o == Y && (s == X || s == Z))
                 continue;
             hargs a = good_args(fn);
             /* The larger slot's buffer plays both roles, so sizes pass. */
