@@ -48,7 +48,8 @@ static clbn_status make_context(cl_context cl, cl_device_id device, clbn_context
     if (st == CLBN_SUCCESS) {
         cl_int err;
         ctx->queue = clCreateCommandQueue(cl, device, 0, &err);
-        st = clbn__from_cl(err);
+        /* a sub-device that the platform does not run in this context */
+        st = err == CL_INVALID_DEVICE ? CLBN_ERROR_INVALID_DEVICE : clbn__from_cl(err);
     }
     if (st != CLBN_SUCCESS) {
         clbn_context_release(ctx);
@@ -74,9 +75,21 @@ clbn_status clbn_context_create(cl_context context, cl_device_id device, clbn_co
     if (!devs)
         return CLBN_ERROR_OUT_OF_HOST_MEMORY;
     int found = 0;
-    if (clGetContextInfo(context, CL_CONTEXT_DEVICES, ndev * sizeof *devs, devs, NULL) == CL_SUCCESS)
-        for (cl_uint i = 0; i < ndev; ++i)
-            found |= devs[i] == device;
+    if (clGetContextInfo(context, CL_CONTEXT_DEVICES, ndev * sizeof *devs, devs, NULL) == CL_SUCCESS) {
+        /* The device, or a sub-device of one in the list: PoCL 3.1 lists the
+         * parent for a context made of sub-devices (clCreateSubDevices). A
+         * platform that does not run the sub-device in this context refuses
+         * its queue below (CLBN_ERROR_INVALID_DEVICE). */
+        cl_device_id d = device;
+        for (int depth = 0; d && !found && depth < 8; ++depth) {
+            for (cl_uint i = 0; i < ndev; ++i)
+                found |= devs[i] == d;
+            cl_device_id parent = NULL;
+            if (clGetDeviceInfo(d, CL_DEVICE_PARENT_DEVICE, sizeof parent, &parent, NULL) != CL_SUCCESS)
+                break;
+            d = parent;
+        }
+    }
     free(devs);
     if (!found)
         return CLBN_ERROR_INVALID_DEVICE;
