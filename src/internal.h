@@ -107,6 +107,9 @@ void clbn__scratch_release_all(clbn_context *ctx);
 size_t clbn__dtype_size(clbn_dtype dtype);      /* bytes per tensor element */
 size_t clbn__param_size(clbn_dtype dtype);      /* bytes per per-channel value */
 clbn_status clbn__check_desc(const clbn_tensor_desc *desc, size_t *elements);
+/* clbn__check_desc for one participant's part of a synchronized batch: n may
+ * be 0 (*elements is then 0). */
+clbn_status clbn__check_part_desc(const clbn_tensor_desc *desc, size_t *elements);
 clbn_status clbn__check_dtype_supported(const clbn_context *ctx, clbn_dtype dtype);
 clbn_status clbn__check_epsilon(double epsilon);
 clbn_status clbn__check_momentum(double momentum);

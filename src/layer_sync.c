@@ -29,17 +29,11 @@ static clbn_status ensure_buffers(clbn_layer *layer)
 /* desc may have n == 0; the rest as the layer's own checks. */
 static clbn_status check_desc(const clbn_layer *layer, const clbn_tensor_desc *desc, size_t *elements)
 {
-    if (!desc)
-        return CLBN_ERROR_NULL_ARGUMENT;
-    clbn_tensor_desc d = *desc;
-    if (d.n == 0)
-        d.n = 1;
-    clbn_status st = clbn__check_desc(&d, NULL);
+    clbn_status st = clbn__check_part_desc(desc, elements);
     if (st != CLBN_SUCCESS)
         return st;
     if (desc->c != layer->config.num_features || desc->dtype != layer->config.dtype)
         return CLBN_ERROR_SHAPE_MISMATCH;
-    *elements = desc->n * desc->c * desc->spatial;
     return CLBN_SUCCESS;
 }
 

@@ -16,22 +16,6 @@
 
 /* ---- validation ------------------------------------------------------------------ */
 
-/* A tensor desc whose n may be 0 (a participant without samples); *elements
- * is then 0. */
-static clbn_status check_sync_desc(const clbn_tensor_desc *desc, size_t *elements)
-{
-    if (!desc)
-        return CLBN_ERROR_NULL_ARGUMENT;
-    clbn_tensor_desc d = *desc;
-    if (d.n == 0)
-        d.n = 1;
-    clbn_status st = clbn__check_desc(&d, NULL);
-    if (st != CLBN_SUCCESS)
-        return st;
-    *elements = desc->n * desc->c * desc->spatial;
-    return CLBN_SUCCESS;
-}
-
 /* Whether `out` is non-NULL and one of the n buffers in `others`. */
 static int aliases(cl_mem out, const cl_mem *others, int n)
 {
@@ -89,7 +73,7 @@ clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     size_t elements;
-    clbn_status st = check_sync_desc(desc, &elements);
+    clbn_status st = clbn__check_part_desc(desc, &elements);
     if (st != CLBN_SUCCESS)
         return st;
     if ((elements && !x) || !local_stats)
@@ -176,7 +160,7 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     size_t elements;
-    clbn_status st = check_sync_desc(desc, &elements);
+    clbn_status st = clbn__check_part_desc(desc, &elements);
     if (st != CLBN_SUCCESS)
         return st;
     if ((elements && (!x || !y)) || !global_stats)
@@ -256,7 +240,7 @@ clbn_status clbn_sync_backward_reduce(clbn_context *ctx, cl_command_queue queue,
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     size_t elements;
-    clbn_status st = check_sync_desc(desc, &elements);
+    clbn_status st = clbn__check_part_desc(desc, &elements);
     if (st != CLBN_SUCCESS)
         return st;
     const int have = elements > 0;
@@ -332,7 +316,7 @@ clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     size_t elements;
-    clbn_status st = check_sync_desc(desc, &elements);
+    clbn_status st = clbn__check_part_desc(desc, &elements);
     if (st != CLBN_SUCCESS)
         return st;
     const int have = elements > 0;
@@ -616,7 +600,7 @@ static clbn_status check_group_call(clbn_context *ctx, const clbn_tensor_desc *d
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
     size_t elements;
-    clbn_status st = check_sync_desc(desc, &elements);
+    clbn_status st = clbn__check_part_desc(desc, &elements);
     if (st != CLBN_SUCCESS)
         return st;
     if (!out)

@@ -43,6 +43,21 @@ clbn_status clbn__check_desc(const clbn_tensor_desc *desc, size_t *elements)
     return CLBN_SUCCESS;
 }
 
+clbn_status clbn__check_part_desc(const clbn_tensor_desc *desc, size_t *elements)
+{
+    if (!desc)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    clbn_tensor_desc d = *desc;
+    if (d.n == 0)
+        d.n = 1;
+    clbn_status st = clbn__check_desc(&d, NULL);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (elements)
+        *elements = desc->n * desc->c * desc->spatial;
+    return CLBN_SUCCESS;
+}
+
 clbn_status clbn__check_dtype_supported(const clbn_context *ctx, clbn_dtype dtype)
 {
     switch (dtype) {
