@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Runs the statement given after c for every element i, in memory order, with its channel c. */
 #define FOR_EACH(sh, i, c, ...)                                                            \
@@ -93,4 +94,68 @@ void ref_backward(const ref_shape *sh, const float *x, const float *dy, const fl
     free(sdyx);
     free(ady);
     free(adyx);
+}
+
+/* ---- 16-bit storage types ------------------------------------------------ */
+
+static uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float bits_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Keeps the bits above `shift` of v, rounding the dropped ones to nearest even. */
+static uint32_t round_shift(uint32_t v, unsigned shift)
+{
+    const uint32_t q = v >> shift, rem = v & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    return q + (rem > half || (rem == half && (q & 1u)));
+}
+
+uint16_t bench_float_to_half(float f)
+{
+    const uint32_t x = float_bits(f), sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) /* NaN */
+        return (uint16_t)(sign | 0x7e00u);
+    if (ax >= 0x477ff000u) /* 65520 (halfway past 65504, the largest half) and up: Inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (ax >= 0x38800000u) /* 2^-14 and up: a normal half; the carry may step the exponent */
+        return (uint16_t)(sign | round_shift(ax - (112u << 23), 13));
+    if (ax <= 0x33000000u) /* up to 2^-25, half the smallest subnormal: ties to 0 */
+        return (uint16_t)sign;
+    /* a subnormal half, in units of 2^-24: the significand m * 2^(e - 126) */
+    const uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+    return (uint16_t)(sign | round_shift(m, 126u - e)); /* may round up to 0x400, the smallest normal */
+}
+
+float bench_half_to_float(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31u, m = h & 1023u;
+    if (e == 31)
+        return bits_float(sign | 0x7f800000u | (m << 13));
+    if (e == 0) {
+        const float v = ldexpf((float)m, -24);
+        return sign ? -v : v;
+    }
+    return bits_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+uint16_t bench_float_to_bf16(float f)
+{
+    const uint32_t x = float_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN, same sign */
+    return (uint16_t)round_shift(x, 16); /* a carry out of the significand steps the exponent, up to Inf */
+}
+
+float bench_bf16_to_float(uint16_t b)
+{
+    return bits_float((uint32_t)b << 16);
 }

@@ -7,6 +7,7 @@
 #define CLBN_BENCH_REFERENCE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ref_shape {
     size_t n, c, s;
@@ -33,5 +34,15 @@ void ref_forward_inference(const ref_shape *sh, const float *x, const float *w, 
 void ref_backward(const ref_shape *sh, const float *x, const float *dy, const float *w,
                   const float *mean, const float *invstd, double *dx, double *dweight,
                   double *dbias, double *abs_dw, double *abs_db);
+
+/* Host conversions for the 16-bit storage types (bit manipulation, written
+ * for the benchmark from the formats' definitions, not from the library):
+ * float to IEEE binary16 (float16) and to bfloat16 round to nearest even,
+ * subnormals included; float16 overflows to +-Inf (from 65520 up), NaN stays
+ * a quiet NaN. The decodings are exact. */
+uint16_t bench_float_to_half(float f);
+float bench_half_to_float(uint16_t h);
+uint16_t bench_float_to_bf16(float f);
+float bench_bf16_to_float(uint16_t b);
 
 #endif

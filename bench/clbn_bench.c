@@ -18,8 +18,16 @@
  * compiled kernels on disk: point POCL_CACHE_DIR at an empty directory for a
  * cold run; a second process with the same directory is a warm one).
  *
+ * --dtype f32|f16|bf16|f64 picks the element type of the tensors (x, y, dy,
+ * dx): the host data is generated as float and converted to the type on the
+ * host (round to nearest even; the host keeps the rounded values, so the
+ * reference sees what the device sees); the per-channel vectors are float,
+ * double for f64. The effective bandwidth counts the type's element size.
+ *
  * --verify compares one call with a double-precision CPU reference
- * (bn_reference.c). The device is clbn's default choice (CLBN_DEVICE selects
+ * (bn_reference.c), with tolerances for the type: the output's own rounding
+ * (2^-11 relative for f16, 2^-8 for bf16) on top of float32's, float32's times
+ * 1e-6 for f64. The device is clbn's default choice (CLBN_DEVICE selects
  * another, see README.md). Exit status: 0 ok, 1 error, 2 usage, 3 verification
  * failed, 77 no OpenCL device. */
 #define _GNU_SOURCE /* RTLD_NEXT */
@@ -108,7 +116,30 @@ typedef struct options {
     double max_seconds;
     int verify, csv, csv_header, startup, measure_bw, profile;
     double bw;
+    clbn_dtype dtype;
 } options;
+
+static const char *dtype_name(clbn_dtype t)
+{
+    return t == CLBN_FLOAT16 ? "f16" : t == CLBN_BFLOAT16 ? "bf16" : t == CLBN_FLOAT64 ? "f64" : "f32";
+}
+
+/* The CSV's impl column: "clbn" for float32 (as always), "clbn-f16" etc. */
+static const char *impl_name(clbn_dtype t)
+{
+    return t == CLBN_FLOAT16 ? "clbn-f16" : t == CLBN_BFLOAT16 ? "clbn-bf16" : t == CLBN_FLOAT64 ? "clbn-f64" : "clbn";
+}
+
+/* Bytes of one tensor element and of one per-channel value. */
+static size_t elem_size(clbn_dtype t)
+{
+    return t == CLBN_FLOAT64 ? 8 : t == CLBN_FLOAT32 ? 4 : 2;
+}
+
+static size_t param_size(clbn_dtype t)
+{
+    return t == CLBN_FLOAT64 ? 8 : 4;
+}
 
 static void usage(const char *msg)
 {
@@ -116,9 +147,11 @@ static void usage(const char *msg)
         fprintf(stderr, "clbn_bench: %s\n", msg);
     fprintf(stderr,
             "usage: clbn_bench --shape NxCxS|NxCxHxW|NxC [--layout nchw|nhwc] [--mode train|infer|backward]\n"
-            "                  [--dtype fp32] [--iters N (100)] [--warmup N (10)] [--max-seconds T]\n"
+            "                  [--dtype f32|f16|bf16|f64] [--iters N (100)] [--warmup N (10)] [--max-seconds T]\n"
             "                  [--verify] [--csv] [--no-header] [--bw GBps | --measure-bw] [--startup]\n"
             "                  [--profile]\n"
+            "  --dtype T        element type of x, y, dy, dx (f32 default; per-channel vectors are\n"
+            "                   float, double for f64); CSV rows name clbn-f16, clbn-bf16, clbn-f64\n"
             "  --max-seconds T  fewer iterations (at least 10) when N calls would take longer than T s\n"
             "  --profile        after timing, 20 calls on a profiling queue: each kernel's device\n"
             "                   time and the gaps between kernels (OpenCL event profiling)\n"
@@ -135,6 +168,7 @@ static void parse(int argc, char **argv, options *o)
     o->mode = MODE_TRAIN;
     o->iters = 100;
     o->warmup = 10;
+    o->dtype = CLBN_FLOAT32;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -169,13 +203,16 @@ static void parse(int argc, char **argv, options *o)
                 usage("bad --mode: train, infer or backward");
         } else if (!strcmp(a, "--dtype")) {
             TAKES_VALUE;
-            if (strcmp(v, "fp32") && strcmp(v, "float32") && strcmp(v, "float")) {
-                fprintf(stderr,
-                        "clbn_bench: --dtype %s is not supported yet: clbn computes float32 only "
-                        "(fp16, bf16 and fp64 return CLBN_ERROR_UNSUPPORTED_DTYPE); use --dtype fp32\n",
-                        v);
-                exit(2);
-            }
+            if (!strcmp(v, "f32") || !strcmp(v, "fp32") || !strcmp(v, "float32") || !strcmp(v, "float"))
+                o->dtype = CLBN_FLOAT32;
+            else if (!strcmp(v, "f16") || !strcmp(v, "fp16") || !strcmp(v, "float16") || !strcmp(v, "half"))
+                o->dtype = CLBN_FLOAT16;
+            else if (!strcmp(v, "bf16") || !strcmp(v, "bfloat16"))
+                o->dtype = CLBN_BFLOAT16;
+            else if (!strcmp(v, "f64") || !strcmp(v, "fp64") || !strcmp(v, "float64") || !strcmp(v, "double"))
+                o->dtype = CLBN_FLOAT64;
+            else
+                usage("bad --dtype: f32, f16, bf16 or f64");
         } else if (!strcmp(a, "--iters")) {
             TAKES_VALUE;
             o->iters = atoi(v);
@@ -275,35 +312,117 @@ typedef struct bench {
     cl_mem weight, bias, running_mean, running_var, save_mean, save_invstd, dweight, dbias;
 } bench;
 
-static cl_mem device_buffer(bench *b, size_t floats, const float *init)
+/* A buffer of `bytes` bytes, written from init or zero-filled. */
+static cl_mem device_buffer(bench *b, size_t bytes, const void *init)
 {
     cl_int err;
-    cl_mem m = clCreateBuffer(b->cl, CL_MEM_READ_WRITE, floats * sizeof(float), NULL, &err);
+    cl_mem m = clCreateBuffer(b->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
     check_cl(err, "clCreateBuffer");
     if (init)
-        check_cl(clEnqueueWriteBuffer(b->queue, m, CL_TRUE, 0, floats * sizeof(float), init, 0,
-                                      NULL, NULL),
+        check_cl(clEnqueueWriteBuffer(b->queue, m, CL_TRUE, 0, bytes, init, 0, NULL, NULL),
                  "clEnqueueWriteBuffer");
     else {
-        float zero = 0.0f;
-        check_cl(clEnqueueFillBuffer(b->queue, m, &zero, sizeof zero, 0, floats * sizeof(float), 0,
-                                     NULL, NULL),
+        unsigned char zero = 0;
+        check_cl(clEnqueueFillBuffer(b->queue, m, &zero, sizeof zero, 0, bytes, 0, NULL, NULL),
                  "clEnqueueFillBuffer");
     }
     return m;
 }
 
-static void read_buffer(bench *b, cl_mem m, float *host, size_t floats)
+/* Rounds host values to the tensor type in place (exact for f32 and f64). */
+static void round_to_dtype(clbn_dtype t, float *v, size_t count)
 {
-    check_cl(clEnqueueReadBuffer(b->queue, m, CL_TRUE, 0, floats * sizeof(float), host, 0, NULL,
-                                 NULL),
+    if (t == CLBN_FLOAT16)
+        for (size_t i = 0; i < count; ++i)
+            v[i] = bench_half_to_float(bench_float_to_half(v[i]));
+    else if (t == CLBN_BFLOAT16)
+        for (size_t i = 0; i < count; ++i)
+            v[i] = bench_bf16_to_float(bench_float_to_bf16(v[i]));
+}
+
+/* A tensor buffer holding v (already rounded to the type) in the tensor type,
+ * or zeros when v is NULL. */
+static cl_mem tensor_buffer(bench *b, const float *v)
+{
+    const clbn_dtype t = b->opt.dtype;
+    const size_t n = b->count, bytes = n * elem_size(t);
+    if (!v)
+        return device_buffer(b, bytes, NULL);
+    if (t == CLBN_FLOAT32)
+        return device_buffer(b, bytes, v);
+    void *raw = xmalloc(bytes);
+    if (t == CLBN_FLOAT64) {
+        double *d = raw;
+        for (size_t i = 0; i < n; ++i)
+            d[i] = v[i];
+    } else {
+        uint16_t *h = raw;
+        for (size_t i = 0; i < n; ++i)
+            h[i] = t == CLBN_FLOAT16 ? bench_float_to_half(v[i]) : bench_float_to_bf16(v[i]);
+    }
+    cl_mem m = device_buffer(b, bytes, raw);
+    free(raw);
+    return m;
+}
+
+/* Writes C per-channel values (float, or double for f64) into m. */
+static void write_params(bench *b, cl_mem m, const float *v)
+{
+    const size_t C = b->opt.c;
+    if (b->opt.dtype != CLBN_FLOAT64) {
+        check_cl(clEnqueueWriteBuffer(b->queue, m, CL_TRUE, 0, C * sizeof(float), v, 0, NULL, NULL),
+                 "clEnqueueWriteBuffer");
+        return;
+    }
+    double *d = xmalloc(C * sizeof(double));
+    for (size_t c = 0; c < C; ++c)
+        d[c] = v[c];
+    check_cl(clEnqueueWriteBuffer(b->queue, m, CL_TRUE, 0, C * sizeof(double), d, 0, NULL, NULL),
+             "clEnqueueWriteBuffer");
+    free(d);
+}
+
+/* A per-channel buffer holding v, or zeros when v is NULL. */
+static cl_mem param_buffer(bench *b, const float *v)
+{
+    cl_mem m = device_buffer(b, b->opt.c * param_size(b->opt.dtype), NULL);
+    if (v)
+        write_params(b, m, v);
+    return m;
+}
+
+/* Reads `count` values of a tensor (is_param 0) or per-channel buffer
+ * (is_param 1) as doubles (exact). */
+static double *read_doubles(bench *b, cl_mem m, size_t count, int is_param)
+{
+    const clbn_dtype t = b->opt.dtype;
+    const size_t w = is_param ? param_size(t) : elem_size(t);
+    unsigned char *raw = xmalloc(count * w);
+    check_cl(clEnqueueReadBuffer(b->queue, m, CL_TRUE, 0, count * w, raw, 0, NULL, NULL),
              "clEnqueueReadBuffer");
+    double *out = xmalloc(count * sizeof(double));
+    for (size_t i = 0; i < count; ++i) {
+        if (w == 8) {
+            memcpy(&out[i], raw + 8 * i, 8);
+        } else if (w == 4) {
+            float f;
+            memcpy(&f, raw + 4 * i, 4);
+            out[i] = f;
+        } else {
+            uint16_t h;
+            memcpy(&h, raw + 2 * i, 2);
+            out[i] = t == CLBN_FLOAT16 ? bench_half_to_float(h) : bench_bf16_to_float(h);
+        }
+    }
+    free(raw);
+    return out;
 }
 
 /* Host data: x with a per-channel offset (mean 0.3 + 0.05*(c % 13), spread ~1),
  * dy uniform in [-1, 1), weight in [0.5, 1.5), bias in [-0.5, 0.5), running
- * mean small, running variance in [0.5, 1.5). For the backward, save_mean and
- * save_invstd are the batch statistics of x (computed here in double). */
+ * mean small, running variance in [0.5, 1.5). x and dy are rounded to the
+ * tensor type. For the backward, save_mean and save_invstd are the batch
+ * statistics of (the rounded) x, computed here in double. */
 static void make_host_data(bench *b)
 {
     const options *o = &b->opt;
@@ -313,6 +432,7 @@ static void make_host_data(bench *b)
         size_t c = b->desc.layout == CLBN_LAYOUT_NHWC ? i % C : (i / o->s) % C;
         b->hx[i] = (float)(0.3 + 0.05 * (double)(c % 13) + 2.0 * (uniform() - 0.5));
     }
+    round_to_dtype(o->dtype, b->hx, b->count);
     b->hw = xmalloc(C * sizeof(float));
     b->hb = xmalloc(C * sizeof(float));
     b->hrm = xmalloc(C * sizeof(float));
@@ -327,6 +447,7 @@ static void make_host_data(bench *b)
         b->hdy = xmalloc(b->count * sizeof(float));
         for (size_t i = 0; i < b->count; ++i)
             b->hdy[i] = (float)(2.0 * (uniform() - 0.5));
+        round_to_dtype(o->dtype, b->hdy, b->count);
         /* the statistics a training forward would have saved, from the double reference */
         b->hmean = xmalloc(C * sizeof(float));
         b->hinvstd = xmalloc(C * sizeof(float));
@@ -360,23 +481,22 @@ static void make_host_data(bench *b)
 
 static void make_device_buffers(bench *b)
 {
-    const size_t C = b->opt.c;
-    b->x = device_buffer(b, b->count, b->hx);
-    b->weight = device_buffer(b, C, b->hw);
-    b->bias = device_buffer(b, C, b->hb);
-    b->running_mean = device_buffer(b, C, b->hrm);
-    b->running_var = device_buffer(b, C, b->hrv);
+    b->x = tensor_buffer(b, b->hx);
+    b->weight = param_buffer(b, b->hw);
+    b->bias = param_buffer(b, b->hb);
+    b->running_mean = param_buffer(b, b->hrm);
+    b->running_var = param_buffer(b, b->hrv);
     if (b->opt.mode == MODE_BACKWARD) {
-        b->dy = device_buffer(b, b->count, b->hdy);
-        b->dx = device_buffer(b, b->count, NULL);
-        b->save_mean = device_buffer(b, C, b->hmean);
-        b->save_invstd = device_buffer(b, C, b->hinvstd);
-        b->dweight = device_buffer(b, C, NULL);
-        b->dbias = device_buffer(b, C, NULL);
+        b->dy = tensor_buffer(b, b->hdy);
+        b->dx = tensor_buffer(b, NULL);
+        b->save_mean = param_buffer(b, b->hmean);
+        b->save_invstd = param_buffer(b, b->hinvstd);
+        b->dweight = param_buffer(b, NULL);
+        b->dbias = param_buffer(b, NULL);
     } else {
-        b->y = device_buffer(b, b->count, NULL);
-        b->save_mean = device_buffer(b, C, NULL);
-        b->save_invstd = device_buffer(b, C, NULL);
+        b->y = tensor_buffer(b, NULL);
+        b->save_mean = param_buffer(b, NULL);
+        b->save_invstd = param_buffer(b, NULL);
     }
     check_cl(clFinish(b->queue), "clFinish");
 }
@@ -421,12 +541,12 @@ typedef struct check {
     size_t at;
 } check;
 
-static check compare(const float *got, const double *ref, size_t count, const double *atol_per,
+static check compare(const double *got, const double *ref, size_t count, const double *atol_per,
                      double atol, double rtol)
 {
     check r = {0.0, 0.0, 0};
     for (size_t i = 0; i < count; ++i) {
-        double e = fabs((double)got[i] - ref[i]);
+        double e = fabs(got[i] - ref[i]);
         double tol = (atol_per ? atol_per[i] : atol) + rtol * fabs(ref[i]);
         double q = isnan(e) ? INFINITY : e / tol;
         if (isnan(e))
@@ -450,7 +570,7 @@ static double max_abs(const double *v, size_t count)
     return m;
 }
 
-static int report_check(const options *o, const char *name, check r, const float *got,
+static int report_check(const options *o, const char *name, check r, const double *got,
                         const double *ref)
 {
     int ok = r.worst <= 1.0;
@@ -458,9 +578,42 @@ static int report_check(const options *o, const char *name, check r, const float
         fprintf(o->csv ? stderr : stdout, "  verify %-12s max|err| %.3g, worst err/tol %.3g %s", name,
                 r.max_err, r.worst, ok ? "ok\n" : "FAILED");
     if (!ok)
-        fprintf(o->csv ? stderr : stdout, " (element %zu: got %.9g, reference %.9g)\n", r.at,
-                (double)got[r.at], ref[r.at]);
+        fprintf(o->csv ? stderr : stdout, " (element %zu: got %.17g, reference %.17g)\n", r.at,
+                got[r.at], ref[r.at]);
     return ok;
+}
+
+/* Tolerances for --verify, per element type. The float32 ones cover float
+ * arithmetic against the double reference. A 16-bit output (y, dx) is then
+ * rounded to the type: on top of float32's tolerance, u*|ref| with u = 2^-11
+ * (f16) or 2^-8 (bf16), half an ulp of a normal value, and `sub`, half the
+ * smallest subnormal (2^-25 for f16). The per-channel outputs of the 16-bit
+ * types are float, computed from the same rounded inputs the reference gets:
+ * float32's tolerances. Everything in f64 gets float32's tolerances times
+ * 1e-6 (a float computation would miss them by far). */
+typedef struct tolerances {
+    double scale; /* 1, or 1e-6 for f64: multiplies every float32 tolerance */
+    double u, sub; /* rounding of a tensor output to the type */
+} tolerances;
+
+static tolerances tolerances_for(clbn_dtype t)
+{
+    tolerances r = {1.0, 0.0, 0.0};
+    if (t == CLBN_FLOAT64)
+        r.scale = 1e-6;
+    else if (t == CLBN_FLOAT16)
+        r.u = ldexp(1.0, -11), r.sub = ldexp(1.0, -25);
+    else if (t == CLBN_BFLOAT16)
+        r.u = ldexp(1.0, -8), r.sub = ldexp(1.0, -134);
+    return r;
+}
+
+/* A tensor output: float32's rtol and atol, scaled, plus the store's rounding. */
+static check compare_tensor(const tolerances *tl, const double *got, const double *ref,
+                            size_t count, double atol, double rtol)
+{
+    return compare(got, ref, count, NULL, (1.0 + tl->u) * tl->scale * atol + tl->sub,
+                   tl->scale * rtol + tl->u);
 }
 
 /* Runs the call once on fresh inputs and compares every output with the
@@ -470,21 +623,25 @@ static int verify(bench *b)
 {
     const options *o = &b->opt;
     const size_t C = o->c;
+    const tolerances tl = tolerances_for(o->dtype);
+    const double k = tl.scale;
     ref_shape sh = {o->n, o->c, o->s, b->desc.layout == CLBN_LAYOUT_NHWC};
     int ok = 1;
     /* the inputs as uploaded (running statistics change with every training call) */
-    check_cl(clEnqueueWriteBuffer(b->queue, b->running_mean, CL_TRUE, 0, C * sizeof(float), b->hrm,
-                                  0, NULL, NULL),
-             "write running_mean");
-    check_cl(clEnqueueWriteBuffer(b->queue, b->running_var, CL_TRUE, 0, C * sizeof(float), b->hrv,
-                                  0, NULL, NULL),
-             "write running_var");
+    write_params(b, b->running_mean, b->hrm);
+    write_params(b, b->running_var, b->hrv);
     timed_call(b);
-    float *got = xmalloc(b->count * sizeof(float));
+    double *got = NULL, *gv = NULL;
     double *ref = xmalloc(b->count * sizeof(double));
-    float *gv = xmalloc(C * sizeof(float));
     double *rv1 = xmalloc(C * sizeof(double)), *rv2 = xmalloc(C * sizeof(double));
     double *rv3 = xmalloc(C * sizeof(double)), *rv4 = xmalloc(C * sizeof(double));
+#define CHECK_PARAM(name, buf, want, atol_per, atol, rtol)                                   \
+    do {                                                                                    \
+        gv = read_doubles(b, (buf), C, 1);                                                  \
+        ok &= report_check(o, (name), compare(gv, (want), C, (atol_per), (atol), (rtol)), gv, \
+                           (want));                                                         \
+        free(gv);                                                                           \
+    } while (0)
     if (o->mode == MODE_TRAIN) {
         /* rv1 mean, rv2 invstd, rv3 running mean, rv4 running var */
         for (size_t c = 0; c < C; ++c) {
@@ -492,37 +649,31 @@ static int verify(bench *b)
             rv4[c] = b->hrv[c];
         }
         ref_forward_training(&sh, b->hx, b->hw, b->hb, rv3, rv4, k_momentum, k_eps, ref, rv1, rv2);
-        read_buffer(b, b->y, got, b->count);
-        ok &= report_check(o, "y", compare(got, ref, b->count, NULL, 1e-5 * (1.0 + max_abs(ref, b->count)), 1e-5), got, ref);
-        read_buffer(b, b->save_mean, gv, C);
-        ok &= report_check(o, "save_mean", compare(gv, rv1, C, NULL, 1e-6, 1e-5), gv, rv1);
-        read_buffer(b, b->save_invstd, gv, C);
-        ok &= report_check(o, "save_invstd", compare(gv, rv2, C, NULL, 1e-6, 1e-5), gv, rv2);
-        read_buffer(b, b->running_mean, gv, C);
-        ok &= report_check(o, "running_mean", compare(gv, rv3, C, NULL, 1e-7, 1e-5), gv, rv3);
-        read_buffer(b, b->running_var, gv, C);
-        ok &= report_check(o, "running_var", compare(gv, rv4, C, NULL, 1e-7, 1e-5), gv, rv4);
+        got = read_doubles(b, b->y, b->count, 0);
+        ok &= report_check(o, "y", compare_tensor(&tl, got, ref, b->count, 1e-5 * (1.0 + max_abs(ref, b->count)), 1e-5), got, ref);
+        CHECK_PARAM("save_mean", b->save_mean, rv1, NULL, k * 1e-6, k * 1e-5);
+        CHECK_PARAM("save_invstd", b->save_invstd, rv2, NULL, k * 1e-6, k * 1e-5);
+        CHECK_PARAM("running_mean", b->running_mean, rv3, NULL, k * 1e-7, k * 1e-5);
+        CHECK_PARAM("running_var", b->running_var, rv4, NULL, k * 1e-7, k * 1e-5);
     } else if (o->mode == MODE_INFER) {
         ref_forward_inference(&sh, b->hx, b->hw, b->hb, b->hrm, b->hrv, k_eps, ref);
-        read_buffer(b, b->y, got, b->count);
-        ok &= report_check(o, "y", compare(got, ref, b->count, NULL, 1e-5 * (1.0 + max_abs(ref, b->count)), 1e-5), got, ref);
+        got = read_doubles(b, b->y, b->count, 0);
+        ok &= report_check(o, "y", compare_tensor(&tl, got, ref, b->count, 1e-5 * (1.0 + max_abs(ref, b->count)), 1e-5), got, ref);
     } else {
         /* rv1 dweight, rv2 dbias, rv3 |terms| of dweight, rv4 |terms| of dbias */
         ref_backward(&sh, b->hx, b->hdy, b->hw, b->hmean, b->hinvstd, ref, rv1, rv2, rv3, rv4);
-        read_buffer(b, b->dx, got, b->count);
-        ok &= report_check(o, "dx", compare(got, ref, b->count, NULL, 1e-5 * (1.0 + max_abs(ref, b->count)), 1e-4), got, ref);
+        got = read_doubles(b, b->dx, b->count, 0);
+        ok &= report_check(o, "dx", compare_tensor(&tl, got, ref, b->count, 1e-5 * (1.0 + max_abs(ref, b->count)), 1e-4), got, ref);
         for (size_t c = 0; c < C; ++c) {
-            rv3[c] = 1e-5 * rv3[c] + 1e-7;
-            rv4[c] = 1e-5 * rv4[c] + 1e-7;
+            rv3[c] = k * (1e-5 * rv3[c] + 1e-7);
+            rv4[c] = k * (1e-5 * rv4[c] + 1e-7);
         }
-        read_buffer(b, b->dweight, gv, C);
-        ok &= report_check(o, "dweight", compare(gv, rv1, C, rv3, 0.0, 1e-6), gv, rv1);
-        read_buffer(b, b->dbias, gv, C);
-        ok &= report_check(o, "dbias", compare(gv, rv2, C, rv4, 0.0, 1e-6), gv, rv2);
+        CHECK_PARAM("dweight", b->dweight, rv1, rv3, 0.0, k * 1e-6);
+        CHECK_PARAM("dbias", b->dbias, rv2, rv4, 0.0, k * 1e-6);
     }
+#undef CHECK_PARAM
     free(got);
     free(ref);
-    free(gv);
     free(rv1);
     free(rv2);
     free(rv3);
@@ -539,7 +690,7 @@ static const char *layout_name(clbn_layout l)
 
 static double call_bytes(const options *o)
 {
-    double t = (double)o->n * (double)o->c * (double)o->s * sizeof(float);
+    double t = (double)o->n * (double)o->c * (double)o->s * (double)elem_size(o->dtype);
     return o->mode == MODE_BACKWARD ? 3.0 * t : 2.0 * t;
 }
 
@@ -557,7 +708,7 @@ static void device_name(bench *b, char *out, size_t size)
 
 static void setup(bench *b)
 {
-    b->desc.dtype = CLBN_FLOAT32;
+    b->desc.dtype = b->opt.dtype;
     b->desc.layout = b->opt.layout;
     b->desc.n = b->opt.n;
     b->desc.c = b->opt.c;
@@ -578,7 +729,7 @@ static int run_startup(bench *b)
     b->queue = clbn_context_get_queue(b->ctx);
     make_device_buffers(b);
     double t2 = bench_wall_s();
-    check_clbn(clbn_context_prepare(b->ctx, CLBN_FLOAT32), "clbn_context_prepare");
+    check_clbn(clbn_context_prepare(b->ctx, o->dtype), "clbn_context_prepare");
     double t3 = bench_wall_s();
     double first = timed_call(b);
     double t4 = bench_wall_s();
@@ -590,14 +741,15 @@ static int run_startup(bench *b)
         if (o->csv_header)
             printf("impl,shape,layout,mode,create_ms,buffers_ms,prepare_ms,first_call_ms,total_ms,"
                    "second_call_ms\n");
-        printf("clbn,%s,%s,%s,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f\n", o->shape_text,
+        printf("%s,%s,%s,%s,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f\n", impl_name(o->dtype), o->shape_text,
                layout_name(o->layout), mode_names[o->mode], create_ms, buffers_ms, prepare_ms,
                first_ms, total_ms, second_ms);
     } else {
         char dev[600];
         device_name(b, dev, sizeof dev);
-        printf("clbn_bench --startup: %s, %s, %s on %s (POCL_CACHE_DIR=%s)\n", o->shape_text,
-               layout_name(o->layout), mode_names[o->mode], dev, cache ? cache : "(default)");
+        printf("clbn_bench --startup: %s, %s, %s, %s on %s (POCL_CACHE_DIR=%s)\n", o->shape_text,
+               layout_name(o->layout), mode_names[o->mode], dtype_name(o->dtype), dev,
+               cache ? cache : "(default)");
         printf("  clbn_context_create_default %9.2f ms\n", create_ms);
         printf("  buffers + upload            %9.2f ms\n", buffers_ms);
         printf("  clbn_context_prepare        %9.2f ms  (program build, or PoCL's disk cache)\n",
@@ -700,7 +852,7 @@ int main(int argc, char **argv)
     b.cl = clbn_context_get_cl_context(b.ctx);
     b.queue = clbn_context_get_queue(b.ctx);
     double tp = bench_wall_s();
-    check_clbn(clbn_context_prepare(b.ctx, CLBN_FLOAT32), "clbn_context_prepare");
+    check_clbn(clbn_context_prepare(b.ctx, o->dtype), "clbn_context_prepare");
     double prepare_ms = 1e3 * (bench_wall_s() - tp);
 
     make_host_data(&b);
@@ -715,13 +867,13 @@ int main(int argc, char **argv)
     FILE *info = o->csv ? stderr : stdout;
     char dev[600];
     device_name(&b, dev, sizeof dev);
-    const double tensor_mb = (double)b.count * sizeof(float) / 1e6;
+    const double tensor_mb = (double)b.count * (double)elem_size(o->dtype) / 1e6;
     const double bytes = call_bytes(o);
     if (!o->csv) {
         printf("clbn_bench: clbn %s on %s\n", CLBN_VERSION_STRING, dev);
-        printf("shape %s (N %zu, C %zu, S %zu), layout %s, mode %s, fp32: %.2f MB per tensor\n",
+        printf("shape %s (N %zu, C %zu, S %zu), layout %s, mode %s, %s: %.2f MB per tensor\n",
                o->shape_text, o->n, o->c, o->s, layout_name(o->layout), mode_names[o->mode],
-               tensor_mb);
+               dtype_name(o->dtype), tensor_mb);
         printf("bytes per call, minimum traffic (%s): %.2f MB\n",
                o->mode == MODE_BACKWARD ? "x and dy read once, dx written once"
                                         : "x read once, y written once",
@@ -766,7 +918,7 @@ int main(int argc, char **argv)
         if (o->csv_header)
             printf("impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,"
                    "cores,kernels,verify\n");
-        printf("clbn,%s,%zu,%zu,%zu,%s,%s,%d,%.4f,%.4f,%.0f,%.3f,%.1f,%.2f,%lu,%s\n", o->shape_text,
+        printf("%s,%s,%zu,%zu,%zu,%s,%s,%d,%.4f,%.4f,%.0f,%.3f,%.1f,%.2f,%lu,%s\n", impl_name(o->dtype), o->shape_text,
                o->n, o->c, o->s, layout_name(o->layout), mode_names[o->mode], iters, 1e3 * med,
                1e3 * mn, bytes, gbps, pct, cores, kernels,
                verified < 0 ? "-" : verified ? "ok" : "FAILED");

@@ -4,7 +4,8 @@
     /usr/bin/python3 bench/make_table.py bench/results/<date>
 
 Reads results.csv (clbn_bench, peer_torch and peer_onednn rows, CSV columns of
-clbn_bench --csv), stream_copy.csv, empty_kernel.csv, startup.csv and
+clbn_bench --csv; clbn's float32 rows are impl "clbn", its 16-bit ones
+"clbn-f16" and "clbn-bf16"), stream_copy.csv, empty_kernel.csv, startup.csv and
 machine.txt from the folder; writes table.md (and prints it) and, when gnuplot
 is installed, plot.png with plot.gp and plot_*.dat beside it. Standard library only.
 """
@@ -17,6 +18,7 @@ import sys
 from collections import defaultdict
 
 MODES = [("train", "train fwd"), ("infer", "inference"), ("backward", "backward")]
+DTYPES16 = [("clbn-f16", "f16"), ("clbn-bf16", "bf16")]  # impl, label
 LAYOUTS = ["nchw", "nhwc"]
 BIG = 8e6  # bytes of x: the shapes the geometric mean is taken over
 SMALL = 1e6  # bytes of x: the shapes the floor is shown beside
@@ -199,6 +201,8 @@ def main():
             "%s %s %s %.2fx" % (r[0], r[1], r[2], r[3]) for r in losses) + ".")
         add("")
 
+    table16(add, res, shapes, ms)
+
     if spread:
         spread.sort(key=lambda e: -e[1])
         add("%d of %d configurations have round medians more than 25%% apart (the machine is shared; "
@@ -235,6 +239,70 @@ def main():
         f.write(text)
     print(text)
     plot(out, res, shapes, bw)
+
+
+def table16(add, res, shapes, ms):
+    """The "clbn in 16-bit types" table: float32, float16 and bfloat16 times of
+    the same configuration and their ratios (nothing when no 16-bit rows)."""
+    impls = [(impl, label) for impl, label in DTYPES16 if any(k[0] == impl for k in res)]
+    if not impls:
+        return
+    add("## clbn in 16-bit types")
+    add("")
+    add("Median ms per call, as above, of clbn with x, y (dy, dx) stored in float32, float16 and "
+        "bfloat16 (per-channel vectors and arithmetic stay float), and the 16-bit time over the "
+        "float32 one. The 16-bit types move half the bytes, so on shapes that do not fit in the "
+        "caches a ratio near 0.5 means the kernels stay bandwidth-bound; **bold** when 1.00 or "
+        "more (no faster than float32). The 16-bit runs make fewer calls (see the command above). "
+        "`verify`: the 16-bit runs against the double reference, with the tolerance of the "
+        "output's rounding (2^-11 relative for float16, 2^-8 for bfloat16).")
+    add("")
+    head = "| shape | MB (f32) | layout | mode | f32 |" + "".join(" %s |" % l for _, l in impls) + \
+        "".join(" %s / f32 |" % l for _, l in impls) + "".join(" %s GB/s |" % l for _, l in impls) + \
+        " verify |"
+    add(head)
+    add("|---|---:|---|---|---:|" + "---:|" * (3 * len(impls)) + "---|")
+    gm = defaultdict(list)  # (label, mode or "all") -> ratios
+    for shape in shapes:
+        if not any((impl, shape) == k[:2] for impl, _ in impls for k in res):
+            continue
+        any_row = next(r for k, r in res.items() if k[1] == shape)
+        mb = 4.0 * int(any_row["n"]) * int(any_row["c"]) * int(any_row["s"]) / 1e6
+        first = True
+        for layout in LAYOUTS:
+            for mode, mode_name in MODES:
+                t32 = ms("clbn", shape, layout, mode)
+                times = [ms(impl, shape, layout, mode) for impl, _ in impls]
+                ratios = []
+                for (impl, label), t in zip(impls, times):
+                    q = t / t32 if (t and t32) else None
+                    ratios.append(q)
+                    if q:
+                        gm[(label, "all")].append(q)
+                        gm[(label, mode)].append(q)
+                gbps = []
+                verdicts = []
+                for impl, _ in impls:
+                    r = res.get((impl, shape, layout, mode))
+                    g = fnum(r["gbps"]) if r else None
+                    gbps.append("%.1f" % g if g else "-")
+                    if r and r["verify"] != "-":
+                        verdicts.append(r["verify"])
+                verdict = "-" if not verdicts else ("ok" if all(v == "ok" for v in verdicts) else "FAILED")
+                add("| %s | %s | %s | %s | %s |" % (shape if first else "", "%.1f" % mb if first else "",
+                                                   layout, mode_name, fmt_ms(t32)) +
+                    "".join(" %s |" % fmt_ms(t) for t in times) +
+                    "".join(" %s |" % ("-" if q is None else ("**%.2f**" % q if q >= 1.0 else "%.2f" % q))
+                            for q in ratios) +
+                    "".join(" %s |" % g for g in gbps) + " %s |" % verdict)
+                first = False
+    add("")
+    add("Geometric mean of the 16-bit time over the float32 time: " + "; ".join(
+        "%s: %s" % (label, ", ".join(
+            "%s %.2f (%d)" % (name, geomean(gm[(label, key)]), len(gm[(label, key)]))
+            for key, name in [("all", "all")] + MODES if gm[(label, key)]))
+        for _, label in impls) + ".")
+    add("")
 
 
 def plot(out, res, shapes, bw):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark in one command:
 #
-#     bash bench/run_suite.sh            # about 5-10 minutes on a 2-core machine
+#     bash bench/run_suite.sh            # about 9-11 minutes on a 2-core machine
 #     bash bench/run_suite.sh --quick    # a smoke test: fewer and shorter runs
 #
 # Installs the Debian packages it needs when missing (with sudo when not root):
@@ -12,20 +12,24 @@
 # (empty_kernel), clbn's cold and warm start-up, then runs clbn_bench (with
 # --verify), peer_torch.py and peer_onednn over the suite's shapes, each in
 # NCHW and NHWC and each as training forward, inference and backward, shape by
-# shape so that the implementations compared share the machine's state.
-# Writes bench/results/<date>/ (results.csv, the raw logs, table.md, plot.png)
-# and prints table.md.
+# shape so that the implementations compared share the machine's state. For
+# the shapes of 8 MB or more in float32, clbn also runs in float16 and
+# bfloat16 right after its float32 runs (clbn_bench --dtype f16|bf16; the
+# peers stay float32), fewer calls each. Writes bench/results/<date>/
+# (results.csv, the raw logs, table.md, plot.png) and prints table.md.
 #
 # Options: --quick; --rounds N (3: the suite runs N times, interleaved, and the
 #          table takes each configuration's median over the rounds, which keeps
 #          a burst of other load on this shared machine out of the numbers);
 #          --shapes "32x64x56x56 8x32x16x16" (instead of the suite's shapes);
+#          --no-16bit (skip the float16 and bfloat16 runs);
 #          --out DIR (instead of bench/results/<date>).
 # The machine is shared: before each shape the suite waits until other
 # processes use less than QUIET_PCT (15) % of the CPUs, at most QUIET_WAIT (300)
 # seconds in all, and machine.txt records how often it had to measure anyway.
 # Environment: CLBN_DEVICE picks the OpenCL device (as in the library); PoCL
-# variables (POCL_AFFINITY, ...) pass through to clbn_bench.
+# variables (POCL_AFFINITY, ...) pass through to clbn_bench;
+# CLBN_BENCH_BUILD_DIR is the build folder (build/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,14 +39,22 @@ MAX_SECONDS=1.0 # timed seconds per configuration (iterations are cut to fit, at
 ROUNDS=3        # the whole suite this many times; the table takes the median of the rounds
 ITERS=200
 WARMUP=10
+# clbn in the 16-bit types, for the shapes of BIG16_BYTES or more in float32:
+# shorter runs (these shapes take 1-50 ms a call, so even 10 calls are enough
+# for a median): they add about 2.5 minutes to the 3 rounds.
+DTYPES16=(f16 bf16)
+BIG16_BYTES=8000000
+MAX_SECONDS16=0.3
+WARMUP16=3
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) MAX_SECONDS=0.2; ITERS=50; WARMUP=3; ROUNDS=1 ;;
+    --quick) MAX_SECONDS=0.2; ITERS=50; WARMUP=3; ROUNDS=1; MAX_SECONDS16=0.1; WARMUP16=2 ;;
     --rounds) ROUNDS="$2"; shift ;;
     --shapes) read -r -a SHAPES <<<"$2"; shift ;;
+    --no-16bit) DTYPES16=() ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "run_suite: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -92,7 +104,7 @@ fi
 PY=/usr/bin/python3 # Debian's, which has python3-torch (a pyenv python3 on PATH may not)
 
 # --- build ---------------------------------------------------------------------
-BUILD=build/bench
+BUILD=${CLBN_BENCH_BUILD_DIR:-build/bench}
 say "building clbn and bench/ (Release) in $BUILD"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCLBN_BUILD_TESTS=OFF \
   -DCLBN_BUILD_SAMPLES=OFF -DCLBN_BUILD_BENCH=ON >/dev/null
@@ -122,7 +134,7 @@ export OMP_NUM_THREADS=2 # the peers' thread count (PoCL uses every core: 2 here
   echo "peers:    PyTorch $([ $HAVE_TORCH = 1 ] && "$PY" -c 'import torch; print(torch.__version__)' || echo none), oneDNN $(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null || echo none), OMP_NUM_THREADS=2"
   echo "clbn:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$(git status --porcelain -- cl src include CMakeLists.txt 2>/dev/null)" ] && echo ' + uncommitted changes in cl/ src/ include/ CMakeLists.txt'), Release, CLBN_DEVICE=${CLBN_DEVICE:-}"
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at the start"
-  echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round)"
+  echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round$([ ${#DTYPES16[@]} -gt 0 ] && echo "; clbn ${DTYPES16[*]}: shapes >= $((BIG16_BYTES / 1000000)) MB in float32, up to ${MAX_SECONDS16} s and at least 10 calls, $WARMUP16 warm-up"))"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
@@ -155,6 +167,12 @@ for run in 1 2 3; do
 done
 
 # --- the suite -------------------------------------------------------------------------
+# Whether a shape's float32 tensor has BIG16_BYTES or more.
+big16() {
+  local IFS=x bytes=4 d
+  for d in $1; do bytes=$((bytes * d)); done
+  [ "$bytes" -ge "$BIG16_BYTES" ]
+}
 RES="$OUT/results.csv"
 echo "impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,cores,kernels,verify" >"$RES"
 COMMON=(--iters "$ITERS" --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --csv --no-header)
@@ -177,6 +195,24 @@ for round in $(seq 1 "$ROUNDS"); do
         esac
       done
     done
+    if [ ${#DTYPES16[@]} -gt 0 ] && big16 "$shape"; then
+      say "round $round/$ROUNDS, $shape: clbn in ${DTYPES16[*]}${VERIFY:+ (with --verify)}"
+      for dtype in "${DTYPES16[@]}"; do
+        for layout in nchw nhwc; do
+          for mode in train infer backward; do
+            rc=0
+            "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --dtype "$dtype" \
+              "${VERIFY[@]}" --bw "$BW" --iters "$ITERS" --warmup "$WARMUP16" \
+              --max-seconds "$MAX_SECONDS16" --csv --no-header >>"$RES" 2>>"$LOG" || rc=$?
+            case $rc in
+              0) ;;
+              3) say "clbn $dtype $shape $layout $mode: VERIFICATION FAILED (see $LOG)" ;;
+              *) say "clbn $dtype $shape $layout $mode: failed with status $rc (see $LOG)" ;;
+            esac
+          done
+        done
+      done
+    fi
     if [ $HAVE_TORCH = 1 ]; then
       say "round $round/$ROUNDS, $shape: PyTorch"
       "$PY" bench/peer_torch.py --shape "$shape" --layouts nchw,nhwc --modes train,infer,backward \

@@ -19,73 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- an independent host model of the two 16-bit formats ----------------- */
-
-static float half_to_float(uint16_t h)
-{
-    const int sign = h >> 15, exp = (h >> 10) & 31, man = h & 1023;
-    double v;
-    if (exp == 31)
-        v = man ? NAN : INFINITY;
-    else if (exp == 0)
-        v = ldexp(man, -24);
-    else
-        v = ldexp(1024 + man, exp - 25);
-    return (float)(sign ? -v : v);
-}
-
-/* Round to nearest even by arithmetic on the value (not on bits). */
-static uint16_t float_to_half(float f)
-{
-    const uint16_t sign = signbit(f) ? 0x8000 : 0;
-    if (isnan(f))
-        return 0x7e00;
-    if (isinf(f))
-        return sign | 0x7c00;
-    double a = fabs((double)f);
-    if (a < ldexp(1, -14)) /* subnormal grid 2^-24 (may round up to the smallest normal) */
-        return sign | (uint16_t)rint(a * ldexp(1, 24));
-    int e;
-    double m = frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
-    double q = rint(m * 2048);  /* 11 significant bits */
-    if (q == 2048) {
-        q = 1024;
-        e += 1;
-    }
-    int biased = e - 1 + 15;
-    if (biased >= 31)
-        return sign | 0x7c00;
-    return sign | (uint16_t)(biased << 10) | (uint16_t)((int)q - 1024);
-}
-
-static float bf16_to_float(uint16_t b)
-{
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint16_t float_to_bf16(float f)
-{
-    if (isnan(f))
-        return 0x7fc0;
-    if (isinf(f))
-        return signbit(f) ? 0xff80 : 0x7f80;
-    double a = fabs((double)f), r;
-    if (a < ldexp(1, -126)) {
-        r = rint(a * ldexp(1, 133)) * ldexp(1, -133); /* bfloat16's subnormal grid */
-    } else {
-        int e;
-        double m = frexp(a, &e);
-        r = ldexp(rint(m * 256), e - 8); /* 8 significant bits */
-    }
-    float rf = (float)(signbit(f) ? -r : r); /* overflow past FLT_MAX gives Inf */
-    uint32_t u;
-    memcpy(&u, &rf, 4);
-    return (uint16_t)(u >> 16);
-}
-
 /* ---- typed tensors ------------------------------------------------------- */
 
 static size_t esize(clbn_dtype t)
@@ -104,12 +37,12 @@ static void *encode(clbn_dtype t, float *v, size_t n)
     unsigned char *out = tu_alloc(n * esize(t));
     for (size_t i = 0; i < n; ++i) {
         if (t == CLBN_FLOAT16) {
-            uint16_t h = float_to_half(v[i]);
-            v[i] = half_to_float(h);
+            uint16_t h = tu_float_to_half(v[i]);
+            v[i] = tu_half_to_float(h);
             memcpy(out + 2 * i, &h, 2);
         } else if (t == CLBN_BFLOAT16) {
-            uint16_t b = float_to_bf16(v[i]);
-            v[i] = bf16_to_float(b);
+            uint16_t b = tu_float_to_bf16(v[i]);
+            v[i] = tu_bf16_to_float(b);
             memcpy(out + 2 * i, &b, 2);
         } else if (t == CLBN_FLOAT64) {
             double d = v[i];
@@ -151,7 +84,7 @@ static double *read_typed(clbn_dtype t, cl_mem m, size_t n, int is_param)
         } else {
             uint16_t h;
             memcpy(&h, raw + 2 * i, 2);
-            out[i] = t == CLBN_FLOAT16 ? half_to_float(h) : bf16_to_float(h);
+            out[i] = t == CLBN_FLOAT16 ? tu_half_to_float(h) : tu_bf16_to_float(h);
         }
     }
     free(raw);
@@ -200,10 +133,10 @@ static void check_all_patterns(clbn_dtype t)
     tu_read_floats(m32, f, n);
     tu_read(mback, back, n * 2);
     for (size_t i = 0; i < n; ++i) {
-        const float want = t == CLBN_FLOAT16 ? half_to_float(bits[i]) : bf16_to_float(bits[i]);
+        const float want = t == CLBN_FLOAT16 ? tu_half_to_float(bits[i]) : tu_bf16_to_float(bits[i]);
         if (isnan(want)) {
             ck_assert_msg(isnan(f[i]), "%s %04zx: load gave %g, want NaN", tname(t), i, (double)f[i]);
-            const float again = t == CLBN_FLOAT16 ? half_to_float(back[i]) : bf16_to_float(back[i]);
+            const float again = t == CLBN_FLOAT16 ? tu_half_to_float(back[i]) : tu_bf16_to_float(back[i]);
             ck_assert_msg(isnan(again), "%s %04zx: NaN did not survive the store", tname(t), i);
         } else {
             ck_assert_msg(memcmp(&f[i], &want, 4) == 0, "%s %04zx: load gave %a, want %a", tname(t), i,
@@ -253,7 +186,7 @@ static void check_rounding(clbn_dtype t)
     uint16_t *got = tu_alloc(n * 2);
     tu_read(m16, got, n * 2);
     for (size_t i = 0; i < n; ++i) {
-        const uint16_t want = t == CLBN_FLOAT16 ? float_to_half(v[i]) : float_to_bf16(v[i]);
+        const uint16_t want = t == CLBN_FLOAT16 ? tu_float_to_half(v[i]) : tu_float_to_bf16(v[i]);
         ck_assert_msg(got[i] == want, "%s: %a rounded to %04x, want %04x", tname(t), (double)v[i], got[i], want);
     }
     tu_release(m32), tu_release(m16);

@@ -291,6 +291,73 @@ const char *tu_desc_str(const clbn_tensor_desc *desc)
     return buf;
 }
 
+/* ---- 16-bit formats on the host ------------------------------------------ */
+
+float tu_half_to_float(uint16_t h)
+{
+    const int sign = h >> 15, exp = (h >> 10) & 31, man = h & 1023;
+    double v;
+    if (exp == 31)
+        v = man ? NAN : INFINITY;
+    else if (exp == 0)
+        v = ldexp(man, -24);
+    else
+        v = ldexp(1024 + man, exp - 25);
+    return (float)(sign ? -v : v);
+}
+
+/* Round to nearest even by arithmetic on the value (not on bits). */
+uint16_t tu_float_to_half(float f)
+{
+    const uint16_t sign = signbit(f) ? 0x8000 : 0;
+    if (isnan(f))
+        return 0x7e00;
+    if (isinf(f))
+        return sign | 0x7c00;
+    double a = fabs((double)f);
+    if (a < ldexp(1, -14)) /* subnormal grid 2^-24 (may round up to the smallest normal) */
+        return sign | (uint16_t)rint(a * ldexp(1, 24));
+    int e;
+    double m = frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    double q = rint(m * 2048);  /* 11 significant bits */
+    if (q == 2048) {
+        q = 1024;
+        e += 1;
+    }
+    int biased = e - 1 + 15;
+    if (biased >= 31)
+        return sign | 0x7c00;
+    return sign | (uint16_t)(biased << 10) | (uint16_t)((int)q - 1024);
+}
+
+float tu_bf16_to_float(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t tu_float_to_bf16(float f)
+{
+    if (isnan(f))
+        return 0x7fc0;
+    if (isinf(f))
+        return signbit(f) ? 0xff80 : 0x7f80;
+    double a = fabs((double)f), r;
+    if (a < ldexp(1, -126)) {
+        r = rint(a * ldexp(1, 133)) * ldexp(1, -133); /* bfloat16's subnormal grid */
+    } else {
+        int e;
+        double m = frexp(a, &e);
+        r = ldexp(rint(m * 256), e - 8); /* 8 significant bits */
+    }
+    float rf = (float)(signbit(f) ? -r : r); /* overflow past FLT_MAX gives Inf */
+    uint32_t u;
+    memcpy(&u, &rf, 4);
+    return (uint16_t)(u >> 16);
+}
+
 /* ---- Comparison --------------------------------------------------------- */
 
 tu_cmp tu_compare(const float *got, const double *ref, size_t count, double rtol, double atol)

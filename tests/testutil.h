@@ -105,6 +105,20 @@ ref_shape tu_ref_shape(const clbn_tensor_desc *desc);
 /* "2x3x5 NHWC" (a static buffer: use it before the next call). */
 const char *tu_desc_str(const clbn_tensor_desc *desc);
 
+/* ---- 16-bit formats on the host ------------------------------------------ */
+
+/* An independent host model of IEEE binary16 (float16) and bfloat16, written
+ * from the formats' definitions and not from the library's kernels. Decoding
+ * is exact. Encoding rounds to nearest even by arithmetic on the value (not on
+ * bits), subnormals included; NaN encodes as the quiet NaN 0x7e00 (float16) or
+ * 0x7fc0 (bfloat16), float16 overflows to +-Inf. For a normal result the
+ * rounding error is at most 2^-11 (float16) or 2^-8 (bfloat16) relative; in
+ * float16's subnormal range (below 2^-14) at most 2^-25 absolute. */
+float tu_half_to_float(uint16_t h);
+uint16_t tu_float_to_half(float f);
+float tu_bf16_to_float(uint16_t b);
+uint16_t tu_float_to_bf16(float f);
+
 /* ---- Comparison --------------------------------------------------------- */
 
 /* Element i passes when |got - ref| <= atol + rtol*|ref|. */
