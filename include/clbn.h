@@ -1036,8 +1036,9 @@ CLBN_API clbn_status clbn_sync_sums_allgather(clbn_context *ctx, cl_command_queu
  * clbn_sync_stats_allgather and the running statistics, num_batches_tracked
  * and saved statistics updated from them, identically on every participant;
  * in eval with running statistics it is clbn_layer_forward and nothing is
- * exchanged (every participant must still make the same calls). desc->n may
- * be 0 (x and y may then be NULL). Blocks until the exchange is done; the
+ * exchanged (all participants must be in the same mode: one in train()
+ * waits for the others' exchange). desc->n may be 0 (x and y may then be
+ * NULL). Fused ops are not supported (CLBN_ERROR_INVALID_OPTION). Blocks until the exchange is done; the
  * normalization itself is enqueued (event as clbn_layer_forward).
  */
 CLBN_API clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
@@ -1049,10 +1050,13 @@ CLBN_API clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue
 /**
  * @brief clbn_layer_backward of a clbn_layer_forward_sync: the sums are
  * exchanged as in clbn_sync_sums_allgather and dx computed with the whole
- * batch's; the weight and bias gradients accumulated into CLBN_GRAD_WEIGHT /
- * CLBN_GRAD_BIAS are the whole batch's (the same on every participant).
- * After a forward that used running statistics, it is clbn_layer_backward
- * (no exchange). Fused ops are not supported (CLBN_ERROR_INVALID_OPTION).
+ * batch's. The weight and bias gradients accumulated into CLBN_GRAD_WEIGHT /
+ * CLBN_GRAD_BIAS are this participant's own part, as PyTorch's SyncBatchNorm
+ * leaves them: summed over the participants they are the whole batch's
+ * gradients, so the usual data-parallel gradient allreduce treats them like
+ * every other parameter's (and the same holds in eval()). After a forward
+ * that used running statistics, it is clbn_layer_backward (no exchange; with
+ * desc->n 0 nothing). Fused ops are not supported (CLBN_ERROR_INVALID_OPTION).
  */
 CLBN_API clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
                                               const clbn_sync_group *group,

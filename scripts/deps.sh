@@ -5,9 +5,10 @@
 set -euo pipefail
 
 # libcjson-dev: safetensors headers (linked by the library); libclblast-dev:
-# samples/conv_bn_relu; doxygen: the API reference (docs/make_docs.sh).
+# samples/conv_bn_relu; doxygen: the API reference (docs/make_docs.sh);
+# openmpi-bin, libopenmpi-dev: clbn_mpi, samples/sync_bn_mpi and its tests (label mpi).
 packages=(gcc g++ make cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd check
-          libcjson-dev libclblast-dev doxygen "$@")
+          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev "$@")
 
 missing=()
 for p in "${packages[@]}"; do

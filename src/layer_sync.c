@@ -62,6 +62,35 @@ static clbn_status check_forward(clbn_layer *layer, const clbn_tensor_desc *desc
     return ensure_buffers(layer);
 }
 
+/* eval() with running statistics: the layer's own forward or backward, or,
+ * for a participant without samples, nothing (its event completes after the
+ * wait list). */
+static clbn_status local_only(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
+                              cl_mem x, cl_mem dy, cl_mem out, cl_uint num_wait, const cl_event *wait,
+                              cl_event *event, int forward)
+{
+    size_t elements = 0;
+    clbn_status st = check_desc(layer, desc, &elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (elements == 0) {
+        if ((st = clbn__check_launch(layer->ctx, desc->dtype, &queue, &(int){0}, num_wait, wait)) !=
+            CLBN_SUCCESS)
+            return st;
+        if (forward) {
+            clbn__layer_keep_output(layer, NULL);
+            layer->forwarded = 1;
+            layer->last_used_batch_stats = 0;
+        }
+        if (!event)
+            return CLBN_SUCCESS;
+        return clbn__from_cl(clEnqueueMarkerWithWaitList(queue, num_wait, wait, event));
+    }
+    if (forward)
+        return clbn_layer_forward(layer, queue, desc, x, out, num_wait, wait, event);
+    return clbn_layer_backward(layer, queue, desc, x, dy, out, num_wait, wait, event);
+}
+
 clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
                                     const clbn_sync_group *group, const clbn_tensor_desc *desc,
                                     cl_mem x, cl_mem y, cl_uint num_events_in_wait_list,
@@ -71,8 +100,8 @@ clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
         return CLBN_ERROR_NULL_ARGUMENT;
     /* eval() with running statistics: nothing to exchange */
     if (layer && !layer->training && layer->config.track_running_stats)
-        return clbn_layer_forward(layer, queue, desc, x, y, num_events_in_wait_list,
-                                  event_wait_list, event);
+        return local_only(layer, queue, desc, x, NULL, y, num_events_in_wait_list, event_wait_list,
+                          event, 1);
     clbn_status own = layer ? check_forward(layer, desc, y) : CLBN_ERROR_NULL_ARGUMENT;
     uint64_t total = 0;
     clbn_status st = clbn__sync_stats_group(layer ? layer->ctx : NULL, queue, group, own, desc, x,
@@ -135,8 +164,8 @@ clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
         return CLBN_ERROR_NULL_ARGUMENT;
     /* after a forward with running statistics: the frozen backward, no exchange */
     if (layer && layer->forwarded && !layer->last_used_batch_stats)
-        return clbn_layer_backward(layer, queue, desc, x, dy, dx, num_events_in_wait_list,
-                                   event_wait_list, event);
+        return local_only(layer, queue, desc, x, dy, dx, num_events_in_wait_list, event_wait_list,
+                          event, 0);
     clbn_status own = layer ? check_backward(layer, desc, dx) : CLBN_ERROR_NULL_ARGUMENT;
     uint64_t total = 0;
     clbn_status st = clbn__sync_sums_group(layer ? layer->ctx : NULL, queue, group, own, desc, x, dy,
@@ -146,17 +175,27 @@ clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
                                            num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
+    /* dx from the whole batch's sums; the weight and bias gradients from this
+     * participant's own sums (still in sync_local), as SyncBatchNorm gives them
+     * before the data-parallel gradient allreduce. */
     cl_event done = NULL;
     st = clbn_sync_backward_dx(layer->ctx, queue, desc, x, dy, dx, layer->tensors[CLBN_WEIGHT],
-                               layer->save_mean, layer->save_invstd, layer->sync_global, total,
-                               layer->step_dweight, layer->step_dbias, num_events_in_wait_list,
-                               event_wait_list, &done);
+                               layer->save_mean, layer->save_invstd, layer->sync_global, total, NULL,
+                               NULL, num_events_in_wait_list, event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
     if (layer->config.affine) {
-        cl_event acc = NULL;
-        st = clbn__layer_accumulate(layer, queue, done, &acc);
+        cl_event grads = NULL, acc = NULL;
+        clbn_tensor_desc sums_only = *desc; /* no tensors: dweight and dbias from the sums */
+        sums_only.n = 0;
+        st = clbn_sync_backward_dx(layer->ctx, queue, &sums_only, NULL, NULL, NULL, NULL, layer->save_mean,
+                                   layer->save_invstd, layer->sync_local, total, layer->step_dweight,
+                                   layer->step_dbias, 1, &done, &grads);
         clReleaseEvent(done);
+        if (st != CLBN_SUCCESS)
+            return st;
+        st = clbn__layer_accumulate(layer, queue, grads, &acc);
+        clReleaseEvent(grads);
         if (st != CLBN_SUCCESS)
             return st;
         done = acc;

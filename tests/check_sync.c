@@ -4,7 +4,12 @@
  * of ordinary batch norm over the WHOLE batch (reference.c and
  * reference_backward.c): whatever way a batch is split into parts, every
  * part's y and dx, the statistics, the running statistics and the weight and
- * bias gradients must be those of one batch norm over all the parts.
+ * bias gradients of the steps must be those of one batch norm over all the
+ * parts. The layer's backward_sync leaves each participant its own part of
+ * the weight and bias gradients (as PyTorch's SyncBatchNorm does before the
+ * data-parallel allreduce): checked against that part's reference (the whole
+ * batch's mean and invstd), and their sum over the participants against the
+ * whole batch's.
  *
  *  - steps: P participants simulated on the suite's device, uneven parts and
  *    a part with no samples, float32 (NCHW, NHWC, S > 1 and S == 1), float16
@@ -17,10 +22,12 @@
  *    (also against the single-device clbn calls), and one clbn_layer per
  *    device driven by its own thread through clbn_layer_forward_sync /
  *    clbn_layer_backward_sync with an in-process allgather (shared buffer +
- *    barrier), running statistics and gradients bitwise identical on every
- *    participant. Where the device cannot be partitioned or clbn refuses the
- *    sub-device (test_subdevice_context says which), two clbn contexts on the
- *    undivided device stand in for the two devices.
+ *    barrier): running statistics and num_batches_tracked bitwise identical
+ *    on every participant, each one's gradients its own part. eval() with
+ *    running statistics: no exchange, and a participant without samples
+ *    succeeds and changes nothing. Where the device cannot be partitioned or
+ *    clbn refuses the sub-device (test_subdevice_context says which), two
+ *    clbn contexts on the undivided device stand in for the two devices.
  *  - the backward's reference takes the forward's saved statistics (in the
  *    per-channel type), as check_backward does; the forward's checks compare
  *    those with the exact ones.
@@ -41,12 +48,16 @@
  *       4e-6 * the largest channel standard deviation.
  *   dx: rtol 1e-5, atol 1e-6 * max |w*invstd|*(|dy| + |sum dy|/m +
  *       |xhat|*|sum dy*xhat|/m) (the size of the terms dx is made of);
- *   dweight, dbias, sums: rtol 1e-5, atol 1e-6 * max_c sum|dy*xhat| (sum|dy|).
+ *   dweight, dbias, sums: rtol 1e-5, atol 1e-6 * max_c sum|dy*xhat| (sum|dy|)
+ *       over the values summed (a participant's part: its own values; its
+ *       gradients accumulated over steps: the atols added).
  *   float16 tensors (y, dx): rtol 2^-11 + 2e-5 (the store's rounding), atol
  *       2e-5 * max|ref|; their statistics are float, as above.
  *   float64: 1e-11 relative (a float computation would be ~1e-7 off).
  * The negative controls show these bounds reject a swapped variance, epsilon
- * outside the square root, and local (per-part) statistics or sums.
+ * outside the square root, and local (per-part) statistics or sums; and the
+ * layer's per-participant gradient checks reject the whole batch's gradient
+ * wherever another participant had samples.
  */
 #include <errno.h>
 #include <math.h>
@@ -1578,11 +1589,26 @@ static void to_doubles(const float *f, double *d, size_t n)
         d[i] = f[i];
 }
 
+/* Whether ranks other than r had samples in some step up to t: then rank r's
+ * accumulated part differs from the whole batch's gradients. */
+static int others_had_samples(const layer_case *k, int t, int r)
+{
+    for (int u = 0; u <= t; u++)
+        for (int q = 0; q < k->ranks; q++)
+            if (q != r && k->n[u][q] > 0)
+                return 1;
+    return 0;
+}
+
 /* Each rank's clbn_layer on its sub-device (rank r on device r % 2), driven by
  * its own thread for LAYER_STEPS forward_sync + backward_sync steps; against
  * the reference of the whole batch (fed with rank 0's running statistics of
  * the previous step) and a plain clbn_layer on the whole batch; running
- * statistics and gradients bitwise identical on every rank. */
+ * statistics and num_batches_tracked bitwise identical on every rank. The
+ * weight and bias gradients are each rank's own part (its samples' sums with
+ * the whole batch's mean and invstd), against that part's reference; summed
+ * over the ranks in double, against the whole batch's reference and the
+ * plain layer's. */
 static void run_layer_case(const layer_case *k, uint64_t seed)
 {
     devices_init();
@@ -1665,6 +1691,9 @@ static void run_layer_case(const layer_case *k, uint64_t seed)
     float rm_in[LAYER_MAXC], rv_in[LAYER_MAXC];
     double gw_acc[LAYER_MAXC] = {0}, gb_acc[LAYER_MAXC] = {0};
     double dw_tol_acc = 0.0, db_tol_acc = 0.0;
+    /* per rank: its part's gradients accumulated over the steps, and their atol */
+    double part_gw[SY_MAX_RANKS][LAYER_MAXC] = {{0}}, part_gb[SY_MAX_RANKS][LAYER_MAXC] = {{0}};
+    double part_dw_tol[SY_MAX_RANKS] = {0}, part_db_tol[SY_MAX_RANKS] = {0};
     for (size_t c = 0; c < C; c++) {
         rm_in[c] = 0.0f;
         rv_in[c] = 1.0f;
@@ -1721,6 +1750,43 @@ static void run_layer_case(const layer_case *k, uint64_t seed)
             gw_acc[c] += ref.dw[c];
             gb_acc[c] += ref.db[c];
         }
+        /* Each rank's own part of the gradients, as SyncBatchNorm leaves them:
+         * the part's sums with the whole batch's mean and invstd (the same
+         * bmean/binvstd as ref.dw, ref.db), accumulated over the steps; the
+         * tolerance's atol from the part's own sums of |terms|. */
+        size_t poff = 0;
+        for (int r = 0; r < R; r++) {
+            const size_t cnt = k->n[t][r] * C * S;
+            double dw_r[LAYER_MAXC] = {0}, db_r[LAYER_MAXC] = {0};
+            double s_dyx = 0.0, s_dy = 0.0;
+            if (cnt) {
+                clbn_tensor_desc pd = {CLBN_FLOAT32, k->layout, k->n[t][r], C, S};
+                ref_shape psh = tu_ref_shape(&pd);
+                double *dx_unused = tu_doubles(cnt), abs_dyx[LAYER_MAXC] = {0},
+                       abs_dy[LAYER_MAXC] = {0};
+                refb_training(&psh, x[t] + poff, dy[t] + poff, w, ref.bmean, ref.binvstd,
+                              REFB_FAULT_NONE, dx_unused, dw_r, db_r);
+                free(dx_unused);
+                for (size_t i = 0; i < cnt; i++) {
+                    const size_t c = chan(&psh, i);
+                    const float xi = x[t][poff + i], di = dy[t][poff + i];
+                    abs_dy[c] += fabs(di);
+                    abs_dyx[c] += fabs(di * ((double)xi - ref.smean[c]) * ref.sinvstd[c]);
+                }
+                for (size_t c = 0; c < C; c++) {
+                    s_dy = fmax(s_dy, abs_dy[c]);
+                    s_dyx = fmax(s_dyx, abs_dyx[c]);
+                }
+            }
+            for (size_t c = 0; c < C; c++) {
+                part_gw[r][c] += dw_r[c];
+                part_gb[r][c] += db_r[c];
+            }
+            part_dw_tol[r] += FRAC_SUM * s_dyx;
+            part_db_tol[r] += FRAC_SUM * s_dy;
+            poff += cnt;
+        }
+        double sum_gw[LAYER_MAXC] = {0}, sum_gb[LAYER_MAXC] = {0};
         for (int r = 0; r < R; r++) {
             double g[LAYER_MAXC], h[LAYER_MAXC];
             ck_assert_msg(jobs[r].nbt[t] == (uint64_t)(t + 1),
@@ -1736,26 +1802,49 @@ static void run_layer_case(const layer_case *k, uint64_t seed)
             assert_close(msg, g, ref.rv, C, tol.rtol, tol.rv_atol);
             to_doubles(whole_rv[t], h, C);
             assert_close(msg, g, h, C, t2.rtol, t2.rv_atol);
+            /* the gradients: this rank's part */
             to_doubles(jobs[r].gw[t], g, C);
-            snprintf(msg, sizeof msg, "layer sync step %d rank %d: grad weight", t, r);
-            assert_close(msg, g, gw_acc, C, tol.rtol, dw_tol_acc);
-            to_doubles(whole_gw[t], h, C);
-            assert_close(msg, g, h, C, 2 * tol.rtol, 2 * dw_tol_acc);
-            to_doubles(jobs[r].gb[t], g, C);
-            snprintf(msg, sizeof msg, "layer sync step %d rank %d: grad bias", t, r);
-            assert_close(msg, g, gb_acc, C, tol.rtol, db_tol_acc);
-            to_doubles(whole_gb[t], h, C);
-            assert_close(msg, g, h, C, 2 * tol.rtol, 2 * db_tol_acc);
-            if (r > 0) {
-                ck_assert_msg(memcmp(jobs[r].rm[t], jobs[0].rm[t], C * 4) == 0 &&
-                                  memcmp(jobs[r].rv[t], jobs[0].rv[t], C * 4) == 0,
-                              "step %d: rank %d's running statistics differ from rank 0's", t,
-                              r);
-                ck_assert_msg(memcmp(jobs[r].gw[t], jobs[0].gw[t], C * 4) == 0 &&
-                                  memcmp(jobs[r].gb[t], jobs[0].gb[t], C * 4) == 0,
-                              "step %d: rank %d's gradients differ from rank 0's", t, r);
+            snprintf(msg, sizeof msg, "layer sync step %d rank %d: grad weight (own part)", t, r);
+            assert_close(msg, g, part_gw[r], C, tol.rtol, part_dw_tol[r]);
+            for (size_t c = 0; c < C; c++)
+                sum_gw[c] += g[c];
+            if (others_had_samples(k, t, r)) {
+                /* the whole batch's gradient here would be rejected */
+                snprintf(msg, sizeof msg,
+                         "layer sync step %d rank %d: the whole batch's grad weight as its part",
+                         t, r);
+                assert_not_close(msg, gw_acc, part_gw[r], C, tol.rtol, part_dw_tol[r]);
             }
+            to_doubles(jobs[r].gb[t], g, C);
+            snprintf(msg, sizeof msg, "layer sync step %d rank %d: grad bias (own part)", t, r);
+            assert_close(msg, g, part_gb[r], C, tol.rtol, part_db_tol[r]);
+            for (size_t c = 0; c < C; c++)
+                sum_gb[c] += g[c];
+            if (others_had_samples(k, t, r)) {
+                snprintf(msg, sizeof msg,
+                         "layer sync step %d rank %d: the whole batch's grad bias as its part", t,
+                         r);
+                assert_not_close(msg, gb_acc, part_gb[r], C, tol.rtol, part_db_tol[r]);
+            }
+            if (r > 0)
+                ck_assert_msg(memcmp(jobs[r].rm[t], jobs[0].rm[t], C * 4) == 0 &&
+                                  memcmp(jobs[r].rv[t], jobs[0].rv[t], C * 4) == 0 &&
+                                  jobs[r].nbt[t] == jobs[0].nbt[t],
+                              "step %d: rank %d's running statistics or num_batches_tracked "
+                              "differ from rank 0's",
+                              t, r);
         }
+        /* summed over the ranks (in double): the whole batch's gradients, as
+         * the reference and a plain layer on the whole batch give them */
+        double h[LAYER_MAXC];
+        snprintf(msg, sizeof msg, "layer sync step %d: grad weight summed over the ranks", t);
+        assert_close(msg, sum_gw, gw_acc, C, tol.rtol, dw_tol_acc);
+        to_doubles(whole_gw[t], h, C);
+        assert_close(msg, sum_gw, h, C, 2 * tol.rtol, 2 * dw_tol_acc);
+        snprintf(msg, sizeof msg, "layer sync step %d: grad bias summed over the ranks", t);
+        assert_close(msg, sum_gb, gb_acc, C, tol.rtol, db_tol_acc);
+        to_doubles(whole_gb[t], h, C);
+        assert_close(msg, sum_gb, h, C, 2 * tol.rtol, 2 * db_tol_acc);
         memcpy(rm_in, jobs[0].rm[t], C * sizeof(float));
         memcpy(rv_in, jobs[0].rv[t], C * sizeof(float));
         free(y);
@@ -1808,13 +1897,22 @@ END_TEST
 
 /* eval() with running statistics: forward_sync is clbn_layer_forward and
  * backward_sync the frozen-statistics backward, without any exchange (a
- * transport that would fail is never called). */
+ * transport that would fail is never called). Three participants with parts
+ * of 3, 0 and 2 samples, each its own layer: the ones with samples give the
+ * inference reference of their part (y, dx, and their part's weight and bias
+ * gradients); the one without succeeds (NULL tensors, an event that
+ * completes) and changes nothing (gradients written beforehand stay bitwise,
+ * running statistics, num_batches_tracked). */
 START_TEST(test_layer_eval_no_exchange)
 {
-    const size_t C = 5;
-    clbn_tensor_desc desc = {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 3, C, 4};
-    ref_shape sh = tu_ref_shape(&desc);
-    const size_t count = tu_count(&desc);
+    enum { EP = 3 };
+    const size_t C = 5, S = 4, parts[EP] = {3, 0, 2};
+    const clbn_layout layout = CLBN_LAYOUT_NHWC;
+    size_t N = 0;
+    for (int p = 0; p < EP; p++)
+        N += parts[p];
+    clbn_tensor_desc whole = {CLBN_FLOAT32, layout, N, C, S};
+    const size_t count = tu_count(&whole);
     tu_rng rng;
     tu_rng_seed(&rng, 77);
     float w[5], b[5], rm[5], rv[5], *x = tu_floats(count), *dy = tu_floats(count);
@@ -1822,45 +1920,102 @@ START_TEST(test_layer_eval_no_exchange)
     tu_fill_uniform(&rng, b, C, -1.0, 1.0);
     tu_fill_uniform(&rng, rm, C, -1.0, 1.0);
     tu_fill_uniform(&rng, rv, C, 0.5, 2.0);
-    tu_fill_input(&rng, &desc, x, 0.0, 1.0, 1.0);
-    tu_fill_input(&rng, &desc, dy, 0.0, 0.5, 1.0);
-    clbn_layer *layer = make_layer(tu_ctx(), C, 0.1, w, b);
-    TU_OK(clbn_layer_write(layer, CLBN_RUNNING_MEAN, rm, C));
-    TU_OK(clbn_layer_write(layer, CLBN_RUNNING_VAR, rv, C));
-    TU_OK(clbn_layer_set_training(layer, 0));
-    cl_mem mx = tu_buffer_floats(x, count), my = tu_buffer_nan(count);
-    cl_mem mdy = tu_buffer_floats(dy, count), mdx = tu_buffer_nan(count);
-    int calls = 0;
-    clbn_sync_group broken = {2, failing_allgather, &calls};
-    TU_OK(clbn_layer_forward_sync(layer, NULL, &broken, &desc, mx, my, 0, NULL, NULL));
-    TU_OK(clbn_layer_backward_sync(layer, NULL, &broken, &desc, mx, mdy, mdx, 0, NULL, NULL));
-    ck_assert_int_eq(calls, 0);
-    double *yr = tu_doubles(count), *dxr = tu_doubles(count), dwr[5], dbr[5];
-    ref_inference(&sh, x, w, b, rm, rv, 1e-5, REF_FAULT_NONE, yr);
-    refb_inference(&sh, x, dy, w, rm, rv, 1e-5, REFB_FAULT_NONE, dxr, dwr, dbr);
+    tu_fill_input(&rng, &whole, x, 0.0, 1.0, 1.0);
+    tu_fill_input(&rng, &whole, dy, 0.0, 0.5, 1.0);
+    const float g_before[5] = {0.25f, -1.5f, 3.0f, 0.0f, -0.125f};
     sy_dev md = main_dev();
-    double *got = dev_read_values(&md, CLBN_FLOAT32, 0, my, count);
-    assert_close("eval forward_sync y", got, yr, count, RTOL, ATOL_FRAC * max_abs_d(yr, count));
-    free(got);
-    got = dev_read_values(&md, CLBN_FLOAT32, 0, mdx, count);
-    assert_close("eval backward_sync dx", got, dxr, count, RTOL,
-                 ATOL_FRAC * max_abs_d(dxr, count));
-    free(got);
-    float g[5];
-    double gw[5];
-    TU_OK(clbn_layer_read(layer, CLBN_GRAD_WEIGHT, g, C));
-    to_doubles(g, gw, C);
-    assert_close("eval backward_sync grad weight", gw, dwr, C, RTOL, 1e-5 * max_abs_d(dwr, C));
-    ck_assert_uint_eq(clbn_layer_num_batches_tracked(layer), 0);
+    int calls = 0;
+    clbn_sync_group broken = {EP, failing_allgather, &calls};
+    char msg[160];
+    size_t off = 0;
+    for (int p = 0; p < EP; p++) {
+        clbn_tensor_desc desc = {CLBN_FLOAT32, layout, parts[p], C, S};
+        const size_t cnt = parts[p] * C * S;
+        clbn_layer *layer = make_layer(tu_ctx(), C, 0.1, w, b);
+        TU_OK(clbn_layer_write(layer, CLBN_RUNNING_MEAN, rm, C));
+        TU_OK(clbn_layer_write(layer, CLBN_RUNNING_VAR, rv, C));
+        TU_OK(clbn_layer_set_training(layer, 0));
+        if (cnt == 0) {
+            /* no samples: success, nothing enqueued but a marker, nothing changed */
+            TU_OK(clbn_layer_write(layer, CLBN_GRAD_WEIGHT, g_before, C));
+            TU_OK(clbn_layer_write(layer, CLBN_GRAD_BIAS, g_before, C));
+            cl_event ev[2] = {NULL, NULL};
+            TU_EXPECT(clbn_layer_forward_sync(layer, NULL, &broken, &desc, NULL, NULL, 0, NULL,
+                                              &ev[0]),
+                      CLBN_SUCCESS);
+            TU_EXPECT(clbn_layer_backward_sync(layer, NULL, &broken, &desc, NULL, NULL, NULL, 1,
+                                               &ev[0], &ev[1]),
+                      CLBN_SUCCESS);
+            ck_assert_msg(ev[0] && ev[1], "eval, no samples: no event returned");
+            ck_assert_int_eq(clWaitForEvents(2, ev), CL_SUCCESS);
+            clReleaseEvent(ev[0]);
+            clReleaseEvent(ev[1]);
+            float g[5], r[5];
+            TU_OK(clbn_layer_read(layer, CLBN_GRAD_WEIGHT, g, C));
+            ck_assert_msg(memcmp(g, g_before, sizeof g) == 0,
+                          "eval, no samples: grad weight changed");
+            TU_OK(clbn_layer_read(layer, CLBN_GRAD_BIAS, g, C));
+            ck_assert_msg(memcmp(g, g_before, sizeof g) == 0,
+                          "eval, no samples: grad bias changed");
+            TU_OK(clbn_layer_read(layer, CLBN_RUNNING_MEAN, r, C));
+            ck_assert_msg(memcmp(r, rm, sizeof r) == 0, "eval, no samples: running_mean changed");
+            TU_OK(clbn_layer_read(layer, CLBN_RUNNING_VAR, r, C));
+            ck_assert_msg(memcmp(r, rv, sizeof r) == 0, "eval, no samples: running_var changed");
+            ck_assert_uint_eq(clbn_layer_num_batches_tracked(layer), 0);
+            clbn_layer_release(layer);
+            continue;
+        }
+        ref_shape sh = tu_ref_shape(&desc);
+        const float *px = x + off, *pdy = dy + off;
+        cl_mem mx = tu_buffer_floats(px, cnt), my = tu_buffer_nan(cnt);
+        cl_mem mdy = tu_buffer_floats(pdy, cnt), mdx = tu_buffer_nan(cnt);
+        TU_OK(clbn_layer_forward_sync(layer, NULL, &broken, &desc, mx, my, 0, NULL, NULL));
+        TU_OK(clbn_layer_backward_sync(layer, NULL, &broken, &desc, mx, mdy, mdx, 0, NULL, NULL));
+        double *yr = tu_doubles(cnt), *dxr = tu_doubles(cnt), dwr[5], dbr[5];
+        ref_inference(&sh, px, w, b, rm, rv, 1e-5, REF_FAULT_NONE, yr);
+        refb_inference(&sh, px, dy + off, w, rm, rv, 1e-5, REFB_FAULT_NONE, dxr, dwr, dbr);
+        /* the part's gradient sums: atol from their sums of |terms| */
+        double abs_dyx[5] = {0}, abs_dy[5] = {0}, s_dyx = 0.0, s_dy = 0.0;
+        for (size_t i = 0; i < cnt; i++) {
+            const size_t c = chan(&sh, i);
+            abs_dy[c] += fabs(pdy[i]);
+            abs_dyx[c] += fabs(pdy[i] * ((double)px[i] - rm[c]) / sqrt((double)rv[c] + 1e-5));
+        }
+        for (size_t c = 0; c < C; c++) {
+            s_dy = fmax(s_dy, abs_dy[c]);
+            s_dyx = fmax(s_dyx, abs_dyx[c]);
+        }
+        double *got = dev_read_values(&md, CLBN_FLOAT32, 0, my, cnt);
+        snprintf(msg, sizeof msg, "eval participant %d: forward_sync y", p);
+        assert_close(msg, got, yr, cnt, RTOL, ATOL_FRAC * max_abs_d(yr, cnt));
+        free(got);
+        got = dev_read_values(&md, CLBN_FLOAT32, 0, mdx, cnt);
+        snprintf(msg, sizeof msg, "eval participant %d: backward_sync dx", p);
+        assert_close(msg, got, dxr, cnt, RTOL, ATOL_FRAC * max_abs_d(dxr, cnt));
+        free(got);
+        float g[5];
+        double gd[5];
+        TU_OK(clbn_layer_read(layer, CLBN_GRAD_WEIGHT, g, C));
+        to_doubles(g, gd, C);
+        snprintf(msg, sizeof msg, "eval participant %d: grad weight (own part)", p);
+        assert_close(msg, gd, dwr, C, RTOL, FRAC_SUM * s_dyx);
+        TU_OK(clbn_layer_read(layer, CLBN_GRAD_BIAS, g, C));
+        to_doubles(g, gd, C);
+        snprintf(msg, sizeof msg, "eval participant %d: grad bias (own part)", p);
+        assert_close(msg, gd, dbr, C, RTOL, FRAC_SUM * s_dy);
+        ck_assert_uint_eq(clbn_layer_num_batches_tracked(layer), 0);
+        free(yr);
+        free(dxr);
+        tu_release(mx);
+        tu_release(my);
+        tu_release(mdy);
+        tu_release(mdx);
+        clbn_layer_release(layer);
+        off += cnt;
+    }
+    ck_assert_int_eq(calls, 0);
     free(x);
     free(dy);
-    free(yr);
-    free(dxr);
-    tu_release(mx);
-    tu_release(my);
-    tu_release(mdy);
-    tu_release(mdx);
-    clbn_layer_release(layer);
 }
 END_TEST
 
