@@ -84,45 +84,6 @@
 /* Values per channel in a statistics set: (count, mean, M2, mean_lo). */
 #define SV CLBN_SYNC_STATS_VALUES
 
-/* ---- float16 on the host (independent of the library) --------------------- */
-
-static float half_to_float(uint16_t h)
-{
-    const int sign = h >> 15, exp = (h >> 10) & 31, man = h & 1023;
-    double v;
-    if (exp == 31)
-        v = man ? NAN : INFINITY;
-    else if (exp == 0)
-        v = ldexp(man, -24);
-    else
-        v = ldexp(1024 + man, exp - 25);
-    return (float)(sign ? -v : v);
-}
-
-/* Round to nearest even by arithmetic on the value. */
-static uint16_t float_to_half(float f)
-{
-    const uint16_t sign = signbit(f) ? 0x8000 : 0;
-    if (isnan(f))
-        return 0x7e00;
-    if (isinf(f))
-        return sign | 0x7c00;
-    double a = fabs((double)f);
-    if (a < ldexp(1, -14))
-        return sign | (uint16_t)rint(a * ldexp(1, 24));
-    int e;
-    double m = frexp(a, &e);
-    double q = rint(m * 2048);
-    if (q == 2048) {
-        q = 1024;
-        e += 1;
-    }
-    int biased = e - 1 + 15;
-    if (biased >= 31)
-        return sign | 0x7c00;
-    return sign | (uint16_t)(biased << 10) | (uint16_t)((int)q - 1024);
-}
-
 /* ---- typed host data ------------------------------------------------------- */
 
 static size_t esize(clbn_dtype t)
@@ -147,8 +108,8 @@ static unsigned char *encode_tensor(clbn_dtype t, float *v, size_t n)
     unsigned char *out = tu_alloc(n * esize(t));
     for (size_t i = 0; i < n; i++) {
         if (t == CLBN_FLOAT16) {
-            uint16_t h = float_to_half(v[i]);
-            v[i] = half_to_float(h);
+            uint16_t h = tu_float_to_half(v[i]);
+            v[i] = tu_half_to_float(h);
             memcpy(out + 2 * i, &h, 2);
         } else if (t == CLBN_FLOAT64) {
             double d = v[i];
@@ -188,7 +149,7 @@ static void decode(clbn_dtype t, int param, const unsigned char *raw, size_t n, 
         } else {
             uint16_t h;
             memcpy(&h, raw + 2 * i, 2);
-            out[i] = half_to_float(h);
+            out[i] = tu_half_to_float(h);
         }
     }
 }
