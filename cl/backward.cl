@@ -267,7 +267,8 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
 /* dx = g*A + (x - mean)*B + K: two fused multiply-adds per element, where g is
  * dy, masked by ReLU's output y when y is given (and then written to dz when
  * dz is given: the gradient of the residual z; dx may then be NULL). x may be NULL when B is 0
- * (the frozen-statistics backward). */
+ * (the frozen-statistics backward). With `stream` the 8-value stores are
+ * streaming stores (large outputs; common.cl, STORE8_STREAM). */
 #define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
 #define DX_EMIT8(i, mu, a, b, k)                                                   \
     do {                                                                          \
@@ -276,9 +277,9 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
             g_ = RELU_GRAD8(g_, LOAD8(y, i));                                     \
         const acc8 v_ = x ? LOAD8(x, i) : (acc8)(0.0f);                       \
         if (dz)                                                                   \
-            STORE8(g_, dz, i);                                                    \
+            STORE8_AS(stream, g_, dz, i);                                         \
         if (dx)                                                                   \
-            STORE8(BWD_DX(g_, v_, mu, a, b, k), dx, i);                           \
+            STORE8_AS(stream, BWD_DX(g_, v_, mu, a, b, k), dx, i);                \
     } while (0)
 #define DX_EMIT1(i, mu, a, b, k)                                                   \
     do {                                                                          \
@@ -297,7 +298,7 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong rows, ulong C, ulong S,
                                     ulong rows_per_item, ulong cols_per_item,
-                                    __global const data_t *y, __global data_t *dz)
+                                    __global const data_t *y, __global data_t *dz, int stream)
 {
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
@@ -324,7 +325,7 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
 __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,
                                      __global data_t *dx, __global const acc *params,
                                      ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
-                                     __global const data_t *y, __global data_t *dz)
+                                     __global const data_t *y, __global data_t *dz, int stream)
 {
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
@@ -344,8 +345,9 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
 __kernel void clbn_backward_dx_nhwc(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
-                                    __global const data_t *y, __global data_t *dz)
+                                    __global const data_t *y, __global data_t *dz, int stream)
 {
+    (void)stream; /* scalar stores only */
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
         return;

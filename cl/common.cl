@@ -69,6 +69,36 @@ inline ushort8 bf16_from_float8(float8 f)
 #endif
 #endif
 
+/* Streaming (non-temporal) stores of 8 values, for outputs larger than the
+ * caches (the host decides: src/plan.c): written around the caches, so they
+ * neither evict the inputs nor cost a read of the destination line. With
+ * clang's __builtin_nontemporal_store (PoCL and other LLVM-based compilers);
+ * elsewhere, and for float16 (whose vector form needs cl_khr_fp16), a plain
+ * STORE8. The 8 values must be aligned to their size. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_nontemporal_store)
+#define CLBN_HAVE_NT_STORE 1
+#endif
+#endif
+#if defined(CLBN_HAVE_NT_STORE) && defined(CLBN_DTYPE_FLOAT32)
+#define STORE8_STREAM(v, p, i) __builtin_nontemporal_store((v), (__global float8 *)((p) + (i)))
+#elif defined(CLBN_HAVE_NT_STORE) && defined(CLBN_DTYPE_FLOAT64)
+#define STORE8_STREAM(v, p, i) __builtin_nontemporal_store((v), (__global double8 *)((p) + (i)))
+#elif defined(CLBN_HAVE_NT_STORE) && defined(CLBN_DTYPE_BFLOAT16)
+#define STORE8_STREAM(v, p, i)                                                              \
+    __builtin_nontemporal_store(bf16_from_float8(v), (__global ushort8 *)((p) + (i)))
+#else
+#define STORE8_STREAM(v, p, i) STORE8(v, p, i)
+#endif
+/* STORE8 or STORE8_STREAM as `stream` says. */
+#define STORE8_AS(stream, v, p, i)      \
+    do {                                \
+        if (stream)                     \
+            STORE8_STREAM(v, p, i);     \
+        else                            \
+            STORE8(v, p, i);            \
+    } while (0)
+
 /* The fused activation (clbn_fused_op), as PyTorch's ReLU: NaN passes
  * through, and its gradient is zero where the output y <= 0. */
 #define RELU1(v) ((v) < 0.0f ? 0.0f : (v))

@@ -5,7 +5,9 @@
  * params_offset. Training gets them from clbn_stats_finalize (center = the
  * pivot, so x - center is exact near the mean); inference from
  * clbn_inference_params. The fused variants (clbn_fused_op) add the residual z
- * (when z is not NULL) and apply ReLU (when relu != 0) in the same pass. y may
+ * (when z is not NULL) and apply ReLU (flags & CLBN_NORM_RELU) in the same
+ * pass; flags & CLBN_NORM_STREAM asks for streaming stores of y (large
+ * outputs, vectors aligned: common.cl, STORE8_STREAM). y may
  * alias x or z: every element is read and written by the same work-item.
  * Needs common.cl. */
 
@@ -26,6 +28,9 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
     params[2 * C + c] = bias ? bias[c] : 0.0f;
 }
 
+#define CLBN_NORM_RELU 1
+#define CLBN_NORM_STREAM 2
+
 #define NORMALIZE1(v, c0, sc, sh) fma((v) - (c0), (sc), (sh))
 
 /* One vector of 8 and one scalar element, with the optional add and ReLU. */
@@ -36,7 +41,7 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
             r_ += LOAD8(z, i);                                      \
         if (relu)                                                   \
             r_ = RELU8(r_);                                         \
-        STORE8(r_, y, i);                                           \
+        STORE8_AS(stream, r_, y, i);                                \
     } while (0)
 #define EMIT1(i, center, scale, shift)                              \
     do {                                                            \
@@ -53,8 +58,9 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
 __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
-                                  ulong cols_per_item, __global const data_t *z, int relu)
+                                  ulong cols_per_item, __global const data_t *z, int flags)
 {
+    const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
     if (s_begin >= S || r_begin >= rows)
@@ -79,8 +85,9 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
-                                   int relu)
+                                   int flags)
 {
+    const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
         return;
@@ -97,8 +104,9 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
 /* NHWC, any C: work-item = a block of whole pixels, all channels. */
 __kernel void clbn_normalize_nhwc(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset, ulong P,
-                                  ulong C, ulong pixels_per_item, __global const data_t *z, int relu)
+                                  ulong C, ulong pixels_per_item, __global const data_t *z, int flags)
 {
+    const int relu = flags & CLBN_NORM_RELU;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
         return;

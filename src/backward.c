@@ -105,9 +105,10 @@ clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, 
     if (clbn__is_planar(desc))
         return CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
                          ARG(params_offset), ARG(rows), ARG(C), ARG(S), ARG(np->rows_per_item),
-                         ARG(np->cols_per_item), ARG_MEM(y), ARG_MEM(dz));
+                         ARG(np->cols_per_item), ARG_MEM(y), ARG_MEM(dz), ARG(np->stream));
     return CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH, ARG(params_offset),
-                     ARG(P), ARG(C), ARG(np->pixels_per_item), ARG_MEM(y), ARG_MEM(dz));
+                     ARG(P), ARG(C), ARG(np->pixels_per_item), ARG_MEM(y), ARG_MEM(dz),
+                     ARG(np->stream));
 }
 
 /* Nothing to compute: the call's event still completes after the wait list. */
@@ -149,7 +150,7 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
     const int elementwise = dx || dz;
     if (elementwise)
-        clbn__plan_normalize(prog, &clbn__dx_kernels, desc, &np);
+        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &np);
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
@@ -198,7 +199,7 @@ clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue qu
         clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &sp);
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
     if (elementwise)
-        clbn__plan_normalize(prog, &clbn__dx_kernels, desc, &np);
+        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &np);
 
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */

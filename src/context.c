@@ -24,6 +24,16 @@ static clbn_status read_device_facts(clbn_context *ctx)
     free(ext);
     if (ctx->compute_units == 0)
         ctx->compute_units = 1;
+    /* Outputs of at least this many MiB get streaming stores (src/plan.c);
+     * CLBN_STREAM_MB overrides the default of 48 (0: always, for tests). */
+    ctx->stream_bytes = (size_t)48 << 20;
+    const char *mb = getenv("CLBN_STREAM_MB");
+    if (mb && *mb) {
+        char *end = NULL;
+        unsigned long v = strtoul(mb, &end, 10);
+        if (end && *end == '\0' && v <= 1048576)
+            ctx->stream_bytes = (size_t)v << 20;
+    }
     return CLBN_SUCCESS;
 }
 

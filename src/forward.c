@@ -68,13 +68,14 @@ clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_des
                                clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
-    const cl_int relu = op != CLBN_FUSED_NONE;
+    /* the kernels' flags (cl/normalize.cl): 1 ReLU, 2 streaming stores */
+    const cl_int flags = (op != CLBN_FUSED_NONE ? 1 : 0) | (plan->stream ? 2 : 0);
     if (plan->launch.kernel == CLBN_K_NORMALIZE_NCHW)
         return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
                          ARG(rows), ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item),
-                         ARG_MEM(z), ARG(relu));
+                         ARG_MEM(z), ARG(flags));
     return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset), ARG(P),
-                     ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(relu));
+                     ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(flags));
 }
 
 clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x)
@@ -128,7 +129,7 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &sp);
     clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &finalize);
     clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
-    clbn__plan_normalize(prog, &clbn__normalize_kernels, desc, &np);
+    clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &np);
 
     const cl_ulong C = desc->c, S = desc->spatial;
     /* scratch, in values of the kernels' type: the partials (4 per split and
@@ -218,7 +219,7 @@ clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue que
     clbn_norm_plan np;
     clbn_launch params;
     clbn__plan_per_channel(prog, CLBN_K_INFERENCE_PARAMS, desc->c, &params);
-    clbn__plan_normalize(prog, &clbn__normalize_kernels, desc, &np);
+    clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &np);
 
     const cl_ulong C = desc->c, params_offset = 0;
     const clbn_step steps[2] = {

@@ -76,6 +76,7 @@ struct clbn_context {
     cl_uint compute_units;
     size_t max_work_group;
     int has_fp64;
+    size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     char *build_log;                          /* of the last failed build, or NULL */
@@ -149,6 +150,7 @@ typedef struct clbn_norm_plan {
     clbn_launch launch;
     cl_ulong rows_per_item, cols_per_item; /* NCHW */
     cl_ulong pixels_per_item;              /* NHWC */
+    cl_int stream;                         /* streaming stores of the output(s) */
 } clbn_norm_plan;
 
 /* A layout's three kernels of one kind that share the planner's geometry:
@@ -168,7 +170,8 @@ int clbn__is_planar(const clbn_tensor_desc *desc);
 void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *k,
                       const clbn_tensor_desc *desc, clbn_stats_plan *plan);
 /* The geometry of an elementwise pass (normalize, backward dx). */
-void clbn__plan_normalize(const clbn_program *prog, const clbn_kernel_family *k,
+void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
+                          const clbn_kernel_family *k,
                           const clbn_tensor_desc *desc, clbn_norm_plan *plan);
 /* One work-item per channel (finalize, inference params). */
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,

@@ -153,12 +153,21 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     plan->pixels_per_item = ceil_div(pixels_per_group, pixel_parts);
 }
 
-void clbn__plan_normalize(const clbn_program *prog, const clbn_kernel_family *kf,
-                          const clbn_tensor_desc *desc, clbn_norm_plan *plan)
+void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
+                          const clbn_kernel_family *kf, const clbn_tensor_desc *desc,
+                          clbn_norm_plan *plan)
 {
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     memset(plan, 0, sizeof *plan);
     clbn_launch *l = &plan->launch;
+    /* Outputs well beyond the last-level cache (about 32 MB on the machines
+     * measured; ctx->stream_bytes, 48 MiB unless CLBN_STREAM_MB says) are
+     * written with streaming stores, which need every 8-value vector aligned:
+     * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
+     * caches for whatever reads them next. */
+    const size_t out_bytes = N * C * S * clbn__dtype_size(desc->dtype);
+    const int aligned = clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0;
+    plan->stream = aligned && out_bytes >= ctx->stream_bytes;
     if (clbn__is_planar(desc)) {
         const size_t rows = N * C;
         size_t cols = min_sz(round_up(S, VEC), ITEM_ELEMENTS);

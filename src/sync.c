@@ -210,7 +210,7 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
     clbn__plan_per_channel(prog, CLBN_K_SYNC_FINALIZE, desc->c, &finalize);
     clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
     if (have)
-        clbn__plan_normalize(prog, &clbn__normalize_kernels, desc, &np);
+        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &np);
     const cl_ulong C = desc->c, params_offset = 0;
     const clbn_dtype dt = desc->dtype;
     const double m = (double)global_count;
@@ -363,7 +363,7 @@ clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
     clbn_norm_plan np;
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
     if (elementwise)
-        clbn__plan_normalize(prog, &clbn__dx_kernels, desc, &np);
+        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &np);
     const cl_ulong C = desc->c, params_offset = 0;
     clbn_step steps[2];
     /* the global sums are one "split" of the backward's partials */
