@@ -332,6 +332,15 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
+    if (C >= CLBN_NHWC_WIDE) { /* as clbn_normalize_nhwc8 */
+        for (ulong c0 = 0; c0 < C; c0 += 8) {
+            const acc8 mu = vload8(0, params + c0), a = vload8(0, params + C + c0),
+                       b = vload8(0, params + 2 * C + c0), k = vload8(0, params + 3 * C + c0);
+            for (ulong p = p_begin; p < p_end; ++p)
+                DX_EMIT8(p * C + c0, mu, a, b, k);
+        }
+        return;
+    }
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c0 = 0; c0 < C; c0 += 8)

@@ -81,7 +81,11 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
 }
 
 /* NHWC with C % 8 == 0: work-item = a block of whole pixels, all channels,
- * 8 at a time: each work-item streams one contiguous range of memory. */
+ * 8 at a time: each work-item streams one contiguous range of memory. Rows of
+ * CLBN_NHWC_WIDE channels or more go channel vector by channel vector over the
+ * block's few pixels, loading each vector's parameters once for them all;
+ * shorter rows pixel by pixel (their parameters stay in registers' reach). */
+#define CLBN_NHWC_WIDE 256
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
@@ -93,6 +97,15 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
+    if (C >= CLBN_NHWC_WIDE) {
+        for (ulong c0 = 0; c0 < C; c0 += 8) {
+            const acc8 center = vload8(0, params + c0), scale = vload8(0, params + C + c0),
+                       shift = vload8(0, params + 2 * C + c0);
+            for (ulong p = p_begin; p < p_end; ++p)
+                EMIT8(p * C + c0, center, scale, shift);
+        }
+        return;
+    }
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c0 = 0; c0 < C; c0 += 8)

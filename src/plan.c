@@ -19,6 +19,8 @@ enum {
     ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
     NHWC_BLOCK = 64,        /* channels per work-item of the NHWC (C % 8 == 0) reductions */
     NHWC_PARTS_MAX = 8,     /*   and at most this many work-items per group (local memory) */
+    NHWC_WIDE = 256,        /* NHWC elementwise passes: rows this wide (CLBN_NHWC_WIDE in cl/) */
+    NHWC_WIDE_PIXELS = 4,   /*   take this many pixels per work-item */
     VEC = 8
 };
 
@@ -186,7 +188,9 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     }
     const size_t P = N * S;
     if (C % VEC == 0) {
-        size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
+        /* rows of NHWC_WIDE channels or more: a few pixels per work-item,
+         * taken channel vector by channel vector (cl/normalize.cl) */
+        size_t pixels = C >= NHWC_WIDE ? NHWC_WIDE_PIXELS : max_sz(1, ITEM_ELEMENTS / C);
         size_t blocks = ceil_div(P, pixels);
         size_t L = group_size(prog, kf->nhwc8);
         l->kernel = kf->nhwc8;
