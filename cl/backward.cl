@@ -217,6 +217,46 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
     }
 }
 
+/* NHWC with C % 8 == 0 and wide rows: geometry as clbn_stats_nhwc_wide (one
+ * channel vector per work-item over the group's tile, a barrier after each
+ * block of 8 pixels). */
+__kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global const data_t *dy,
+                                             __global const acc *mean, ulong P, ulong C,
+                                             ulong pixels_per_group, uint col_parts,
+                                             ulong pixels_per_item, __global acc2 *partial,
+                                             __global const data_t *y)
+{
+    (void)col_parts;
+    (void)pixels_per_item;
+    const uint g = (uint)get_group_id(1);
+    const ulong c0 = get_global_id(0) * 8;
+    const int active = c0 < C;
+    const ulong p_begin = g * pixels_per_group;
+    const ulong p_end = min(P, p_begin + pixels_per_group);
+    const acc8 mu = active ? vload8(0, mean + c0) : (acc8)(0.0f);
+    acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
+    for (ulong p0 = p_begin; p0 < p_end; p0 += 8) {
+        if (active) {
+            const ulong pe = min(p_end, p0 + 8);
+            for (ulong p = p0; p < pe; ++p) {
+                acc8 g8 = LOAD8(dy, p * C + c0);
+                if (y)
+                    g8 = RELU_GRAD8(g8, LOAD8(y, p * C + c0));
+                a8 += g8;
+                b8 = fma(g8, LOAD8(x, p * C + c0) - mu, b8);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (active) {
+        acc sa[8], sb[8];
+        vstore8(a8, 0, sa);
+        vstore8(b8, 0, sb);
+        for (uint lane = 0; lane < 8; ++lane)
+            partial[g * C + c0 + lane] = (acc2)(sa[lane], sb[lane]);
+    }
+}
+
 /* One work-item per channel. Adds the `splits` partials of channel c in split
  * order (splits may be 0: sums of 0, for a pass that only needs `params`).
  * invstd[c] is given (training: save_invstd) or, when invstd is NULL,

@@ -220,6 +220,53 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
     }
 }
 
+/* NHWC with C % 8 == 0 and wide rows (src/plan.c: C >= 256): group (channel
+ * chunk, pixel tile); work-item l takes channel vector (chunk*L + l) over the
+ * group's whole tile. The barrier after each block of 8 pixels makes the
+ * work-items take their blocks in turn (a CPU runs a group's work-items as a
+ * loop between barriers; a GPU runs them together), so the group reads L*8
+ * contiguous channels of each row at a time instead of one narrow column.
+ * Arguments as clbn_stats_nhwc8 (col_parts, pixels_per_item unused). */
+__kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
+                                   ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
+                                   __global acc4 *partial)
+{
+    (void)col_parts;
+    (void)pixels_per_item;
+    const uint g = (uint)get_group_id(1);
+    const ulong c0 = get_global_id(0) * 8;
+    const int active = c0 < C;
+    const ulong p_begin = g * pixels_per_group;
+    const ulong p_end = min(P, p_begin + pixels_per_group);
+    acc k = 0.0f;
+    acc8 vm = (acc8)(0.0f), vq = (acc8)(0.0f);
+    const acc8 pv = active ? LOAD8(x, c0) : (acc8)(0.0f);
+    ulong p = p_begin;
+    for (; p + 8 <= p_end; p += 8) {
+        if (active)
+            BLOCK8_MERGE(k, vm, vq, x, p * C + c0, C, pv);
+        k += 8.0f;
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    for (; p < p_end; ++p) {
+        const acc kk = k + 1.0f, inv = 1.0f / kk;
+        if (active) {
+            const acc8 d = LOAD8(x, p * C + c0) - pv;
+            const acc8 delta = d - vm;
+            vm += delta * inv;
+            vq += delta * (d - vm);
+        }
+        k = kk;
+    }
+    if (active) {
+        acc m[8], q[8];
+        vstore8(vm, 0, m);
+        vstore8(vq, 0, q);
+        for (uint lane = 0; lane < 8; ++lane)
+            partial[g * C + c0 + lane] = (acc4)(k, m[lane], q[lane], 0.0f);
+    }
+}
+
 /* Running-statistics conventions (clbn_running_update). */
 #define CLBN_UPDATE_PYTORCH 0
 #define CLBN_UPDATE_ONNX 1

@@ -22,6 +22,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_STATS_NCHW,
     CLBN_K_STATS_NHWC,
     CLBN_K_STATS_NHWC8,
+    CLBN_K_STATS_NHWC_WIDE,
     CLBN_K_STATS_FINALIZE,
     CLBN_K_STATS_COMMIT,
     CLBN_K_INFERENCE_PARAMS,
@@ -31,6 +32,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_BWD_REDUCE_NCHW,
     CLBN_K_BWD_REDUCE_NHWC,
     CLBN_K_BWD_REDUCE_NHWC8,
+    CLBN_K_BWD_REDUCE_NHWC_WIDE,
     CLBN_K_BWD_FINALIZE,
     CLBN_K_BWD_DX_NCHW,
     CLBN_K_BWD_DX_NHWC8,
@@ -153,10 +155,11 @@ typedef struct clbn_norm_plan {
     cl_int stream;                         /* streaming stores of the output(s) */
 } clbn_norm_plan;
 
-/* A layout's three kernels of one kind that share the planner's geometry:
- * NCHW (spatial > 1), NHWC with C % 8 == 0, and NHWC for any C. */
+/* A layout's kernels of one kind that share the planner's geometry: NCHW
+ * (spatial > 1), NHWC with C % 8 == 0, NHWC for any C, and, for the
+ * reductions, NHWC with C % 8 == 0 and wide rows (CLBN_K_COUNT: none). */
 typedef struct clbn_kernel_family {
-    clbn_kernel_id nchw, nhwc8, nhwc;
+    clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide;
 } clbn_kernel_family;
 extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
 extern const clbn_kernel_family clbn__reduce_kernels;    /* backward reduction */

@@ -404,8 +404,10 @@ END_TEST
 
 /* NHWC with C % 8 == 0 takes blocks of 64 channels per work-item: channel
  * counts that fill no block, one block and a part, several blocks and a
- * part; pixel counts with and without a remainder of 8. */
-static const size_t block_c[] = {8, 72, 136, 2048};
+ * part; from 256 channels the wide kernels (a group of channel vectors in
+ * step), 264 leaving most of its second group idle; pixel counts with and
+ * without a remainder of 8. */
+static const size_t block_c[] = {8, 72, 136, 264, 2048};
 static const size_t block_ns[][2] = {{3, 7}, {16, 49}};
 
 START_TEST(test_nhwc_channel_blocks)
@@ -1171,7 +1173,7 @@ static Suite *backward_suite(void)
     Suite *s = suite_create("backward");
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
-    tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 8);
+    tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");
