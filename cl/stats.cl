@@ -32,15 +32,12 @@
  * one Chan merge per lane. One division per 64 values instead of per 8, and
  * no chain of dependent updates from vector to vector: the latency of that
  * chain, not memory, limited the plain Welford loop on CPUs. */
-#define BLOCK8_MERGE(k, vmean, vm2, src, at0, stride, pivot)                                 \
+#define BLOCK8_MERGE_BY(k, vmean, vm2, LD, src, at0, stride, pivot)                          \
     do {                                                                                     \
-        const acc8 v0_ = LOAD8(src, (at0)) - (pivot), v1_ = LOAD8(src, (at0) + (stride)) - (pivot); \
-        const acc8 v2_ = LOAD8(src, (at0) + 2 * (stride)) - (pivot);                         \
-        const acc8 v3_ = LOAD8(src, (at0) + 3 * (stride)) - (pivot);                         \
-        const acc8 v4_ = LOAD8(src, (at0) + 4 * (stride)) - (pivot);                         \
-        const acc8 v5_ = LOAD8(src, (at0) + 5 * (stride)) - (pivot);                         \
-        const acc8 v6_ = LOAD8(src, (at0) + 6 * (stride)) - (pivot);                         \
-        const acc8 v7_ = LOAD8(src, (at0) + 7 * (stride)) - (pivot);                         \
+        const acc8 v0_ = LD(src, at0, stride, 0) - (pivot), v1_ = LD(src, at0, stride, 1) - (pivot); \
+        const acc8 v2_ = LD(src, at0, stride, 2) - (pivot), v3_ = LD(src, at0, stride, 3) - (pivot); \
+        const acc8 v4_ = LD(src, at0, stride, 4) - (pivot), v5_ = LD(src, at0, stride, 5) - (pivot); \
+        const acc8 v6_ = LD(src, at0, stride, 6) - (pivot), v7_ = LD(src, at0, stride, 7) - (pivot); \
         const acc8 bm_ = (((v0_ + v1_) + (v2_ + v3_)) + ((v4_ + v5_) + (v6_ + v7_))) * 0.125f; \
         const acc8 e0_ = v0_ - bm_, e1_ = v1_ - bm_, e2_ = v2_ - bm_, e3_ = v3_ - bm_;       \
         const acc8 e4_ = v4_ - bm_, e5_ = v5_ - bm_, e6_ = v6_ - bm_, e7_ = v7_ - bm_;       \
@@ -51,6 +48,13 @@
         (vmean) += delta_ * f_;                                                              \
         (vm2) += q_ + delta_ * delta_ * ((k) * f_);                                          \
     } while (0)
+/* Loaders for BLOCK8_MERGE_BY: vector j of the block is 8 contiguous values
+ * at at0 + j*stride, or (a channel of an NHWC tensor) the 8 values
+ * at0 + (8j + i)*stride, i = 0..7. */
+#define LOAD8_AT(src, at0, stride, j) LOAD8(src, (at0) + (j) * (stride))
+#define GATHER8_AT(src, at0, stride, j) GATHER8((src) + (at0) + (j) * 8 * (stride), stride)
+#define BLOCK8_MERGE(k, vmean, vm2, src, at0, stride, pivot) \
+    BLOCK8_MERGE_BY(k, vmean, vm2, LOAD8_AT, src, at0, stride, pivot)
 
 /* BLOCK8_MERGE, counting the 8 values per lane. */
 #define LANES_PUSH_BLOCK8(k, vmean, vm2, src, at0, stride, pivot)     \

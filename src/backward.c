@@ -143,6 +143,19 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
     clbn_program *prog;
     if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
         return st;
+    const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
+    clbn_launch small;
+    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_BACKWARD, desc, &small)) {
+        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
+        const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+        const clbn_step step = CLBN_STEP(small, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_MEM(y),
+                                         ARG_MEM(dz), ARG(N), ARG(C), ARG(S),
+                                         ARG_REAL(inv_m, desc->dtype), ARG_MEM(weight),
+                                         ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_MEM(dweight),
+                                         ARG_MEM(dbias));
+        return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
+                         event_wait_list, event);
+    }
     clbn_stats_plan sp;
     clbn_norm_plan np;
     clbn_launch finalize;
@@ -155,7 +168,6 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
     const cl_ulong C = desc->c;
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
     const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
-    const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
     clbn_step steps[3];
     steps[0] = clbn__reduce_step(&sp, desc, x, dy, save_mean, y);
     steps[1] = clbn__bwd_finalize_step(&finalize, desc->dtype, ARG_SCRATCH, sp.splits, C, save_mean, save_invstd, NULL, 0.0f, inv_m, weight,

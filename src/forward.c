@@ -123,6 +123,22 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     clbn_program *prog;
     if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
         return st;
+    const clbn_dtype dt = desc->dtype;
+    const cl_int upd = (cl_int)update;
+    clbn_launch small;
+    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_TRAINING, desc, &small)) {
+        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
+        const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+        const cl_int relu = op != CLBN_FUSED_NONE;
+        const clbn_step step = CLBN_STEP(
+            small, ARG_MEM(x), ARG_MEM(z), ARG_MEM(y), ARG(N), ARG(C), ARG(S),
+            ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
+            ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(weight), ARG_MEM(bias),
+            ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(save_mean), ARG_MEM(save_invstd),
+            ARG(relu));
+        return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
+                         event_wait_list, event);
+    }
     clbn_stats_plan sp;
     clbn_norm_plan np;
     clbn_launch finalize, commit;
@@ -137,8 +153,6 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4;
     const size_t scratch_bytes = (size_t)(params_offset + 5 * C) * clbn__param_size(desc->dtype);
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? S : 1;
-    const clbn_dtype dt = desc->dtype;
-    const cl_int upd = (cl_int)update;
     clbn_step steps[4];
     steps[0] = clbn__stats_step(&sp, desc, x);
     steps[1] = CLBN_STEP(finalize, ARG_SCRATCH, ARG(sp.splits), ARG(C), ARG_MEM(x), ARG(pivot_stride),

@@ -47,6 +47,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_SYNC_FINALIZE,
     CLBN_K_SYNC_SUMS,
     CLBN_K_SYNC_MERGE_SUMS,
+    CLBN_K_SMALL_TRAINING,
+    CLBN_K_SMALL_BACKWARD,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -176,6 +178,10 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
 void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
                           const clbn_kernel_family *k,
                           const clbn_tensor_desc *desc, clbn_norm_plan *plan);
+/* Whether the tensor is small enough for the one-kernel training forward or
+ * backward (cl/small.cl: one work-item per channel); if so, its launch. */
+int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
+                     const clbn_tensor_desc *desc, clbn_launch *launch);
 /* One work-item per channel (finalize, inference params). */
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
                             clbn_launch *launch);

@@ -21,6 +21,8 @@ enum {
     NHWC_PARTS_MAX = 8,     /*   and at most this many work-items per group (local memory) */
     NHWC_WIDE = 256,        /* NHWC elementwise passes: rows this wide (CLBN_NHWC_WIDE in cl/) */
     NHWC_WIDE_PIXELS = 4,   /*   take this many pixels per work-item */
+    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
+    SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
     VEC = 8
 };
 
@@ -231,6 +233,30 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     l->local[0] = min_sz(L, blocks);
     l->global[0] = round_up(blocks, l->local[0]);
     plan->pixels_per_item = pixels;
+}
+
+int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
+                     const clbn_tensor_desc *desc, clbn_launch *launch)
+{
+    const size_t C = desc->c, elements = desc->n * C * desc->spatial;
+    const size_t cus = ctx->compute_units;
+    /* planar tensors only, a work-item per channel (cl/small.cl) */
+    if (!clbn__is_planar(desc))
+        return 0;
+    const size_t items = C;
+    if (elements > SMALL_ELEMENTS || items < SMALL_ITEMS_PER_CU * cus)
+        return 0;
+    /* two groups per compute unit at least */
+    const size_t want = max_sz(1, items / (2 * cus));
+    size_t L = group_size(prog, kernel);
+    while (L > want)
+        L /= 2;
+    launch->kernel = kernel;
+    launch->dims = 1;
+    launch->local[0] = L;
+    launch->global[0] = round_up(items, L);
+    launch->local[1] = launch->global[1] = 1;
+    return 1;
 }
 
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,

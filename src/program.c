@@ -37,6 +37,8 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_SYNC_FINALIZE] = "clbn_sync_finalize",
     [CLBN_K_SYNC_SUMS] = "clbn_sync_sums",
     [CLBN_K_SYNC_MERGE_SUMS] = "clbn_sync_merge_sums",
+    [CLBN_K_SMALL_TRAINING] = "clbn_small_training",
+    [CLBN_K_SMALL_BACKWARD] = "clbn_small_backward",
 };
 
 static void build_options(clbn_dtype dtype, char *buf, size_t len)

@@ -427,9 +427,13 @@ END_TEST
 START_TEST(test_large_mean)
 {
     for (int training = 1; training >= 0; training--) {
-        for (int nhwc = 0; nhwc < 2; nhwc++) {
-            bn_case k = make_case(32, 8, 3136, nhwc ? CLBN_LAYOUT_NHWC : CLBN_LAYOUT_NCHW,
-                                  training);
+        for (int shape = 0; shape < 3; shape++) {
+            /* the tiled kernels in both layouts, and the one-kernel path of
+             * small NCHW tensors (cl/small.cl) */
+            const int nhwc = shape == 1;
+            bn_case k = shape < 2 ? make_case(32, 8, 3136, nhwc ? CLBN_LAYOUT_NHWC : CLBN_LAYOUT_NCHW,
+                                              training)
+                                  : make_case(8, 16, 200, CLBN_LAYOUT_NCHW, training);
             k.data_mean = 1e4;
             k.data_spread = 1.0;
             k.data_std = 0.1;

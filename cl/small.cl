@@ -1,0 +1,161 @@
+/* Small tensors (src/plan.c, clbn__plan_small, decides): one work-item per
+ * channel makes a whole training forward or training backward in one kernel,
+ * without partials, barriers or a finalize step. On a CPU device a call's cost
+ * there is mostly the launches (PoCL: about 60 us to wake its workers, then a
+ * few us per kernel), so one kernel instead of three or four is what counts.
+ * Same numerics as the tiled kernels: statistics of x - pivot by per-lane
+ * Welford in blocks (stats.cl), merged in a fixed order; results are bitwise
+ * reproducible (they may differ in the last bits from the tiled kernels').
+ * Planar tensors only (NCHW, spatial > 1): work-item c takes channel c, whose
+ * values are the rows x[(n*C + c)*S + s]. (A pixel-major variant, a work-item
+ * per 8 channels, ran no faster than the tiled kernels there, so NHWC keeps
+ * them.) Needs common.cl, stats.cl and backward.cl. */
+
+/* The statistics of d = x - pivot over planar channel c's rows. */
+inline stat_t small_stats(__global const data_t *x, ulong N, ulong C, ulong S, ulong c, acc pivot)
+{
+    const acc8 pv = (acc8)(pivot);
+    acc k = 0.0f;
+    acc8 vm = (acc8)(0.0f), vq = (acc8)(0.0f);
+    stat_t tail = stat_empty();
+    for (ulong n = 0; n < N; ++n) {
+        const ulong base = (n * C + c) * S;
+        ulong s = 0;
+        for (; s + 64 <= S; s += 64)
+            LANES_PUSH_BLOCK8(k, vm, vq, x, base + s, 8, pv);
+        for (; s + 8 <= S; s += 8) {
+            const acc8 d = LOAD8(x, base + s) - pv;
+            LANES_PUSH(k, vm, vq, d);
+        }
+        for (; s < S; ++s)
+            tail = stat_push(tail, LOAD1(x, base + s) - pivot);
+    }
+    const stat_t st = k > 0.0f ? stat_from_lanes(k, vm, vq) : stat_empty();
+    return stat_merge(st, tail);
+}
+
+/* The training forward: clbn_stats_* + clbn_stats_finalize + clbn_normalize_*
+ * + clbn_stats_commit in one (arguments as those kernels'; update: 0
+ * PyTorch, 1 ONNX; relu: the fused op's ReLU; z may be NULL). y may alias x:
+ * a channel's values are all read before any is written, by one work-item. */
+__kernel void clbn_small_training(__global const data_t *x, __global const data_t *z,
+                                  __global data_t *y, ulong N, ulong C, ulong S,
+                                  acc inv_m, acc unbias, acc epsilon, acc momentum, int update,
+                                  __global const acc *weight, __global const acc *bias,
+                                  __global acc *running_mean, __global acc *running_var,
+                                  __global acc *save_mean, __global acc *save_invstd, int relu)
+{
+    const ulong c = get_global_id(0);
+    if (c >= C)
+        return;
+    const acc pivot = LOAD1(x, c * S);
+    const stat_t st = small_stats(x, N, C, S, c, pivot);
+    const acc mean = pivot + st.mean;
+    const acc var = st.m2 * inv_m;
+    const acc invstd = 1.0f / sqrt(var + epsilon);
+    if (save_mean)
+        save_mean[c] = mean;
+    if (save_invstd)
+        save_invstd[c] = invstd;
+    if (running_mean) {
+        if (update == 1) { /* ONNX: momentum weights the old value, biased variance */
+            running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
+            running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
+        } else {
+            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
+        }
+    }
+    const acc scale = (weight ? weight[c] : 1.0f) * invstd;
+    const acc shift = (bias ? bias[c] : 0.0f) - st.mean * scale;
+    for (ulong n = 0; n < N; ++n) {
+        const ulong base = (n * C + c) * S;
+        ulong s = 0;
+        for (; s + 8 <= S; s += 8) {
+            acc8 r = fma(LOAD8(x, base + s) - pivot, (acc8)(scale), (acc8)(shift));
+            if (z)
+                r += LOAD8(z, base + s);
+            if (relu)
+                r = RELU8(r);
+            STORE8(r, y, base + s);
+        }
+        for (; s < S; ++s) {
+            acc r = fma(LOAD1(x, base + s) - pivot, scale, shift);
+            if (z)
+                r += LOAD1(z, base + s);
+            if (relu)
+                r = RELU1(r);
+            STORE1(r, y, base + s);
+        }
+    }
+}
+
+/* The training backward: clbn_backward_reduce_* + clbn_backward_finalize +
+ * clbn_backward_dx_* in one (arguments as those kernels'; y: the fused ReLU's
+ * output, the mask, or NULL; dz: the residual's gradient, or NULL; dx may be
+ * NULL or alias dy). */
+__kernel void clbn_small_backward(__global const data_t *x, __global const data_t *dy,
+                                  __global data_t *dx, __global const data_t *y,
+                                  __global data_t *dz, ulong N, ulong C, ulong S,
+                                  acc inv_m, __global const acc *weight,
+                                  __global const acc *mean, __global const acc *invstd,
+                                  __global acc *dweight, __global acc *dbias)
+{
+    const ulong c = get_global_id(0);
+    if (c >= C)
+        return;
+    const acc mu = mean[c], ist = invstd[c];
+    acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
+    acc a1 = 0.0f, b1 = 0.0f;
+    for (ulong n = 0; n < N; ++n) {
+        const ulong base = (n * C + c) * S;
+        ulong s = 0;
+        for (; s + 8 <= S; s += 8) {
+            acc8 g = LOAD8(dy, base + s);
+            if (y)
+                g = RELU_GRAD8(g, LOAD8(y, base + s));
+            a8 += g;
+            b8 = fma(g, LOAD8(x, base + s) - mu, b8);
+        }
+        for (; s < S; ++s) {
+            acc g = LOAD1(dy, base + s);
+            if (y)
+                g = RELU_GRAD1(g, LOAD1(y, base + s));
+            a1 += g;
+            b1 = fma(g, LOAD1(x, base + s) - mu, b1);
+        }
+    }
+    const acc sum = bwd_sum8(a8) + a1, sumx = bwd_sum8(b8) + b1;
+    if (dweight)
+        dweight[c] = sumx * ist;
+    if (dbias)
+        dbias[c] = sum;
+    if (!dx && !dz)
+        return;
+    const acc a = (weight ? weight[c] : 1.0f) * ist;
+    const acc b = -a * (ist * ist) * (sumx * inv_m);
+    const acc k = -a * (sum * inv_m);
+    const acc8 mu8 = (acc8)(mu), a8v = (acc8)(a), b8v = (acc8)(b), k8 = (acc8)(k);
+    for (ulong n = 0; n < N; ++n) {
+        const ulong base = (n * C + c) * S;
+        ulong s = 0;
+        for (; s + 8 <= S; s += 8) {
+            acc8 g = LOAD8(dy, base + s);
+            if (y)
+                g = RELU_GRAD8(g, LOAD8(y, base + s));
+            if (dz)
+                STORE8(g, dz, base + s);
+            if (dx)
+                STORE8(BWD_DX(g, LOAD8(x, base + s), mu8, a8v, b8v, k8), dx, base + s);
+        }
+        for (; s < S; ++s) {
+            acc g = LOAD1(dy, base + s);
+            if (y)
+                g = RELU_GRAD1(g, LOAD1(y, base + s));
+            if (dz)
+                STORE1(g, dz, base + s);
+            if (dx)
+                STORE1(BWD_DX(g, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
+        }
+    }
+}
