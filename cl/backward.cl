@@ -381,6 +381,24 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
         }
         return;
     }
+    if (C <= 64) { /* the whole row's coefficients in registers */
+        const uint nv = (uint)(C / 8);
+        acc8 mu[8], a[8], b[8], k[8];
+#pragma unroll
+        for (uint j = 0; j < 8; ++j) {
+            mu[j] = j < nv ? vload8(0, params + 8 * j) : (acc8)(0.0f);
+            a[j] = j < nv ? vload8(0, params + C + 8 * j) : (acc8)(0.0f);
+            b[j] = j < nv ? vload8(0, params + 2 * C + 8 * j) : (acc8)(0.0f);
+            k[j] = j < nv ? vload8(0, params + 3 * C + 8 * j) : (acc8)(0.0f);
+        }
+        for (ulong p = p_begin; p < p_end; ++p) {
+#pragma unroll
+            for (uint j = 0; j < 8; ++j)
+                if (j < nv)
+                    DX_EMIT8(p * C + 8 * j, mu[j], a[j], b[j], k[j]);
+        }
+        return;
+    }
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c0 = 0; c0 < C; c0 += 8)

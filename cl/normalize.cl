@@ -106,6 +106,23 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         }
         return;
     }
+    if (C <= 64) { /* the whole row's parameters in registers */
+        const uint nv = (uint)(C / 8);
+        acc8 ce[8], sc[8], sh[8];
+#pragma unroll
+        for (uint j = 0; j < 8; ++j) {
+            ce[j] = j < nv ? vload8(0, params + 8 * j) : (acc8)(0.0f);
+            sc[j] = j < nv ? vload8(0, params + C + 8 * j) : (acc8)(0.0f);
+            sh[j] = j < nv ? vload8(0, params + 2 * C + 8 * j) : (acc8)(0.0f);
+        }
+        for (ulong p = p_begin; p < p_end; ++p) {
+#pragma unroll
+            for (uint j = 0; j < 8; ++j)
+                if (j < nv)
+                    EMIT8(p * C + 8 * j, ce[j], sc[j], sh[j]);
+        }
+        return;
+    }
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c0 = 0; c0 < C; c0 += 8)
