@@ -1031,13 +1031,13 @@ CLBN_API clbn_status clbn_sync_sums_allgather(clbn_context *ctx, cl_command_queu
 
 /**
  * @brief clbn_layer_forward with the statistics of the whole group's batch
- * (SyncBatchNorm.forward). In training (or in eval without running
- * statistics) the batch statistics are exchanged as in
- * clbn_sync_stats_allgather and the running statistics, num_batches_tracked
- * and saved statistics updated from them, identically on every participant;
- * in eval with running statistics it is clbn_layer_forward and nothing is
- * exchanged (all participants must be in the same mode: one in train()
- * waits for the others' exchange). desc->n may be 0 (x and y may then be
+ * (SyncBatchNorm.forward). In training the batch statistics are exchanged as
+ * in clbn_sync_stats_allgather and the running statistics,
+ * num_batches_tracked and saved statistics updated from them, identically on
+ * every participant. In eval() it is clbn_layer_forward and nothing is
+ * exchanged, as in PyTorch (so without running statistics each participant
+ * normalizes with its own batch's); all participants must be in the same
+ * mode (one in train() waits for the others' exchange). desc->n may be 0 (x and y may then be
  * NULL). Fused ops are not supported (CLBN_ERROR_INVALID_OPTION). Blocks until the exchange is done; the
  * normalization itself is enqueued (event as clbn_layer_forward).
  */
@@ -1055,8 +1055,11 @@ CLBN_API clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue
  * leaves them: summed over the participants they are the whole batch's
  * gradients, so the usual data-parallel gradient allreduce treats them like
  * every other parameter's (and the same holds in eval()). After a forward
- * that used running statistics, it is clbn_layer_backward (no exchange; with
- * desc->n 0 nothing). Fused ops are not supported (CLBN_ERROR_INVALID_OPTION).
+ * that exchanged nothing (eval()), it is clbn_layer_backward (with desc->n 0
+ * nothing). Fused ops are not supported (CLBN_ERROR_INVALID_OPTION).
+ * clbn_layer_backward after a clbn_layer_forward_sync that exchanged
+ * statistics returns CLBN_ERROR_INVALID_OPTION: its gradient needs the other
+ * participants' sums.
  */
 CLBN_API clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
                                               const clbn_sync_group *group,

@@ -297,6 +297,7 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
             return st;
         layer->last_used_batch_stats = 0;
         layer->forwarded = 1;
+        layer->forward_synced = 0;
         clbn__layer_keep_output(layer, y);
         return clbn__layer_track(layer, done, event);
     }
@@ -319,6 +320,7 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
     if (update)
         layer->num_batches_tracked++;
     layer->forwarded = 1;
+    layer->forward_synced = 0;
     layer->last_used_batch_stats = 1;
     layer->saved_desc = *desc;
     return clbn__layer_track(layer, done, event);
@@ -367,6 +369,9 @@ clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
     /* The backward of the latest forward, as autograd would take it. */
     if (!layer->forwarded)
         return CLBN_ERROR_NO_SAVED_STATISTICS;
+    /* a synchronized forward's gradient needs the other participants' sums */
+    if (layer->forward_synced)
+        return CLBN_ERROR_INVALID_OPTION;
     const int batch = layer->last_used_batch_stats;
     if (batch) {
         const clbn_tensor_desc *s = &layer->saved_desc;

@@ -24,8 +24,10 @@ struct clbn_layer {
     clbn_fused_op op;                   /* fused into the next forwards */
     clbn_fused_op forward_op;           /* the op of the latest forward */
     cl_mem output;                      /* its retained y when that op is not NONE */
-    cl_mem sync_local, sync_global;     /* 3*C values each, for the synchronized calls
+    cl_mem sync_local, sync_global;     /* 4*C values each, for the synchronized calls
                                            (made by the first one) */
+    int forward_synced;                 /* the latest forward exchanged statistics: only
+                                           clbn_layer_backward_sync differentiates it */
 };
 
 /* The tensors a layer's saved state holds for its configuration, in order:

@@ -62,9 +62,8 @@ static clbn_status check_forward(clbn_layer *layer, const clbn_tensor_desc *desc
     return ensure_buffers(layer);
 }
 
-/* eval() with running statistics: the layer's own forward or backward, or,
- * for a participant without samples, nothing (its event completes after the
- * wait list). */
+/* eval(): the layer's own forward or backward, or, for a participant without
+ * samples, nothing (its event completes after the wait list). */
 static clbn_status local_only(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
                               cl_mem x, cl_mem dy, cl_mem out, cl_uint num_wait, const cl_event *wait,
                               cl_event *event, int forward)
@@ -80,6 +79,7 @@ static clbn_status local_only(clbn_layer *layer, cl_command_queue queue, const c
         if (forward) {
             clbn__layer_keep_output(layer, NULL);
             layer->forwarded = 1;
+            layer->forward_synced = 0;
             layer->last_used_batch_stats = 0;
         }
         if (!event)
@@ -98,8 +98,10 @@ clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
 {
     if (!group || group->size < 1 || !group->allgather)
         return CLBN_ERROR_NULL_ARGUMENT;
-    /* eval() with running statistics: nothing to exchange */
-    if (layer && !layer->training && layer->config.track_running_stats)
+    /* eval(): nothing to exchange, as in PyTorch (SyncBatchNorm synchronizes
+     * only in training); without running statistics that normalizes with
+     * this participant's own batch statistics */
+    if (layer && !layer->training)
         return local_only(layer, queue, desc, x, NULL, y, num_events_in_wait_list, event_wait_list,
                           event, 1);
     clbn_status own = layer ? check_forward(layer, desc, y) : CLBN_ERROR_NULL_ARGUMENT;
@@ -130,6 +132,7 @@ clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
     if (update)
         layer->num_batches_tracked++;
     layer->forwarded = 1;
+    layer->forward_synced = 1;
     layer->last_used_batch_stats = 1;
     layer->saved_desc = *desc;
     return clbn__layer_track(layer, done, event);
@@ -162,8 +165,8 @@ clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
 {
     if (!group || group->size < 1 || !group->allgather)
         return CLBN_ERROR_NULL_ARGUMENT;
-    /* after a forward with running statistics: the frozen backward, no exchange */
-    if (layer && layer->forwarded && !layer->last_used_batch_stats)
+    /* after a forward that exchanged nothing (eval()): its own backward */
+    if (layer && layer->forwarded && !layer->forward_synced)
         return local_only(layer, queue, desc, x, dy, dx, num_events_in_wait_list, event_wait_list,
                           event, 0);
     clbn_status own = layer ? check_backward(layer, desc, dx) : CLBN_ERROR_NULL_ARGUMENT;

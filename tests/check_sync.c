@@ -1864,6 +1864,83 @@ END_TEST
  * gradients); the one without succeeds (NULL tensors, an event that
  * completes) and changes nothing (gradients written beforehand stay bitwise,
  * running statistics, num_batches_tracked). */
+/* A group of one whose allgather copies and counts. */
+static int self_allgather(void *user, const void *send, size_t bytes, void *recv)
+{
+    ++*(int *)user;
+    memcpy(recv, send, bytes);
+    return 0;
+}
+
+/* eval() without running statistics exchanges nothing either (PyTorch syncs
+ * only in training): each participant normalizes with its own batch, exactly
+ * as clbn_layer_forward/backward of an unsynchronized layer do; and a
+ * synchronized training forward cannot be differentiated by the plain
+ * backward. */
+START_TEST(test_layer_eval_untracked_and_plain_backward)
+{
+    const size_t C = 6, S = 10, N = 4;
+    clbn_tensor_desc desc = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, N, C, S};
+    const size_t count = tu_count(&desc);
+    tu_rng rng;
+    tu_rng_seed(&rng, 91);
+    float *x = tu_floats(count), *dy = tu_floats(count);
+    tu_fill_input(&rng, &desc, x, 0.5, 1.0, 1.0);
+    tu_fill_input(&rng, &desc, dy, 0.0, 0.5, 1.0);
+    cl_mem X = tu_buffer_floats(x, count), DY = tu_buffer_floats(dy, count);
+    cl_mem Y1 = tu_buffer(count * 4, NULL), Y2 = tu_buffer(count * 4, NULL);
+    cl_mem DX1 = tu_buffer(count * 4, NULL), DX2 = tu_buffer(count * 4, NULL);
+    clbn_layer_config cfg = clbn_layer_config_default(C);
+    cfg.track_running_stats = 0;
+    clbn_layer *synced = NULL, *plain = NULL;
+    TU_OK(clbn_layer_create(tu_ctx(), &cfg, &synced));
+    TU_OK(clbn_layer_create(tu_ctx(), &cfg, &plain));
+    TU_OK(clbn_layer_set_training(synced, 0));
+    TU_OK(clbn_layer_set_training(plain, 0));
+    int calls = 0;
+    clbn_sync_group broken = {2, failing_allgather, &calls};
+    TU_OK(clbn_layer_forward_sync(synced, NULL, &broken, &desc, X, Y1, 0, NULL, NULL));
+    TU_OK(clbn_layer_backward_sync(synced, NULL, &broken, &desc, X, DY, DX1, 0, NULL, NULL));
+    TU_OK(clbn_layer_forward(plain, NULL, &desc, X, Y2, 0, NULL, NULL));
+    TU_OK(clbn_layer_backward(plain, NULL, &desc, X, DY, DX2, 0, NULL, NULL));
+    ck_assert_int_eq(calls, 0);
+    float *a = tu_floats(count), *b = tu_floats(count);
+    tu_read(Y1, a, count * 4);
+    tu_read(Y2, b, count * 4);
+    ck_assert_msg(memcmp(a, b, count * 4) == 0, "eval, untracked: y differs from clbn_layer_forward");
+    tu_read(DX1, a, count * 4);
+    tu_read(DX2, b, count * 4);
+    ck_assert_msg(memcmp(a, b, count * 4) == 0, "eval, untracked: dx differs from clbn_layer_backward");
+
+    /* training: a synchronized forward, then the plain backward is refused */
+    clbn_layer *t = make_layer(tu_ctx(), C, 0.1, NULL, NULL);
+    int self_calls = 0;
+    clbn_sync_group one = {1, self_allgather, &self_calls};
+    TU_OK(clbn_layer_forward_sync(t, NULL, &one, &desc, X, Y1, 0, NULL, NULL));
+    ck_assert_int_eq(self_calls, 2);
+    float g0[6], g1[6];
+    TU_OK(clbn_layer_read(t, CLBN_GRAD_WEIGHT, g0, C));
+    TU_EXPECT(clbn_layer_backward(t, NULL, &desc, X, DY, DX1, 0, NULL, NULL), CLBN_ERROR_INVALID_OPTION);
+    TU_OK(clbn_layer_read(t, CLBN_GRAD_WEIGHT, g1, C));
+    ck_assert_msg(memcmp(g0, g1, sizeof g0) == 0, "refused plain backward changed grad weight");
+    TU_OK(clbn_layer_backward_sync(t, NULL, &one, &desc, X, DY, DX1, 0, NULL, NULL));
+    ck_assert_int_eq(self_calls, 4);
+    clbn_layer_release(t);
+    clbn_layer_release(synced);
+    clbn_layer_release(plain);
+    free(a);
+    free(b);
+    free(x);
+    free(dy);
+    tu_release(X);
+    tu_release(DY);
+    tu_release(Y1);
+    tu_release(Y2);
+    tu_release(DX1);
+    tu_release(DX2);
+}
+END_TEST
+
 START_TEST(test_layer_eval_no_exchange)
 {
     enum { EP = 3 };
@@ -2871,6 +2948,7 @@ static Suite *sync_suite(void)
     tc = tcase_create("group");
     tcase_add_test(tc, test_group_results);
     tcase_add_test(tc, test_layer_eval_no_exchange);
+    tcase_add_test(tc, test_layer_eval_untracked_and_plain_backward);
     tcase_add_test(tc, test_group_mismatch);
     tcase_add_test(tc, test_group_peer_failed);
     tcase_add_test(tc, test_group_too_few);
