@@ -49,20 +49,17 @@ static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, in
         return CLBN_ERROR_NULL_BUFFER;
     if (inference && (st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
         return st;
-    if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) != CLBN_SUCCESS)
+    if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) !=
+        CLBN_SUCCESS)
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = clbn__check_buffer(ctx, x, tensor_bytes, x_required)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, y, tensor_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dy, tensor_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dx, tensor_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dz, tensor_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, stat_a, vector_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, stat_b, vector_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dweight, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dbias, vector_bytes, 0)) != CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, x_required}, {y, tensor_bytes, 0},
+                                      {dy, tensor_bytes, 1}, {dx, tensor_bytes, 0},
+                                      {dz, tensor_bytes, 0}, {weight, vector_bytes, 0},
+                                      {stat_a, vector_bytes, 1}, {stat_b, vector_bytes, 1},
+                                      {dweight, vector_bytes, 0}, {dbias, vector_bytes, 0})) !=
+        CLBN_SUCCESS)
         return st;
     const cl_mem inputs[] = {x, y, dy, weight, stat_a, stat_b};
     const cl_mem outputs[] = {dx, dz, dweight, dbias};

@@ -26,17 +26,15 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
         return st;
     if ((running_mean == NULL) != (running_var == NULL))
         return CLBN_ERROR_RUNNING_STATS_MISMATCH;
-    if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) != CLBN_SUCCESS)
+    if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) !=
+        CLBN_SUCCESS)
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = clbn__check_buffer(ctx, x, tensor_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, z, tensor_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, y, tensor_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, bias, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, running_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, running_var, vector_bytes, 0)) != CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, 1}, {z, tensor_bytes, 0},
+                                      {y, tensor_bytes, 1}, {weight, vector_bytes, 0},
+                                      {bias, vector_bytes, 0}, {running_mean, vector_bytes, 0},
+                                      {running_var, vector_bytes, 0})) != CLBN_SUCCESS)
         return st;
     /* y may replace x or z (each element is read and written by one work-item),
      * never a per-channel buffer. */
@@ -110,8 +108,8 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
     if (update != CLBN_RUNNING_UPDATE_PYTORCH && update != CLBN_RUNNING_UPDATE_ONNX)
         return CLBN_ERROR_INVALID_OPTION;
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = clbn__check_buffer(ctx, save_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, save_invstd, vector_bytes, 0)) != CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {save_mean, vector_bytes, 0}, {save_invstd, vector_bytes, 0})) !=
+        CLBN_SUCCESS)
         return st;
     if ((st = check_training_outputs(x, z, y, weight, bias, running_mean, running_var, save_mean,
                                      save_invstd)) != CLBN_SUCCESS)

@@ -129,6 +129,16 @@ clbn_status clbn__check_launch(const clbn_context *ctx, clbn_dtype dtype, cl_com
 /* A buffer of ctx's cl_context holding at least `bytes`; `required` says
  * whether NULL is an error (CLBN_ERROR_NULL_BUFFER) or allowed. */
 clbn_status clbn__check_buffer(const clbn_context *ctx, cl_mem mem, size_t bytes, int required);
+/* clbn__check_buffer for each entry in order: the first failure's status. */
+typedef struct clbn_buffer_check {
+    cl_mem mem;
+    size_t bytes;
+    int required;
+} clbn_buffer_check;
+clbn_status clbn__check_buffers(const clbn_context *ctx, const clbn_buffer_check *list, size_t n);
+#define CLBN_CHECK_BUFFERS(ctx, ...)                                                        \
+    clbn__check_buffers((ctx), (const clbn_buffer_check[]){__VA_ARGS__},                   \
+                        sizeof((const clbn_buffer_check[]){__VA_ARGS__}) / sizeof(clbn_buffer_check))
 /* A known op; the residual z (is_input) or its gradient dz is given only for
  * CLBN_FUSED_ADD_RELU, where z is required and dz optional. */
 clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input);

@@ -57,8 +57,8 @@ static clbn_status check_merge(clbn_context *ctx, cl_command_queue *queue, int *
     if (st != CLBN_SUCCESS)
         return st;
     const size_t set_bytes = channels * per_channel * width;
-    if ((st = clbn__check_buffer(ctx, sets, set_bytes * num_sets, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, out, set_bytes, 1)) != CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {sets, set_bytes * num_sets, 1}, {out, set_bytes, 1})) !=
+        CLBN_SUCCESS)
         return st;
     return sets == out ? CLBN_ERROR_INVALID_ALIASING : CLBN_SUCCESS;
 }
@@ -83,10 +83,9 @@ clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
                                  event_wait_list)) != CLBN_SUCCESS)
         return st;
     const size_t width = clbn__param_size(desc->dtype);
-    if ((st = clbn__check_buffer(ctx, x, elements * clbn__dtype_size(desc->dtype), elements > 0)) !=
-            CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, local_stats, desc->c * CLBN_SYNC_STATS_VALUES * width, 1)) !=
-            CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, elements * clbn__dtype_size(desc->dtype), elements > 0},
+                                      {local_stats, desc->c * CLBN_SYNC_STATS_VALUES * width, 1})) !=
+        CLBN_SUCCESS)
         return st;
     if (local_stats == x)
         return CLBN_ERROR_INVALID_ALIASING;
@@ -129,8 +128,8 @@ clbn_status clbn_sync_merge_stats(clbn_context *ctx, cl_command_queue queue, clb
     if ((st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
         return st;
     const size_t vector_bytes = channels * clbn__param_size(dtype);
-    if ((st = clbn__check_buffer(ctx, mean, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, invstd, vector_bytes, 0)) != CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {mean, vector_bytes, 0}, {invstd, vector_bytes, 0})) !=
+        CLBN_SUCCESS)
         return st;
     const cl_mem taken[] = {sets, global_stats};
     if (aliases(mean, taken, 2) || aliases(invstd, taken, 2) || (mean && mean == invstd))
@@ -178,16 +177,13 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
     const int have = elements > 0;
-    if ((st = clbn__check_buffer(ctx, x, tensor_bytes, have)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, y, tensor_bytes, have)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, bias, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, running_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, running_var, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, global_stats, vector_bytes * CLBN_SYNC_STATS_VALUES, 1)) !=
-            CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, save_mean, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, save_invstd, vector_bytes, 0)) != CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, have}, {y, tensor_bytes, have},
+                                      {weight, vector_bytes, 0}, {bias, vector_bytes, 0},
+                                      {running_mean, vector_bytes, 0},
+                                      {running_var, vector_bytes, 0},
+                                      {global_stats, vector_bytes * CLBN_SYNC_STATS_VALUES, 1},
+                                      {save_mean, vector_bytes, 0}, {save_invstd, vector_bytes, 0})) !=
+        CLBN_SUCCESS)
         return st;
     if ((st = check_global_count(global_count, desc->n * desc->spatial)) != CLBN_SUCCESS)
         return st;
@@ -252,11 +248,10 @@ clbn_status clbn_sync_backward_reduce(clbn_context *ctx, cl_command_queue queue,
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t width = clbn__param_size(desc->dtype), vector_bytes = desc->c * width;
-    if ((st = clbn__check_buffer(ctx, x, tensor_bytes, have)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dy, tensor_bytes, have)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, save_mean, vector_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, local_sums, vector_bytes * CLBN_SYNC_SUMS_VALUES, 1)) !=
-            CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, have}, {dy, tensor_bytes, have},
+                                      {save_mean, vector_bytes, 1},
+                                      {local_sums, vector_bytes * CLBN_SYNC_SUMS_VALUES, 1})) !=
+        CLBN_SUCCESS)
         return st;
     const cl_mem inputs[] = {x, dy, save_mean};
     if (aliases(local_sums, inputs, 3))
@@ -328,16 +323,12 @@ clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = clbn__check_buffer(ctx, x, tensor_bytes, have)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dy, tensor_bytes, have)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dx, tensor_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, weight, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, save_mean, vector_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, save_invstd, vector_bytes, 1)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, global_sums, vector_bytes * CLBN_SYNC_SUMS_VALUES, 1)) !=
-            CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dweight, vector_bytes, 0)) != CLBN_SUCCESS ||
-        (st = clbn__check_buffer(ctx, dbias, vector_bytes, 0)) != CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, have}, {dy, tensor_bytes, have},
+                                      {dx, tensor_bytes, 0}, {weight, vector_bytes, 0},
+                                      {save_mean, vector_bytes, 1}, {save_invstd, vector_bytes, 1},
+                                      {global_sums, vector_bytes * CLBN_SYNC_SUMS_VALUES, 1},
+                                      {dweight, vector_bytes, 0}, {dbias, vector_bytes, 0})) !=
+        CLBN_SUCCESS)
         return st;
     if ((st = check_global_count(global_count, desc->n * desc->spatial)) != CLBN_SUCCESS)
         return st;

@@ -131,6 +131,16 @@ clbn_status clbn__check_buffer(const clbn_context *ctx, cl_mem mem, size_t bytes
     return CLBN_SUCCESS;
 }
 
+clbn_status clbn__check_buffers(const clbn_context *ctx, const clbn_buffer_check *list, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        clbn_status st = clbn__check_buffer(ctx, list[i].mem, list[i].bytes, list[i].required);
+        if (st != CLBN_SUCCESS)
+            return st;
+    }
+    return CLBN_SUCCESS;
+}
+
 clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input)
 {
     if (op != CLBN_FUSED_NONE && op != CLBN_FUSED_RELU && op != CLBN_FUSED_ADD_RELU)
