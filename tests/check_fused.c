@@ -19,6 +19,8 @@ static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 25},  /* the 8-channel vector kernels */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 7, 5, 1},
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 64, 3136},
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel (cl/small.cl) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* wide rows (C >= 256) */
 };
 
 static double relu(double v)
