@@ -267,6 +267,26 @@ void clbn__layer_keep_output(clbn_layer *layer, cl_mem y)
     layer->output = y;
 }
 
+double clbn__layer_momentum(const clbn_layer *layer)
+{
+    return layer->config.momentum == CLBN_MOMENTUM_CUMULATIVE
+               ? 1.0 / (double)(layer->num_batches_tracked + 1)
+               : layer->config.momentum;
+}
+
+void clbn__layer_record_forward(clbn_layer *layer, const clbn_tensor_desc *desc, cl_mem y,
+                                int batch_stats, int counted, int synced)
+{
+    clbn__layer_keep_output(layer, y);
+    if (counted)
+        layer->num_batches_tracked++;
+    layer->forwarded = 1;
+    layer->forward_synced = synced;
+    layer->last_used_batch_stats = batch_stats;
+    if (batch_stats)
+        layer->saved_desc = *desc;
+}
+
 clbn_status clbn_layer_forward(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
                                cl_mem x, cl_mem y, cl_uint num_events_in_wait_list,
                                const cl_event *event_wait_list, cl_event *event)
@@ -295,20 +315,13 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
                                           &done);
         if (st != CLBN_SUCCESS)
             return st;
-        layer->last_used_batch_stats = 0;
-        layer->forwarded = 1;
-        layer->forward_synced = 0;
-        clbn__layer_keep_output(layer, y);
+        clbn__layer_record_forward(layer, desc, y, 0, 0, 0);
         return clbn__layer_track(layer, done, event);
     }
     /* Batch statistics: training, or eval without running statistics (which
      * then neither updates nor counts anything, as in PyTorch). */
     const int update = layer->training && cfg->track_running_stats;
-    double momentum = 0.0;
-    if (update)
-        momentum = cfg->momentum == CLBN_MOMENTUM_CUMULATIVE
-                       ? 1.0 / (double)(layer->num_batches_tracked + 1)
-                       : cfg->momentum;
+    const double momentum = update ? clbn__layer_momentum(layer) : 0.0;
     cl_event done = NULL;
     st = clbn_forward_training_fused(layer->ctx, queue, desc, layer->op, x, z, y, w, b,
                                      update ? rm : NULL, update ? rv : NULL, momentum, cfg->epsilon,
@@ -316,19 +329,13 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
                                      event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
-    clbn__layer_keep_output(layer, y);
-    if (update)
-        layer->num_batches_tracked++;
-    layer->forwarded = 1;
-    layer->forward_synced = 0;
-    layer->last_used_batch_stats = 1;
-    layer->saved_desc = *desc;
+    clbn__layer_record_forward(layer, desc, y, 1, update, 0);
     return clbn__layer_track(layer, done, event);
 }
 
 /* grad_weight += step_dweight and grad_bias += step_dbias on the device, after `after`. */
-clbn_status clbn__layer_accumulate(clbn_layer *layer, cl_command_queue queue, cl_event after,
-                                   cl_event *done)
+static clbn_status accumulate(clbn_layer *layer, cl_command_queue queue, cl_event after,
+                              cl_event *done)
 {
     clbn_context *ctx = layer->ctx;
     clbn_program *prog;
@@ -345,6 +352,21 @@ clbn_status clbn__layer_accumulate(clbn_layer *layer, cl_command_queue queue, cl
                   ARG_MEM(layer->tensors[CLBN_GRAD_BIAS]), ARG_MEM(layer->step_dbias), ARG(C));
     /* in_order = 0: the step waits for `after` whatever the queue. */
     return clbn__run(ctx, prog, queue, 0, 0, &step, 1, 1, &after, done);
+}
+
+clbn_status clbn__layer_backward_done(clbn_layer *layer, cl_command_queue queue, cl_event done,
+                                     cl_event *event)
+{
+    if (layer->config.affine) {
+        /* autograd accumulates: grad += this step's gradient */
+        cl_event acc = NULL;
+        clbn_status st = accumulate(layer, queue, done, &acc);
+        clReleaseEvent(done);
+        if (st != CLBN_SUCCESS)
+            return st;
+        done = acc;
+    }
+    return clbn__layer_track(layer, done, event);
 }
 
 clbn_status clbn_layer_backward(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
@@ -394,16 +416,7 @@ clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
                                            num_events_in_wait_list, event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
-    if (cfg->affine) {
-        /* autograd accumulates: grad += this step's gradient */
-        cl_event acc = NULL;
-        st = clbn__layer_accumulate(layer, queue, done, &acc);
-        clReleaseEvent(done);
-        if (st != CLBN_SUCCESS)
-            return st;
-        done = acc;
-    }
-    return clbn__layer_track(layer, done, event);
+    return clbn__layer_backward_done(layer, queue, done, event);
 }
 
 static clbn_status check_tensor(const clbn_layer *layer, clbn_layer_tensor which, const void *host,

@@ -44,8 +44,17 @@ clbn_status clbn__layer_write_state(clbn_layer *layer, const clbn_layer_tensor *
 clbn_status clbn__layer_track(clbn_layer *layer, cl_event done, cl_event *event);
 /* Remembers the forward's op and keeps y for the backward's ReLU mask. */
 void clbn__layer_keep_output(clbn_layer *layer, cl_mem y);
-/* grad += this backward's step gradients, after `after`. */
-clbn_status clbn__layer_accumulate(clbn_layer *layer, cl_command_queue queue, cl_event after,
-                                   cl_event *done);
+/* The end of every backward: (affine) grad += this step's gradients after
+ * `done` (which it releases), then tracks the last event as the layer's. */
+clbn_status clbn__layer_backward_done(clbn_layer *layer, cl_command_queue queue, cl_event done,
+                                      cl_event *event);
+/* The momentum of a forward that updates the running statistics (the
+ * cumulative average's 1/(num_batches_tracked + 1) for CLBN_MOMENTUM_CUMULATIVE). */
+double clbn__layer_momentum(const clbn_layer *layer);
+/* Records a successful forward: its y (kept for a fused op's mask), whether
+ * it used batch statistics (then desc is saved for the backward), whether it
+ * counted in num_batches_tracked, and whether it exchanged statistics. */
+void clbn__layer_record_forward(clbn_layer *layer, const clbn_tensor_desc *desc, cl_mem y,
+                                int batch_stats, int counted, int synced);
 
 #endif

@@ -76,12 +76,8 @@ static clbn_status local_only(clbn_layer *layer, cl_command_queue queue, const c
         if ((st = clbn__check_launch(layer->ctx, desc->dtype, &queue, &(int){0}, num_wait, wait)) !=
             CLBN_SUCCESS)
             return st;
-        if (forward) {
-            clbn__layer_keep_output(layer, NULL);
-            layer->forwarded = 1;
-            layer->forward_synced = 0;
-            layer->last_used_batch_stats = 0;
-        }
+        if (forward)
+            clbn__layer_record_forward(layer, desc, NULL, 0, 0, 0);
         if (!event)
             return CLBN_SUCCESS;
         return clbn__from_cl(clEnqueueMarkerWithWaitList(queue, num_wait, wait, event));
@@ -115,11 +111,7 @@ clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
 
     const clbn_layer_config *cfg = &layer->config;
     const int update = layer->training && cfg->track_running_stats;
-    double momentum = 0.0;
-    if (update)
-        momentum = cfg->momentum == CLBN_MOMENTUM_CUMULATIVE
-                       ? 1.0 / (double)(layer->num_batches_tracked + 1)
-                       : cfg->momentum;
+    const double momentum = update ? clbn__layer_momentum(layer) : 0.0;
     cl_event done = NULL;
     st = clbn_sync_forward_training(
         layer->ctx, queue, desc, x, y, layer->tensors[CLBN_WEIGHT], layer->tensors[CLBN_BIAS],
@@ -128,13 +120,7 @@ clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
         total, layer->save_mean, layer->save_invstd, num_events_in_wait_list, event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
-    clbn__layer_keep_output(layer, NULL);
-    if (update)
-        layer->num_batches_tracked++;
-    layer->forwarded = 1;
-    layer->forward_synced = 1;
-    layer->last_used_batch_stats = 1;
-    layer->saved_desc = *desc;
+    clbn__layer_record_forward(layer, desc, NULL, 1, update, 1);
     return clbn__layer_track(layer, done, event);
 }
 
@@ -188,7 +174,7 @@ clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
     if (st != CLBN_SUCCESS)
         return st;
     if (layer->config.affine) {
-        cl_event grads = NULL, acc = NULL;
+        cl_event grads = NULL;
         clbn_tensor_desc sums_only = *desc; /* no tensors: dweight and dbias from the sums */
         sums_only.n = 0;
         st = clbn_sync_backward_dx(layer->ctx, queue, &sums_only, NULL, NULL, NULL, NULL, layer->save_mean,
@@ -197,11 +183,7 @@ clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
         clReleaseEvent(done);
         if (st != CLBN_SUCCESS)
             return st;
-        st = clbn__layer_accumulate(layer, queue, grads, &acc);
-        clReleaseEvent(grads);
-        if (st != CLBN_SUCCESS)
-            return st;
-        done = acc;
+        done = grads;
     }
-    return clbn__layer_track(layer, done, event);
+    return clbn__layer_backward_done(layer, queue, done, event);
 }

@@ -500,8 +500,8 @@ static void to_param(clbn_dtype dtype, const double *from, size_t channels, uint
 /* Reads this participant's set (values*C) from `local_buf` after `ready`,
  * runs the exchange and writes the merged set to `out`. The local work is
  * skipped when own is already an error; the exchange always happens. */
-static clbn_status exchange_and_write(clbn_context *ctx, cl_command_queue queue,
-                                      const clbn_sync_group *group, clbn_status own,
+static clbn_status exchange_and_write(cl_command_queue queue, const clbn_sync_group *group,
+                                      clbn_status own,
                                       const clbn_tensor_desc *desc, uint32_t values,
                                       cl_mem local_buf, cl_event ready, cl_mem out,
                                       uint64_t *total)
@@ -529,7 +529,6 @@ static clbn_status exchange_and_write(clbn_context *ctx, cl_command_queue queue,
         *total = sum;
     free(local);
     free(merged);
-    (void)ctx;
     return st;
 }
 
@@ -545,7 +544,7 @@ clbn_status clbn__sync_stats_group(clbn_context *ctx, cl_command_queue queue,
             queue = ctx->queue;
         own = clbn_sync_local_stats(ctx, queue, desc, x, local_buf, num_wait, wait, &ready);
     }
-    clbn_status st = exchange_and_write(ctx, queue, group, own, desc, CLBN_SYNC_STATS_VALUES,
+    clbn_status st = exchange_and_write(queue, group, own, desc, CLBN_SYNC_STATS_VALUES,
                                         local_buf, ready, global_stats, global_count);
     if (ready)
         clReleaseEvent(ready);
@@ -565,7 +564,7 @@ clbn_status clbn__sync_sums_group(clbn_context *ctx, cl_command_queue queue,
         own = clbn_sync_backward_reduce(ctx, queue, desc, x, dy, save_mean, local_buf, num_wait, wait,
                                         &ready);
     }
-    clbn_status st = exchange_and_write(ctx, queue, group, own, desc, CLBN_SYNC_SUMS_VALUES,
+    clbn_status st = exchange_and_write(queue, group, own, desc, CLBN_SYNC_SUMS_VALUES,
                                         local_buf, ready, global_sums, global_count);
     if (ready)
         clReleaseEvent(ready);
