@@ -21,38 +21,11 @@
 
 /* ---- typed tensors ------------------------------------------------------- */
 
-static size_t esize(clbn_dtype t)
-{
-    return t == CLBN_FLOAT64 ? 8 : t == CLBN_FLOAT32 ? 4 : 2;
-}
-
 static size_t psize(clbn_dtype t)
 {
     return t == CLBN_FLOAT64 ? 8 : 4;
 }
 
-/* Rounds v to the format in place and returns its encoding. */
-static void *encode(clbn_dtype t, float *v, size_t n)
-{
-    unsigned char *out = tu_alloc(n * esize(t));
-    for (size_t i = 0; i < n; ++i) {
-        if (t == CLBN_FLOAT16) {
-            uint16_t h = tu_float_to_half(v[i]);
-            v[i] = tu_half_to_float(h);
-            memcpy(out + 2 * i, &h, 2);
-        } else if (t == CLBN_BFLOAT16) {
-            uint16_t b = tu_float_to_bf16(v[i]);
-            v[i] = tu_bf16_to_float(b);
-            memcpy(out + 2 * i, &b, 2);
-        } else if (t == CLBN_FLOAT64) {
-            double d = v[i];
-            memcpy(out + 8 * i, &d, 8);
-        } else {
-            memcpy(out + 4 * i, &v[i], 4);
-        }
-    }
-    return out;
-}
 
 /* A device buffer of per-channel values in the type's parameter format. */
 static cl_mem param_buffer(clbn_dtype t, const float *v, size_t n)
@@ -70,7 +43,7 @@ static cl_mem param_buffer(clbn_dtype t, const float *v, size_t n)
 /* Reads a tensor (is_param: a per-channel vector) as doubles. */
 static double *read_typed(clbn_dtype t, cl_mem m, size_t n, int is_param)
 {
-    const size_t w = is_param ? psize(t) : esize(t);
+    const size_t w = is_param ? psize(t) : tu_dtype_size(t);
     unsigned char *raw = tu_alloc(n * w);
     tu_read(m, raw, n * w);
     double *out = tu_doubles(n);
@@ -239,8 +212,8 @@ static void make_case(case_data *k, clbn_dtype t, const clbn_tensor_desc *shape,
     tu_fill_uniform(&rng, k->b, k->C, -0.5, 0.5);
     tu_fill_uniform(&rng, k->rm, k->C, -1, 1);
     tu_fill_uniform(&rng, k->rv, k->C, 0.5, 2);
-    void *ex = encode(t, k->x, k->count), *edy = encode(t, k->dy, k->count), *ez = encode(t, k->z, k->count);
-    const size_t tb = k->count * esize(t), pb = k->C * psize(t);
+    void *ex = tu_encode_tensor(t, k->x, k->count), *edy = tu_encode_tensor(t, k->dy, k->count), *ez = tu_encode_tensor(t, k->z, k->count);
+    const size_t tb = k->count * tu_dtype_size(t), pb = k->C * psize(t);
     k->mx = tu_buffer(tb, ex), k->mdy = tu_buffer(tb, edy), k->mz = tu_buffer(tb, ez);
     k->my = tu_buffer(tb, NULL), k->mdx = tu_buffer(tb, NULL);
     k->mw = param_buffer(t, k->w, k->C), k->mb = param_buffer(t, k->b, k->C);
@@ -367,9 +340,9 @@ START_TEST(test_nan_inf_isolated)
             float *x = k.x;
             x[ref_index(&sh, 1, 0, 3)] = NAN;
             x[ref_index(&sh, 2, 1, 5)] = INFINITY;
-            void *ex = encode(t, x, k.count);
+            void *ex = tu_encode_tensor(t, x, k.count);
             tu_release(k.mx);
-            k.mx = tu_buffer(k.count * esize(t), ex);
+            k.mx = tu_buffer(k.count * tu_dtype_size(t), ex);
             free(ex);
             TU_OK(clbn_forward_training(tu_ctx(), NULL, &k.desc, k.mx, k.my, k.mw, k.mb, k.mrm, k.mrv, 0.1, 1e-5,
                                         k.msm, k.msi, 0, NULL, NULL));
@@ -466,13 +439,13 @@ START_TEST(test_determinism)
         const clbn_dtype t = types[ti];
         case_data k;
         make_case(&k, t, &shapes[4], 77);
-        unsigned char *first = tu_alloc(k.count * esize(t)), *second = tu_alloc(k.count * esize(t));
+        unsigned char *first = tu_alloc(k.count * tu_dtype_size(t)), *second = tu_alloc(k.count * tu_dtype_size(t));
         for (int run = 0; run < 2; ++run) {
             TU_OK(clbn_forward_training(tu_ctx(), NULL, &k.desc, k.mx, k.my, k.mw, k.mb, NULL, NULL, 0.1, 1e-5, NULL,
                                         NULL, 0, NULL, NULL));
-            tu_read(k.my, run ? second : first, k.count * esize(t));
+            tu_read(k.my, run ? second : first, k.count * tu_dtype_size(t));
         }
-        ck_assert_msg(memcmp(first, second, k.count * esize(t)) == 0, "%s: two runs differ", tname(t));
+        ck_assert_msg(memcmp(first, second, k.count * tu_dtype_size(t)) == 0, "%s: two runs differ", tname(t));
         free(first), free(second);
         free_case(&k);
     }
@@ -542,14 +515,14 @@ START_TEST(test_torch_goldens)
             xf[i] = (float)x[i], dyf[i] = (float)dy[i];
         for (size_t c = 0; c < C; ++c)
             wf[c] = (float)w[c], bf[c] = (float)b[c];
-        void *ex = t == CLBN_FLOAT64 ? NULL : encode(t, xf, count), *edy = t == CLBN_FLOAT64 ? NULL : encode(t, dyf, count);
-        cl_mem mx = tu_buffer(count * esize(t), t == CLBN_FLOAT64 ? (void *)x : ex);
-        cl_mem mdy = tu_buffer(count * esize(t), t == CLBN_FLOAT64 ? (void *)dy : edy);
+        void *ex = t == CLBN_FLOAT64 ? NULL : tu_encode_tensor(t, xf, count), *edy = t == CLBN_FLOAT64 ? NULL : tu_encode_tensor(t, dyf, count);
+        cl_mem mx = tu_buffer(count * tu_dtype_size(t), t == CLBN_FLOAT64 ? (void *)x : ex);
+        cl_mem mdy = tu_buffer(count * tu_dtype_size(t), t == CLBN_FLOAT64 ? (void *)dy : edy);
         cl_mem mw = t == CLBN_FLOAT64 ? tu_buffer(C * 8, w) : tu_buffer_floats(wf, C);
         cl_mem mb = t == CLBN_FLOAT64 ? tu_buffer(C * 8, b) : tu_buffer_floats(bf, C);
         const float zeros[4] = {0, 0, 0, 0}, ones[4] = {1, 1, 1, 1};
         cl_mem mrm = param_buffer(t, zeros, C), mrv = param_buffer(t, ones, C);
-        cl_mem my = tu_buffer(count * esize(t), NULL), mdx = tu_buffer(count * esize(t), NULL);
+        cl_mem my = tu_buffer(count * tu_dtype_size(t), NULL), mdx = tu_buffer(count * tu_dtype_size(t), NULL);
         cl_mem msm = tu_buffer(C * psize(t), NULL), msi = tu_buffer(C * psize(t), NULL);
         cl_mem mdw = tu_buffer(C * psize(t), NULL), mdb = tu_buffer(C * psize(t), NULL);
         TU_OK(clbn_forward_training(tu_ctx(), NULL, &desc, mx, my, mw, mb, mrm, mrv, 0.1, 1e-5, msm, msi, 0, NULL,

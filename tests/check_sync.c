@@ -86,11 +86,6 @@
 
 /* ---- typed host data ------------------------------------------------------- */
 
-static size_t esize(clbn_dtype t)
-{
-    return t == CLBN_FLOAT64 ? 8 : t == CLBN_FLOAT32 ? 4 : 2;
-}
-
 /* Per-channel values (sets, statistics, parameters): float, double for float64. */
 static size_t psize(clbn_dtype t)
 {
@@ -100,25 +95,6 @@ static size_t psize(clbn_dtype t)
 static const char *dtype_str(clbn_dtype t)
 {
     return t == CLBN_FLOAT64 ? "float64" : t == CLBN_FLOAT16 ? "float16" : "float32";
-}
-
-/* Rounds v to the tensor type in place (float16) and returns its encoding. */
-static unsigned char *encode_tensor(clbn_dtype t, float *v, size_t n)
-{
-    unsigned char *out = tu_alloc(n * esize(t));
-    for (size_t i = 0; i < n; i++) {
-        if (t == CLBN_FLOAT16) {
-            uint16_t h = tu_float_to_half(v[i]);
-            v[i] = tu_half_to_float(h);
-            memcpy(out + 2 * i, &h, 2);
-        } else if (t == CLBN_FLOAT64) {
-            double d = v[i];
-            memcpy(out + 8 * i, &d, 8);
-        } else {
-            memcpy(out + 4 * i, &v[i], 4);
-        }
-    }
-    return out;
 }
 
 static unsigned char *encode_params(clbn_dtype t, const float *v, size_t n)
@@ -138,7 +114,7 @@ static unsigned char *encode_params(clbn_dtype t, const float *v, size_t n)
 /* Decodes n tensor values (param 0) or per-channel values (param 1). */
 static void decode(clbn_dtype t, int param, const unsigned char *raw, size_t n, double *out)
 {
-    const size_t w = param ? psize(t) : esize(t);
+    const size_t w = param ? psize(t) : tu_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
         if (w == 8) {
             memcpy(&out[i], raw + 8 * i, 8);
@@ -199,7 +175,7 @@ static void dev_read(const sy_dev *d, cl_mem m, void *out, size_t bytes)
 /* Reads n values of the type into doubles (param: per-channel values). */
 static double *dev_read_values(const sy_dev *d, clbn_dtype t, int param, cl_mem m, size_t n)
 {
-    const size_t w = param ? psize(t) : esize(t);
+    const size_t w = param ? psize(t) : tu_dtype_size(t);
     unsigned char *raw = tu_alloc(n * w);
     dev_read(d, m, raw, n * w);
     double *v = tu_doubles(n);
@@ -535,10 +511,10 @@ static void make_data(sy_data *d, const sy_case *k, uint64_t seed)
                           ((uint64_t)k->dtype << 4));
     d->x = tu_floats(d->count);
     tu_fill_input(&rng, &whole, d->x, k->data_mean, k->data_spread, k->data_std);
-    d->xe = encode_tensor(k->dtype, d->x, d->count);
+    d->xe = tu_encode_tensor(k->dtype, d->x, d->count);
     d->dy = tu_floats(d->count);
     tu_fill_input(&rng, &whole, d->dy, 0.0, 0.5, 1.0);
-    d->dye = encode_tensor(k->dtype, d->dy, d->count);
+    d->dye = tu_encode_tensor(k->dtype, d->dy, d->count);
     d->w = tu_floats(k->c);
     d->b = tu_floats(k->c);
     d->rm = tu_floats(k->c);
@@ -636,7 +612,7 @@ static void exchange(const sy_dev *devs, size_t ndev, size_t parts, const cl_mem
 static void run_steps(const sy_data *d, const sy_dev *devs, size_t ndev, sy_out *o)
 {
     const sy_case *k = &d->k;
-    const size_t P = k->parts, C = d->C, es = esize(k->dtype), ps = psize(k->dtype);
+    const size_t P = k->parts, C = d->C, es = tu_dtype_size(k->dtype), ps = psize(k->dtype);
     const uint64_t G = (uint64_t)d->N * k->s;
     for (size_t i = 1; i < ndev && k->device_copy; i++)
         ck_assert(devs[i].cl == devs[0].cl);
@@ -1264,7 +1240,7 @@ static void run_single(const sy_data *d, sy_out *o)
 {
     const sy_case *k = &d->k;
     sy_dev dev = main_dev();
-    const size_t C = d->C, es = esize(k->dtype), ps = psize(k->dtype);
+    const size_t C = d->C, es = tu_dtype_size(k->dtype), ps = psize(k->dtype);
     clbn_tensor_desc desc = {k->dtype, k->layout, d->N, C, k->s};
     cl_mem x = dev_buffer(&dev, d->count * es, d->xe), dy = dev_buffer(&dev, d->count * es, d->dye);
     cl_mem y = dev_buffer(&dev, d->count * es, NULL), dx = dev_buffer(&dev, d->count * es, NULL);
@@ -2135,16 +2111,16 @@ static void group_make(group_job *jobs, sy_transport *tr, const group_setup *g, 
                 tu_fill_input(&rng, &desc, v, g->data_mean, 0.5 * g->data_std, g->data_std);
             else
                 tu_fill_input(&rng, &desc, v, 0.0, 1.0, 1.0);
-            unsigned char *e = encode_tensor(t, v, cnt);
-            j->x = dev_buffer(&md, cnt * esize(t), e);
+            unsigned char *e = tu_encode_tensor(t, v, cnt);
+            j->x = dev_buffer(&md, cnt * tu_dtype_size(t), e);
             tu_fill_input(&rng, &desc, v, 0.0, 0.5, 1.0);
             free(e);
-            e = encode_tensor(t, v, cnt);
-            j->dy = dev_buffer(&md, cnt * esize(t), e);
+            e = tu_encode_tensor(t, v, cnt);
+            j->dy = dev_buffer(&md, cnt * tu_dtype_size(t), e);
             free(e);
             free(v);
-            j->y = dev_buffer(&md, cnt * esize(t), NULL);
-            j->dx = dev_buffer(&md, cnt * esize(t), NULL);
+            j->y = dev_buffer(&md, cnt * tu_dtype_size(t), NULL);
+            j->dx = dev_buffer(&md, cnt * tu_dtype_size(t), NULL);
         }
         float *m = tu_floats(C);
         for (size_t c = 0; c < C; c++)

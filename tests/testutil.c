@@ -463,3 +463,30 @@ int tu_has_fp64(void)
     clGetDeviceInfo(tu_device(), CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
     return strstr(ext, "cl_khr_fp64") != NULL;
 }
+
+size_t tu_dtype_size(clbn_dtype t)
+{
+    return t == CLBN_FLOAT64 ? 8 : t == CLBN_FLOAT32 ? 4 : 2;
+}
+
+unsigned char *tu_encode_tensor(clbn_dtype t, float *v, size_t n)
+{
+    unsigned char *out = tu_alloc(n * tu_dtype_size(t));
+    for (size_t i = 0; i < n; ++i) {
+        if (t == CLBN_FLOAT16) {
+            uint16_t h = tu_float_to_half(v[i]);
+            v[i] = tu_half_to_float(h);
+            memcpy(out + 2 * i, &h, 2);
+        } else if (t == CLBN_BFLOAT16) {
+            uint16_t b = tu_float_to_bf16(v[i]);
+            v[i] = tu_bf16_to_float(b);
+            memcpy(out + 2 * i, &b, 2);
+        } else if (t == CLBN_FLOAT64) {
+            double d = v[i];
+            memcpy(out + 8 * i, &d, 8);
+        } else {
+            memcpy(out + 4 * i, &v[i], 4);
+        }
+    }
+    return out;
+}

@@ -118,6 +118,11 @@ float tu_half_to_float(uint16_t h);
 uint16_t tu_float_to_half(float f);
 float tu_bf16_to_float(uint16_t b);
 uint16_t tu_float_to_bf16(float f);
+/* Bytes per tensor element of a dtype. */
+size_t tu_dtype_size(clbn_dtype t);
+/* The tensor's bytes in dtype t (tu_alloc'd): float16/bfloat16 values are
+ * rounded to nearest even, and v is rounded in place to what was encoded. */
+unsigned char *tu_encode_tensor(clbn_dtype t, float *v, size_t n);
 
 /* ---- Comparison --------------------------------------------------------- */
 
