@@ -85,7 +85,8 @@ enum {
     F_ADD_RELU = 1 << 8, /* ... fusing add + ReLU (its forward then takes z) */
     F_FILE = 1 << 9,     /* a state file on disk is part of the observed state */
     F_GROW = 1 << 10,    /* a smaller training call first, so the call grows the scratch */
-    F_BURST2 = 1 << 11   /* fail two calls in a row (the error paths' own calls too) */
+    F_BURST2 = 1 << 11,  /* fail two calls in a row (the error paths' own calls too) */
+    F_SYNC = 1 << 12     /* ... whose latest forward is a synchronized one (group of one) */
 };
 
 typedef struct fx fx;
@@ -338,6 +339,34 @@ static clbn_status op_reset_parameters(fx *f)
     return clbn_layer_reset_parameters(f->layer);
 }
 
+/* A group of one participant: its allgather copies. */
+static int self_allgather(void *user, const void *send, size_t bytes, void *recv)
+{
+    (void)user;
+    memcpy(recv, send, bytes);
+    return 0;
+}
+static const clbn_sync_group g_one = {1, self_allgather, NULL};
+
+static clbn_status op_sync_stats(fx *f)
+{
+    uint64_t count = 0;
+    return clbn_sync_stats_allgather(f->ctx, f->queue, &g_one, &f->desc, M(X), M(DX), &count,
+                                     nwait(f), waitlist(f));
+}
+
+static clbn_status op_layer_forward_sync(fx *f)
+{
+    return clbn_layer_forward_sync(f->layer, f->queue, &g_one, &f->desc, M(X), M(Y), nwait(f),
+                                   waitlist(f), evp(f));
+}
+
+static clbn_status op_layer_backward_sync(fx *f)
+{
+    return clbn_layer_backward_sync(f->layer, f->queue, &g_one, &f->desc, M(X), M(DY), M(DX),
+                                    nwait(f), waitlist(f), evp(f));
+}
+
 #define NCHW(n, c, s) {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, n, c, s}
 #define NHWC(n, c, s) {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, n, c, s}
 #define TYPED(t, l, n, c, s) {t, CLBN_LAYOUT_##l, n, c, s}
@@ -397,6 +426,11 @@ static const scenario scenarios[] = {
      op_layer_forward},
     {"layer_backward eval float64", TYPED(CLBN_FLOAT64, NCHW, 3, 5, 7), "i--io---------", F_LAYER | F_EVAL,
      op_layer_backward},
+    {"sync_stats_allgather, group of one", NCHW(3, 5, 7), "i---o---------", F_WAIT, op_sync_stats},
+    {"layer_forward_sync train, group of one", NHWC(3, 8, 5), "i-o-----------", F_LAYER | F_EVENT,
+     op_layer_forward_sync},
+    {"layer_backward_sync train, group of one", NCHW(3, 5, 7), "i--io---------",
+     F_LAYER | F_SYNC | F_EVENT, op_layer_backward_sync},
     {"layer_zero_grad", NCHW(2, 5, 3), "--------------", F_LAYER, op_zero_grad},
     {"layer_reset_running_stats", NCHW(2, 5, 3), "--------------", F_LAYER, op_reset_running_stats},
     {"layer_reset_parameters", NCHW(2, 5, 3), "--------------", F_LAYER, op_reset_parameters},
@@ -557,6 +591,8 @@ static void setup(fx *f, const scenario *sc)
         if (sc->flags & F_EVAL)
             TU_OK(clbn_layer_forward_ex(f->layer, NULL, &f->desc, M(X),
                                         (sc->flags & F_ADD_RELU) ? M(Z) : NULL, M(Y), 0, NULL, NULL));
+        if (sc->flags & F_SYNC)
+            TU_OK(clbn_layer_forward_sync(f->layer, NULL, &g_one, &f->desc, M(X), M(Y), 0, NULL, NULL));
         /* Writes of y by the setup forwards are undone, so y starts as given. */
         finish_all(f);
         write_slot(f, Y);
@@ -579,7 +615,8 @@ static void setup(fx *f, const scenario *sc)
         }
         /* Pending work for the blocking calls to wait for. */
         if (sc->op != op_layer_forward && sc->op != op_layer_forward_ex && sc->op != op_layer_backward &&
-            sc->op != op_layer_backward_ex)
+            sc->op != op_layer_backward_ex && sc->op != op_layer_forward_sync &&
+            sc->op != op_layer_backward_sync)
             TU_OK(clbn_layer_backward(f->layer, NULL, &f->desc, M(X), M(DY), NULL, 0, NULL, NULL));
     }
     if (sc->flags & F_FILE)
