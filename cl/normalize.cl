@@ -85,7 +85,9 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
  * CLBN_NHWC_WIDE channels or more go channel vector by channel vector over the
  * block's few pixels, loading each vector's parameters once for them all;
  * shorter rows pixel by pixel (their parameters stay in registers' reach). */
-#define CLBN_NHWC_WIDE 256
+#ifndef CLBN_NHWC_WIDE
+#error "CLBN_NHWC_WIDE comes from the host (src/internal.h)"
+#endif
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,

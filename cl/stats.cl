@@ -159,7 +159,9 @@ __kernel void clbn_stats_nhwc(__global const data_t *x, ulong P, ulong C,
  * takes up to CLBN_NHWC_BLOCK channels (8 vectors, each lane its own channel)
  * over a contiguous range of pixels, so it reads whole runs of each pixel's
  * row rather than one vector of every row. col_parts is 1 (unused). */
-#define CLBN_NHWC_BLOCK 64
+#if !defined(CLBN_NHWC_BLOCK) || CLBN_NHWC_BLOCK != 64
+#error "CLBN_NHWC_BLOCK comes from the host (src/internal.h); these kernels hold 8 vectors"
+#endif
 __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
                                ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
                                __global acc4 *partial)

@@ -18,6 +18,11 @@
 #include <pthread.h>
 
 /* ---- kernels (one program per dtype holds them all) ---------------------- */
+/* Geometry that the planner (plan.c) and the kernels share: program.c passes
+ * these to every build with -D, so they are defined in this one place. */
+#define CLBN_NHWC_BLOCK 64  /* channels per work-item of the NHWC (C % 8 == 0) block reductions */
+#define CLBN_NHWC_WIDE 256  /* rows of this many channels or more take the wide NHWC kernels */
+
 typedef enum clbn_kernel_id {
     CLBN_K_STATS_NCHW,
     CLBN_K_STATS_NHWC,

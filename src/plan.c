@@ -17,10 +17,10 @@ enum {
     SPLITS_PER_CU = 8,      /* at most this many splits of a channel per compute unit: */
     SPLITS_MIN = 16,        /*   the finalize step merges them one by one */
     ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
-    NHWC_BLOCK = 64,        /* channels per work-item of the NHWC (C % 8 == 0) reductions */
-    NHWC_PARTS_MAX = 8,     /*   and at most this many work-items per group (local memory) */
-    NHWC_WIDE = 256,        /* NHWC elementwise passes: rows this wide (CLBN_NHWC_WIDE in cl/) */
-    NHWC_WIDE_PIXELS = 4,   /*   take this many pixels per work-item */
+    NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
+    NHWC_PARTS_MAX = 512 / CLBN_NHWC_BLOCK, /*   work-items per group: CLBN_LOCAL_SLOTS in cl/ */
+    NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels, and the elementwise */
+    NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
     SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
     SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
     VEC = 8

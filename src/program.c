@@ -54,7 +54,8 @@ static void build_options(clbn_dtype dtype, char *buf, size_t len)
 #else
     const char *werror = "";
 #endif
-    snprintf(buf, len, "-cl-std=CL1.2 -D%s%s", dtype_macro[dtype], werror);
+    snprintf(buf, len, "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d%s",
+             dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, werror);
 }
 
 void clbn__program_release(clbn_program *p)
