@@ -29,14 +29,6 @@
 #define CLBN_BWD_PARAMS_TRAINING 1  /* mean[C], A[C], B[C], K[C] for the dx kernels */
 #define CLBN_BWD_PARAMS_INFERENCE 2 /* 0, A = w*invstd, 0, 0 for the dx kernels (x unused) */
 
-/* The 8 lanes of a vector summed in a fixed pairwise order. */
-inline acc bwd_sum8(acc8 v)
-{
-    acc4 a = v.lo + v.hi;
-    acc2 b = a.lo + a.hi;
-    return b.x + b.y;
-}
-
 /* Tree-sums the pairs (a, b) held in local arrays, slot `slot` over the
  * `parts` entries slot + k*stride_k, in a fixed pairing (as stat_local_tree).
  * All work-items of the group must call it; the result is in entry k = 0. */
@@ -103,11 +95,89 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
             b1 = fma(g1, LOAD1(x, base + s) - mu, b1);
         }
     }
-    lsum[l] = bwd_sum8(a8) + a1;
-    lsumx[l] = bwd_sum8(b8) + b1;
+    lsum[l] = sum8(a8) + a1;
+    lsumx[l] = sum8(b8) + b1;
     bwd_local_tree(lsum, lsumx, l, (uint)get_local_size(0), 0, 1);
     if (l == 0)
         partial[g * C + c] = (acc2)(lsum[0], lsumx[0]);
+}
+
+/* NCHW with short rows: the geometry of clbn_stats_nchw_rows (work-item =
+ * channel block over a split's rows, each row's channels read as one run).
+ * Arguments as clbn_backward_reduce_nchw. */
+__kernel void clbn_backward_reduce_nchw_rows(__global const data_t *x, __global const data_t *dy,
+                                             __global const acc *mean, ulong N, ulong C, ulong S,
+                                             ulong rows_per_group, ulong cols_per_group,
+                                             uint col_groups, uint col_parts, ulong rows_per_item,
+                                             ulong cols_per_item, __global acc2 *partial,
+                                             __global const data_t *y)
+{
+    (void)col_parts;
+    (void)rows_per_item;
+    (void)cols_per_item;
+    const ulong b = get_global_id(0);
+    if (b >= col_groups)
+        return;
+    const uint g = (uint)get_group_id(1);
+    const ulong c0 = b * cols_per_group;
+    const uint cn = (uint)min(cols_per_group, C - c0);
+    const ulong r_begin = g * rows_per_group, r_end = min(N, r_begin + rows_per_group);
+    acc mu[CLBN_ROWS_CHANNELS], sa[CLBN_ROWS_CHANNELS], sb[CLBN_ROWS_CHANNELS];
+    acc8 sa8[CLBN_ROWS_CHANNELS], sb8[CLBN_ROWS_CHANNELS];
+    for (uint i = 0; i < cn; ++i) {
+        mu[i] = mean[c0 + i];
+        sa[i] = sb[i] = 0.0f;
+        sa8[i] = sb8[i] = (acc8)(0.0f);
+    }
+    /* two independent vector chains per sum: their latency, not memory,
+     * bounds a pass over a short run */
+    for (ulong r = r_begin; r < r_end; ++r) {
+        const ulong at = (r * C + c0) * S;
+        for (uint i = 0; i < cn; ++i) {
+            const ulong base = at + i * S;
+            const acc m = mu[i];
+            if (r + 1 < r_end) { /* this segment of the next row */
+                PREFETCH_RUN(dy + base + C * S, S);
+                PREFETCH_RUN(x + base + C * S, S);
+                if (y)
+                    PREFETCH_RUN(y + base + C * S, S);
+            }
+            acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f), a8u = (acc8)(0.0f), b8u = (acc8)(0.0f);
+            acc a1 = 0.0f, b1 = 0.0f;
+            ulong s = 0;
+            for (; s + 16 <= S; s += 16) {
+                acc8 g8 = LOAD8(dy, base + s), g8u = LOAD8(dy, base + s + 8);
+                if (y) {
+                    g8 = RELU_GRAD8(g8, LOAD8(y, base + s));
+                    g8u = RELU_GRAD8(g8u, LOAD8(y, base + s + 8));
+                }
+                a8 += g8;
+                a8u += g8u;
+                b8 = fma(g8, LOAD8(x, base + s) - m, b8);
+                b8u = fma(g8u, LOAD8(x, base + s + 8) - m, b8u);
+            }
+            for (; s + 8 <= S; s += 8) {
+                acc8 g8 = LOAD8(dy, base + s);
+                if (y)
+                    g8 = RELU_GRAD8(g8, LOAD8(y, base + s));
+                a8 += g8;
+                b8 = fma(g8, LOAD8(x, base + s) - m, b8);
+            }
+            for (; s < S; ++s) {
+                acc g1 = LOAD1(dy, base + s);
+                if (y)
+                    g1 = RELU_GRAD1(g1, LOAD1(y, base + s));
+                a1 += g1;
+                b1 = fma(g1, LOAD1(x, base + s) - m, b1);
+            }
+            sa8[i] += a8 + a8u;
+            sb8[i] += b8 + b8u;
+            sa[i] += a1;
+            sb[i] += b1;
+        }
+    }
+    for (uint i = 0; i < cn; ++i)
+        partial[g * C + c0 + i] = (acc2)(sum8(sa8[i]) + sa[i], sum8(sb8[i]) + sb[i]);
 }
 
 /* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
@@ -150,8 +220,8 @@ __kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const
             a1 += g1;
             b1 = fma(g1, LOAD1(x, p * C + c) - mu, b1);
         }
-        sum = bwd_sum8(a8) + a1;
-        sumx = bwd_sum8(b8) + b1;
+        sum = sum8(a8) + a1;
+        sumx = sum8(b8) + b1;
     }
     lsum[l] = sum;
     lsumx[l] = sumx;
@@ -187,8 +257,14 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
         a8[j] = (acc8)(0.0f);
         b8[j] = (acc8)(0.0f);
     }
+    /* the prefetch distance in pixels: CLBN_PREFETCH_BYTES of rows */
+    const ulong ahead = max((ulong)1, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)) / C);
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong at = p * C + c0;
+        PREFETCH_RUN(dy + at + ahead * C, 8 * nv);
+        PREFETCH_RUN(x + at + ahead * C, 8 * nv);
+        if (y)
+            PREFETCH_RUN(y + at + ahead * C, 8 * nv);
 #pragma unroll
         for (uint j = 0; j < 8; ++j) {
             if (j < nv) {
@@ -347,11 +423,16 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
     params += params_offset;
     const ulong s_end = min(S, s_begin + cols_per_item);
     const ulong r_end = min(rows, r_begin + rows_per_item);
-    for (ulong r = r_begin; r < r_end; ++r) {
-        const ulong c = r % C;
+    const ulong ahead = max(S, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t))); /* as normalize */
+    ulong c = r_begin % C;
+    for (ulong r = r_begin; r < r_end; ++r, c = c + 1 == C ? 0 : c + 1) {
         const acc mu = params[c], a = params[C + c], b = params[2 * C + c], k = params[3 * C + c];
         const acc8 mu8 = (acc8)(mu), a8 = (acc8)(a), b8 = (acc8)(b), k8 = (acc8)(k);
         const ulong base = r * S;
+        PREFETCH_RUN(dy + base + ahead + s_begin, s_end - s_begin);
+        PREFETCH_RUN(x + base + ahead + s_begin, s_end - s_begin);
+        if (y)
+            PREFETCH_RUN(y + base + ahead + s_begin, s_end - s_begin);
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8)
             DX_EMIT8(base + s, mu8, a8, b8, k8);
@@ -372,6 +453,11 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
+    const ulong run = (p_end - p_begin) * C, ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
+    PREFETCH_RUN(dy + p_begin * C + ahead, run);
+    PREFETCH_RUN(x + p_begin * C + ahead, run);
+    if (y)
+        PREFETCH_RUN(y + p_begin * C + ahead, run);
     if (C >= CLBN_NHWC_WIDE) { /* as clbn_normalize_nhwc8 */
         for (ulong c0 = 0; c0 < C; c0 += 8) {
             const acc8 mu = vload8(0, params + c0), a = vload8(0, params + C + c0),

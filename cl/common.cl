@@ -99,6 +99,32 @@ inline ushort8 bf16_from_float8(float8 f)
             STORE8(v, p, i);            \
     } while (0)
 
+/* Software prefetches, where the host asks for them (-DCLBN_PREFETCH=1: CPU
+ * devices, src/context.c) and the compiler has clang's __builtin_prefetch;
+ * elsewhere nothing. They fetch into the outer caches (locality 1) for reads
+ * that the hardware prefetcher starts too late: the next row of a strided
+ * walk, or CLBN_PREFETCH_BYTES ahead of a long stream, which the hardware
+ * prefetcher follows only page by page. The integer round trip gives the
+ * builtin a flat address, which is what a CPU device's global pointers are;
+ * a prefetch never faults, so addresses past the end are harmless. */
+#if defined(CLBN_PREFETCH) && defined(__has_builtin)
+#if __has_builtin(__builtin_prefetch)
+#define CLBN_HAVE_PREFETCH 1
+#endif
+#endif
+#define CLBN_PREFETCH_BYTES 8192
+#if defined(CLBN_HAVE_PREFETCH)
+#define PREFETCH(p) __builtin_prefetch((const void *)(ulong)(p), 0, 1)
+#else
+#define PREFETCH(p) ((void)0)
+#endif
+/* PREFETCH of the n values p[0..n): one per 64-byte line. */
+#define PREFETCH_RUN(p, n)                                                      \
+    do {                                                                        \
+        for (ulong pf_ = 0; pf_ < (ulong)(n); pf_ += 64 / sizeof(data_t))      \
+            PREFETCH((p) + pf_);                                                \
+    } while (0)
+
 /* The fused activation (clbn_fused_op), as PyTorch's ReLU: NaN passes
  * through, and its gradient is zero where the output y <= 0. */
 #define RELU1(v) ((v) < 0.0f ? 0.0f : (v))
@@ -111,6 +137,14 @@ inline ushort8 bf16_from_float8(float8 f)
     ((acc8)(LOAD1(p, 0), LOAD1(p, stride), LOAD1(p, 2 * (stride)), LOAD1(p, 3 * (stride)), \
               LOAD1(p, 4 * (stride)), LOAD1(p, 5 * (stride)), LOAD1(p, 6 * (stride)),        \
               LOAD1(p, 7 * (stride))))
+
+/* The 8 lanes of a vector summed in a fixed pairwise order. */
+inline acc sum8(acc8 v)
+{
+    acc4 a = v.lo + v.hi;
+    acc2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
 
 /* count, mean and sum of squared deviations of a set of values */
 typedef struct stat {

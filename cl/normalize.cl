@@ -68,10 +68,17 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     params += params_offset;
     const ulong s_end = min(S, s_begin + cols_per_item);
     const ulong r_end = min(rows, r_begin + rows_per_item);
-    for (ulong r = r_begin; r < r_end; ++r) {
-        const ulong c = r % C;
+    const ulong ahead = max(S, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)));
+    ulong c = r_begin % C; /* one division per item, not per row */
+    for (ulong r = r_begin; r < r_end; ++r, c = c + 1 == C ? 0 : c + 1) {
         const acc center = params[c], scale = params[C + c], shift = params[2 * C + c];
         const ulong base = r * S;
+        /* long rows: the same columns of the next row (this item's, or the
+         * next item's of the group when an item is one row); short rows,
+         * read as one stream: CLBN_PREFETCH_BYTES ahead */
+        PREFETCH_RUN(x + base + ahead + s_begin, s_end - s_begin);
+        if (z)
+            PREFETCH_RUN(z + base + ahead + s_begin, s_end - s_begin);
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8)
             EMIT8(base + s, center, scale, shift);
@@ -99,6 +106,10 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
+    /* the group's items are adjacent: one stream, fetched ahead */
+    PREFETCH_RUN(x + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
+    if (z)
+        PREFETCH_RUN(z + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
     if (C >= CLBN_NHWC_WIDE) {
         for (ulong c0 = 0; c0 < C; c0 += 8) {
             const acc8 center = vload8(0, params + c0), scale = vload8(0, params + C + c0),

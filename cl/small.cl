@@ -125,7 +125,7 @@ __kernel void clbn_small_backward(__global const data_t *x, __global const data_
             b1 = fma(g, LOAD1(x, base + s) - mu, b1);
         }
     }
-    const acc sum = bwd_sum8(a8) + a1, sumx = bwd_sum8(b8) + b1;
+    const acc sum = sum8(a8) + a1, sumx = sum8(b8) + b1;
     if (dweight)
         dweight[c] = sumx * ist;
     if (dbias)

@@ -111,6 +111,135 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
         partial[g * C + c] = (acc4)(ln[0], lmean[0], lm2[0], 0.0f);
 }
 
+/* The lanes of an 8-vector whose index is below k, as a select() mask. */
+#if defined(CLBN_DTYPE_FLOAT64)
+#define CLBN_LANE_BELOW(k) ((long8)(0, 1, 2, 3, 4, 5, 6, 7) < (long8)((long)(k)))
+#else
+#define CLBN_LANE_BELOW(k) ((int8)(0, 1, 2, 3, 4, 5, 6, 7) < (int8)((int)(k)))
+#endif
+
+/* Sums over the S values row[0..S) of (v - pv), and of (v - pv - mb)^2, for
+ * the short-row kernels: four independent vector chains, since the latency
+ * of one chain of vector additions, not memory, bounds a single pass over a
+ * short run. The vector part and the scalar tail are returned apart. */
+inline acc8 seg_sum(__global const data_t *row, ulong S, acc pv, acc *tail)
+{
+    acc8 a = (acc8)(0.0f), b = (acc8)(0.0f), c = (acc8)(0.0f), d = (acc8)(0.0f);
+    ulong s = 0;
+    for (; s + 32 <= S; s += 32) {
+        a += LOAD8(row, s) - pv;
+        b += LOAD8(row, s + 8) - pv;
+        c += LOAD8(row, s + 16) - pv;
+        d += LOAD8(row, s + 24) - pv;
+    }
+    for (; s + 8 <= S; s += 8)
+        b += LOAD8(row, s) - pv;
+    acc t = 0.0f;
+    if (s < S && S >= 8) {
+        /* the last 8 values, less those already taken */
+        const acc8 v = LOAD8(row, S - 8) - pv;
+        c += select(v, (acc8)(0.0f), CLBN_LANE_BELOW(s + 8 - S));
+    } else {
+        for (; s < S; ++s)
+            t += LOAD1(row, s) - pv;
+    }
+    *tail = t;
+    return (a + b) + (c + d);
+}
+
+inline acc8 seg_squares(__global const data_t *row, ulong S, acc pv, acc mb, acc *tail)
+{
+    acc8 a = (acc8)(0.0f), b = (acc8)(0.0f), c = (acc8)(0.0f), d = (acc8)(0.0f);
+    ulong s = 0;
+    for (; s + 32 <= S; s += 32) {
+        const acc8 e0 = (LOAD8(row, s) - pv) - mb, e1 = (LOAD8(row, s + 8) - pv) - mb;
+        const acc8 e2 = (LOAD8(row, s + 16) - pv) - mb, e3 = (LOAD8(row, s + 24) - pv) - mb;
+        a = fma(e0, e0, a);
+        b = fma(e1, e1, b);
+        c = fma(e2, e2, c);
+        d = fma(e3, e3, d);
+    }
+    for (; s + 8 <= S; s += 8) {
+        const acc8 e = (LOAD8(row, s) - pv) - mb;
+        b = fma(e, e, b);
+    }
+    acc t = 0.0f;
+    if (s < S && S >= 8) {
+        const acc8 e = select((LOAD8(row, S - 8) - pv) - mb, (acc8)(0.0f),
+                              CLBN_LANE_BELOW(s + 8 - S));
+        c = fma(e, e, c);
+    } else {
+        for (; s < S; ++s) {
+            const acc e = (LOAD1(row, s) - pv) - mb;
+            t = fma(e, e, t);
+        }
+    }
+    *tail = t;
+    return (a + b) + (c + d);
+}
+
+/* NCHW with short rows (src/plan.c: S < ROWS_SPATIAL): work-item
+ * (channel block b, row split g) takes cols_per_group adjacent channels over
+ * the split's rows, so it reads each row's cols_per_group*S contiguous values
+ * in one run rather than S values of one channel every C*S. Each S-value
+ * segment gives an exact two-pass (mean, M2) of d = x - pivot, merged into
+ * its channel by Chan's formula; every channel of the item has seen the same
+ * rows, so one division per row serves them all, and the segments' squares
+ * stay in a vector per channel until the end. No local memory, no barrier.
+ * Arguments as clbn_stats_nchw; used: rows_per_group (rows per split),
+ * cols_per_group (channels per item, at most CLBN_ROWS_CHANNELS), col_groups
+ * (channel blocks). */
+#if !defined(CLBN_ROWS_CHANNELS)
+#error "CLBN_ROWS_CHANNELS comes from the host (src/internal.h)"
+#endif
+__kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, ulong S,
+                                   ulong rows_per_group, ulong cols_per_group, uint col_groups,
+                                   uint col_parts, ulong rows_per_item, ulong cols_per_item,
+                                   __global acc4 *partial)
+{
+    (void)col_parts;
+    (void)rows_per_item;
+    (void)cols_per_item;
+    const ulong b = get_global_id(0);
+    if (b >= col_groups)
+        return;
+    const uint g = (uint)get_group_id(1);
+    const ulong c0 = b * cols_per_group;
+    const uint cn = (uint)min(cols_per_group, C - c0);
+    const ulong r_begin = g * rows_per_group, r_end = min(N, r_begin + rows_per_group);
+    const acc fS = (acc)S, inv_S = 1.0f / fS;
+    acc pivot[CLBN_ROWS_CHANNELS], mean[CLBN_ROWS_CHANNELS], m2[CLBN_ROWS_CHANNELS];
+    acc8 q8[CLBN_ROWS_CHANNELS];
+    for (uint i = 0; i < cn; ++i) {
+        pivot[i] = LOAD1(x, (c0 + i) * S);
+        mean[i] = 0.0f;
+        m2[i] = 0.0f;
+        q8[i] = (acc8)(0.0f);
+    }
+    acc k = 0.0f; /* rows merged so far */
+    for (ulong r = r_begin; r < r_end; ++r) {
+        /* merging S values into k*S: the new mean weighs 1/(k+1), and the
+         * correction is delta^2 * (k*S * S) / ((k+1)*S) */
+        const acc f = 1.0f / (k + 1.0f), w = fS * k * f;
+        __global const data_t *row = x + (r * C + c0) * S;
+        for (uint i = 0; i < cn; ++i, row += S) {
+            const acc pv = pivot[i];
+            if (r + 1 < r_end) /* this segment of the next row */
+                PREFETCH_RUN(row + C * S, S);
+            acc t;
+            const acc mb = (sum8(seg_sum(row, S, pv, &t)) + t) * inv_S;
+            q8[i] += seg_squares(row, S, pv, mb, &t);
+            const acc delta = mb - mean[i];
+            mean[i] += delta * f;
+            m2[i] += t + delta * delta * w;
+        }
+        k += 1.0f;
+    }
+    const acc n = k * fS;
+    for (uint i = 0; i < cn; ++i)
+        partial[g * C + c0 + i] = (acc4)(n, mean[i], m2[i] + sum8(q8[i]), 0.0f);
+}
+
 /* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
  * channel cb*col_parts + lc over a contiguous range of pixels, 8 pixels at a
  * time in the lanes of a vector accumulator. */
@@ -185,9 +314,13 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
         vm[j] = (acc8)(0.0f);
         vq[j] = (acc8)(0.0f);
     }
+    /* the prefetch distance in pixels: CLBN_PREFETCH_BYTES of rows */
+    const ulong ahead = max((ulong)8, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)) / C);
     ulong p = p_begin;
     for (; p + 8 <= p_end; p += 8) {
         const ulong at = p * C + c0;
+        for (uint i = 0; i < 8; ++i)
+            PREFETCH_RUN(x + at + (ahead + i) * C, 8 * nv);
 #pragma unroll
         for (uint j = 0; j < 8; ++j)
             if (j < nv)

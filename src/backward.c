@@ -75,7 +75,7 @@ clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *d
                              cl_mem dy, cl_mem mean, cl_mem y)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
-    if (sp->launch.kernel == CLBN_K_BWD_REDUCE_NCHW)
+    if (clbn__is_planar(desc))
         return CLBN_STEP(sp->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(N), ARG(C), ARG(S),
                          ARG(sp->rows_per_group), ARG(sp->cols_per_group), ARG(sp->col_groups),
                          ARG(sp->col_parts), ARG(sp->rows_per_item), ARG(sp->cols_per_item),

@@ -34,6 +34,17 @@ static clbn_status read_device_facts(clbn_context *ctx)
         if (end && *end == '\0' && v <= 1048576)
             ctx->stream_bytes = (size_t)v << 20;
     }
+    /* Software prefetches in the kernels whose reads the hardware prefetcher
+     * does not follow (cl/common.cl, PREFETCH): on CPU devices, where
+     * OpenCL's own prefetch() is a no-op in PoCL. CLBN_PREFETCH=0 or 1
+     * overrides (for measurements). */
+    cl_device_type type = 0;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof type, &type, NULL) != CL_SUCCESS)
+        type = 0;
+    ctx->prefetch = (type & CL_DEVICE_TYPE_CPU) != 0;
+    const char *pf = getenv("CLBN_PREFETCH");
+    if (pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0))
+        ctx->prefetch = pf[0] == '1';
     return CLBN_SUCCESS;
 }
 

@@ -79,7 +79,7 @@ clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_des
 clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
-    if (sp->launch.kernel == CLBN_K_STATS_NCHW)
+    if (clbn__is_planar(desc))
         return CLBN_STEP(sp->launch, ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp->rows_per_group),
                          ARG(sp->cols_per_group), ARG(sp->col_groups), ARG(sp->col_parts),
                          ARG(sp->rows_per_item), ARG(sp->cols_per_item), ARG_SCRATCH);

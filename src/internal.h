@@ -22,9 +22,11 @@
  * these to every build with -D, so they are defined in this one place. */
 #define CLBN_NHWC_BLOCK 64  /* channels per work-item of the NHWC (C % 8 == 0) block reductions */
 #define CLBN_NHWC_WIDE 256  /* rows of this many channels or more take the wide NHWC kernels */
+#define CLBN_ROWS_CHANNELS 32 /* most channels per work-item of the short-row NCHW reductions */
 
 typedef enum clbn_kernel_id {
     CLBN_K_STATS_NCHW,
+    CLBN_K_STATS_NCHW_ROWS,
     CLBN_K_STATS_NHWC,
     CLBN_K_STATS_NHWC8,
     CLBN_K_STATS_NHWC_WIDE,
@@ -35,6 +37,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_NORMALIZE_NHWC8,
     CLBN_K_NORMALIZE_NHWC,
     CLBN_K_BWD_REDUCE_NCHW,
+    CLBN_K_BWD_REDUCE_NCHW_ROWS,
     CLBN_K_BWD_REDUCE_NHWC,
     CLBN_K_BWD_REDUCE_NHWC8,
     CLBN_K_BWD_REDUCE_NHWC_WIDE,
@@ -86,6 +89,7 @@ struct clbn_context {
     size_t max_work_group;
     int has_fp64;
     size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
+    int prefetch;        /* kernels issue software prefetches (CPU devices) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     char *build_log;                          /* of the last failed build, or NULL */
@@ -176,7 +180,7 @@ typedef struct clbn_norm_plan {
  * (spatial > 1), NHWC with C % 8 == 0, NHWC for any C, and, for the
  * reductions, NHWC with C % 8 == 0 and wide rows (CLBN_K_COUNT: none). */
 typedef struct clbn_kernel_family {
-    clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide;
+    clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide, nchw_rows;
 } clbn_kernel_family;
 extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
 extern const clbn_kernel_family clbn__reduce_kernels;    /* backward reduction */

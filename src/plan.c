@@ -23,8 +23,14 @@ enum {
     NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
     SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
     SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
+    ROWS_SPATIAL = 256,     /* NCHW rows shorter than this take the short-row reductions; */
+    ROWS_RUN = 2048,        /*   values per row and work-item */
+    ROWS_ITEM_VALUES = 65536, /*   values a work-item aims to reduce */
+    ROWS_ITEMS_PER_CU = 8,  /*   work-items per compute unit at least */
+    ROWS_GROUP = 8,         /*   work-items per group */
     VEC = 8
 };
+
 
 static size_t ceil_div(size_t a, size_t b)
 {
@@ -71,13 +77,14 @@ static size_t tiles_for(const clbn_context *ctx, size_t values, size_t others)
 }
 
 const clbn_kernel_family clbn__stats_kernels = {CLBN_K_STATS_NCHW, CLBN_K_STATS_NHWC8, CLBN_K_STATS_NHWC,
-                                                CLBN_K_STATS_NHWC_WIDE};
+                                                CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS};
 const clbn_kernel_family clbn__reduce_kernels = {CLBN_K_BWD_REDUCE_NCHW, CLBN_K_BWD_REDUCE_NHWC8,
-                                                 CLBN_K_BWD_REDUCE_NHWC, CLBN_K_BWD_REDUCE_NHWC_WIDE};
+                                                 CLBN_K_BWD_REDUCE_NHWC, CLBN_K_BWD_REDUCE_NHWC_WIDE,
+                                                 CLBN_K_BWD_REDUCE_NCHW_ROWS};
 const clbn_kernel_family clbn__normalize_kernels = {CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8,
-                                                    CLBN_K_NORMALIZE_NHWC, CLBN_K_COUNT};
+                                                    CLBN_K_NORMALIZE_NHWC, CLBN_K_COUNT, CLBN_K_COUNT};
 const clbn_kernel_family clbn__dx_kernels = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8, CLBN_K_BWD_DX_NHWC,
-                                             CLBN_K_COUNT};
+                                             CLBN_K_COUNT, CLBN_K_COUNT};
 
 void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *kf,
                       const clbn_tensor_desc *desc, clbn_stats_plan *plan)
@@ -87,6 +94,36 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     plan->launch.dims = 2;
     plan->launch.local[1] = 1;
 
+    if (clbn__is_planar(desc) && S < ROWS_SPATIAL && kf->nchw_rows != CLBN_K_COUNT) {
+        /* Short rows: a work-item takes a block of adjacent channels over a
+         * range of rows (cl/stats.cl, clbn_stats_nchw_rows), reading
+         * ROWS_RUN values or more of each row in one run. */
+        const size_t per_item = min_sz(C, min_sz(CLBN_ROWS_CHANNELS, ceil_div(ROWS_RUN, S)));
+        const size_t blocks = ceil_div(C, per_item);
+        const size_t cus = ctx->compute_units;
+        const size_t cap = max_sz(SPLITS_MIN, cus * SPLITS_PER_CU);
+        size_t splits = ceil_div(per_item * N * S, ROWS_ITEM_VALUES);
+        splits = max_sz(splits, ceil_div(cus * ROWS_ITEMS_PER_CU, blocks));
+        splits = max_sz(1, min_sz(min_sz(splits, cap), N));
+        const size_t rows_per_group = ceil_div(N, splits);
+        splits = ceil_div(N, rows_per_group);
+        size_t L = group_size(prog, kf->nchw_rows);
+        while (L > 1 && L > blocks)
+            L /= 2;
+        L = min_sz(L, ROWS_GROUP);
+        plan->launch.kernel = kf->nchw_rows;
+        plan->launch.local[0] = L;
+        plan->launch.global[0] = round_up(blocks, L);
+        plan->launch.global[1] = splits;
+        plan->splits = (cl_uint)splits;
+        plan->rows_per_group = rows_per_group;
+        plan->cols_per_group = per_item;
+        plan->col_groups = (cl_uint)blocks;
+        plan->col_parts = 1;
+        plan->rows_per_item = rows_per_group;
+        plan->cols_per_item = S;
+        return;
+    }
     if (clbn__is_planar(desc)) {
         /* Channel c is an N x S matrix (row stride C*S): tile it by rows, then
          * by columns when there are fewer rows than tiles wanted. */

@@ -10,6 +10,7 @@
 
 static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_STATS_NCHW] = "clbn_stats_nchw",
+    [CLBN_K_STATS_NCHW_ROWS] = "clbn_stats_nchw_rows",
     [CLBN_K_STATS_NHWC] = "clbn_stats_nhwc",
     [CLBN_K_STATS_NHWC8] = "clbn_stats_nhwc8",
     [CLBN_K_STATS_NHWC_WIDE] = "clbn_stats_nhwc_wide",
@@ -20,6 +21,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_NORMALIZE_NHWC8] = "clbn_normalize_nhwc8",
     [CLBN_K_NORMALIZE_NHWC] = "clbn_normalize_nhwc",
     [CLBN_K_BWD_REDUCE_NCHW] = "clbn_backward_reduce_nchw",
+    [CLBN_K_BWD_REDUCE_NCHW_ROWS] = "clbn_backward_reduce_nchw_rows",
     [CLBN_K_BWD_REDUCE_NHWC] = "clbn_backward_reduce_nhwc",
     [CLBN_K_BWD_REDUCE_NHWC8] = "clbn_backward_reduce_nhwc8",
     [CLBN_K_BWD_REDUCE_NHWC_WIDE] = "clbn_backward_reduce_nhwc_wide",
@@ -41,7 +43,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_SMALL_BACKWARD] = "clbn_small_backward",
 };
 
-static void build_options(clbn_dtype dtype, char *buf, size_t len)
+static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, size_t len)
 {
     static const char *const dtype_macro[CLBN_DTYPE_COUNT] = {
         [CLBN_FLOAT32] = "CLBN_DTYPE_FLOAT32",
@@ -54,8 +56,9 @@ static void build_options(clbn_dtype dtype, char *buf, size_t len)
 #else
     const char *werror = "";
 #endif
-    snprintf(buf, len, "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d%s",
-             dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, werror);
+    snprintf(buf, len, "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d -DCLBN_ROWS_CHANNELS=%d%s%s",
+             dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, CLBN_ROWS_CHANNELS,
+             ctx->prefetch ? " -DCLBN_PREFETCH=1" : "", werror);
 }
 
 void clbn__program_release(clbn_program *p)
@@ -98,7 +101,7 @@ static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out
         return clbn__from_cl(err);
     }
     char options[128];
-    build_options(dtype, options, sizeof options);
+    build_options(ctx, dtype, options, sizeof options);
     err = clBuildProgram(p->program, 1, &ctx->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         keep_build_log(ctx, p->program);

@@ -424,6 +424,26 @@ START_TEST(test_nhwc_channel_blocks)
 }
 END_TEST
 
+/* NCHW rows shorter than 256 values in tensors too large for the one-kernel
+ * path: the short-row reduction (src/plan.c), with rows shorter than a
+ * vector, ending mid-vector and on a vector, and a partial last channel
+ * block. */
+static const size_t rows_shapes[][3] = {{600, 90, 5}, {40, 70, 196}, {3, 700, 130}, {64, 33, 200}};
+
+START_TEST(test_nchw_short_rows)
+{
+    const size_t *sh = rows_shapes[_i];
+    bw_opts o = default_opts();
+    bw_data d;
+    make_data(&d, sh[0], sh[1], sh[2], CLBN_LAYOUT_NCHW, &o);
+    for (int inference = 0; inference < 2; inference++) {
+        bw_call k = make_call(inference);
+        run_and_check(&d, &k, "NCHW short rows");
+    }
+    free_data(&d);
+}
+END_TEST
+
 /* ---- Optional arguments, aliasing, queues -------------------------------- */
 
 /* Shapes that take each kernel: NCHW, NHWC with C % 8 != 0, NHWC with C % 8 == 0,
@@ -1174,6 +1194,7 @@ static Suite *backward_suite(void)
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
     tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
+    tcase_add_loop_test(tc, test_nchw_short_rows, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");

@@ -308,6 +308,23 @@ START_TEST(test_nhwc_channel_blocks)
 }
 END_TEST
 
+/* NCHW rows shorter than 256 values, in tensors too large for the one-kernel
+ * path, take the short-row reduction (a work-item per block of adjacent
+ * channels, src/plan.c): rows shorter than a vector (S = 5), rows that end
+ * mid-vector (196, 130) or on a vector (200); channel counts that leave a
+ * partial last block; a split over as few as 3 rows. */
+static const size_t rows_shapes[][3] = {{600, 90, 5}, {40, 70, 196}, {3, 700, 130}, {64, 33, 200}};
+
+START_TEST(test_nchw_short_rows)
+{
+    const size_t *sh = rows_shapes[_i];
+    for (int training = 0; training < 2; training++) {
+        bn_case k = make_case(sh[0], sh[1], sh[2], CLBN_LAYOUT_NCHW, training);
+        run_and_check(&k, "NCHW short rows");
+    }
+}
+END_TEST
+
 /* ---- Arguments and options ----------------------------------------------- */
 
 START_TEST(test_in_place)
@@ -427,13 +444,14 @@ END_TEST
 START_TEST(test_large_mean)
 {
     for (int training = 1; training >= 0; training--) {
-        for (int shape = 0; shape < 3; shape++) {
-            /* the tiled kernels in both layouts, and the one-kernel path of
-             * small NCHW tensors (cl/small.cl) */
+        for (int shape = 0; shape < 4; shape++) {
+            /* the tiled kernels in both layouts, the one-kernel path of small
+             * NCHW tensors (cl/small.cl) and the short-row NCHW reduction */
             const int nhwc = shape == 1;
-            bn_case k = shape < 2 ? make_case(32, 8, 3136, nhwc ? CLBN_LAYOUT_NHWC : CLBN_LAYOUT_NCHW,
-                                              training)
-                                  : make_case(8, 16, 200, CLBN_LAYOUT_NCHW, training);
+            bn_case k = shape < 2    ? make_case(32, 8, 3136, nhwc ? CLBN_LAYOUT_NHWC : CLBN_LAYOUT_NCHW,
+                                                 training)
+                        : shape == 2 ? make_case(8, 16, 200, CLBN_LAYOUT_NCHW, training)
+                                     : make_case(40, 70, 196, CLBN_LAYOUT_NCHW, training);
             k.data_mean = 1e4;
             k.data_spread = 1.0;
             k.data_std = 0.1;
@@ -676,6 +694,7 @@ static Suite *forward_suite(void)
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
     tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
+    tcase_add_loop_test(tc, test_nchw_short_rows, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");

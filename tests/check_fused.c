@@ -21,6 +21,7 @@ static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 64, 3136},
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel (cl/small.cl) */
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* wide rows (C >= 256) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short rows, too large for small.cl */
 };
 
 static double relu(double v)
