@@ -441,6 +441,37 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
     }
 }
 
+/* NCHW with short rows: the flat walk of clbn_normalize_flat (FLAT_* in
+ * cl/common.cl). Arguments as clbn_backward_dx_nchw (rows_per_item unused). */
+__kernel void clbn_backward_dx_flat(__global const data_t *x, __global const data_t *dy,
+                                    __global data_t *dx, __global const acc *params,
+                                    ulong params_offset, ulong rows, ulong C, ulong S,
+                                    ulong rows_per_item, ulong cols_per_item,
+                                    __global const data_t *y, __global data_t *dz, int stream)
+{
+    (void)rows_per_item;
+    const ulong total = rows * S, begin = get_global_id(0) * cols_per_item;
+    if (begin >= total)
+        return;
+    params += params_offset;
+    const ulong end = min(total, begin + cols_per_item), ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
+    PREFETCH_RUN(dy + begin + ahead, end - begin);
+    if (x)
+        PREFETCH_RUN(x + begin + ahead, end - begin);
+    if (y)
+        PREFETCH_RUN(y + begin + ahead, end - begin);
+#define FLAT_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
+    FLAT_BEGIN(begin, 4);
+    ulong e = begin;
+    for (; e + 8 <= end; e += 8)
+        FLAT_STEP(e, 4, FLAT_EMIT);
+#undef FLAT_EMIT
+    for (; e < end; ++e) {
+        const ulong c = (e / S) % C;
+        DX_EMIT1(e, params[c], params[C + c], params[2 * C + c], params[3 * C + c]);
+    }
+}
+
 /* NHWC with C % 8 == 0: work-item = a block of whole pixels, all channels 8
  * at a time, as clbn_normalize_nhwc8. */
 __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,

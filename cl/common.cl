@@ -132,6 +132,42 @@ inline ushort8 bf16_from_float8(float8 f)
 #define RELU_GRAD1(g, yv) ((yv) <= 0.0f ? 0.0f : (g))
 #define RELU_GRAD8(g, yv) select((g), (acc8)(0.0f), islessequal((yv), (acc8)(0.0f)))
 
+/* The lanes of an 8-vector whose index is below k, as a select() mask. */
+#if defined(CLBN_DTYPE_FLOAT64)
+#define CLBN_LANE_BELOW(k) ((long8)(0, 1, 2, 3, 4, 5, 6, 7) < (long8)((long)(k)))
+#else
+#define CLBN_LANE_BELOW(k) ((int8)(0, 1, 2, 3, 4, 5, 6, 7) < (int8)((int)(k)))
+#endif
+
+/* The flat walk over an NCHW tensor with rows of S >= 8 values (the
+ * short-row elementwise kernels clbn_normalize_flat, clbn_backward_dx_flat):
+ * FLAT_BEGIN(e, NP) finds the channel of element e; per 8-vector at e,
+ * FLAT_STEP(e, NP, EMIT) calls EMIT(e, v) with v[j] (j < NP) holding each
+ * lane's value of params[j*C + c] for its own channel c: the current
+ * channel's values broadcast, or, where a channel ends inside the vector
+ * (S >= 8: at most once), a select of the two channels' values. */
+#define FLAT_BEGIN(e, NP)                                                        \
+    ulong c_ = ((e) / S) % C, end_ = ((e) / S + 1) * S;                          \
+    acc8 cur_[4];                                                                \
+    for (uint j_ = 0; j_ < (NP); ++j_)                                           \
+        cur_[j_] = (acc8)(params[j_ * C + c_])
+#define FLAT_STEP(e, NP, EMIT)                                                   \
+    do {                                                                         \
+        if ((e) + 8 < end_) {                                                    \
+            EMIT(e, cur_);                                                       \
+        } else {                                                                 \
+            c_ = c_ + 1 == C ? 0 : c_ + 1;                                       \
+            acc8 fv_[4];                                                          \
+            for (uint j_ = 0; j_ < (NP); ++j_) {                                 \
+                const acc8 fn_ = (acc8)(params[j_ * C + c_]);                     \
+                fv_[j_] = select(fn_, cur_[j_], CLBN_LANE_BELOW(end_ - (e)));      \
+                cur_[j_] = fn_;                                                   \
+            }                                                                    \
+            end_ += S;                                                           \
+            EMIT(e, fv_);                                                         \
+        }                                                                        \
+    } while (0)
+
 /* Eight values p[0], p[stride], ..., p[7*stride] (NHWC channel columns). */
 #define GATHER8(p, stride)                                                              \
     ((acc8)(LOAD1(p, 0), LOAD1(p, stride), LOAD1(p, 2 * (stride)), LOAD1(p, 3 * (stride)), \

@@ -87,6 +87,38 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     }
 }
 
+/* NCHW with short rows (src/plan.c: 8 <= S < 256): work-item i takes the
+ * cols_per_item (a multiple of 8) elements from i*cols_per_item of the flat
+ * tensor, so every vector is aligned and may be streamed, and a group's
+ * items form one contiguous stream; each lane takes its own channel's
+ * parameters. Arguments as clbn_normalize_nchw (rows_per_item unused). */
+__kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
+                                  __global const acc *params, ulong params_offset,
+                                  ulong rows, ulong C, ulong S, ulong rows_per_item,
+                                  ulong cols_per_item, __global const data_t *z, int flags)
+{
+    (void)rows_per_item;
+    const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
+    const ulong total = rows * S, begin = get_global_id(0) * cols_per_item;
+    if (begin >= total)
+        return;
+    params += params_offset;
+    const ulong end = min(total, begin + cols_per_item);
+    PREFETCH_RUN(x + begin + CLBN_PREFETCH_BYTES / sizeof(data_t), end - begin);
+    if (z)
+        PREFETCH_RUN(z + begin + CLBN_PREFETCH_BYTES / sizeof(data_t), end - begin);
+#define FLAT_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
+    FLAT_BEGIN(begin, 3);
+    ulong e = begin;
+    for (; e + 8 <= end; e += 8)
+        FLAT_STEP(e, 3, FLAT_EMIT);
+#undef FLAT_EMIT
+    for (; e < end; ++e) { /* the tensor's last values */
+        const ulong c = (e / S) % C;
+        EMIT1(e, params[c], params[C + c], params[2 * C + c]);
+    }
+}
+
 /* NHWC with C % 8 == 0: work-item = a block of whole pixels, all channels,
  * 8 at a time: each work-item streams one contiguous range of memory. Rows of
  * CLBN_NHWC_WIDE channels or more go channel vector by channel vector over the

@@ -111,13 +111,6 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
         partial[g * C + c] = (acc4)(ln[0], lmean[0], lm2[0], 0.0f);
 }
 
-/* The lanes of an 8-vector whose index is below k, as a select() mask. */
-#if defined(CLBN_DTYPE_FLOAT64)
-#define CLBN_LANE_BELOW(k) ((long8)(0, 1, 2, 3, 4, 5, 6, 7) < (long8)((long)(k)))
-#else
-#define CLBN_LANE_BELOW(k) ((int8)(0, 1, 2, 3, 4, 5, 6, 7) < (int8)((int)(k)))
-#endif
-
 /* Sums over the S values row[0..S) of (v - pv), and of (v - pv - mb)^2, for
  * the short-row kernels: four independent vector chains, since the latency
  * of one chain of vector additions, not memory, bounds a single pass over a

@@ -68,7 +68,7 @@ clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_des
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
     /* the kernels' flags (cl/normalize.cl): 1 ReLU, 2 streaming stores */
     const cl_int flags = (op != CLBN_FUSED_NONE ? 1 : 0) | (plan->stream ? 2 : 0);
-    if (plan->launch.kernel == CLBN_K_NORMALIZE_NCHW)
+    if (clbn__is_planar(desc))
         return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
                          ARG(rows), ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item),
                          ARG_MEM(z), ARG(flags));

@@ -34,6 +34,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_STATS_COMMIT,
     CLBN_K_INFERENCE_PARAMS,
     CLBN_K_NORMALIZE_NCHW,
+    CLBN_K_NORMALIZE_FLAT,
     CLBN_K_NORMALIZE_NHWC8,
     CLBN_K_NORMALIZE_NHWC,
     CLBN_K_BWD_REDUCE_NCHW,
@@ -43,6 +44,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_BWD_REDUCE_NHWC_WIDE,
     CLBN_K_BWD_FINALIZE,
     CLBN_K_BWD_DX_NCHW,
+    CLBN_K_BWD_DX_FLAT,
     CLBN_K_BWD_DX_NHWC8,
     CLBN_K_BWD_DX_NHWC,
     CLBN_K_ACCUMULATE,
@@ -177,8 +179,10 @@ typedef struct clbn_norm_plan {
 } clbn_norm_plan;
 
 /* A layout's kernels of one kind that share the planner's geometry: NCHW
- * (spatial > 1), NHWC with C % 8 == 0, NHWC for any C, and, for the
- * reductions, NHWC with C % 8 == 0 and wide rows (CLBN_K_COUNT: none). */
+ * (spatial > 1), NHWC with C % 8 == 0, NHWC for any C, for the reductions
+ * NHWC with C % 8 == 0 and wide rows, and NCHW with rows shorter than 256
+ * values (the reductions' channel blocks, the elementwise passes' flat walk);
+ * CLBN_K_COUNT: none. The NCHW variants take the same arguments. */
 typedef struct clbn_kernel_family {
     clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide, nchw_rows;
 } clbn_kernel_family;

@@ -28,6 +28,7 @@ enum {
     ROWS_ITEM_VALUES = 65536, /*   values a work-item aims to reduce */
     ROWS_ITEMS_PER_CU = 8,  /*   work-items per compute unit at least */
     ROWS_GROUP = 8,         /*   work-items per group */
+    FLAT_ITEM = 1024,       /* elements per work-item of the short-row elementwise passes */
     VEC = 8
 };
 
@@ -82,9 +83,10 @@ const clbn_kernel_family clbn__reduce_kernels = {CLBN_K_BWD_REDUCE_NCHW, CLBN_K_
                                                  CLBN_K_BWD_REDUCE_NHWC, CLBN_K_BWD_REDUCE_NHWC_WIDE,
                                                  CLBN_K_BWD_REDUCE_NCHW_ROWS};
 const clbn_kernel_family clbn__normalize_kernels = {CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8,
-                                                    CLBN_K_NORMALIZE_NHWC, CLBN_K_COUNT, CLBN_K_COUNT};
+                                                    CLBN_K_NORMALIZE_NHWC, CLBN_K_COUNT,
+                                                    CLBN_K_NORMALIZE_FLAT};
 const clbn_kernel_family clbn__dx_kernels = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8, CLBN_K_BWD_DX_NHWC,
-                                             CLBN_K_COUNT, CLBN_K_COUNT};
+                                             CLBN_K_COUNT, CLBN_K_BWD_DX_FLAT};
 
 void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *kf,
                       const clbn_tensor_desc *desc, clbn_stats_plan *plan)
@@ -229,8 +231,24 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
      * caches for whatever reads them next. */
     const size_t out_bytes = N * C * S * clbn__dtype_size(desc->dtype);
-    const int aligned = clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0;
+    const int flat = clbn__is_planar(desc) && S >= VEC && S < ROWS_SPATIAL &&
+                     kf->nchw_rows != CLBN_K_COUNT;
+    const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
     plan->stream = aligned && out_bytes >= ctx->stream_bytes;
+    if (flat) {
+        /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
+         * work-item, each lane with its own channel's parameters
+         * (clbn_normalize_flat): aligned vectors, one stream per group. */
+        const size_t items = ceil_div(N * C * S, FLAT_ITEM);
+        l->kernel = kf->nchw_rows;
+        l->dims = 1;
+        l->local[0] = min_sz(group_size(prog, kf->nchw_rows), items);
+        l->global[0] = round_up(items, l->local[0]);
+        l->local[1] = l->global[1] = 1;
+        plan->rows_per_item = 0;
+        plan->cols_per_item = FLAT_ITEM;
+        return;
+    }
     if (clbn__is_planar(desc)) {
         const size_t rows = N * C;
         size_t cols = min_sz(round_up(S, VEC), ITEM_ELEMENTS);

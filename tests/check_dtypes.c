@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- typed tensors ------------------------------------------------------- */
 
@@ -418,7 +419,8 @@ START_TEST(test_layer_types)
         tu_read(rv, vb, 8 * psize(t));
         ck_assert(memcmp(va, vb, 8 * psize(t)) == 0);
         char path[128];
-        snprintf(path, sizeof path, "/tmp/clbn_dtype_state_%d.bin", (int)ti);
+        /* per process: ctest runs this suite twice at once (the _streaming entry) */
+        snprintf(path, sizeof path, "/tmp/clbn_dtype_state_%d_%d.bin", (int)getpid(), (int)ti);
         TU_OK(clbn_layer_save(a, path));
         TU_OK(clbn_layer_load(b, path));
         TU_OK(clbn_layer_read(b, CLBN_RUNNING_VAR, vb, 8));

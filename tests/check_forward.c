@@ -310,10 +310,11 @@ END_TEST
 
 /* NCHW rows shorter than 256 values, in tensors too large for the one-kernel
  * path, take the short-row reduction (a work-item per block of adjacent
- * channels, src/plan.c): rows shorter than a vector (S = 5), rows that end
- * mid-vector (196, 130) or on a vector (200); channel counts that leave a
- * partial last block; a split over as few as 3 rows. */
-static const size_t rows_shapes[][3] = {{600, 90, 5}, {40, 70, 196}, {3, 700, 130}, {64, 33, 200}};
+ * channels) and the flat elementwise walk (src/plan.c): rows shorter than a
+ * vector (S = 5: the row kernel), rows that end mid-vector (196, 131) or on a
+ * vector (200), a tensor that ends mid-vector (3x701x131); channel counts that
+ * leave a partial last block; a split over as few as 3 rows. */
+static const size_t rows_shapes[][3] = {{600, 90, 5}, {40, 70, 196}, {3, 701, 131}, {64, 33, 200}};
 
 START_TEST(test_nchw_short_rows)
 {
