@@ -1,15 +1,22 @@
-/* cl_copy: the fastest elementwise pass PoCL runs, for comparison with clbn's.
+/* cl_copy: the fastest passes PoCL runs over a tensor, for comparison with
+ * clbn's passes and their ratios.
  *
- * y[i] = x[i] over `count` floats, one OpenCL kernel, in the geometry of
- * clbn's NCHW normalize pass (each work-item copies 512 contiguous floats with
- * vload8/vstore8, 64 work-items per group), enqueued and finished like one
- * clbn call; median and minimum wall time of --reps calls after warm-up, on
- * clbn's default device and queue. A clbn inference pass reads x and writes y
- * just as this does, so this time is what an OpenCL pass of that size costs
- * here: on tensors that stay in the caches, PyTorch's single-pass C++ loops
- * run faster than either.
+ * Four minimal OpenCL kernels over `count` floats, each work-item taking 1024
+ * contiguous floats with vload8 (64 work-items per group), enqueued and
+ * finished like one clbn call; median and minimum wall time of --reps calls
+ * after warm-up, on clbn's default device and queue:
+ *   copy   y = x                     (x read, y written: an inference pass)
+ *   read   per-item sums of x        (x read: a statistics pass)
+ *   read2  per-item sums of x*dy     (x, dy read: the backward reduction)
+ *   axpy   dx = 2*x + dy             (x, dy read, dx written: the dx pass)
+ * --prefetch adds clbn's software prefetch (8 KiB ahead, clang's
+ * __builtin_prefetch) and --stream its non-temporal stores, so each pass can
+ * be measured as clbn's kernels run it. A training forward can be no faster
+ * than read + copy, a backward than read2 + axpy: those sums over copy bound
+ * the ratios training/inference and backward/inference on this device.
  *
- * Usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R (200)] */
+ * Usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R (200)]
+ *                [--pattern copy|read|read2|axpy|all (copy)] [--prefetch] [--stream] */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <clbn.h>
 
@@ -20,15 +27,61 @@
 #include <string.h>
 
 static const char *source =
-    "__kernel void copy8(__global const float *x, __global float *y, ulong n, ulong per)\n"
+    "#if defined(PF)\n"
+    "#define PREFETCH_AHEAD(p, i) __builtin_prefetch((const void *)(ulong)((p) + (i) + 2048), 0, 1)\n"
+    "#else\n"
+    "#define PREFETCH_AHEAD(p, i) ((void)0)\n"
+    "#endif\n"
+    "#if defined(NT)\n"
+    "#define STORE8(v, p, i) __builtin_nontemporal_store((v), (__global float8 *)((p) + (i)))\n"
+    "#else\n"
+    "#define STORE8(v, p, i) vstore8((v), 0, (p) + (i))\n"
+    "#endif\n"
+    "#define RANGE const ulong b = get_global_id(0) * 1024, e = min(n, b + 1024)\n"
+    "__kernel void copy(__global const float *x, __global const float *dy, __global float *y, ulong n)\n"
     "{\n"
-    "    const ulong b = get_global_id(0) * per, e = min(n, b + per);\n"
-    "    ulong i = b;\n"
-    "    for (; i + 8 <= e; i += 8)\n"
-    "        vstore8(vload8(0, x + i), 0, y + i);\n"
-    "    for (; i < e; ++i)\n"
-    "        y[i] = x[i];\n"
+    "    RANGE;\n"
+    "    for (ulong i = b; i < e; i += 8) {\n"
+    "        if ((i & 15) == 0) PREFETCH_AHEAD(x, i);\n"
+    "        STORE8(vload8(0, x + i), y, i);\n"
+    "    }\n"
+    "}\n"
+    "__kernel void read(__global const float *x, __global const float *dy, __global float *y, ulong n)\n"
+    "{\n"
+    "    RANGE;\n"
+    "    float8 a = 0.0f, c = 0.0f;\n"
+    "    for (ulong i = b; i < e; i += 16) {\n"
+    "        PREFETCH_AHEAD(x, i);\n"
+    "        a += vload8(0, x + i);\n"
+    "        c += vload8(0, x + i + 8);\n"
+    "    }\n"
+    "    a += c;\n"
+    "    y[get_global_id(0)] = a.s0 + a.s1 + a.s2 + a.s3 + a.s4 + a.s5 + a.s6 + a.s7;\n"
+    "}\n"
+    "__kernel void read2(__global const float *x, __global const float *dy, __global float *y, ulong n)\n"
+    "{\n"
+    "    RANGE;\n"
+    "    float8 a = 0.0f, c = 0.0f;\n"
+    "    for (ulong i = b; i < e; i += 16) {\n"
+    "        PREFETCH_AHEAD(x, i);\n"
+    "        PREFETCH_AHEAD(dy, i);\n"
+    "        a = fma(vload8(0, x + i), vload8(0, dy + i), a);\n"
+    "        c = fma(vload8(0, x + i + 8), vload8(0, dy + i + 8), c);\n"
+    "    }\n"
+    "    a += c;\n"
+    "    y[get_global_id(0)] = a.s0 + a.s1 + a.s2 + a.s3 + a.s4 + a.s5 + a.s6 + a.s7;\n"
+    "}\n"
+    "__kernel void axpy(__global const float *x, __global const float *dy, __global float *y, ulong n)\n"
+    "{\n"
+    "    RANGE;\n"
+    "    for (ulong i = b; i < e; i += 8) {\n"
+    "        if ((i & 15) == 0) { PREFETCH_AHEAD(x, i); PREFETCH_AHEAD(dy, i); }\n"
+    "        STORE8(fma(vload8(0, x + i), (float8)(2.0f), vload8(0, dy + i)), y, i);\n"
+    "    }\n"
     "}\n";
+
+static const char *const patterns[] = {"copy", "read", "read2", "axpy"};
+static const double bytes_per_float[] = {8.0, 4.0, 8.0, 12.0}; /* read + written */
 
 static void check_cl(cl_int err, const char *what)
 {
@@ -38,10 +91,16 @@ static void check_cl(cl_int err, const char *what)
     }
 }
 
+static void usage(void)
+{
+    fprintf(stderr, "usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R] "
+                    "[--pattern copy|read|read2|axpy|all] [--prefetch] [--stream]\n");
+}
+
 int main(int argc, char **argv)
 {
     size_t count = (size_t)32 * 64 * 56 * 56;
-    int reps = 200;
+    int reps = 200, prefetch = 0, stream = 0, which = 0; /* which: -1 all */
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             size_t n, c, sp;
@@ -54,13 +113,29 @@ int main(int argc, char **argv)
             count = (size_t)strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--pattern") && i + 1 < argc) {
+            const char *p = argv[++i];
+            which = -2;
+            for (int k = 0; k < 4; ++k)
+                if (!strcmp(p, patterns[k]))
+                    which = k;
+            if (!strcmp(p, "all"))
+                which = -1;
+            if (which == -2) {
+                usage();
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--prefetch")) {
+            prefetch = 1;
+        } else if (!strcmp(argv[i], "--stream")) {
+            stream = 1;
         } else {
-            fprintf(stderr, "usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R]\n");
+            usage();
             return 2;
         }
     }
-    if (count == 0 || reps < 1) {
-        fprintf(stderr, "cl_copy: the size and --reps must be > 0\n");
+    if (count == 0 || count % 16 != 0 || reps < 1) {
+        fprintf(stderr, "cl_copy: the size must be a positive multiple of 16 floats, --reps > 0\n");
         return 2;
     }
     clbn_context *ctx;
@@ -74,41 +149,47 @@ int main(int argc, char **argv)
     cl_int err;
     cl_program prog = clCreateProgramWithSource(cl, 1, &source, NULL, &err);
     check_cl(err, "clCreateProgramWithSource");
-    check_cl(clBuildProgram(prog, 1, &dev, "-cl-std=CL1.2", NULL, NULL), "clBuildProgram");
-    cl_kernel k = clCreateKernel(prog, "copy8", &err);
-    check_cl(err, "clCreateKernel");
-    cl_mem x = clCreateBuffer(cl, CL_MEM_READ_WRITE, count * 4, NULL, &err);
-    check_cl(err, "clCreateBuffer");
-    cl_mem y = clCreateBuffer(cl, CL_MEM_READ_WRITE, count * 4, NULL, &err);
-    check_cl(err, "clCreateBuffer");
-    const float zero = 0.5f;
-    check_cl(clEnqueueFillBuffer(q, x, &zero, sizeof zero, 0, count * 4, 0, NULL, NULL), "fill");
-    check_cl(clEnqueueFillBuffer(q, y, &zero, sizeof zero, 0, count * 4, 0, NULL, NULL), "fill");
-    const cl_ulong n = count, per = 512;
-    const size_t items = (count + 511) / 512, local = 64;
+    char options[64];
+    snprintf(options, sizeof options, "-cl-std=CL1.2%s%s", prefetch ? " -DPF" : "", stream ? " -DNT" : "");
+    check_cl(clBuildProgram(prog, 1, &dev, options, NULL, NULL), "clBuildProgram");
+    cl_mem buf[3];
+    for (int b = 0; b < 3; ++b) {
+        buf[b] = clCreateBuffer(cl, CL_MEM_READ_WRITE, count * 4, NULL, &err);
+        check_cl(err, "clCreateBuffer");
+        const float half = 0.5f;
+        check_cl(clEnqueueFillBuffer(q, buf[b], &half, sizeof half, 0, count * 4, 0, NULL, NULL), "fill");
+    }
+    const cl_ulong n = count;
+    const size_t items = (count + 1023) / 1024, local = 64;
     const size_t global = (items + local - 1) / local * local;
-    check_cl(clSetKernelArg(k, 0, sizeof x, &x), "arg");
-    check_cl(clSetKernelArg(k, 1, sizeof y, &y), "arg");
-    check_cl(clSetKernelArg(k, 2, sizeof n, &n), "arg");
-    check_cl(clSetKernelArg(k, 3, sizeof per, &per), "arg");
     double *t = malloc((size_t)reps * sizeof *t);
     if (!t)
         return 1;
-    for (int r = -10; r < reps; ++r) {
-        const double t0 = bench_wall_s();
-        check_cl(clEnqueueNDRangeKernel(q, k, 1, NULL, &global, &local, 0, NULL, NULL), "enqueue");
-        check_cl(clFinish(q), "clFinish");
-        if (r >= 0)
-            t[r] = bench_wall_s() - t0;
+    printf("cl_copy %zu floats (%.1f MB), prefetch %s, streaming stores %s:\n", count,
+           4.0 * (double)count / 1e6, prefetch ? "on" : "off", stream ? "on" : "off");
+    for (int p = 0; p < 4; ++p) {
+        if (which >= 0 && p != which)
+            continue;
+        cl_kernel k = clCreateKernel(prog, patterns[p], &err);
+        check_cl(err, "clCreateKernel");
+        for (int a = 0; a < 3; ++a)
+            check_cl(clSetKernelArg(k, (cl_uint)a, sizeof buf[a], &buf[a]), "arg");
+        check_cl(clSetKernelArg(k, 3, sizeof n, &n), "arg");
+        for (int r = -10; r < reps; ++r) {
+            const double t0 = bench_wall_s();
+            check_cl(clEnqueueNDRangeKernel(q, k, 1, NULL, &global, &local, 0, NULL, NULL), "enqueue");
+            check_cl(clFinish(q), "clFinish");
+            if (r >= 0)
+                t[r] = bench_wall_s() - t0;
+        }
+        const double med = bench_median(t, reps), bytes = bytes_per_float[p] * (double)count;
+        printf("  %-5s median %.4f ms, min %.4f ms, %.1f GB/s at the median (bytes read + written)\n",
+               patterns[p], med * 1e3, bench_min(t, reps) * 1e3, bytes / med / 1e9);
+        clReleaseKernel(k);
     }
-    const double med = bench_median(t, reps), bytes = 2.0 * 4.0 * (double)count;
-    printf("cl_copy %zu floats (%.1f MB): median %.4f ms, min %.4f ms, %.1f GB/s at the median "
-           "(x read + y written)\n",
-           count, 4.0 * (double)count / 1e6, med * 1e3, bench_min(t, reps) * 1e3, bytes / med / 1e9);
     free(t);
-    clReleaseMemObject(x);
-    clReleaseMemObject(y);
-    clReleaseKernel(k);
+    for (int b = 0; b < 3; ++b)
+        clReleaseMemObject(buf[b]);
     clReleaseProgram(prog);
     clbn_context_release(ctx);
     return 0;

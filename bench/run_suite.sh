@@ -149,6 +149,9 @@ rc=0
 "$BIN/empty_kernel" --reps 1 --max-kernels 1 >/dev/null 2>>"$LOG" || rc=$?
 [ $rc = 77 ] && { say "no OpenCL device (see $LOG): nothing to measure"; exit 77; }
 [ $rc != 0 ] && { say "empty_kernel failed (see $LOG)"; exit 1; }
+say "minimal OpenCL passes on 64x64x112x112 (cl_copy: copy, read, read2, axpy; prefetch + streaming stores)"
+"$BIN/cl_copy" --shape 64x64x112x112 --reps 20 --pattern all --prefetch --stream >"$OUT/cl_copy.txt"
+cat "$OUT/cl_copy.txt" >&2
 say "empty-kernel floor (3 runs of 200)"
 "$BIN/empty_kernel" --csv >"$OUT/empty_kernel.csv"
 for run in 2 3; do

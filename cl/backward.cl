@@ -77,10 +77,17 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
     const acc8 mu8 = (acc8)(mu);
     acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
     acc a1 = 0.0f, b1 = 0.0f;
+    const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
     for (ulong r = r_begin; r < r_end; ++r) {
         const ulong base = (r * C + c) * S;
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8) {
+            if ((s & 15) == 0) { /* ahead in this row, a line per stream */
+                PREFETCH(dy + base + s + ahead);
+                PREFETCH(x + base + s + ahead);
+                if (y)
+                    PREFETCH(y + base + s + ahead);
+            }
             acc8 g8 = LOAD8(dy, base + s);
             if (y)
                 g8 = RELU_GRAD8(g8, LOAD8(y, base + s));

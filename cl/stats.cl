@@ -91,8 +91,11 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
     for (ulong r = r_begin; r < r_end; ++r) {
         const ulong base = (r * C + c) * S;
         ulong s = s_begin;
-        for (; s + 64 <= s_end; s += 64)
+        for (; s + 64 <= s_end; s += 64) {
+            /* ahead in this row: the group's next work-items read it next */
+            PREFETCH_RUN(x + base + s + CLBN_PREFETCH_BYTES / sizeof(data_t), 64);
             LANES_PUSH_BLOCK8(k, vmean, vm2, x, base + s, 8, pivot);
+        }
         for (; s + 8 <= s_end; s += 8) {
             acc8 d = LOAD8(x, base + s) - pivot;
             LANES_PUSH(k, vmean, vm2, d);
