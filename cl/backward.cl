@@ -322,6 +322,12 @@ __kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global 
         if (active) {
             const ulong pe = min(p_end, p0 + 8);
             for (ulong p = p0; p < pe; ++p) {
+                if ((c0 & 15) == 0) { /* this line of the pixel 8 rows on */
+                    PREFETCH(dy + (p + 8) * C + c0);
+                    PREFETCH(x + (p + 8) * C + c0);
+                    if (y)
+                        PREFETCH(y + (p + 8) * C + c0);
+                }
                 acc8 g8 = LOAD8(dy, p * C + c0);
                 if (y)
                     g8 = RELU_GRAD8(g8, LOAD8(y, p * C + c0));
@@ -491,20 +497,30 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    const ulong run = (p_end - p_begin) * C, ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
-    PREFETCH_RUN(dy + p_begin * C + ahead, run);
-    PREFETCH_RUN(x + p_begin * C + ahead, run);
-    if (y)
-        PREFETCH_RUN(y + p_begin * C + ahead, run);
+    const ulong n = p_end - p_begin;
     if (C >= CLBN_NHWC_WIDE) { /* as clbn_normalize_nhwc8 */
         for (ulong c0 = 0; c0 < C; c0 += 8) {
             const acc8 mu = vload8(0, params + c0), a = vload8(0, params + C + c0),
                        b = vload8(0, params + 2 * C + c0), k = vload8(0, params + 3 * C + c0);
-            for (ulong p = p_begin; p < p_end; ++p)
+            for (ulong p = p_begin; p < p_end; ++p) {
+                if ((c0 & 15) == 0) { /* these channels of the next item's pixels */
+                    PREFETCH(dy + (p + n) * C + c0);
+                    if (x)
+                        PREFETCH(x + (p + n) * C + c0);
+                    if (y)
+                        PREFETCH(y + (p + n) * C + c0);
+                }
                 DX_EMIT8(p * C + c0, mu, a, b, k);
+            }
         }
         return;
     }
+    const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
+    PREFETCH_RUN(dy + p_begin * C + ahead, n * C);
+    if (x)
+        PREFETCH_RUN(x + p_begin * C + ahead, n * C);
+    if (y)
+        PREFETCH_RUN(y + p_begin * C + ahead, n * C);
     if (C <= 64) { /* the whole row's coefficients in registers */
         const uint nv = (uint)(C / 8);
         acc8 mu[8], a[8], b[8], k[8];

@@ -138,19 +138,26 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    /* the group's items are adjacent: one stream, fetched ahead */
-    PREFETCH_RUN(x + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
-    if (z)
-        PREFETCH_RUN(z + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
+    const ulong n = p_end - p_begin;
     if (C >= CLBN_NHWC_WIDE) {
         for (ulong c0 = 0; c0 < C; c0 += 8) {
             const acc8 center = vload8(0, params + c0), scale = vload8(0, params + C + c0),
                        shift = vload8(0, params + 2 * C + c0);
-            for (ulong p = p_begin; p < p_end; ++p)
+            for (ulong p = p_begin; p < p_end; ++p) {
+                if ((c0 & 15) == 0) { /* these channels of the next item's pixels */
+                    PREFETCH(x + (p + n) * C + c0);
+                    if (z)
+                        PREFETCH(z + (p + n) * C + c0);
+                }
                 EMIT8(p * C + c0, center, scale, shift);
+            }
         }
         return;
     }
+    /* the group's items are adjacent: one stream, fetched ahead */
+    PREFETCH_RUN(x + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), n * C);
+    if (z)
+        PREFETCH_RUN(z + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), n * C);
     if (C <= 64) { /* the whole row's parameters in registers */
         const uint nv = (uint)(C / 8);
         acc8 ce[8], sc[8], sh[8];
