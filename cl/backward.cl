@@ -122,13 +122,7 @@ __kernel void clbn_backward_reduce_nchw_rows(__global const data_t *x, __global 
     (void)col_parts;
     (void)rows_per_item;
     (void)cols_per_item;
-    const ulong b = get_global_id(0);
-    if (b >= col_groups)
-        return;
-    const uint g = (uint)get_group_id(1);
-    const ulong c0 = b * cols_per_group;
-    const uint cn = (uint)min(cols_per_group, C - c0);
-    const ulong r_begin = g * rows_per_group, r_end = min(N, r_begin + rows_per_group);
+    ROWS_ITEM();
     acc mu[CLBN_ROWS_CHANNELS], sa[CLBN_ROWS_CHANNELS], sb[CLBN_ROWS_CHANNELS];
     acc8 sa8[CLBN_ROWS_CHANNELS], sb8[CLBN_ROWS_CHANNELS];
     for (uint i = 0; i < cn; ++i) {

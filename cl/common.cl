@@ -132,6 +132,18 @@ inline ushort8 bf16_from_float8(float8 f)
 #define RELU_GRAD1(g, yv) ((yv) <= 0.0f ? 0.0f : (g))
 #define RELU_GRAD8(g, yv) select((g), (acc8)(0.0f), islessequal((yv), (acc8)(0.0f)))
 
+/* The work-item of the short-row NCHW reductions (clbn_stats_nchw_rows,
+ * clbn_backward_reduce_nchw_rows): channel block b, channels c0..c0+cn, over
+ * rows [r_begin, r_end) of split g; items past the last block return. */
+#define ROWS_ITEM()                                                                  \
+    const ulong b = get_global_id(0);                                                \
+    if (b >= col_groups)                                                             \
+        return;                                                                      \
+    const uint g = (uint)get_group_id(1);                                            \
+    const ulong c0 = b * cols_per_group;                                             \
+    const uint cn = (uint)min(cols_per_group, C - c0);                               \
+    const ulong r_begin = g * rows_per_group, r_end = min(N, r_begin + rows_per_group)
+
 /* The lanes of an 8-vector whose index is below k, as a select() mask. */
 #if defined(CLBN_DTYPE_FLOAT64)
 #define CLBN_LANE_BELOW(k) ((long8)(0, 1, 2, 3, 4, 5, 6, 7) < (long8)((long)(k)))
