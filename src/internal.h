@@ -59,6 +59,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_SYNC_MERGE_SUMS,
     CLBN_K_SMALL_TRAINING,
     CLBN_K_SMALL_BACKWARD,
+    CLBN_K_CHANNEL_BACKWARD,
+    CLBN_K_CHANNEL_TRAINING,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -205,6 +207,14 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
  * backward (cl/small.cl: one work-item per channel); if so, its launch. */
 int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
                      const clbn_tensor_desc *desc, clbn_launch *launch);
+/* Whether a planar tensor's channels fit the cache budget for the
+ * channel-resident kernel `kernel` (cl/channel.cl: a work-group per channel,
+ * both passes; `tensors`: how many of the channel's tensors the second pass
+ * reads again); if so, its launch and the pieces' width (cols, a multiple of
+ * 8) and count per row (chunks). */
+int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
+                       const clbn_tensor_desc *desc, size_t tensors, clbn_launch *launch,
+                       cl_ulong *cols, cl_ulong *chunks);
 /* One work-item per channel (finalize, inference params). */
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
                             clbn_launch *launch);
@@ -232,7 +242,7 @@ arg clbn__arg_real(double v, clbn_dtype dtype);
 #define ARG_SCRATCH ((arg){ARG_KIND_SCRATCH, sizeof(cl_mem), {0}})
 
 /* A kernel launch and its arguments. */
-#define CLBN_MAX_ARGS 20
+#define CLBN_MAX_ARGS 24
 typedef struct clbn_step {
     clbn_launch launch;
     cl_uint nargs;

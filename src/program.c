@@ -43,6 +43,8 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_SYNC_MERGE_SUMS] = "clbn_sync_merge_sums",
     [CLBN_K_SMALL_TRAINING] = "clbn_small_training",
     [CLBN_K_SMALL_BACKWARD] = "clbn_small_backward",
+    [CLBN_K_CHANNEL_BACKWARD] = "clbn_channel_backward",
+    [CLBN_K_CHANNEL_TRAINING] = "clbn_channel_training",
 };
 
 static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, size_t len)

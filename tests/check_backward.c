@@ -444,6 +444,31 @@ START_TEST(test_nchw_short_rows)
 }
 END_TEST
 
+/* NCHW rows of 64 values or more whose channels fit 2 MiB, in tensors too
+ * large for the one-kernel path: the channel-resident backward
+ * (cl/channel.cl), with rows ending mid-vector (300, 100), rows cut into
+ * several pieces (4100), fewer rows than work-items; every output set, and
+ * dx replacing dy. */
+static const size_t channel_shapes[][3] = {{32, 40, 300}, {4, 16, 4100}, {3, 9, 12000}, {40, 70, 100}};
+
+START_TEST(test_nchw_channel_resident)
+{
+    const size_t *sh = channel_shapes[_i];
+    bw_opts o = default_opts();
+    bw_data d;
+    make_data(&d, sh[0], sh[1], sh[2], CLBN_LAYOUT_NCHW, &o);
+    for (unsigned outputs = 1; outputs <= OUT_ALL; outputs++) {
+        for (int alias = 0; alias < ((outputs & OUT_DX) ? 2 : 1); alias++) {
+            bw_call k = make_call(0);
+            k.outputs = outputs;
+            k.dx_is_dy = alias;
+            run_and_check(&d, &k, "NCHW channel-resident");
+        }
+    }
+    free_data(&d);
+}
+END_TEST
+
 /* ---- Optional arguments, aliasing, queues -------------------------------- */
 
 /* Shapes that take each kernel: NCHW, NHWC with C % 8 != 0, NHWC with C % 8 == 0,
@@ -1195,6 +1220,7 @@ static Suite *backward_suite(void)
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
     tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
     tcase_add_loop_test(tc, test_nchw_short_rows, 0, 4);
+    tcase_add_loop_test(tc, test_nchw_channel_resident, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");

@@ -326,6 +326,24 @@ START_TEST(test_nchw_short_rows)
 }
 END_TEST
 
+/* NCHW rows of 256 values or more whose channels fit 2 MiB, in tensors too
+ * large for the one-kernel path, take the channel-resident training forward
+ * (cl/channel.cl, a work-group per channel): rows that end mid-vector (300),
+ * rows cut into several 512-value pieces (4100), fewer rows than the group
+ * has work-items (3 rows); each also with y replacing x. */
+static const size_t channel_shapes[][3] = {{32, 40, 300}, {4, 16, 4100}, {3, 9, 12000}};
+
+START_TEST(test_nchw_channel_resident)
+{
+    const size_t *sh = channel_shapes[_i];
+    for (int in_place = 0; in_place < 2; in_place++) {
+        bn_case k = make_case(sh[0], sh[1], sh[2], CLBN_LAYOUT_NCHW, 1);
+        k.in_place = in_place;
+        run_and_check(&k, "NCHW channel-resident");
+    }
+}
+END_TEST
+
 /* ---- Arguments and options ----------------------------------------------- */
 
 START_TEST(test_in_place)
@@ -696,6 +714,7 @@ static Suite *forward_suite(void)
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
     tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
     tcase_add_loop_test(tc, test_nchw_short_rows, 0, 4);
+    tcase_add_loop_test(tc, test_nchw_channel_resident, 0, 3);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");

@@ -1,0 +1,175 @@
+/* Channel-resident passes for NCHW tensors: one work-group per channel runs
+ * both passes of a training forward (statistics, then y) or of a training
+ * backward (the sums, then dx) over that channel, so the second pass reads
+ * the channel from the caches instead of memory (src/plan.c picks them when a channel's data fit the cache budget
+ * and there are enough channels to keep every compute unit busy). Each
+ * work-item takes pieces p = l, l + L, ... of the channel's N x S matrix,
+ * piece p being columns [(p % chunks)*cols, +cols) of row p / chunks, in both
+ * passes, so each item re-reads what it read itself. The group's sums are
+ * tree-added in local memory in a fixed order: results are bitwise
+ * reproducible. Needs common.cl, stats.cl (the lanes' Welford blocks) and
+ * backward.cl (bwd_local_tree, BWD_DX, the CLBN_LOCAL_SLOTS bound). */
+
+/* The training backward (arguments as clbn_small_backward, plus the piece
+ * geometry, cols and chunks = ceil(S / cols), and whether to stream dx). */
+__kernel void clbn_channel_backward(__global const data_t *x, __global const data_t *dy,
+                                    __global data_t *dx, __global const data_t *y,
+                                    __global data_t *dz, ulong N, ulong C, ulong S,
+                                    acc inv_m, __global const acc *weight,
+                                    __global const acc *mean, __global const acc *invstd,
+                                    __global acc *dweight, __global acc *dbias, ulong cols,
+                                    ulong chunks, int stream)
+{
+    __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    const ulong c = get_group_id(0);
+    const uint l = (uint)get_local_id(0), L = (uint)get_local_size(0);
+    const ulong pieces = N * chunks;
+    const acc mu = mean[c], ist = invstd[c];
+    const acc8 mu8 = (acc8)(mu);
+    acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
+    acc a1 = 0.0f, b1 = 0.0f;
+    for (ulong p = l; p < pieces; p += L) {
+        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
+        const ulong base = (n * C + c) * S;
+        ulong s = s0;
+        for (; s + 8 <= s1; s += 8) {
+            acc8 g = LOAD8(dy, base + s);
+            if (y)
+                g = RELU_GRAD8(g, LOAD8(y, base + s));
+            a8 += g;
+            b8 = fma(g, LOAD8(x, base + s) - mu8, b8);
+        }
+        for (; s < s1; ++s) {
+            acc g = LOAD1(dy, base + s);
+            if (y)
+                g = RELU_GRAD1(g, LOAD1(y, base + s));
+            a1 += g;
+            b1 = fma(g, LOAD1(x, base + s) - mu, b1);
+        }
+    }
+    lsum[l] = sum8(a8) + a1;
+    lsumx[l] = sum8(b8) + b1;
+    bwd_local_tree(lsum, lsumx, l, L, 0, 1);
+    const acc sum = lsum[0], sumx = lsumx[0];
+    if (l == 0) {
+        if (dweight)
+            dweight[c] = sumx * ist;
+        if (dbias)
+            dbias[c] = sum;
+    }
+    if (!dx && !dz)
+        return;
+    const acc a = (weight ? weight[c] : 1.0f) * ist;
+    const acc b = -a * (ist * ist) * (sumx * inv_m);
+    const acc k = -a * (sum * inv_m);
+    const acc8 a8v = (acc8)(a), b8v = (acc8)(b), k8 = (acc8)(k);
+    for (ulong p = l; p < pieces; p += L) {
+        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
+        const ulong base = (n * C + c) * S;
+        ulong s = s0;
+        for (; s + 8 <= s1; s += 8) {
+            acc8 g = LOAD8(dy, base + s);
+            if (y)
+                g = RELU_GRAD8(g, LOAD8(y, base + s));
+            if (dz)
+                STORE8_AS(stream, g, dz, base + s);
+            if (dx)
+                STORE8_AS(stream, BWD_DX(g, LOAD8(x, base + s), mu8, a8v, b8v, k8), dx, base + s);
+        }
+        for (; s < s1; ++s) {
+            acc g = LOAD1(dy, base + s);
+            if (y)
+                g = RELU_GRAD1(g, LOAD1(y, base + s));
+            if (dz)
+                STORE1(g, dz, base + s);
+            if (dx)
+                STORE1(BWD_DX(g, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
+        }
+    }
+}
+
+/* The training forward (arguments as clbn_small_training, plus the piece
+ * geometry and whether to stream y): the group's statistics of x - pivot
+ * (per-item lanes as in stats.cl, tree-merged by Chan's formula), the saved
+ * and running statistics written by the first work-item, then y. y may alias
+ * x: each work-item writes only the pieces it read, after the whole group has
+ * read the channel. */
+__kernel void clbn_channel_training(__global const data_t *x, __global const data_t *z,
+                                    __global data_t *y, ulong N, ulong C, ulong S,
+                                    acc inv_m, acc unbias, acc epsilon, acc momentum, int update,
+                                    __global const acc *weight, __global const acc *bias,
+                                    __global acc *running_mean, __global acc *running_var,
+                                    __global acc *save_mean, __global acc *save_invstd, int relu,
+                                    ulong cols, ulong chunks, int stream)
+{
+    __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
+    const ulong c = get_group_id(0);
+    const uint l = (uint)get_local_id(0), L = (uint)get_local_size(0);
+    const ulong pieces = N * chunks;
+    const acc pivot = LOAD1(x, c * S);
+    const acc8 pv = (acc8)(pivot);
+    acc kk = 0.0f;
+    acc8 vm = (acc8)(0.0f), vq = (acc8)(0.0f);
+    stat_t tail = stat_empty();
+    for (ulong p = l; p < pieces; p += L) {
+        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
+        const ulong base = (n * C + c) * S;
+        ulong s = s0;
+        for (; s + 64 <= s1; s += 64)
+            LANES_PUSH_BLOCK8(kk, vm, vq, x, base + s, 8, pv);
+        for (; s + 8 <= s1; s += 8) {
+            const acc8 d = LOAD8(x, base + s) - pv;
+            LANES_PUSH(kk, vm, vq, d);
+        }
+        for (; s < s1; ++s)
+            tail = stat_push(tail, LOAD1(x, base + s) - pivot);
+    }
+    stat_t st = kk > 0.0f ? stat_from_lanes(kk, vm, vq) : stat_empty();
+    st = stat_merge(st, tail);
+    ln[l] = st.n;
+    lmean[l] = st.mean;
+    lm2[l] = st.m2;
+    stat_local_tree(ln, lmean, lm2, l, L, 0, 1);
+    const acc dmean = lmean[0], mean = pivot + dmean;
+    const acc var = lm2[0] * inv_m;
+    const acc invstd = 1.0f / sqrt(var + epsilon);
+    if (l == 0) {
+        if (save_mean)
+            save_mean[c] = mean;
+        if (save_invstd)
+            save_invstd[c] = invstd;
+        if (running_mean) {
+            if (update == 1) { /* ONNX: momentum weights the old value, biased variance */
+                running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
+                running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
+            } else {
+                running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
+            }
+        }
+    }
+    const acc scale = (weight ? weight[c] : 1.0f) * invstd;
+    const acc shift = (bias ? bias[c] : 0.0f) - dmean * scale;
+    const acc8 scale8 = (acc8)(scale), shift8 = (acc8)(shift);
+    for (ulong p = l; p < pieces; p += L) {
+        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
+        const ulong base = (n * C + c) * S;
+        ulong s = s0;
+        for (; s + 8 <= s1; s += 8) {
+            acc8 r = fma(LOAD8(x, base + s) - pv, scale8, shift8);
+            if (z)
+                r += LOAD8(z, base + s);
+            if (relu)
+                r = RELU8(r);
+            STORE8_AS(stream, r, y, base + s);
+        }
+        for (; s < s1; ++s) {
+            acc r = fma(LOAD1(x, base + s) - pivot, scale, shift);
+            if (z)
+                r += LOAD1(z, base + s);
+            if (relu)
+                r = RELU1(r);
+            STORE1(r, y, base + s);
+        }
+    }
+}
