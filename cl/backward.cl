@@ -509,12 +509,17 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
         }
         return;
     }
-    const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
-    PREFETCH_RUN(dy + p_begin * C + ahead, n * C);
-    if (x)
-        PREFETCH_RUN(x + p_begin * C + ahead, n * C);
-    if (y)
-        PREFETCH_RUN(y + p_begin * C + ahead, n * C);
+    /* a pixel's row of each input CLBN_PREFETCH_BYTES ahead, pixel by pixel
+     * (64x64x112x112: 17.0 -> 15.9 ms against one run at the item's start) */
+    const ulong ahead = max((ulong)1, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)) / C);
+#define DX_PREFETCH_PIXEL(q)                       \
+    do {                                           \
+        PREFETCH_RUN(dy + (q) * C, C);             \
+        if (x)                                     \
+            PREFETCH_RUN(x + (q) * C, C);          \
+        if (y)                                     \
+            PREFETCH_RUN(y + (q) * C, C);          \
+    } while (0)
     if (C <= 64) { /* the whole row's coefficients in registers */
         const uint nv = (uint)(C / 8);
         acc8 mu[8], a[8], b[8], k[8];
@@ -526,6 +531,7 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
             k[j] = j < nv ? vload8(0, params + 3 * C + 8 * j) : (acc8)(0.0f);
         }
         for (ulong p = p_begin; p < p_end; ++p) {
+            DX_PREFETCH_PIXEL(p + ahead);
 #pragma unroll
             for (uint j = 0; j < 8; ++j)
                 if (j < nv)
@@ -535,10 +541,12 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
     }
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
+        DX_PREFETCH_PIXEL(p + ahead);
         for (ulong c0 = 0; c0 < C; c0 += 8)
             DX_EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                      vload8(0, params + 2 * C + c0), vload8(0, params + 3 * C + c0));
     }
+#undef DX_PREFETCH_PIXEL
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels, as
