@@ -49,6 +49,62 @@ inline void bwd_local_tree(__local acc *a, __local acc *b, uint k, uint parts, u
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
+/* dx = g*A + (x - mean)*B + K (see DX_EMIT8 below). */
+#define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
+
+/* The one-kernel backwards (small.cl, channel.cl) over the run
+ * [base + s0, base + s1): bwd_sums_run adds dy and dy*(x - mu) (dy masked by
+ * the ReLU's y when given) into the vector and scalar accumulators;
+ * bwd_dx_run writes dz and dx = dy*a + (x - mu)*b + k, streamed where
+ * `stream` says (then base + s0 must be aligned). dx may alias dy. */
+inline void bwd_sums_run(__global const data_t *x, __global const data_t *dy,
+                         __global const data_t *y, ulong base, ulong s0, ulong s1, acc mu,
+                         acc8 *a8, acc8 *b8, acc *a1, acc *b1)
+{
+    const acc8 mu8 = (acc8)(mu);
+    ulong s = s0;
+    for (; s + 8 <= s1; s += 8) {
+        acc8 g = LOAD8(dy, base + s);
+        if (y)
+            g = RELU_GRAD8(g, LOAD8(y, base + s));
+        *a8 += g;
+        *b8 = fma(g, LOAD8(x, base + s) - mu8, *b8);
+    }
+    for (; s < s1; ++s) {
+        acc g = LOAD1(dy, base + s);
+        if (y)
+            g = RELU_GRAD1(g, LOAD1(y, base + s));
+        *a1 += g;
+        *b1 = fma(g, LOAD1(x, base + s) - mu, *b1);
+    }
+}
+
+inline void bwd_dx_run(__global const data_t *x, __global const data_t *dy, __global data_t *dx,
+                       __global const data_t *y, __global data_t *dz, ulong base, ulong s0,
+                       ulong s1, acc mu, acc a, acc b, acc k, int stream)
+{
+    const acc8 mu8 = (acc8)(mu), a8 = (acc8)(a), b8 = (acc8)(b), k8 = (acc8)(k);
+    ulong s = s0;
+    for (; s + 8 <= s1; s += 8) {
+        acc8 g = LOAD8(dy, base + s);
+        if (y)
+            g = RELU_GRAD8(g, LOAD8(y, base + s));
+        if (dz)
+            STORE8_AS(stream, g, dz, base + s);
+        if (dx)
+            STORE8_AS(stream, BWD_DX(g, LOAD8(x, base + s), mu8, a8, b8, k8), dx, base + s);
+    }
+    for (; s < s1; ++s) {
+        acc g = LOAD1(dy, base + s);
+        if (y)
+            g = RELU_GRAD1(g, LOAD1(y, base + s));
+        if (dz)
+            STORE1(g, dz, base + s);
+        if (dx)
+            STORE1(BWD_DX(g, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
+    }
+}
+
 /* NCHW: group (c, split); the split is a (rows x cols) tile of channel c's
  * N x S matrix; work-item (lr, lc) takes a contiguous sub-tile. Same arguments
  * as clbn_stats_nchw plus dy and mean. */
@@ -392,7 +448,6 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
  * dz is given: the gradient of the residual z; dx may then be NULL). x may be NULL when B is 0
  * (the frozen-statistics backward). With `stream` the 8-value stores are
  * streaming stores (large outputs; common.cl, STORE8_STREAM). */
-#define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
 #define DX_EMIT8(i, mu, a, b, k)                                                   \
     do {                                                                          \
         acc8 g_ = LOAD8(dy, i);                                                 \

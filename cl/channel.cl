@@ -25,27 +25,11 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     const uint l = (uint)get_local_id(0), L = (uint)get_local_size(0);
     const ulong pieces = N * chunks;
     const acc mu = mean[c], ist = invstd[c];
-    const acc8 mu8 = (acc8)(mu);
     acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
     acc a1 = 0.0f, b1 = 0.0f;
     for (ulong p = l; p < pieces; p += L) {
-        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
-        const ulong base = (n * C + c) * S;
-        ulong s = s0;
-        for (; s + 8 <= s1; s += 8) {
-            acc8 g = LOAD8(dy, base + s);
-            if (y)
-                g = RELU_GRAD8(g, LOAD8(y, base + s));
-            a8 += g;
-            b8 = fma(g, LOAD8(x, base + s) - mu8, b8);
-        }
-        for (; s < s1; ++s) {
-            acc g = LOAD1(dy, base + s);
-            if (y)
-                g = RELU_GRAD1(g, LOAD1(y, base + s));
-            a1 += g;
-            b1 = fma(g, LOAD1(x, base + s) - mu, b1);
-        }
+        const ulong n = p / chunks, s0 = (p % chunks) * cols;
+        bwd_sums_run(x, dy, y, (n * C + c) * S, s0, min(S, s0 + cols), mu, &a8, &b8, &a1, &b1);
     }
     lsum[l] = sum8(a8) + a1;
     lsumx[l] = sum8(b8) + b1;
@@ -62,29 +46,9 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     const acc a = (weight ? weight[c] : 1.0f) * ist;
     const acc b = -a * (ist * ist) * (sumx * inv_m);
     const acc k = -a * (sum * inv_m);
-    const acc8 a8v = (acc8)(a), b8v = (acc8)(b), k8 = (acc8)(k);
     for (ulong p = l; p < pieces; p += L) {
-        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
-        const ulong base = (n * C + c) * S;
-        ulong s = s0;
-        for (; s + 8 <= s1; s += 8) {
-            acc8 g = LOAD8(dy, base + s);
-            if (y)
-                g = RELU_GRAD8(g, LOAD8(y, base + s));
-            if (dz)
-                STORE8_AS(stream, g, dz, base + s);
-            if (dx)
-                STORE8_AS(stream, BWD_DX(g, LOAD8(x, base + s), mu8, a8v, b8v, k8), dx, base + s);
-        }
-        for (; s < s1; ++s) {
-            acc g = LOAD1(dy, base + s);
-            if (y)
-                g = RELU_GRAD1(g, LOAD1(y, base + s));
-            if (dz)
-                STORE1(g, dz, base + s);
-            if (dx)
-                STORE1(BWD_DX(g, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
-        }
+        const ulong n = p / chunks, s0 = (p % chunks) * cols;
+        bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, s0, min(S, s0 + cols), mu, a, b, k, stream);
     }
 }
 
@@ -133,43 +97,14 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     const acc dmean = lmean[0], mean = pivot + dmean;
     const acc var = lm2[0] * inv_m;
     const acc invstd = 1.0f / sqrt(var + epsilon);
-    if (l == 0) {
-        if (save_mean)
-            save_mean[c] = mean;
-        if (save_invstd)
-            save_invstd[c] = invstd;
-        if (running_mean) {
-            if (update == 1) { /* ONNX: momentum weights the old value, biased variance */
-                running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
-                running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
-            } else {
-                running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
-            }
-        }
-    }
+    if (l == 0)
+        write_channel_stats(c, mean, var, invstd, unbias, momentum, update, save_mean,
+                            save_invstd, running_mean, running_var);
     const acc scale = (weight ? weight[c] : 1.0f) * invstd;
     const acc shift = (bias ? bias[c] : 0.0f) - dmean * scale;
-    const acc8 scale8 = (acc8)(scale), shift8 = (acc8)(shift);
     for (ulong p = l; p < pieces; p += L) {
-        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
-        const ulong base = (n * C + c) * S;
-        ulong s = s0;
-        for (; s + 8 <= s1; s += 8) {
-            acc8 r = fma(LOAD8(x, base + s) - pv, scale8, shift8);
-            if (z)
-                r += LOAD8(z, base + s);
-            if (relu)
-                r = RELU8(r);
-            STORE8_AS(stream, r, y, base + s);
-        }
-        for (; s < s1; ++s) {
-            acc r = fma(LOAD1(x, base + s) - pivot, scale, shift);
-            if (z)
-                r += LOAD1(z, base + s);
-            if (relu)
-                r = RELU1(r);
-            STORE1(r, y, base + s);
-        }
+        const ulong n = p / chunks, s0 = (p % chunks) * cols;
+        normalize_run(x, z, y, (n * C + c) * S, s0, min(S, s0 + cols), pivot, scale, shift, relu,
+                      stream);
     }
 }

@@ -53,6 +53,33 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
         STORE1(r_, y, i);                                           \
     } while (0)
 
+/* y = (x - pivot)*scale + shift over the run [base + s0, base + s1), with the
+ * optional add (z) and ReLU: the one-kernel training forwards (small.cl,
+ * channel.cl); streamed where `stream` says (then base + s0 must be aligned). */
+inline void normalize_run(__global const data_t *x, __global const data_t *z, __global data_t *y,
+                          ulong base, ulong s0, ulong s1, acc pivot, acc scale, acc shift, int relu,
+                          int stream)
+{
+    const acc8 pv = (acc8)(pivot), scale8 = (acc8)(scale), shift8 = (acc8)(shift);
+    ulong s = s0;
+    for (; s + 8 <= s1; s += 8) {
+        acc8 r = fma(LOAD8(x, base + s) - pv, scale8, shift8);
+        if (z)
+            r += LOAD8(z, base + s);
+        if (relu)
+            r = RELU8(r);
+        STORE8_AS(stream, r, y, base + s);
+    }
+    for (; s < s1; ++s) {
+        acc r = fma(LOAD1(x, base + s) - pivot, scale, shift);
+        if (z)
+            r += LOAD1(z, base + s);
+        if (relu)
+            r = RELU1(r);
+        STORE1(r, y, base + s);
+    }
+}
+
 /* NCHW: work-item (segment, row block): cols [seg*cols_per_item, +cols_per_item)
  * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix. */
 __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,

@@ -53,41 +53,12 @@ __kernel void clbn_small_training(__global const data_t *x, __global const data_
     const acc mean = pivot + st.mean;
     const acc var = st.m2 * inv_m;
     const acc invstd = 1.0f / sqrt(var + epsilon);
-    if (save_mean)
-        save_mean[c] = mean;
-    if (save_invstd)
-        save_invstd[c] = invstd;
-    if (running_mean) {
-        if (update == 1) { /* ONNX: momentum weights the old value, biased variance */
-            running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
-            running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
-        } else {
-            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
-        }
-    }
+    write_channel_stats(c, mean, var, invstd, unbias, momentum, update, save_mean, save_invstd,
+                        running_mean, running_var);
     const acc scale = (weight ? weight[c] : 1.0f) * invstd;
     const acc shift = (bias ? bias[c] : 0.0f) - st.mean * scale;
-    for (ulong n = 0; n < N; ++n) {
-        const ulong base = (n * C + c) * S;
-        ulong s = 0;
-        for (; s + 8 <= S; s += 8) {
-            acc8 r = fma(LOAD8(x, base + s) - pivot, (acc8)(scale), (acc8)(shift));
-            if (z)
-                r += LOAD8(z, base + s);
-            if (relu)
-                r = RELU8(r);
-            STORE8(r, y, base + s);
-        }
-        for (; s < S; ++s) {
-            acc r = fma(LOAD1(x, base + s) - pivot, scale, shift);
-            if (z)
-                r += LOAD1(z, base + s);
-            if (relu)
-                r = RELU1(r);
-            STORE1(r, y, base + s);
-        }
-    }
+    for (ulong n = 0; n < N; ++n)
+        normalize_run(x, z, y, (n * C + c) * S, 0, S, pivot, scale, shift, relu, 0);
 }
 
 /* The training backward: clbn_backward_reduce_* + clbn_backward_finalize +
@@ -107,24 +78,8 @@ __kernel void clbn_small_backward(__global const data_t *x, __global const data_
     const acc mu = mean[c], ist = invstd[c];
     acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
     acc a1 = 0.0f, b1 = 0.0f;
-    for (ulong n = 0; n < N; ++n) {
-        const ulong base = (n * C + c) * S;
-        ulong s = 0;
-        for (; s + 8 <= S; s += 8) {
-            acc8 g = LOAD8(dy, base + s);
-            if (y)
-                g = RELU_GRAD8(g, LOAD8(y, base + s));
-            a8 += g;
-            b8 = fma(g, LOAD8(x, base + s) - mu, b8);
-        }
-        for (; s < S; ++s) {
-            acc g = LOAD1(dy, base + s);
-            if (y)
-                g = RELU_GRAD1(g, LOAD1(y, base + s));
-            a1 += g;
-            b1 = fma(g, LOAD1(x, base + s) - mu, b1);
-        }
-    }
+    for (ulong n = 0; n < N; ++n)
+        bwd_sums_run(x, dy, y, (n * C + c) * S, 0, S, mu, &a8, &b8, &a1, &b1);
     const acc sum = sum8(a8) + a1, sumx = sum8(b8) + b1;
     if (dweight)
         dweight[c] = sumx * ist;
@@ -135,27 +90,6 @@ __kernel void clbn_small_backward(__global const data_t *x, __global const data_
     const acc a = (weight ? weight[c] : 1.0f) * ist;
     const acc b = -a * (ist * ist) * (sumx * inv_m);
     const acc k = -a * (sum * inv_m);
-    const acc8 mu8 = (acc8)(mu), a8v = (acc8)(a), b8v = (acc8)(b), k8 = (acc8)(k);
-    for (ulong n = 0; n < N; ++n) {
-        const ulong base = (n * C + c) * S;
-        ulong s = 0;
-        for (; s + 8 <= S; s += 8) {
-            acc8 g = LOAD8(dy, base + s);
-            if (y)
-                g = RELU_GRAD8(g, LOAD8(y, base + s));
-            if (dz)
-                STORE8(g, dz, base + s);
-            if (dx)
-                STORE8(BWD_DX(g, LOAD8(x, base + s), mu8, a8v, b8v, k8), dx, base + s);
-        }
-        for (; s < S; ++s) {
-            acc g = LOAD1(dy, base + s);
-            if (y)
-                g = RELU_GRAD1(g, LOAD1(y, base + s));
-            if (dz)
-                STORE1(g, dz, base + s);
-            if (dx)
-                STORE1(BWD_DX(g, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
-        }
-    }
+    for (ulong n = 0; n < N; ++n)
+        bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, 0, S, mu, a, b, k, 0);
 }

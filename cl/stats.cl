@@ -403,6 +403,27 @@ __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
 #define CLBN_UPDATE_PYTORCH 0
 #define CLBN_UPDATE_ONNX 1
 
+/* The one-kernel training forwards (small.cl, channel.cl): channel c's saved
+ * statistics and running update, where those buffers are given. */
+inline void write_channel_stats(ulong c, acc mean, acc var, acc invstd, acc unbias, acc momentum,
+                                int update, __global acc *save_mean, __global acc *save_invstd,
+                                __global acc *running_mean, __global acc *running_var)
+{
+    if (save_mean)
+        save_mean[c] = mean;
+    if (save_invstd)
+        save_invstd[c] = invstd;
+    if (!running_mean)
+        return;
+    if (update == CLBN_UPDATE_ONNX) { /* momentum weights the old value, biased variance */
+        running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
+        running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
+    } else {
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
+    }
+}
+
 /* One work-item per channel. pivot_stride: the pivot of channel c is
  * x[c * pivot_stride] (S for NCHW, 1 for NHWC). inv_m = 1/m and unbias =
  * m/(m-1) are computed on the host in double. params + params_offset receives
