@@ -45,6 +45,14 @@ static clbn_status read_device_facts(clbn_context *ctx)
     const char *pf = getenv("CLBN_PREFETCH");
     if (pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0))
         ctx->prefetch = pf[0] == '1';
+    /* GPU geometry (src/plan.c): adjacent work-items take adjacent 8-value
+     * vectors, so a GPU's loads coalesce; CPU geometry gives each work-item
+     * a contiguous run instead. CLBN_GEOMETRY=gpu or cpu overrides (the
+     * *_gpu_geometry tests run the GPU plans on PoCL). */
+    ctx->gpu_geometry = (type & CL_DEVICE_TYPE_GPU) != 0;
+    const char *geo = getenv("CLBN_GEOMETRY");
+    if (geo && (strcmp(geo, "gpu") == 0 || strcmp(geo, "cpu") == 0))
+        ctx->gpu_geometry = geo[0] == 'g';
     return CLBN_SUCCESS;
 }
 

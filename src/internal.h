@@ -94,6 +94,7 @@ struct clbn_context {
     int has_fp64;
     size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
     int prefetch;        /* kernels issue software prefetches (CPU devices) */
+    int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/plan.c) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     char *build_log;                          /* of the last failed build, or NULL */

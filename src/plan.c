@@ -102,7 +102,8 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     plan->launch.dims = 2;
     plan->launch.local[1] = 1;
 
-    if (clbn__is_planar(desc) && S < ROWS_SPATIAL && kf->nchw_rows != CLBN_K_COUNT) {
+    if (clbn__is_planar(desc) && S < ROWS_SPATIAL && kf->nchw_rows != CLBN_K_COUNT &&
+        !ctx->gpu_geometry) {
         /* Short rows: a work-item takes a block of adjacent channels over a
          * range of rows (cl/stats.cl, clbn_stats_nchw_rows), reading
          * ROWS_RUN values or more of each row in one run. */
@@ -144,8 +145,15 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
         size_t cols_per_group = round_up(ceil_div(S, col_groups), VEC);
         col_groups = ceil_div(S, cols_per_group);
         /* Within a group: columns first (contiguous runs of >= 8 vectors), the
-         * rest of the work-items over rows. */
-        size_t col_parts = max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
+         * rest of the work-items over rows. GPU geometry: a group's tile is at
+         * most L vectors wide and its work-items take one vector each of a
+         * row, adjacent ones adjacent vectors. */
+        if (ctx->gpu_geometry) {
+            cols_per_group = min_sz(round_up(S, VEC), L * VEC);
+            col_groups = ceil_div(S, cols_per_group);
+        }
+        size_t col_parts = ctx->gpu_geometry ? cols_per_group / VEC
+                                             : max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
         size_t row_parts = max_sz(1, min_sz(L / col_parts, rows_per_group));
         plan->launch.kernel = kf->nchw;
         plan->launch.local[0] = col_parts * row_parts;
@@ -237,22 +245,24 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
      * caches for whatever reads them next. */
     const size_t out_bytes = N * C * S * clbn__dtype_size(desc->dtype);
-    const int flat = clbn__is_planar(desc) && S >= VEC && S < ROWS_SPATIAL &&
-                     kf->nchw_rows != CLBN_K_COUNT;
+    const int flat = clbn__is_planar(desc) && S >= VEC && kf->nchw_rows != CLBN_K_COUNT &&
+                     (S < ROWS_SPATIAL || ctx->gpu_geometry);
     const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
     plan->stream = aligned && out_bytes >= ctx->stream_bytes;
     if (flat) {
         /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
          * work-item, each lane with its own channel's parameters
          * (clbn_normalize_flat): aligned vectors, one stream per group. */
-        const size_t items = ceil_div(N * C * S, FLAT_ITEM);
+        /* GPU geometry: a vector per work-item, adjacent items adjacent */
+        const size_t per_item = ctx->gpu_geometry ? VEC : FLAT_ITEM;
+        const size_t items = ceil_div(N * C * S, per_item);
         l->kernel = kf->nchw_rows;
         l->dims = 1;
         l->local[0] = min_sz(group_size(prog, kf->nchw_rows), items);
         l->global[0] = round_up(items, l->local[0]);
         l->local[1] = l->global[1] = 1;
         plan->rows_per_item = 0;
-        plan->cols_per_item = FLAT_ITEM;
+        plan->cols_per_item = per_item;
         return;
     }
     if (clbn__is_planar(desc)) {
@@ -342,7 +352,9 @@ int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_k
     launch->local[0] = group_size(prog, kernel);
     launch->global[0] = C * launch->local[0];
     launch->local[1] = launch->global[1] = 1;
-    *cols = min_sz(round_up(S, VEC), CHANNEL_COLS);
+    /* GPU geometry: pieces of one vector, so adjacent work-items read
+     * adjacent vectors */
+    *cols = ctx->gpu_geometry ? VEC : min_sz(round_up(S, VEC), CHANNEL_COLS);
     *chunks = ceil_div(S, *cols);
     return 1;
 }
