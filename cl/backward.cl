@@ -1,6 +1,7 @@
 /* The backward passes (gradients of the training and of the inference forward),
  * in up to three steps:
- *   1. clbn_backward_reduce_nchw / _nhwc / _nhwc8: each work-group reduces one
+ *   1. clbn_backward_reduce_nchw / _nchw_rows / _nhwc / _nhwc8 / _nhwc_wide:
+ *      each work-group (work-item for _nchw_rows) reduces one
  *      tile of one channel (or of a block of channels) of (x, dy) to the
  *      partial sums (sum dy, sum dy*(x - mean)), written to partial[split*C + c]
  *      as a float2. The tiles, and the index math, are those of the statistics
@@ -8,7 +9,7 @@
  *   2. clbn_backward_finalize: one work-item per channel adds its partials in
  *      split order, writes dweight and dbias, and writes the per-channel
  *      coefficients of the elementwise pass.
- *   3. clbn_backward_dx_nchw / _nhwc8 / _nhwc write
+ *   3. clbn_backward_dx_nchw / _flat / _nhwc8 / _nhwc write
  *          dx = dy*A[c] + (x - mean[c])*B[c] + K[c]
  *      (the geometry of the normalize kernels, clbn__plan_normalize); the
  *      frozen-statistics backward is B = K = 0, A = weight/sqrt(running_var + eps).

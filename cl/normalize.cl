@@ -9,7 +9,10 @@
  * pass; flags & CLBN_NORM_STREAM asks for streaming stores of y (large
  * outputs, vectors aligned: common.cl, STORE8_STREAM). y may
  * alias x or z: every element is read and written by the same work-item.
- * Needs common.cl. */
+ * Kernels: clbn_normalize_nchw (rows of a planar tensor), clbn_normalize_flat
+ * (planar, rows of 8-255 values, or any on GPUs: the tensor walked flat),
+ * clbn_normalize_nhwc8 (C % 8 == 0), clbn_normalize_nhwc (any C); src/plan.c
+ * chooses. Needs common.cl. */
 
 /* Inference: center = running_mean, scale = weight/sqrt(running_var + eps),
  * shift = bias. One work-item per channel. */

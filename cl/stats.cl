@@ -1,8 +1,10 @@
 /* Batch statistics for the training forward pass, in two steps:
- *   1. clbn_stats_nchw / clbn_stats_nhwc / clbn_stats_nhwc8: each work-group
- *      reduces one tile of one channel (or of a block of channels) to a
- *      partial (count, mean, M2) of d = x - pivot, written to
- *      partial[split*C + c] as a float4 (n, mean, m2, 0).
+ *   1. clbn_stats_nchw / _nchw_rows / _nhwc / _nhwc8 / _nhwc_wide: each
+ *      work-group (for _nchw_rows, each work-item) reduces one tile of one
+ *      channel (or of a block of channels) to a partial (count, mean, M2) of
+ *      d = x - pivot, written to partial[split*C + c] as a float4 (n, mean,
+ *      m2, 0). (Channel-resident and small tensors take one kernel instead:
+ *      channel.cl, small.cl.)
  *   2. clbn_stats_finalize: one work-item per channel merges its partials in
  *      split order, writes save_mean/save_invstd, computes the new running
  *      statistics into the scratch, and writes the normalize pass's
