@@ -53,6 +53,16 @@ inline void bwd_local_tree(__local acc *a, __local acc *b, uint k, uint parts, u
 /* dx = g*A + (x - mean)*B + K (see DX_EMIT8 below). */
 #define BWD_DX(g, v, mu, a, b, k) fma((g), (a), fma((v) - (mu), (b), (k)))
 
+/* The training backward's per-channel coefficients of dx = dy*a + (x -
+ * mean)*b + k, as (a, b, k, 0), from the channel's sums (sum dy, sum
+ * dy*(x - mean)), its invstd, weight and 1/m: clbn_backward_finalize and the
+ * one-kernel backwards. */
+inline acc4 bwd_coefs(acc sum, acc sumx, acc ist, acc w, acc inv_m)
+{
+    const acc a = w * ist;
+    return (acc4)(a, -a * (ist * ist) * (sumx * inv_m), -a * (sum * inv_m), 0.0f);
+}
+
 /* The one-kernel backwards (small.cl, channel.cl) over the run
  * [base + s0, base + s1): bwd_sums_run adds dy and dy*(x - mu) (dy masked by
  * the ReLU's y when given) into the vector and scalar accumulators;
@@ -187,51 +197,17 @@ __kernel void clbn_backward_reduce_nchw_rows(__global const data_t *x, __global 
         sa[i] = sb[i] = 0.0f;
         sa8[i] = sb8[i] = (acc8)(0.0f);
     }
-    /* two independent vector chains per sum: their latency, not memory,
-     * bounds a pass over a short run */
     for (ulong r = r_begin; r < r_end; ++r) {
         const ulong at = (r * C + c0) * S;
         for (uint i = 0; i < cn; ++i) {
             const ulong base = at + i * S;
-            const acc m = mu[i];
             if (r + 1 < r_end) { /* this segment of the next row */
                 PREFETCH_RUN(dy + base + C * S, S);
                 PREFETCH_RUN(x + base + C * S, S);
                 if (y)
                     PREFETCH_RUN(y + base + C * S, S);
             }
-            acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f), a8u = (acc8)(0.0f), b8u = (acc8)(0.0f);
-            acc a1 = 0.0f, b1 = 0.0f;
-            ulong s = 0;
-            for (; s + 16 <= S; s += 16) {
-                acc8 g8 = LOAD8(dy, base + s), g8u = LOAD8(dy, base + s + 8);
-                if (y) {
-                    g8 = RELU_GRAD8(g8, LOAD8(y, base + s));
-                    g8u = RELU_GRAD8(g8u, LOAD8(y, base + s + 8));
-                }
-                a8 += g8;
-                a8u += g8u;
-                b8 = fma(g8, LOAD8(x, base + s) - m, b8);
-                b8u = fma(g8u, LOAD8(x, base + s + 8) - m, b8u);
-            }
-            for (; s + 8 <= S; s += 8) {
-                acc8 g8 = LOAD8(dy, base + s);
-                if (y)
-                    g8 = RELU_GRAD8(g8, LOAD8(y, base + s));
-                a8 += g8;
-                b8 = fma(g8, LOAD8(x, base + s) - m, b8);
-            }
-            for (; s < S; ++s) {
-                acc g1 = LOAD1(dy, base + s);
-                if (y)
-                    g1 = RELU_GRAD1(g1, LOAD1(y, base + s));
-                a1 += g1;
-                b1 = fma(g1, LOAD1(x, base + s) - m, b1);
-            }
-            sa8[i] += a8 + a8u;
-            sb8[i] += b8 + b8u;
-            sa[i] += a1;
-            sb[i] += b1;
+            bwd_sums_run(x, dy, y, base, 0, S, mu[i], &sa8[i], &sb8[i], &sa[i], &sb[i]);
         }
     }
     for (uint i = 0; i < cn; ++i)
@@ -432,10 +408,11 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
         dbias[c] = sum;
     params += params_offset;
     if (mode == CLBN_BWD_PARAMS_TRAINING) {
+        const acc4 abk = bwd_coefs(sum, sumx, ist, weight ? weight[c] : 1.0f, inv_m);
         params[c] = mu;
-        params[C + c] = a;
-        params[2 * C + c] = -a * (ist * ist) * (sumx * inv_m);
-        params[3 * C + c] = -a * (sum * inv_m);
+        params[C + c] = abk.x;
+        params[2 * C + c] = abk.y;
+        params[3 * C + c] = abk.z;
     } else if (mode == CLBN_BWD_PARAMS_INFERENCE) {
         params[c] = 0.0f;
         params[C + c] = a;

@@ -43,12 +43,11 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     }
     if (!dx && !dz)
         return;
-    const acc a = (weight ? weight[c] : 1.0f) * ist;
-    const acc b = -a * (ist * ist) * (sumx * inv_m);
-    const acc k = -a * (sum * inv_m);
+    const acc4 abk = bwd_coefs(sum, sumx, ist, weight ? weight[c] : 1.0f, inv_m);
     for (ulong p = l; p < pieces; p += L) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
-        bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, s0, min(S, s0 + cols), mu, a, b, k, stream);
+        bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, s0, min(S, s0 + cols), mu, abk.x, abk.y,
+                   abk.z, stream);
     }
 }
 
@@ -71,22 +70,12 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     const uint l = (uint)get_local_id(0), L = (uint)get_local_size(0);
     const ulong pieces = N * chunks;
     const acc pivot = LOAD1(x, c * S);
-    const acc8 pv = (acc8)(pivot);
     acc kk = 0.0f;
     acc8 vm = (acc8)(0.0f), vq = (acc8)(0.0f);
     stat_t tail = stat_empty();
     for (ulong p = l; p < pieces; p += L) {
-        const ulong n = p / chunks, s0 = (p % chunks) * cols, s1 = min(S, s0 + cols);
-        const ulong base = (n * C + c) * S;
-        ulong s = s0;
-        for (; s + 64 <= s1; s += 64)
-            LANES_PUSH_BLOCK8(kk, vm, vq, x, base + s, 8, pv);
-        for (; s + 8 <= s1; s += 8) {
-            const acc8 d = LOAD8(x, base + s) - pv;
-            LANES_PUSH(kk, vm, vq, d);
-        }
-        for (; s < s1; ++s)
-            tail = stat_push(tail, LOAD1(x, base + s) - pivot);
+        const ulong n = p / chunks, s0 = (p % chunks) * cols;
+        stats_run(x, (n * C + c) * S, s0, min(S, s0 + cols), pivot, 0, &kk, &vm, &vq, &tail);
     }
     stat_t st = kk > 0.0f ? stat_from_lanes(kk, vm, vq) : stat_empty();
     st = stat_merge(st, tail);

@@ -14,22 +14,11 @@
 /* The statistics of d = x - pivot over planar channel c's rows. */
 inline stat_t small_stats(__global const data_t *x, ulong N, ulong C, ulong S, ulong c, acc pivot)
 {
-    const acc8 pv = (acc8)(pivot);
     acc k = 0.0f;
     acc8 vm = (acc8)(0.0f), vq = (acc8)(0.0f);
     stat_t tail = stat_empty();
-    for (ulong n = 0; n < N; ++n) {
-        const ulong base = (n * C + c) * S;
-        ulong s = 0;
-        for (; s + 64 <= S; s += 64)
-            LANES_PUSH_BLOCK8(k, vm, vq, x, base + s, 8, pv);
-        for (; s + 8 <= S; s += 8) {
-            const acc8 d = LOAD8(x, base + s) - pv;
-            LANES_PUSH(k, vm, vq, d);
-        }
-        for (; s < S; ++s)
-            tail = stat_push(tail, LOAD1(x, base + s) - pivot);
-    }
+    for (ulong n = 0; n < N; ++n)
+        stats_run(x, (n * C + c) * S, 0, S, pivot, 0, &k, &vm, &vq, &tail);
     const stat_t st = k > 0.0f ? stat_from_lanes(k, vm, vq) : stat_empty();
     return stat_merge(st, tail);
 }
@@ -87,9 +76,7 @@ __kernel void clbn_small_backward(__global const data_t *x, __global const data_
         dbias[c] = sum;
     if (!dx && !dz)
         return;
-    const acc a = (weight ? weight[c] : 1.0f) * ist;
-    const acc b = -a * (ist * ist) * (sumx * inv_m);
-    const acc k = -a * (sum * inv_m);
+    const acc4 abk = bwd_coefs(sum, sumx, ist, weight ? weight[c] : 1.0f, inv_m);
     for (ulong n = 0; n < N; ++n)
-        bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, 0, S, mu, a, b, k, 0);
+        bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, 0, S, mu, abk.x, abk.y, abk.z, 0);
 }

@@ -65,6 +65,31 @@
         (k) += 8.0f;                                                  \
     } while (0)
 
+/* Adds x[base + s0 .. base + s1) minus the pivot to a per-lane accumulator
+ * that has seen *k values per lane (*vm, *vq): blocks of 64 values
+ * (BLOCK8_MERGE), then vectors of 8 (Welford per lane), then the scalar tail
+ * into *tail. With `prefetch`, CLBN_PREFETCH_BYTES ahead in the run (the
+ * tiled kernel: the group's next work-items read there next). Shared by the
+ * NCHW kernels that walk a channel's rows: clbn_stats_nchw, small.cl,
+ * channel.cl. */
+inline void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1, acc pivot,
+                      int prefetch, acc *k, acc8 *vm, acc8 *vq, stat_t *tail)
+{
+    const acc8 pv = (acc8)(pivot);
+    ulong s = s0;
+    for (; s + 64 <= s1; s += 64) {
+        if (prefetch)
+            PREFETCH_RUN(x + base + s + CLBN_PREFETCH_BYTES / sizeof(data_t), 64);
+        LANES_PUSH_BLOCK8(*k, *vm, *vq, x, base + s, 8, pv);
+    }
+    for (; s + 8 <= s1; s += 8) {
+        const acc8 d = LOAD8(x, base + s) - pv;
+        LANES_PUSH(*k, *vm, *vq, d);
+    }
+    for (; s < s1; ++s)
+        *tail = stat_push(*tail, LOAD1(x, base + s) - pivot);
+}
+
 /* NCHW: group (c, split); the split is a (rows x cols) tile of channel c's
  * N x S matrix; work-item (lr, lc) takes a contiguous sub-tile. */
 __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong S,
@@ -90,21 +115,8 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
     acc k = 0.0f;
     acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
     stat_t tail = stat_empty();
-    for (ulong r = r_begin; r < r_end; ++r) {
-        const ulong base = (r * C + c) * S;
-        ulong s = s_begin;
-        for (; s + 64 <= s_end; s += 64) {
-            /* ahead in this row: the group's next work-items read it next */
-            PREFETCH_RUN(x + base + s + CLBN_PREFETCH_BYTES / sizeof(data_t), 64);
-            LANES_PUSH_BLOCK8(k, vmean, vm2, x, base + s, 8, pivot);
-        }
-        for (; s + 8 <= s_end; s += 8) {
-            acc8 d = LOAD8(x, base + s) - pivot;
-            LANES_PUSH(k, vmean, vm2, d);
-        }
-        for (; s < s_end; ++s)
-            tail = stat_push(tail, LOAD1(x, base + s) - pivot);
-    }
+    for (ulong r = r_begin; r < r_end; ++r)
+        stats_run(x, (r * C + c) * S, s_begin, s_end, pivot, 1, &k, &vmean, &vm2, &tail);
     stat_t st = k > 0.0f ? stat_from_lanes(k, vmean, vm2) : stat_empty();
     st = stat_merge(st, tail);
 
@@ -117,63 +129,37 @@ __kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong 
 }
 
 /* Sums over the S values row[0..S) of (v - pv), and of (v - pv - mb)^2, for
- * the short-row kernels: four independent vector chains, since the latency
- * of one chain of vector additions, not memory, bounds a single pass over a
- * short run. The vector part and the scalar tail are returned apart. */
+ * the short-row statistics; the vector part and the scalar tail are returned
+ * apart. (Four independent vector chains and a masked last vector instead
+ * of the scalar tail measured no faster: the loads bound these loops.) */
 inline acc8 seg_sum(__global const data_t *row, ulong S, acc pv, acc *tail)
 {
-    acc8 a = (acc8)(0.0f), b = (acc8)(0.0f), c = (acc8)(0.0f), d = (acc8)(0.0f);
+    acc8 a = (acc8)(0.0f);
     ulong s = 0;
-    for (; s + 32 <= S; s += 32) {
-        a += LOAD8(row, s) - pv;
-        b += LOAD8(row, s + 8) - pv;
-        c += LOAD8(row, s + 16) - pv;
-        d += LOAD8(row, s + 24) - pv;
-    }
     for (; s + 8 <= S; s += 8)
-        b += LOAD8(row, s) - pv;
+        a += LOAD8(row, s) - pv;
     acc t = 0.0f;
-    if (s < S && S >= 8) {
-        /* the last 8 values, less those already taken */
-        const acc8 v = LOAD8(row, S - 8) - pv;
-        c += select(v, (acc8)(0.0f), CLBN_LANE_BELOW(s + 8 - S));
-    } else {
-        for (; s < S; ++s)
-            t += LOAD1(row, s) - pv;
-    }
+    for (; s < S; ++s)
+        t += LOAD1(row, s) - pv;
     *tail = t;
-    return (a + b) + (c + d);
+    return a;
 }
 
 inline acc8 seg_squares(__global const data_t *row, ulong S, acc pv, acc mb, acc *tail)
 {
-    acc8 a = (acc8)(0.0f), b = (acc8)(0.0f), c = (acc8)(0.0f), d = (acc8)(0.0f);
+    acc8 a = (acc8)(0.0f);
     ulong s = 0;
-    for (; s + 32 <= S; s += 32) {
-        const acc8 e0 = (LOAD8(row, s) - pv) - mb, e1 = (LOAD8(row, s + 8) - pv) - mb;
-        const acc8 e2 = (LOAD8(row, s + 16) - pv) - mb, e3 = (LOAD8(row, s + 24) - pv) - mb;
-        a = fma(e0, e0, a);
-        b = fma(e1, e1, b);
-        c = fma(e2, e2, c);
-        d = fma(e3, e3, d);
-    }
     for (; s + 8 <= S; s += 8) {
         const acc8 e = (LOAD8(row, s) - pv) - mb;
-        b = fma(e, e, b);
+        a = fma(e, e, a);
     }
     acc t = 0.0f;
-    if (s < S && S >= 8) {
-        const acc8 e = select((LOAD8(row, S - 8) - pv) - mb, (acc8)(0.0f),
-                              CLBN_LANE_BELOW(s + 8 - S));
-        c = fma(e, e, c);
-    } else {
-        for (; s < S; ++s) {
-            const acc e = (LOAD1(row, s) - pv) - mb;
-            t = fma(e, e, t);
-        }
+    for (; s < S; ++s) {
+        const acc e = (LOAD1(row, s) - pv) - mb;
+        t = fma(e, e, t);
     }
     *tail = t;
-    return (a + b) + (c + d);
+    return a;
 }
 
 /* NCHW with short rows (src/plan.c: S < ROWS_SPATIAL): work-item

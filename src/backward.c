@@ -153,21 +153,17 @@ clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
         return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
-    cl_ulong cols, chunks;
-    if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_BACKWARD, desc, y ? 3 : 2, &small, &cols,
-                           &chunks)) {
+    clbn_channel_plan cp;
+    if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_BACKWARD, desc, y ? 3 : 2, &cp)) {
         /* a work-group per channel, both passes (cl/channel.cl): the second
          * reads the channel from the caches */
-        clbn_norm_plan np;
-        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &np); /* for np.stream */
         const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
-        /* streaming stores need aligned vectors: rows of whole vectors */
-        const cl_int stream = np.stream && S % 8 == 0;
-        const clbn_step step = CLBN_STEP(small, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_MEM(y),
+        const clbn_step step = CLBN_STEP(cp.launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_MEM(y),
                                          ARG_MEM(dz), ARG(N), ARG(C), ARG(S),
                                          ARG_REAL(inv_m, desc->dtype), ARG_MEM(weight),
                                          ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_MEM(dweight),
-                                         ARG_MEM(dbias), ARG(cols), ARG(chunks), ARG(stream));
+                                         ARG_MEM(dbias), ARG(cp.cols), ARG(cp.chunks),
+                                         ARG(cp.stream));
         return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }

@@ -28,7 +28,7 @@ clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count)
 {
     clbn_step s;
     s.launch = launch;
-    s.nargs = count <= CLBN_MAX_ARGS ? count : CLBN_MAX_ARGS;
+    s.nargs = count; /* <= CLBN_MAX_ARGS: CLBN_STEP fails to compile otherwise */
     memcpy(s.args, args, s.nargs * sizeof *args);
     return s;
 }

@@ -137,22 +137,18 @@ static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clb
         return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
-    cl_ulong cols, chunks;
-    if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_TRAINING, desc, 1, &small, &cols, &chunks)) {
+    clbn_channel_plan cp;
+    if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_TRAINING, desc, 1, &cp)) {
         /* a work-group per channel, both passes (cl/channel.cl): the second
          * reads the channel from the caches */
-        clbn_norm_plan np;
-        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &np); /* for np.stream */
         const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
         const cl_int relu = op != CLBN_FUSED_NONE;
-        /* streaming stores need aligned vectors: rows of whole vectors */
-        const cl_int stream = np.stream && S % 8 == 0;
         const clbn_step step = CLBN_STEP(
-            small, ARG_MEM(x), ARG_MEM(z), ARG_MEM(y), ARG(N), ARG(C), ARG(S),
+            cp.launch, ARG_MEM(x), ARG_MEM(z), ARG_MEM(y), ARG(N), ARG(C), ARG(S),
             ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
             ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(weight), ARG_MEM(bias),
             ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(save_mean), ARG_MEM(save_invstd),
-            ARG(relu), ARG(cols), ARG(chunks), ARG(stream));
+            ARG(relu), ARG(cp.cols), ARG(cp.chunks), ARG(cp.stream));
         return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }

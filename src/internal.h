@@ -208,14 +208,18 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
  * backward (cl/small.cl: one work-item per channel); if so, its launch. */
 int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
                      const clbn_tensor_desc *desc, clbn_launch *launch);
-/* Whether a planar tensor's channels fit the cache budget for the
- * channel-resident kernel `kernel` (cl/channel.cl: a work-group per channel,
- * both passes; `tensors`: how many of the channel's tensors the second pass
- * reads again); if so, its launch and the pieces' width (cols, a multiple of
- * 8) and count per row (chunks). */
+/* The channel-resident kernels (cl/channel.cl: a work-group per channel,
+ * both passes). */
+typedef struct clbn_channel_plan {
+    clbn_launch launch;
+    cl_ulong cols, chunks; /* a row's pieces: width (a multiple of 8), count */
+    cl_int stream;         /* streaming stores of the output(s) */
+} clbn_channel_plan;
+/* Whether a planar tensor's channels fit the cache budget for the kernel
+ * `kernel` (`tensors`: how many of the channel's tensors its second pass
+ * reads again); if so, its plan. */
 int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                       const clbn_tensor_desc *desc, size_t tensors, clbn_launch *launch,
-                       cl_ulong *cols, cl_ulong *chunks);
+                       const clbn_tensor_desc *desc, size_t tensors, clbn_channel_plan *plan);
 /* One work-item per channel (finalize, inference params). */
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
                             clbn_launch *launch);
@@ -252,8 +256,11 @@ typedef struct clbn_step {
 
 /* Makes a step from `launch` and the arguments, in kernel order. */
 #define CLBN_STEP(launch_, ...)                                                              \
-    clbn__step((launch_), (const arg[]){__VA_ARGS__},                                        \
-               (cl_uint)(sizeof((const arg[]){__VA_ARGS__}) / sizeof(arg)))
+    ((void)sizeof(char[sizeof((const arg[]){__VA_ARGS__}) / sizeof(arg) <= CLBN_MAX_ARGS      \
+                           ? 1                                                               \
+                           : -1]), /* more arguments than a step holds: raise CLBN_MAX_ARGS */ \
+     clbn__step((launch_), (const arg[]){__VA_ARGS__},                                       \
+                (cl_uint)(sizeof((const arg[]){__VA_ARGS__}) / sizeof(arg))))
 clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count);
 
 /* Runs one public call's steps: under ctx->lock, takes a scratch buffer of

@@ -232,6 +232,15 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     plan->pixels_per_item = ceil_div(pixels_per_group, pixel_parts);
 }
 
+/* Whether an elementwise pass writes its output with streaming stores: the
+ * output is at least ctx->stream_bytes and the kernel's 8-value vectors are
+ * aligned (see clbn__plan_normalize). */
+static int stream_output(const clbn_context *ctx, const clbn_tensor_desc *desc, int aligned)
+{
+    return aligned && desc->n * desc->c * desc->spatial * clbn__dtype_size(desc->dtype) >=
+                          ctx->stream_bytes;
+}
+
 void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
                           const clbn_kernel_family *kf, const clbn_tensor_desc *desc,
                           clbn_norm_plan *plan)
@@ -244,11 +253,10 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * written with streaming stores, which need every 8-value vector aligned:
      * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
      * caches for whatever reads them next. */
-    const size_t out_bytes = N * C * S * clbn__dtype_size(desc->dtype);
     const int flat = clbn__is_planar(desc) && S >= VEC && kf->nchw_rows != CLBN_K_COUNT &&
                      (S < ROWS_SPATIAL || ctx->gpu_geometry);
     const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
-    plan->stream = aligned && out_bytes >= ctx->stream_bytes;
+    plan->stream = stream_output(ctx, desc, aligned);
     if (flat) {
         /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
          * work-item, each lane with its own channel's parameters
@@ -331,8 +339,7 @@ int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_ker
 }
 
 int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                       const clbn_tensor_desc *desc, size_t tensors, clbn_launch *launch,
-                       cl_ulong *cols, cl_ulong *chunks)
+                       const clbn_tensor_desc *desc, size_t tensors, clbn_channel_plan *plan)
 {
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     /* the bytes of one channel that its second pass reads again */
@@ -347,15 +354,18 @@ int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_k
     if (!clbn__is_planar(desc) || S < min_s || channel_bytes > CHANNEL_BYTES ||
         C < CHANNEL_GROUPS_PER_CU * (size_t)ctx->compute_units)
         return 0;
-    launch->kernel = kernel;
-    launch->dims = 1;
-    launch->local[0] = group_size(prog, kernel);
-    launch->global[0] = C * launch->local[0];
-    launch->local[1] = launch->global[1] = 1;
+    memset(plan, 0, sizeof *plan);
+    plan->launch.kernel = kernel;
+    plan->launch.dims = 1;
+    plan->launch.local[0] = group_size(prog, kernel);
+    plan->launch.global[0] = C * plan->launch.local[0];
+    plan->launch.local[1] = plan->launch.global[1] = 1;
     /* GPU geometry: pieces of one vector, so adjacent work-items read
      * adjacent vectors */
-    *cols = ctx->gpu_geometry ? VEC : min_sz(round_up(S, VEC), CHANNEL_COLS);
-    *chunks = ceil_div(S, *cols);
+    plan->cols = ctx->gpu_geometry ? VEC : min_sz(round_up(S, VEC), CHANNEL_COLS);
+    plan->chunks = ceil_div(S, plan->cols);
+    /* pieces start at multiples of 8 within a row: aligned when rows are */
+    plan->stream = stream_output(ctx, desc, S % VEC == 0);
     return 1;
 }
 
