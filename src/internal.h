@@ -3,7 +3,7 @@
  * Layers, each using only those below it:
  *   status.c                 the status table
  *   program.c, scratch.c     building/caching programs, per-queue scratch buffers
- *   validate.c, plan.c       argument checks; kernel choice and work sizes per shape
+ *   validate.c, geometry.c   argument checks; kernel choice and work sizes per shape
  *   context.c, forward.c,    the public operations
  *   backward.c, sync.c
  *   convert.c
@@ -18,7 +18,7 @@
 #include <pthread.h>
 
 /* ---- kernels (one program per dtype holds them all) ---------------------- */
-/* Geometry that the planner (plan.c) and the kernels share: program.c passes
+/* Geometry that the planner (geometry.c) and the kernels share: program.c passes
  * these to every build with -D, so they are defined in this one place. */
 #define CLBN_NHWC_BLOCK 64  /* channels per work-item of the NHWC (C % 8 == 0) block reductions */
 #define CLBN_NHWC_WIDE 256  /* rows of this many channels or more take the wide NHWC kernels */
@@ -94,7 +94,7 @@ struct clbn_context {
     int has_fp64;
     size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
     int prefetch;        /* kernels issue software prefetches (CPU devices) */
-    int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/plan.c) */
+    int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/geometry.c) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     char *build_log;                          /* of the last failed build, or NULL */
@@ -157,7 +157,7 @@ clbn_status clbn__check_buffers(const clbn_context *ctx, const clbn_buffer_check
  * CLBN_FUSED_ADD_RELU, where z is required and dz optional. */
 clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input);
 
-/* ---- plan.c ------------------------------------------------------------------ */
+/* ---- geometry.c ------------------------------------------------------------------ */
 typedef struct clbn_launch {
     clbn_kernel_id kernel;
     cl_uint dims;

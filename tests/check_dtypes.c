@@ -184,7 +184,7 @@ static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 64, 3136}, {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 64, 784},
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 10, 5},    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 8, 70},
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short NCHW rows (src/plan.c) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short NCHW rows (src/geometry.c) */
 };
 
 typedef struct case_data {

@@ -310,7 +310,7 @@ END_TEST
 
 /* NCHW rows shorter than 256 values, in tensors too large for the one-kernel
  * path, take the short-row reduction (a work-item per block of adjacent
- * channels) and the flat elementwise walk (src/plan.c): rows shorter than a
+ * channels) and the flat elementwise walk (src/geometry.c): rows shorter than a
  * vector (S = 5: the row kernel), rows that end mid-vector (196, 131) or on a
  * vector (200), a tensor that ends mid-vector (3x701x131); channel counts that
  * leave a partial last block; a split over as few as 3 rows. */
