@@ -294,6 +294,7 @@ void clbn_context_release(clbn_context *ctx)
 {
     if (!ctx)
         return;
+    clbn__plan_cache_clear(ctx);
     for (int d = 0; d < CLBN_DTYPE_COUNT; ++d)
         clbn__program_release(ctx->programs[d]);
     clbn__scratch_release_all(ctx);

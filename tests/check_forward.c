@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "op_calls.h"
 #include "testutil.h"
 
 /*
@@ -142,7 +143,7 @@ static void run_case(const bn_case *k, bn_run *r)
         st = clbn_forward_inference(tu_ctx(), queue, &k->desc, x, y, weight, bias, rmean, rvar,
                                     k->epsilon, 0, NULL, &done);
     else if (k->use_ex)
-        st = clbn_forward_training_ex(tu_ctx(), queue, &k->desc, x, y, weight, bias, rmean,
+        st = tu_forward_training_ex(tu_ctx(), queue, &k->desc, x, y, weight, bias, rmean,
                                       rvar, k->momentum, k->epsilon, k->update, smean,
                                       sinvstd, 0, NULL, &done);
     else

@@ -1,0 +1,363 @@
+/* Execution plans: the three steps of every operation, each in one place.
+ *
+ *   clbn_plan_create   validate the description (validate.c), build the
+ *                      program (program.c), let the operation's planner
+ *                      choose kernels and geometry (forward.c, backward.c,
+ *                      using geometry.c); nothing here depends on buffers.
+ *   clbn_plan_execute  the operation's runner checks what can change per call
+ *                      (buffers, aliasing, queue, wait list, momentum) and
+ *                      enqueues the planned kernels (enqueue.c).
+ *   one-call functions clbn__plan_run_once: the same plan, taken from a small
+ *                      per-context cache keyed by the op description.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+clbn_status clbn_op_desc_init(clbn_op_desc *desc, clbn_op op, const clbn_tensor_desc *tensor)
+{
+    if (!desc || !tensor)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    if ((unsigned)op > CLBN_OP_BACKWARD_INFERENCE)
+        return CLBN_ERROR_INVALID_OPTION;
+    memset(desc, 0, sizeof *desc);
+    desc->op = op;
+    desc->tensor = *tensor;
+    desc->epsilon = 1e-5;
+    desc->fused_op = CLBN_FUSED_NONE;
+    desc->running_update = CLBN_RUNNING_UPDATE_PYTORCH;
+    return CLBN_SUCCESS;
+}
+
+/* Everything about a description that does not depend on buffers, in a fixed
+ * order so each bad description reports the same status. */
+static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d, size_t *elements)
+{
+    if ((unsigned)d->op > CLBN_OP_BACKWARD_INFERENCE)
+        return CLBN_ERROR_INVALID_OPTION;
+    clbn_status st = clbn__check_part_desc(&d->tensor, elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (d->fused_op != CLBN_FUSED_NONE && d->fused_op != CLBN_FUSED_RELU &&
+        d->fused_op != CLBN_FUSED_ADD_RELU)
+        return CLBN_ERROR_INVALID_OPTION;
+    if (d->op == CLBN_OP_FORWARD_TRAINING && d->running_update != CLBN_RUNNING_UPDATE_PYTORCH &&
+        d->running_update != CLBN_RUNNING_UPDATE_ONNX)
+        return CLBN_ERROR_INVALID_OPTION;
+    /* the backward of the training forward does not use epsilon (invstd is saved) */
+    if (d->op != CLBN_OP_BACKWARD && (st = clbn__check_epsilon(d->epsilon)) != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_dtype_supported(ctx, d->tensor.dtype)) != CLBN_SUCCESS)
+        return st;
+    if (d->op == CLBN_OP_FORWARD_TRAINING && d->tensor.n > 0 &&
+        d->tensor.n * d->tensor.spatial < 2)
+        return CLBN_ERROR_TOO_FEW_VALUES;
+    return CLBN_SUCCESS;
+}
+
+static clbn_status (*const planners[])(clbn_plan *) = {
+    clbn__plan_forward_training, clbn__plan_forward_inference, clbn__plan_backward,
+    clbn__plan_backward_inference};
+
+static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
+                                      cl_uint, const cl_event *, cl_event *) = {
+    clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
+    clbn__run_backward_inference};
+
+static void plan_free(clbn_plan *plan)
+{
+    free(plan);
+}
+
+/* Tensors up to this size are warmed up at plan creation (CLBN_PLAN_WARMUP_MB). */
+enum { WARMUP_BYTES = 16 << 20 };
+
+/* Runs the plan once on zeroed temporary buffers on the context's queue and
+ * waits: drivers that generate code per work-group size at the first launch
+ * (PoCL: 40-60 ms a size, or a fraction of a millisecond from its disk cache)
+ * do it here rather than in the caller's first execution, and the context
+ * queue's scratch buffer gets its size. Best effort: a failure here changes
+ * nothing and is not reported (the execution would report its own). */
+static void warm_up(clbn_plan *plan)
+{
+    clbn_context *ctx = plan->ctx;
+    const clbn_tensor_desc *t = &plan->desc.tensor;
+    size_t limit = WARMUP_BYTES;
+    const char *env = getenv("CLBN_PLAN_WARMUP_MB");
+    if (env && *env)
+        limit = (size_t)strtoul(env, NULL, 10) << 20;
+    const size_t tensor_bytes = plan->elements * clbn__dtype_size(t->dtype);
+    const size_t vector_bytes = t->c * clbn__param_size(t->dtype);
+    if (tensor_bytes == 0 || tensor_bytes > limit)
+        return;
+    enum { TENSORS = 6, VECTORS = 8 };
+    cl_mem m[TENSORS + VECTORS] = {NULL};
+    int ok = 1;
+    for (int i = 0; i < TENSORS + VECTORS && ok; ++i) {
+        const size_t bytes = i < TENSORS ? tensor_bytes : vector_bytes;
+        cl_int err;
+        m[i] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        const unsigned char zero = 0;
+        ok = err == CL_SUCCESS && clEnqueueFillBuffer(ctx->queue, m[i], &zero, 1, 0, bytes, 0,
+                                                      NULL, NULL) == CL_SUCCESS;
+    }
+    if (ok) {
+        const clbn_op op = plan->desc.op;
+        const clbn_fused_op f = plan->desc.fused_op;
+        const int training = op == CLBN_OP_FORWARD_TRAINING, forward = op <= CLBN_OP_FORWARD_INFERENCE;
+        clbn_args a;
+        memset(&a, 0, sizeof a);
+        a.x = m[0];
+        a.weight = m[6];
+        a.running_mean = op != CLBN_OP_BACKWARD ? m[8] : NULL;
+        a.running_var = op != CLBN_OP_BACKWARD ? m[9] : NULL;
+        if (forward) {
+            a.y = m[1];
+            a.z = f == CLBN_FUSED_ADD_RELU ? m[2] : NULL;
+            a.bias = m[7];
+        } else {
+            a.y = f != CLBN_FUSED_NONE ? m[1] : NULL;
+            a.dy = m[3];
+            a.dx = m[4];
+            a.dz = f == CLBN_FUSED_ADD_RELU ? m[5] : NULL;
+            a.dweight = m[12];
+            a.dbias = m[13];
+        }
+        if (training || op == CLBN_OP_BACKWARD) {
+            a.save_mean = m[10];
+            a.save_invstd = m[11];
+        }
+        if (clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL) == CLBN_SUCCESS &&
+            op == CLBN_OP_BACKWARD_INFERENCE) {
+            /* its elementwise pass alone, as with dx only */
+            a.dweight = a.dbias = NULL;
+            clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL);
+        }
+    }
+    clFinish(ctx->queue);
+    for (int i = 0; i < TENSORS + VECTORS; ++i)
+        if (m[i])
+            clReleaseMemObject(m[i]);
+}
+
+clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out)
+{
+    if (!out)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    *out = NULL;
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    if (!desc)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    size_t elements = 0;
+    clbn_status st = check_op_desc(ctx, desc, &elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    clbn_plan *plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    plan->ctx = ctx;
+    plan->desc = *desc;
+    plan->elements = elements;
+    plan->refs = 1;
+    plan->path = CLBN_PATH_EMPTY;
+    if (elements > 0) {
+        if ((st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog)) == CLBN_SUCCESS)
+            st = planners[desc->op](plan);
+        if (st != CLBN_SUCCESS) {
+            plan_free(plan);
+            return st;
+        }
+        warm_up(plan);
+    }
+    *out = plan;
+    return CLBN_SUCCESS;
+}
+
+void clbn_plan_release(clbn_plan *plan)
+{
+    if (plan)
+        clbn__plan_put(plan);
+}
+
+clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clbn_args *args,
+                              cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                              cl_event *event)
+{
+    if (!plan || !args)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    return runners[plan->desc.op](plan, queue, args, num_events_in_wait_list, event_wait_list,
+                                  event);
+}
+
+clbn_status clbn__run_nothing(cl_command_queue queue, cl_uint num_wait, const cl_event *wait,
+                              cl_event *event)
+{
+    if (!event)
+        return CLBN_SUCCESS;
+    return clbn__from_cl(clEnqueueMarkerWithWaitList(queue, num_wait, wait, event));
+}
+
+/* ---- describe ---------------------------------------------------------------------- */
+
+typedef struct text {
+    char *buf;
+    size_t size, len;
+} text;
+
+static void put(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *at = t->len < t->size ? t->buf + t->len : NULL;
+    int n = vsnprintf(at, at ? t->size - t->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len += (size_t)n;
+}
+
+static void put_launch(text *t, const clbn_launch *l, const char *extra)
+{
+    put(t, "%s%s g=[%zu", t->len ? "; " : "", clbn__kernel_name(l->kernel), l->global[0]);
+    if (l->dims > 1)
+        put(t, ",%zu", l->global[1]);
+    put(t, "] l=[%zu", l->local[0]);
+    if (l->dims > 1)
+        put(t, ",%zu", l->local[1]);
+    put(t, "]%s", extra);
+}
+
+clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
+{
+    if (!plan || !buf || size == 0)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    buf[0] = '\0';
+    text t = {buf, size, 0};
+    const clbn_op op = plan->desc.op;
+    switch (plan->path) {
+    case CLBN_PATH_EMPTY:
+        put(&t, "empty batch: no kernels");
+        break;
+    case CLBN_PATH_ONE_KERNEL:
+        put_launch(&t, &plan->one, plan->one_stream ? " stream" : "");
+        break;
+    case CLBN_PATH_PASSES:
+        if (op == CLBN_OP_FORWARD_TRAINING || op == CLBN_OP_BACKWARD ||
+            op == CLBN_OP_BACKWARD_INFERENCE)
+            put_launch(&t, &plan->stats.launch, "");
+        put_launch(&t, &plan->finalize, "");
+        put_launch(&t, &plan->norm.launch, plan->norm.stream ? " stream" : "");
+        if (op == CLBN_OP_FORWARD_TRAINING)
+            put_launch(&t, &plan->commit, " (with running statistics)");
+        break;
+    }
+    return CLBN_SUCCESS;
+}
+
+/* ---- the one-call functions' cache ----------------------------------------------------- */
+
+/* Descriptions compared field by field (the struct may have padding). */
+static int same_desc(const clbn_op_desc *a, const clbn_op_desc *b)
+{
+    return a->op == b->op && a->tensor.dtype == b->tensor.dtype &&
+           a->tensor.layout == b->tensor.layout && a->tensor.n == b->tensor.n &&
+           a->tensor.c == b->tensor.c && a->tensor.spatial == b->tensor.spatial &&
+           a->epsilon == b->epsilon && a->fused_op == b->fused_op &&
+           a->running_update == b->running_update;
+}
+
+void clbn__plan_put(clbn_plan *plan)
+{
+    clbn_context *ctx = plan->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    const unsigned left = --plan->refs;
+    pthread_mutex_unlock(&ctx->lock);
+    if (left == 0)
+        plan_free(plan);
+}
+
+/* With ctx->lock held: the cached plan for `desc` with a new reference, or NULL. */
+static clbn_plan *lookup(clbn_context *ctx, const clbn_op_desc *desc)
+{
+    for (int i = 0; i < CLBN_PLAN_CACHE; ++i) {
+        clbn_plan *p = ctx->plan_cache[i];
+        if (p && same_desc(&p->desc, desc)) {
+            p->refs++;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+clbn_status clbn__plan_get(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out)
+{
+    pthread_mutex_lock(&ctx->lock);
+    clbn_plan *plan = lookup(ctx, desc);
+    pthread_mutex_unlock(&ctx->lock);
+    if (plan) {
+        *out = plan;
+        return CLBN_SUCCESS;
+    }
+    clbn_status st = clbn_plan_create(ctx, desc, &plan);
+    if (st != CLBN_SUCCESS)
+        return st;
+    /* Another thread may have cached the same description meanwhile: keep
+     * the cached one. Otherwise take a free slot or the oldest one (a plan
+     * still in use by a caller lives on until its last reference goes). */
+    clbn_plan *drop = NULL;
+    pthread_mutex_lock(&ctx->lock);
+    clbn_plan *cached = lookup(ctx, desc);
+    if (cached) {
+        drop = plan;
+        plan = cached;
+    } else {
+        int slot = (int)(ctx->plan_clock++ % CLBN_PLAN_CACHE);
+        for (int i = 0; i < CLBN_PLAN_CACHE; ++i)
+            if (!ctx->plan_cache[i]) {
+                slot = i;
+                break;
+            }
+        clbn_plan *old = ctx->plan_cache[slot];
+        if (old && --old->refs == 0)
+            drop = old;
+        ctx->plan_cache[slot] = plan;
+        plan->refs++; /* the cache's reference, beside the caller's */
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (drop) {
+        if (drop == plan)
+            clbn__plan_put(drop);
+        else
+            plan_free(drop);
+    }
+    *out = plan;
+    return CLBN_SUCCESS;
+}
+
+void clbn__plan_cache_clear(clbn_context *ctx)
+{
+    for (int i = 0; i < CLBN_PLAN_CACHE; ++i) {
+        clbn_plan *p = ctx->plan_cache[i];
+        ctx->plan_cache[i] = NULL;
+        if (p && --p->refs == 0)
+            plan_free(p);
+    }
+}
+
+clbn_status clbn__plan_run_once(clbn_context *ctx, const clbn_op_desc *desc, cl_command_queue queue,
+                                const clbn_args *args, cl_uint num_wait, const cl_event *wait,
+                                cl_event *event)
+{
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    clbn_plan *plan;
+    clbn_status st = clbn__plan_get(ctx, desc, &plan);
+    if (st != CLBN_SUCCESS)
+        return st;
+    st = clbn_plan_execute(plan, queue, args, num_wait, wait, event);
+    clbn__plan_put(plan);
+    return st;
+}
