@@ -34,6 +34,11 @@ if(TARGET clbn-tune)
   install(TARGETS clbn-tune RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
 endif()
 
+if(NOT BUILD_SHARED_LIBS)
+  message(STATUS "clbn: no Debian packages (cpack) in a static build (BUILD_SHARED_LIBS=OFF)")
+  return()
+endif()
+
 # --- per-package documentation: copyright, changelog.Debian.gz, man pages ------
 # changelog.Debian: its version is the package's; its date honours
 # SOURCE_DATE_EPOCH (scripts/package.sh sets it to the last commit's time).

@@ -24,7 +24,7 @@ finish() {
 }
 trap finish EXIT
 
-bash scripts/deps.sh dpkg-dev lintian file
+bash scripts/deps.sh
 
 # A fresh Release build installed under /usr (so GNUInstallDirs picks the
 # multiarch libdir), with Debian's hardening flags; tests and samples are not
