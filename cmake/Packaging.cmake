@@ -91,6 +91,9 @@ endif()
 if(TARGET clbn-tune AND EXISTS "${CLBN_DEB_DIR}/clbn-tune.1")
   clbn_deb_gzip("${CLBN_DEB_DIR}/clbn-tune.1" "${CLBN_DEB_GEN}/clbn-tune.1.gz")
   install(FILES "${CLBN_DEB_GEN}/clbn-tune.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1" COMPONENT tools)
+elseif(TARGET clbn-tune) # no man page yet: lintian's no-manual-page, overridden with a reason
+  install(FILES "${CLBN_DEB_DIR}/clbn-tune.lintian-overrides" DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides"
+          RENAME ${CLBN_DEB_NAME_tools} COMPONENT tools EXCLUDE_FROM_ALL)
 endif()
 
 # --- CPack -------------------------------------------------------------------
