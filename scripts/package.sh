@@ -69,9 +69,15 @@ done
 #  no-symbols-control-file (I): the libraries ship a shlibs file, not a symbols
 #    file (that needs dpkg-gensymbols and a tracked symbols list).
 step="lintian"
+rc=0
 lintian -I --pedantic --fail-on error,warning --suppress-tags initial-upload-closes-no-bugs \
-  "${debs[@]}" 2>&1 | grep -v 'running with root privileges' || true
-lintian --fail-on error,warning --suppress-tags initial-upload-closes-no-bugs "${debs[@]}" >/dev/null 2>&1
+  "${debs[@]}" >"$work/lintian.log" 2>&1 || rc=$?
+grep -v 'running with root privileges' "$work/lintian.log" || true
+[ $rc -eq 0 ] || exit $rc
+
+# The Depends lines resolve here (apt-get's simulation installs nothing).
+step="dependencies (apt-get install -s)"
+apt-get install -s "${debs[@]}" >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; exit 1; }
 
 step="sonames"
 root=$work/root
