@@ -58,6 +58,9 @@ function(clbn_deb_gzip in out) # gzip -9n: no name or time stamp in the header
 endfunction()
 clbn_deb_gzip("${CLBN_DEB_GEN}/changelog.Debian" "${CLBN_DEB_GEN}/changelog.Debian.gz")
 clbn_deb_gzip("${CLBN_DEB_DIR}/clbn_bench.1" "${CLBN_DEB_GEN}/clbn_bench.1.gz")
+# made at configure time: configure again when a source of them changes
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+  "${CLBN_DEB_DIR}/clbn_bench.1" "${CLBN_DEB_DIR}/clbn-tune.1" "${CLBN_DEB_DIR}/copyright")
 
 set(CLBN_DEB_COMPONENTS lib dev)
 if(TARGET clbn_mpi)
