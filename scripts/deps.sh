@@ -6,9 +6,12 @@ set -euo pipefail
 
 # libcjson-dev: safetensors headers (linked by the library); libclblast-dev:
 # samples/conv_bn_relu; doxygen: the API reference (docs/make_docs.sh);
-# openmpi-bin, libopenmpi-dev: clbn_mpi, samples/sync_bn_mpi and its tests (label mpi).
+# openmpi-bin, libopenmpi-dev: clbn_mpi, samples/sync_bn_mpi and its tests (label mpi);
+# dpkg-dev (dpkg-shlibdeps, dpkg-buildflags), file, binutils, lintian: the Debian
+# packages (scripts/package.sh).
 packages=(gcc g++ make cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd check
-          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev "$@")
+          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev
+          dpkg-dev file binutils lintian "$@")
 
 missing=()
 for p in "${packages[@]}"; do
