@@ -188,6 +188,16 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
                      num_events_in_wait_list, event_wait_list, event);
 }
 
+/* ---- the synchronized steps' geometry (sync.c) ------------------------------------------ */
+
+clbn_status clbn__plan_sync_backward(clbn_plan *plan)
+{
+    plan->path = CLBN_PATH_PASSES;
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, &plan->desc.tensor, &plan->stats);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, &plan->desc.tensor, &plan->norm);
+    return CLBN_SUCCESS;
+}
+
 /* ---- inference backward (frozen statistics) ------------------------------------------- */
 
 clbn_status clbn__plan_backward_inference(clbn_plan *plan)

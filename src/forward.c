@@ -188,6 +188,17 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
                      a->running_mean ? 4 : 3, num_events_in_wait_list, event_wait_list, event);
 }
 
+/* ---- the synchronized steps' geometry (sync.c) ------------------------------------------ */
+
+clbn_status clbn__plan_sync_forward(clbn_plan *plan)
+{
+    plan->path = CLBN_PATH_PASSES;
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__stats_kernels, &plan->desc.tensor, &plan->stats);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor,
+                         &plan->norm);
+    return CLBN_SUCCESS;
+}
+
 /* ---- inference ----------------------------------------------------------------------- */
 
 clbn_status clbn__plan_forward_inference(clbn_plan *plan)

@@ -343,6 +343,14 @@ struct clbn_plan {
     unsigned refs;           /* references held (cache and callers), under ctx->lock */
 };
 
+/* Internal operations, never in a public description: the synchronized
+ * steps' geometry (sync.c), planned and cached like the others. Their local
+ * part may hold a single value per channel, so they skip the N*S > 1 rule. */
+#define CLBN__OP_SYNC_FORWARD ((clbn_op)16)  /* statistics pass + normalize */
+#define CLBN__OP_SYNC_BACKWARD ((clbn_op)17) /* backward reduction + dx */
+clbn_status clbn__plan_sync_forward(clbn_plan *plan);
+clbn_status clbn__plan_sync_backward(clbn_plan *plan);
+
 /* Each operation's planner (fills plan->path and the launches from
  * plan->desc, with plan->prog built) and runner (checks the call's arguments,
  * then enqueues). */

@@ -34,9 +34,15 @@ clbn_status clbn_op_desc_init(clbn_op_desc *desc, clbn_op op, const clbn_tensor_
 
 /* Everything about a description that does not depend on buffers, in a fixed
  * order so each bad description reports the same status. */
-static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d, size_t *elements)
+static int is_internal(clbn_op op)
 {
-    if ((unsigned)d->op > CLBN_OP_BACKWARD_INFERENCE)
+    return op == CLBN__OP_SYNC_FORWARD || op == CLBN__OP_SYNC_BACKWARD;
+}
+
+static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d, int internal,
+                                 size_t *elements)
+{
+    if ((unsigned)d->op > CLBN_OP_BACKWARD_INFERENCE && !(internal && is_internal(d->op)))
         return CLBN_ERROR_INVALID_OPTION;
     clbn_status st = clbn__check_part_desc(&d->tensor, elements);
     if (st != CLBN_SUCCESS)
@@ -58,9 +64,22 @@ static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d,
     return CLBN_SUCCESS;
 }
 
-static clbn_status (*const planners[])(clbn_plan *) = {
-    clbn__plan_forward_training, clbn__plan_forward_inference, clbn__plan_backward,
-    clbn__plan_backward_inference};
+static clbn_status plan_op(clbn_plan *plan)
+{
+    switch (plan->desc.op) {
+    case CLBN_OP_FORWARD_TRAINING:
+        return clbn__plan_forward_training(plan);
+    case CLBN_OP_FORWARD_INFERENCE:
+        return clbn__plan_forward_inference(plan);
+    case CLBN_OP_BACKWARD:
+        return clbn__plan_backward(plan);
+    case CLBN_OP_BACKWARD_INFERENCE:
+        return clbn__plan_backward_inference(plan);
+    default:
+        return plan->desc.op == CLBN__OP_SYNC_FORWARD ? clbn__plan_sync_forward(plan)
+                                                      : clbn__plan_sync_backward(plan);
+    }
+}
 
 static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
                                       cl_uint, const cl_event *, cl_event *) = {
@@ -143,7 +162,8 @@ static void warm_up(clbn_plan *plan)
             clReleaseMemObject(m[i]);
 }
 
-clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out)
+static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int internal,
+                          clbn_plan **out)
 {
     if (!out)
         return CLBN_ERROR_NULL_ARGUMENT;
@@ -153,7 +173,7 @@ clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_p
     if (!desc)
         return CLBN_ERROR_NULL_ARGUMENT;
     size_t elements = 0;
-    clbn_status st = check_op_desc(ctx, desc, &elements);
+    clbn_status st = check_op_desc(ctx, desc, internal, &elements);
     if (st != CLBN_SUCCESS)
         return st;
     clbn_plan *plan = calloc(1, sizeof *plan);
@@ -166,15 +186,21 @@ clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_p
     plan->path = CLBN_PATH_EMPTY;
     if (elements > 0) {
         if ((st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog)) == CLBN_SUCCESS)
-            st = planners[desc->op](plan);
+            st = plan_op(plan);
         if (st != CLBN_SUCCESS) {
             plan_free(plan);
             return st;
         }
-        warm_up(plan);
+        if (!is_internal(desc->op))
+            warm_up(plan);
     }
     *out = plan;
     return CLBN_SUCCESS;
+}
+
+clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out)
+{
+    return create(ctx, desc, 0, out);
 }
 
 void clbn_plan_release(clbn_plan *plan)
@@ -189,6 +215,8 @@ clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clb
 {
     if (!plan || !args)
         return CLBN_ERROR_NULL_ARGUMENT;
+    if (is_internal(plan->desc.op))
+        return CLBN_ERROR_INVALID_OPTION; /* geometry only (sync.c) */
     return runners[plan->desc.op](plan, queue, args, num_events_in_wait_list, event_wait_list,
                                   event);
 }
@@ -245,10 +273,10 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
         put_launch(&t, &plan->one, plan->one_stream ? " stream" : "");
         break;
     case CLBN_PATH_PASSES:
-        if (op == CLBN_OP_FORWARD_TRAINING || op == CLBN_OP_BACKWARD ||
-            op == CLBN_OP_BACKWARD_INFERENCE)
+        if (op != CLBN_OP_FORWARD_INFERENCE)
             put_launch(&t, &plan->stats.launch, "");
-        put_launch(&t, &plan->finalize, "");
+        if (!is_internal(op))
+            put_launch(&t, &plan->finalize, "");
         put_launch(&t, &plan->norm.launch, plan->norm.stream ? " stream" : "");
         if (op == CLBN_OP_FORWARD_TRAINING)
             put_launch(&t, &plan->commit, " (with running statistics)");
@@ -301,7 +329,7 @@ clbn_status clbn__plan_get(clbn_context *ctx, const clbn_op_desc *desc, clbn_pla
         *out = plan;
         return CLBN_SUCCESS;
     }
-    clbn_status st = clbn_plan_create(ctx, desc, &plan);
+    clbn_status st = create(ctx, desc, 1, &plan);
     if (st != CLBN_SUCCESS)
         return st;
     /* Another thread may have cached the same description meanwhile: keep

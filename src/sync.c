@@ -65,6 +65,18 @@ static clbn_status check_merge(clbn_context *ctx, cl_command_queue *queue, int *
 
 /* ---- the steps ---------------------------------------------------------------------- */
 
+/* The cached plan holding the synchronized steps' geometry for `desc`
+ * (CLBN__OP_SYNC_FORWARD or _BACKWARD, src/plan.c); give it back with
+ * clbn__plan_put. */
+static clbn_status sync_plan(clbn_context *ctx, clbn_op op, const clbn_tensor_desc *desc,
+                             clbn_plan **out)
+{
+    clbn_op_desc d;
+    clbn_status st = clbn_op_desc_init(&d, CLBN_OP_FORWARD_INFERENCE, desc);
+    d.op = op;
+    return st == CLBN_SUCCESS ? clbn__plan_get(ctx, &d, out) : st;
+}
+
 clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
                                   const clbn_tensor_desc *desc, cl_mem x, cl_mem local_stats,
                                   cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
@@ -96,8 +108,13 @@ clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
     clbn_stats_plan sp;
     memset(&sp, 0, sizeof sp);
     clbn_launch local;
-    if (elements)
-        clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &sp);
+    if (elements) {
+        clbn_plan *plan;
+        if ((st = sync_plan(ctx, CLBN__OP_SYNC_FORWARD, desc, &plan)) != CLBN_SUCCESS)
+            return st;
+        sp = plan->stats;
+        clbn__plan_put(plan);
+    }
     clbn__plan_per_channel(prog, CLBN_K_SYNC_LOCAL, desc->c, &local);
     const cl_ulong C = desc->c;
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? desc->spatial : 1;
@@ -205,8 +222,13 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
     clbn_norm_plan np;
     clbn__plan_per_channel(prog, CLBN_K_SYNC_FINALIZE, desc->c, &finalize);
     clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
-    if (have)
-        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &np);
+    if (have) {
+        clbn_plan *plan;
+        if ((st = sync_plan(ctx, CLBN__OP_SYNC_FORWARD, desc, &plan)) != CLBN_SUCCESS)
+            return st;
+        np = plan->norm;
+        clbn__plan_put(plan);
+    }
     const cl_ulong C = desc->c, params_offset = 0;
     const clbn_dtype dt = desc->dtype;
     const double m = (double)global_count;
@@ -263,8 +285,13 @@ clbn_status clbn_sync_backward_reduce(clbn_context *ctx, cl_command_queue queue,
     clbn_stats_plan sp;
     memset(&sp, 0, sizeof sp);
     clbn_launch sums;
-    if (have)
-        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &sp);
+    if (have) {
+        clbn_plan *plan;
+        if ((st = sync_plan(ctx, CLBN__OP_SYNC_BACKWARD, desc, &plan)) != CLBN_SUCCESS)
+            return st;
+        sp = plan->stats;
+        clbn__plan_put(plan);
+    }
     clbn__plan_per_channel(prog, CLBN_K_SYNC_SUMS, desc->c, &sums);
     const cl_ulong C = desc->c;
     clbn_step steps[2];
@@ -353,8 +380,13 @@ clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
     clbn_launch finalize;
     clbn_norm_plan np;
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
-    if (elementwise)
-        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &np);
+    if (elementwise) {
+        clbn_plan *plan;
+        if ((st = sync_plan(ctx, CLBN__OP_SYNC_BACKWARD, desc, &plan)) != CLBN_SUCCESS)
+            return st;
+        np = plan->norm;
+        clbn__plan_put(plan);
+    }
     const cl_ulong C = desc->c, params_offset = 0;
     clbn_step steps[2];
     /* the global sums are one "split" of the backward's partials */
