@@ -33,6 +33,8 @@ class _BatchNorm:
                  fused=None, context=None, queue=None):
         lib = _lib.load()
         self._lib = lib
+        if queue is None and isinstance(context, cl.CommandQueue):
+            queue = context
         if queue is not None:
             context = context or queue
         self.context = get_context(context)
