@@ -80,7 +80,7 @@ class Plan:
                                         ctypes.byref(handle)), "clbn_plan_create")
         self._handle = handle.value
         # The plan refers to the context: keep it alive as long as the plan.
-        self._finalizer = weakref.finalize(self, lib.clbn_plan_release, self._handle)
+        self._finalizer = weakref.finalize(self, _release_plan, lib, self._handle, self.context)
 
     def execute(self, queue=None, wait_for=None, momentum=0.0, **buffers):
         args = _plan_abi.Args()
@@ -111,6 +111,11 @@ class Plan:
 
     def release(self):
         self._finalizer()
+
+
+def _release_plan(lib, handle, context):
+    # `context` rides along so that the clbn context outlives the plan.
+    lib.clbn_plan_release(handle)
 
 
 _WRITTEN = {
