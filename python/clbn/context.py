@@ -138,7 +138,10 @@ def get_context(obj=None):
 
 
 def dtype_code(dtype, array=None):
-    """The clbn_dtype for a numpy dtype (or "bfloat16")."""
+    """The clbn_dtype for a numpy dtype, "bfloat16", or a torch dtype
+    (torch.float32, torch.float16, torch.float64, torch.bfloat16)."""
+    if type(dtype).__name__ == "dtype" and str(dtype).startswith("torch."):
+        dtype = str(dtype)[len("torch."):]
     if isinstance(dtype, str) and dtype.lower() in ("bfloat16", "bf16"):
         if array is not None and array.dtype != np.uint16:
             raise TypeError("bfloat16 tensors are uint16 arrays")

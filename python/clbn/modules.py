@@ -40,15 +40,15 @@ class _BatchNorm:
         self.context = get_context(context)
         self.queue = queue if queue is not None else self.context.queue
         self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = momentum
+        self._eps = float(eps)
+        self._momentum = momentum
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self.dtype = dtype
         self._code = dtype_code(dtype)
         self.param_dtype = param_dtype(self._code)
         self.channels_last = channels_last
-        cfg = _lib.LayerConfig(self.num_features, self.eps,
+        cfg = _lib.LayerConfig(self.num_features, self._eps,
                                _lib.MOMENTUM_CUMULATIVE if momentum is None else float(momentum),
                                int(self.affine), int(self.track_running_stats), self._code)
         handle = ctypes.c_void_p()
@@ -70,6 +70,16 @@ class _BatchNorm:
             self.weight.grad = self._wrap(_lib.GRAD_WEIGHT)
             self.bias.grad = self._wrap(_lib.GRAD_BIAS)
         self._saved = None
+
+    # The C layer takes eps and momentum at creation: read-only here (PyTorch
+    # lets them be assigned; make a new module, or load_state_dict into one).
+    @property
+    def eps(self):
+        return self._eps
+
+    @property
+    def momentum(self):
+        return self._momentum
 
     # -- buffers ---------------------------------------------------------
     def _wrap(self, which):

@@ -230,3 +230,30 @@ def test_float64_module(clbn, queue, rng, fp64):
         np.testing.assert_allclose(y.get(), model.forward(x), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(bn.running_var.get(), model.rv, rtol=1e-13)
     assert bn.state_dict()["running_var"].dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"])
+def test_16bit_modules(clbn, queue, rng, record, dtype):
+    xf = rng.standard_normal((4, 3, 6)).astype(np.float32)
+    if dtype == "bfloat16":
+        bits = ref.bf16_round(xf)
+        x64 = ref.bf16_to_f32(bits).astype(np.float64)
+        xd = dev(queue, bits)
+        back = lambda a: ref.bf16_to_f32(a).astype(np.float64)  # noqa: E731
+        rtol = 2 ** -8
+    else:
+        x16 = xf.astype(np.float16)
+        x64 = x16.astype(np.float64)
+        xd = dev(queue, x16)
+        back = lambda a: a.astype(np.float64)  # noqa: E731
+        rtol = 2 ** -11
+    bn = clbn.BatchNorm1d(3, dtype=dtype, context=queue)
+    assert bn.running_mean.dtype == np.float32
+    y = bn(xd)
+    assert y.dtype == xd.dtype
+    model = RefBN(3)
+    ey = model.forward(x64)
+    np.testing.assert_allclose(back(y.get()), ey, rtol=rtol, atol=rtol * 4)
+    np.testing.assert_allclose(bn.running_var.get(), model.rv, rtol=1e-5)
+    record("module %s y vs numpy" % np.dtype(np.float16 if dtype != "bfloat16" else np.uint16)
+           if dtype != "bfloat16" else "module bf16 y vs numpy", ref.maxdiff(back(y.get()), ey))
