@@ -234,10 +234,16 @@ def vector_mem(v, c, pdtype, name):
 
 
 def empty_like(x, queue=None):
-    """An uninitialized array of x's shape, dtype and strides (contiguous storage)."""
+    """An uninitialized array of x's shape, dtype and strides (dense storage),
+    from x's allocator (e.g. a pyopencl memory pool) when it has one."""
     queue = queue or x.queue
-    buf = cl.Buffer(x.context, cl.mem_flags.READ_WRITE, max(x.nbytes, 1))
-    return cla.Array(queue, x.shape, x.dtype, strides=x.strides, data=buf)
+    nbytes = max(x.nbytes, 1)
+    if x.allocator is not None:
+        buf = x.allocator(nbytes)
+    else:
+        buf = cl.Buffer(x.context, cl.mem_flags.READ_WRITE, nbytes)
+    return cla.Array(queue, x.shape, x.dtype, strides=x.strides, data=buf,
+                     allocator=x.allocator)
 
 
 def vector(queue, c, pdtype, fill=None):

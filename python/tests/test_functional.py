@@ -300,3 +300,14 @@ def test_fold_into_conv(clbn, queue, rng, record):
     np.testing.assert_allclose(np.transpose(fw2.get(), (3, 2, 0, 1)), ew2, rtol=2e-6,
                                atol=2e-6)
     np.testing.assert_allclose(fb2.get(), eb2, rtol=2e-6, atol=2e-6)
+
+
+def test_memory_pool_arrays(clbn, queue, rng):
+    import pyopencl.tools as clt
+    pool = clt.MemoryPool(clt.ImmediateAllocator(queue))
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    xd = cla.to_device(queue, x, allocator=pool)
+    y = clbn.functional.batch_norm(xd, None, None, training=True)
+    assert y.allocator is pool
+    e, _, _, _, _ = ref.forward_training(x.astype(np.float64))
+    np.testing.assert_allclose(y.get(), e, rtol=2e-5, atol=2e-5)
