@@ -14,7 +14,7 @@ from .context import (get_context, describe, mem, vector_mem, empty_like, vector
                       param_dtype)
 from .plan import Plan, fused_code, update_code, plans_available
 
-__all__ = ["batch_norm", "native_batch_norm", "batch_norm_backward", "fold_into_conv"]
+__all__ = ["batch_norm", "native_batch_norm", "batch_norm_backward", "fold_into_conv", "convert"]
 
 _plan_cache = {}
 
@@ -238,3 +238,27 @@ def fold_into_conv(conv_weight, conv_bias, running_mean, running_var, weight=Non
         inputs=[conv_weight, conv_bias, weight, bias, running_mean, running_var],
         outputs=[fw if fw is not None else conv_weight, fb if fb is not None else conv_bias])
     return (fw if fw is not None else conv_weight), (fb if fb is not None else conv_bias)
+
+
+def convert(x, to, *, dtype=None, out=None, queue=None, wait_for=None):
+    """clbn_convert: x converted to element type `to` on the device (float16,
+    bfloat16 and float64 from or to float32), with the rounding the batch-norm
+    kernels use. `dtype` names x's type when it is bfloat16 (uint16 arrays).
+    Returns a new array of x's shape (uint16 for bfloat16)."""
+    from .context import dtype_code
+    src = dtype_code(dtype if dtype is not None else x.dtype, x)
+    dst = dtype_code(to)
+    npdt = {_lib.FLOAT32: np.float32, _lib.FLOAT16: np.float16, _lib.FLOAT64: np.float64,
+            _lib.BFLOAT16: np.uint16}[dst]
+    if not x.flags.forc:
+        raise ValueError("x must be dense")
+    ctx = get_context(queue or x)
+    q = queue or x.queue or ctx.queue
+    if out is None:
+        import pyopencl.array as cla
+        out = cla.empty(q, x.shape, npdt, allocator=x.allocator)
+    elif out.size != x.size or out.dtype != np.dtype(npdt):
+        raise ValueError("out must hold %d values of %s" % (x.size, np.dtype(npdt)))
+    run("clbn_convert", ctx.handle, q.int_ptr, src, mem(x), dst, mem(out), x.size,
+        wait_for=wait_for, inputs=[x], outputs=[out])
+    return out

@@ -311,3 +311,17 @@ def test_memory_pool_arrays(clbn, queue, rng):
     assert y.allocator is pool
     e, _, _, _, _ = ref.forward_training(x.astype(np.float64))
     np.testing.assert_allclose(y.get(), e, rtol=2e-5, atol=2e-5)
+
+
+def test_convert(clbn, queue, rng):
+    x = rng.standard_normal(1000).astype(np.float32) * 100
+    xd = dev(queue, x)
+    h = clbn.functional.convert(xd, np.float16)
+    np.testing.assert_array_equal(h.get(), x.astype(np.float16))
+    b = clbn.functional.convert(xd, clbn.bfloat16)
+    np.testing.assert_array_equal(b.get(), ref.bf16_round(x))
+    back = clbn.functional.convert(b, np.float32, dtype=clbn.bfloat16)
+    np.testing.assert_array_equal(back.get(), ref.bf16_to_f32(ref.bf16_round(x)))
+    with pytest.raises(clbn.Error) as e:
+        clbn.functional.convert(h, clbn.bfloat16)  # neither side float32
+    assert e.value.name == "CLBN_ERROR_INVALID_OPTION"
