@@ -189,3 +189,39 @@ def test_fold_matches_torch(clbn, queue, rng):
                                dev(queue, conv.bias.detach().numpy()))
     np.testing.assert_allclose(fw.get(), fused.weight.detach().numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(fb.get(), fused.bias.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("affine,track", [(False, True), (True, False), (False, False)])
+def test_module_options_match_torch(clbn, queue, rng, affine, track):
+    tbn = torch.nn.BatchNorm2d(4, affine=affine, track_running_stats=track)
+    bn = clbn.BatchNorm2d(4, affine=affine, track_running_stats=track, context=queue)
+    for step in range(3):
+        x = (rng.standard_normal((3, 4, 5, 5)) + step).astype(np.float32)
+        dy = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+        tx = torch.from_numpy(x).requires_grad_()
+        ty = tbn(tx)
+        ty.backward(torch.from_numpy(dy))
+        y = bn(dev(queue, x))
+        dx = bn.backward(dev(queue, dy))
+        np.testing.assert_allclose(y.get(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dx.get(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    assert list(bn.state_dict()) == list(tbn.state_dict())
+    tbn.eval()
+    bn.eval()
+    x = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(bn(dev(queue, x)).get(), tbn(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_module_matches_torch(clbn, queue, rng):
+    tbn = torch.nn.BatchNorm2d(6)
+    bn = clbn.BatchNorm2d(6, context=queue)
+    x = rng.standard_normal((3, 6, 4, 5)).astype(np.float32)
+    tx = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    ty = tbn(tx)
+    xd = dev(queue, x.transpose(0, 2, 3, 1)).transpose((0, 3, 1, 2))  # same strides as tx
+    y = bn(xd)
+    assert y.strides == xd.strides
+    np.testing.assert_allclose(y.transpose((0, 2, 3, 1)).get().transpose(0, 3, 1, 2),
+                               ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.running_var.get(), tbn.running_var.numpy(), rtol=1e-5)
