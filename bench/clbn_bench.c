@@ -114,7 +114,7 @@ typedef struct options {
     mode mode;
     int iters, warmup;
     double max_seconds;
-    int verify, csv, csv_header, startup, measure_bw, profile;
+    int verify, csv, csv_header, startup, measure_bw, profile, plan;
     double bw;
     clbn_dtype dtype;
 } options;
@@ -155,6 +155,8 @@ static void usage(const char *msg)
             "  --max-seconds T  fewer iterations (at least 10) when N calls would take longer than T s\n"
             "  --profile        after timing, 20 calls on a profiling queue: each kernel's device\n"
             "                   time and the gaps between kernels (OpenCL event profiling)\n"
+            "  --plan           create a clbn_plan once (timed) and time clbn_plan_execute in the\n"
+            "                   loop; the first execution's time is reported separately\n"
             "  --startup        time create_default + prepare + first call instead (cold when\n"
             "                   POCL_CACHE_DIR is empty, warm when PoCL has the kernels cached)\n"
             "  CLBN_DEVICE selects the device as for clbn_context_create_default.\n");
@@ -238,6 +240,8 @@ static void parse(int argc, char **argv, options *o)
             o->csv_header = 0;
         } else if (!strcmp(a, "--profile")) {
             o->profile = 1;
+        } else if (!strcmp(a, "--plan")) {
+            o->plan = 1;
         } else if (!strcmp(a, "--startup")) {
             o->startup = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -503,9 +507,22 @@ static void make_device_buffers(bench *b)
 
 static const double k_momentum = 0.1, k_eps = 1e-5;
 
+/* --plan: the plan made once for the measured operation. */
+static clbn_plan *g_plan;
+
 /* Enqueues the call being measured (no wait). */
 static clbn_status enqueue_call(bench *b)
 {
+    if (g_plan) {
+        const clbn_args a = {.x = b->x, .y = b->y, .dy = b->dy, .dx = b->dx,
+                             .weight = b->weight, .bias = b->opt.mode == MODE_BACKWARD ? NULL : b->bias,
+                             .running_mean = b->opt.mode == MODE_BACKWARD ? NULL : b->running_mean,
+                             .running_var = b->opt.mode == MODE_BACKWARD ? NULL : b->running_var,
+                             .save_mean = b->opt.mode == MODE_INFER ? NULL : b->save_mean,
+                             .save_invstd = b->opt.mode == MODE_INFER ? NULL : b->save_invstd,
+                             .dweight = b->dweight, .dbias = b->dbias, .momentum = k_momentum};
+        return clbn_plan_execute(g_plan, b->queue, &a, 0, NULL, NULL);
+    }
     switch (b->opt.mode) {
     case MODE_TRAIN:
         return clbn_forward_training(b->ctx, b->queue, &b->desc, b->x, b->y, b->weight, b->bias,
@@ -858,6 +875,20 @@ int main(int argc, char **argv)
     make_host_data(&b);
     make_device_buffers(&b);
 
+    double plan_ms = -1.0;
+    char plan_text[1024] = "";
+    if (o->plan) {
+        static const clbn_op ops[] = {CLBN_OP_FORWARD_TRAINING, CLBN_OP_FORWARD_INFERENCE,
+                                      CLBN_OP_BACKWARD};
+        clbn_op_desc d;
+        check_clbn(clbn_op_desc_init(&d, ops[o->mode], &b.desc), "clbn_op_desc_init");
+        d.epsilon = k_eps;
+        double t0 = bench_wall_s();
+        check_clbn(clbn_plan_create(b.ctx, &d, &g_plan), "clbn_plan_create");
+        plan_ms = 1e3 * (bench_wall_s() - t0);
+        clbn_plan_describe(g_plan, plan_text, sizeof plan_text);
+    }
+
     /* the first call: PoCL generates code for each new work-group size */
     unsigned long before = g_launches;
     double first_ms = 1e3 * timed_call(&b);
@@ -880,6 +911,9 @@ int main(int argc, char **argv)
                bytes / 1e6);
         printf("kernels per call: %lu; prepare %.1f ms; first call %.2f ms\n", kernels, prepare_ms,
                first_ms);
+        if (g_plan)
+            printf("plan: created in %.1f ms, first execution %.3f ms (above); %s\n", plan_ms,
+                   first_ms, plan_text);
     }
     if (o->verify) {
         verified = verify(&b);
@@ -933,9 +967,12 @@ int main(int argc, char **argv)
             printf("copy bandwidth: unknown (pass --bw GBps or --measure-bw)\n");
         printf("CPU time / wall time over the timed calls: %.2f cores busy\n", cores);
     }
+    if (g_plan && !o->csv)
+        printf("first execution / steady-state median: %.2f\n", first_ms / (1e3 * med));
     if (o->profile && !o->csv)
         run_profile(&b);
     free(t);
+    clbn_plan_release(g_plan);
     clReleaseMemObject(b.x);
     if (b.y)
         clReleaseMemObject(b.y);

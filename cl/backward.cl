@@ -5,7 +5,7 @@
  *      tile of one channel (or of a block of channels) of (x, dy) to the
  *      partial sums (sum dy, sum dy*(x - mean)), written to partial[split*C + c]
  *      as a float2. The tiles, and the index math, are those of the statistics
- *      kernels of stats.cl (src/plan.c: clbn__plan_stats).
+ *      kernels of stats.cl (src/geometry.c: clbn__plan_stats).
  *   2. clbn_backward_finalize: one work-item per channel adds its partials in
  *      split order, writes dweight and dbias, and writes the per-channel
  *      coefficients of the elementwise pass.

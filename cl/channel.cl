@@ -1,7 +1,7 @@
 /* Channel-resident passes for NCHW tensors: one work-group per channel runs
  * both passes of a training forward (statistics, then y) or of a training
  * backward (the sums, then dx) over that channel, so the second pass reads
- * the channel from the caches instead of memory (src/plan.c picks them when a channel's data fit the cache budget
+ * the channel from the caches instead of memory (src/geometry.c picks them when a channel's data fit the cache budget
  * and there are enough channels to keep every compute unit busy). Each
  * work-item takes pieces p = l, l + L, ... of the channel's N x S matrix,
  * piece p being columns [(p % chunks)*cols, +cols) of row p / chunks, in both

@@ -70,7 +70,7 @@ inline ushort8 bf16_from_float8(float8 f)
 #endif
 
 /* Streaming (non-temporal) stores of 8 values, for outputs larger than the
- * caches (the host decides: src/plan.c): written around the caches, so they
+ * caches (the host decides: src/geometry.c): written around the caches, so they
  * neither evict the inputs nor cost a read of the destination line. With
  * clang's __builtin_nontemporal_store (PoCL and other LLVM-based compilers);
  * elsewhere, and for float16 (whose vector form needs cl_khr_fp16), a plain

@@ -11,7 +11,7 @@
  * alias x or z: every element is read and written by the same work-item.
  * Kernels: clbn_normalize_nchw (rows of a planar tensor), clbn_normalize_flat
  * (planar, rows of 8-255 values, or any on GPUs: the tensor walked flat),
- * clbn_normalize_nhwc8 (C % 8 == 0), clbn_normalize_nhwc (any C); src/plan.c
+ * clbn_normalize_nhwc8 (C % 8 == 0), clbn_normalize_nhwc (any C); src/geometry.c
  * chooses. Needs common.cl. */
 
 /* Inference: center = running_mean, scale = weight/sqrt(running_var + eps),
@@ -117,7 +117,7 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     }
 }
 
-/* NCHW with short rows (src/plan.c: 8 <= S < 256): work-item i takes the
+/* NCHW with short rows (src/geometry.c: 8 <= S < 256): work-item i takes the
  * cols_per_item (a multiple of 8) elements from i*cols_per_item of the flat
  * tensor, so every vector is aligned and may be streamed, and a group's
  * items form one contiguous stream; each lane takes its own channel's

@@ -1,4 +1,4 @@
-/* Small tensors (src/plan.c, clbn__plan_small, decides): one work-item per
+/* Small tensors (src/geometry.c, clbn__plan_small, decides): one work-item per
  * channel makes a whole training forward or training backward in one kernel,
  * without partials, barriers or a finalize step. On a CPU device a call's cost
  * there is mostly the launches (PoCL: about 60 us to wake its workers, then a

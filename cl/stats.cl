@@ -11,7 +11,7 @@
  *      per-channel (center, scale, shift).
  *   3. (after the normalize pass) clbn_stats_commit stores the new running
  *      statistics: the only state a call changes is written by its last kernel.
- * The host (src/plan.c) chooses the tiles; every reduction order is fixed, so
+ * The host (src/geometry.c) chooses the tiles; every reduction order is fixed, so
  * results are bitwise reproducible. Needs common.cl. */
 
 #ifndef CLBN_LOCAL_SLOTS
@@ -162,7 +162,7 @@ inline acc8 seg_squares(__global const data_t *row, ulong S, acc pv, acc mb, acc
     return a;
 }
 
-/* NCHW with short rows (src/plan.c: S < ROWS_SPATIAL): work-item
+/* NCHW with short rows (src/geometry.c: S < ROWS_SPATIAL): work-item
  * (channel block b, row split g) takes cols_per_group adjacent channels over
  * the split's rows, so it reads each row's cols_per_group*S contiguous values
  * in one run rather than S values of one channel every C*S. Each S-value
@@ -337,7 +337,7 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
     }
 }
 
-/* NHWC with C % 8 == 0 and wide rows (src/plan.c: C >= 256): group (channel
+/* NHWC with C % 8 == 0 and wide rows (src/geometry.c: C >= 256): group (channel
  * chunk, pixel tile); work-item l takes channel vector (chunk*L + l) over the
  * group's whole tile. The barrier after each block of 8 pixels makes the
  * work-items take their blocks in turn (a CPU runs a group's work-items as a

@@ -241,7 +241,7 @@ CLBN_API const char *clbn_context_get_build_log(const clbn_context *ctx);
 CLBN_API void clbn_context_release(clbn_context *ctx);
 
 /* ------------------------------------------------------------------------ */
-/* Forward                                                                  */
+/* Operations: descriptions, plans and one-call functions                   */
 /* ------------------------------------------------------------------------ */
 
 /** How training updates the running statistics. */
@@ -253,6 +253,152 @@ typedef enum clbn_running_update {
      *  with the biased batch variance var_B for running_var. */
     CLBN_RUNNING_UPDATE_ONNX = 1
 } clbn_running_update;
+
+/** What the normalize pass applies after batch normalization, in the same pass
+ *  (cuDNN's BN_ACTIVATION / BN_ADD_ACTIVATION, oneDNN's fuse_norm_relu /
+ *  fuse_norm_add_relu). ReLU follows PyTorch: NaN passes through; its gradient
+ *  is zero where the output y <= 0. */
+typedef enum clbn_fused_op {
+    CLBN_FUSED_NONE = 0,    /**< y = bn(x) */
+    CLBN_FUSED_RELU = 1,    /**< y = relu(bn(x)) */
+    CLBN_FUSED_ADD_RELU = 2 /**< y = relu(bn(x) + z), z a tensor shaped like x */
+} clbn_fused_op;
+
+/* ------------------------------------------------------------------------ */
+/* Execution plans: describe once, plan and build once, execute many times   */
+/* ------------------------------------------------------------------------ */
+
+/** The operation a plan performs. */
+typedef enum clbn_op {
+    /** Batch statistics, y, optional running update (args.running_mean/var with
+     *  args.momentum) and optional saved statistics (args.save_mean/save_invstd). */
+    CLBN_OP_FORWARD_TRAINING = 0,
+    /** y from the running statistics (PyTorch's eval()). */
+    CLBN_OP_FORWARD_INFERENCE = 1,
+    /** dx, dweight, dbias of the training forward, from its saved statistics. */
+    CLBN_OP_BACKWARD = 2,
+    /** dx, dweight, dbias of the inference forward (frozen statistics). */
+    CLBN_OP_BACKWARD_INFERENCE = 3
+} clbn_op;
+
+/**
+ * What a plan computes: everything that is fixed across executions.
+ * Fill it with clbn_op_desc_init, then change the fields you need. Later
+ * versions append fields at the end; a zero value always means "off" (or the
+ * behaviour of the version that introduced the struct), so a description
+ * zero-initialized and then filled field by field stays valid.
+ */
+typedef struct clbn_op_desc {
+    clbn_op op;
+    clbn_tensor_desc tensor;             /**< shape, layout and type of every tensor argument */
+    double epsilon;                      /**< added to the variance; default 1e-5 */
+    clbn_fused_op fused_op;              /**< default CLBN_FUSED_NONE */
+    clbn_running_update running_update;  /**< default CLBN_RUNNING_UPDATE_PYTORCH (training only) */
+} clbn_op_desc;
+
+/**
+ * @brief Fills every field of `desc` with its default for `op` and `*tensor`
+ * (epsilon 1e-5, no fused op, PyTorch's running update).
+ * @return CLBN_SUCCESS, CLBN_ERROR_NULL_ARGUMENT (desc or tensor NULL),
+ *   CLBN_ERROR_INVALID_OPTION (unknown op). `*tensor` is copied, not checked
+ *   (clbn_plan_create checks it).
+ */
+CLBN_API clbn_status clbn_op_desc_init(clbn_op_desc *desc, clbn_op op, const clbn_tensor_desc *tensor);
+
+/** A planned operation: validated, its kernels chosen for the context's device
+ *  and the shape, its programs built. */
+typedef struct clbn_plan clbn_plan;
+
+/**
+ * @brief Validates `desc`, chooses the kernels and their geometry for this
+ * device and shape, and builds every program the plan can use: executing it
+ * never compiles. On PoCL it also runs each of the plan's kernels once at its
+ * work-group size on small temporary buffers, so that the driver's per-size
+ * code generation happens here, not in the first execution.
+ *
+ * The plan refers to `ctx`, which must outlive it (release plans first).
+ * A plan may be executed any number of times, from several threads at once
+ * (each with its own queue, or one shared queue).
+ *
+ * An empty batch (tensor.n == 0) is valid: its executions are successful
+ * no-ops, as PyTorch's BatchNorm on a (0, C, ...) tensor.
+ *
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (desc or out NULL);
+ *   CLBN_ERROR_INVALID_CONTEXT; CLBN_ERROR_INVALID_OPTION (unknown op, fused op
+ *   or running update); the tensor statuses (CLBN_ERROR_INVALID_DTYPE,
+ *   _INVALID_LAYOUT, _INVALID_DIMENSION, _DIMENSION_OVERFLOW,
+ *   _UNSUPPORTED_DTYPE); CLBN_ERROR_INVALID_EPSILON; CLBN_ERROR_TOO_FEW_VALUES
+ *   (training with N*S == 1); CLBN_ERROR_BUILD_PROGRAM_FAILURE;
+ *   CLBN_ERROR_OUT_OF_HOST_MEMORY. *out is NULL on failure. Blocks while
+ *   building. Thread-safe.
+ */
+CLBN_API clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out);
+
+/** @brief Releases a plan (NULL is fine). Work already enqueued completes normally. */
+CLBN_API void clbn_plan_release(clbn_plan *plan);
+
+/**
+ * One execution's buffers and per-call values; NULL (0) where unused or not
+ * wanted. What each operation reads and writes:
+ *
+ * | field        | FORWARD_TRAINING  | FORWARD_INFERENCE | BACKWARD           | BACKWARD_INFERENCE  |
+ * |--------------|-------------------|-------------------|--------------------|---------------------|
+ * | x            | in, required      | in, required      | in, required       | in (needed for dweight) |
+ * | y            | out, required     | out, required     | in: fused forward's output (fused ops only) | same |
+ * | z            | in: ADD_RELU's residual (required there, else NULL) | same | - | - |
+ * | weight, bias | in, NULL = affine=False | same        | weight in          | weight in           |
+ * | running_mean, running_var | in/out, optional (both or neither) | in, required | - | in, required |
+ * | save_mean, save_invstd | out, optional | -           | in, required       | -                   |
+ * | dy           | -                 | -                 | in, required       | in, required        |
+ * | dx, dz       | -                 | -                 | out, optional (dz: ADD_RELU only) | same |
+ * | dweight, dbias | -               | -                 | out, optional      | out, optional       |
+ * | momentum     | in [0, 1]         | -                 | -                  | -                   |
+ *
+ * Aliasing: y may be the same cl_mem as x or z (in place); dx and dz may each
+ * be dy; any other output sharing a cl_mem with another argument is
+ * CLBN_ERROR_INVALID_ALIASING. Fields not used by the operation are ignored.
+ * Later versions append fields; zero means off.
+ */
+typedef struct clbn_args {
+    cl_mem x, y, z;                  /**< z: the residual of CLBN_FUSED_ADD_RELU */
+    cl_mem weight, bias;             /**< NULL: affine=False */
+    cl_mem running_mean, running_var;
+    cl_mem save_mean, save_invstd;
+    cl_mem dy, dx, dz, dweight, dbias;
+    double momentum;                 /**< forward training with running statistics */
+} clbn_args;
+
+/**
+ * @brief Enqueues one execution of `plan` on `queue` (NULL: the context's
+ * queue) after the events of the wait list; `event`, when non-NULL, receives
+ * an event for the whole execution (release it with clReleaseEvent).
+ *
+ * Validates only what can change per call (buffers present, large enough, of
+ * the plan's context, aliasing, the queue, the wait list, momentum) with the
+ * same statuses as the one-call functions, and changes nothing on error.
+ * Never builds a program; allocates device memory only when the queue's
+ * scratch buffer must grow. Results are bitwise those of the one-call
+ * functions for the same inputs. Does not block. Thread-safe.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan or args NULL); the
+ *   buffer, queue, wait-list, aliasing and momentum statuses; CLBN_ERROR_OPENCL
+ *   or _OUT_OF_DEVICE_MEMORY from the driver.
+ */
+CLBN_API clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clbn_args *args,
+                                       cl_uint num_events_in_wait_list,
+                                       const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief What the plan chose, for logs and benchmarks: the kernels in the
+ * order they run, with their global and local sizes and options, e.g.
+ * "clbn_stats_nchw_rows g=[8,2] l=[8,1]; clbn_stats_finalize g=[32] l=[32];
+ * clbn_normalize_flat g=[64] l=[64]; clbn_stats_commit g=[32] l=[32]".
+ * Writes at most `size` bytes including the terminating NUL (truncating).
+ * @return CLBN_SUCCESS, CLBN_ERROR_NULL_ARGUMENT (plan or buf NULL, or size 0).
+ */
+CLBN_API clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size);
+
+/* ---- one-call functions: a plan made (and cached in the context) behind each call ---- */
+
 
 /**
  * @brief Training-mode forward pass (PyTorch's BatchNorm in train()).
@@ -297,24 +443,6 @@ CLBN_API clbn_status clbn_forward_training(clbn_context *ctx, cl_command_queue q
                                            cl_mem save_mean, cl_mem save_invstd,
                                            cl_uint num_events_in_wait_list,
                                            const cl_event *event_wait_list, cl_event *event);
-
-/**
- * @brief clbn_forward_training with a choice of running-statistics convention.
- *
- * `update` selects PyTorch's (CLBN_RUNNING_UPDATE_PYTORCH, what
- * clbn_forward_training does) or ONNX's (CLBN_RUNNING_UPDATE_ONNX: momentum
- * weights the old value and running_var takes the biased variance). An unknown
- * value gives CLBN_ERROR_INVALID_OPTION. Everything else as clbn_forward_training.
- */
-CLBN_API clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
-                                              const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
-                                              cl_mem weight, cl_mem bias,
-                                              cl_mem running_mean, cl_mem running_var,
-                                              double momentum, double epsilon,
-                                              clbn_running_update update,
-                                              cl_mem save_mean, cl_mem save_invstd,
-                                              cl_uint num_events_in_wait_list,
-                                              const cl_event *event_wait_list, cl_event *event);
 
 /**
  * @brief Inference-mode forward pass (PyTorch's BatchNorm in eval()).
@@ -431,78 +559,6 @@ CLBN_API clbn_status clbn_convert(clbn_context *ctx, cl_command_queue queue, clb
                                   clbn_dtype to, cl_mem dst, size_t count,
                                   cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
                                   cl_event *event);
-
-/* ------------------------------------------------------------------------ */
-/* Fused activation and residual add                                        */
-/* ------------------------------------------------------------------------ */
-
-/** What the normalize pass applies after batch normalization, in the same pass
- *  (cuDNN's BN_ACTIVATION / BN_ADD_ACTIVATION, oneDNN's fuse_norm_relu /
- *  fuse_norm_add_relu). ReLU follows PyTorch: NaN passes through; its gradient
- *  is zero where the output y <= 0. */
-typedef enum clbn_fused_op {
-    CLBN_FUSED_NONE = 0,    /**< y = bn(x) */
-    CLBN_FUSED_RELU = 1,    /**< y = relu(bn(x)) */
-    CLBN_FUSED_ADD_RELU = 2 /**< y = relu(bn(x) + z), z a tensor shaped like x */
-} clbn_fused_op;
-
-/**
- * @brief clbn_forward_training followed by the fused `op`, in one pass.
- *
- * z (read) is required for CLBN_FUSED_ADD_RELU (CLBN_ERROR_NULL_BUFFER when
- * NULL) and must be NULL for the other ops (CLBN_ERROR_INVALID_OPTION); an
- * unknown op is CLBN_ERROR_INVALID_OPTION. y may be the same cl_mem as x or z.
- * Statistics, running statistics and save_mean/save_invstd are those of bn(x),
- * as in clbn_forward_training. Does not block. Thread-safe.
- */
-CLBN_API clbn_status clbn_forward_training_fused(clbn_context *ctx, cl_command_queue queue,
-                                                 const clbn_tensor_desc *desc, clbn_fused_op op,
-                                                 cl_mem x, cl_mem z, cl_mem y,
-                                                 cl_mem weight, cl_mem bias,
-                                                 cl_mem running_mean, cl_mem running_var,
-                                                 double momentum, double epsilon,
-                                                 cl_mem save_mean, cl_mem save_invstd,
-                                                 cl_uint num_events_in_wait_list,
-                                                 const cl_event *event_wait_list, cl_event *event);
-
-/** @brief clbn_forward_inference followed by the fused `op`, in one pass; z and
- *  aliasing as for clbn_forward_training_fused. */
-CLBN_API clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue queue,
-                                                  const clbn_tensor_desc *desc, clbn_fused_op op,
-                                                  cl_mem x, cl_mem z, cl_mem y,
-                                                  cl_mem weight, cl_mem bias,
-                                                  cl_mem running_mean, cl_mem running_var,
-                                                  double epsilon, cl_uint num_events_in_wait_list,
-                                                  const cl_event *event_wait_list, cl_event *event);
-
-/**
- * @brief The backward of clbn_forward_training_fused.
- *
- * With op != CLBN_FUSED_NONE, y (read, required) is the fused forward's output
- * and the gradient is first masked: g = (y <= 0) ? 0 : dy. Then, as
- * clbn_backward with g for dy: dx, dweight, dbias (each optional). dz
- * (written, optional) receives g, the gradient of the residual z; it is only
- * for CLBN_FUSED_ADD_RELU (CLBN_ERROR_INVALID_OPTION otherwise). dx and dz may
- * each be the same cl_mem as dy, not as each other. Does not block. Thread-safe.
- */
-CLBN_API clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
-                                         const clbn_tensor_desc *desc, clbn_fused_op op,
-                                         cl_mem x, cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz,
-                                         cl_mem weight, cl_mem save_mean, cl_mem save_invstd,
-                                         cl_mem dweight, cl_mem dbias,
-                                         cl_uint num_events_in_wait_list,
-                                         const cl_event *event_wait_list, cl_event *event);
-
-/** @brief The backward of clbn_forward_inference_fused: clbn_backward_inference
- *  with dy masked by y as in clbn_backward_fused, and dz likewise. */
-CLBN_API clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue queue,
-                                                   const clbn_tensor_desc *desc, clbn_fused_op op,
-                                                   cl_mem x, cl_mem y, cl_mem dy, cl_mem dx,
-                                                   cl_mem dz, cl_mem weight, cl_mem running_mean,
-                                                   cl_mem running_var, double epsilon,
-                                                   cl_mem dweight, cl_mem dbias,
-                                                   cl_uint num_events_in_wait_list,
-                                                   const cl_event *event_wait_list, cl_event *event);
 
 /* ------------------------------------------------------------------------ */
 /* The layer object: PyTorch's nn.BatchNormNd                               */

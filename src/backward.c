@@ -1,6 +1,8 @@
-/* The backward passes: validation, then the kernels of cl/backward.cl
- * enqueued as one chain.
- *   training:  backward_reduce (partials) -> backward_finalize -> backward_dx
+/* The backward operations: each one's planner (at clbn_plan_create) and runner
+ * (at clbn_plan_execute), then the one-call functions. The kernels:
+ *   training:  small tensors: clbn_small_backward (cl/small.cl), one kernel
+ *              channels that fit the cache: clbn_channel_backward (cl/channel.cl)
+ *              otherwise: backward_reduce (partials) -> backward_finalize -> backward_dx
  *   inference: [backward_reduce ->] backward_finalize [-> backward_dx without x]
  * The reduction uses the statistics pass's tiling (clbn__plan_stats) and the
  * elementwise pass the normalize pass's geometry (clbn__plan_normalize). */
@@ -30,32 +32,31 @@ static int bad_alias(cl_mem out, int may_be_dy, cl_mem dy, const cl_mem *inputs,
  * reports the same status whatever else is wrong. `stat_a`/`stat_b` are
  * save_mean/save_invstd (training) or running_mean/running_var (inference);
  * epsilon is checked only for inference. */
-static clbn_status check_backward(clbn_context *ctx, cl_command_queue *queue, int *in_order,
-                                  const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
-                                  int x_required, cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz,
-                                  cl_mem weight, cl_mem stat_a, cl_mem stat_b, int inference,
-                                  double epsilon, cl_mem dweight, cl_mem dbias, cl_uint num_wait,
-                                  const cl_event *wait)
+static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue, int *in_order,
+                                  cl_mem x, int x_required, cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz,
+                                  cl_mem weight, cl_mem stat_a, cl_mem stat_b, cl_mem dweight,
+                                  cl_mem dbias, cl_uint num_wait, const cl_event *wait)
 {
-    size_t elements;
-    clbn_status st = clbn__check_desc(desc, &elements);
+    clbn_context *ctx = plan->ctx;
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    const clbn_fused_op op = plan->desc.fused_op;
+    const size_t elements = plan->elements;
+    const int tensors = elements > 0; /* an empty batch needs no tensor buffers */
+    clbn_status st = clbn__check_fused_op(op, dz, 0);
     if (st != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_fused_op(op, dz, 0)) != CLBN_SUCCESS)
         return st;
     if (op == CLBN_FUSED_NONE && y)
         return CLBN_ERROR_INVALID_OPTION; /* y is the fused ReLU's output: nothing to mask */
-    if ((x_required && !x) || !dy || !stat_a || !stat_b || (op != CLBN_FUSED_NONE && !y))
+    if ((tensors && ((x_required && !x) || !dy || (op != CLBN_FUSED_NONE && !y))) || !stat_a ||
+        !stat_b)
         return CLBN_ERROR_NULL_BUFFER;
-    if (inference && (st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
-        return st;
     if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) !=
         CLBN_SUCCESS)
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, x_required}, {y, tensor_bytes, 0},
-                                      {dy, tensor_bytes, 1}, {dx, tensor_bytes, 0},
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, x_required && tensors},
+                                      {y, tensor_bytes, 0}, {dy, tensor_bytes, tensors}, {dx, tensor_bytes, 0},
                                       {dz, tensor_bytes, 0}, {weight, vector_bytes, 0},
                                       {stat_a, vector_bytes, 1}, {stat_b, vector_bytes, 1},
                                       {dweight, vector_bytes, 0}, {dbias, vector_bytes, 0})) !=
@@ -108,143 +109,141 @@ clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, 
                      ARG(np->stream));
 }
 
-/* Nothing to compute: the call's event still completes after the wait list. */
-static clbn_status nothing_to_do(cl_command_queue queue, cl_uint num_wait, const cl_event *wait,
-                                 cl_event *event)
+/* ---- training backward ------------------------------------------------------------- */
+
+clbn_status clbn__plan_backward(clbn_plan *plan)
 {
-    if (!event)
-        return CLBN_SUCCESS;
-    return clbn__from_cl(clEnqueueMarkerWithWaitList(queue, num_wait, wait, event));
+    const clbn_context *ctx = plan->ctx;
+    const clbn_program *prog = plan->prog;
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    const int masked = plan->desc.fused_op != CLBN_FUSED_NONE; /* reads y too */
+    clbn_channel_plan cp;
+    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_BACKWARD, desc, &plan->one)) {
+        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_BACKWARD, desc, masked ? 3 : 2, &cp)) {
+        /* a work-group per channel, both passes (cl/channel.cl): the second
+         * reads the channel from the caches */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+        plan->one = cp.launch;
+        plan->one_is_channel = 1;
+        plan->one_cols = cp.cols;
+        plan->one_chunks = cp.chunks;
+        plan->one_stream = cp.stream;
+    } else {
+        plan->path = CLBN_PATH_PASSES;
+        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &plan->stats);
+        clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &plan->finalize);
+        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &plan->norm);
+    }
+    return CLBN_SUCCESS;
 }
 
-/* ---- the public calls -------------------------------------------------------------- */
-
-clbn_status clbn_backward_fused(clbn_context *ctx, cl_command_queue queue,
-                                const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x, cl_mem y,
-                                cl_mem dy, cl_mem dx, cl_mem dz, cl_mem weight, cl_mem save_mean,
-                                cl_mem save_invstd, cl_mem dweight, cl_mem dbias,
-                                cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
-                                cl_event *event)
+clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, const clbn_args *a,
+                               cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                               cl_event *event)
 {
-    if (!ctx)
-        return CLBN_ERROR_INVALID_CONTEXT;
+    clbn_context *ctx = plan->ctx;
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
     int in_order = 1;
-    clbn_status st = check_backward(ctx, &queue, &in_order, desc, op, x, 1, y, dy, dx, dz, weight,
-                                    save_mean, save_invstd, 0, 0.0, dweight, dbias,
+    clbn_status st = check_backward(plan, &queue, &in_order, a->x, 1, a->y, a->dy, a->dx, a->dz,
+                                    a->weight, a->save_mean, a->save_invstd, a->dweight, a->dbias,
                                     num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
-    if (!dx && !dz && !dweight && !dbias)
-        return nothing_to_do(queue, num_events_in_wait_list, event_wait_list, event);
+    if (plan->path == CLBN_PATH_EMPTY || (!a->dx && !a->dz && !a->dweight && !a->dbias))
+        return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);
 
-    clbn_program *prog;
-    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
-        return st;
     const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
-    clbn_launch small;
-    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_BACKWARD, desc, &small)) {
-        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
-        const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
-        const clbn_step step = CLBN_STEP(small, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_MEM(y),
-                                         ARG_MEM(dz), ARG(N), ARG(C), ARG(S),
-                                         ARG_REAL(inv_m, desc->dtype), ARG_MEM(weight),
-                                         ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_MEM(dweight),
-                                         ARG_MEM(dbias));
-        return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    if (plan->path == CLBN_PATH_ONE_KERNEL) {
+        /* cl/small.cl and cl/channel.cl take the same arguments; the channel
+         * kernel three more (a row's pieces, streaming stores) */
+        clbn_step step = CLBN_STEP(plan->one, ARG_MEM(a->x), ARG_MEM(a->dy), ARG_MEM(a->dx),
+                                   ARG_MEM(a->y), ARG_MEM(a->dz), ARG(N), ARG(C), ARG(S),
+                                   ARG_REAL(inv_m, desc->dtype), ARG_MEM(a->weight),
+                                   ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd),
+                                   ARG_MEM(a->dweight), ARG_MEM(a->dbias), ARG(plan->one_cols),
+                                   ARG(plan->one_chunks), ARG(plan->one_stream));
+        if (!plan->one_is_channel)
+            step.nargs -= 3;
+        return clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
-    clbn_channel_plan cp;
-    if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_BACKWARD, desc, y ? 3 : 2, &cp)) {
-        /* a work-group per channel, both passes (cl/channel.cl): the second
-         * reads the channel from the caches */
-        const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
-        const clbn_step step = CLBN_STEP(cp.launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_MEM(y),
-                                         ARG_MEM(dz), ARG(N), ARG(C), ARG(S),
-                                         ARG_REAL(inv_m, desc->dtype), ARG_MEM(weight),
-                                         ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_MEM(dweight),
-                                         ARG_MEM(dbias), ARG(cp.cols), ARG(cp.chunks),
-                                         ARG(cp.stream));
-        return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
-                         event_wait_list, event);
-    }
-    clbn_stats_plan sp;
-    clbn_norm_plan np;
-    clbn_launch finalize;
-    clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &sp);
-    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
-    const int elementwise = dx || dz;
-    if (elementwise)
-        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &np);
-
-    const cl_ulong C = desc->c;
-    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
+    const clbn_stats_plan *sp = &plan->stats;
+    const int elementwise = a->dx || a->dz;
+    const cl_ulong params_offset = (cl_ulong)sp->splits * C * 2; /* in values, after the partials */
+    const size_t scratch_bytes =
+        (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
     clbn_step steps[3];
-    steps[0] = clbn__reduce_step(&sp, desc, x, dy, save_mean, y);
-    steps[1] = clbn__bwd_finalize_step(&finalize, desc->dtype, ARG_SCRATCH, sp.splits, C, save_mean, save_invstd, NULL, 0.0f, inv_m, weight,
-                             dweight, dbias, elementwise ? CLBN_BWD_PARAMS_TRAINING : CLBN_BWD_PARAMS_NONE,
-                             params_offset);
+    steps[0] = clbn__reduce_step(sp, desc, a->x, a->dy, a->save_mean, a->y);
+    steps[1] = clbn__bwd_finalize_step(&plan->finalize, desc->dtype, ARG_SCRATCH, sp->splits, C,
+                                       a->save_mean, a->save_invstd, NULL, 0.0, inv_m, a->weight,
+                                       a->dweight, a->dbias,
+                                       elementwise ? CLBN_BWD_PARAMS_TRAINING : CLBN_BWD_PARAMS_NONE,
+                                       params_offset);
     if (elementwise)
-        steps[2] = clbn__dx_step(&np, desc, x, dy, dx, y, dz, params_offset);
-    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, elementwise ? 3 : 2,
+        steps[2] = clbn__dx_step(&plan->norm, desc, a->x, a->dy, a->dx, a->y, a->dz, params_offset);
+    return clbn__run(ctx, plan->prog, queue, in_order, scratch_bytes, steps, elementwise ? 3 : 2,
                      num_events_in_wait_list, event_wait_list, event);
 }
 
-clbn_status clbn_backward_inference_fused(clbn_context *ctx, cl_command_queue queue,
-                                          const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
-                                          cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz, cl_mem weight,
-                                          cl_mem running_mean, cl_mem running_var, double epsilon,
-                                          cl_mem dweight, cl_mem dbias,
-                                          cl_uint num_events_in_wait_list,
-                                          const cl_event *event_wait_list, cl_event *event)
+/* ---- inference backward (frozen statistics) ------------------------------------------- */
+
+clbn_status clbn__plan_backward_inference(clbn_plan *plan)
 {
-    if (!ctx)
-        return CLBN_ERROR_INVALID_CONTEXT;
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    /* the reduction runs only for dweight/dbias and the elementwise pass only
+     * for dx/dz: both are planned, the call's outputs decide */
+    plan->path = CLBN_PATH_PASSES;
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, desc, &plan->stats);
+    clbn__plan_per_channel(plan->prog, CLBN_K_BWD_FINALIZE, desc->c, &plan->finalize);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, desc, &plan->norm);
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn__run_backward_inference(const clbn_plan *plan, cl_command_queue queue,
+                                         const clbn_args *a, cl_uint num_events_in_wait_list,
+                                         const cl_event *event_wait_list, cl_event *event)
+{
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
     int in_order = 1;
-    clbn_status st = check_backward(ctx, &queue, &in_order, desc, op, x, dweight != NULL, y, dy, dx,
-                                    dz, weight, running_mean, running_var, 1, epsilon, dweight,
-                                    dbias, num_events_in_wait_list, event_wait_list);
+    clbn_status st = check_backward(plan, &queue, &in_order, a->x, a->dweight != NULL, a->y, a->dy,
+                                    a->dx, a->dz, a->weight, a->running_mean, a->running_var,
+                                    a->dweight, a->dbias, num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
-    const int reduce = dweight || dbias;
-    const int elementwise = dx || dz;
-    if (!elementwise && !reduce)
-        return nothing_to_do(queue, num_events_in_wait_list, event_wait_list, event);
+    const int reduce = a->dweight || a->dbias;
+    const int elementwise = a->dx || a->dz;
+    if (plan->path == CLBN_PATH_EMPTY || (!elementwise && !reduce))
+        return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);
 
-    clbn_program *prog;
-    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
-        return st;
-    clbn_stats_plan sp;
-    clbn_norm_plan np;
-    clbn_launch finalize;
-    memset(&sp, 0, sizeof sp);
-    if (reduce)
-        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &sp);
-    clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
-    if (elementwise)
-        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &np);
-
+    const cl_uint splits = reduce ? plan->stats.splits : 0;
     const cl_ulong C = desc->c;
-    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 2; /* in floats, after the partials */
-    const size_t scratch_bytes = (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
+    const cl_ulong params_offset = (cl_ulong)splits * C * 2; /* in values, after the partials */
+    const size_t scratch_bytes =
+        (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
     const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
     /* Without dweight only sum(dy) is used and x may be NULL: the reduction
      * then reads dy in x's place and its second sum is ignored. */
-    const cl_mem x_in = dweight ? x : dy;
+    const cl_mem x_in = a->dweight ? a->x : a->dy;
     clbn_step steps[3];
     int count = 0;
     if (reduce)
-        steps[count++] = clbn__reduce_step(&sp, desc, x_in, dy, running_mean, y);
-    steps[count++] = clbn__bwd_finalize_step(&finalize, desc->dtype,
-                                             sp.splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), sp.splits, C, running_mean, NULL, running_var,
-                                   epsilon, inv_m, weight, dweight, dbias,
-                                   elementwise ? CLBN_BWD_PARAMS_INFERENCE : CLBN_BWD_PARAMS_NONE, params_offset);
+        steps[count++] = clbn__reduce_step(&plan->stats, desc, x_in, a->dy, a->running_mean, a->y);
+    steps[count++] = clbn__bwd_finalize_step(
+        &plan->finalize, desc->dtype, splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), splits, C,
+        a->running_mean, NULL, a->running_var, plan->desc.epsilon, inv_m, a->weight, a->dweight,
+        a->dbias, elementwise ? CLBN_BWD_PARAMS_INFERENCE : CLBN_BWD_PARAMS_NONE, params_offset);
     /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
     if (elementwise)
-        steps[count++] = clbn__dx_step(&np, desc, NULL, dy, dx, y, dz, params_offset);
-    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, count, num_events_in_wait_list,
-                     event_wait_list, event);
+        steps[count++] = clbn__dx_step(&plan->norm, desc, NULL, a->dy, a->dx, a->y, a->dz,
+                                       params_offset);
+    return clbn__run(plan->ctx, plan->prog, queue, in_order, scratch_bytes, steps, count,
+                     num_events_in_wait_list, event_wait_list, event);
 }
+
+/* ---- the one-call functions ------------------------------------------------------------ */
 
 clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_tensor_desc *desc,
                           cl_mem x, cl_mem dy, cl_mem dx, cl_mem weight, cl_mem save_mean,
@@ -252,9 +251,15 @@ clbn_status clbn_backward(clbn_context *ctx, cl_command_queue queue, const clbn_
                           cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
                           cl_event *event)
 {
-    return clbn_backward_fused(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, dy, dx, NULL, weight,
-                               save_mean, save_invstd, dweight, dbias, num_events_in_wait_list,
-                               event_wait_list, event);
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    clbn_op_desc d;
+    clbn_status st = clbn_op_desc_init(&d, CLBN_OP_BACKWARD, desc);
+    if (st != CLBN_SUCCESS)
+        return st;
+    const clbn_args a = {.x = x, .dy = dy, .dx = dx, .weight = weight, .save_mean = save_mean,
+                         .save_invstd = save_invstd, .dweight = dweight, .dbias = dbias};
+    return clbn__plan_run_once(ctx, &d, queue, &a, num_events_in_wait_list, event_wait_list, event);
 }
 
 clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
@@ -264,7 +269,15 @@ clbn_status clbn_backward_inference(clbn_context *ctx, cl_command_queue queue,
                                     cl_uint num_events_in_wait_list,
                                     const cl_event *event_wait_list, cl_event *event)
 {
-    return clbn_backward_inference_fused(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, dy, dx, NULL,
-                                         weight, running_mean, running_var, epsilon, dweight, dbias,
-                                         num_events_in_wait_list, event_wait_list, event);
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    clbn_op_desc d;
+    clbn_status st = clbn_op_desc_init(&d, CLBN_OP_BACKWARD_INFERENCE, desc);
+    if (st != CLBN_SUCCESS)
+        return st;
+    d.epsilon = epsilon;
+    const clbn_args a = {.x = x, .dy = dy, .dx = dx, .weight = weight,
+                         .running_mean = running_mean, .running_var = running_var,
+                         .dweight = dweight, .dbias = dbias};
+    return clbn__plan_run_once(ctx, &d, queue, &a, num_events_in_wait_list, event_wait_list, event);
 }

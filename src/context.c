@@ -24,7 +24,7 @@ static clbn_status read_device_facts(clbn_context *ctx)
     free(ext);
     if (ctx->compute_units == 0)
         ctx->compute_units = 1;
-    /* Outputs of at least this many MiB get streaming stores (src/plan.c);
+    /* Outputs of at least this many MiB get streaming stores (src/geometry.c);
      * CLBN_STREAM_MB overrides the default of 48 (0: always, for tests). */
     ctx->stream_bytes = (size_t)48 << 20;
     const char *mb = getenv("CLBN_STREAM_MB");
@@ -45,7 +45,7 @@ static clbn_status read_device_facts(clbn_context *ctx)
     const char *pf = getenv("CLBN_PREFETCH");
     if (pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0))
         ctx->prefetch = pf[0] == '1';
-    /* GPU geometry (src/plan.c): adjacent work-items take adjacent 8-value
+    /* GPU geometry (src/geometry.c): adjacent work-items take adjacent 8-value
      * vectors, so a GPU's loads coalesce; CPU geometry gives each work-item
      * a contiguous run instead. CLBN_GEOMETRY=gpu or cpu overrides (the
      * *_gpu_geometry tests run the GPU plans on PoCL). */
@@ -294,6 +294,7 @@ void clbn_context_release(clbn_context *ctx)
 {
     if (!ctx)
         return;
+    clbn__plan_cache_clear(ctx);
     for (int d = 0; d < CLBN_DTYPE_COUNT; ++d)
         clbn__program_release(ctx->programs[d]);
     clbn__scratch_release_all(ctx);

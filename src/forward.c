@@ -1,6 +1,10 @@
-/* The forward passes: validation, then the kernels of cl/stats.cl and
- * cl/normalize.cl enqueued as one chain.
- *   training:  stats (partials) -> stats_finalize -> normalize
+/* The forward operations: each one's planner (at clbn_plan_create: which
+ * kernels, what geometry) and runner (at clbn_plan_execute: check the call's
+ * buffers, then enqueue the planned kernels as one chain), and the one-call
+ * functions on top.
+ *   training:  small tensors: clbn_small_training (cl/small.cl), one kernel
+ *              channels that fit the cache: clbn_channel_training (cl/channel.cl)
+ *              otherwise: stats (partials) -> stats_finalize -> normalize [-> stats_commit]
  *   inference: inference_params -> normalize */
 #include "internal.h"
 
@@ -8,22 +12,20 @@
 
 /* Checks shared by both passes, in a fixed order so each bad input reports the
  * same status whatever else is wrong. */
-static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int *in_order,
-                                const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
-                                cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
+static clbn_status check_common(const clbn_plan *plan, cl_command_queue *queue, int *in_order,
+                                cl_mem x, cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
                                 cl_mem running_mean, cl_mem running_var, int running_required,
-                                double epsilon, cl_uint num_wait, const cl_event *wait)
+                                cl_uint num_wait, const cl_event *wait)
 {
-    size_t elements;
-    clbn_status st = clbn__check_desc(desc, &elements);
+    clbn_context *ctx = plan->ctx;
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    const size_t elements = plan->elements;
+    const int tensors = elements > 0; /* an empty batch needs no tensor buffers */
+    clbn_status st = clbn__check_fused_op(plan->desc.fused_op, z, tensors);
     if (st != CLBN_SUCCESS)
         return st;
-    if ((st = clbn__check_fused_op(op, z, 1)) != CLBN_SUCCESS)
-        return st;
-    if (!x || !y || (running_required && (!running_mean || !running_var)))
+    if ((tensors && (!x || !y)) || (running_required && (!running_mean || !running_var)))
         return CLBN_ERROR_NULL_BUFFER;
-    if ((st = clbn__check_epsilon(epsilon)) != CLBN_SUCCESS)
-        return st;
     if ((running_mean == NULL) != (running_var == NULL))
         return CLBN_ERROR_RUNNING_STATS_MISMATCH;
     if ((st = clbn__check_launch(ctx, desc->dtype, queue, in_order, num_wait, wait)) !=
@@ -31,14 +33,14 @@ static clbn_status check_common(clbn_context *ctx, cl_command_queue *queue, int 
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, 1}, {z, tensor_bytes, 0},
-                                      {y, tensor_bytes, 1}, {weight, vector_bytes, 0},
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, tensors}, {z, tensor_bytes, 0},
+                                      {y, tensor_bytes, tensors}, {weight, vector_bytes, 0},
                                       {bias, vector_bytes, 0}, {running_mean, vector_bytes, 0},
                                       {running_var, vector_bytes, 0})) != CLBN_SUCCESS)
         return st;
     /* y may replace x or z (each element is read and written by one work-item),
      * never a per-channel buffer. */
-    if (y == weight || y == bias || y == running_mean || y == running_var)
+    if (y && (y == weight || y == bias || y == running_mean || y == running_var))
         return CLBN_ERROR_INVALID_ALIASING;
     return CLBN_SUCCESS;
 }
@@ -87,127 +89,152 @@ clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *de
                      ARG(sp->col_parts), ARG(sp->pixels_per_item), ARG_SCRATCH);
 }
 
-/* Every training forward: the PyTorch or ONNX update, with or without a fused op. */
-static clbn_status training(clbn_context *ctx, cl_command_queue queue, const clbn_tensor_desc *desc,
-                            clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_mem weight,
-                            cl_mem bias, cl_mem running_mean, cl_mem running_var, double momentum,
-                            double epsilon, clbn_running_update update, cl_mem save_mean,
-                            cl_mem save_invstd, cl_uint num_events_in_wait_list,
-                            const cl_event *event_wait_list, cl_event *event)
+/* ---- training ------------------------------------------------------------------------ */
+
+clbn_status clbn__plan_forward_training(clbn_plan *plan)
 {
-    if (!ctx)
-        return CLBN_ERROR_INVALID_CONTEXT;
+    const clbn_context *ctx = plan->ctx;
+    const clbn_program *prog = plan->prog;
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    clbn_channel_plan cp;
+    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_TRAINING, desc, &plan->one)) {
+        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_TRAINING, desc, 1, &cp)) {
+        /* a work-group per channel, both passes (cl/channel.cl): the second
+         * reads the channel from the caches */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+        plan->one = cp.launch;
+        plan->one_is_channel = 1;
+        plan->one_cols = cp.cols;
+        plan->one_chunks = cp.chunks;
+        plan->one_stream = cp.stream;
+    } else {
+        plan->path = CLBN_PATH_PASSES;
+        clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &plan->stats);
+        clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &plan->finalize);
+        clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &plan->commit);
+        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &plan->norm);
+    }
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue queue,
+                                       const clbn_args *a, cl_uint num_events_in_wait_list,
+                                       const cl_event *event_wait_list, cl_event *event)
+{
+    clbn_context *ctx = plan->ctx;
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
     int in_order = 1;
-    clbn_status st = check_common(ctx, &queue, &in_order, desc, op, x, z, y, weight, bias,
-                                  running_mean, running_var, 0, epsilon, num_events_in_wait_list,
+    clbn_status st = check_common(plan, &queue, &in_order, a->x, a->z, a->y, a->weight, a->bias,
+                                  a->running_mean, a->running_var, 0, num_events_in_wait_list,
                                   event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
-    if ((st = clbn__check_momentum(momentum)) != CLBN_SUCCESS)
+    if ((st = clbn__check_momentum(a->momentum)) != CLBN_SUCCESS)
         return st;
-    if (update != CLBN_RUNNING_UPDATE_PYTORCH && update != CLBN_RUNNING_UPDATE_ONNX)
-        return CLBN_ERROR_INVALID_OPTION;
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = CLBN_CHECK_BUFFERS(ctx, {save_mean, vector_bytes, 0}, {save_invstd, vector_bytes, 0})) !=
-        CLBN_SUCCESS)
+    if ((st = CLBN_CHECK_BUFFERS(ctx, {a->save_mean, vector_bytes, 0},
+                                 {a->save_invstd, vector_bytes, 0})) != CLBN_SUCCESS)
         return st;
-    if ((st = check_training_outputs(x, z, y, weight, bias, running_mean, running_var, save_mean,
-                                     save_invstd)) != CLBN_SUCCESS)
+    if ((st = check_training_outputs(a->x, a->z, a->y, a->weight, a->bias, a->running_mean,
+                                     a->running_var, a->save_mean, a->save_invstd)) != CLBN_SUCCESS)
         return st;
+    if (plan->path == CLBN_PATH_EMPTY)
+        return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);
+
     const size_t m = desc->n * desc->spatial;
-    if (m < 2)
-        return CLBN_ERROR_TOO_FEW_VALUES;
-
-    clbn_program *prog;
-    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
-        return st;
     const clbn_dtype dt = desc->dtype;
-    const cl_int upd = (cl_int)update;
-    clbn_launch small;
-    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_TRAINING, desc, &small)) {
-        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
-        const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
-        const cl_int relu = op != CLBN_FUSED_NONE;
-        const clbn_step step = CLBN_STEP(
-            small, ARG_MEM(x), ARG_MEM(z), ARG_MEM(y), ARG(N), ARG(C), ARG(S),
+    const cl_int upd = (cl_int)plan->desc.running_update;
+    const double momentum = a->momentum, epsilon = plan->desc.epsilon;
+    const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    if (plan->path == CLBN_PATH_ONE_KERNEL) {
+        /* cl/small.cl and cl/channel.cl take the same arguments; the channel
+         * kernels three more (a row's pieces, streaming stores) */
+        const cl_int relu = plan->desc.fused_op != CLBN_FUSED_NONE;
+        clbn_step step = CLBN_STEP(
+            plan->one, ARG_MEM(a->x), ARG_MEM(a->z), ARG_MEM(a->y), ARG(N), ARG(C), ARG(S),
             ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
-            ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(weight), ARG_MEM(bias),
-            ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(save_mean), ARG_MEM(save_invstd),
-            ARG(relu));
-        return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
+            ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(a->weight),
+            ARG_MEM(a->bias), ARG_MEM(a->running_mean), ARG_MEM(a->running_var),
+            ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd), ARG(relu), ARG(plan->one_cols),
+            ARG(plan->one_chunks), ARG(plan->one_stream));
+        if (!plan->one_is_channel)
+            step.nargs -= 3;
+        return clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
-    clbn_channel_plan cp;
-    if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_TRAINING, desc, 1, &cp)) {
-        /* a work-group per channel, both passes (cl/channel.cl): the second
-         * reads the channel from the caches */
-        const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
-        const cl_int relu = op != CLBN_FUSED_NONE;
-        const clbn_step step = CLBN_STEP(
-            cp.launch, ARG_MEM(x), ARG_MEM(z), ARG_MEM(y), ARG(N), ARG(C), ARG(S),
-            ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
-            ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(weight), ARG_MEM(bias),
-            ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(save_mean), ARG_MEM(save_invstd),
-            ARG(relu), ARG(cp.cols), ARG(cp.chunks), ARG(cp.stream));
-        return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
-                         event_wait_list, event);
-    }
-    clbn_stats_plan sp;
-    clbn_norm_plan np;
-    clbn_launch finalize, commit;
-    clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &sp);
-    clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &finalize);
-    clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
-    clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &np);
-
-    const cl_ulong C = desc->c, S = desc->spatial;
+    const clbn_stats_plan *sp = &plan->stats;
     /* scratch, in values of the kernels' type: the partials (4 per split and
      * channel), then center/scale/shift and the new running statistics */
-    const cl_ulong params_offset = (cl_ulong)sp.splits * C * 4;
-    const size_t scratch_bytes = (size_t)(params_offset + 5 * C) * clbn__param_size(desc->dtype);
+    const cl_ulong params_offset = (cl_ulong)sp->splits * C * 4;
+    const size_t scratch_bytes = (size_t)(params_offset + 5 * C) * clbn__param_size(dt);
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? S : 1;
     clbn_step steps[4];
-    steps[0] = clbn__stats_step(&sp, desc, x);
-    steps[1] = CLBN_STEP(finalize, ARG_SCRATCH, ARG(sp.splits), ARG(C), ARG_MEM(x), ARG(pivot_stride),
-                         ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
-                         ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(weight),
-                         ARG_MEM(bias), ARG_MEM(running_mean), ARG_MEM(running_var),
-                         ARG_MEM(save_mean), ARG_MEM(save_invstd), ARG_SCRATCH, ARG(params_offset));
-    steps[2] = clbn__normalize_step(&np, desc, op, x, z, y, params_offset);
+    steps[0] = clbn__stats_step(sp, desc, a->x);
+    steps[1] = CLBN_STEP(plan->finalize, ARG_SCRATCH, ARG(sp->splits), ARG(C), ARG_MEM(a->x),
+                         ARG(pivot_stride), ARG_REAL(1.0 / (double)m, dt),
+                         ARG_REAL((double)m / (double)(m - 1), dt), ARG_REAL(epsilon, dt),
+                         ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(a->weight), ARG_MEM(a->bias),
+                         ARG_MEM(a->running_mean), ARG_MEM(a->running_var), ARG_MEM(a->save_mean),
+                         ARG_MEM(a->save_invstd), ARG_SCRATCH, ARG(params_offset));
+    steps[2] = clbn__normalize_step(&plan->norm, desc, plan->desc.fused_op, a->x, a->z, a->y,
+                                    params_offset);
     /* State changes last: the running statistics are written by the final
      * kernel, so a call that fails to enqueue leaves them as they were. */
-    steps[3] = CLBN_STEP(commit, ARG_SCRATCH, ARG(params_offset), ARG(C), ARG_MEM(running_mean),
-                         ARG_MEM(running_var));
-    return clbn__run(ctx, prog, queue, in_order, scratch_bytes, steps, running_mean ? 4 : 3,
+    steps[3] = CLBN_STEP(plan->commit, ARG_SCRATCH, ARG(params_offset), ARG(C),
+                         ARG_MEM(a->running_mean), ARG_MEM(a->running_var));
+    return clbn__run(ctx, plan->prog, queue, in_order, scratch_bytes, steps,
+                     a->running_mean ? 4 : 3, num_events_in_wait_list, event_wait_list, event);
+}
+
+/* ---- inference ----------------------------------------------------------------------- */
+
+clbn_status clbn__plan_forward_inference(clbn_plan *plan)
+{
+    plan->path = CLBN_PATH_PASSES;
+    clbn__plan_per_channel(plan->prog, CLBN_K_INFERENCE_PARAMS, plan->desc.tensor.c, &plan->finalize);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor,
+                         &plan->norm);
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn__run_forward_inference(const clbn_plan *plan, cl_command_queue queue,
+                                        const clbn_args *a, cl_uint num_events_in_wait_list,
+                                        const cl_event *event_wait_list, cl_event *event)
+{
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    int in_order = 1;
+    clbn_status st = check_common(plan, &queue, &in_order, a->x, a->z, a->y, a->weight, a->bias,
+                                  a->running_mean, a->running_var, 1, num_events_in_wait_list,
+                                  event_wait_list);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (plan->path == CLBN_PATH_EMPTY)
+        return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);
+    const cl_ulong C = desc->c, params_offset = 0;
+    const clbn_step steps[2] = {
+        CLBN_STEP(plan->finalize, ARG(C), ARG_MEM(a->weight), ARG_MEM(a->bias),
+                  ARG_MEM(a->running_mean), ARG_MEM(a->running_var),
+                  ARG_REAL(plan->desc.epsilon, desc->dtype), ARG_SCRATCH, ARG(params_offset)),
+        clbn__normalize_step(&plan->norm, desc, plan->desc.fused_op, a->x, a->z, a->y,
+                             params_offset),
+    };
+    return clbn__run(plan->ctx, plan->prog, queue, in_order,
+                     (size_t)(3 * C * clbn__param_size(desc->dtype)), steps, 2,
                      num_events_in_wait_list, event_wait_list, event);
 }
 
-clbn_status clbn_forward_training_ex(clbn_context *ctx, cl_command_queue queue,
-                                     const clbn_tensor_desc *desc, cl_mem x, cl_mem y,
-                                     cl_mem weight, cl_mem bias,
-                                     cl_mem running_mean, cl_mem running_var,
-                                     double momentum, double epsilon,
-                                     clbn_running_update update,
-                                     cl_mem save_mean, cl_mem save_invstd,
-                                     cl_uint num_events_in_wait_list,
-                                     const cl_event *event_wait_list, cl_event *event)
-{
-    return training(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, y, weight, bias, running_mean,
-                    running_var, momentum, epsilon, update, save_mean, save_invstd,
-                    num_events_in_wait_list, event_wait_list, event);
-}
+/* ---- the one-call functions ------------------------------------------------------------ */
 
-clbn_status clbn_forward_training_fused(clbn_context *ctx, cl_command_queue queue,
-                                        const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
-                                        cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
-                                        cl_mem running_mean, cl_mem running_var, double momentum,
-                                        double epsilon, cl_mem save_mean, cl_mem save_invstd,
-                                        cl_uint num_events_in_wait_list,
-                                        const cl_event *event_wait_list, cl_event *event)
+/* The description of a one-call function's plan; desc NULL is reported as
+ * the plan would (CLBN_ERROR_NULL_ARGUMENT). */
+static clbn_status one_call_desc(clbn_op op, const clbn_tensor_desc *tensor, double epsilon,
+                                 clbn_op_desc *d)
 {
-    return training(ctx, queue, desc, op, x, z, y, weight, bias, running_mean, running_var,
-                    momentum, epsilon, CLBN_RUNNING_UPDATE_PYTORCH, save_mean, save_invstd,
-                    num_events_in_wait_list, event_wait_list, event);
+    clbn_status st = clbn_op_desc_init(d, op, tensor);
+    d->epsilon = epsilon;
+    return st;
 }
 
 clbn_status clbn_forward_training(clbn_context *ctx, cl_command_queue queue,
@@ -219,43 +246,16 @@ clbn_status clbn_forward_training(clbn_context *ctx, cl_command_queue queue,
                                   cl_uint num_events_in_wait_list,
                                   const cl_event *event_wait_list, cl_event *event)
 {
-    return clbn_forward_training_ex(ctx, queue, desc, x, y, weight, bias, running_mean, running_var,
-                                    momentum, epsilon, CLBN_RUNNING_UPDATE_PYTORCH, save_mean,
-                                    save_invstd, num_events_in_wait_list, event_wait_list, event);
-}
-
-clbn_status clbn_forward_inference_fused(clbn_context *ctx, cl_command_queue queue,
-                                         const clbn_tensor_desc *desc, clbn_fused_op op, cl_mem x,
-                                         cl_mem z, cl_mem y, cl_mem weight, cl_mem bias,
-                                         cl_mem running_mean, cl_mem running_var, double epsilon,
-                                         cl_uint num_events_in_wait_list,
-                                         const cl_event *event_wait_list, cl_event *event)
-{
     if (!ctx)
         return CLBN_ERROR_INVALID_CONTEXT;
-    int in_order = 1;
-    clbn_status st = check_common(ctx, &queue, &in_order, desc, op, x, z, y, weight, bias,
-                                  running_mean, running_var, 1, epsilon, num_events_in_wait_list,
-                                  event_wait_list);
+    clbn_op_desc d;
+    clbn_status st = one_call_desc(CLBN_OP_FORWARD_TRAINING, desc, epsilon, &d);
     if (st != CLBN_SUCCESS)
         return st;
-
-    clbn_program *prog;
-    if ((st = clbn__program_get(ctx, desc->dtype, &prog)) != CLBN_SUCCESS)
-        return st;
-    clbn_norm_plan np;
-    clbn_launch params;
-    clbn__plan_per_channel(prog, CLBN_K_INFERENCE_PARAMS, desc->c, &params);
-    clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &np);
-
-    const cl_ulong C = desc->c, params_offset = 0;
-    const clbn_step steps[2] = {
-        CLBN_STEP(params, ARG(C), ARG_MEM(weight), ARG_MEM(bias), ARG_MEM(running_mean),
-                  ARG_MEM(running_var), ARG_REAL(epsilon, desc->dtype), ARG_SCRATCH, ARG(params_offset)),
-        clbn__normalize_step(&np, desc, op, x, z, y, params_offset),
-    };
-    return clbn__run(ctx, prog, queue, in_order, (size_t)(3 * C * clbn__param_size(desc->dtype)), steps, 2,
-                     num_events_in_wait_list, event_wait_list, event);
+    const clbn_args a = {.x = x, .y = y, .weight = weight, .bias = bias,
+                         .running_mean = running_mean, .running_var = running_var,
+                         .save_mean = save_mean, .save_invstd = save_invstd, .momentum = momentum};
+    return clbn__plan_run_once(ctx, &d, queue, &a, num_events_in_wait_list, event_wait_list, event);
 }
 
 clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
@@ -265,7 +265,13 @@ clbn_status clbn_forward_inference(clbn_context *ctx, cl_command_queue queue,
                                    cl_uint num_events_in_wait_list,
                                    const cl_event *event_wait_list, cl_event *event)
 {
-    return clbn_forward_inference_fused(ctx, queue, desc, CLBN_FUSED_NONE, x, NULL, y, weight, bias,
-                                        running_mean, running_var, epsilon, num_events_in_wait_list,
-                                        event_wait_list, event);
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    clbn_op_desc d;
+    clbn_status st = one_call_desc(CLBN_OP_FORWARD_INFERENCE, desc, epsilon, &d);
+    if (st != CLBN_SUCCESS)
+        return st;
+    const clbn_args a = {.x = x, .y = y, .weight = weight, .bias = bias,
+                         .running_mean = running_mean, .running_var = running_var};
+    return clbn__plan_run_once(ctx, &d, queue, &a, num_events_in_wait_list, event_wait_list, event);
 }

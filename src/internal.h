@@ -3,9 +3,12 @@
  * Layers, each using only those below it:
  *   status.c                 the status table
  *   program.c, scratch.c     building/caching programs, per-queue scratch buffers
- *   validate.c, plan.c       argument checks; kernel choice and work sizes per shape
- *   context.c, forward.c,    the public operations
- *   backward.c, sync.c
+ *   validate.c, geometry.c   argument checks; kernel choice and work sizes per shape
+ *   plan.c                   execution plans: create (validate the description,
+ *                            plan, build), execute (check the call, run), the
+ *                            one-call functions' plan cache
+ *   forward.c, backward.c    each operation's planner and runner, called by plan.c
+ *   context.c, sync.c        the context; the synchronized steps
  *   convert.c
  *   layer.c, layer_state.c,  the layer object, built on the operations
  *   layer_sync.c
@@ -18,7 +21,7 @@
 #include <pthread.h>
 
 /* ---- kernels (one program per dtype holds them all) ---------------------- */
-/* Geometry that the planner (plan.c) and the kernels share: program.c passes
+/* Geometry that the planner (geometry.c) and the kernels share: program.c passes
  * these to every build with -D, so they are defined in this one place. */
 #define CLBN_NHWC_BLOCK 64  /* channels per work-item of the NHWC (C % 8 == 0) block reductions */
 #define CLBN_NHWC_WIDE 256  /* rows of this many channels or more take the wide NHWC kernels */
@@ -72,6 +75,7 @@ typedef struct clbn_program {
 
 #define CLBN_DTYPE_COUNT 4
 #define CLBN_SCRATCH_SLOTS 8
+#define CLBN_PLAN_CACHE 32
 
 /* A scratch buffer reused by calls on one in-order queue (calls on the same
  * in-order queue run one after another, so they can share it). */
@@ -94,13 +98,17 @@ struct clbn_context {
     int has_fp64;
     size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
     int prefetch;        /* kernels issue software prefetches (CPU devices) */
-    int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/plan.c) */
+    int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/geometry.c) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     char *build_log;                          /* of the last failed build, or NULL */
 
     clbn_scratch scratch[CLBN_SCRATCH_SLOTS];
     unsigned long long scratch_clock;
+
+    /* the plans behind the one-call functions (plan.c), keyed by op description */
+    struct clbn_plan *plan_cache[CLBN_PLAN_CACHE];
+    unsigned long long plan_clock;
 };
 
 /* ---- status.c ------------------------------------------------------------- */
@@ -157,7 +165,7 @@ clbn_status clbn__check_buffers(const clbn_context *ctx, const clbn_buffer_check
  * CLBN_FUSED_ADD_RELU, where z is required and dz optional. */
 clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input);
 
-/* ---- plan.c ------------------------------------------------------------------ */
+/* ---- geometry.c ------------------------------------------------------------------ */
 typedef struct clbn_launch {
     clbn_kernel_id kernel;
     cl_uint dims;
@@ -312,5 +320,62 @@ clbn_status clbn__sync_sums_group(clbn_context *ctx, cl_command_queue queue,
                                   const clbn_tensor_desc *desc, cl_mem x, cl_mem dy, cl_mem save_mean,
                                   cl_mem local_buf, cl_mem global_sums, uint64_t *global_count,
                                   cl_uint num_wait, const cl_event *wait);
+
+/* ---- plan.c: execution plans -------------------------------------------------- */
+/* Which kernels an operation runs (forward.c, backward.c): one kernel for the
+ * whole operation (cl/small.cl, cl/channel.cl) or the reduction, per-channel
+ * and elementwise passes. */
+typedef enum clbn_path { CLBN_PATH_EMPTY, CLBN_PATH_ONE_KERNEL, CLBN_PATH_PASSES } clbn_path;
+
+struct clbn_plan {
+    clbn_context *ctx;
+    clbn_op_desc desc;
+    clbn_program *prog;      /* NULL for an empty batch */
+    size_t elements;         /* N*C*S */
+    clbn_path path;
+    clbn_launch one;         /* ONE_KERNEL: small or channel-resident */
+    cl_ulong one_cols, one_chunks; /* the channel-resident kernels' pieces of a row */
+    cl_int one_stream;
+    int one_is_channel;
+    clbn_stats_plan stats;   /* PASSES: statistics or backward reduction */
+    clbn_norm_plan norm;     /* PASSES: normalize or dx */
+    clbn_launch finalize, commit; /* PASSES: per-channel kernels (commit: training) */
+    unsigned refs;           /* references held (cache and callers), under ctx->lock */
+};
+
+/* Each operation's planner (fills plan->path and the launches from
+ * plan->desc, with plan->prog built) and runner (checks the call's arguments,
+ * then enqueues). */
+clbn_status clbn__plan_forward_training(clbn_plan *plan);
+clbn_status clbn__plan_forward_inference(clbn_plan *plan);
+clbn_status clbn__plan_backward(clbn_plan *plan);
+clbn_status clbn__plan_backward_inference(clbn_plan *plan);
+clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue queue,
+                                       const clbn_args *a, cl_uint num_wait, const cl_event *wait,
+                                       cl_event *event);
+clbn_status clbn__run_forward_inference(const clbn_plan *plan, cl_command_queue queue,
+                                        const clbn_args *a, cl_uint num_wait, const cl_event *wait,
+                                        cl_event *event);
+clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, const clbn_args *a,
+                               cl_uint num_wait, const cl_event *wait, cl_event *event);
+clbn_status clbn__run_backward_inference(const clbn_plan *plan, cl_command_queue queue,
+                                         const clbn_args *a, cl_uint num_wait,
+                                         const cl_event *wait, cl_event *event);
+/* Nothing to compute: the call's event still completes after the wait list. */
+clbn_status clbn__run_nothing(cl_command_queue queue, cl_uint num_wait, const cl_event *wait,
+                              cl_event *event);
+
+/* The plan for `desc` from the context's cache (made and cached when missing),
+ * with a reference for the caller; give it back with clbn__plan_put. */
+clbn_status clbn__plan_get(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out);
+void clbn__plan_put(clbn_plan *plan);
+/* Drops every cached plan (context release). */
+void clbn__plan_cache_clear(clbn_context *ctx);
+/* A one-call function: the cached plan for `desc`, executed once. */
+clbn_status clbn__plan_run_once(clbn_context *ctx, const clbn_op_desc *desc, cl_command_queue queue,
+                                const clbn_args *args, cl_uint num_wait, const cl_event *wait,
+                                cl_event *event);
+/* The kernel's name in cl/ (program.c). */
+const char *clbn__kernel_name(clbn_kernel_id id);
 
 #endif

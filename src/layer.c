@@ -236,7 +236,8 @@ static clbn_status wait_pending(clbn_layer *layer)
 
 static clbn_status check_layer_desc(const clbn_layer *layer, const clbn_tensor_desc *desc)
 {
-    clbn_status st = clbn__check_desc(desc, NULL);
+    /* an empty batch (n == 0) is valid, as in PyTorch */
+    clbn_status st = clbn__check_part_desc(desc, NULL);
     if (st != CLBN_SUCCESS)
         return st;
     if (desc->c != layer->config.num_features || desc->dtype != layer->config.dtype)
@@ -287,6 +288,21 @@ void clbn__layer_record_forward(clbn_layer *layer, const clbn_tensor_desc *desc,
         layer->saved_desc = *desc;
 }
 
+/* One operation of the layer: the context's cached plan for (op, desc, the
+ * layer's epsilon and the op's fused op), executed with `args`. */
+static clbn_status run(clbn_layer *layer, clbn_op op, clbn_fused_op fused,
+                       const clbn_tensor_desc *desc, cl_command_queue queue, const clbn_args *args,
+                       cl_uint num_wait, const cl_event *wait, cl_event *event)
+{
+    clbn_op_desc d;
+    clbn_status st = clbn_op_desc_init(&d, op, desc);
+    if (st != CLBN_SUCCESS)
+        return st;
+    d.epsilon = layer->config.epsilon;
+    d.fused_op = fused;
+    return clbn__plan_run_once(layer->ctx, &d, queue, args, num_wait, wait, event);
+}
+
 clbn_status clbn_layer_forward(clbn_layer *layer, cl_command_queue queue, const clbn_tensor_desc *desc,
                                cl_mem x, cl_mem y, cl_uint num_events_in_wait_list,
                                const cl_event *event_wait_list, cl_event *event)
@@ -310,9 +326,10 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
     cl_mem rm = layer->tensors[CLBN_RUNNING_MEAN], rv = layer->tensors[CLBN_RUNNING_VAR];
     if (!layer->training && cfg->track_running_stats) {
         cl_event done = NULL;
-        st = clbn_forward_inference_fused(layer->ctx, queue, desc, layer->op, x, z, y, w, b, rm, rv,
-                                          cfg->epsilon, num_events_in_wait_list, event_wait_list,
-                                          &done);
+        const clbn_args a = {.x = x, .y = y, .z = z, .weight = w, .bias = b,
+                             .running_mean = rm, .running_var = rv};
+        st = run(layer, CLBN_OP_FORWARD_INFERENCE, layer->op, desc, queue, &a,
+                 num_events_in_wait_list, event_wait_list, &done);
         if (st != CLBN_SUCCESS)
             return st;
         clbn__layer_record_forward(layer, desc, y, 0, 0, 0);
@@ -323,10 +340,12 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
     const int update = layer->training && cfg->track_running_stats;
     const double momentum = update ? clbn__layer_momentum(layer) : 0.0;
     cl_event done = NULL;
-    st = clbn_forward_training_fused(layer->ctx, queue, desc, layer->op, x, z, y, w, b,
-                                     update ? rm : NULL, update ? rv : NULL, momentum, cfg->epsilon,
-                                     layer->save_mean, layer->save_invstd, num_events_in_wait_list,
-                                     event_wait_list, &done);
+    const clbn_args a = {.x = x, .y = y, .z = z, .weight = w, .bias = b,
+                         .running_mean = update ? rm : NULL, .running_var = update ? rv : NULL,
+                         .save_mean = layer->save_mean, .save_invstd = layer->save_invstd,
+                         .momentum = momentum};
+    st = run(layer, CLBN_OP_FORWARD_TRAINING, layer->op, desc, queue, &a, num_events_in_wait_list,
+             event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
     clbn__layer_record_forward(layer, desc, y, 1, update, 0);
@@ -387,7 +406,6 @@ clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
     clbn_status st = check_layer_desc(layer, desc);
     if (st != CLBN_SUCCESS)
         return st;
-    const clbn_layer_config *cfg = &layer->config;
     /* The backward of the latest forward, as autograd would take it. */
     if (!layer->forwarded)
         return CLBN_ERROR_NO_SAVED_STATISTICS;
@@ -404,18 +422,18 @@ clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
     cl_event done = NULL;
     /* The op of the latest forward, whose output is the ReLU mask. */
     const clbn_fused_op op = layer->forward_op;
-    if (batch)
-        st = clbn_backward_fused(layer->ctx, queue, desc, op, x, layer->output, dy, dx, dz, w,
-                                 layer->save_mean, layer->save_invstd, layer->step_dweight,
-                                 layer->step_dbias, num_events_in_wait_list, event_wait_list, &done);
-    else
-        st = clbn_backward_inference_fused(layer->ctx, queue, desc, op, x, layer->output, dy, dx, dz, w,
-                                           layer->tensors[CLBN_RUNNING_MEAN],
-                                           layer->tensors[CLBN_RUNNING_VAR], cfg->epsilon,
-                                           layer->step_dweight, layer->step_dbias,
-                                           num_events_in_wait_list, event_wait_list, &done);
+    const clbn_args a = {.x = x, .y = layer->output, .dy = dy, .dx = dx, .dz = dz, .weight = w,
+                         .save_mean = batch ? layer->save_mean : NULL,
+                         .save_invstd = batch ? layer->save_invstd : NULL,
+                         .running_mean = batch ? NULL : layer->tensors[CLBN_RUNNING_MEAN],
+                         .running_var = batch ? NULL : layer->tensors[CLBN_RUNNING_VAR],
+                         .dweight = layer->step_dweight, .dbias = layer->step_dbias};
+    st = run(layer, batch ? CLBN_OP_BACKWARD : CLBN_OP_BACKWARD_INFERENCE, op, desc, queue, &a,
+             num_events_in_wait_list, event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
+    if (desc->n == 0) /* an empty batch's gradients are 0: nothing to accumulate */
+        return clbn__layer_track(layer, done, event);
     return clbn__layer_backward_done(layer, queue, done, event);
 }
 

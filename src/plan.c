@@ -1,380 +1,363 @@
-/* Kernel choice and work sizes for a shape on a device.
+/* Execution plans: the three steps of every operation, each in one place.
  *
- * The statistics pass splits each channel's m = N*S values into tiles of about
- * TILE_TARGET values, one work-group per (channel, tile), and splits further
- * when there are too few groups to keep every compute unit busy; the normalize
- * pass gives each work-item a few hundred contiguous elements. Work-group
- * sizes are always chosen here, never left to the driver (PoCL picks badly). */
+ *   clbn_plan_create   validate the description (validate.c), build the
+ *                      program (program.c), let the operation's planner
+ *                      choose kernels and geometry (forward.c, backward.c,
+ *                      using geometry.c); nothing here depends on buffers.
+ *   clbn_plan_execute  the operation's runner checks what can change per call
+ *                      (buffers, aliasing, queue, wait list, momentum) and
+ *                      enqueues the planned kernels (enqueue.c).
+ *   one-call functions clbn__plan_run_once: the same plan, taken from a small
+ *                      per-context cache keyed by the op description.
+ */
 #include "internal.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum {
-    GROUP_SIZE = 64,        /* work-items per group for the reductions */
-    TILE_TARGET = 32768,    /* values a statistics work-group aims to reduce */
-    TILE_MIN = 4096,        /* never split a channel finer than this */
-    GROUPS_PER_CU = 4,      /* groups per compute unit we want at least */
-    SPLITS_PER_CU = 8,      /* at most this many splits of a channel per compute unit: */
-    SPLITS_MIN = 16,        /*   the finalize step merges them one by one */
-    ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
-    NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
-    NHWC_PARTS_MAX = 512 / CLBN_NHWC_BLOCK, /*   work-items per group: CLBN_LOCAL_SLOTS in cl/ */
-    NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels, and the elementwise */
-    NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
-    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
-    SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
-    ROWS_SPATIAL = 256,     /* NCHW rows shorter than this take the short-row reductions; */
-    ROWS_RUN = 2048,        /*   values per row and work-item */
-    ROWS_ITEM_VALUES = 65536, /*   values a work-item aims to reduce */
-    ROWS_ITEMS_PER_CU = 8,  /*   work-items per compute unit at least */
-    ROWS_GROUP = 8,         /*   work-items per group */
-    FLAT_ITEM = 1024,
-    CHANNEL_BYTES = 2 << 20, /* channel-resident kernels: a channel's data that its second pass
-                              * reads again, at most (a core's L2 on the machines measured; 4 MiB
-                              * was no better, 16 MiB slower) */
-    CHANNEL_GROUPS_PER_CU = 4, /*   channels per compute unit at least */
-    CHANNEL_MIN_S = 64,     /*   rows of at least this many values */
-    CHANNEL_COLS = 512,     /*   values per piece of a row */       /* elements per work-item of the short-row elementwise passes */
-    VEC = 8
-};
-
-
-static size_t ceil_div(size_t a, size_t b)
+clbn_status clbn_op_desc_init(clbn_op_desc *desc, clbn_op op, const clbn_tensor_desc *tensor)
 {
-    return (a + b - 1) / b;
+    if (!desc || !tensor)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    if ((unsigned)op > CLBN_OP_BACKWARD_INFERENCE)
+        return CLBN_ERROR_INVALID_OPTION;
+    memset(desc, 0, sizeof *desc);
+    desc->op = op;
+    desc->tensor = *tensor;
+    desc->epsilon = 1e-5;
+    desc->fused_op = CLBN_FUSED_NONE;
+    desc->running_update = CLBN_RUNNING_UPDATE_PYTORCH;
+    return CLBN_SUCCESS;
 }
 
-static size_t round_up(size_t a, size_t b)
+/* Everything about a description that does not depend on buffers, in a fixed
+ * order so each bad description reports the same status. */
+static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d, size_t *elements)
 {
-    return ceil_div(a, b) * b;
+    if ((unsigned)d->op > CLBN_OP_BACKWARD_INFERENCE)
+        return CLBN_ERROR_INVALID_OPTION;
+    clbn_status st = clbn__check_part_desc(&d->tensor, elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (d->fused_op != CLBN_FUSED_NONE && d->fused_op != CLBN_FUSED_RELU &&
+        d->fused_op != CLBN_FUSED_ADD_RELU)
+        return CLBN_ERROR_INVALID_OPTION;
+    if (d->op == CLBN_OP_FORWARD_TRAINING && d->running_update != CLBN_RUNNING_UPDATE_PYTORCH &&
+        d->running_update != CLBN_RUNNING_UPDATE_ONNX)
+        return CLBN_ERROR_INVALID_OPTION;
+    /* the backward of the training forward does not use epsilon (invstd is saved) */
+    if (d->op != CLBN_OP_BACKWARD && (st = clbn__check_epsilon(d->epsilon)) != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_dtype_supported(ctx, d->tensor.dtype)) != CLBN_SUCCESS)
+        return st;
+    if (d->op == CLBN_OP_FORWARD_TRAINING && d->tensor.n > 0 &&
+        d->tensor.n * d->tensor.spatial < 2)
+        return CLBN_ERROR_TOO_FEW_VALUES;
+    return CLBN_SUCCESS;
 }
 
-static size_t min_sz(size_t a, size_t b)
+static clbn_status (*const planners[])(clbn_plan *) = {
+    clbn__plan_forward_training, clbn__plan_forward_inference, clbn__plan_backward,
+    clbn__plan_backward_inference};
+
+static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
+                                      cl_uint, const cl_event *, cl_event *) = {
+    clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
+    clbn__run_backward_inference};
+
+static void plan_free(clbn_plan *plan)
 {
-    return a < b ? a : b;
+    free(plan);
 }
 
-static size_t max_sz(size_t a, size_t b)
+/* Tensors up to this size are warmed up at plan creation (CLBN_PLAN_WARMUP_MB). */
+enum { WARMUP_BYTES = 16 << 20 };
+
+/* Runs the plan once on zeroed temporary buffers on the context's queue and
+ * waits: drivers that generate code per work-group size at the first launch
+ * (PoCL: 40-60 ms a size, or a fraction of a millisecond from its disk cache)
+ * do it here rather than in the caller's first execution, and the context
+ * queue's scratch buffer gets its size. Best effort: a failure here changes
+ * nothing and is not reported (the execution would report its own). */
+static void warm_up(clbn_plan *plan)
 {
-    return a > b ? a : b;
-}
-
-/* The largest power of two <= min(GROUP_SIZE, the kernel's limit). */
-static size_t group_size(const clbn_program *prog, clbn_kernel_id k)
-{
-    size_t limit = min_sz(GROUP_SIZE, prog->max_work_group[k]);
-    size_t g = 1;
-    while (g * 2 <= limit)
-        g *= 2;
-    return g;
-}
-
-int clbn__is_planar(const clbn_tensor_desc *desc)
-{
-    return desc->layout == CLBN_LAYOUT_NCHW && desc->spatial > 1;
-}
-
-/* How many tiles to cut `values` into, given `others` independent groups. */
-static size_t tiles_for(const clbn_context *ctx, size_t values, size_t others)
-{
-    size_t want = ceil_div(values, TILE_TARGET);
-    want = max_sz(want, ceil_div((size_t)ctx->compute_units * GROUPS_PER_CU, others));
-    const size_t cap = max_sz(SPLITS_MIN, (size_t)ctx->compute_units * SPLITS_PER_CU);
-    return max_sz(1, min_sz(min_sz(want, cap), values / TILE_MIN));
-}
-
-const clbn_kernel_family clbn__stats_kernels = {CLBN_K_STATS_NCHW, CLBN_K_STATS_NHWC8, CLBN_K_STATS_NHWC,
-                                                CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS};
-const clbn_kernel_family clbn__reduce_kernels = {CLBN_K_BWD_REDUCE_NCHW, CLBN_K_BWD_REDUCE_NHWC8,
-                                                 CLBN_K_BWD_REDUCE_NHWC, CLBN_K_BWD_REDUCE_NHWC_WIDE,
-                                                 CLBN_K_BWD_REDUCE_NCHW_ROWS};
-const clbn_kernel_family clbn__normalize_kernels = {CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8,
-                                                    CLBN_K_NORMALIZE_NHWC, CLBN_K_COUNT,
-                                                    CLBN_K_NORMALIZE_FLAT};
-const clbn_kernel_family clbn__dx_kernels = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8, CLBN_K_BWD_DX_NHWC,
-                                             CLBN_K_COUNT, CLBN_K_BWD_DX_FLAT};
-
-void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *kf,
-                      const clbn_tensor_desc *desc, clbn_stats_plan *plan)
-{
-    const size_t N = desc->n, C = desc->c, S = desc->spatial;
-    memset(plan, 0, sizeof *plan);
-    plan->launch.dims = 2;
-    plan->launch.local[1] = 1;
-
-    if (clbn__is_planar(desc) && S < ROWS_SPATIAL && kf->nchw_rows != CLBN_K_COUNT &&
-        !ctx->gpu_geometry) {
-        /* Short rows: a work-item takes a block of adjacent channels over a
-         * range of rows (cl/stats.cl, clbn_stats_nchw_rows), reading
-         * ROWS_RUN values or more of each row in one run. */
-        const size_t per_item = min_sz(C, min_sz(CLBN_ROWS_CHANNELS, ceil_div(ROWS_RUN, S)));
-        const size_t blocks = ceil_div(C, per_item);
-        const size_t cus = ctx->compute_units;
-        const size_t cap = max_sz(SPLITS_MIN, cus * SPLITS_PER_CU);
-        size_t splits = ceil_div(per_item * N * S, ROWS_ITEM_VALUES);
-        splits = max_sz(splits, ceil_div(cus * ROWS_ITEMS_PER_CU, blocks));
-        splits = max_sz(1, min_sz(min_sz(splits, cap), N));
-        const size_t rows_per_group = ceil_div(N, splits);
-        splits = ceil_div(N, rows_per_group);
-        size_t L = group_size(prog, kf->nchw_rows);
-        while (L > 1 && L > blocks)
-            L /= 2;
-        L = min_sz(L, ROWS_GROUP);
-        plan->launch.kernel = kf->nchw_rows;
-        plan->launch.local[0] = L;
-        plan->launch.global[0] = round_up(blocks, L);
-        plan->launch.global[1] = splits;
-        plan->splits = (cl_uint)splits;
-        plan->rows_per_group = rows_per_group;
-        plan->cols_per_group = per_item;
-        plan->col_groups = (cl_uint)blocks;
-        plan->col_parts = 1;
-        plan->rows_per_item = rows_per_group;
-        plan->cols_per_item = S;
+    clbn_context *ctx = plan->ctx;
+    const clbn_tensor_desc *t = &plan->desc.tensor;
+    size_t limit = WARMUP_BYTES;
+    const char *env = getenv("CLBN_PLAN_WARMUP_MB");
+    if (env && *env)
+        limit = (size_t)strtoul(env, NULL, 10) << 20;
+    const size_t tensor_bytes = plan->elements * clbn__dtype_size(t->dtype);
+    const size_t vector_bytes = t->c * clbn__param_size(t->dtype);
+    if (tensor_bytes == 0 || tensor_bytes > limit)
         return;
+    enum { TENSORS = 6, VECTORS = 8 };
+    cl_mem m[TENSORS + VECTORS] = {NULL};
+    int ok = 1;
+    for (int i = 0; i < TENSORS + VECTORS && ok; ++i) {
+        const size_t bytes = i < TENSORS ? tensor_bytes : vector_bytes;
+        cl_int err;
+        m[i] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        const unsigned char zero = 0;
+        ok = err == CL_SUCCESS && clEnqueueFillBuffer(ctx->queue, m[i], &zero, 1, 0, bytes, 0,
+                                                      NULL, NULL) == CL_SUCCESS;
     }
-    if (clbn__is_planar(desc)) {
-        /* Channel c is an N x S matrix (row stride C*S): tile it by rows, then
-         * by columns when there are fewer rows than tiles wanted. */
-        const size_t L = group_size(prog, kf->nchw);
-        size_t tiles = tiles_for(ctx, N * S, C);
-        size_t row_groups = min_sz(N, tiles);
-        size_t rows_per_group = ceil_div(N, row_groups);
-        row_groups = ceil_div(N, rows_per_group);
-        size_t col_groups = min_sz(ceil_div(tiles, row_groups), ceil_div(S, 8 * VEC));
-        size_t cols_per_group = round_up(ceil_div(S, col_groups), VEC);
-        col_groups = ceil_div(S, cols_per_group);
-        /* Within a group: columns first (contiguous runs of >= 8 vectors), the
-         * rest of the work-items over rows. GPU geometry: a group's tile is at
-         * most L vectors wide and its work-items take one vector each of a
-         * row, adjacent ones adjacent vectors. */
-        if (ctx->gpu_geometry) {
-            cols_per_group = min_sz(round_up(S, VEC), L * VEC);
-            col_groups = ceil_div(S, cols_per_group);
+    if (ok) {
+        const clbn_op op = plan->desc.op;
+        const clbn_fused_op f = plan->desc.fused_op;
+        const int training = op == CLBN_OP_FORWARD_TRAINING, forward = op <= CLBN_OP_FORWARD_INFERENCE;
+        clbn_args a;
+        memset(&a, 0, sizeof a);
+        a.x = m[0];
+        a.weight = m[6];
+        a.running_mean = op != CLBN_OP_BACKWARD ? m[8] : NULL;
+        a.running_var = op != CLBN_OP_BACKWARD ? m[9] : NULL;
+        if (forward) {
+            a.y = m[1];
+            a.z = f == CLBN_FUSED_ADD_RELU ? m[2] : NULL;
+            a.bias = m[7];
+        } else {
+            a.y = f != CLBN_FUSED_NONE ? m[1] : NULL;
+            a.dy = m[3];
+            a.dx = m[4];
+            a.dz = f == CLBN_FUSED_ADD_RELU ? m[5] : NULL;
+            a.dweight = m[12];
+            a.dbias = m[13];
         }
-        size_t col_parts = ctx->gpu_geometry ? cols_per_group / VEC
-                                             : max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
-        size_t row_parts = max_sz(1, min_sz(L / col_parts, rows_per_group));
-        plan->launch.kernel = kf->nchw;
-        plan->launch.local[0] = col_parts * row_parts;
-        plan->launch.global[0] = C * plan->launch.local[0];
-        plan->launch.global[1] = row_groups * col_groups;
-        plan->splits = (cl_uint)(row_groups * col_groups);
-        plan->rows_per_group = rows_per_group;
-        plan->cols_per_group = cols_per_group;
-        plan->col_groups = (cl_uint)col_groups;
-        plan->col_parts = (cl_uint)col_parts;
-        plan->rows_per_item = ceil_div(rows_per_group, row_parts);
-        plan->cols_per_item = round_up(ceil_div(cols_per_group, col_parts), VEC);
-        return;
+        if (training || op == CLBN_OP_BACKWARD) {
+            a.save_mean = m[10];
+            a.save_invstd = m[11];
+        }
+        if (clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL) == CLBN_SUCCESS &&
+            op == CLBN_OP_BACKWARD_INFERENCE) {
+            /* its elementwise pass alone, as with dx only */
+            a.dweight = a.dbias = NULL;
+            clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL);
+        }
     }
-
-    /* NHWC (or S == 1): a P x C matrix, P = N*S pixels. */
-    const size_t P = N * S;
-    if (C % VEC == 0 && C >= NHWC_WIDE && kf->nhwc_wide != CLBN_K_COUNT) {
-        /* Wide rows: a group's work-items take adjacent channel vectors over
-         * the group's whole pixel tile, in step (a barrier per 8 pixels), so
-         * the group reads long runs of each row: 256x2048x7x7 statistics 8.6
-         * -> 3.7 ms against the NHWC_BLOCK kernel below, equal at C = 256. */
-        const size_t L = min_sz(group_size(prog, kf->nhwc_wide), C / VEC);
-        const size_t chunks = ceil_div(C / VEC, L);
-        size_t tiles = min_sz(tiles_for(ctx, P * L * VEC, chunks), P);
-        const size_t pixels_per_group = ceil_div(P, tiles);
-        tiles = ceil_div(P, pixels_per_group);
-        plan->launch.kernel = kf->nhwc_wide;
-        plan->launch.local[0] = L;
-        plan->launch.global[0] = chunks * L;
-        plan->launch.global[1] = tiles;
-        plan->splits = (cl_uint)tiles;
-        plan->col_parts = 1;
-        plan->pixels_per_group = pixels_per_group;
-        plan->pixels_per_item = pixels_per_group;
-        return;
-    }
-    if (C % VEC == 0) {
-        /* A work-item takes NHWC_BLOCK channels over a contiguous range of
-         * pixels; groups are (channel block, pixel tile), their work-items
-         * over pixels. */
-        const size_t L = min_sz(group_size(prog, kf->nhwc8), NHWC_PARTS_MAX);
-        const size_t blocks = ceil_div(C, NHWC_BLOCK);
-        size_t tiles = min_sz(tiles_for(ctx, P * min_sz(C, NHWC_BLOCK), blocks), P);
-        const size_t pixels_per_group = ceil_div(P, tiles);
-        tiles = ceil_div(P, pixels_per_group);
-        const size_t parts = max_sz(1, min_sz(L, pixels_per_group / VEC));
-        plan->launch.kernel = kf->nhwc8;
-        plan->launch.local[0] = parts;
-        plan->launch.global[0] = blocks * parts;
-        plan->launch.global[1] = tiles;
-        plan->splits = (cl_uint)tiles;
-        plan->col_parts = 1;
-        plan->pixels_per_group = pixels_per_group;
-        plan->pixels_per_item = ceil_div(pixels_per_group, parts);
-        return;
-    }
-    /* Any C: work-items across channels, the rest of the group and the
-     * tiles across pixels. */
-    const clbn_kernel_id k = kf->nhwc;
-    const size_t L = group_size(prog, k);
-    size_t col_parts = min_sz(C, L);
-    size_t blocks = ceil_div(C, col_parts);
-    size_t tiles = tiles_for(ctx, P * col_parts, blocks);
-    tiles = min_sz(tiles, P);
-    size_t pixels_per_group = ceil_div(P, tiles);
-    tiles = ceil_div(P, pixels_per_group);
-    size_t pixel_parts = max_sz(1, min_sz(L / col_parts, pixels_per_group));
-    plan->launch.kernel = k;
-    plan->launch.local[0] = col_parts * pixel_parts;
-    plan->launch.global[0] = blocks * plan->launch.local[0];
-    plan->launch.global[1] = tiles;
-    plan->splits = (cl_uint)tiles;
-    plan->col_parts = (cl_uint)col_parts;
-    plan->pixels_per_group = pixels_per_group;
-    plan->pixels_per_item = ceil_div(pixels_per_group, pixel_parts);
+    clFinish(ctx->queue);
+    for (int i = 0; i < TENSORS + VECTORS; ++i)
+        if (m[i])
+            clReleaseMemObject(m[i]);
 }
 
-/* Whether an elementwise pass writes its output with streaming stores: the
- * output is at least ctx->stream_bytes and the kernel's 8-value vectors are
- * aligned (see clbn__plan_normalize). */
-static int stream_output(const clbn_context *ctx, const clbn_tensor_desc *desc, int aligned)
+clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out)
 {
-    return aligned && desc->n * desc->c * desc->spatial * clbn__dtype_size(desc->dtype) >=
-                          ctx->stream_bytes;
-}
-
-void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
-                          const clbn_kernel_family *kf, const clbn_tensor_desc *desc,
-                          clbn_norm_plan *plan)
-{
-    const size_t N = desc->n, C = desc->c, S = desc->spatial;
-    memset(plan, 0, sizeof *plan);
-    clbn_launch *l = &plan->launch;
-    /* Outputs well beyond the last-level cache (about 32 MB on the machines
-     * measured; ctx->stream_bytes, 48 MiB unless CLBN_STREAM_MB says) are
-     * written with streaming stores, which need every 8-value vector aligned:
-     * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
-     * caches for whatever reads them next. */
-    const int flat = clbn__is_planar(desc) && S >= VEC && kf->nchw_rows != CLBN_K_COUNT &&
-                     (S < ROWS_SPATIAL || ctx->gpu_geometry);
-    const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
-    plan->stream = stream_output(ctx, desc, aligned);
-    if (flat) {
-        /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
-         * work-item, each lane with its own channel's parameters
-         * (clbn_normalize_flat): aligned vectors, one stream per group. */
-        /* GPU geometry: a vector per work-item, adjacent items adjacent */
-        const size_t per_item = ctx->gpu_geometry ? VEC : FLAT_ITEM;
-        const size_t items = ceil_div(N * C * S, per_item);
-        l->kernel = kf->nchw_rows;
-        l->dims = 1;
-        l->local[0] = min_sz(group_size(prog, kf->nchw_rows), items);
-        l->global[0] = round_up(items, l->local[0]);
-        l->local[1] = l->global[1] = 1;
-        plan->rows_per_item = 0;
-        plan->cols_per_item = per_item;
-        return;
+    if (!out)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    *out = NULL;
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    if (!desc)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    size_t elements = 0;
+    clbn_status st = check_op_desc(ctx, desc, &elements);
+    if (st != CLBN_SUCCESS)
+        return st;
+    clbn_plan *plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    plan->ctx = ctx;
+    plan->desc = *desc;
+    plan->elements = elements;
+    plan->refs = 1;
+    plan->path = CLBN_PATH_EMPTY;
+    if (elements > 0) {
+        if ((st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog)) == CLBN_SUCCESS)
+            st = planners[desc->op](plan);
+        if (st != CLBN_SUCCESS) {
+            plan_free(plan);
+            return st;
+        }
+        warm_up(plan);
     }
-    if (clbn__is_planar(desc)) {
-        const size_t rows = N * C;
-        size_t cols = min_sz(round_up(S, VEC), ITEM_ELEMENTS);
-        size_t rows_per_item = max_sz(1, ITEM_ELEMENTS / round_up(S, VEC));
-        size_t segs = ceil_div(S, cols), blocks = ceil_div(rows, rows_per_item);
-        size_t L = group_size(prog, kf->nchw);
-        l->kernel = kf->nchw;
-        l->dims = 2;
-        l->local[0] = 1;
-        l->local[1] = min_sz(L, blocks);
-        l->global[0] = segs;
-        l->global[1] = round_up(blocks, l->local[1]);
-        plan->rows_per_item = rows_per_item;
-        plan->cols_per_item = cols;
-        return;
+    *out = plan;
+    return CLBN_SUCCESS;
+}
+
+void clbn_plan_release(clbn_plan *plan)
+{
+    if (plan)
+        clbn__plan_put(plan);
+}
+
+clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clbn_args *args,
+                              cl_uint num_events_in_wait_list, const cl_event *event_wait_list,
+                              cl_event *event)
+{
+    if (!plan || !args)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    return runners[plan->desc.op](plan, queue, args, num_events_in_wait_list, event_wait_list,
+                                  event);
+}
+
+clbn_status clbn__run_nothing(cl_command_queue queue, cl_uint num_wait, const cl_event *wait,
+                              cl_event *event)
+{
+    if (!event)
+        return CLBN_SUCCESS;
+    return clbn__from_cl(clEnqueueMarkerWithWaitList(queue, num_wait, wait, event));
+}
+
+/* ---- describe ---------------------------------------------------------------------- */
+
+typedef struct text {
+    char *buf;
+    size_t size, len;
+} text;
+
+static void put(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *at = t->len < t->size ? t->buf + t->len : NULL;
+    int n = vsnprintf(at, at ? t->size - t->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len += (size_t)n;
+}
+
+static void put_launch(text *t, const clbn_launch *l, const char *extra)
+{
+    put(t, "%s%s g=[%zu", t->len ? "; " : "", clbn__kernel_name(l->kernel), l->global[0]);
+    if (l->dims > 1)
+        put(t, ",%zu", l->global[1]);
+    put(t, "] l=[%zu", l->local[0]);
+    if (l->dims > 1)
+        put(t, ",%zu", l->local[1]);
+    put(t, "]%s", extra);
+}
+
+clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
+{
+    if (!plan || !buf || size == 0)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    buf[0] = '\0';
+    text t = {buf, size, 0};
+    const clbn_op op = plan->desc.op;
+    switch (plan->path) {
+    case CLBN_PATH_EMPTY:
+        put(&t, "empty batch: no kernels");
+        break;
+    case CLBN_PATH_ONE_KERNEL:
+        put_launch(&t, &plan->one, plan->one_stream ? " stream" : "");
+        break;
+    case CLBN_PATH_PASSES:
+        if (op == CLBN_OP_FORWARD_TRAINING || op == CLBN_OP_BACKWARD ||
+            op == CLBN_OP_BACKWARD_INFERENCE)
+            put_launch(&t, &plan->stats.launch, "");
+        put_launch(&t, &plan->finalize, "");
+        put_launch(&t, &plan->norm.launch, plan->norm.stream ? " stream" : "");
+        if (op == CLBN_OP_FORWARD_TRAINING)
+            put_launch(&t, &plan->commit, " (with running statistics)");
+        break;
     }
-    const size_t P = N * S;
-    if (C % VEC == 0) {
-        /* rows of NHWC_WIDE channels or more: a few pixels per work-item,
-         * taken channel vector by channel vector (cl/normalize.cl) */
-        size_t pixels = C >= NHWC_WIDE ? NHWC_WIDE_PIXELS : max_sz(1, ITEM_ELEMENTS / C);
-        size_t blocks = ceil_div(P, pixels);
-        size_t L = group_size(prog, kf->nhwc8);
-        l->kernel = kf->nhwc8;
-        l->dims = 1;
-        l->local[0] = min_sz(L, blocks);
-        l->global[0] = round_up(blocks, l->local[0]);
-        l->local[1] = l->global[1] = 1;
-        plan->pixels_per_item = pixels;
-        return;
+    return CLBN_SUCCESS;
+}
+
+/* ---- the one-call functions' cache ----------------------------------------------------- */
+
+/* Descriptions compared field by field (the struct may have padding). */
+static int same_desc(const clbn_op_desc *a, const clbn_op_desc *b)
+{
+    return a->op == b->op && a->tensor.dtype == b->tensor.dtype &&
+           a->tensor.layout == b->tensor.layout && a->tensor.n == b->tensor.n &&
+           a->tensor.c == b->tensor.c && a->tensor.spatial == b->tensor.spatial &&
+           a->epsilon == b->epsilon && a->fused_op == b->fused_op &&
+           a->running_update == b->running_update;
+}
+
+void clbn__plan_put(clbn_plan *plan)
+{
+    clbn_context *ctx = plan->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    const unsigned left = --plan->refs;
+    pthread_mutex_unlock(&ctx->lock);
+    if (left == 0)
+        plan_free(plan);
+}
+
+/* With ctx->lock held: the cached plan for `desc` with a new reference, or NULL. */
+static clbn_plan *lookup(clbn_context *ctx, const clbn_op_desc *desc)
+{
+    for (int i = 0; i < CLBN_PLAN_CACHE; ++i) {
+        clbn_plan *p = ctx->plan_cache[i];
+        if (p && same_desc(&p->desc, desc)) {
+            p->refs++;
+            return p;
+        }
     }
-    size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
-    size_t blocks = ceil_div(P, pixels);
-    size_t L = group_size(prog, kf->nhwc);
-    l->kernel = kf->nhwc;
-    l->dims = 1;
-    l->local[0] = min_sz(L, blocks);
-    l->global[0] = round_up(blocks, l->local[0]);
-    plan->pixels_per_item = pixels;
+    return NULL;
 }
 
-int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                     const clbn_tensor_desc *desc, clbn_launch *launch)
+clbn_status clbn__plan_get(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out)
 {
-    const size_t C = desc->c, elements = desc->n * C * desc->spatial;
-    const size_t cus = ctx->compute_units;
-    /* planar tensors only, a work-item per channel (cl/small.cl) */
-    if (!clbn__is_planar(desc))
-        return 0;
-    const size_t items = C;
-    if (elements > SMALL_ELEMENTS || items < SMALL_ITEMS_PER_CU * cus)
-        return 0;
-    /* two groups per compute unit at least */
-    const size_t want = max_sz(1, items / (2 * cus));
-    size_t L = group_size(prog, kernel);
-    while (L > want)
-        L /= 2;
-    launch->kernel = kernel;
-    launch->dims = 1;
-    launch->local[0] = L;
-    launch->global[0] = round_up(items, L);
-    launch->local[1] = launch->global[1] = 1;
-    return 1;
+    pthread_mutex_lock(&ctx->lock);
+    clbn_plan *plan = lookup(ctx, desc);
+    pthread_mutex_unlock(&ctx->lock);
+    if (plan) {
+        *out = plan;
+        return CLBN_SUCCESS;
+    }
+    clbn_status st = clbn_plan_create(ctx, desc, &plan);
+    if (st != CLBN_SUCCESS)
+        return st;
+    /* Another thread may have cached the same description meanwhile: keep
+     * the cached one. Otherwise take a free slot or the oldest one (a plan
+     * still in use by a caller lives on until its last reference goes). */
+    clbn_plan *drop = NULL;
+    pthread_mutex_lock(&ctx->lock);
+    clbn_plan *cached = lookup(ctx, desc);
+    if (cached) {
+        drop = plan;
+        plan = cached;
+    } else {
+        int slot = (int)(ctx->plan_clock++ % CLBN_PLAN_CACHE);
+        for (int i = 0; i < CLBN_PLAN_CACHE; ++i)
+            if (!ctx->plan_cache[i]) {
+                slot = i;
+                break;
+            }
+        clbn_plan *old = ctx->plan_cache[slot];
+        if (old && --old->refs == 0)
+            drop = old;
+        ctx->plan_cache[slot] = plan;
+        plan->refs++; /* the cache's reference, beside the caller's */
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (drop) {
+        if (drop == plan)
+            clbn__plan_put(drop);
+        else
+            plan_free(drop);
+    }
+    *out = plan;
+    return CLBN_SUCCESS;
 }
 
-int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                       const clbn_tensor_desc *desc, size_t tensors, clbn_channel_plan *plan)
+void clbn__plan_cache_clear(clbn_context *ctx)
 {
-    const size_t N = desc->n, C = desc->c, S = desc->spatial;
-    /* the bytes of one channel that its second pass reads again */
-    const size_t channel_bytes = N * S * clbn__dtype_size(desc->dtype) * tensors;
-    /* Shorter rows read best by the short-row kernels: a group walking one
-     * channel reads S values every C*S (256x2048x7x7 backward: 49 ms against
-     * 14). For the training forward the short-row statistics and the flat
-     * normalize win up to ROWS_SPATIAL (64x256x14x14: 0.76 against 0.85 ms),
-     * for the backward the channel kernel wins from CHANNEL_MIN_S (0.98
-     * against 1.27 ms; minima of 200 calls). */
-    const size_t min_s = kernel == CLBN_K_CHANNEL_TRAINING ? ROWS_SPATIAL : CHANNEL_MIN_S;
-    if (!clbn__is_planar(desc) || S < min_s || channel_bytes > CHANNEL_BYTES ||
-        C < CHANNEL_GROUPS_PER_CU * (size_t)ctx->compute_units)
-        return 0;
-    memset(plan, 0, sizeof *plan);
-    plan->launch.kernel = kernel;
-    plan->launch.dims = 1;
-    plan->launch.local[0] = group_size(prog, kernel);
-    plan->launch.global[0] = C * plan->launch.local[0];
-    plan->launch.local[1] = plan->launch.global[1] = 1;
-    /* GPU geometry: pieces of one vector, so adjacent work-items read
-     * adjacent vectors */
-    plan->cols = ctx->gpu_geometry ? VEC : min_sz(round_up(S, VEC), CHANNEL_COLS);
-    plan->chunks = ceil_div(S, plan->cols);
-    /* pieces start at multiples of 8 within a row: aligned when rows are */
-    plan->stream = stream_output(ctx, desc, S % VEC == 0);
-    return 1;
+    for (int i = 0; i < CLBN_PLAN_CACHE; ++i) {
+        clbn_plan *p = ctx->plan_cache[i];
+        ctx->plan_cache[i] = NULL;
+        if (p && --p->refs == 0)
+            plan_free(p);
+    }
 }
 
-void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
-                            clbn_launch *launch)
+clbn_status clbn__plan_run_once(clbn_context *ctx, const clbn_op_desc *desc, cl_command_queue queue,
+                                const clbn_args *args, cl_uint num_wait, const cl_event *wait,
+                                cl_event *event)
 {
-    launch->kernel = kernel;
-    launch->dims = 1;
-    launch->local[0] = min_sz(group_size(prog, kernel), channels);
-    launch->global[0] = round_up(channels, launch->local[0]);
-    launch->local[1] = launch->global[1] = 1;
+    if (!ctx)
+        return CLBN_ERROR_INVALID_CONTEXT;
+    clbn_plan *plan;
+    clbn_status st = clbn__plan_get(ctx, desc, &plan);
+    if (st != CLBN_SUCCESS)
+        return st;
+    st = clbn_plan_execute(plan, queue, args, num_wait, wait, event);
+    clbn__plan_put(plan);
+    return st;
 }

@@ -162,3 +162,8 @@ const char *clbn_context_get_build_log(const clbn_context *ctx)
      * documented lifetime ("until the next failed build") is the contract. */
     return ctx->build_log ? ctx->build_log : "";
 }
+
+const char *clbn__kernel_name(clbn_kernel_id id)
+{
+    return (unsigned)id < CLBN_K_COUNT ? kernel_names[id] : "?";
+}

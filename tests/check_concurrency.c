@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "op_calls.h"
 #include "testutil.h"
 
 #define NTHREADS 8
@@ -170,18 +171,18 @@ static void *run_job(void *arg)
                                        m[SI], nw, wl, evp);
             break;
         case OP_TRAIN_ONNX:
-            st = clbn_forward_training_ex(tu_ctx(), q, &d, m[X], m[Y], m[W], m[B], m[RM], m[RV], 0.9, 1e-3,
+            st = tu_forward_training_ex(tu_ctx(), q, &d, m[X], m[Y], m[W], m[B], m[RM], m[RV], 0.9, 1e-3,
                                           CLBN_RUNNING_UPDATE_ONNX, m[SM], m[SI], nw, wl, evp);
             break;
         case OP_INFER:
             st = clbn_forward_inference(tu_ctx(), q, &d, m[X], m[Y], m[W], m[B], m[RM], m[RV], 1e-5, nw, wl, evp);
             break;
         case OP_TRAIN_FUSED:
-            st = clbn_forward_training_fused(tu_ctx(), q, &d, CLBN_FUSED_ADD_RELU, m[X], m[Z], m[Y], m[W], m[B],
+            st = tu_forward_training_fused(tu_ctx(), q, &d, CLBN_FUSED_ADD_RELU, m[X], m[Z], m[Y], m[W], m[B],
                                              m[RM], m[RV], 0.2, 1e-5, m[SM], m[SI], nw, wl, evp);
             break;
         case OP_INFER_FUSED:
-            st = clbn_forward_inference_fused(tu_ctx(), q, &d, CLBN_FUSED_RELU, m[X], NULL, m[Y], m[W], m[B],
+            st = tu_forward_inference_fused(tu_ctx(), q, &d, CLBN_FUSED_RELU, m[X], NULL, m[Y], m[W], m[B],
                                               m[RM], m[RV], 1e-5, nw, wl, evp);
             break;
         case OP_BWD:
@@ -192,11 +193,11 @@ static void *run_job(void *arg)
                                          m[DB], nw, wl, evp);
             break;
         case OP_BWD_FUSED:
-            st = clbn_backward_fused(tu_ctx(), q, &d, CLBN_FUSED_ADD_RELU, m[X], m[Y], m[DY], m[DX], m[DZ], m[W],
+            st = tu_backward_fused(tu_ctx(), q, &d, CLBN_FUSED_ADD_RELU, m[X], m[Y], m[DY], m[DX], m[DZ], m[W],
                                      m[SM], m[SI], m[DW], m[DB], nw, wl, evp);
             break;
         case OP_BWD_INFER_FUSED:
-            st = clbn_backward_inference_fused(tu_ctx(), q, &d, CLBN_FUSED_RELU, m[X], m[Y], m[DY], m[DX], NULL,
+            st = tu_backward_inference_fused(tu_ctx(), q, &d, CLBN_FUSED_RELU, m[X], m[Y], m[DY], m[DX], NULL,
                                                m[W], m[RM], m[RV], 1e-5, m[DW], m[DB], nw, wl, evp);
             break;
         case OP_LAYER_FWD:

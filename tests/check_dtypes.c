@@ -10,6 +10,7 @@
  * load/store code (clbn_convert) and back, rounding against an independent
  * host implementation, NaN/Inf channel isolation, half overflow, the layer
  * object and its state file in each type, and determinism. */
+#include "op_calls.h"
 #include "testutil.h"
 #include "reference_backward.h"
 
@@ -184,7 +185,7 @@ static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 64, 3136}, {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 64, 784},
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 10, 5},    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 8, 70},
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short NCHW rows (src/plan.c) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short NCHW rows (src/geometry.c) */
 };
 
 typedef struct case_data {
@@ -291,7 +292,7 @@ static void check_inference(clbn_dtype t, const clbn_tensor_desc *shape, uint64_
         yr[i] += op == CLBN_FUSED_ADD_RELU ? k.z[i] : 0.0;
         yr[i] = yr[i] < 0 ? 0 : yr[i];
     }
-    TU_OK(clbn_forward_inference_fused(tu_ctx(), NULL, &k.desc, op, k.mx, op == CLBN_FUSED_ADD_RELU ? k.mz : NULL,
+    TU_OK(tu_forward_inference_fused(tu_ctx(), NULL, &k.desc, op, k.mx, op == CLBN_FUSED_ADD_RELU ? k.mz : NULL,
                                        k.my, k.mw, k.mb, k.mrm, k.mrv, 1e-5, 0, NULL, NULL));
     double *y = read_typed(t, k.my, k.count, 0);
     assert_close_d("inference y", t, y, yr, k.count, out_rtol(t), t == CLBN_FLOAT64 ? 1e-12 : 2e-5);

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "op_calls.h"
 #include "testutil.h"
 
 /* ---- the shim's control functions ------------------------------------------------- */
@@ -159,14 +160,14 @@ static clbn_status op_training(fx *f)
 
 static clbn_status op_training_onnx(fx *f)
 {
-    return clbn_forward_training_ex(f->ctx, f->queue, &f->desc, M(X), M(Y), M(W), M(B), M(RM),
+    return tu_forward_training_ex(f->ctx, f->queue, &f->desc, M(X), M(Y), M(W), M(B), M(RM),
                                     M(RV), 0.2, 1e-3, CLBN_RUNNING_UPDATE_ONNX, M(SM), M(SI),
                                     nwait(f), waitlist(f), evp(f));
 }
 
 static clbn_status op_training_fused(fx *f)
 {
-    return clbn_forward_training_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_ADD_RELU, M(X), M(Z),
+    return tu_forward_training_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_ADD_RELU, M(X), M(Z),
                                        M(Y), M(W), M(B), M(RM), M(RV), 0.1, 1e-5, M(SM), M(SI),
                                        nwait(f), waitlist(f), evp(f));
 }
@@ -179,7 +180,7 @@ static clbn_status op_inference(fx *f)
 
 static clbn_status op_inference_fused(fx *f)
 {
-    return clbn_forward_inference_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_RELU, M(X), NULL,
+    return tu_forward_inference_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_RELU, M(X), NULL,
                                         M(Y), M(W), M(B), M(RM), M(RV), 1e-5, nwait(f),
                                         waitlist(f), evp(f));
 }
@@ -210,14 +211,14 @@ static clbn_status op_backward_inference_dx(fx *f)
 
 static clbn_status op_backward_fused(fx *f)
 {
-    return clbn_backward_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_ADD_RELU, M(X), M(Y), M(DY),
+    return tu_backward_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_ADD_RELU, M(X), M(Y), M(DY),
                                M(DX), M(DZ), M(W), M(SM), M(SI), M(DW), M(DB), nwait(f),
                                waitlist(f), evp(f));
 }
 
 static clbn_status op_backward_inference_fused(fx *f)
 {
-    return clbn_backward_inference_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_RELU, M(X), M(Y),
+    return tu_backward_inference_fused(f->ctx, f->queue, &f->desc, CLBN_FUSED_RELU, M(X), M(Y),
                                          M(DY), M(DX), NULL, M(W), M(RM), M(RV), 1e-5, M(DW),
                                          M(DB), nwait(f), waitlist(f), evp(f));
 }

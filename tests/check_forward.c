@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "op_calls.h"
 #include "testutil.h"
 
 /*
@@ -142,7 +143,7 @@ static void run_case(const bn_case *k, bn_run *r)
         st = clbn_forward_inference(tu_ctx(), queue, &k->desc, x, y, weight, bias, rmean, rvar,
                                     k->epsilon, 0, NULL, &done);
     else if (k->use_ex)
-        st = clbn_forward_training_ex(tu_ctx(), queue, &k->desc, x, y, weight, bias, rmean,
+        st = tu_forward_training_ex(tu_ctx(), queue, &k->desc, x, y, weight, bias, rmean,
                                       rvar, k->momentum, k->epsilon, k->update, smean,
                                       sinvstd, 0, NULL, &done);
     else
@@ -310,7 +311,7 @@ END_TEST
 
 /* NCHW rows shorter than 256 values, in tensors too large for the one-kernel
  * path, take the short-row reduction (a work-item per block of adjacent
- * channels) and the flat elementwise walk (src/plan.c): rows shorter than a
+ * channels) and the flat elementwise walk (src/geometry.c): rows shorter than a
  * vector (S = 5: the row kernel), rows that end mid-vector (196, 131) or on a
  * vector (200), a tensor that ends mid-vector (3x701x131); channel counts that
  * leave a partial last block; a split over as few as 3 rows. */

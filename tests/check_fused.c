@@ -4,6 +4,7 @@
  * defined by its input y, so the tests give it a y of their own with exact
  * zeros, negatives and positives. Also NaN propagation, in-place use, the
  * layer with ADD_RELU, and the validation rules. */
+#include "op_calls.h"
 #include "testutil.h"
 #include "reference_backward.h"
 
@@ -58,11 +59,11 @@ static void check_forward(clbn_fused_op op, int training, const clbn_tensor_desc
     if (training) {
         ck_assert_int_eq(ref_training(&sh, x, w, b, rm, rv, 0.1, 1e-5, REF_UPDATE_PYTORCH,
                                       REF_FAULT_NONE, yr, rmr, rvr, NULL, NULL), 0);
-        TU_OK(clbn_forward_training_fused(tu_ctx(), NULL, desc, op, mx, zarg, my, mw, mb, mrm, mrv, 0.1,
+        TU_OK(tu_forward_training_fused(tu_ctx(), NULL, desc, op, mx, zarg, my, mw, mb, mrm, mrv, 0.1,
                                           1e-5, NULL, NULL, 0, NULL, NULL));
     } else {
         ref_inference(&sh, x, w, b, rm, rv, 1e-5, REF_FAULT_NONE, yr);
-        TU_OK(clbn_forward_inference_fused(tu_ctx(), NULL, desc, op, mx, zarg, my, mw, mb, mrm, mrv,
+        TU_OK(tu_forward_inference_fused(tu_ctx(), NULL, desc, op, mx, zarg, my, mw, mb, mrm, mrv,
                                            1e-5, 0, NULL, NULL));
     }
     apply_op(op, yr, z, count);
@@ -137,11 +138,11 @@ static void check_backward(clbn_fused_op op, int training, const clbn_tensor_des
     cl_mem dzarg = op == CLBN_FUSED_ADD_RELU ? mdz : NULL;
     if (training) {
         refb_training(&sh, x, g, w, mean, invstd, REFB_FAULT_NONE, dxr, dwr, dbr);
-        TU_OK(clbn_backward_fused(tu_ctx(), NULL, desc, op, mx, my, mdy, mdx, dzarg, mw, ma, mb, mdw, mdb,
+        TU_OK(tu_backward_fused(tu_ctx(), NULL, desc, op, mx, my, mdy, mdx, dzarg, mw, ma, mb, mdw, mdb,
                                   0, NULL, NULL));
     } else {
         refb_inference(&sh, x, g, w, rm, rv, 1e-5, REFB_FAULT_NONE, dxr, dwr, dbr);
-        TU_OK(clbn_backward_inference_fused(tu_ctx(), NULL, desc, op, mx, my, mdy, mdx, dzarg, mw, ma, mb,
+        TU_OK(tu_backward_inference_fused(tu_ctx(), NULL, desc, op, mx, my, mdy, mdx, dzarg, mw, ma, mb,
                                             1e-5, mdw, mdb, 0, NULL, NULL));
     }
     tu_read_floats(mdx, dx, count);
@@ -191,7 +192,7 @@ START_TEST(test_nan_passes_relu)
     z[5] = NAN;
     cl_mem mx = tu_buffer_floats(x, count), mz = tu_buffer_floats(z, count), my = tu_buffer_nan(count);
     cl_mem mrm = tu_buffer_floats(rm, 2), mrv = tu_buffer_floats(rv, 2);
-    TU_OK(clbn_forward_inference_fused(tu_ctx(), NULL, &desc, CLBN_FUSED_ADD_RELU, mx, mz, my, NULL, NULL,
+    TU_OK(tu_forward_inference_fused(tu_ctx(), NULL, &desc, CLBN_FUSED_ADD_RELU, mx, mz, my, NULL, NULL,
                                        mrm, mrv, 1e-5, 0, NULL, NULL));
     tu_read_floats(my, y, count);
     for (size_t i = 0; i < count; ++i) {
@@ -217,15 +218,15 @@ START_TEST(test_in_place)
     tu_fill_input(&rng, desc, x, 0, 1, 1);
     tu_fill_uniform(&rng, z, count, -1, 1);
     cl_mem mx = tu_buffer_floats(x, count), mz = tu_buffer_floats(z, count), my = tu_buffer(count * 4, NULL);
-    TU_OK(clbn_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, my, NULL, NULL,
+    TU_OK(tu_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, my, NULL, NULL,
                                       NULL, NULL, 0.1, 1e-5, NULL, NULL, 0, NULL, NULL));
     tu_read_floats(my, ref, count);
-    TU_OK(clbn_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, mz, NULL, NULL,
+    TU_OK(tu_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, mz, NULL, NULL,
                                       NULL, NULL, 0.1, 1e-5, NULL, NULL, 0, NULL, NULL));
     tu_read_floats(mz, got, count);
     ck_assert(memcmp(ref, got, count * 4) == 0);
     tu_write_floats(mz, z, count);
-    TU_OK(clbn_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, mx, NULL, NULL,
+    TU_OK(tu_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, mx, NULL, NULL,
                                       NULL, NULL, 0.1, 1e-5, NULL, NULL, 0, NULL, NULL));
     tu_read_floats(mx, got, count);
     ck_assert(memcmp(ref, got, count * 4) == 0);
@@ -260,9 +261,9 @@ START_TEST(test_layer_add_relu)
     TU_EXPECT(clbn_layer_forward(layer, NULL, desc, mx, my1, 0, NULL, NULL), CLBN_ERROR_NULL_BUFFER);
     TU_OK(clbn_layer_forward_ex(layer, NULL, desc, mx, mz, my1, 0, NULL, NULL));
     TU_OK(clbn_layer_backward_ex(layer, NULL, desc, mx, mdy, mdx1, mdz1, 0, NULL, NULL));
-    TU_OK(clbn_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, my2, NULL, NULL,
+    TU_OK(tu_forward_training_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, mz, my2, NULL, NULL,
                                       NULL, NULL, 0.1, 1e-5, sm, si, 0, NULL, NULL));
-    TU_OK(clbn_backward_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, my2, mdy, mdx2, mdz2, NULL, sm,
+    TU_OK(tu_backward_fused(tu_ctx(), NULL, desc, CLBN_FUSED_ADD_RELU, mx, my2, mdy, mdx2, mdz2, NULL, sm,
                               si, NULL, NULL, 0, NULL, NULL));
     const cl_mem pairs[3][2] = {{my1, my2}, {mdx1, mdx2}, {mdz1, mdz2}};
     for (int p = 0; p < 3; ++p) {
@@ -292,39 +293,39 @@ START_TEST(test_validation)
     tu_snapshot snap;
     tu_snapshot_take(&snap, all, 9);
     clbn_context *c = tu_ctx();
-    TU_EXPECT(clbn_forward_training_fused(c, NULL, &desc, (clbn_fused_op)3, x, NULL, y, NULL, NULL, NULL,
+    TU_EXPECT(tu_forward_training_fused(c, NULL, &desc, (clbn_fused_op)3, x, NULL, y, NULL, NULL, NULL,
                                           NULL, 0.1, 1e-5, NULL, NULL, 0, NULL, NULL),
               CLBN_ERROR_INVALID_OPTION);
-    TU_EXPECT(clbn_forward_training_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, NULL, y, NULL, NULL, NULL,
+    TU_EXPECT(tu_forward_training_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, NULL, y, NULL, NULL, NULL,
                                           NULL, 0.1, 1e-5, NULL, NULL, 0, NULL, NULL),
               CLBN_ERROR_NULL_BUFFER);
-    TU_EXPECT(clbn_forward_training_fused(c, NULL, &desc, CLBN_FUSED_RELU, x, z, y, NULL, NULL, NULL, NULL,
+    TU_EXPECT(tu_forward_training_fused(c, NULL, &desc, CLBN_FUSED_RELU, x, z, y, NULL, NULL, NULL, NULL,
                                           0.1, 1e-5, NULL, NULL, 0, NULL, NULL),
               CLBN_ERROR_INVALID_OPTION);
-    TU_EXPECT(clbn_forward_inference_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, small, y, NULL, NULL,
+    TU_EXPECT(tu_forward_inference_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, small, y, NULL, NULL,
                                            s1, s2, 1e-5, 0, NULL, NULL),
               CLBN_ERROR_BUFFER_TOO_SMALL);
-    TU_EXPECT(clbn_backward_fused(c, NULL, &desc, CLBN_FUSED_RELU, x, NULL, dy, dx, NULL, NULL, s1, s2, NULL,
+    TU_EXPECT(tu_backward_fused(c, NULL, &desc, CLBN_FUSED_RELU, x, NULL, dy, dx, NULL, NULL, s1, s2, NULL,
                                   NULL, 0, NULL, NULL),
               CLBN_ERROR_NULL_BUFFER);
-    TU_EXPECT(clbn_backward_fused(c, NULL, &desc, CLBN_FUSED_RELU, x, y, dy, dx, dz, NULL, s1, s2, NULL,
+    TU_EXPECT(tu_backward_fused(c, NULL, &desc, CLBN_FUSED_RELU, x, y, dy, dx, dz, NULL, s1, s2, NULL,
                                   NULL, 0, NULL, NULL),
               CLBN_ERROR_INVALID_OPTION);
-    TU_EXPECT(clbn_backward_fused(c, NULL, &desc, CLBN_FUSED_NONE, x, y, dy, dx, NULL, NULL, s1, s2, NULL,
+    TU_EXPECT(tu_backward_fused(c, NULL, &desc, CLBN_FUSED_NONE, x, y, dy, dx, NULL, NULL, s1, s2, NULL,
                                   NULL, 0, NULL, NULL),
               CLBN_ERROR_INVALID_OPTION);
-    TU_EXPECT(clbn_backward_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, y, dy, dx, dx, NULL, s1, s2, NULL,
+    TU_EXPECT(tu_backward_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, y, dy, dx, dx, NULL, s1, s2, NULL,
                                   NULL, 0, NULL, NULL),
               CLBN_ERROR_INVALID_ALIASING);
-    TU_EXPECT(clbn_backward_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, y, dy, y, dz, NULL, s1, s2, NULL,
+    TU_EXPECT(tu_backward_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, y, dy, y, dz, NULL, s1, s2, NULL,
                                   NULL, 0, NULL, NULL),
               CLBN_ERROR_INVALID_ALIASING);
-    TU_EXPECT(clbn_backward_inference_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, small, dy, dx, dz, NULL,
+    TU_EXPECT(tu_backward_inference_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, small, dy, dx, dz, NULL,
                                             s1, s2, 1e-5, NULL, NULL, 0, NULL, NULL),
               CLBN_ERROR_BUFFER_TOO_SMALL);
     tu_snapshot_check(&snap, "fused validation");
     /* dx and dz in place over dy are allowed */
-    TU_OK(clbn_backward_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, y, dy, dy, NULL, NULL, s1, s2, NULL,
+    TU_OK(tu_backward_fused(c, NULL, &desc, CLBN_FUSED_ADD_RELU, x, y, dy, dy, NULL, NULL, s1, s2, NULL,
                               NULL, 0, NULL, NULL));
     for (int i = 0; i < 9; ++i)
         tu_release(all[i]);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "op_calls.h"
 #include "testutil.h"
 
 #ifndef CLBN_ONNX_DATA_DIR
@@ -173,7 +174,7 @@ static void run(const onnx_case *k, int training, clbn_running_update update, do
     cl_mem bm = tu_buffer_floats(tensor(k, "input_mean")->data, c);
     cl_mem bv = tu_buffer_floats(tensor(k, "input_var")->data, c);
     if (training)
-        TU_OK(clbn_forward_training_ex(tu_ctx(), NULL, &r->desc, bx, by, bw, bb, bm, bv,
+        TU_OK(tu_forward_training_ex(tu_ctx(), NULL, &r->desc, bx, by, bw, bb, bm, bv,
                                        momentum, k->epsilon, update, NULL, NULL, 0, NULL,
                                        NULL));
     else
@@ -437,7 +438,7 @@ static void run_typed(const onnx_case *k, clbn_dtype t, const float *xr, typed_r
     cl_mem bm = param_buffer(t, tensor(k, "input_mean")->data, c);
     cl_mem bv = param_buffer(t, tensor(k, "input_var")->data, c);
     if (k->training_mode)
-        TU_OK(clbn_forward_training_ex(tu_ctx(), NULL, &desc, bx, by, bw, bb, bm, bv, k->momentum,
+        TU_OK(tu_forward_training_ex(tu_ctx(), NULL, &desc, bx, by, bw, bb, bm, bv, k->momentum,
                                        k->epsilon, CLBN_RUNNING_UPDATE_ONNX, NULL, NULL, 0, NULL,
                                        NULL));
     else

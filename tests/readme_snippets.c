@@ -38,6 +38,44 @@ static cl_mem filled(clbn_context *ctx, size_t count, float value)
     return m;
 }
 
+/* README: "Plans: create once, execute many". */
+static void plan_snippet(clbn_context *ctx)
+{
+    cl_command_queue q = clbn_context_get_queue(ctx);
+    const size_t count = 32 * 64 * 56 * 56;
+    cl_mem x = filled(ctx, count, 1.0f), y = filled(ctx, count, 0.0f), z = filled(ctx, count, 0.5f);
+    cl_mem weight = filled(ctx, 64, 1.0f), bias = filled(ctx, 64, 0.0f);
+    cl_mem running_mean = filled(ctx, 64, 0.0f), running_var = filled(ctx, 64, 1.0f);
+    cl_mem save_mean = filled(ctx, 64, 0.0f), save_invstd = filled(ctx, 64, 0.0f);
+    clbn_status st;
+
+    /* bn.train(); y = relu(bn(x) + z), a residual block's tail */
+    clbn_tensor_desc tensor = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 32, 64, 56 * 56};
+    clbn_op_desc desc;
+    clbn_op_desc_init(&desc, CLBN_OP_FORWARD_TRAINING, &tensor); /* eps 1e-5, PyTorch's update */
+    desc.fused_op = CLBN_FUSED_ADD_RELU;
+    clbn_plan *plan;
+    st = clbn_plan_create(ctx, &desc, &plan);     /* validates, plans, compiles: once */
+
+    clbn_args args = {.x = x, .z = z, .y = y, .weight = weight, .bias = bias,
+                      .running_mean = running_mean, .running_var = running_var,
+                      .save_mean = save_mean, .save_invstd = save_invstd, .momentum = 0.1};
+    for (int step = 0; step < 3; ++step)          /* ... every training step */
+        st = clbn_plan_execute(plan, q, &args, 0, NULL, NULL);
+
+    char what[512];
+    clbn_plan_describe(plan, what, sizeof what);  /* the kernels it chose, for logs */
+    clbn_plan_release(plan);
+
+    /* Not in the README: the calls above succeeded. */
+    EXPECT_OK(st);
+    if (clFinish(q) != CL_SUCCESS || strstr(what, "clbn_") == NULL)
+        failed = 1;
+    cl_mem all[] = {x, y, z, weight, bias, running_mean, running_var, save_mean, save_invstd};
+    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+        clReleaseMemObject(all[i]);
+}
+
 /* README: "Folding BN into a convolution for inference". */
 static void fold_snippet(clbn_context *ctx, clbn_layer *bn)
 {
@@ -109,6 +147,7 @@ int main(void)
     clbn_layer_config cfg = clbn_layer_config_default(64);
     EXPECT_OK(clbn_layer_create(ctx, &cfg, &bn));
     if (!failed) {
+        plan_snippet(ctx);
         fold_snippet(ctx, bn);
         safetensors_snippet(bn);
     }

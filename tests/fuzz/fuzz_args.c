@@ -28,6 +28,8 @@
 #define CL_TARGET_OPENCL_VERSION 120
 #include <clbn.h>
 
+#include "../op_calls.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -312,18 +314,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                    m[SI], nw, wl, evp);
         break;
     case 1:
-        st = clbn_forward_training_ex(g_ctx, q, dp, m[X], m[Y], m[W], m[B], m[RM], m[RV], momentum, epsilon,
+        st = tu_forward_training_ex(g_ctx, q, dp, m[X], m[Y], m[W], m[B], m[RM], m[RV], momentum, epsilon,
                                       update, m[SM], m[SI], nw, wl, evp);
         break;
     case 2:
-        st = clbn_forward_training_fused(g_ctx, q, dp, op, m[X], m[Z], m[Y], m[W], m[B], m[RM], m[RV], momentum,
+        st = tu_forward_training_fused(g_ctx, q, dp, op, m[X], m[Z], m[Y], m[W], m[B], m[RM], m[RV], momentum,
                                          epsilon, m[SM], m[SI], nw, wl, evp);
         break;
     case 3:
         st = clbn_forward_inference(g_ctx, q, dp, m[X], m[Y], m[W], m[B], m[RM], m[RV], epsilon, nw, wl, evp);
         break;
     case 4:
-        st = clbn_forward_inference_fused(g_ctx, q, dp, op, m[X], m[Z], m[Y], m[W], m[B], m[RM], m[RV], epsilon,
+        st = tu_forward_inference_fused(g_ctx, q, dp, op, m[X], m[Z], m[Y], m[W], m[B], m[RM], m[RV], epsilon,
                                           nw, wl, evp);
         break;
     case 5:
@@ -334,11 +336,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                      nw, wl, evp);
         break;
     case 7:
-        st = clbn_backward_fused(g_ctx, q, dp, op, m[X], m[Y], m[DY], m[DX], m[DZ], m[W], m[SM], m[SI], m[DW],
+        st = tu_backward_fused(g_ctx, q, dp, op, m[X], m[Y], m[DY], m[DX], m[DZ], m[W], m[SM], m[SI], m[DW],
                                  m[DB], nw, wl, evp);
         break;
     case 8:
-        st = clbn_backward_inference_fused(g_ctx, q, dp, op, m[X], m[Y], m[DY], m[DX], m[DZ], m[W], m[RM], m[RV],
+        st = tu_backward_inference_fused(g_ctx, q, dp, op, m[X], m[Y], m[DY], m[DX], m[DZ], m[W], m[RM], m[RV],
                                            epsilon, m[DW], m[DB], nw, wl, evp);
         break;
     case 9:

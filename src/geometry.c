@@ -1,0 +1,380 @@
+/* Kernel choice and work sizes for a shape on a device.
+ *
+ * The statistics pass splits each channel's m = N*S values into tiles of about
+ * TILE_TARGET values, one work-group per (channel, tile), and splits further
+ * when there are too few groups to keep every compute unit busy; the normalize
+ * pass gives each work-item a few hundred contiguous elements. Work-group
+ * sizes are always chosen here, never left to the driver (PoCL picks badly). */
+#include "internal.h"
+
+#include <string.h>
+
+enum {
+    GROUP_SIZE = 64,        /* work-items per group for the reductions */
+    TILE_TARGET = 32768,    /* values a statistics work-group aims to reduce */
+    TILE_MIN = 4096,        /* never split a channel finer than this */
+    GROUPS_PER_CU = 4,      /* groups per compute unit we want at least */
+    SPLITS_PER_CU = 8,      /* at most this many splits of a channel per compute unit: */
+    SPLITS_MIN = 16,        /*   the finalize step merges them one by one */
+    ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
+    NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
+    NHWC_PARTS_MAX = 512 / CLBN_NHWC_BLOCK, /*   work-items per group: CLBN_LOCAL_SLOTS in cl/ */
+    NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels, and the elementwise */
+    NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
+    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
+    SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
+    ROWS_SPATIAL = 256,     /* NCHW rows shorter than this take the short-row reductions; */
+    ROWS_RUN = 2048,        /*   values per row and work-item */
+    ROWS_ITEM_VALUES = 65536, /*   values a work-item aims to reduce */
+    ROWS_ITEMS_PER_CU = 8,  /*   work-items per compute unit at least */
+    ROWS_GROUP = 8,         /*   work-items per group */
+    FLAT_ITEM = 1024,
+    CHANNEL_BYTES = 2 << 20, /* channel-resident kernels: a channel's data that its second pass
+                              * reads again, at most (a core's L2 on the machines measured; 4 MiB
+                              * was no better, 16 MiB slower) */
+    CHANNEL_GROUPS_PER_CU = 4, /*   channels per compute unit at least */
+    CHANNEL_MIN_S = 64,     /*   rows of at least this many values */
+    CHANNEL_COLS = 512,     /*   values per piece of a row */       /* elements per work-item of the short-row elementwise passes */
+    VEC = 8
+};
+
+
+static size_t ceil_div(size_t a, size_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static size_t round_up(size_t a, size_t b)
+{
+    return ceil_div(a, b) * b;
+}
+
+static size_t min_sz(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The largest power of two <= min(GROUP_SIZE, the kernel's limit). */
+static size_t group_size(const clbn_program *prog, clbn_kernel_id k)
+{
+    size_t limit = min_sz(GROUP_SIZE, prog->max_work_group[k]);
+    size_t g = 1;
+    while (g * 2 <= limit)
+        g *= 2;
+    return g;
+}
+
+int clbn__is_planar(const clbn_tensor_desc *desc)
+{
+    return desc->layout == CLBN_LAYOUT_NCHW && desc->spatial > 1;
+}
+
+/* How many tiles to cut `values` into, given `others` independent groups. */
+static size_t tiles_for(const clbn_context *ctx, size_t values, size_t others)
+{
+    size_t want = ceil_div(values, TILE_TARGET);
+    want = max_sz(want, ceil_div((size_t)ctx->compute_units * GROUPS_PER_CU, others));
+    const size_t cap = max_sz(SPLITS_MIN, (size_t)ctx->compute_units * SPLITS_PER_CU);
+    return max_sz(1, min_sz(min_sz(want, cap), values / TILE_MIN));
+}
+
+const clbn_kernel_family clbn__stats_kernels = {CLBN_K_STATS_NCHW, CLBN_K_STATS_NHWC8, CLBN_K_STATS_NHWC,
+                                                CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS};
+const clbn_kernel_family clbn__reduce_kernels = {CLBN_K_BWD_REDUCE_NCHW, CLBN_K_BWD_REDUCE_NHWC8,
+                                                 CLBN_K_BWD_REDUCE_NHWC, CLBN_K_BWD_REDUCE_NHWC_WIDE,
+                                                 CLBN_K_BWD_REDUCE_NCHW_ROWS};
+const clbn_kernel_family clbn__normalize_kernels = {CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8,
+                                                    CLBN_K_NORMALIZE_NHWC, CLBN_K_COUNT,
+                                                    CLBN_K_NORMALIZE_FLAT};
+const clbn_kernel_family clbn__dx_kernels = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8, CLBN_K_BWD_DX_NHWC,
+                                             CLBN_K_COUNT, CLBN_K_BWD_DX_FLAT};
+
+void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *kf,
+                      const clbn_tensor_desc *desc, clbn_stats_plan *plan)
+{
+    const size_t N = desc->n, C = desc->c, S = desc->spatial;
+    memset(plan, 0, sizeof *plan);
+    plan->launch.dims = 2;
+    plan->launch.local[1] = 1;
+
+    if (clbn__is_planar(desc) && S < ROWS_SPATIAL && kf->nchw_rows != CLBN_K_COUNT &&
+        !ctx->gpu_geometry) {
+        /* Short rows: a work-item takes a block of adjacent channels over a
+         * range of rows (cl/stats.cl, clbn_stats_nchw_rows), reading
+         * ROWS_RUN values or more of each row in one run. */
+        const size_t per_item = min_sz(C, min_sz(CLBN_ROWS_CHANNELS, ceil_div(ROWS_RUN, S)));
+        const size_t blocks = ceil_div(C, per_item);
+        const size_t cus = ctx->compute_units;
+        const size_t cap = max_sz(SPLITS_MIN, cus * SPLITS_PER_CU);
+        size_t splits = ceil_div(per_item * N * S, ROWS_ITEM_VALUES);
+        splits = max_sz(splits, ceil_div(cus * ROWS_ITEMS_PER_CU, blocks));
+        splits = max_sz(1, min_sz(min_sz(splits, cap), N));
+        const size_t rows_per_group = ceil_div(N, splits);
+        splits = ceil_div(N, rows_per_group);
+        size_t L = group_size(prog, kf->nchw_rows);
+        while (L > 1 && L > blocks)
+            L /= 2;
+        L = min_sz(L, ROWS_GROUP);
+        plan->launch.kernel = kf->nchw_rows;
+        plan->launch.local[0] = L;
+        plan->launch.global[0] = round_up(blocks, L);
+        plan->launch.global[1] = splits;
+        plan->splits = (cl_uint)splits;
+        plan->rows_per_group = rows_per_group;
+        plan->cols_per_group = per_item;
+        plan->col_groups = (cl_uint)blocks;
+        plan->col_parts = 1;
+        plan->rows_per_item = rows_per_group;
+        plan->cols_per_item = S;
+        return;
+    }
+    if (clbn__is_planar(desc)) {
+        /* Channel c is an N x S matrix (row stride C*S): tile it by rows, then
+         * by columns when there are fewer rows than tiles wanted. */
+        const size_t L = group_size(prog, kf->nchw);
+        size_t tiles = tiles_for(ctx, N * S, C);
+        size_t row_groups = min_sz(N, tiles);
+        size_t rows_per_group = ceil_div(N, row_groups);
+        row_groups = ceil_div(N, rows_per_group);
+        size_t col_groups = min_sz(ceil_div(tiles, row_groups), ceil_div(S, 8 * VEC));
+        size_t cols_per_group = round_up(ceil_div(S, col_groups), VEC);
+        col_groups = ceil_div(S, cols_per_group);
+        /* Within a group: columns first (contiguous runs of >= 8 vectors), the
+         * rest of the work-items over rows. GPU geometry: a group's tile is at
+         * most L vectors wide and its work-items take one vector each of a
+         * row, adjacent ones adjacent vectors. */
+        if (ctx->gpu_geometry) {
+            cols_per_group = min_sz(round_up(S, VEC), L * VEC);
+            col_groups = ceil_div(S, cols_per_group);
+        }
+        size_t col_parts = ctx->gpu_geometry ? cols_per_group / VEC
+                                             : max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
+        size_t row_parts = max_sz(1, min_sz(L / col_parts, rows_per_group));
+        plan->launch.kernel = kf->nchw;
+        plan->launch.local[0] = col_parts * row_parts;
+        plan->launch.global[0] = C * plan->launch.local[0];
+        plan->launch.global[1] = row_groups * col_groups;
+        plan->splits = (cl_uint)(row_groups * col_groups);
+        plan->rows_per_group = rows_per_group;
+        plan->cols_per_group = cols_per_group;
+        plan->col_groups = (cl_uint)col_groups;
+        plan->col_parts = (cl_uint)col_parts;
+        plan->rows_per_item = ceil_div(rows_per_group, row_parts);
+        plan->cols_per_item = round_up(ceil_div(cols_per_group, col_parts), VEC);
+        return;
+    }
+
+    /* NHWC (or S == 1): a P x C matrix, P = N*S pixels. */
+    const size_t P = N * S;
+    if (C % VEC == 0 && C >= NHWC_WIDE && kf->nhwc_wide != CLBN_K_COUNT) {
+        /* Wide rows: a group's work-items take adjacent channel vectors over
+         * the group's whole pixel tile, in step (a barrier per 8 pixels), so
+         * the group reads long runs of each row: 256x2048x7x7 statistics 8.6
+         * -> 3.7 ms against the NHWC_BLOCK kernel below, equal at C = 256. */
+        const size_t L = min_sz(group_size(prog, kf->nhwc_wide), C / VEC);
+        const size_t chunks = ceil_div(C / VEC, L);
+        size_t tiles = min_sz(tiles_for(ctx, P * L * VEC, chunks), P);
+        const size_t pixels_per_group = ceil_div(P, tiles);
+        tiles = ceil_div(P, pixels_per_group);
+        plan->launch.kernel = kf->nhwc_wide;
+        plan->launch.local[0] = L;
+        plan->launch.global[0] = chunks * L;
+        plan->launch.global[1] = tiles;
+        plan->splits = (cl_uint)tiles;
+        plan->col_parts = 1;
+        plan->pixels_per_group = pixels_per_group;
+        plan->pixels_per_item = pixels_per_group;
+        return;
+    }
+    if (C % VEC == 0) {
+        /* A work-item takes NHWC_BLOCK channels over a contiguous range of
+         * pixels; groups are (channel block, pixel tile), their work-items
+         * over pixels. */
+        const size_t L = min_sz(group_size(prog, kf->nhwc8), NHWC_PARTS_MAX);
+        const size_t blocks = ceil_div(C, NHWC_BLOCK);
+        size_t tiles = min_sz(tiles_for(ctx, P * min_sz(C, NHWC_BLOCK), blocks), P);
+        const size_t pixels_per_group = ceil_div(P, tiles);
+        tiles = ceil_div(P, pixels_per_group);
+        const size_t parts = max_sz(1, min_sz(L, pixels_per_group / VEC));
+        plan->launch.kernel = kf->nhwc8;
+        plan->launch.local[0] = parts;
+        plan->launch.global[0] = blocks * parts;
+        plan->launch.global[1] = tiles;
+        plan->splits = (cl_uint)tiles;
+        plan->col_parts = 1;
+        plan->pixels_per_group = pixels_per_group;
+        plan->pixels_per_item = ceil_div(pixels_per_group, parts);
+        return;
+    }
+    /* Any C: work-items across channels, the rest of the group and the
+     * tiles across pixels. */
+    const clbn_kernel_id k = kf->nhwc;
+    const size_t L = group_size(prog, k);
+    size_t col_parts = min_sz(C, L);
+    size_t blocks = ceil_div(C, col_parts);
+    size_t tiles = tiles_for(ctx, P * col_parts, blocks);
+    tiles = min_sz(tiles, P);
+    size_t pixels_per_group = ceil_div(P, tiles);
+    tiles = ceil_div(P, pixels_per_group);
+    size_t pixel_parts = max_sz(1, min_sz(L / col_parts, pixels_per_group));
+    plan->launch.kernel = k;
+    plan->launch.local[0] = col_parts * pixel_parts;
+    plan->launch.global[0] = blocks * plan->launch.local[0];
+    plan->launch.global[1] = tiles;
+    plan->splits = (cl_uint)tiles;
+    plan->col_parts = (cl_uint)col_parts;
+    plan->pixels_per_group = pixels_per_group;
+    plan->pixels_per_item = ceil_div(pixels_per_group, pixel_parts);
+}
+
+/* Whether an elementwise pass writes its output with streaming stores: the
+ * output is at least ctx->stream_bytes and the kernel's 8-value vectors are
+ * aligned (see clbn__plan_normalize). */
+static int stream_output(const clbn_context *ctx, const clbn_tensor_desc *desc, int aligned)
+{
+    return aligned && desc->n * desc->c * desc->spatial * clbn__dtype_size(desc->dtype) >=
+                          ctx->stream_bytes;
+}
+
+void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
+                          const clbn_kernel_family *kf, const clbn_tensor_desc *desc,
+                          clbn_norm_plan *plan)
+{
+    const size_t N = desc->n, C = desc->c, S = desc->spatial;
+    memset(plan, 0, sizeof *plan);
+    clbn_launch *l = &plan->launch;
+    /* Outputs well beyond the last-level cache (about 32 MB on the machines
+     * measured; ctx->stream_bytes, 48 MiB unless CLBN_STREAM_MB says) are
+     * written with streaming stores, which need every 8-value vector aligned:
+     * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
+     * caches for whatever reads them next. */
+    const int flat = clbn__is_planar(desc) && S >= VEC && kf->nchw_rows != CLBN_K_COUNT &&
+                     (S < ROWS_SPATIAL || ctx->gpu_geometry);
+    const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
+    plan->stream = stream_output(ctx, desc, aligned);
+    if (flat) {
+        /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
+         * work-item, each lane with its own channel's parameters
+         * (clbn_normalize_flat): aligned vectors, one stream per group. */
+        /* GPU geometry: a vector per work-item, adjacent items adjacent */
+        const size_t per_item = ctx->gpu_geometry ? VEC : FLAT_ITEM;
+        const size_t items = ceil_div(N * C * S, per_item);
+        l->kernel = kf->nchw_rows;
+        l->dims = 1;
+        l->local[0] = min_sz(group_size(prog, kf->nchw_rows), items);
+        l->global[0] = round_up(items, l->local[0]);
+        l->local[1] = l->global[1] = 1;
+        plan->rows_per_item = 0;
+        plan->cols_per_item = per_item;
+        return;
+    }
+    if (clbn__is_planar(desc)) {
+        const size_t rows = N * C;
+        size_t cols = min_sz(round_up(S, VEC), ITEM_ELEMENTS);
+        size_t rows_per_item = max_sz(1, ITEM_ELEMENTS / round_up(S, VEC));
+        size_t segs = ceil_div(S, cols), blocks = ceil_div(rows, rows_per_item);
+        size_t L = group_size(prog, kf->nchw);
+        l->kernel = kf->nchw;
+        l->dims = 2;
+        l->local[0] = 1;
+        l->local[1] = min_sz(L, blocks);
+        l->global[0] = segs;
+        l->global[1] = round_up(blocks, l->local[1]);
+        plan->rows_per_item = rows_per_item;
+        plan->cols_per_item = cols;
+        return;
+    }
+    const size_t P = N * S;
+    if (C % VEC == 0) {
+        /* rows of NHWC_WIDE channels or more: a few pixels per work-item,
+         * taken channel vector by channel vector (cl/normalize.cl) */
+        size_t pixels = C >= NHWC_WIDE ? NHWC_WIDE_PIXELS : max_sz(1, ITEM_ELEMENTS / C);
+        size_t blocks = ceil_div(P, pixels);
+        size_t L = group_size(prog, kf->nhwc8);
+        l->kernel = kf->nhwc8;
+        l->dims = 1;
+        l->local[0] = min_sz(L, blocks);
+        l->global[0] = round_up(blocks, l->local[0]);
+        l->local[1] = l->global[1] = 1;
+        plan->pixels_per_item = pixels;
+        return;
+    }
+    size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
+    size_t blocks = ceil_div(P, pixels);
+    size_t L = group_size(prog, kf->nhwc);
+    l->kernel = kf->nhwc;
+    l->dims = 1;
+    l->local[0] = min_sz(L, blocks);
+    l->global[0] = round_up(blocks, l->local[0]);
+    plan->pixels_per_item = pixels;
+}
+
+int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
+                     const clbn_tensor_desc *desc, clbn_launch *launch)
+{
+    const size_t C = desc->c, elements = desc->n * C * desc->spatial;
+    const size_t cus = ctx->compute_units;
+    /* planar tensors only, a work-item per channel (cl/small.cl) */
+    if (!clbn__is_planar(desc))
+        return 0;
+    const size_t items = C;
+    if (elements > SMALL_ELEMENTS || items < SMALL_ITEMS_PER_CU * cus)
+        return 0;
+    /* two groups per compute unit at least */
+    const size_t want = max_sz(1, items / (2 * cus));
+    size_t L = group_size(prog, kernel);
+    while (L > want)
+        L /= 2;
+    launch->kernel = kernel;
+    launch->dims = 1;
+    launch->local[0] = L;
+    launch->global[0] = round_up(items, L);
+    launch->local[1] = launch->global[1] = 1;
+    return 1;
+}
+
+int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
+                       const clbn_tensor_desc *desc, size_t tensors, clbn_channel_plan *plan)
+{
+    const size_t N = desc->n, C = desc->c, S = desc->spatial;
+    /* the bytes of one channel that its second pass reads again */
+    const size_t channel_bytes = N * S * clbn__dtype_size(desc->dtype) * tensors;
+    /* Shorter rows read best by the short-row kernels: a group walking one
+     * channel reads S values every C*S (256x2048x7x7 backward: 49 ms against
+     * 14). For the training forward the short-row statistics and the flat
+     * normalize win up to ROWS_SPATIAL (64x256x14x14: 0.76 against 0.85 ms),
+     * for the backward the channel kernel wins from CHANNEL_MIN_S (0.98
+     * against 1.27 ms; minima of 200 calls). */
+    const size_t min_s = kernel == CLBN_K_CHANNEL_TRAINING ? ROWS_SPATIAL : CHANNEL_MIN_S;
+    if (!clbn__is_planar(desc) || S < min_s || channel_bytes > CHANNEL_BYTES ||
+        C < CHANNEL_GROUPS_PER_CU * (size_t)ctx->compute_units)
+        return 0;
+    memset(plan, 0, sizeof *plan);
+    plan->launch.kernel = kernel;
+    plan->launch.dims = 1;
+    plan->launch.local[0] = group_size(prog, kernel);
+    plan->launch.global[0] = C * plan->launch.local[0];
+    plan->launch.local[1] = plan->launch.global[1] = 1;
+    /* GPU geometry: pieces of one vector, so adjacent work-items read
+     * adjacent vectors */
+    plan->cols = ctx->gpu_geometry ? VEC : min_sz(round_up(S, VEC), CHANNEL_COLS);
+    plan->chunks = ceil_div(S, plan->cols);
+    /* pieces start at multiples of 8 within a row: aligned when rows are */
+    plan->stream = stream_output(ctx, desc, S % VEC == 0);
+    return 1;
+}
+
+void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
+                            clbn_launch *launch)
+{
+    launch->kernel = kernel;
+    launch->dims = 1;
+    launch->local[0] = min_sz(group_size(prog, kernel), channels);
+    launch->global[0] = round_up(channels, launch->local[0]);
+    launch->local[1] = launch->global[1] = 1;
+}
