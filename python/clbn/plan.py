@@ -50,7 +50,9 @@ class Plan:
     ``Plan(op, tensor_desc, context=None, eps=1e-5, fused=None,
     running_update="pytorch")``: op is one of "forward_training",
     "forward_inference", "backward", "backward_inference" (or the clbn_op
-    value); tensor_desc a clbn._lib.TensorDesc (see clbn.context.describe).
+    value); tensor_desc a pyopencl array shaped and laid out like the
+    tensors the plan will take (``dtype=``/``channels_last=`` as for
+    clbn.functional), or a clbn._lib.TensorDesc (see clbn.context.describe).
     Options the C library adds to clbn_op_desc later become keyword arguments
     here; unknown keywords raise TypeError.
 
@@ -60,10 +62,15 @@ class Plan:
     arrays or buffers, absent meaning NULL) and returns a pyopencl.Event."""
 
     def __init__(self, op, tensor_desc, context=None, eps=1e-5, fused=None,
-                 running_update="pytorch"):
+                 running_update="pytorch", *, dtype=None, channels_last=None):
         lib = _lib.load()
         if not plans_available():
             raise NotImplementedError("this libclbn has no execution plans (clbn_plan_create)")
+        if not isinstance(tensor_desc, _lib.TensorDesc):
+            from .context import describe
+            if context is None:
+                context = tensor_desc
+            tensor_desc = describe(tensor_desc, dtype, channels_last)
         self.context = get_context(context)
         self.op = _OPS[op] if isinstance(op, str) else int(op)
         self.tensor = _lib.TensorDesc(tensor_desc.dtype, tensor_desc.layout, tensor_desc.n,

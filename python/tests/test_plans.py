@@ -44,6 +44,13 @@ def test_plan_object(plans, queue, rng):
     np.testing.assert_allclose(rv.get(), erv2, rtol=2e-5)
     with pytest.raises(TypeError):
         p.execute(queue, nonsense=xd)
+    # from an array, inference: no compile at execution, same result as the one-call function
+    pi = clbn.Plan("forward_inference", xd, eps=1e-3)
+    assert pi.context is clbn.get_context(queue)
+    y2 = cla.empty_like(xd)
+    pi.execute(x=xd, y=y2, running_mean=rm, running_var=rv).wait()
+    y3 = clbn.functional.batch_norm(xd, rm, rv, training=False, eps=1e-3)
+    np.testing.assert_array_equal(y2.get(), y3.get())
     with pytest.raises(clbn.Error):
         clbn.Plan("forward_training", desc, queue, eps=-1.0)
 
