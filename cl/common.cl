@@ -72,10 +72,11 @@ inline ushort8 bf16_from_float8(float8 f)
 /* Streaming (non-temporal) stores of 8 values, for outputs larger than the
  * caches (the host decides: src/plan.c): written around the caches, so they
  * neither evict the inputs nor cost a read of the destination line. With
- * clang's __builtin_nontemporal_store (PoCL and other LLVM-based compilers);
- * elsewhere, and for float16 (whose vector form needs cl_khr_fp16), a plain
- * STORE8. The 8 values must be aligned to their size. */
-#if defined(__has_builtin)
+ * clang's __builtin_nontemporal_store where the host's probe found it works
+ * (-DCLBN_NT_STORES=1, src/context.c); elsewhere, and for float16 (whose
+ * vector form needs cl_khr_fp16), a plain STORE8. The 8 values must be
+ * aligned to their size. */
+#if defined(CLBN_NT_STORES) && defined(__has_builtin)
 #if __has_builtin(__builtin_nontemporal_store)
 #define CLBN_HAVE_NT_STORE 1
 #endif
@@ -100,7 +101,8 @@ inline ushort8 bf16_from_float8(float8 f)
     } while (0)
 
 /* Software prefetches, where the host asks for them (-DCLBN_PREFETCH=1: CPU
- * devices, src/context.c) and the compiler has clang's __builtin_prefetch;
+ * devices whose compiler passed the probe, src/context.c) and the compiler
+ * has clang's __builtin_prefetch;
  * elsewhere nothing. They fetch into the outer caches (locality 1) for reads
  * that the hardware prefetcher starts too late: the next row of a strided
  * walk, or CLBN_PREFETCH_BYTES ahead of a long stream, which the hardware

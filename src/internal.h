@@ -68,6 +68,9 @@ typedef struct clbn_program {
     cl_program program;
     cl_kernel kernels[CLBN_K_COUNT];
     size_t max_work_group[CLBN_K_COUNT]; /* CL_KERNEL_WORK_GROUP_SIZE */
+    cl_ulong local_mem[CLBN_K_COUNT];    /* CL_KERNEL_LOCAL_MEM_SIZE */
+    /* kernels[k] is NULL where the device could not create it (the build
+     * log says why); the calls that need it return CLBN_ERROR_BUILD_PROGRAM_FAILURE */
 } clbn_program;
 
 #define CLBN_DTYPE_COUNT 4
@@ -93,10 +96,12 @@ struct clbn_context {
     size_t max_work_group;
     int has_fp64;
     size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
-    int prefetch;        /* kernels issue software prefetches (CPU devices) */
+    int prefetch;        /* kernels issue software prefetches (probed: src/context.c) */
+    int nt_stores;       /* STORE8_STREAM is a streaming store (probed likewise) */
     int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/plan.c) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
+    clbn_status program_status[CLBN_DTYPE_COUNT]; /* a failed build's status, kept */
     char *build_log;                          /* of the last failed build, or NULL */
 
     clbn_scratch scratch[CLBN_SCRATCH_SLOTS];
