@@ -77,6 +77,8 @@ static clbn_status read_device_facts(clbn_context *ctx)
                         &ctx->compute_units, NULL) != CL_SUCCESS ||
         clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_work_group,
                         &ctx->max_work_group, NULL) != CL_SUCCESS ||
+        clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem_size,
+                        &ctx->local_mem_size, NULL) != CL_SUCCESS ||
         clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size) != CL_SUCCESS)
         return CLBN_ERROR_INVALID_DEVICE;
     char *ext = malloc(ext_size + 1);

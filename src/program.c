@@ -47,6 +47,20 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_CHANNEL_TRAINING] = "clbn_channel_training",
 };
 
+/* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,
+ * clbn_backward_reduce_nhwc8: CLBN_NHWC_BLOCK slots each in up to three
+ * __local arrays of the dtype's accumulator): the most, halved while they
+ * would take more than half the device's local memory (embedded devices may
+ * have less than 32 KiB; the other kernels need at most 1.5 KiB). */
+static size_t nhwc8_parts(const clbn_context *ctx, clbn_dtype dtype)
+{
+    const size_t acc = dtype == CLBN_FLOAT64 ? 8 : 4;
+    size_t parts = CLBN_NHWC8_PARTS_MAX;
+    while (parts > 1 && (cl_ulong)parts * CLBN_NHWC_BLOCK * 3 * acc > ctx->local_mem_size / 2)
+        parts /= 2;
+    return parts;
+}
+
 static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, size_t len)
 {
     static const char *const dtype_macro[CLBN_DTYPE_COUNT] = {
@@ -60,8 +74,11 @@ static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, 
 #else
     const char *werror = "";
 #endif
-    snprintf(buf, len, "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d -DCLBN_ROWS_CHANNELS=%d%s%s%s",
-             dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, CLBN_ROWS_CHANNELS,
+    snprintf(buf, len,
+             "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d -DCLBN_ROWS_CHANNELS=%d "
+             "-DCLBN_LOCAL_SLOTS=%d -DCLBN_NHWC8_PARTS=%zu%s%s%s",
+             dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, CLBN_ROWS_CHANNELS, CLBN_GROUP_MAX,
+             nhwc8_parts(ctx, dtype),
              ctx->prefetch ? " -DCLBN_PREFETCH=1" : "", ctx->nt_stores ? " -DCLBN_NT_STORES=1" : "",
              werror);
 }
@@ -124,8 +141,9 @@ static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out
         clbn__program_release(p);
         return clbn__from_cl(err);
     }
-    char options[256];
+    char options[320];
     build_options(ctx, dtype, options, sizeof options);
+    p->nhwc8_parts = nhwc8_parts(ctx, dtype);
     err = clBuildProgram(p->program, 1, &ctx->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         keep_build_log(ctx, p->program, NULL);
@@ -145,6 +163,9 @@ static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out
         if (err == CL_SUCCESS)
             err = clGetKernelWorkGroupInfo(p->kernels[k], ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
                                            sizeof(cl_ulong), &p->local_mem[k], NULL);
+        /* local memory beyond the device's: the kernel could never run */
+        if (err == CL_SUCCESS && ctx->local_mem_size && p->local_mem[k] > ctx->local_mem_size)
+            err = CL_INVALID_KERNEL;
         if (err != CL_SUCCESS && !kernel_unusable(err)) {
             clbn__program_release(p);
             return clbn__from_cl(err);
