@@ -120,7 +120,10 @@ extern "C" {
     X(CLBN_ERROR_TENSOR_NOT_FOUND, -37, "a tensor the layer needs is not in the file (check the name prefix)") \
     X(CLBN_ERROR_SYNC_MISMATCH, -38, "the participants of a synchronized call disagree on the channel count or data type, or the global count is below the local one") \
     X(CLBN_ERROR_SYNC_PEER_FAILED, -39, "another participant of a synchronized call failed before the exchange (its own call reports why)") \
-    X(CLBN_ERROR_SYNC_TRANSPORT, -40, "the transport of a synchronized call (the group's allgather) failed")
+    X(CLBN_ERROR_SYNC_TRANSPORT, -40, "the transport of a synchronized call (the group's allgather) failed") \
+    X(CLBN_ERROR_VIEW_OUT_OF_BOUNDS, -41, "a tensor view's furthest element, or a per-channel vector at its offset, lies outside its cl_mem") \
+    X(CLBN_ERROR_VIEW_OVERLAP, -42, "an output tensor view's strides map two of its elements to the same place") \
+    X(CLBN_ERROR_VIEW_ALIASING, -43, "an output overlaps another argument in the same cl_mem other than through an identical view (in place)")
 
 typedef enum clbn_status {
 #define CLBN_STATUS_ENUM_(name, value, text) name = value,
@@ -293,12 +296,49 @@ typedef enum clbn_op {
  * behaviour of the version that introduced the struct), so a description
  * zero-initialized and then filled field by field stays valid.
  */
+/**
+ * Where a tensor argument's elements lie in its cl_mem: element (n, c, s) of
+ * the common shape (N, C, S) is element
+ *   offset + n*stride_n + c*stride_c + s*stride_s
+ * of the buffer, counted in elements of the tensor's dtype. The strides live
+ * in the op description (clbn_op_desc's x_view ... dz_view: they are part of
+ * what a plan is made for); the offset is a per-execution argument
+ * (clbn_args' x_offset ... dz_offset; see there why).
+ *
+ * All three strides zero means dense in the description's layout (NCHW:
+ * C*S, S, 1; NHWC: S*C, 1, C), which is also what a zero-initialized
+ * description gives. Otherwise any strides are allowed, larger than dense
+ * (padding, a channel slice of a concatenation) and in any order (CNHW, CHWN
+ * and the other permutations are views of the same shape); a stride of a
+ * dimension of size 1 is ignored. Input views may repeat elements (a stride
+ * of 0 broadcasts); an output view must not (CLBN_ERROR_VIEW_OVERLAP at
+ * clbn_plan_create: its dimensions, ordered by stride, must each step past
+ * the whole extent of the smaller ones).
+ *
+ * Equivalents: PyTorch's x.as_strided((N, C, S), (stride_n, stride_c,
+ * stride_s), offset) (x.narrow(1, c0, k) of a contiguous NCHW tensor is
+ * stride_n = C_total*S, stride_c = S, stride_s = 1, offset c0*S); cuDNN's
+ * cudnnSetTensorNdDescriptor strides with the pointer advanced by the offset.
+ */
+typedef struct clbn_tensor_view {
+    size_t stride_n, stride_c, stride_s; /**< in elements; all zero: dense in the layout */
+} clbn_tensor_view;
+
 typedef struct clbn_op_desc {
     clbn_op op;
     clbn_tensor_desc tensor;             /**< shape, layout and type of every tensor argument */
     double epsilon;                      /**< added to the variance; default 1e-5 */
     clbn_fused_op fused_op;              /**< default CLBN_FUSED_NONE */
     clbn_running_update running_update;  /**< default CLBN_RUNNING_UPDATE_PYTORCH (training only) */
+    /* Tensor views (appended in 0.x; zero = dense as above): each tensor
+     * argument's strides, see clbn_tensor_view. A view that equals the dense
+     * layout is planned exactly as a zero one (same kernels, bitwise the same
+     * results); any other view makes each execution gather the viewed
+     * tensors into dense temporaries, run the dense kernels and scatter the
+     * outputs back (see docs/views.md for the cost). Views of tensors the
+     * operation does not use are ignored. */
+    clbn_tensor_view x_view, y_view, z_view; /**< forward input, output, ADD_RELU residual */
+    clbn_tensor_view dy_view, dx_view, dz_view; /**< backward: gradients (and y through y_view) */
 } clbn_op_desc;
 
 /**
@@ -371,6 +411,22 @@ typedef struct clbn_args {
     cl_mem save_mean, save_invstd;
     cl_mem dy, dx, dz, dweight, dbias;
     double momentum;                 /**< forward training with running statistics */
+    /* Offsets (appended with the tensor views; zero = the buffer's start), in
+     * elements of the tensor's dtype for the tensors and in per-channel values
+     * (float, double for CLBN_FLOAT64) for the vectors. They are per
+     * execution, not in the op description, because arenas and packed
+     * parameter buffers repeat the same shapes at different places: one plan
+     * then serves every position (OpenCL 1.2 has no pointer arithmetic on
+     * cl_mem, and sub-buffers need aligned origins, so clbn takes the
+     * (cl_mem, offset) pairs that CLBlast and clBLAS take). A nonzero offset
+     * costs what a view does (see clbn_op_desc); the vectors are copied
+     * through a temporary of C values each way. */
+    size_t x_offset, y_offset, z_offset;         /**< elements */
+    size_t dy_offset, dx_offset, dz_offset;      /**< elements */
+    size_t weight_offset, bias_offset;           /**< per-channel values */
+    size_t running_mean_offset, running_var_offset; /**< per-channel values */
+    size_t save_mean_offset, save_invstd_offset; /**< per-channel values */
+    size_t dweight_offset, dbias_offset;         /**< per-channel values */
 } clbn_args;
 
 /**

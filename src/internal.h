@@ -68,6 +68,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_SMALL_BACKWARD,
     CLBN_K_CHANNEL_BACKWARD,
     CLBN_K_CHANNEL_TRAINING,
+    CLBN_K_VIEW_GATHER,  /* tensor views (cl/views.cl, src/views.c) */
+    CLBN_K_VIEW_SCATTER,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -351,6 +353,8 @@ struct clbn_plan {
     clbn_stats_plan stats;   /* PASSES: statistics or backward reduction */
     clbn_norm_plan norm;     /* PASSES: normalize or dx */
     clbn_launch finalize, commit; /* PASSES: per-channel kernels (commit: training) */
+    int has_views;           /* a used tensor's view is not dense (src/views.c) */
+    clbn_tensor_view views[6]; /* x, y, z, dy, dx, dz: explicit strides (dense filled in) */
     unsigned refs;           /* references held (cache and callers), under ctx->lock */
 };
 
@@ -394,6 +398,20 @@ void clbn__plan_cache_clear(clbn_context *ctx);
 clbn_status clbn__plan_run_once(clbn_context *ctx, const clbn_op_desc *desc, cl_command_queue queue,
                                 const clbn_args *args, cl_uint num_wait, const cl_event *wait,
                                 cl_event *event);
+/* ---- views.c: tensor views and offsets ------------------------------------------ */
+/* At plan creation (after the description's other checks): each used view's
+ * extent fits size_t, no output view overlaps itself; fills plan->views and
+ * plan->has_views. */
+clbn_status clbn__views_plan(clbn_plan *plan);
+/* Whether an execution must take the view path: a non-dense view in the plan
+ * or a nonzero offset in the arguments. */
+int clbn__views_needed(const clbn_plan *plan, const clbn_args *a);
+/* The view path of clbn_plan_execute: checks bounds and aliasing, gathers the
+ * viewed inputs into dense temporaries, runs the operation's runner on them
+ * and scatters the outputs back. */
+clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, const clbn_args *a,
+                                cl_uint num_wait, const cl_event *wait, cl_event *event);
+
 /* The kernel's name in cl/ (program.c). */
 const char *clbn__kernel_name(clbn_kernel_id id);
 

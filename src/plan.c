@@ -184,6 +184,10 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
     plan->elements = elements;
     plan->refs = 1;
     plan->path = CLBN_PATH_EMPTY;
+    if ((st = clbn__views_plan(plan)) != CLBN_SUCCESS) {
+        plan_free(plan);
+        return st;
+    }
     if (elements > 0) {
         if ((st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog)) == CLBN_SUCCESS)
             st = plan_op(plan);
@@ -217,6 +221,9 @@ clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clb
         return CLBN_ERROR_NULL_ARGUMENT;
     if (is_internal(plan->desc.op))
         return CLBN_ERROR_INVALID_OPTION; /* geometry only (sync.c) */
+    if (clbn__views_needed(plan, args)) /* tensor views or offsets: src/views.c */
+        return clbn__views_execute(plan, queue, args, num_events_in_wait_list, event_wait_list,
+                                   event);
     return runners[plan->desc.op](plan, queue, args, num_events_in_wait_list, event_wait_list,
                                   event);
 }
@@ -282,10 +289,24 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
             put_launch(&t, &plan->commit, " (with running statistics)");
         break;
     }
+    if (plan->has_views)
+        put(&t, "; tensor views: clbn_view_gather before, clbn_view_scatter after");
     return CLBN_SUCCESS;
 }
 
 /* ---- the one-call functions' cache ----------------------------------------------------- */
+
+static int same_view(const clbn_tensor_view *a, const clbn_tensor_view *b)
+{
+    return a->stride_n == b->stride_n && a->stride_c == b->stride_c && a->stride_s == b->stride_s;
+}
+
+static int same_views(const clbn_op_desc *a, const clbn_op_desc *b)
+{
+    return same_view(&a->x_view, &b->x_view) && same_view(&a->y_view, &b->y_view) &&
+           same_view(&a->z_view, &b->z_view) && same_view(&a->dy_view, &b->dy_view) &&
+           same_view(&a->dx_view, &b->dx_view) && same_view(&a->dz_view, &b->dz_view);
+}
 
 /* Descriptions compared field by field (the struct may have padding). */
 static int same_desc(const clbn_op_desc *a, const clbn_op_desc *b)
@@ -294,7 +315,7 @@ static int same_desc(const clbn_op_desc *a, const clbn_op_desc *b)
            a->tensor.layout == b->tensor.layout && a->tensor.n == b->tensor.n &&
            a->tensor.c == b->tensor.c && a->tensor.spatial == b->tensor.spatial &&
            a->epsilon == b->epsilon && a->fused_op == b->fused_op &&
-           a->running_update == b->running_update;
+           a->running_update == b->running_update && same_views(a, b);
 }
 
 void clbn__plan_put(clbn_plan *plan)

@@ -1,0 +1,694 @@
+/* Tensor views and offsets (clbn_tensor_view in clbn_op_desc, the *_offset
+ * fields of clbn_args):
+ * - random views (offsets, padded strides, permuted layouts, channel slices)
+ *   for every tensor of every operation, fused ops and dtype, over shapes
+ *   that take different planner paths, against the double reference; the
+ *   per-channel vectors at odd offsets of one packed buffer; every byte of
+ *   every buffer outside the outputs' elements compared bitwise with what
+ *   was there before;
+ * - in place through identical views; disjoint regions of one arena buffer,
+ *   including interleaved channel slices of one concatenation;
+ * - every invalid view or offset rejected with its own status and nothing
+ *   changed;
+ * - a dense view given explicitly is planned as no view (same kernels);
+ * - one plan with views executed from several threads at once. */
+#include "testutil.h"
+#include "reference_backward.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { GUARD = 13 }; /* elements after a view's furthest one */
+enum { TX, TY, TZ, TDY, TDX, TDZ, NT };
+enum { VW, VB, VRM, VRV, VSM, VSI, VDW, VDB, NV };
+
+typedef struct tview {
+    size_t off;
+    clbn_tensor_view v; /* as given to clbn (zero: dense) */
+    clbn_tensor_view s; /* explicit strides, for the host */
+} tview;
+
+static clbn_tensor_view dense_strides(const clbn_tensor_desc *d)
+{
+    clbn_tensor_view v;
+    if (d->layout == CLBN_LAYOUT_NHWC) {
+        v.stride_n = d->spatial * d->c, v.stride_c = 1, v.stride_s = d->c;
+    } else {
+        v.stride_n = d->c * d->spatial, v.stride_c = d->spatial, v.stride_s = 1;
+    }
+    return v;
+}
+
+/* View kinds: 0 dense, 1 dense at an odd offset, 2 padded NCHW, 3 a channel
+ * slice of an NCHW concatenation, 4 CNHW, 5 CHWN, 6 padded NHWC. */
+enum { KINDS = 7 };
+static tview make_view(int kind, const clbn_tensor_desc *d)
+{
+    const size_t N = d->n, C = d->c, S = d->spatial;
+    tview t;
+    memset(&t, 0, sizeof t);
+    switch (kind) {
+    case 0:
+        break;
+    case 1:
+        t.off = 3;
+        break;
+    case 2:
+        t.off = 7;
+        t.v = (clbn_tensor_view){C * (S + 2) + 5, S + 2, 1};
+        break;
+    case 3:
+        t.off = 2 * S;
+        t.v = (clbn_tensor_view){(C + 5) * S, S, 1};
+        break;
+    case 4:
+        t.off = 1;
+        t.v = (clbn_tensor_view){S, N * S, 1};
+        break;
+    case 5:
+        t.v = (clbn_tensor_view){1, S * N, N};
+        break;
+    default:
+        t.off = 5;
+        t.v = (clbn_tensor_view){S * (C + 3), 1, C + 3};
+        break;
+    }
+    t.s = (t.v.stride_n | t.v.stride_c | t.v.stride_s) ? t.v : dense_strides(d);
+    return t;
+}
+
+static size_t view_index(const tview *t, size_t n, size_t c, size_t s)
+{
+    return t->off + n * t->s.stride_n + c * t->s.stride_c + s * t->s.stride_s;
+}
+
+static size_t view_elements(const tview *t, const clbn_tensor_desc *d)
+{
+    return view_index(t, d->n - 1, d->c - 1, d->spatial - 1) + 1 + GUARD;
+}
+
+/* A buffer image: random bytes with the logical tensor's encoded elements
+ * placed at the view's positions. */
+static unsigned char *place(tu_rng *rng, const tview *t, const clbn_tensor_desc *d,
+                            const unsigned char *enc, size_t *bytes)
+{
+    const size_t es = tu_dtype_size(d->dtype);
+    *bytes = view_elements(t, d) * es;
+    unsigned char *img = tu_alloc(*bytes);
+    for (size_t i = 0; i < *bytes; ++i)
+        img[i] = (unsigned char)tu_rng_u64(rng);
+    if (enc)
+        for (size_t n = 0; n < d->n; ++n)
+            for (size_t c = 0; c < d->c; ++c)
+                for (size_t s = 0; s < d->spatial; ++s)
+                    memcpy(img + view_index(t, n, c, s) * es,
+                           enc + ((n * d->c + c) * d->spatial + s) * es, es);
+    return img;
+}
+
+static double decode(clbn_dtype t, const unsigned char *p)
+{
+    if (t == CLBN_FLOAT32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    if (t == CLBN_FLOAT64) {
+        double v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return t == CLBN_FLOAT16 ? tu_half_to_float(h) : tu_bf16_to_float(h);
+}
+
+static double out_rtol(clbn_dtype t)
+{
+    return t == CLBN_FLOAT16 ? ldexp(1, -11) + 2e-5
+           : t == CLBN_BFLOAT16 ? ldexp(1, -8) + 2e-5
+           : t == CLBN_FLOAT64 ? 1e-11 : 1e-5;
+}
+
+static void assert_close(const char *what, const char *ctx, const double *got, const double *ref,
+                         size_t n, double rtol, double atol_frac)
+{
+    double mx = 0;
+    for (size_t i = 0; i < n; ++i)
+        mx = fmax(mx, fabs(ref[i]));
+    const double atol = atol_frac * mx + 1e-30;
+    for (size_t i = 0; i < n; ++i)
+        ck_assert_msg(fabs(got[i] - ref[i]) <= rtol * fabs(ref[i]) + atol,
+                      "%s (%s) [%zu]: got %.9g, want %.9g", what, ctx, i, got[i], ref[i]);
+}
+
+static double relu(double v)
+{
+    return v < 0 ? 0 : v;
+}
+
+/* One operation with views: kinds[t] per tensor, the vectors packed. */
+typedef struct vcase {
+    clbn_dtype dtype;
+    clbn_layout layout;
+    size_t n, c, s;
+    clbn_op op;
+    clbn_fused_op fused;
+    int kinds[NT];
+    int in_place; /* y on x's view (forward), dx on dy's (backward) */
+} vcase;
+
+static int uses(const vcase *k, int t)
+{
+    const int fwd = k->op <= CLBN_OP_FORWARD_INFERENCE, add = k->fused == CLBN_FUSED_ADD_RELU;
+    switch (t) {
+    case TX:
+        return 1;
+    case TY:
+        return fwd || k->fused != CLBN_FUSED_NONE;
+    case TZ:
+        return fwd && add;
+    case TDY:
+    case TDX:
+        return !fwd;
+    default:
+        return !fwd && add;
+    }
+}
+
+static void run_case(const vcase *k, uint64_t seed)
+{
+    const clbn_tensor_desc d = {k->dtype, k->layout, k->n, k->c, k->s};
+    const size_t C = k->c, count = k->n * k->c * k->s, es = tu_dtype_size(k->dtype);
+    const size_t ps = k->dtype == CLBN_FLOAT64 ? 8 : 4;
+    const int fwd = k->op <= CLBN_OP_FORWARD_INFERENCE;
+    const int training = k->op == CLBN_OP_FORWARD_TRAINING || k->op == CLBN_OP_BACKWARD;
+    char what[200];
+    snprintf(what, sizeof what, "%s dtype %d op %d fused %d views %d%d%d%d%d%d%s", tu_desc_str(&d),
+             (int)k->dtype, (int)k->op, (int)k->fused, k->kinds[0], k->kinds[1], k->kinds[2],
+             k->kinds[3], k->kinds[4], k->kinds[5], k->in_place ? " in place" : "");
+    tu_rng rng;
+    tu_rng_seed(&rng, seed);
+    ref_shape sh = {k->n, k->c, k->s, 0}; /* host arrays: logical NCHW */
+
+    /* logical data, rounded to the dtype */
+    float *host[NT];
+    unsigned char *enc[NT];
+    clbn_tensor_desc nchw = d;
+    nchw.layout = CLBN_LAYOUT_NCHW;
+    for (int t = 0; t < NT; ++t) {
+        host[t] = tu_floats(count);
+        if (t == TX)
+            tu_fill_input(&rng, &nchw, host[t], 0.5, 1.0, 2.0);
+        else if (t == TY && !fwd)
+            for (size_t i = 0; i < count; ++i) { /* the mask source: zeros, negatives, positives */
+                const uint64_t r = tu_rng_u64(&rng) % 3;
+                host[t][i] = r == 0 ? 0.0f : (r == 1 ? -1.0f : 1.0f) * (float)tu_rng_uniform(&rng, 0.1, 1);
+            }
+        else
+            tu_fill_uniform(&rng, host[t], count, -2, 2);
+        enc[t] = tu_encode_tensor(k->dtype, host[t], count);
+    }
+    float vec[NV][64] = {{0}};
+    ck_assert(C <= 64);
+    for (size_t c = 0; c < C; ++c) {
+        vec[VW][c] = (float)tu_rng_uniform(&rng, 0.5, 1.5);
+        vec[VB][c] = (float)tu_rng_uniform(&rng, -0.5, 0.5);
+        vec[VRM][c] = (float)tu_rng_uniform(&rng, -1, 1);
+        vec[VRV][c] = (float)tu_rng_uniform(&rng, 0.5, 2);
+    }
+    double mean[64], invstd[64];
+    if (!fwd) {
+        refb_batch_stats(&sh, host[TX], 1e-5, mean, invstd);
+        for (size_t c = 0; c < C; ++c) {
+            vec[VSM][c] = (float)mean[c], vec[VSI][c] = (float)invstd[c];
+            mean[c] = vec[VSM][c], invstd[c] = vec[VSI][c];
+        }
+    }
+
+    /* the reference */
+    double *ry = tu_doubles(count), *rdx = tu_doubles(count), *rdz = tu_doubles(count);
+    double rrm[64], rrv[64], rsm[64], rsi[64], rdw[64], rdb[64];
+    if (fwd) {
+        if (training)
+            ck_assert_int_eq(ref_training(&sh, host[TX], vec[VW], vec[VB], vec[VRM], vec[VRV], 0.1,
+                                          1e-5, REF_UPDATE_PYTORCH, REF_FAULT_NONE, ry, rrm, rrv,
+                                          rsm, rsi), 0);
+        else
+            ref_inference(&sh, host[TX], vec[VW], vec[VB], vec[VRM], vec[VRV], 1e-5, REF_FAULT_NONE, ry);
+        if (k->fused != CLBN_FUSED_NONE)
+            for (size_t i = 0; i < count; ++i)
+                ry[i] = relu(ry[i] + (k->fused == CLBN_FUSED_ADD_RELU ? host[TZ][i] : 0.0));
+    } else {
+        float *g = tu_floats(count);
+        for (size_t i = 0; i < count; ++i)
+            g[i] = k->fused != CLBN_FUSED_NONE && host[TY][i] <= 0.0f ? 0.0f : host[TDY][i];
+        if (training)
+            refb_training(&sh, host[TX], g, vec[VW], mean, invstd, REFB_FAULT_NONE, rdx, rdw, rdb);
+        else
+            refb_inference(&sh, host[TX], g, vec[VW], vec[VRM], vec[VRV], 1e-5, REFB_FAULT_NONE, rdx,
+                           rdw, rdb);
+        for (size_t i = 0; i < count; ++i)
+            rdz[i] = g[i];
+        free(g);
+    }
+
+    /* buffers: one per tensor (in place: y shares x's, dx shares dy's) */
+    tview tv[NT];
+    unsigned char *img[NT] = {NULL};
+    size_t bytes[NT] = {0};
+    cl_mem mem[NT] = {NULL};
+    for (int t = 0; t < NT; ++t) {
+        tv[t] = make_view(k->kinds[t], &d);
+        if (!uses(k, t))
+            continue;
+        if (k->in_place && ((t == TY && fwd) || t == TDX))
+            continue;
+        const int is_out = (t == TY && fwd) || t == TDX || t == TDZ;
+        img[t] = place(&rng, &tv[t], &d, is_out ? NULL : enc[t], &bytes[t]);
+        mem[t] = tu_buffer(bytes[t], img[t]);
+    }
+    const int alias_out = fwd ? TY : TDX, alias_in = fwd ? TX : TDY;
+    if (k->in_place && uses(k, alias_out)) {
+        tv[alias_out] = tv[alias_in];
+        mem[alias_out] = mem[alias_in];
+    }
+    /* the vectors at odd offsets of one packed buffer */
+    size_t voff[NV], pack = 1;
+    for (int v = 0; v < NV; ++v) {
+        voff[v] = pack + (size_t)v % 3;
+        pack = voff[v] + C + 1;
+    }
+    unsigned char *pimg = tu_alloc(pack * ps);
+    for (size_t i = 0; i < pack * ps; ++i)
+        pimg[i] = (unsigned char)tu_rng_u64(&rng);
+    for (int v = 0; v <= VSI; ++v)
+        for (size_t c = 0; c < C; ++c) {
+            if (ps == 4)
+                memcpy(pimg + (voff[v] + c) * 4, &vec[v][c], 4);
+            else {
+                const double dv = vec[v][c];
+                memcpy(pimg + (voff[v] + c) * 8, &dv, 8);
+            }
+        }
+    cl_mem mp = tu_buffer(pack * ps, pimg);
+
+    clbn_op_desc od;
+    TU_OK(clbn_op_desc_init(&od, k->op, &d));
+    od.fused_op = k->fused;
+    od.x_view = tv[TX].v, od.y_view = tv[TY].v, od.z_view = tv[TZ].v;
+    od.dy_view = tv[TDY].v, od.dx_view = tv[TDX].v, od.dz_view = tv[TDZ].v;
+    clbn_plan *plan;
+    TU_OK(clbn_plan_create(tu_ctx(), &od, &plan));
+    clbn_args a;
+    memset(&a, 0, sizeof a);
+    a.x = mem[TX], a.x_offset = tv[TX].off;
+    a.y = uses(k, TY) ? mem[TY] : NULL, a.y_offset = tv[TY].off;
+    a.z = mem[TZ], a.z_offset = tv[TZ].off;
+    a.dy = mem[TDY], a.dy_offset = tv[TDY].off;
+    a.dx = mem[TDX], a.dx_offset = tv[TDX].off;
+    a.dz = mem[TDZ], a.dz_offset = tv[TDZ].off;
+    a.weight = mp, a.weight_offset = voff[VW];
+    if (fwd)
+        a.bias = mp, a.bias_offset = voff[VB];
+    if (k->op != CLBN_OP_BACKWARD) {
+        a.running_mean = mp, a.running_mean_offset = voff[VRM];
+        a.running_var = mp, a.running_var_offset = voff[VRV];
+    }
+    if (training) {
+        a.save_mean = mp, a.save_mean_offset = voff[VSM];
+        a.save_invstd = mp, a.save_invstd_offset = voff[VSI];
+    }
+    if (!fwd) {
+        a.dweight = mp, a.dweight_offset = voff[VDW];
+        a.dbias = mp, a.dbias_offset = voff[VDB];
+    }
+    a.momentum = 0.1;
+    TU_OK(clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL));
+    tu_finish();
+
+    /* tensors: outputs against the reference, every other byte unchanged */
+    double *got = tu_doubles(count);
+    for (int t = 0; t < NT; ++t) {
+        if (!img[t])
+            continue;
+        unsigned char *now = tu_alloc(bytes[t]);
+        tu_read(mem[t], now, bytes[t]);
+        const int out_here = (t == TY && fwd) || t == TDX || t == TDZ ||
+                             (k->in_place && t == alias_in && uses(k, alias_out));
+        unsigned char *expect = tu_alloc(bytes[t]);
+        memcpy(expect, img[t], bytes[t]);
+        if (out_here) {
+            const int o = t == TDZ ? TDZ : (fwd ? TY : TDX);
+            const double *ref = o == TY ? ry : o == TDX ? rdx : rdz;
+            for (size_t n = 0; n < k->n; ++n)
+                for (size_t c = 0; c < C; ++c)
+                    for (size_t s = 0; s < k->s; ++s) {
+                        const size_t at = view_index(&tv[t], n, c, s) * es;
+                        got[(n * C + c) * k->s + s] = decode(k->dtype, now + at);
+                        memcpy(expect + at, now + at, es); /* checked numerically */
+                    }
+            char w2[260];
+            snprintf(w2, sizeof w2, "%s tensor %d", what, t);
+            /* dz is the masked dy exactly */
+            assert_close("output", w2, got, ref, count, o == TDZ ? 0 : out_rtol(k->dtype),
+                         o == TDZ ? 0 : (k->dtype == CLBN_FLOAT64 ? 1e-12 : 2e-5));
+        }
+        ck_assert_msg(memcmp(now, expect, bytes[t]) == 0,
+                      "%s: bytes of tensor %d outside its output elements changed", what, t);
+        free(now), free(expect);
+    }
+    /* vectors */
+    unsigned char *pnow = tu_alloc(pack * ps);
+    tu_read(mp, pnow, pack * ps);
+    const double stat_rtol = k->dtype == CLBN_FLOAT64 ? 1e-11 : 1e-5;
+    const int outs[4] = {fwd && training ? VRM : !fwd ? VDW : -1, fwd && training ? VRV : !fwd ? VDB : -1,
+                         fwd && training ? VSM : -1, fwd && training ? VSI : -1};
+    const double *refs[4] = {fwd ? rrm : rdw, fwd ? rrv : rdb, rsm, rsi};
+    for (int j = 0; j < 4; ++j) {
+        if (outs[j] < 0)
+            continue;
+        double g[64];
+        for (size_t c = 0; c < C; ++c) {
+            const size_t at = (voff[outs[j]] + c) * ps;
+            if (ps == 4) {
+                float f;
+                memcpy(&f, pnow + at, 4);
+                g[c] = f;
+            } else
+                memcpy(&g[c], pnow + at, 8);
+            memcpy(pimg + at, pnow + at, ps);
+        }
+        assert_close("vector", what, g, refs[j], C, stat_rtol, fwd ? stat_rtol : 1e-6);
+    }
+    ck_assert_msg(memcmp(pnow, pimg, pack * ps) == 0,
+                  "%s: bytes of the packed vectors outside the outputs changed", what);
+
+    clbn_plan_release(plan);
+    for (int t = 0; t < NT; ++t) {
+        if (img[t])
+            tu_release(mem[t]);
+        free(img[t]), free(host[t]), free(enc[t]);
+    }
+    tu_release(mp);
+    free(pimg), free(pnow), free(got), free(ry), free(rdx), free(rdz);
+}
+
+static const clbn_tensor_desc shapes[] = {
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 3, 5},
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 3, 16, 7},
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 300},
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 5, 6, 1},
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 40, 30},
+};
+static const struct {
+    clbn_op op;
+    clbn_fused_op fused;
+} ops[] = {{CLBN_OP_FORWARD_TRAINING, CLBN_FUSED_NONE}, {CLBN_OP_FORWARD_TRAINING, CLBN_FUSED_ADD_RELU},
+           {CLBN_OP_FORWARD_INFERENCE, CLBN_FUSED_RELU}, {CLBN_OP_BACKWARD, CLBN_FUSED_NONE},
+           {CLBN_OP_BACKWARD, CLBN_FUSED_ADD_RELU}, {CLBN_OP_BACKWARD_INFERENCE, CLBN_FUSED_RELU}};
+static const clbn_dtype dtypes[] = {CLBN_FLOAT32, CLBN_FLOAT16, CLBN_BFLOAT16, CLBN_FLOAT64};
+
+START_TEST(test_random_views)
+{
+    tu_rng rng;
+    tu_rng_seed(&rng, 17);
+    int cases = 0;
+    for (size_t di = 0; di < 4; ++di) {
+        if (dtypes[di] == CLBN_FLOAT64 && !tu_has_fp64()) {
+            printf("views: float64 skipped (the device has no cl_khr_fp64)\n");
+            continue;
+        }
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; ++si)
+            for (size_t oi = 0; oi < sizeof ops / sizeof *ops; ++oi) {
+                vcase k;
+                memset(&k, 0, sizeof k);
+                k.dtype = dtypes[di];
+                k.layout = shapes[si].layout;
+                k.n = shapes[si].n, k.c = shapes[si].c, k.s = shapes[si].spatial;
+                k.op = ops[oi].op, k.fused = ops[oi].fused;
+                for (int t = 0; t < NT; ++t)
+                    k.kinds[t] = (int)(tu_rng_u64(&rng) % KINDS);
+                k.in_place = (int)(tu_rng_u64(&rng) % 4 == 0);
+                run_case(&k, 100 + (uint64_t)cases++);
+            }
+    }
+}
+END_TEST
+
+/* Each view kind on every tensor, float32, both directions. */
+START_TEST(test_each_kind)
+{
+    for (int kind = 0; kind < KINDS; ++kind)
+        for (size_t oi = 0; oi < sizeof ops / sizeof *ops; ++oi) {
+            vcase k;
+            memset(&k, 0, sizeof k);
+            k.dtype = CLBN_FLOAT32;
+            k.layout = CLBN_LAYOUT_NCHW;
+            k.n = 3, k.c = 4, k.s = 33;
+            k.op = ops[oi].op, k.fused = ops[oi].fused;
+            for (int t = 0; t < NT; ++t)
+                k.kinds[t] = kind;
+            run_case(&k, 1000 + (uint64_t)kind);
+            k.in_place = 1;
+            run_case(&k, 2000 + (uint64_t)kind);
+        }
+}
+END_TEST
+
+/* A dense view given explicitly is no view: the same kernels. */
+START_TEST(test_dense_is_dense)
+{
+    for (int layout = 0; layout < 2; ++layout) {
+        const clbn_tensor_desc d = {CLBN_FLOAT32, (clbn_layout)layout, 4, 8, 300};
+        clbn_op_desc a, b;
+        TU_OK(clbn_op_desc_init(&a, CLBN_OP_FORWARD_TRAINING, &d));
+        b = a;
+        b.x_view = b.y_view = dense_strides(&d);
+        clbn_plan *pa, *pb;
+        TU_OK(clbn_plan_create(tu_ctx(), &a, &pa));
+        TU_OK(clbn_plan_create(tu_ctx(), &b, &pb));
+        char da[512], db[512];
+        TU_OK(clbn_plan_describe(pa, da, sizeof da));
+        TU_OK(clbn_plan_describe(pb, db, sizeof db));
+        ck_assert_str_eq(da, db);
+        ck_assert_ptr_null(strstr(da, "view"));
+        clbn_plan_release(pa);
+        clbn_plan_release(pb);
+    }
+    /* and a padded one is not */
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 300};
+    clbn_op_desc o;
+    TU_OK(clbn_op_desc_init(&o, CLBN_OP_FORWARD_TRAINING, &d));
+    o.y_view = (clbn_tensor_view){8 * 301, 301, 1};
+    clbn_plan *p;
+    TU_OK(clbn_plan_create(tu_ctx(), &o, &p));
+    char dp[512];
+    TU_OK(clbn_plan_describe(p, dp, sizeof dp));
+    ck_assert_ptr_nonnull(strstr(dp, "view"));
+    clbn_plan_release(p);
+}
+END_TEST
+
+/* Invalid views and offsets: each its own status, nothing changed. */
+START_TEST(test_invalid)
+{
+    const size_t N = 2, C = 3, S = 10, count = N * C * S;
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, N, C, S};
+    clbn_op_desc o;
+    clbn_plan *p;
+    /* at plan creation: an output whose elements overlap */
+    TU_OK(clbn_op_desc_init(&o, CLBN_OP_FORWARD_TRAINING, &d));
+    o.y_view = (clbn_tensor_view){C * S, 0, 1};
+    TU_EXPECT(clbn_plan_create(tu_ctx(), &o, &p), CLBN_ERROR_VIEW_OVERLAP);
+    o.y_view = (clbn_tensor_view){S, S, 1}; /* n and c steps collide */
+    TU_EXPECT(clbn_plan_create(tu_ctx(), &o, &p), CLBN_ERROR_VIEW_OVERLAP);
+    o.y_view = (clbn_tensor_view){0};
+    o.x_view = (clbn_tensor_view){0, S, 1}; /* an input may repeat (broadcast over n) */
+    TU_OK(clbn_plan_create(tu_ctx(), &o, &p));
+    clbn_plan_release(p);
+    TU_OK(clbn_op_desc_init(&o, CLBN_OP_BACKWARD, &d));
+    o.dx_view = (clbn_tensor_view){C * S, S, 2}; /* s steps run into the next channel */
+    TU_EXPECT(clbn_plan_create(tu_ctx(), &o, &p), CLBN_ERROR_VIEW_OVERLAP);
+    o.dx_view = (clbn_tensor_view){SIZE_MAX / 2, S, 1};
+    TU_EXPECT(clbn_plan_create(tu_ctx(), &o, &p), CLBN_ERROR_DIMENSION_OVERFLOW);
+
+    /* at execution */
+    TU_OK(clbn_op_desc_init(&o, CLBN_OP_FORWARD_TRAINING, &d));
+    o.x_view = (clbn_tensor_view){(C + 2) * S, S, 1}; /* a slice of 5 channels */
+    TU_OK(clbn_plan_create(tu_ctx(), &o, &p));
+    const size_t arena = 4 * (C + 2) * S; /* room for several slices */
+    float *init = tu_floats(arena);
+    tu_rng rng;
+    tu_rng_seed(&rng, 5);
+    tu_fill_uniform(&rng, init, arena, -1, 1);
+    cl_mem buf = tu_buffer_floats(init, arena), y = tu_buffer_floats(init, count);
+    cl_mem vecs = tu_buffer_floats(init, 8 * C);
+    const cl_mem all[] = {buf, y, vecs};
+    clbn_args a;
+    memset(&a, 0, sizeof a);
+    a.x = buf, a.y = y, a.momentum = 0.1;
+    a.running_mean = vecs, a.running_var = vecs, a.running_var_offset = C;
+    struct {
+        const char *what;
+        size_t x_off, y_off, rm_off, w_off;
+        cl_mem y, w;
+        clbn_status want;
+    } bad[] = {
+        {"x past the end", arena - (N - 1) * (C + 2) * S - C * S + 1, 0, 0, 0, y, NULL,
+         CLBN_ERROR_VIEW_OUT_OF_BOUNDS},
+        {"y past the end", 0, 1, 0, 0, y, NULL, CLBN_ERROR_VIEW_OUT_OF_BOUNDS},
+        {"running_mean past the end", 0, 0, 7 * C + 1, 0, y, NULL, CLBN_ERROR_VIEW_OUT_OF_BOUNDS},
+        {"offset overflow", SIZE_MAX - 3, 0, 0, 0, y, NULL, CLBN_ERROR_VIEW_OUT_OF_BOUNDS},
+        {"running_mean over running_var", 0, 0, 1, 0, y, NULL, CLBN_ERROR_VIEW_ALIASING},
+        {"running_mean over weight", 0, 0, 0, 2, y, vecs, CLBN_ERROR_VIEW_ALIASING},
+        {"y over x, shifted", 1, 0, 0, 0, buf, NULL, CLBN_ERROR_VIEW_ALIASING},
+        {"y over x, another view", 0, 0, 0, 0, buf, NULL, CLBN_ERROR_VIEW_ALIASING},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+        clbn_args b = a;
+        b.x_offset = bad[i].x_off, b.y_offset = bad[i].y_off, b.y = bad[i].y;
+        b.running_mean_offset = bad[i].rm_off;
+        b.weight = bad[i].w, b.weight_offset = bad[i].w_off;
+        tu_snapshot snap;
+        tu_snapshot_take(&snap, all, 3);
+        cl_event ev = NULL;
+        clbn_status st = clbn_plan_execute(p, NULL, &b, 0, NULL, &ev);
+        ck_assert_msg(st == bad[i].want, "%s: got %s, want %s", bad[i].what, clbn_status_name(st),
+                      clbn_status_name(bad[i].want));
+        ck_assert_ptr_null(ev);
+        tu_snapshot_check(&snap, bad[i].what);
+    }
+    /* valid neighbours in one arena: x is channels 0..2 of a 5-channel
+     * concatenation at `buf`; y the same shape dense after it; then y as the
+     * slice's interleaved neighbour (channels 3..4 would not fit C = 3, so a
+     * second plan writes y into channels 2..4 of the next concatenation) */
+    clbn_args ok = a;
+    ok.y = buf, ok.y_offset = (C + 2) * S * N;
+    cl_event ev = NULL;
+    TU_OK(clbn_plan_execute(p, NULL, &ok, 0, NULL, &ev));
+    ck_assert_ptr_nonnull(ev);
+    clWaitForEvents(1, &ev);
+    clReleaseEvent(ev);
+    clbn_op_desc o2 = o;
+    o2.y_view = o.x_view;
+    clbn_plan *p2;
+    TU_OK(clbn_plan_create(tu_ctx(), &o2, &p2));
+    ok.y_offset = 3 * S; /* channels 3..5 of rows of 5: overlaps channel 0 of the next row */
+    TU_EXPECT(clbn_plan_execute(p2, NULL, &ok, 0, NULL, NULL), CLBN_ERROR_VIEW_ALIASING);
+    ok.x_offset = 0, ok.y_offset = 0; /* identical: in place */
+    TU_OK(clbn_plan_execute(p2, NULL, &ok, 0, NULL, NULL));
+    tu_finish();
+    /* interleaved but disjoint: x channels 0..2, y channels 3..5 of rows of 8 */
+    clbn_op_desc o3 = o;
+    o3.x_view = o3.y_view = (clbn_tensor_view){8 * S, S, 1};
+    clbn_plan *p3;
+    TU_OK(clbn_plan_create(tu_ctx(), &o3, &p3));
+    ok.x_offset = 0, ok.y_offset = 3 * S;
+    TU_OK(clbn_plan_execute(p3, NULL, &ok, 0, NULL, NULL));
+    ok.y_offset = 2 * S; /* channel 2 shared */
+    TU_EXPECT(clbn_plan_execute(p3, NULL, &ok, 0, NULL, NULL), CLBN_ERROR_VIEW_ALIASING);
+    tu_finish();
+    clbn_plan_release(p);
+    clbn_plan_release(p2);
+    clbn_plan_release(p3);
+    tu_release(buf), tu_release(y), tu_release(vecs);
+    free(init);
+}
+END_TEST
+
+/* One plan with views from several threads, each on its own queue. */
+typedef struct job {
+    clbn_plan *plan;
+    cl_mem x, y;
+    size_t x_off;
+    clbn_status st;
+} job;
+
+static void *worker(void *p)
+{
+    job *j = p;
+    cl_int err;
+    cl_command_queue q = clCreateCommandQueue(tu_cl_context(), tu_device(), 0, &err);
+    if (err != CL_SUCCESS) {
+        j->st = CLBN_ERROR_OPENCL;
+        return NULL;
+    }
+    for (int r = 0; r < 10 && j->st == CLBN_SUCCESS; ++r) {
+        clbn_args a;
+        memset(&a, 0, sizeof a);
+        a.x = j->x, a.x_offset = j->x_off, a.y = j->y, a.y_offset = 2;
+        j->st = clbn_plan_execute(j->plan, q, &a, 0, NULL, NULL);
+    }
+    clFinish(q);
+    clReleaseCommandQueue(q);
+    return NULL;
+}
+
+START_TEST(test_threads)
+{
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 6, 100};
+    const size_t count = 4 * 6 * 100, arena = 4 * 12 * 100 + 600;
+    clbn_op_desc o;
+    TU_OK(clbn_op_desc_init(&o, CLBN_OP_FORWARD_TRAINING, &d));
+    o.x_view = (clbn_tensor_view){12 * 100, 100, 1};
+    o.y_view = (clbn_tensor_view){1, 4 * 100, 4}; /* CHWN */
+    clbn_plan *p;
+    TU_OK(clbn_plan_create(tu_ctx(), &o, &p));
+    float *x = tu_floats(arena);
+    tu_rng rng;
+    tu_rng_seed(&rng, 9);
+    tu_fill_uniform(&rng, x, arena, -3, 3);
+    cl_mem mx = tu_buffer_floats(x, arena);
+    enum { T = 4 };
+    job jobs[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; ++i) {
+        jobs[i] = (job){p, mx, tu_buffer_nan(count + 2), (size_t)(i * 100 + i), CLBN_SUCCESS};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < T; ++i)
+        pthread_join(th[i], NULL);
+    ref_shape sh = {4, 6, 100, 0};
+    float *lx = tu_floats(count), *got = tu_floats(count + 2);
+    double *ry = tu_doubles(count);
+    for (int i = 0; i < T; ++i) {
+        TU_OK(jobs[i].st);
+        for (size_t n = 0; n < 4; ++n)
+            for (size_t c = 0; c < 6; ++c)
+                for (size_t s = 0; s < 100; ++s)
+                    lx[(n * 6 + c) * 100 + s] = x[jobs[i].x_off + n * 1200 + c * 100 + s];
+        ck_assert_int_eq(ref_training(&sh, lx, NULL, NULL, NULL, NULL, 0.1, 1e-5, REF_UPDATE_PYTORCH,
+                                      REF_FAULT_NONE, ry, NULL, NULL, NULL, NULL), 0);
+        tu_read_floats(jobs[i].y, got, count + 2);
+        float *lg = tu_floats(count);
+        for (size_t n = 0; n < 4; ++n)
+            for (size_t c = 0; c < 6; ++c)
+                for (size_t s = 0; s < 100; ++s)
+                    lg[(n * 6 + c) * 100 + s] = got[2 + n + c * 400 + s * 4];
+        TU_ASSERT_CLOSE("threads y", lg, ry, count, 1e-5, 1e-6 * tu_max_abs(ry, count));
+        free(lg);
+        tu_release(jobs[i].y);
+    }
+    clbn_plan_release(p);
+    tu_release(mx);
+    free(x), free(lx), free(got), free(ry);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("views");
+    TCase *tc = tcase_create("views");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_dense_is_dense);
+    tcase_add_test(tc, test_invalid);
+    tcase_add_test(tc, test_each_kind);
+    tcase_add_test(tc, test_random_views);
+    tcase_add_test(tc, test_threads);
+    suite_add_tcase(s, tc);
+    return tu_main(s);
+}
