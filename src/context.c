@@ -152,6 +152,13 @@ static clbn_status make_context(cl_context cl, cl_device_id device, clbn_context
         free(ctx);
         return CLBN_ERROR_OUT_OF_HOST_MEMORY;
     }
+    if (pthread_mutex_init(&ctx->views_lock, NULL) != 0) { /* src/views.c */
+        pthread_mutex_destroy(&ctx->lock);
+        clReleaseContext(cl);
+        clReleaseDevice(device);
+        free(ctx);
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    }
     clbn_status st = read_device_facts(ctx);
     if (st == CLBN_SUCCESS) {
         cl_int err;
@@ -377,11 +384,13 @@ void clbn_context_release(clbn_context *ctx)
     for (int d = 0; d < CLBN_DTYPE_COUNT; ++d)
         clbn__program_release(ctx->programs[d]);
     clbn__scratch_release_all(ctx);
+    clbn__views_release_all(ctx);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     clReleaseDevice(ctx->device);
     clReleaseContext(ctx->cl);
     free(ctx->build_log);
     pthread_mutex_destroy(&ctx->lock);
+    pthread_mutex_destroy(&ctx->views_lock);
     free(ctx);
 }

@@ -122,6 +122,13 @@ struct clbn_context {
     /* the plans behind the one-call functions (plan.c), keyed by op description */
     struct clbn_plan *plan_cache[CLBN_PLAN_CACHE];
     unsigned long long plan_clock;
+
+    /* tensor views (views.c): per in-order queue, one buffer that holds an
+     * execution's dense temporaries; views_lock is held for a whole view
+     * execution that uses it (taken before ctx->lock, never after) */
+    pthread_mutex_t views_lock;
+    clbn_scratch views_temps[CLBN_SCRATCH_SLOTS];
+    unsigned long long views_clock;
 };
 
 /* ---- status.c ------------------------------------------------------------- */
@@ -406,6 +413,8 @@ clbn_status clbn__views_plan(clbn_plan *plan);
 /* Whether an execution must take the view path: a non-dense view in the plan
  * or a nonzero offset in the arguments. */
 int clbn__views_needed(const clbn_plan *plan, const clbn_args *a);
+/* Releases the cached temporaries (context release). */
+void clbn__views_release_all(clbn_context *ctx);
 /* The view path of clbn_plan_execute: checks bounds and aliasing, gathers the
  * viewed inputs into dense temporaries, runs the operation's runner on them
  * and scatters the outputs back. */

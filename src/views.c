@@ -329,6 +329,8 @@ typedef struct temp {
     int first; /* the slot that made it */
 } temp;
 
+static clbn_status temps_get(clbn_context *ctx, cl_command_queue queue, size_t bytes, cl_mem *out);
+
 static void release_events(cl_event *ev, int n)
 {
     for (int i = 0; i < n; ++i)
@@ -405,9 +407,16 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         }
     }
 
-    /* 3. temporaries: one per distinct region that needs one */
+    /* 3. temporaries: one per distinct region that needs one, each a
+     * sub-buffer at an aligned origin of one buffer (cached per in-order
+     * queue; the views lock keeps another execution on that queue from
+     * interleaving its copies with ours) */
     temp temps[SLOTS];
+    size_t origin[SLOTS], total = 0;
     int tmp_of[SLOTS], ntemps = 0;
+    cl_uint align_bits = 1024;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+    const size_t align = align_bits / 8 > 128 ? align_bits / 8 : 128;
     for (int i = 0; i < SLOTS; ++i) {
         tmp_of[i] = -1;
         if (!reg[i].mem || (empty && i < T_COUNT))
@@ -424,57 +433,70 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
                 tmp_of[i] = tmp_of[j];
         if (tmp_of[i] >= 0)
             continue;
-        cl_int err;
         const size_t bytes = i < T_COUNT ? plan->elements * es : t->c * ps;
-        temps[ntemps].mem = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        temps[ntemps].mem = NULL;
         temps[ntemps].first = i;
-        if (err != CL_SUCCESS) {
-            for (int k = 0; k < ntemps; ++k)
-                clReleaseMemObject(temps[k].mem);
-            return clbn__from_cl(err);
-        }
+        origin[ntemps] = total;
+        total += (bytes + align - 1) / align * align;
         tmp_of[i] = ntemps++;
     }
+    cl_mem whole = NULL;
+    int owned = 0, locked = 0;
+    cl_int err = CL_SUCCESS;
+    if (ntemps > 0) {
+        if (in_order) {
+            pthread_mutex_lock(&ctx->views_lock);
+            locked = 1;
+            st = temps_get(ctx, queue, total, &whole);
+        } else {
+            whole = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, total, NULL, &err);
+            owned = 1;
+            st = clbn__from_cl(err);
+        }
+    }
+    for (int k = 0; k < ntemps && st == CLBN_SUCCESS; ++k) {
+        const int i = temps[k].first;
+        cl_buffer_region rg = {origin[k], i < T_COUNT ? plan->elements * es : t->c * ps};
+        temps[k].mem = clCreateSubBuffer(whole, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &rg,
+                                         &err);
+        st = clbn__from_cl(err);
+    }
+    clbn_args clean = sub; /* the runner's arguments: temporaries, no offsets */
     for (int i = 0; i < SLOTS; ++i) {
         if (empty && i < T_COUNT && r[i] != R_UNUSED)
-            *arg_mem(&sub, i) = NULL; /* an empty batch reads no tensor */
+            *arg_mem(&clean, i) = NULL; /* an empty batch reads no tensor */
         else if (tmp_of[i] >= 0)
-            *arg_mem(&sub, i) = temps[tmp_of[i]].mem;
+            *arg_mem(&clean, i) = temps[tmp_of[i]].mem;
     }
-    clbn_args clean = sub; /* the runner's arguments: no offsets */
-    for (int i = 0; i < SLOTS; ++i) {
-        size_t *o[SLOTS] = {&clean.x_offset,  &clean.y_offset,   &clean.z_offset,
-                            &clean.dy_offset, &clean.dx_offset,  &clean.dz_offset,
-                            &clean.weight_offset, &clean.bias_offset,
-                            &clean.running_mean_offset, &clean.running_var_offset,
-                            &clean.save_mean_offset, &clean.save_invstd_offset,
-                            &clean.dweight_offset, &clean.dbias_offset};
-        *o[i] = 0;
-    }
+    clean.x_offset = clean.y_offset = clean.z_offset = 0;
+    clean.dy_offset = clean.dx_offset = clean.dz_offset = 0;
+    clean.weight_offset = clean.bias_offset = 0;
+    clean.running_mean_offset = clean.running_var_offset = 0;
+    clean.save_mean_offset = clean.save_invstd_offset = 0;
+    clean.dweight_offset = clean.dbias_offset = 0;
 
     /* the runner's own checks, enqueueing nothing */
-    clbn_plan dry = *plan;
-    dry.path = CLBN_PATH_EMPTY;
-    dry.has_views = 0;
     static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
                                           cl_uint, const cl_event *, cl_event *) = {
         clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
         clbn__run_backward_inference};
-    st = runners[d->op](&dry, queue, &clean, 0, NULL, NULL);
+    if (st == CLBN_SUCCESS) {
+        clbn_plan dry = *plan;
+        dry.path = CLBN_PATH_EMPTY;
+        dry.has_views = 0;
+        st = runners[d->op](&dry, queue, &clean, 0, NULL, NULL);
+    }
+    cl_event in_ev[SLOTS + 1], out_ev[SLOTS + 1], run_ev = NULL;
+    int nin = 0, nout = 0;
     if (st != CLBN_SUCCESS || empty) {
         if (st == CLBN_SUCCESS)
             st = runners[d->op](plan, queue, &clean, num_wait, wait, event);
-        for (int k = 0; k < ntemps; ++k)
-            clReleaseMemObject(temps[k].mem);
-        return st;
+        goto done;
     }
 
     /* 4. copies in */
-    cl_event in_ev[SLOTS + 1], out_ev[SLOTS + 1];
-    int nin = 0, nout = 0;
     clbn_step steps[T_COUNT];
     int nsteps = 0;
-    cl_int err = CL_SUCCESS;
     for (int k = 0; k < ntemps && err == CL_SUCCESS; ++k) {
         int reads = 0;
         for (int i = 0; i < SLOTS; ++i)
@@ -498,19 +520,18 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
                 ++nin;
         }
     }
+    if (err != CL_SUCCESS)
+        st = clbn__from_cl(err);
     /* one clbn__run per copy: a run sets all its steps' arguments before
      * enqueueing, and the copies share one kernel object */
-    for (int i = 0; i < nsteps && err == CL_SUCCESS && st == CLBN_SUCCESS; ++i) {
+    for (int i = 0; i < nsteps && st == CLBN_SUCCESS; ++i) {
         st = clbn__run(ctx, plan->prog, queue, in_order, 0, &steps[i], 1, num_wait, wait,
                        &in_ev[nin]);
         if (st == CLBN_SUCCESS)
             ++nin;
     }
-    if (err != CL_SUCCESS)
-        st = clbn__from_cl(err);
 
     /* 5. the operation on the dense temporaries */
-    cl_event run_ev = NULL;
     if (st == CLBN_SUCCESS)
         st = runners[d->op](plan, queue, &clean, nin ? (cl_uint)nin : num_wait,
                             nin ? in_ev : wait, &run_ev);
@@ -546,14 +567,14 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
                 ++nout;
         }
     }
-    for (int i = 0; i < nsteps && st == CLBN_SUCCESS && err == CL_SUCCESS; ++i) {
+    if (st == CLBN_SUCCESS && err != CL_SUCCESS)
+        st = clbn__from_cl(err);
+    for (int i = 0; i < nsteps && st == CLBN_SUCCESS; ++i) {
         st = clbn__run(ctx, plan->prog, queue, in_order, 0, &steps[i], 1, 1, &run_ev,
                        &out_ev[nout]);
         if (st == CLBN_SUCCESS)
             ++nout;
     }
-    if (st == CLBN_SUCCESS && err != CL_SUCCESS)
-        st = clbn__from_cl(err);
     if (st == CLBN_SUCCESS && event) {
         if (nout == 1) {
             *event = out_ev[0];
@@ -565,11 +586,62 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
             st = clbn__from_cl(clEnqueueMarkerWithWaitList(queue, (cl_uint)nout, out_ev, event));
         }
     }
+done:
     release_events(in_ev, nin);
     release_events(out_ev, nout);
     if (run_ev)
         clReleaseEvent(run_ev);
     for (int k = 0; k < ntemps; ++k)
-        clReleaseMemObject(temps[k].mem);
+        if (temps[k].mem)
+            clReleaseMemObject(temps[k].mem);
+    if (owned && whole)
+        clReleaseMemObject(whole);
+    if (locked)
+        pthread_mutex_unlock(&ctx->views_lock);
     return st;
+}
+
+/* The temporaries' buffer for an in-order queue, with ctx->views_lock held:
+ * as clbn__scratch_get, in its own slots. */
+static clbn_status temps_get(clbn_context *ctx, cl_command_queue queue, size_t bytes, cl_mem *out)
+{
+    clbn_scratch *slot = NULL;
+    for (int i = 0; i < CLBN_SCRATCH_SLOTS && !slot; ++i)
+        if (ctx->views_temps[i].buffer && ctx->views_temps[i].queue == queue)
+            slot = &ctx->views_temps[i];
+    if (!slot) { /* an empty slot, else the least recently used */
+        slot = &ctx->views_temps[0];
+        for (int i = 0; i < CLBN_SCRATCH_SLOTS; ++i) {
+            if (!ctx->views_temps[i].buffer) {
+                slot = &ctx->views_temps[i];
+                break;
+            }
+            if (ctx->views_temps[i].last_use < slot->last_use)
+                slot = &ctx->views_temps[i];
+        }
+    }
+    if (!slot->buffer || slot->queue != queue || slot->size < bytes) {
+        cl_int err;
+        cl_mem mem = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        if (err != CL_SUCCESS)
+            return clbn__from_cl(err);
+        /* commands already enqueued keep the old buffer alive until they finish */
+        if (slot->buffer)
+            clReleaseMemObject(slot->buffer);
+        slot->buffer = mem;
+        slot->size = bytes;
+        slot->queue = queue;
+    }
+    slot->last_use = ++ctx->views_clock;
+    *out = slot->buffer;
+    return CLBN_SUCCESS;
+}
+
+void clbn__views_release_all(clbn_context *ctx)
+{
+    for (int i = 0; i < CLBN_SCRATCH_SLOTS; ++i) {
+        if (ctx->views_temps[i].buffer)
+            clReleaseMemObject(ctx->views_temps[i].buffer);
+        ctx->views_temps[i].buffer = NULL;
+    }
 }
