@@ -108,6 +108,9 @@ int main(int argc, char **argv)
         vec[i] = buffer(C * 4);
     const clbn_tensor_view dense = {0, 0, 0}, slice = {Ct * S, S, 1}, chwn = {1, S * N, N};
     const char *names[4] = {"forward_training", "forward_inference", "backward", "backward_inference"};
+    char dev[256] = "?";
+    clGetDeviceInfo(clbn_context_get_device(ctx), CL_DEVICE_NAME, sizeof dev, dev, NULL);
+    printf("device: %s\n", dev);
     printf("N=%zu C=%zu (slice of %zu) S=%zu float32 NCHW, median of %d\n", N, C, Ct, S, reps);
     printf("%-20s %10s %10s %7s %10s %7s\n", "op", "dense ms", "slice ms", "ratio", "CHWN ms", "ratio");
     for (int op = 0; op < 4; ++op) {

@@ -11,9 +11,10 @@
  * - A clbn_tensor_desc describes an activation tensor: element type, layout
  *   (NCHW or NHWC) and the sizes N, C and S, where S is the product of the
  *   spatial dimensions (1 for an (N, C) input, L, H*W or D*H*W). Tensors live in
- *   your cl_mem buffers, dense, from offset 0 (use clCreateSubBuffer for an
- *   offset). NCHW element (n, c, s) sits at index (n*C + c)*S + s and NHWC
- *   element (n, c, s) at (n*S + s)*C + c.
+ *   your cl_mem buffers, dense, from offset 0. NCHW element (n, c, s) sits at
+ *   index (n*C + c)*S + s and NHWC element (n, c, s) at (n*S + s)*C + c.
+ *   Plans also take tensors at any element offset and with any strides
+ *   (clbn_tensor_view), and per-channel vectors at any offset (clbn_args).
  * - Per-channel vectors (weight, bias, running_mean, running_var, save_mean,
  *   save_invstd, dweight, dbias) are cl_mem buffers of C floats (C doubles for CLBN_FLOAT64).
  * - Every call that touches tensors is asynchronous, in the style of
@@ -374,8 +375,10 @@ typedef struct clbn_plan clbn_plan;
  *   _INVALID_LAYOUT, _INVALID_DIMENSION, _DIMENSION_OVERFLOW,
  *   _UNSUPPORTED_DTYPE); CLBN_ERROR_INVALID_EPSILON; CLBN_ERROR_TOO_FEW_VALUES
  *   (training with N*S == 1); CLBN_ERROR_BUILD_PROGRAM_FAILURE;
- *   CLBN_ERROR_OUT_OF_HOST_MEMORY. *out is NULL on failure. Blocks while
- *   building. Thread-safe.
+ *   CLBN_ERROR_OUT_OF_HOST_MEMORY; CLBN_ERROR_VIEW_OVERLAP (an output's view
+ *   maps two elements to one place: y for the forwards, dx and dz for the
+ *   backwards); CLBN_ERROR_DIMENSION_OVERFLOW (a view's extent overflows).
+ *   *out is NULL on failure. Blocks while building. Thread-safe.
  */
 CLBN_API clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out);
 
@@ -403,6 +406,19 @@ CLBN_API void clbn_plan_release(clbn_plan *plan);
  * be dy; any other output sharing a cl_mem with another argument is
  * CLBN_ERROR_INVALID_ALIASING. Fields not used by the operation are ignored.
  * Later versions append fields; zero means off.
+ *
+ * With tensor views or nonzero offsets (the plan's views are not dense, or
+ * any *_offset is nonzero) arguments may share a cl_mem as regions of one
+ * arena: what counts is then the elements. An output may overlap another
+ * argument only in the in-place pairs above and only through an identical
+ * region (same cl_mem, offset and strides); any other overlap is
+ * CLBN_ERROR_VIEW_ALIASING. Two views with the same strides are compared
+ * element by element (interleaved channel slices of one concatenation do not
+ * overlap); other pairs, and tensors against vectors, by the byte ranges they
+ * span (first to furthest element). Every view's furthest element and every
+ * vector's last value must lie inside its cl_mem
+ * (CLBN_ERROR_VIEW_OUT_OF_BOUNDS). The ordinary rules still hold for the
+ * arguments themselves (required buffers, running statistics in pairs, ...).
  */
 typedef struct clbn_args {
     cl_mem x, y, z;                  /**< z: the residual of CLBN_FUSED_ADD_RELU */
@@ -440,9 +456,16 @@ typedef struct clbn_args {
  * Never builds a program; allocates device memory only when the queue's
  * scratch buffer must grow. Results are bitwise those of the one-call
  * functions for the same inputs. Does not block. Thread-safe.
+ * With tensor views or offsets (see clbn_args) an execution gathers the
+ * viewed tensors and offset vectors into dense temporaries (held per
+ * in-order queue by the context and reused; an out-of-order queue gets new
+ * ones per execution), runs the dense kernels on them and copies the outputs
+ * back: bitwise the results of the same data laid out densely, for the cost of
+ * those copies.
  * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan or args NULL); the
- *   buffer, queue, wait-list, aliasing and momentum statuses; CLBN_ERROR_OPENCL
- *   or _OUT_OF_DEVICE_MEMORY from the driver.
+ *   buffer, queue, wait-list, aliasing and momentum statuses;
+ *   CLBN_ERROR_VIEW_OUT_OF_BOUNDS and CLBN_ERROR_VIEW_ALIASING with views or
+ *   offsets; CLBN_ERROR_OPENCL or _OUT_OF_DEVICE_MEMORY from the driver.
  */
 CLBN_API clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clbn_args *args,
                                        cl_uint num_events_in_wait_list,
