@@ -203,6 +203,26 @@ clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_p
     return create(ctx, desc, 0, out);
 }
 
+int clbn__plan_one_kernel(clbn_plan *plan, clbn_kernel_id small, clbn_kernel_id channel,
+                          size_t tensors)
+{
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    if (clbn__plan_small(plan->ctx, plan->prog, small, desc, &plan->one)) {
+        /* for small tensors the launches are the cost */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+        return 1;
+    }
+    if (clbn__plan_channel(plan->ctx, plan->prog, channel, desc, tensors, &plan->channel)) {
+        /* a work-group per channel, both passes: the second reads the
+         * channel from the caches */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+        plan->one = plan->channel.launch;
+        plan->one_is_channel = 1;
+        return 1;
+    }
+    return 0;
+}
+
 void clbn_plan_release(clbn_plan *plan)
 {
     if (plan)
@@ -270,7 +290,7 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
         put(&t, "empty batch: no kernels");
         break;
     case CLBN_PATH_ONE_KERNEL:
-        put_launch(&t, &plan->one, plan->one_stream ? " stream" : "");
+        put_launch(&t, &plan->one, plan->one_is_channel && plan->channel.stream ? " stream" : "");
         break;
     case CLBN_PATH_PASSES:
         if (op != CLBN_OP_FORWARD_INFERENCE)
