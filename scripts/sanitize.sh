@@ -8,7 +8,7 @@
 #                                  detected (LeakSanitizer); tests/sanitizers/lsan.supp silences only
 #                                  PoCL's kernel compiler. check_faults runs every 4th fault point.
 #   scripts/sanitize.sh tsan       ThreadSanitizer build (build/tsan) of the library, check_concurrency,
-#                                  check_context and check_sync (one thread per participant); runs
+#                                  check_context, check_sync (one thread per participant) and check_plan (threads on one plan); runs
 #                                  them (tests/sanitizers/tsan.supp).
 #   scripts/sanitize.sh valgrind   valgrind memcheck on samples/quickstart (build/valgrind): no memory
 #                                  error and no definite leak outside PoCL's compiler
@@ -61,10 +61,10 @@ run_asan() {
 run_tsan() {
   bash scripts/deps.sh clang libclang-rt-14-dev
   configure build/tsan "-fsanitize=thread -fno-omit-frame-pointer" -DCLBN_BUILD_SAMPLES=OFF
-  cmake --build build/tsan -j "$jobs" --target check_concurrency check_context check_sync
+  cmake --build build/tsan -j "$jobs" --target check_concurrency check_context check_sync check_plan
   (cd build/tsan &&
    TSAN_OPTIONS="suppressions=$supp/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
-   ctest --output-on-failure --timeout 900 -R '^(check_concurrency|check_context|check_sync)$')
+   ctest --output-on-failure --timeout 900 -R '^(check_concurrency|check_context|check_sync|check_plan)$')
 }
 
 run_valgrind() {
