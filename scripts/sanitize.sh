@@ -28,6 +28,15 @@ supp=$root/tests/sanitizers
 mode=${1:-}
 jobs=$(nproc)
 
+# The sanitized runs use PoCL's ICD alone: Mesa's Clover ICD (mesa-opencl-icd,
+# installed for Rusticl) throws a C++ exception while the ICD loader loads it,
+# and ASan's __cxa_throw interceptor aborts on that in every test (seen with
+# Debian 12's clang 14 and Mesa 22.3.6). CLBN_SANITIZE_ICD picks another file.
+icd=${CLBN_SANITIZE_ICD:-/etc/OpenCL/vendors/pocl.icd}
+if [ -f "$icd" ]; then
+  export OCL_ICD_VENDORS=$icd
+fi
+
 # Options of the clang builds: the library's own tests, not the benchmarks.
 common=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
         -DCLBN_KERNEL_WERROR=ON -DCLBN_BUILD_BENCH=OFF)
