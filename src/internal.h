@@ -70,6 +70,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_CHANNEL_TRAINING,
     CLBN_K_VIEW_GATHER,  /* tensor views (cl/views.cl, src/views.c) */
     CLBN_K_VIEW_SCATTER,
+    CLBN_K_VIEW_COMMIT,
     CLBN_K_COUNT
 } clbn_kernel_id;
 

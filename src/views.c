@@ -284,7 +284,8 @@ static int in_place_allowed(int out, int in)
 
 /* Rows of a dense tensor, as cl/views.cl walks them. */
 typedef struct walk {
-    cl_ulong sa, sb, sj, B, J, rows, run;
+    cl_ulong sa, sb, sj, A, B, J, rows, run;
+    cl_int a_fast; /* adjacent work-items take adjacent a (its view stride is the smaller) */
 } walk;
 
 static walk make_walk(const clbn_tensor_desc *t, const clbn_tensor_view *v)
@@ -303,8 +304,10 @@ static walk make_walk(const clbn_tensor_desc *t, const clbn_tensor_view *v)
         w.B = t->c;
         w.J = t->spatial;
     }
-    w.rows = (cl_ulong)t->n * w.B;
+    w.A = t->n;
+    w.rows = w.A * w.B;
     w.run = w.J < 512 ? w.J : 512;
+    w.a_fast = w.A > 1 && w.B > 1 && w.sa < w.sb;
     return w;
 }
 
@@ -421,7 +424,8 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         tmp_of[i] = -1;
         if (!reg[i].mem || (empty && i < T_COUNT))
             continue;
-        int need = reg[i].offset != 0 || (i < T_COUNT && !same_view(&reg[i].view, &dense));
+        int need = reg[i].offset != 0 || (i < T_COUNT && !same_view(&reg[i].view, &dense)) ||
+                   (r[i] == R_INOUT && reg[T_COUNT + V_RM].mem && reg[T_COUNT + V_RV].mem);
         for (int j = 0; j < SLOTS && !need; ++j)
             need = j != i && reg[j].mem == reg[i].mem;
         if (!need)
@@ -511,8 +515,8 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
             const cl_ulong off = g->offset;
             steps[nsteps++] = CLBN_STEP(copy_launch(plan->prog, CLBN_K_VIEW_GATHER, &w),
                                         ARG_MEM(g->mem), ARG(off), ARG(w.sa), ARG(w.sb), ARG(w.sj),
-                                        ARG_MEM(temps[k].mem), ARG(w.B), ARG(w.J), ARG(w.rows),
-                                        ARG(w.run));
+                                        ARG_MEM(temps[k].mem), ARG(w.A), ARG(w.B), ARG(w.J),
+                                        ARG(w.run), ARG(w.a_fast));
         } else {
             err = clEnqueueCopyBuffer(queue, g->mem, temps[k].mem, g->offset * ps, 0, t->c * ps,
                                       num_wait, wait, &in_ev[nin]);
@@ -538,6 +542,7 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
 
     /* 6. copies out */
     nsteps = 0;
+    int vec_out[SLOTS], nvec = 0;
     for (int k = 0; k < ntemps && st == CLBN_SUCCESS && err == CL_SUCCESS; ++k) {
         int writes = 0;
         for (int i = 0; i < SLOTS; ++i)
@@ -558,22 +563,57 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
             const cl_ulong off = g->offset;
             steps[nsteps++] = CLBN_STEP(copy_launch(plan->prog, CLBN_K_VIEW_SCATTER, &w),
                                         ARG_MEM(temps[k].mem), ARG_MEM(g->mem), ARG(off),
-                                        ARG(w.sa), ARG(w.sb), ARG(w.sj), ARG(w.B), ARG(w.J),
-                                        ARG(w.rows), ARG(w.run));
+                                        ARG(w.sa), ARG(w.sb), ARG(w.sj), ARG(w.A), ARG(w.B),
+                                        ARG(w.J), ARG(w.run), ARG(w.a_fast));
         } else {
-            err = clEnqueueCopyBuffer(queue, temps[k].mem, g->mem, 0, g->offset * ps, t->c * ps, 1,
-                                      &run_ev, &out_ev[nout]);
-            if (err == CL_SUCCESS)
-                ++nout;
+            vec_out[nvec++] = i;
         }
     }
-    if (st == CLBN_SUCCESS && err != CL_SUCCESS)
-        st = clbn__from_cl(err);
     for (int i = 0; i < nsteps && st == CLBN_SUCCESS; ++i) {
         st = clbn__run(ctx, plan->prog, queue, in_order, 0, &steps[i], 1, 1, &run_ev,
                        &out_ev[nout]);
         if (st == CLBN_SUCCESS)
             ++nout;
+    }
+    /* the vectors after the tensors, the running statistics (state) last */
+    int commit = 0;
+    for (int v = 0; v < nvec && st == CLBN_SUCCESS && err == CL_SUCCESS; ++v) {
+        const int i = vec_out[v];
+        if (i == T_COUNT + V_RM || i == T_COUNT + V_RV) {
+            commit = 1;
+            continue;
+        }
+        const region *g = &reg[i];
+        err = clEnqueueCopyBuffer(queue, temps[tmp_of[i]].mem, g->mem, 0, g->offset * ps, t->c * ps,
+                                  1, &run_ev, &out_ev[nout]);
+        if (err == CL_SUCCESS)
+            ++nout;
+    }
+    if (st == CLBN_SUCCESS && err != CL_SUCCESS)
+        st = clbn__from_cl(err);
+    if (st == CLBN_SUCCESS && commit) {
+        /* both running statistics in one kernel: together or not at all */
+        const region *m = &reg[T_COUNT + V_RM], *v = &reg[T_COUNT + V_RV];
+        const cl_ulong C = t->c, moff = m->offset, voff = v->offset;
+        clbn_launch l;
+        clbn__plan_per_channel(plan->prog, CLBN_K_VIEW_COMMIT, t->c, &l);
+        const clbn_step step = CLBN_STEP(l, ARG_MEM(temps[tmp_of[T_COUNT + V_RM]].mem),
+                                         ARG_MEM(temps[tmp_of[T_COUNT + V_RV]].mem),
+                                         ARG_MEM(m->mem), ARG(moff), ARG_MEM(v->mem), ARG(voff),
+                                         ARG(C));
+        /* it waits for everything else, so its event is the call's: no
+         * marker after it that could fail once the state has changed */
+        cl_event after[SLOTS + 2];
+        after[0] = run_ev;
+        for (int i = 0; i < nout; ++i)
+            after[1 + i] = out_ev[i];
+        cl_event last = NULL;
+        st = clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, (cl_uint)(1 + nout), after,
+                       event ? &last : NULL);
+        if (st == CLBN_SUCCESS && event) {
+            *event = last;
+            event = NULL; /* handed out */
+        }
     }
     if (st == CLBN_SUCCESS && event) {
         if (nout == 1) {

@@ -191,6 +191,43 @@ static clbn_status op_backward(fx *f)
                          M(DB), nwait(f), waitlist(f), evp(f));
 }
 
+/* Tensor views (issue 17) through a plan: x as CNHW, the output as CHWN (the
+ * buffers' dense sizes hold them), so every tensor is gathered or scattered
+ * and the running statistics go through the views' commit kernel. */
+static clbn_status op_views(fx *f, clbn_op op)
+{
+    const size_t N = f->desc.n, S = f->desc.spatial;
+    clbn_op_desc d;
+    clbn_status st = clbn_op_desc_init(&d, op, &f->desc);
+    if (st != CLBN_SUCCESS)
+        return st;
+    d.x_view = d.dy_view = (clbn_tensor_view){S, N * S, 1};
+    d.y_view = d.dx_view = (clbn_tensor_view){1, S * N, N};
+    clbn_plan *plan;
+    if ((st = clbn_plan_create(f->ctx, &d, &plan)) != CLBN_SUCCESS)
+        return st;
+    clbn_args a;
+    memset(&a, 0, sizeof a);
+    a.x = M(X), a.y = M(Y), a.weight = M(W), a.bias = M(B), a.running_mean = M(RM);
+    a.running_var = M(RV), a.save_mean = M(SM), a.save_invstd = M(SI), a.dy = M(DY);
+    a.dx = M(DX), a.dweight = M(DW), a.dbias = M(DB), a.momentum = 0.1;
+    if (op == CLBN_OP_BACKWARD)
+        a.bias = a.running_mean = a.running_var = NULL, a.y = NULL;
+    st = clbn_plan_execute(plan, f->queue, &a, nwait(f), waitlist(f), evp(f));
+    clbn_plan_release(plan);
+    return st;
+}
+
+static clbn_status op_views_training(fx *f)
+{
+    return op_views(f, CLBN_OP_FORWARD_TRAINING);
+}
+
+static clbn_status op_views_backward(fx *f)
+{
+    return op_views(f, CLBN_OP_BACKWARD);
+}
+
 static clbn_status op_backward_nothing(fx *f)
 {
     return clbn_backward(f->ctx, f->queue, &f->desc, M(X), M(DY), NULL, M(W), M(SM), M(SI), NULL,
@@ -391,6 +428,8 @@ static const scenario scenarios[] = {
     {"inference_fused ReLU NHWC8, out-of-order queue", NHWC(3, 16, 2), "i-o---iiii----",
      F_OOO | F_EVENT, op_inference_fused},
     {"backward NCHW", NCHW(3, 5, 11), "i--io-i---iioo", F_EVENT, op_backward},
+    {"views: training CNHW -> CHWN", NCHW(3, 5, 7), "i-o---iissoo--", F_EVENT, op_views_training},
+    {"views: backward CNHW -> CHWN", NCHW(3, 5, 7), "i--io-i---iioo", F_EVENT, op_views_backward},
     {"backward, nothing requested", NCHW(3, 5, 11), "i--i--i---ii--", F_EVENT | F_WAIT,
      op_backward_nothing},
     {"backward_inference NHWC", NHWC(7, 4, 3), "i--io-i-ii--oo", F_EVENT, op_backward_inference},

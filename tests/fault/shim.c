@@ -493,6 +493,38 @@ clEnqueueMarkerWithWaitList(cl_command_queue queue, cl_uint num_events_in_wait_l
     return err;
 }
 
+/* Tensor views (src/views.c): temporaries are sub-buffers of a cached
+ * buffer, vectors at offsets are copied with clEnqueueCopyBuffer. */
+__attribute__((noinline)) SHIM_API cl_mem clCreateSubBuffer(cl_mem buffer, cl_mem_flags flags,
+                                                            cl_buffer_create_type type,
+                                                            const void *info, cl_int *errcode_ret)
+{
+    REAL(clCreateSubBuffer);
+    const int by = CALLER();
+    FAULT_CREATE(clCreateSubBuffer, CL_OUT_OF_RESOURCES, errcode_ret);
+    cl_int err = CL_SUCCESS;
+    cl_mem m = real_(buffer, flags, type, info, &err);
+    if (errcode_ret)
+        *errcode_ret = err;
+    if (by && m)
+        track_create(m, K_MEM, "clCreateSubBuffer");
+    return m;
+}
+
+__attribute__((noinline)) SHIM_API cl_int
+clEnqueueCopyBuffer(cl_command_queue queue, cl_mem src, cl_mem dst, size_t src_offset,
+                    size_t dst_offset, size_t size, cl_uint num_events_in_wait_list,
+                    const cl_event *event_wait_list, cl_event *event)
+{
+    REAL(clEnqueueCopyBuffer);
+    const int by = CALLER();
+    FAULT_RET(clEnqueueCopyBuffer, CL_OUT_OF_RESOURCES);
+    cl_int err = real_(queue, src, dst, src_offset, dst_offset, size, num_events_in_wait_list,
+                       event_wait_list, event);
+    TRACK_EVENT(err, event, "clEnqueueCopyBuffer");
+    return err;
+}
+
 /* Waits: forwarded first, then failed, like a command that failed on the device. */
 __attribute__((noinline)) SHIM_API cl_int clFinish(cl_command_queue queue)
 {
