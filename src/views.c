@@ -498,9 +498,12 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         goto done;
     }
 
-    /* 4. copies in */
+    /* 4. copies in. On an in-order queue the queue orders the commands and no
+     * event links them (as clbn__run does: Rusticl's clFinish was seen to
+     * return before commands waiting on an event of their own queue ran);
+     * on an out-of-order queue events do. */
     clbn_step steps[T_COUNT];
-    int nsteps = 0;
+    int nsteps = 0, ncopies = 0;
     for (int k = 0; k < ntemps && err == CL_SUCCESS; ++k) {
         int reads = 0;
         for (int i = 0; i < SLOTS; ++i)
@@ -519,9 +522,11 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
                                         ARG(w.run), ARG(w.a_fast));
         } else {
             err = clEnqueueCopyBuffer(queue, g->mem, temps[k].mem, g->offset * ps, 0, t->c * ps,
-                                      num_wait, wait, &in_ev[nin]);
-            if (err == CL_SUCCESS)
-                ++nin;
+                                      num_wait, wait, in_order ? NULL : &in_ev[nin]);
+            if (err == CL_SUCCESS) {
+                ++ncopies;
+                nin += !in_order;
+            }
         }
     }
     if (err != CL_SUCCESS)
@@ -530,13 +535,18 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
      * enqueueing, and the copies share one kernel object */
     for (int i = 0; i < nsteps && st == CLBN_SUCCESS; ++i) {
         st = clbn__run(ctx, plan->prog, queue, in_order, 0, &steps[i], 1, num_wait, wait,
-                       &in_ev[nin]);
-        if (st == CLBN_SUCCESS)
-            ++nin;
+                       in_order ? NULL : &in_ev[nin]);
+        if (st == CLBN_SUCCESS) {
+            ++ncopies;
+            nin += !in_order;
+        }
     }
 
     /* 5. the operation on the dense temporaries */
-    if (st == CLBN_SUCCESS)
+    if (st == CLBN_SUCCESS && in_order)
+        st = runners[d->op](plan, queue, &clean, ncopies ? 0 : num_wait, ncopies ? NULL : wait,
+                            NULL);
+    else if (st == CLBN_SUCCESS)
         st = runners[d->op](plan, queue, &clean, nin ? (cl_uint)nin : num_wait,
                             nin ? in_ev : wait, &run_ev);
 
@@ -570,10 +580,10 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         }
     }
     for (int i = 0; i < nsteps && st == CLBN_SUCCESS; ++i) {
-        st = clbn__run(ctx, plan->prog, queue, in_order, 0, &steps[i], 1, 1, &run_ev,
-                       &out_ev[nout]);
+        st = clbn__run(ctx, plan->prog, queue, in_order, 0, &steps[i], 1, !in_order,
+                       in_order ? NULL : &run_ev, in_order ? NULL : &out_ev[nout]);
         if (st == CLBN_SUCCESS)
-            ++nout;
+            nout += !in_order;
     }
     /* the vectors after the tensors, the running statistics (state) last */
     int commit = 0;
@@ -585,9 +595,10 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         }
         const region *g = &reg[i];
         err = clEnqueueCopyBuffer(queue, temps[tmp_of[i]].mem, g->mem, 0, g->offset * ps, t->c * ps,
-                                  1, &run_ev, &out_ev[nout]);
+                                  !in_order, in_order ? NULL : &run_ev,
+                                  in_order ? NULL : &out_ev[nout]);
         if (err == CL_SUCCESS)
-            ++nout;
+            nout += !in_order;
     }
     if (st == CLBN_SUCCESS && err != CL_SUCCESS)
         st = clbn__from_cl(err);
@@ -608,14 +619,18 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         for (int i = 0; i < nout; ++i)
             after[1 + i] = out_ev[i];
         cl_event last = NULL;
-        st = clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, (cl_uint)(1 + nout), after,
+        st = clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1,
+                       in_order ? 0 : (cl_uint)(1 + nout), in_order ? NULL : after,
                        event ? &last : NULL);
         if (st == CLBN_SUCCESS && event) {
             *event = last;
             event = NULL; /* handed out */
         }
     }
-    if (st == CLBN_SUCCESS && event) {
+    if (st == CLBN_SUCCESS && event && in_order) {
+        /* after everything enqueued before it on this queue */
+        st = clbn__from_cl(clEnqueueMarkerWithWaitList(queue, 0, NULL, event));
+    } else if (st == CLBN_SUCCESS && event) {
         if (nout == 1) {
             *event = out_ev[0];
             out_ev[0] = NULL;
