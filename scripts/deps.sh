@@ -7,8 +7,13 @@ set -euo pipefail
 # libcjson-dev: safetensors headers (linked by the library); libclblast-dev:
 # samples/conv_bn_relu; doxygen: the API reference (docs/make_docs.sh);
 # openmpi-bin, libopenmpi-dev: clbn_mpi, samples/sync_bn_mpi and its tests (label mpi).
+# The three OpenCL implementations CI runs on (README.md, "Portability"):
+# pocl-opencl-icd (PoCL), mesa-opencl-icd (Mesa's Rusticl, device llvmpipe with
+# RUSTICL_ENABLE=llvmpipe) and oclgrind (the device simulator); clinfo for
+# scripts/device_check.sh.
 packages=(gcc g++ make cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd check
-          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev "$@")
+          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev mesa-opencl-icd oclgrind
+          clinfo "$@")
 
 missing=()
 for p in "${packages[@]}"; do
