@@ -142,6 +142,15 @@ static void check(const char *ctx_what, const char *what, clbn_dtype t, cl_mem m
 
 static void ok(const char *what, const char *call, clbn_status st)
 {
+    /* CLBN_KERNELS_VERBOSE=1: each call named on stderr after it returns (to
+     * tell which call a driver's message on stderr belongs to) */
+    static int verbose = -1;
+    if (verbose < 0)
+        verbose = getenv("CLBN_KERNELS_VERBOSE") && getenv("CLBN_KERNELS_VERBOSE")[0] == '1';
+    if (verbose) {
+        clFinish(g_q);
+        fprintf(stderr, "after %s: %s\n", call, what);
+    }
     ++g_checks;
     if (st != CLBN_SUCCESS) {
         ++g_fail;
