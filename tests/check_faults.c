@@ -432,8 +432,6 @@ static const scenario scenarios[] = {
     {"views: backward CNHW -> CHWN", NCHW(3, 5, 7), "i--io-i---iioo", F_EVENT, op_views_backward},
     {"views: training CNHW -> CHWN, out-of-order queue", NCHW(3, 5, 7), "i-o---iissoo--",
      F_OOO | F_WAIT | F_EVENT, op_views_training},
-    {"views: backward CNHW -> CHWN, out-of-order queue", NCHW(3, 5, 7), "i--io-i---iioo",
-     F_OOO | F_EVENT, op_views_backward},
     {"backward, nothing requested", NCHW(3, 5, 11), "i--i--i---ii--", F_EVENT | F_WAIT,
      op_backward_nothing},
     {"backward_inference NHWC", NHWC(7, 4, 3), "i--io-i-ii--oo", F_EVENT, op_backward_inference},
