@@ -118,10 +118,10 @@ clbn_status clbn__plan_backward(clbn_plan *plan)
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     const int masked = plan->desc.fused_op != CLBN_FUSED_NONE; /* reads y too */
     clbn_channel_plan cp;
-    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_BACKWARD, desc, &plan->one)) {
+    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_BACKWARD, desc, &plan->tuning, &plan->one)) {
         /* one kernel (cl/small.cl): for small tensors the launches are the cost */
         plan->path = CLBN_PATH_ONE_KERNEL;
-    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_BACKWARD, desc, masked ? 3 : 2, &cp)) {
+    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_BACKWARD, desc, masked ? 3 : 2, &plan->tuning, &cp)) {
         /* a work-group per channel, both passes (cl/channel.cl): the second
          * reads the channel from the caches */
         plan->path = CLBN_PATH_ONE_KERNEL;
@@ -132,9 +132,9 @@ clbn_status clbn__plan_backward(clbn_plan *plan)
         plan->one_stream = cp.stream;
     } else {
         plan->path = CLBN_PATH_PASSES;
-        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &plan->stats);
+        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &plan->tuning, &plan->stats);
         clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &plan->finalize);
-        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &plan->norm);
+        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &plan->tuning, &plan->norm);
     }
     return CLBN_SUCCESS;
 }
@@ -193,8 +193,8 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
 clbn_status clbn__plan_sync_backward(clbn_plan *plan)
 {
     plan->path = CLBN_PATH_PASSES;
-    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, &plan->desc.tensor, &plan->stats);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, &plan->desc.tensor, &plan->norm);
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, &plan->desc.tensor, &plan->tuning, &plan->stats);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, &plan->desc.tensor, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 
@@ -206,9 +206,9 @@ clbn_status clbn__plan_backward_inference(clbn_plan *plan)
     /* the reduction runs only for dweight/dbias and the elementwise pass only
      * for dx/dz: both are planned, the call's outputs decide */
     plan->path = CLBN_PATH_PASSES;
-    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, desc, &plan->stats);
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, desc, &plan->tuning, &plan->stats);
     clbn__plan_per_channel(plan->prog, CLBN_K_BWD_FINALIZE, desc->c, &plan->finalize);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, desc, &plan->norm);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, desc, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 

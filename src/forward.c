@@ -97,10 +97,10 @@ clbn_status clbn__plan_forward_training(clbn_plan *plan)
     const clbn_program *prog = plan->prog;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     clbn_channel_plan cp;
-    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_TRAINING, desc, &plan->one)) {
+    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_TRAINING, desc, &plan->tuning, &plan->one)) {
         /* one kernel (cl/small.cl): for small tensors the launches are the cost */
         plan->path = CLBN_PATH_ONE_KERNEL;
-    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_TRAINING, desc, 1, &cp)) {
+    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_TRAINING, desc, 1, &plan->tuning, &cp)) {
         /* a work-group per channel, both passes (cl/channel.cl): the second
          * reads the channel from the caches */
         plan->path = CLBN_PATH_ONE_KERNEL;
@@ -111,10 +111,10 @@ clbn_status clbn__plan_forward_training(clbn_plan *plan)
         plan->one_stream = cp.stream;
     } else {
         plan->path = CLBN_PATH_PASSES;
-        clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &plan->stats);
+        clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &plan->tuning, &plan->stats);
         clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &plan->finalize);
         clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &plan->commit);
-        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &plan->norm);
+        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &plan->tuning, &plan->norm);
     }
     return CLBN_SUCCESS;
 }
@@ -193,9 +193,8 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
 clbn_status clbn__plan_sync_forward(clbn_plan *plan)
 {
     plan->path = CLBN_PATH_PASSES;
-    clbn__plan_stats(plan->ctx, plan->prog, &clbn__stats_kernels, &plan->desc.tensor, &plan->stats);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor,
-                         &plan->norm);
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__stats_kernels, &plan->desc.tensor, &plan->tuning, &plan->stats);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 
@@ -205,8 +204,7 @@ clbn_status clbn__plan_forward_inference(clbn_plan *plan)
 {
     plan->path = CLBN_PATH_PASSES;
     clbn__plan_per_channel(plan->prog, CLBN_K_INFERENCE_PARAMS, plan->desc.tensor.c, &plan->finalize);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor,
-                         &plan->norm);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 
