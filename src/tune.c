@@ -27,9 +27,8 @@ static double now_ms(void)
 typedef struct signature {
     clbn_path path;
     clbn_launch one, finalize, commit;
-    cl_ulong one_cols, one_chunks;
-    cl_int one_stream;
     int one_is_channel;
+    clbn_channel_plan channel;
     clbn_stats_plan stats;
     clbn_norm_plan norm;
 } signature;
@@ -41,10 +40,8 @@ static void sign(const clbn_plan *p, signature *s)
     s->one = p->one;
     s->finalize = p->finalize;
     s->commit = p->commit;
-    s->one_cols = p->one_cols;
-    s->one_chunks = p->one_chunks;
-    s->one_stream = p->one_stream;
     s->one_is_channel = p->one_is_channel;
+    s->channel = p->channel;
     s->stats = p->stats;
     s->norm = p->norm;
 }

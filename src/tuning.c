@@ -137,17 +137,24 @@ size_t clbn__tuning_format(const clbn_tuning *t, char *buf, size_t size)
 
 clbn_status clbn__plan_retune(clbn_plan *plan, const clbn_tuning *t, int warm)
 {
+    /* as clbn_plan_create starts: nothing planned yet */
     clbn_plan tmp = *plan;
+    tmp.path = CLBN_PATH_EMPTY;
+    tmp.one_is_channel = 0;
+    memset(&tmp.one, 0, sizeof tmp.one);
+    memset(&tmp.channel, 0, sizeof tmp.channel);
+    memset(&tmp.stats, 0, sizeof tmp.stats);
+    memset(&tmp.norm, 0, sizeof tmp.norm);
+    memset(&tmp.finalize, 0, sizeof tmp.finalize);
+    memset(&tmp.commit, 0, sizeof tmp.commit);
     tmp.tuning = *t;
     clbn_status st = clbn__plan_op(&tmp);
     if (st != CLBN_SUCCESS)
         return st;
     plan->path = tmp.path;
     plan->one = tmp.one;
-    plan->one_cols = tmp.one_cols;
-    plan->one_chunks = tmp.one_chunks;
-    plan->one_stream = tmp.one_stream;
     plan->one_is_channel = tmp.one_is_channel;
+    plan->channel = tmp.channel;
     plan->stats = tmp.stats;
     plan->norm = tmp.norm;
     plan->finalize = tmp.finalize;
