@@ -148,10 +148,16 @@ static clbn_status bench_init(bench *b, clbn_plan *plan, cl_command_queue queue)
     if (!b->raw || !b->got)
         return CLBN_ERROR_OUT_OF_HOST_MEMORY;
     clbn_status st = CLBN_SUCCESS;
+    /* the tensors the operation uses (the others get a token buffer) */
+    const int forward = d->op == CLBN_OP_FORWARD_TRAINING || d->op == CLBN_OP_FORWARD_INFERENCE;
+    const int used[T_DZ + 1] = {1, forward && d->fused_op == CLBN_FUSED_ADD_RELU,
+                                forward || d->fused_op != CLBN_FUSED_NONE, !forward, !forward,
+                                !forward && d->fused_op == CLBN_FUSED_ADD_RELU};
     for (int i = 0; i < NBUF && st == CLBN_SUCCESS; ++i) {
         cl_int err;
         b->m[i] = clCreateBuffer(plan->ctx->cl, CL_MEM_READ_WRITE,
-                                 IS_TENSOR(i) ? b->tensor_bytes : b->vector_bytes, NULL, &err);
+                                 IS_TENSOR(i) && used[i] ? b->tensor_bytes : b->vector_bytes, NULL,
+                                 &err);
         st = clbn__from_cl(err);
     }
     const size_t n = plan->elements, c = d->tensor.c;
@@ -160,8 +166,9 @@ static clbn_status bench_init(bench *b, clbn_plan *plan, cl_command_queue queue)
         {V_W, 0, 0.5, 1.5},    {V_B, 0, -0.5, 0.5},  {V_RM0, 0, 0.2, 0.6}, {V_RV0, 0, 0.5, 2},
         {V_SM, 0, 0.2, 0.6},   {V_SI, 0, 0.5, 2},    {V_RM, 0, 0.2, 0.6}, {V_RV, 0, 0.5, 2}};
     for (size_t k = 0; k < sizeof init / sizeof *init && st == CLBN_SUCCESS; ++k)
-        st = fill(b, init[k].i, init[k].tensor ? n : c, init[k].tensor, init[k].lo, init[k].hi,
-                  0x9e3779b9u * (uint32_t)(k + 1));
+        if (!init[k].tensor || used[init[k].i])
+            st = fill(b, init[k].i, init[k].tensor ? n : c, init[k].tensor, init[k].lo, init[k].hi,
+                      0x9e3779b9u * (uint32_t)(k + 1));
     if (st != CLBN_SUCCESS)
         return st;
 

@@ -6,7 +6,8 @@
  * - clbn_plan_tune keeps a configuration that still matches the reference,
  *   records it, and a new plan of the same shape class picks it up;
  * - the database: a hand-made entry is used; corrupt, truncated and foreign
- *   files are ignored (defaults); concurrent writers keep every entry. */
+ *   files are ignored (defaults); concurrent writers keep every entry;
+ *   CLBN_TUNE=1 tunes and records the plan behind a one-call function. */
 #include "testutil.h"
 #include "reference_backward.h"
 
@@ -355,6 +356,42 @@ START_TEST(tune_records_and_database)
     ck_assert_int_eq(strncmp(text, "# clbn tuning database 1\n", 25), 0);
     ck_assert_int_eq(count_lines(text, "clbn-tuning-1\t"), WRITERS);
     free(text);
+    /* CLBN_TUNE=1: a one-call function's plan, made without an entry, is
+     * tuned and recorded; its result still matches the reference */
+    unlink(db);
+    setenv("CLBN_TUNE", "1", 1);
+    {
+        const clbn_tensor_desc od = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 40, 20};
+        const size_t cnt = tu_count(&od), C = od.c;
+        tu_rng rng;
+        tu_rng_seed(&rng, 77);
+        float *x = tu_floats(cnt), *w = tu_floats(C), *b = tu_floats(C), *rm = tu_floats(C),
+              *rv = tu_floats(C), *gy = tu_floats(cnt);
+        double *y = tu_doubles(cnt);
+        tu_fill_input(&rng, &od, x, 1.0, 1.0, 2.0);
+        tu_fill_uniform(&rng, w, C, 0.5, 1.5);
+        tu_fill_uniform(&rng, b, C, -0.5, 0.5);
+        tu_fill_uniform(&rng, rm, C, -1, 1);
+        tu_fill_uniform(&rng, rv, C, 0.5, 2);
+        cl_mem mx = tu_buffer_floats(x, cnt), my = tu_buffer_nan(cnt), mw = tu_buffer_floats(w, C),
+               mb = tu_buffer_floats(b, C), mrm = tu_buffer_floats(rm, C), mrv = tu_buffer_floats(rv, C);
+        TU_OK(clbn_forward_inference(tu_ctx(), NULL, &od, mx, my, mw, mb, mrm, mrv, 1e-5, 0, NULL, NULL));
+        tu_finish();
+        tu_read_floats(my, gy, cnt);
+        ref_inference(&(ref_shape){od.n, od.c, od.spatial, 0}, x, w, b, rm, rv, 1e-5, 0, y);
+        TU_ASSERT_CLOSE("CLBN_TUNE=1 inference y", gy, y, cnt, 1e-5, 1e-5);
+        cl_mem all[] = {mx, my, mw, mb, mrm, mrv};
+        for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+            tu_release(all[i]);
+        free(x), free(w), free(b), free(rm), free(rv), free(gy), free(y);
+    }
+    unsetenv("CLBN_TUNE");
+    text = slurp(db);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(count_lines(text, "clbn-tuning-1\t"), 1);
+    ck_assert_ptr_nonnull(strstr(text, "\tf32 nchw fwd_infer f0 "));
+    free(text);
+
     char lock[300];
     snprintf(lock, sizeof lock, "%s.lock", db);
     unlink(lock);
