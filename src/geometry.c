@@ -20,7 +20,8 @@ enum {
     NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
     NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels, and the elementwise */
     NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
-    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
+    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel
+                               * (ctx->small_elements: CLBN_SMALL_MAX overrides, for tests) */
     SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
     ROWS_SPATIAL = 256,     /* NCHW rows shorter than this take the short-row reductions; */
     ROWS_RUN = 2048,        /*   values per row and work-item */
@@ -50,7 +51,7 @@ void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t)
     t->splits_min = SPLITS_MIN;
     t->item_elements = ITEM_ELEMENTS;
     t->nhwc_wide_pixels = NHWC_WIDE_PIXELS;
-    t->small_elements = SMALL_ELEMENTS;
+    t->small_elements = ctx->small_elements; /* SMALL_ELEMENTS unless CLBN_SMALL_MAX says */
     t->small_items_per_cu = SMALL_ITEMS_PER_CU;
     t->rows_spatial = ROWS_SPATIAL;
     t->rows_run = ROWS_RUN;
