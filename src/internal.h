@@ -450,6 +450,9 @@ int clbn__tuning_check(const clbn_tuning *t);
 clbn_status clbn__tuning_parse(const char *text, clbn_tuning *t);
 /* Every key=value, space-separated; the length it needs (snprintf-like). */
 size_t clbn__tuning_format(const clbn_tuning *t, char *buf, size_t size);
+/* Only the pairs of *t that differ from *base ("" when none). */
+size_t clbn__tuning_format_diff(const clbn_tuning *t, const clbn_tuning *base, char *buf,
+                                size_t size);
 /* Re-plans `plan` with *t (the plan is unchanged on failure); warm: run the
  * warm-up so that executing never compiles. */
 clbn_status clbn__plan_retune(clbn_plan *plan, const clbn_tuning *t, int warm);

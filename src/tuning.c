@@ -135,6 +135,25 @@ size_t clbn__tuning_format(const clbn_tuning *t, char *buf, size_t size)
     return len;
 }
 
+size_t clbn__tuning_format_diff(const clbn_tuning *t, const clbn_tuning *base, char *buf,
+                                size_t size)
+{
+    size_t len = 0;
+    if (size > 0)
+        buf[0] = '\0';
+    for (int i = 0; i < FIELD_COUNT; ++i) {
+        if (value(t, &fields[i]) == value(base, &fields[i]))
+            continue;
+        int n = snprintf(len < size ? buf + len : NULL, len < size ? size - len : 0, "%s%s=%zu",
+                         len ? " " : "", fields[i].key, value(t, &fields[i]));
+        if (n > 0)
+            len += (size_t)n;
+    }
+    if (size > 0 && len >= size)
+        buf[size - 1] = '\0';
+    return len;
+}
+
 clbn_status clbn__plan_retune(clbn_plan *plan, const clbn_tuning *t, int warm)
 {
     /* as clbn_plan_create starts: nothing planned yet */

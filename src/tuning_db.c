@@ -279,8 +279,13 @@ size_t clbn__tuning_db_entry(const clbn_plan *plan, const char *kernels, double 
 {
     db_key k;
     make_key(plan, &k);
+    /* only what differs from the defaults: parameters the environment sets
+     * (CLBN_GEOMETRY, CLBN_STREAM_MB, CLBN_SMALL_MAX) keep their effect
+     * where the tuner did not choose otherwise */
     char tuning[1024];
-    clbn__tuning_format(&plan->tuning, tuning, sizeof tuning);
+    clbn_tuning base;
+    clbn__tuning_defaults(plan->ctx, &base);
+    clbn__tuning_format_diff(&plan->tuning, &base, tuning, sizeof tuning);
     return format_entry(&k, kernels ? kernels : k.kernels, tuning, ms, out, size);
 }
 
