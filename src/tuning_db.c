@@ -187,10 +187,18 @@ static char *read_db(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    char *buf = malloc(DB_MAX_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, DB_MAX_BYTES + 1, f) : 0;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0 || sb.st_size > DB_MAX_BYTES) {
+        fclose(f);
+        return NULL;
+    }
+    /* the file may grow meanwhile (a writer renames a new one over it; this
+     * handle still reads the old one): one byte more tells */
+    const size_t cap = (size_t)sb.st_size + 1;
+    char *buf = malloc(cap + 1);
+    size_t n = buf ? fread(buf, 1, cap, f) : 0;
     fclose(f);
-    if (!buf || n > DB_MAX_BYTES || n < strlen(HEADER) || memcmp(buf, HEADER, strlen(HEADER)) != 0) {
+    if (!buf || n >= cap || n < strlen(HEADER) || memcmp(buf, HEADER, strlen(HEADER)) != 0) {
         free(buf);
         return NULL;
     }
