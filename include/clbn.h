@@ -481,6 +481,52 @@ CLBN_API clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, 
  */
 CLBN_API clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size);
 
+/* ---- tuning: the planner's parameters per plan (docs/tuning.md) ---- */
+
+/**
+ * @brief The plan's planner parameters as text: every "key=value" pair,
+ * space-separated, e.g. "group=64 norm_group=64 tile_target=32768 ...". The
+ * same text given to clbn_plan_set_tuning reproduces the plan. Writes at most
+ * `size` bytes including the terminating NUL (truncating; 600 bytes suffice).
+ * @return CLBN_SUCCESS, CLBN_ERROR_NULL_ARGUMENT (plan or buf NULL, or size 0).
+ */
+CLBN_API clbn_status clbn_plan_get_tuning(const clbn_plan *plan, char *buf, size_t size);
+
+/**
+ * @brief Re-plans `plan` with the device's default parameters overridden by
+ * the "key=value" pairs of `tuning` (NULL or "": the defaults), and runs the
+ * warm-up execution as clbn_plan_create does, so executing still never
+ * compiles. Every value within the documented limits (docs/tuning.md) gives
+ * correct results; different tilings may change the summation order, so
+ * results can differ from the default plan's in the last bits.
+ *
+ * Not to be called while the plan is executed by another thread.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan NULL);
+ *   CLBN_ERROR_INVALID_OPTION (unknown key, malformed text or a value outside
+ *   its limits: the plan is unchanged).
+ */
+CLBN_API clbn_status clbn_plan_set_tuning(clbn_plan *plan, const char *tuning);
+
+/**
+ * @brief Times candidate parameter sets for `plan` on the device behind
+ * `queue` (NULL: the context's queue) using its own temporary buffers, keeps
+ * the fastest whose outputs match the default parameters' outputs within a
+ * tight tolerance (a different summation order only), and records it in the
+ * user's tuning database (docs/tuning.md) unless CLBN_TUNING_DB is "off".
+ * Candidates giving the same kernels and sizes as one already timed are not
+ * timed again. Stops starting candidates after about `budget_ms`
+ * milliseconds (<= 0: the default, 20000). The plan keeps the chosen
+ * parameters (see clbn_plan_get_tuning) and is warmed up with them, so
+ * executing it never compiles. An empty batch has nothing to tune.
+ *
+ * Blocks until done. Not to be called while the plan is executed by another
+ * thread. A failure to record in the database is not an error.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan NULL);
+ *   CLBN_ERROR_INVALID_QUEUE; CLBN_ERROR_OUT_OF_HOST_MEMORY,
+ *   _OUT_OF_DEVICE_MEMORY, CLBN_ERROR_OPENCL (the plan is then unchanged).
+ */
+CLBN_API clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budget_ms);
+
 /* ---- one-call functions: a plan made (and cached in the context) behind each call ---- */
 
 

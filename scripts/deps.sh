@@ -12,15 +12,15 @@ set -euo pipefail
 # python3-*: the Python binding (python/), its tests and samples/python; python3-torch
 # (PyTorch 1.13, about 80 MB to download, 760 MB installed, a minute to install) runs
 # them side by side with PyTorch and the parity goldens' generator check.
-# The three OpenCL implementations CI runs on (README.md, "Portability"):
+# The three OpenCL implementations CI runs on (docs/devices.md, "Portability"):
 # pocl-opencl-icd (PoCL), mesa-opencl-icd (Mesa's Rusticl, device llvmpipe with
 # RUSTICL_ENABLE=llvmpipe) and oclgrind (the device simulator); clinfo for
 # scripts/device_check.sh.
 packages=(gcc g++ make cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd check
-          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev
-          dpkg-dev file binutils lintian
+          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev mesa-opencl-icd oclgrind
+          clinfo dpkg-dev file binutils lintian
           python3-pyopencl python3-numpy python3-pytest python3-setuptools python3-pip
-          python3-torch mesa-opencl-icd oclgrind clinfo "$@")
+          python3-torch "$@")
 
 missing=()
 for p in "${packages[@]}"; do

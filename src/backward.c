@@ -120,9 +120,9 @@ clbn_status clbn__plan_backward(clbn_plan *plan)
     if (!clbn__plan_one_kernel(plan, CLBN_K_SMALL_BACKWARD, CLBN_K_CHANNEL_BACKWARD,
                                masked ? 3 : 2)) {
         plan->path = CLBN_PATH_PASSES;
-        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &plan->stats);
+        clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &plan->tuning, &plan->stats);
         clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &plan->finalize);
-        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &plan->norm);
+        clbn__plan_normalize(ctx, prog, &clbn__dx_kernels, desc, &plan->tuning, &plan->norm);
     }
     return CLBN_SUCCESS;
 }
@@ -181,8 +181,8 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
 clbn_status clbn__plan_sync_backward(clbn_plan *plan)
 {
     plan->path = CLBN_PATH_PASSES;
-    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, &plan->desc.tensor, &plan->stats);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, &plan->desc.tensor, &plan->norm);
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, &plan->desc.tensor, &plan->tuning, &plan->stats);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, &plan->desc.tensor, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 
@@ -194,9 +194,9 @@ clbn_status clbn__plan_backward_inference(clbn_plan *plan)
     /* the reduction runs only for dweight/dbias and the elementwise pass only
      * for dx/dz: both are planned, the call's outputs decide */
     plan->path = CLBN_PATH_PASSES;
-    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, desc, &plan->stats);
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__reduce_kernels, desc, &plan->tuning, &plan->stats);
     clbn__plan_per_channel(plan->prog, CLBN_K_BWD_FINALIZE, desc->c, &plan->finalize);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, desc, &plan->norm);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__dx_kernels, desc, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 

@@ -101,7 +101,7 @@ static clbn_status read_device_facts(clbn_context *ctx)
         if (end && *end == '\0' && v <= 1048576)
             ctx->stream_bytes = (size_t)v << 20;
     }
-    /* The one-kernel paths (src/plan.c) take NCHW tensors of up to 2^18
+    /* The one-kernel paths (src/geometry.c) take NCHW tensors of up to 2^18
      * elements; CLBN_SMALL_MAX overrides (0: never, so tests reach the other
      * paths on small shapes). */
     ctx->small_elements = (size_t)1 << 18;

@@ -98,10 +98,10 @@ clbn_status clbn__plan_forward_training(clbn_plan *plan)
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     if (!clbn__plan_one_kernel(plan, CLBN_K_SMALL_TRAINING, CLBN_K_CHANNEL_TRAINING, 1)) {
         plan->path = CLBN_PATH_PASSES;
-        clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &plan->stats);
+        clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &plan->tuning, &plan->stats);
         clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &plan->finalize);
         clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &plan->commit);
-        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &plan->norm);
+        clbn__plan_normalize(ctx, prog, &clbn__normalize_kernels, desc, &plan->tuning, &plan->norm);
     }
     return CLBN_SUCCESS;
 }
@@ -180,9 +180,8 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
 clbn_status clbn__plan_sync_forward(clbn_plan *plan)
 {
     plan->path = CLBN_PATH_PASSES;
-    clbn__plan_stats(plan->ctx, plan->prog, &clbn__stats_kernels, &plan->desc.tensor, &plan->stats);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor,
-                         &plan->norm);
+    clbn__plan_stats(plan->ctx, plan->prog, &clbn__stats_kernels, &plan->desc.tensor, &plan->tuning, &plan->stats);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 
@@ -192,8 +191,7 @@ clbn_status clbn__plan_forward_inference(clbn_plan *plan)
 {
     plan->path = CLBN_PATH_PASSES;
     clbn__plan_per_channel(plan->prog, CLBN_K_INFERENCE_PARAMS, plan->desc.tensor.c, &plan->finalize);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor,
-                         &plan->norm);
+    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor, &plan->tuning, &plan->norm);
     return CLBN_SUCCESS;
 }
 

@@ -39,6 +39,34 @@ enum {
 };
 
 
+void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t)
+{
+    memset(t, 0, sizeof *t);
+    t->group = GROUP_SIZE;
+    t->norm_group = GROUP_SIZE;
+    t->tile_target = TILE_TARGET;
+    t->tile_min = TILE_MIN;
+    t->groups_per_cu = GROUPS_PER_CU;
+    t->splits_per_cu = SPLITS_PER_CU;
+    t->splits_min = SPLITS_MIN;
+    t->item_elements = ITEM_ELEMENTS;
+    t->nhwc_wide_pixels = NHWC_WIDE_PIXELS;
+    t->small_elements = ctx->small_elements; /* SMALL_ELEMENTS unless CLBN_SMALL_MAX says */
+    t->small_items_per_cu = SMALL_ITEMS_PER_CU;
+    t->rows_spatial = ROWS_SPATIAL;
+    t->rows_run = ROWS_RUN;
+    t->rows_item_values = ROWS_ITEM_VALUES;
+    t->rows_items_per_cu = ROWS_ITEMS_PER_CU;
+    t->rows_group = ROWS_GROUP;
+    t->flat_item = FLAT_ITEM;
+    t->channel_bytes = CHANNEL_BYTES;
+    t->channel_groups_per_cu = CHANNEL_GROUPS_PER_CU;
+    t->channel_min_s = CHANNEL_MIN_S;
+    t->channel_cols = CHANNEL_COLS;
+    t->stream_bytes = ctx->stream_bytes;
+    t->gpu_geometry = ctx->gpu_geometry;
+}
+
 static size_t ceil_div(size_t a, size_t b)
 {
     return (a + b - 1) / b;
@@ -59,10 +87,10 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-/* The largest power of two <= min(GROUP_SIZE, the kernel's limit). */
-static size_t group_size(const clbn_program *prog, clbn_kernel_id k)
+/* The largest power of two <= min(cap, the kernel's limit). */
+static size_t group_size(const clbn_program *prog, clbn_kernel_id k, size_t cap)
 {
-    size_t limit = min_sz(GROUP_SIZE, prog->max_work_group[k]);
+    size_t limit = min_sz(cap, prog->max_work_group[k]);
     size_t g = 1;
     while (g * 2 <= limit)
         g *= 2;
@@ -75,12 +103,12 @@ int clbn__is_planar(const clbn_tensor_desc *desc)
 }
 
 /* How many tiles to cut `values` into, given `others` independent groups. */
-static size_t tiles_for(const clbn_context *ctx, size_t values, size_t others)
+static size_t tiles_for(const clbn_context *ctx, const clbn_tuning *t, size_t values, size_t others)
 {
-    size_t want = ceil_div(values, TILE_TARGET);
-    want = max_sz(want, ceil_div((size_t)ctx->compute_units * GROUPS_PER_CU, others));
-    const size_t cap = max_sz(SPLITS_MIN, (size_t)ctx->compute_units * SPLITS_PER_CU);
-    return max_sz(1, min_sz(min_sz(want, cap), values / TILE_MIN));
+    size_t want = ceil_div(values, t->tile_target);
+    want = max_sz(want, ceil_div((size_t)ctx->compute_units * t->groups_per_cu, others));
+    const size_t cap = max_sz(t->splits_min, (size_t)ctx->compute_units * t->splits_per_cu);
+    return max_sz(1, min_sz(min_sz(want, cap), values / t->tile_min));
 }
 
 const clbn_kernel_family clbn__stats_kernels = {CLBN_K_STATS_NCHW, CLBN_K_STATS_NHWC8, CLBN_K_STATS_NHWC,
@@ -95,31 +123,31 @@ const clbn_kernel_family clbn__dx_kernels = {CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_N
                                              CLBN_K_COUNT, CLBN_K_BWD_DX_FLAT};
 
 void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *kf,
-                      const clbn_tensor_desc *desc, clbn_stats_plan *plan)
+                      const clbn_tensor_desc *desc, const clbn_tuning *t, clbn_stats_plan *plan)
 {
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     memset(plan, 0, sizeof *plan);
     plan->launch.dims = 2;
     plan->launch.local[1] = 1;
 
-    if (clbn__is_planar(desc) && S < ROWS_SPATIAL && kf->nchw_rows != CLBN_K_COUNT &&
-        !ctx->gpu_geometry) {
+    if (clbn__is_planar(desc) && S < t->rows_spatial && kf->nchw_rows != CLBN_K_COUNT &&
+        !t->gpu_geometry) {
         /* Short rows: a work-item takes a block of adjacent channels over a
          * range of rows (cl/stats.cl, clbn_stats_nchw_rows), reading
          * ROWS_RUN values or more of each row in one run. */
-        const size_t per_item = min_sz(C, min_sz(CLBN_ROWS_CHANNELS, ceil_div(ROWS_RUN, S)));
+        const size_t per_item = min_sz(C, min_sz(CLBN_ROWS_CHANNELS, ceil_div(t->rows_run, S)));
         const size_t blocks = ceil_div(C, per_item);
         const size_t cus = ctx->compute_units;
-        const size_t cap = max_sz(SPLITS_MIN, cus * SPLITS_PER_CU);
-        size_t splits = ceil_div(per_item * N * S, ROWS_ITEM_VALUES);
-        splits = max_sz(splits, ceil_div(cus * ROWS_ITEMS_PER_CU, blocks));
+        const size_t cap = max_sz(t->splits_min, cus * t->splits_per_cu);
+        size_t splits = ceil_div(per_item * N * S, t->rows_item_values);
+        splits = max_sz(splits, ceil_div(cus * t->rows_items_per_cu, blocks));
         splits = max_sz(1, min_sz(min_sz(splits, cap), N));
         const size_t rows_per_group = ceil_div(N, splits);
         splits = ceil_div(N, rows_per_group);
-        size_t L = group_size(prog, kf->nchw_rows);
+        size_t L = group_size(prog, kf->nchw_rows, t->group);
         while (L > 1 && L > blocks)
             L /= 2;
-        L = min_sz(L, ROWS_GROUP);
+        L = min_sz(L, t->rows_group);
         plan->launch.kernel = kf->nchw_rows;
         plan->launch.local[0] = L;
         plan->launch.global[0] = round_up(blocks, L);
@@ -136,8 +164,8 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     if (clbn__is_planar(desc)) {
         /* Channel c is an N x S matrix (row stride C*S): tile it by rows, then
          * by columns when there are fewer rows than tiles wanted. */
-        const size_t L = group_size(prog, kf->nchw);
-        size_t tiles = tiles_for(ctx, N * S, C);
+        const size_t L = group_size(prog, kf->nchw, t->group);
+        size_t tiles = tiles_for(ctx, t, N * S, C);
         size_t row_groups = min_sz(N, tiles);
         size_t rows_per_group = ceil_div(N, row_groups);
         row_groups = ceil_div(N, rows_per_group);
@@ -148,11 +176,11 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * rest of the work-items over rows. GPU geometry: a group's tile is at
          * most L vectors wide and its work-items take one vector each of a
          * row, adjacent ones adjacent vectors. */
-        if (ctx->gpu_geometry) {
+        if (t->gpu_geometry) {
             cols_per_group = min_sz(round_up(S, VEC), L * VEC);
             col_groups = ceil_div(S, cols_per_group);
         }
-        size_t col_parts = ctx->gpu_geometry ? cols_per_group / VEC
+        size_t col_parts = t->gpu_geometry ? cols_per_group / VEC
                                              : max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
         size_t row_parts = max_sz(1, min_sz(L / col_parts, rows_per_group));
         plan->launch.kernel = kf->nchw;
@@ -176,9 +204,9 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * the group's whole pixel tile, in step (a barrier per 8 pixels), so
          * the group reads long runs of each row: 256x2048x7x7 statistics 8.6
          * -> 3.7 ms against the NHWC_BLOCK kernel below, equal at C = 256. */
-        const size_t L = min_sz(group_size(prog, kf->nhwc_wide), C / VEC);
+        const size_t L = min_sz(group_size(prog, kf->nhwc_wide, t->group), C / VEC);
         const size_t chunks = ceil_div(C / VEC, L);
-        size_t tiles = min_sz(tiles_for(ctx, P * L * VEC, chunks), P);
+        size_t tiles = min_sz(tiles_for(ctx, t, P * L * VEC, chunks), P);
         const size_t pixels_per_group = ceil_div(P, tiles);
         tiles = ceil_div(P, pixels_per_group);
         plan->launch.kernel = kf->nhwc_wide;
@@ -195,9 +223,9 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
         /* A work-item takes NHWC_BLOCK channels over a contiguous range of
          * pixels; groups are (channel block, pixel tile), their work-items
          * over pixels. */
-        const size_t L = min_sz(group_size(prog, kf->nhwc8), prog->nhwc8_parts);
+        const size_t L = min_sz(group_size(prog, kf->nhwc8, t->group), prog->nhwc8_parts);
         const size_t blocks = ceil_div(C, NHWC_BLOCK);
-        size_t tiles = min_sz(tiles_for(ctx, P * min_sz(C, NHWC_BLOCK), blocks), P);
+        size_t tiles = min_sz(tiles_for(ctx, t, P * min_sz(C, NHWC_BLOCK), blocks), P);
         const size_t pixels_per_group = ceil_div(P, tiles);
         tiles = ceil_div(P, pixels_per_group);
         const size_t parts = max_sz(1, min_sz(L, pixels_per_group / VEC));
@@ -214,10 +242,10 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     /* Any C: work-items across channels, the rest of the group and the
      * tiles across pixels. */
     const clbn_kernel_id k = kf->nhwc;
-    const size_t L = group_size(prog, k);
+    const size_t L = group_size(prog, k, t->group);
     size_t col_parts = min_sz(C, L);
     size_t blocks = ceil_div(C, col_parts);
-    size_t tiles = tiles_for(ctx, P * col_parts, blocks);
+    size_t tiles = tiles_for(ctx, t, P * col_parts, blocks);
     tiles = min_sz(tiles, P);
     size_t pixels_per_group = ceil_div(P, tiles);
     tiles = ceil_div(P, pixels_per_group);
@@ -235,16 +263,17 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
 /* Whether an elementwise pass writes its output with streaming stores: the
  * output is at least ctx->stream_bytes and the kernel's 8-value vectors are
  * aligned (see clbn__plan_normalize). */
-static int stream_output(const clbn_context *ctx, const clbn_tensor_desc *desc, int aligned)
+static int stream_output(const clbn_tuning *t, const clbn_tensor_desc *desc, int aligned)
 {
     return aligned && desc->n * desc->c * desc->spatial * clbn__dtype_size(desc->dtype) >=
-                          ctx->stream_bytes;
+                          t->stream_bytes;
 }
 
 void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
                           const clbn_kernel_family *kf, const clbn_tensor_desc *desc,
-                          clbn_norm_plan *plan)
+                          const clbn_tuning *t, clbn_norm_plan *plan)
 {
+    (void)ctx; /* the device's facts come in through *t */
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     memset(plan, 0, sizeof *plan);
     clbn_launch *l = &plan->launch;
@@ -254,19 +283,19 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
      * caches for whatever reads them next. */
     const int flat = clbn__is_planar(desc) && S >= VEC && kf->nchw_rows != CLBN_K_COUNT &&
-                     (S < ROWS_SPATIAL || ctx->gpu_geometry);
+                     (S < t->rows_spatial || t->gpu_geometry);
     const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
-    plan->stream = stream_output(ctx, desc, aligned);
+    plan->stream = stream_output(t, desc, aligned);
     if (flat) {
         /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
          * work-item, each lane with its own channel's parameters
          * (clbn_normalize_flat): aligned vectors, one stream per group. */
         /* GPU geometry: a vector per work-item, adjacent items adjacent */
-        const size_t per_item = ctx->gpu_geometry ? VEC : FLAT_ITEM;
+        const size_t per_item = t->gpu_geometry ? VEC : t->flat_item;
         const size_t items = ceil_div(N * C * S, per_item);
         l->kernel = kf->nchw_rows;
         l->dims = 1;
-        l->local[0] = min_sz(group_size(prog, kf->nchw_rows), items);
+        l->local[0] = min_sz(group_size(prog, kf->nchw_rows, t->norm_group), items);
         l->global[0] = round_up(items, l->local[0]);
         l->local[1] = l->global[1] = 1;
         plan->rows_per_item = 0;
@@ -275,10 +304,10 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     }
     if (clbn__is_planar(desc)) {
         const size_t rows = N * C;
-        size_t cols = min_sz(round_up(S, VEC), ITEM_ELEMENTS);
-        size_t rows_per_item = max_sz(1, ITEM_ELEMENTS / round_up(S, VEC));
+        size_t cols = min_sz(round_up(S, VEC), t->item_elements);
+        size_t rows_per_item = max_sz(1, t->item_elements / round_up(S, VEC));
         size_t segs = ceil_div(S, cols), blocks = ceil_div(rows, rows_per_item);
-        size_t L = group_size(prog, kf->nchw);
+        size_t L = group_size(prog, kf->nchw, t->norm_group);
         l->kernel = kf->nchw;
         l->dims = 2;
         l->local[0] = 1;
@@ -293,9 +322,9 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     if (C % VEC == 0) {
         /* rows of NHWC_WIDE channels or more: a few pixels per work-item,
          * taken channel vector by channel vector (cl/normalize.cl) */
-        size_t pixels = C >= NHWC_WIDE ? NHWC_WIDE_PIXELS : max_sz(1, ITEM_ELEMENTS / C);
+        size_t pixels = C >= NHWC_WIDE ? t->nhwc_wide_pixels : max_sz(1, t->item_elements / C);
         size_t blocks = ceil_div(P, pixels);
-        size_t L = group_size(prog, kf->nhwc8);
+        size_t L = group_size(prog, kf->nhwc8, t->norm_group);
         l->kernel = kf->nhwc8;
         l->dims = 1;
         l->local[0] = min_sz(L, blocks);
@@ -304,9 +333,9 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
         plan->pixels_per_item = pixels;
         return;
     }
-    size_t pixels = max_sz(1, ITEM_ELEMENTS / C);
+    size_t pixels = max_sz(1, t->item_elements / C);
     size_t blocks = ceil_div(P, pixels);
-    size_t L = group_size(prog, kf->nhwc);
+    size_t L = group_size(prog, kf->nhwc, t->norm_group);
     l->kernel = kf->nhwc;
     l->dims = 1;
     l->local[0] = min_sz(L, blocks);
@@ -315,7 +344,7 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
 }
 
 int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                     const clbn_tensor_desc *desc, clbn_launch *launch)
+                     const clbn_tensor_desc *desc, const clbn_tuning *t, clbn_launch *launch)
 {
     const size_t C = desc->c, elements = desc->n * C * desc->spatial;
     const size_t cus = ctx->compute_units;
@@ -323,11 +352,11 @@ int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_ker
     if (!clbn__is_planar(desc))
         return 0;
     const size_t items = C;
-    if (elements > ctx->small_elements || items < SMALL_ITEMS_PER_CU * cus)
+    if (elements > t->small_elements || items < t->small_items_per_cu * cus)
         return 0;
     /* two groups per compute unit at least */
     const size_t want = max_sz(1, items / (2 * cus));
-    size_t L = group_size(prog, kernel);
+    size_t L = group_size(prog, kernel, t->group);
     while (L > want)
         L /= 2;
     launch->kernel = kernel;
@@ -339,7 +368,8 @@ int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_ker
 }
 
 int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                       const clbn_tensor_desc *desc, size_t tensors, clbn_channel_plan *plan)
+                       const clbn_tensor_desc *desc, size_t tensors, const clbn_tuning *t,
+                       clbn_channel_plan *plan)
 {
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     /* the bytes of one channel that its second pass reads again */
@@ -350,22 +380,22 @@ int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_k
      * normalize win up to ROWS_SPATIAL (64x256x14x14: 0.76 against 0.85 ms),
      * for the backward the channel kernel wins from CHANNEL_MIN_S (0.98
      * against 1.27 ms; minima of 200 calls). */
-    const size_t min_s = kernel == CLBN_K_CHANNEL_TRAINING ? ROWS_SPATIAL : CHANNEL_MIN_S;
-    if (!clbn__is_planar(desc) || S < min_s || channel_bytes > CHANNEL_BYTES ||
-        C < CHANNEL_GROUPS_PER_CU * (size_t)ctx->compute_units)
+    const size_t min_s = kernel == CLBN_K_CHANNEL_TRAINING ? t->rows_spatial : t->channel_min_s;
+    if (!clbn__is_planar(desc) || S < min_s || channel_bytes > t->channel_bytes ||
+        C < t->channel_groups_per_cu * (size_t)ctx->compute_units)
         return 0;
     memset(plan, 0, sizeof *plan);
     plan->launch.kernel = kernel;
     plan->launch.dims = 1;
-    plan->launch.local[0] = group_size(prog, kernel);
+    plan->launch.local[0] = group_size(prog, kernel, t->group);
     plan->launch.global[0] = C * plan->launch.local[0];
     plan->launch.local[1] = plan->launch.global[1] = 1;
     /* GPU geometry: pieces of one vector, so adjacent work-items read
      * adjacent vectors */
-    plan->cols = ctx->gpu_geometry ? VEC : min_sz(round_up(S, VEC), CHANNEL_COLS);
+    plan->cols = t->gpu_geometry ? VEC : min_sz(round_up(S, VEC), t->channel_cols);
     plan->chunks = ceil_div(S, plan->cols);
     /* pieces start at multiples of 8 within a row: aligned when rows are */
-    plan->stream = stream_output(ctx, desc, S % VEC == 0);
+    plan->stream = stream_output(t, desc, S % VEC == 0);
     return 1;
 }
 
@@ -374,7 +404,7 @@ void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, siz
 {
     launch->kernel = kernel;
     launch->dims = 1;
-    launch->local[0] = min_sz(group_size(prog, kernel), channels);
+    launch->local[0] = min_sz(group_size(prog, kernel, GROUP_SIZE), channels);
     launch->global[0] = round_up(channels, launch->local[0]);
     launch->local[1] = launch->global[1] = 1;
 }

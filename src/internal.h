@@ -188,6 +188,39 @@ clbn_status clbn__check_buffers(const clbn_context *ctx, const clbn_buffer_check
 clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input);
 
 /* ---- geometry.c ------------------------------------------------------------------ */
+/* The planner's parameters, held by each plan (plan->tuning): the defaults
+ * (clbn__tuning_defaults, geometry.c's constants and the context's
+ * stream_bytes and gpu_geometry) or a tuned set (src/tuning.c: text form,
+ * limits; src/tune.c: the tuner). Every value within clbn__tuning_check's
+ * limits plans correct kernels. */
+typedef struct clbn_tuning {
+    size_t group;            /* most work-items per group: reductions, one-kernel paths (pow2, <= CLBN_GROUP_MAX) */
+    size_t norm_group;       /* most work-items per group: elementwise passes (pow2, <= CLBN_GROUP_MAX) */
+    size_t tile_target;      /* values a reduction work-group aims at */
+    size_t tile_min;         /* never split a channel finer than this */
+    size_t groups_per_cu;    /* reduction groups per compute unit at least */
+    size_t splits_per_cu;    /* most splits of a channel per compute unit ... */
+    size_t splits_min;       /*   ... but at least this many allowed */
+    size_t item_elements;    /* elements per elementwise work-item (multiple of 8) */
+    size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
+    size_t small_elements;   /* one-kernel small path up to this size (0: never) */
+    size_t small_items_per_cu; /*   with at least this many channels per compute unit */
+    size_t rows_spatial;     /* NCHW rows shorter than this: short-row kernels (0: never) */
+    size_t rows_run;         /*   values per row and work-item */
+    size_t rows_item_values; /*   values a work-item aims at */
+    size_t rows_items_per_cu; /*  work-items per compute unit at least */
+    size_t rows_group;       /*   work-items per group (pow2) */
+    size_t flat_item;        /* elements per work-item of the flat elementwise walk (multiple of 8) */
+    size_t channel_bytes;    /* channel-resident path: a channel's bytes read twice, at most (0: never) */
+    size_t channel_groups_per_cu; /* channels per compute unit at least */
+    size_t channel_min_s;    /*   backward: rows of at least this many values */
+    size_t channel_cols;     /*   values per piece of a row (multiple of 8) */
+    size_t stream_bytes;     /* outputs from this size use streaming stores (where probed) */
+    size_t gpu_geometry;     /* 1: interleaved 8-value vectors (GPU geometry), 0: runs per work-item */
+} clbn_tuning;
+/* The defaults for ctx: untuned plans use these (today's constants). */
+void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t);
+
 typedef struct clbn_launch {
     clbn_kernel_id kernel;
     cl_uint dims;
@@ -229,15 +262,16 @@ extern const clbn_kernel_family clbn__dx_kernels;        /* backward elementwise
 int clbn__is_planar(const clbn_tensor_desc *desc);
 /* The tiling of a reduction over each channel (statistics, backward sums). */
 void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *k,
-                      const clbn_tensor_desc *desc, clbn_stats_plan *plan);
+                      const clbn_tensor_desc *desc, const clbn_tuning *t, clbn_stats_plan *plan);
 /* The geometry of an elementwise pass (normalize, backward dx). */
 void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
                           const clbn_kernel_family *k,
-                          const clbn_tensor_desc *desc, clbn_norm_plan *plan);
+                          const clbn_tensor_desc *desc, const clbn_tuning *t,
+                          clbn_norm_plan *plan);
 /* Whether the tensor is small enough for the one-kernel training forward or
  * backward (cl/small.cl: one work-item per channel); if so, its launch. */
 int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                     const clbn_tensor_desc *desc, clbn_launch *launch);
+                     const clbn_tensor_desc *desc, const clbn_tuning *t, clbn_launch *launch);
 /* The channel-resident kernels (cl/channel.cl: a work-group per channel,
  * both passes). */
 typedef struct clbn_channel_plan {
@@ -249,7 +283,8 @@ typedef struct clbn_channel_plan {
  * `kernel` (`tensors`: how many of the channel's tensors its second pass
  * reads again); if so, its plan. */
 int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
-                       const clbn_tensor_desc *desc, size_t tensors, clbn_channel_plan *plan);
+                       const clbn_tensor_desc *desc, size_t tensors, const clbn_tuning *t,
+                       clbn_channel_plan *plan);
 /* One work-item per channel (finalize, inference params). */
 void clbn__plan_per_channel(const clbn_program *prog, clbn_kernel_id kernel, size_t channels,
                             clbn_launch *launch);
@@ -364,6 +399,7 @@ struct clbn_plan {
     int has_views;           /* a used tensor's view is not dense (src/views.c) */
     clbn_tensor_view views[6]; /* x, y, z, dy, dx, dz: explicit strides (dense filled in) */
     unsigned refs;           /* references held (cache and callers), under ctx->lock */
+    clbn_tuning tuning;      /* the planner's parameters (defaults unless tuned) */
 };
 
 /* Internal operations, never in a public description: the synchronized
@@ -428,6 +464,36 @@ void clbn__views_release_all(clbn_context *ctx);
  * and scatters the outputs back. */
 clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, const clbn_args *a,
                                 cl_uint num_wait, const cl_event *wait, cl_event *event);
+/* plan.c: the operation's planner for plan->desc with plan->tuning; the
+ * warm-up execution (see clbn_plan_create). */
+clbn_status clbn__plan_op(clbn_plan *plan);
+void clbn__plan_warm_up(clbn_plan *plan);
+
+/* ---- tuning.c: the planner's parameters as text ---------------------------------- */
+/* 1 when every value is within its limits. */
+int clbn__tuning_check(const clbn_tuning *t);
+/* Applies "key=value ..." over *t; CLBN_ERROR_INVALID_OPTION (t unchanged) on
+ * an unknown key or a value outside its limits. */
+clbn_status clbn__tuning_parse(const char *text, clbn_tuning *t);
+/* Every key=value, space-separated; the length it needs (snprintf-like). */
+size_t clbn__tuning_format(const clbn_tuning *t, char *buf, size_t size);
+/* Only the pairs of *t that differ from *base ("" when none). */
+size_t clbn__tuning_format_diff(const clbn_tuning *t, const clbn_tuning *base, char *buf,
+                                size_t size);
+/* Re-plans `plan` with *t (the plan is unchanged on failure); warm: run the
+ * warm-up so that executing never compiles. */
+clbn_status clbn__plan_retune(clbn_plan *plan, const clbn_tuning *t, int warm);
+
+/* ---- tuning_db.c: the tuning database ----------------------------------------- */
+/* The entry for plan's device, dtype, layout, op and shape class (user file,
+ * then the shipped entries): 1 and *t set, or 0. */
+int clbn__tuning_db_lookup(const clbn_plan *plan, clbn_tuning *t);
+/* Records plan->tuning for plan's key in the user file (best effort). */
+void clbn__tuning_db_record(const clbn_plan *plan, double ms);
+/* The entry line for plan->tuning (kernels: the hash field, NULL for the
+ * current kernels' hash); its length, 0 when it does not fit. */
+size_t clbn__tuning_db_entry(const clbn_plan *plan, const char *kernels, double ms, char *out,
+                             size_t size);
 
 /* The kernel's name in cl/ (program.c). */
 const char *clbn__kernel_name(clbn_kernel_id id);

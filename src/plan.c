@@ -64,7 +64,7 @@ static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d,
     return CLBN_SUCCESS;
 }
 
-static clbn_status plan_op(clbn_plan *plan)
+clbn_status clbn__plan_op(clbn_plan *plan)
 {
     switch (plan->desc.op) {
     case CLBN_OP_FORWARD_TRAINING:
@@ -100,7 +100,7 @@ enum { WARMUP_BYTES = 2 << 20 };
  * do it here rather than in the caller's first execution, and the context
  * queue's scratch buffer gets its size. Best effort: a failure here changes
  * nothing and is not reported (the execution would report its own). */
-static void warm_up(clbn_plan *plan)
+void clbn__plan_warm_up(clbn_plan *plan)
 {
     clbn_context *ctx = plan->ctx;
     const clbn_tensor_desc *t = &plan->desc.tensor;
@@ -192,15 +192,30 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
         plan_free(plan);
         return st;
     }
+    clbn__tuning_defaults(ctx, &plan->tuning);
     if (elements > 0) {
         if ((st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog)) == CLBN_SUCCESS)
-            st = plan_op(plan);
+            st = clbn__plan_op(plan);
         if (st != CLBN_SUCCESS) {
             plan_free(plan);
             return st;
         }
-        if (!is_internal(desc->op))
-            warm_up(plan);
+        if (!is_internal(desc->op)) {
+            /* the tuning database's entry for this device and shape class;
+             * without one, CLBN_TUNE=1 tunes now (which warms up itself) */
+            clbn_tuning t;
+            const char *tune = getenv("CLBN_TUNE");
+            if (clbn__tuning_db_lookup(plan, &t)) {
+                if (clbn__plan_retune(plan, &t, 0) != CLBN_SUCCESS)
+                    clbn__tuning_defaults(ctx, &plan->tuning);
+                clbn__plan_warm_up(plan);
+            } else if (tune && strcmp(tune, "1") == 0) {
+                if (clbn_plan_tune(plan, NULL, 0) != CLBN_SUCCESS)
+                    clbn__plan_warm_up(plan);
+            } else {
+                clbn__plan_warm_up(plan);
+            }
+        }
     }
     *out = plan;
     return CLBN_SUCCESS;
@@ -215,12 +230,13 @@ int clbn__plan_one_kernel(clbn_plan *plan, clbn_kernel_id small, clbn_kernel_id 
                           size_t tensors)
 {
     const clbn_tensor_desc *desc = &plan->desc.tensor;
-    if (clbn__plan_small(plan->ctx, plan->prog, small, desc, &plan->one)) {
+    if (clbn__plan_small(plan->ctx, plan->prog, small, desc, &plan->tuning, &plan->one)) {
         /* for small tensors the launches are the cost */
         plan->path = CLBN_PATH_ONE_KERNEL;
         return 1;
     }
-    if (clbn__plan_channel(plan->ctx, plan->prog, channel, desc, tensors, &plan->channel)) {
+    if (clbn__plan_channel(plan->ctx, plan->prog, channel, desc, tensors, &plan->tuning,
+                           &plan->channel)) {
         /* a work-group per channel, both passes: the second reads the
          * channel from the caches */
         plan->path = CLBN_PATH_ONE_KERNEL;

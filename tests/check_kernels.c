@@ -30,6 +30,7 @@
 #include "op_calls.h"
 #include "reference.h"
 #include "reference_backward.h"
+#include "op_calls.h"
 #include "testutil.h"
 
 static int g_fail, g_checks;

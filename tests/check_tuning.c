@@ -1,0 +1,442 @@
+/* Tunable plans (src/tuning.c, src/tune.c, src/tuning_db.c):
+ * - every parameter at its extremes, over one shape per planner path, each
+ *   operation, float32 against the double reference (tolerances as
+ *   check_plan.c's, tight enough for a variance swap or a misplaced epsilon);
+ * - malformed tuning texts refused with the plan unchanged;
+ * - clbn_plan_tune keeps a configuration that still matches the reference,
+ *   records it, and a new plan of the same shape class picks it up;
+ * - the database: a hand-made entry is used; corrupt, truncated and foreign
+ *   files are ignored (defaults); concurrent writers keep every entry;
+ *   CLBN_TUNE=1 tunes and records the plan behind a one-call function. */
+#include "testutil.h"
+#include "reference_backward.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const clbn_tensor_desc shapes[] = {
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 16, 256}, /* channel-resident */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 31}, /* short rows, flat elementwise */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, /* tiled */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 5, 3, 77},   /* tiled, S % 8 != 0 */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 50},  /* NHWC, C % 8 == 0 */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 6, 3, 77},   /* NHWC, any C */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* NHWC wide rows */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 9, 5, 1},    /* (N, C) */
+};
+enum { NSHAPES = sizeof shapes / sizeof *shapes };
+
+#define BIG "1099511627776" /* 2^40, the largest value allowed */
+static const char *const extremes[] = {
+    "",
+    "group=1 norm_group=1 rows_group=1",
+    "tile_target=1 tile_min=1 groups_per_cu=64 splits_per_cu=1000 splits_min=1000",
+    "tile_target=" BIG " tile_min=" BIG " groups_per_cu=0 splits_per_cu=0 splits_min=0",
+    "item_elements=8 flat_item=8 nhwc_wide_pixels=1 channel_cols=8",
+    "item_elements=1048576 flat_item=1048576 nhwc_wide_pixels=100000 channel_cols=1048576",
+    "small_elements=0 channel_bytes=0 rows_spatial=0",
+    "small_elements=" BIG " small_items_per_cu=0",
+    "small_elements=0 channel_bytes=" BIG " channel_groups_per_cu=0 channel_min_s=0 rows_spatial=0",
+    "small_elements=0 channel_bytes=0 rows_spatial=" BIG " rows_run=1 rows_item_values=1 rows_items_per_cu=1000",
+    "small_elements=0 channel_bytes=0 rows_spatial=" BIG " rows_run=" BIG " rows_item_values=" BIG " rows_items_per_cu=0",
+    "gpu_geometry=1",
+    "gpu_geometry=1 small_elements=0 channel_bytes=0 rows_spatial=0 group=8 norm_group=8",
+    "stream_bytes=0",
+};
+enum { NEXTREMES = sizeof extremes / sizeof *extremes };
+
+static clbn_plan *make_plan(clbn_op op, const clbn_tensor_desc *d, const char *tuning)
+{
+    clbn_op_desc od;
+    clbn_plan *p = NULL;
+    TU_OK(clbn_op_desc_init(&od, op, d));
+    TU_OK(clbn_plan_create(tu_ctx(), &od, &p));
+    if (tuning)
+        TU_OK(clbn_plan_set_tuning(p, tuning));
+    return p;
+}
+
+/* The four operations with the tuning `extremes[_i / NSHAPES]` on
+ * shapes[_i % NSHAPES], against the double reference. */
+START_TEST(extremes_against_reference)
+{
+    const clbn_tensor_desc d = shapes[_i % NSHAPES];
+    const char *tuning = extremes[_i / NSHAPES];
+    const size_t count = tu_count(&d), C = d.c;
+    ref_shape sh = tu_ref_shape(&d);
+    tu_rng rng;
+    tu_rng_seed(&rng, 900 + (uint64_t)_i);
+    float *x = tu_floats(count), *dy = tu_floats(count), *w = tu_floats(C), *b = tu_floats(C);
+    float *rm = tu_floats(C), *rv = tu_floats(C), *got = tu_floats(count), *gc = tu_floats(C);
+    tu_fill_input(&rng, &d, x, 3.0, 1.0, 2.0);
+    tu_fill_uniform(&rng, dy, count, -1, 1);
+    tu_fill_uniform(&rng, w, C, 0.5, 1.5);
+    tu_fill_uniform(&rng, b, C, -0.5, 0.5);
+    tu_fill_uniform(&rng, rm, C, -1, 1);
+    tu_fill_uniform(&rng, rv, C, 0.5, 2);
+    double *y = tu_doubles(count), *rmo = tu_doubles(C), *rvo = tu_doubles(C);
+    double *mean = tu_doubles(C), *invstd = tu_doubles(C), *dx = tu_doubles(count);
+    double *dw = tu_doubles(C), *db = tu_doubles(C);
+    ck_assert_int_eq(ref_training(&sh, x, w, b, rm, rv, 0.1, 1e-5, REF_UPDATE_PYTORCH, 0, y, rmo,
+                                  rvo, mean, invstd),
+                     0);
+    cl_mem mx = tu_buffer_floats(x, count), mdy = tu_buffer_floats(dy, count);
+    cl_mem my = tu_buffer_nan(count), mdx = tu_buffer_nan(count);
+    cl_mem mw = tu_buffer_floats(w, C), mb = tu_buffer_floats(b, C);
+    cl_mem mrm = tu_buffer_floats(rm, C), mrv = tu_buffer_floats(rv, C);
+    cl_mem msm = tu_buffer_nan(C), msi = tu_buffer_nan(C), mdw = tu_buffer_nan(C),
+           mdb = tu_buffer_nan(C);
+    clbn_plan *fwd = make_plan(CLBN_OP_FORWARD_TRAINING, &d, tuning);
+    clbn_plan *bwd = make_plan(CLBN_OP_BACKWARD, &d, tuning);
+    const clbn_args fa = {.x = mx, .y = my, .weight = mw, .bias = mb, .running_mean = mrm,
+                          .running_var = mrv, .save_mean = msm, .save_invstd = msi,
+                          .momentum = 0.1};
+    TU_OK(clbn_plan_execute(fwd, NULL, &fa, 0, NULL, NULL));
+    const clbn_args ba = {.x = mx, .dy = mdy, .dx = mdx, .weight = mw, .save_mean = msm,
+                          .save_invstd = msi, .dweight = mdw, .dbias = mdb};
+    TU_OK(clbn_plan_execute(bwd, NULL, &ba, 0, NULL, NULL));
+    tu_finish();
+    tu_read_floats(my, got, count);
+    TU_ASSERT_CLOSE("y", got, y, count, 1e-5, 1e-5);
+    tu_read_floats(mrm, gc, C);
+    TU_ASSERT_CLOSE("running_mean", gc, rmo, C, 1e-5, 1e-6);
+    tu_read_floats(mrv, gc, C);
+    TU_ASSERT_CLOSE("running_var", gc, rvo, C, 1e-5, 1e-6);
+    refb_training(&sh, x, dy, w, mean, invstd, 0, dx, dw, db);
+    tu_read_floats(mdx, got, count);
+    TU_ASSERT_CLOSE("dx", got, dx, count, 1e-4, 1e-5 * (1.0 + tu_max_abs(dx, count)));
+    tu_read_floats(mdw, gc, C);
+    TU_ASSERT_CLOSE("dweight", gc, dw, C, 1e-4, 1e-4);
+    tu_read_floats(mdb, gc, C);
+    TU_ASSERT_CLOSE("dbias", gc, db, C, 1e-4, 1e-4);
+
+    /* inference and its backward from the original running statistics */
+    tu_write_floats(mrm, rm, C);
+    tu_write_floats(mrv, rv, C);
+    clbn_plan *inf = make_plan(CLBN_OP_FORWARD_INFERENCE, &d, tuning);
+    clbn_plan *binf = make_plan(CLBN_OP_BACKWARD_INFERENCE, &d, tuning);
+    const clbn_args ia = {.x = mx, .y = my, .weight = mw, .bias = mb, .running_mean = mrm,
+                          .running_var = mrv};
+    TU_OK(clbn_plan_execute(inf, NULL, &ia, 0, NULL, NULL));
+    const clbn_args bia = {.x = mx, .dy = mdy, .dx = mdx, .weight = mw, .running_mean = mrm,
+                           .running_var = mrv, .dweight = mdw, .dbias = mdb};
+    TU_OK(clbn_plan_execute(binf, NULL, &bia, 0, NULL, NULL));
+    tu_finish();
+    ref_inference(&sh, x, w, b, rm, rv, 1e-5, 0, y);
+    tu_read_floats(my, got, count);
+    TU_ASSERT_CLOSE("inference y", got, y, count, 1e-5, 1e-5);
+    refb_inference(&sh, x, dy, w, rm, rv, 1e-5, 0, dx, dw, db);
+    tu_read_floats(mdx, got, count);
+    TU_ASSERT_CLOSE("inference dx", got, dx, count, 1e-5, 1e-6);
+    tu_read_floats(mdw, gc, C);
+    TU_ASSERT_CLOSE("inference dweight", gc, dw, C, 1e-4, 1e-4);
+    tu_read_floats(mdb, gc, C);
+    TU_ASSERT_CLOSE("inference dbias", gc, db, C, 1e-4, 1e-4);
+
+    clbn_plan_release(fwd);
+    clbn_plan_release(bwd);
+    clbn_plan_release(inf);
+    clbn_plan_release(binf);
+    cl_mem all[] = {mx, mdy, my, mdx, mw, mb, mrm, mrv, msm, msi, mdw, mdb};
+    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+        tu_release(all[i]);
+    free(x), free(dy), free(w), free(b), free(rm), free(rv), free(got), free(gc);
+    free(y), free(rmo), free(rvo), free(mean), free(invstd), free(dx), free(dw), free(db);
+}
+END_TEST
+
+START_TEST(bad_tuning_text)
+{
+    static const char *const bad[] = {"group=3", "group=128", "bogus=1", "group=", "group",
+                                      "item_elements=12", "flat_item=0", "gpu_geometry=2",
+                                      "group=64x", "tile_min=0", "tile_target=1099511627777",
+                                      "group=-8", "=5", "rows_run=99999999999999999999999"};
+    clbn_plan *p = make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], "group=16 item_elements=64");
+    char before[1024], after[1024], desc0[1024], desc1[1024];
+    TU_OK(clbn_plan_get_tuning(p, before, sizeof before));
+    ck_assert_ptr_nonnull(strstr(before, "group=16 "));
+    ck_assert_ptr_nonnull(strstr(before, "item_elements=64 "));
+    TU_OK(clbn_plan_describe(p, desc0, sizeof desc0));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+        ck_assert_msg(clbn_plan_set_tuning(p, bad[i]) == CLBN_ERROR_INVALID_OPTION, "%s", bad[i]);
+        TU_OK(clbn_plan_get_tuning(p, after, sizeof after));
+        ck_assert_str_eq(before, after);
+        TU_OK(clbn_plan_describe(p, desc1, sizeof desc1));
+        ck_assert_str_eq(desc0, desc1);
+    }
+    TU_EXPECT(clbn_plan_set_tuning(NULL, ""), CLBN_ERROR_NULL_ARGUMENT);
+    TU_EXPECT(clbn_plan_get_tuning(p, NULL, 5), CLBN_ERROR_NULL_ARGUMENT);
+    TU_EXPECT(clbn_plan_get_tuning(p, after, 0), CLBN_ERROR_NULL_ARGUMENT);
+    TU_EXPECT(clbn_plan_tune(NULL, NULL, 1), CLBN_ERROR_NULL_ARGUMENT);
+    /* the text round-trips, and the defaults text gives the default plan */
+    TU_OK(clbn_plan_set_tuning(p, before));
+    TU_OK(clbn_plan_get_tuning(p, after, sizeof after));
+    ck_assert_str_eq(before, after);
+    clbn_plan *q = make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], NULL);
+    TU_OK(clbn_plan_get_tuning(q, before, sizeof before));
+    TU_OK(clbn_plan_set_tuning(p, NULL));
+    TU_OK(clbn_plan_get_tuning(p, after, sizeof after));
+    ck_assert_str_eq(before, after);
+    clbn_plan_release(p);
+    clbn_plan_release(q);
+}
+END_TEST
+
+/* ---- the database ------------------------------------------------------------------ */
+static char db[256];
+
+static uint32_t fnv1a(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; ++i) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = tu_alloc(1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void spit(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int count_lines(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; ++p)
+        ++n;
+    return n;
+}
+
+/* The tuning a new plan of shape d (inference) gets. */
+static void new_plan_tuning(const clbn_tensor_desc *d, char *out, size_t size)
+{
+    clbn_plan *p = make_plan(CLBN_OP_FORWARD_INFERENCE, d, NULL);
+    TU_OK(clbn_plan_get_tuning(p, out, size));
+    clbn_plan_release(p);
+}
+
+START_TEST(tune_records_and_database)
+{
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 24, 300};
+    snprintf(db, sizeof db, "/tmp/clbn_check_tuning_%ld.db", (long)getpid());
+    unlink(db);
+    setenv("CLBN_TUNING_DB", db, 1);
+    char defaults[1024], got[1024];
+    new_plan_tuning(&d, defaults, sizeof defaults);
+
+    /* a short tune records an entry that matches the reference */
+    clbn_plan *p = make_plan(CLBN_OP_FORWARD_INFERENCE, &d, NULL);
+    TU_OK(clbn_plan_tune(p, NULL, 300));
+    char tuned[1024];
+    TU_OK(clbn_plan_get_tuning(p, tuned, sizeof tuned));
+    clbn_plan_release(p);
+    char *text = slurp(db);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(strncmp(text, "# clbn tuning database 1\n", 25), 0);
+    ck_assert_int_eq(count_lines(text, "clbn-tuning-1\t"), 1);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, tuned);
+
+    /* a hand-made entry (the recorded line with group=8 and its checksum) */
+    char *line = strstr(text, "clbn-tuning-1\t");
+    char *f[10];
+    int nf = 0;
+    for (char *q = line; nf < 10; ++nf) {
+        f[nf] = q;
+        q = strpbrk(q, "\t\n");
+        ck_assert_ptr_nonnull(q);
+        *q++ = '\0';
+    }
+    char entry[4096];
+    int n = snprintf(entry, sizeof entry, "%s\t%s\t%s\t%s\t%s\t%s\t%s\tgroup=8 norm_group=16\t1.0", f[0],
+                     f[1], f[2], f[3], f[4], f[5], f[6]);
+    snprintf(entry + n, sizeof entry - (size_t)n, "\t%08x\n", (unsigned)fnv1a(entry, (size_t)n));
+    char file[8192];
+    snprintf(file, sizeof file, "# clbn tuning database 1\n%s", entry);
+    spit(db, file);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_ptr_nonnull(strstr(got, "group=8 norm_group=16 "));
+
+    /* corrupt (one byte of the tuning changed), truncated (no final newline,
+     * or cut mid-line), foreign (no header), garbage, empty: the defaults */
+    char bad[8400];
+    snprintf(bad, sizeof bad, "%s", file);
+    *strstr(bad, "group=8") = 'G';
+    spit(db, bad);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    snprintf(bad, sizeof bad, "%s", file);
+    *strstr(bad, "norm_group=16") = 'x';
+    spit(db, bad);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    snprintf(bad, sizeof bad, "%s", file);
+    bad[strlen(bad) - 1] = '\0';
+    spit(db, bad);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    snprintf(bad, sizeof bad, "%s", file);
+    bad[strlen(bad) / 2] = '\0';
+    spit(db, bad);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    spit(db, entry);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    spit(db, "\x7f" "ELF\x02\x01\x01 not a database at all\n\n\t\t\t\n");
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    spit(db, "");
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    /* an entry whose parameters no longer exist is ignored too */
+    n = snprintf(entry, sizeof entry, "%s\t%s\t%s\t%s\t%s\t%s\t%s\tremoved_parameter=8\t1.0", f[0],
+                 f[1], f[2], f[3], f[4], f[5], f[6]);
+    snprintf(entry + n, sizeof entry - (size_t)n, "\t%08x\n", (unsigned)fnv1a(entry, (size_t)n));
+    snprintf(file, sizeof file, "# clbn tuning database 1\n%s", entry);
+    spit(db, file);
+    new_plan_tuning(&d, got, sizeof got);
+    ck_assert_str_eq(got, defaults);
+    /* the writer drops damaged lines and keeps the header */
+    snprintf(bad, sizeof bad, "%sgarbage line\n", file);
+    spit(db, bad);
+    p = make_plan(CLBN_OP_FORWARD_INFERENCE, &d, NULL);
+    TU_OK(clbn_plan_tune(p, NULL, 1));
+    clbn_plan_release(p);
+    free(text);
+    text = slurp(db);
+    ck_assert_ptr_null(strstr(text, "garbage"));
+    ck_assert_int_eq(count_lines(text, "clbn-tuning-1\t"), 1); /* the same key: replaced */
+    free(text);
+
+    /* concurrent writers: each child tunes its own shape into the same file */
+    unlink(db);
+    enum { WRITERS = 4 };
+    pid_t kids[WRITERS];
+    for (int k = 0; k < WRITERS; ++k) {
+        kids[k] = fork();
+        ck_assert_int_ge(kids[k], 0);
+        if (kids[k] == 0) {
+            /* a fresh process: an OpenCL runtime does not survive fork */
+            char arg[16];
+            snprintf(arg, sizeof arg, "%d", k);
+            execl("/proc/self/exe", "check_tuning", "--writer", arg, (char *)NULL);
+            _exit(127);
+        }
+    }
+    for (int k = 0; k < WRITERS; ++k) {
+        int status = 0;
+        ck_assert_int_eq(waitpid(kids[k], &status, 0), kids[k]);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    text = slurp(db);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(strncmp(text, "# clbn tuning database 1\n", 25), 0);
+    ck_assert_int_eq(count_lines(text, "clbn-tuning-1\t"), WRITERS);
+    free(text);
+    /* CLBN_TUNE=1: a one-call function's plan, made without an entry, is
+     * tuned and recorded; its result still matches the reference */
+    unlink(db);
+    setenv("CLBN_TUNE", "1", 1);
+    {
+        const clbn_tensor_desc od = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 40, 20};
+        const size_t cnt = tu_count(&od), C = od.c;
+        tu_rng rng;
+        tu_rng_seed(&rng, 77);
+        float *x = tu_floats(cnt), *w = tu_floats(C), *b = tu_floats(C), *rm = tu_floats(C),
+              *rv = tu_floats(C), *gy = tu_floats(cnt);
+        double *y = tu_doubles(cnt);
+        tu_fill_input(&rng, &od, x, 1.0, 1.0, 2.0);
+        tu_fill_uniform(&rng, w, C, 0.5, 1.5);
+        tu_fill_uniform(&rng, b, C, -0.5, 0.5);
+        tu_fill_uniform(&rng, rm, C, -1, 1);
+        tu_fill_uniform(&rng, rv, C, 0.5, 2);
+        cl_mem mx = tu_buffer_floats(x, cnt), my = tu_buffer_nan(cnt), mw = tu_buffer_floats(w, C),
+               mb = tu_buffer_floats(b, C), mrm = tu_buffer_floats(rm, C), mrv = tu_buffer_floats(rv, C);
+        TU_OK(clbn_forward_inference(tu_ctx(), NULL, &od, mx, my, mw, mb, mrm, mrv, 1e-5, 0, NULL, NULL));
+        tu_finish();
+        tu_read_floats(my, gy, cnt);
+        ref_inference(&(ref_shape){od.n, od.c, od.spatial, 0}, x, w, b, rm, rv, 1e-5, 0, y);
+        TU_ASSERT_CLOSE("CLBN_TUNE=1 inference y", gy, y, cnt, 1e-5, 1e-5);
+        cl_mem all[] = {mx, my, mw, mb, mrm, mrv};
+        for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+            tu_release(all[i]);
+        free(x), free(w), free(b), free(rm), free(rv), free(gy), free(y);
+    }
+    unsetenv("CLBN_TUNE");
+    text = slurp(db);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(count_lines(text, "clbn-tuning-1\t"), 1);
+    ck_assert_ptr_nonnull(strstr(text, "\tf32 nchw fwd_infer f0 "));
+    free(text);
+
+    char lock[300];
+    snprintf(lock, sizeof lock, "%s.lock", db);
+    unlink(lock);
+    unlink(db);
+    setenv("CLBN_TUNING_DB", "off", 1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    /* never the user's own database, never tuning behind the test's back */
+    setenv("CLBN_TUNING_DB", "off", 1);
+    unsetenv("CLBN_TUNE");
+    setenv("CLBN_PLAN_WARMUP_MB", "0", 1);
+    Suite *s = suite_create("tuning");
+    TCase *tc = tcase_create("tuning");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, extremes_against_reference, 0, NSHAPES * NEXTREMES);
+    tcase_add_test(tc, bad_tuning_text);
+    tcase_add_test(tc, tune_records_and_database);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* One concurrent writer (tune_records_and_database): tunes its own shape into
+ * $CLBN_TUNING_DB five times. */
+static int writer(int k)
+{
+    clbn_context *ctx = NULL;
+    clbn_plan *cp = NULL;
+    clbn_op_desc od;
+    const clbn_tensor_desc kd = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, (size_t)8 << k, 64};
+    int ok = clbn_context_create_default(&ctx) == CLBN_SUCCESS &&
+             clbn_op_desc_init(&od, CLBN_OP_FORWARD_INFERENCE, &kd) == CLBN_SUCCESS &&
+             clbn_plan_create(ctx, &od, &cp) == CLBN_SUCCESS;
+    for (int r = 0; ok && r < 5; ++r)
+        ok = clbn_plan_tune(cp, NULL, 1) == CLBN_SUCCESS;
+    clbn_plan_release(cp);
+    clbn_context_release(ctx);
+    return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--writer") == 0)
+        return writer(atoi(argv[2]));
+    return tu_main(suite());
+}
