@@ -21,9 +21,14 @@
  * work-item that writes the same element of dx, and the reduction has
  * finished reading dy before the elementwise pass starts. Needs common.cl. */
 
-#ifndef CLBN_LOCAL_SLOTS
-#define CLBN_LOCAL_SLOTS 512 /* >= max work-group size * 8 used by the host */
+/* __local slots: CLBN_LOCAL_SLOTS (a reduction group's work-items, at most:
+ * CLBN_GROUP_MAX in src/internal.h) and, for the NHWC block kernels,
+ * CLBN_NHWC8_PARTS work-items of CLBN_NHWC_BLOCK slots each (program.c sizes
+ * it to the device's local memory). */
+#if !defined(CLBN_LOCAL_SLOTS) || !defined(CLBN_NHWC8_PARTS)
+#error "CLBN_LOCAL_SLOTS and CLBN_NHWC8_PARTS come from the host (src/program.c)"
 #endif
+#define CLBN_NHWC8_SLOTS (CLBN_NHWC8_PARTS * CLBN_NHWC_BLOCK)
 
 /* What clbn_backward_finalize writes after params_offset. */
 #define CLBN_BWD_PARAMS_NONE 0
@@ -273,11 +278,11 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
                                          ulong pixels_per_item, __global acc2 *partial,
                                          __global const data_t *y)
 {
-    __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    __local acc lsum[CLBN_NHWC8_SLOTS], lsumx[CLBN_NHWC8_SLOTS];
     (void)col_parts;
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
-    const uint parts = (uint)get_local_size(0); /* <= CLBN_LOCAL_SLOTS / CLBN_NHWC_BLOCK */
+    const uint parts = (uint)get_local_size(0); /* <= CLBN_NHWC8_PARTS */
     const ulong c0 = get_group_id(0) * CLBN_NHWC_BLOCK;
     const uint nv = (uint)min((ulong)(CLBN_NHWC_BLOCK / 8), (C - c0) / 8);
 

@@ -38,8 +38,26 @@ typedef float data_t;
  * without cl_khr_fp16 (PoCL's CPU device among them) work; stores round to
  * nearest even, and values beyond half's range become +-Inf. */
 typedef half data_t;
+/* Eight halves are loaded as ushort8 and widened in integer arithmetic, not
+ * with vload_half8: PoCL 3.1 compiles some vload_half8 calls (one whose value
+ * feeds a compare, such as the ReLU mask) to an aligned 16-byte load, which
+ * ends the process with SIGSEGV where the address is only 2-byte aligned (an
+ * NCHW row of S % 8 != 0 values); scripts/pocl_vload_half8.c shows it without
+ * clbn. Exact for every pattern: normals and Inf/NaN by moving the exponent,
+ * subnormals through an exact int-to-float conversion (no float subnormal is
+ * ever formed, so a device that flushes them gives the same result). */
+inline float8 clbn_half8_to_float8(ushort8 h16)
+{
+    const uint8 h = convert_uint8(h16);
+    const uint8 mag = h & (uint8)(0x7fffu);
+    uint8 bits = (mag << 13) + (uint8)(112u << 23);
+    bits = select(bits, bits | (uint8)(0x7f800000u), mag >= (uint8)(0x7c00u));
+    const float8 sub = convert_float8(mag) * (float8)(0x1.0p-24f);
+    bits = select(bits, as_uint8(sub), mag < (uint8)(0x0400u));
+    return as_float8(bits | ((h & (uint8)(0x8000u)) << 16));
+}
 #define LOAD1(p, i) vload_half(0, (p) + (i))
-#define LOAD8(p, i) vload_half8(0, (p) + (i))
+#define LOAD8(p, i) clbn_half8_to_float8(vload8(0, (__global const ushort *)((p) + (i))))
 #define STORE1(v, p, i) vstore_half_rte((v), 0, (p) + (i))
 #define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
 #elif defined(CLBN_DTYPE_BFLOAT16)
@@ -72,10 +90,11 @@ inline ushort8 bf16_from_float8(float8 f)
 /* Streaming (non-temporal) stores of 8 values, for outputs larger than the
  * caches (the host decides: src/geometry.c): written around the caches, so they
  * neither evict the inputs nor cost a read of the destination line. With
- * clang's __builtin_nontemporal_store (PoCL and other LLVM-based compilers);
- * elsewhere, and for float16 (whose vector form needs cl_khr_fp16), a plain
- * STORE8. The 8 values must be aligned to their size. */
-#if defined(__has_builtin)
+ * clang's __builtin_nontemporal_store where the host's probe found it works
+ * (-DCLBN_NT_STORES=1, src/context.c); elsewhere, and for float16 (whose
+ * vector form needs cl_khr_fp16), a plain STORE8. The 8 values must be
+ * aligned to their size. */
+#if defined(CLBN_NT_STORES) && defined(__has_builtin)
 #if __has_builtin(__builtin_nontemporal_store)
 #define CLBN_HAVE_NT_STORE 1
 #endif
@@ -100,7 +119,8 @@ inline ushort8 bf16_from_float8(float8 f)
     } while (0)
 
 /* Software prefetches, where the host asks for them (-DCLBN_PREFETCH=1: CPU
- * devices, src/context.c) and the compiler has clang's __builtin_prefetch;
+ * devices whose compiler passed the probe, src/context.c) and the compiler
+ * has clang's __builtin_prefetch;
  * elsewhere nothing. They fetch into the outer caches (locality 1) for reads
  * that the hardware prefetcher starts too late: the next row of a strided
  * walk, or CLBN_PREFETCH_BYTES ahead of a long stream, which the hardware

@@ -14,9 +14,14 @@
  * The host (src/geometry.c) chooses the tiles; every reduction order is fixed, so
  * results are bitwise reproducible. Needs common.cl. */
 
-#ifndef CLBN_LOCAL_SLOTS
-#define CLBN_LOCAL_SLOTS 512 /* >= max work-group size * 8 used by the host */
+/* __local slots: CLBN_LOCAL_SLOTS (a reduction group's work-items, at most:
+ * CLBN_GROUP_MAX in src/internal.h) and, for the NHWC block kernels,
+ * CLBN_NHWC8_PARTS work-items of CLBN_NHWC_BLOCK slots each (program.c sizes
+ * it to the device's local memory). */
+#if !defined(CLBN_LOCAL_SLOTS) || !defined(CLBN_NHWC8_PARTS)
+#error "CLBN_LOCAL_SLOTS and CLBN_NHWC8_PARTS come from the host (src/program.c)"
 #endif
+#define CLBN_NHWC8_SLOTS (CLBN_NHWC8_PARTS * CLBN_NHWC_BLOCK)
 
 /* Welford update of 8 independent lanes that have all seen `k` values. */
 #define LANES_PUSH(k, vmean, vm2, d)              \
@@ -273,11 +278,11 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
                                ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
                                __global acc4 *partial)
 {
-    __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
+    __local acc ln[CLBN_NHWC8_SLOTS], lmean[CLBN_NHWC8_SLOTS], lm2[CLBN_NHWC8_SLOTS];
     (void)col_parts;
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
-    const uint parts = (uint)get_local_size(0); /* <= CLBN_LOCAL_SLOTS / CLBN_NHWC_BLOCK */
+    const uint parts = (uint)get_local_size(0); /* <= CLBN_NHWC8_PARTS */
     const ulong c0 = get_group_id(0) * CLBN_NHWC_BLOCK;
     const uint nv = (uint)min((ulong)(CLBN_NHWC_BLOCK / 8), (C - c0) / 8);
 

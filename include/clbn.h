@@ -37,8 +37,10 @@
  * context's lock while it enqueues). Enqueueing on one queue from several
  * threads is safe too; the calls are then ordered as the queue orders them.
  *
- * Include <CL/cl.h> settings: clbn.h includes <CL/cl.h>; define
- * CL_TARGET_OPENCL_VERSION yourself if you want to silence its default message.
+ * Include <CL/cl.h> settings: clbn.h includes <CL/cl.h>. clbn needs OpenCL
+ * 1.2; when CL_TARGET_OPENCL_VERSION is not defined before clbn.h, clbn.h
+ * defines it as 120 (so the headers print no "Defaulting to 300" message).
+ * Define it yourself, before any OpenCL header, to use newer API.
  */
 #ifndef CLBN_H
 #define CLBN_H
@@ -46,6 +48,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
 #ifdef __APPLE__
 #include <OpenCL/opencl.h>
 #else

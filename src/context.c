@@ -5,6 +5,71 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether the device's platform name contains `name`. */
+static int platform_is(cl_device_id device, const char *name)
+{
+    cl_platform_id platform = NULL;
+    char pname[256];
+    if (clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL) != CL_SUCCESS ||
+        clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof pname, pname, NULL) != CL_SUCCESS)
+        return 0;
+    pname[sizeof pname - 1] = '\0';
+    return strstr(pname, name) != NULL;
+}
+
+/* The probe: a kernel with each optional builtin clbn's kernels use. */
+static const char probe_source[] =
+    "__kernel void clbn_probe(__global float8 *p)\n"
+    "{\n"
+    "    __builtin_prefetch((const void *)(ulong)(p + 1), 0, 1);\n"
+    "    __builtin_nontemporal_store(p[0], p + get_global_id(0));\n"
+    "}\n";
+
+/* Whether the probe builds and gives a kernel on ctx's device. Its answer is
+ * kept per device for the process (a context per test, thread or sub-device
+ * would otherwise build it again). */
+static int probe_features(clbn_context *ctx)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct {
+        cl_device_id device;
+        int ok;
+    } known[16];
+    static int nknown;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < nknown; ++i) {
+        if (known[i].device == ctx->device) {
+            int ok = known[i].ok;
+            pthread_mutex_unlock(&lock);
+            return ok;
+        }
+    }
+    int ok = 0, transient = 0;
+    const char *src = probe_source;
+    cl_int err;
+    cl_program program = clCreateProgramWithSource(ctx->cl, 1, &src, NULL, &err);
+    if (err == CL_SUCCESS) {
+        err = clBuildProgram(program, 1, &ctx->device, "-cl-std=CL1.2", NULL, NULL);
+        if (err == CL_SUCCESS) {
+            cl_kernel k = clCreateKernel(program, "clbn_probe", &err);
+            if (err == CL_SUCCESS) {
+                ok = 1;
+                clReleaseKernel(k);
+            }
+        }
+        clReleaseProgram(program);
+    }
+    /* Out of memory says nothing about the compiler: ask again next time. */
+    transient = err == CL_OUT_OF_HOST_MEMORY || err == CL_OUT_OF_RESOURCES;
+    if (!transient && nknown < (int)(sizeof known / sizeof known[0])) {
+        known[nknown].device = ctx->device;
+        known[nknown].ok = ok;
+        ++nknown;
+    }
+    pthread_mutex_unlock(&lock);
+    return ok;
+}
+
 static clbn_status read_device_facts(clbn_context *ctx)
 {
     size_t ext_size = 0;
@@ -12,6 +77,8 @@ static clbn_status read_device_facts(clbn_context *ctx)
                         &ctx->compute_units, NULL) != CL_SUCCESS ||
         clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_work_group,
                         &ctx->max_work_group, NULL) != CL_SUCCESS ||
+        clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem_size,
+                        &ctx->local_mem_size, NULL) != CL_SUCCESS ||
         clGetDeviceInfo(ctx->device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size) != CL_SUCCESS)
         return CLBN_ERROR_INVALID_DEVICE;
     char *ext = malloc(ext_size + 1);
@@ -34,22 +101,34 @@ static clbn_status read_device_facts(clbn_context *ctx)
         if (end && *end == '\0' && v <= 1048576)
             ctx->stream_bytes = (size_t)v << 20;
     }
-    /* Software prefetches in the kernels whose reads the hardware prefetcher
-     * does not follow (cl/common.cl, PREFETCH): on CPU devices, where
-     * OpenCL's own prefetch() is a no-op in PoCL. CLBN_PREFETCH=0 or 1
-     * overrides (for measurements). */
+    /* What the device is, from more than its type bits: Oclgrind reports
+     * every type at once (0xF), so a device counts as a CPU or a GPU only
+     * when its type says that and not the other. */
     cl_device_type type = 0;
     if (clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof type, &type, NULL) != CL_SUCCESS)
         type = 0;
-    ctx->prefetch = (type & CL_DEVICE_TYPE_CPU) != 0;
+    const int cpu = (type & CL_DEVICE_TYPE_CPU) && !(type & CL_DEVICE_TYPE_GPU);
+    const int gpu = (type & CL_DEVICE_TYPE_GPU) && !(type & CL_DEVICE_TYPE_CPU);
+    /* Software prefetches and streaming stores (cl/common.cl, PREFETCH and
+     * STORE8_STREAM) are clang builtins that only some back ends lower: PoCL
+     * compiles them to CPU instructions, while Mesa's SPIR-V path ends the
+     * whole process on __builtin_prefetch and Oclgrind cannot create the
+     * kernel. A probe that ends the process cannot be run, so they are tried
+     * only on PoCL's CPU devices (CLBN_PREFETCH=1 tries any device), and used
+     * there only when a probe program with both builtins builds and makes a
+     * kernel (probe_features). CLBN_PREFETCH=0 turns both off. */
+    int want = cpu && platform_is(ctx->device, "Portable Computing Language");
     const char *pf = getenv("CLBN_PREFETCH");
     if (pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0))
-        ctx->prefetch = pf[0] == '1';
+        want = pf[0] == '1';
+    ctx->prefetch = want && probe_features(ctx);
+    ctx->nt_stores = ctx->prefetch;
     /* GPU geometry (src/geometry.c): adjacent work-items take adjacent 8-value
      * vectors, so a GPU's loads coalesce; CPU geometry gives each work-item
-     * a contiguous run instead. CLBN_GEOMETRY=gpu or cpu overrides (the
+     * a contiguous run instead, which is also right for a device that says
+     * it is both (a simulator). CLBN_GEOMETRY=gpu or cpu overrides (the
      * *_gpu_geometry tests run the GPU plans on PoCL). */
-    ctx->gpu_geometry = (type & CL_DEVICE_TYPE_GPU) != 0;
+    ctx->gpu_geometry = gpu;
     const char *geo = getenv("CLBN_GEOMETRY");
     if (geo && (strcmp(geo, "gpu") == 0 || strcmp(geo, "cpu") == 0))
         ctx->gpu_geometry = geo[0] == 'g';

@@ -83,6 +83,10 @@ clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue qu
                       size_t scratch_bytes, const clbn_step *steps, int count, cl_uint num_wait,
                       const cl_event *wait, cl_event *event)
 {
+    /* A kernel the device could not create (src/program.c): nothing runs. */
+    for (int i = 0; i < count; ++i)
+        if (!prog->kernels[steps[i].launch.kernel])
+            return CLBN_ERROR_BUILD_PROGRAM_FAILURE;
     pthread_mutex_lock(&ctx->lock);
     cl_mem scratch = NULL;
     int owned = 0;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 enum {
-    GROUP_SIZE = 64,        /* work-items per group for the reductions */
+    GROUP_SIZE = CLBN_GROUP_MAX, /* work-items per group for the reductions */
     TILE_TARGET = 32768,    /* values a statistics work-group aims to reduce */
     TILE_MIN = 4096,        /* never split a channel finer than this */
     GROUPS_PER_CU = 4,      /* groups per compute unit we want at least */
@@ -18,7 +18,6 @@ enum {
     SPLITS_MIN = 16,        /*   the finalize step merges them one by one */
     ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
     NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
-    NHWC_PARTS_MAX = 512 / CLBN_NHWC_BLOCK, /*   work-items per group: CLBN_LOCAL_SLOTS in cl/ */
     NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels, and the elementwise */
     NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
     SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
@@ -195,7 +194,7 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
         /* A work-item takes NHWC_BLOCK channels over a contiguous range of
          * pixels; groups are (channel block, pixel tile), their work-items
          * over pixels. */
-        const size_t L = min_sz(group_size(prog, kf->nhwc8), NHWC_PARTS_MAX);
+        const size_t L = min_sz(group_size(prog, kf->nhwc8), prog->nhwc8_parts);
         const size_t blocks = ceil_div(C, NHWC_BLOCK);
         size_t tiles = min_sz(tiles_for(ctx, P * min_sz(C, NHWC_BLOCK), blocks), P);
         const size_t pixels_per_group = ceil_div(P, tiles);

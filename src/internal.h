@@ -26,6 +26,10 @@
 #define CLBN_NHWC_BLOCK 64  /* channels per work-item of the NHWC (C % 8 == 0) block reductions */
 #define CLBN_NHWC_WIDE 256  /* rows of this many channels or more take the wide NHWC kernels */
 #define CLBN_ROWS_CHANNELS 32 /* most channels per work-item of the short-row NCHW reductions */
+#define CLBN_GROUP_MAX 64   /* most work-items per group of the reductions: their __local slots */
+#define CLBN_NHWC8_PARTS_MAX 8 /* most work-items per group of the NHWC block reductions, which
+                                * take CLBN_NHWC_BLOCK slots each; fewer where local memory is
+                                * small (program.c, nhwc8_parts) */
 
 typedef enum clbn_kernel_id {
     CLBN_K_STATS_NCHW,
@@ -71,6 +75,10 @@ typedef struct clbn_program {
     cl_program program;
     cl_kernel kernels[CLBN_K_COUNT];
     size_t max_work_group[CLBN_K_COUNT]; /* CL_KERNEL_WORK_GROUP_SIZE */
+    cl_ulong local_mem[CLBN_K_COUNT];    /* CL_KERNEL_LOCAL_MEM_SIZE */
+    size_t nhwc8_parts; /* work-items per group of the NHWC block reductions, at most */
+    /* kernels[k] is NULL where the device could not create it (the build
+     * log says why); the calls that need it return CLBN_ERROR_BUILD_PROGRAM_FAILURE */
 } clbn_program;
 
 #define CLBN_DTYPE_COUNT 4
@@ -95,12 +103,15 @@ struct clbn_context {
     /* device facts read once */
     cl_uint compute_units;
     size_t max_work_group;
+    cl_ulong local_mem_size; /* CL_DEVICE_LOCAL_MEM_SIZE */
     int has_fp64;
     size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
-    int prefetch;        /* kernels issue software prefetches (CPU devices) */
+    int prefetch;        /* kernels issue software prefetches (probed: src/context.c) */
+    int nt_stores;       /* STORE8_STREAM is a streaming store (probed likewise) */
     int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/geometry.c) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
+    clbn_status program_status[CLBN_DTYPE_COUNT]; /* a failed build's status, kept */
     char *build_log;                          /* of the last failed build, or NULL */
 
     clbn_scratch scratch[CLBN_SCRATCH_SLOTS];

@@ -47,6 +47,20 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_CHANNEL_TRAINING] = "clbn_channel_training",
 };
 
+/* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,
+ * clbn_backward_reduce_nhwc8: CLBN_NHWC_BLOCK slots each in up to three
+ * __local arrays of the dtype's accumulator): the most, halved while they
+ * would take more than half the device's local memory (embedded devices may
+ * have less than 32 KiB; the other kernels need at most 1.5 KiB). */
+static size_t nhwc8_parts(const clbn_context *ctx, clbn_dtype dtype)
+{
+    const size_t acc = dtype == CLBN_FLOAT64 ? 8 : 4;
+    size_t parts = CLBN_NHWC8_PARTS_MAX;
+    while (parts > 1 && (cl_ulong)parts * CLBN_NHWC_BLOCK * 3 * acc > ctx->local_mem_size / 2)
+        parts /= 2;
+    return parts;
+}
+
 static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, size_t len)
 {
     static const char *const dtype_macro[CLBN_DTYPE_COUNT] = {
@@ -60,9 +74,13 @@ static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, 
 #else
     const char *werror = "";
 #endif
-    snprintf(buf, len, "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d -DCLBN_ROWS_CHANNELS=%d%s%s",
-             dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, CLBN_ROWS_CHANNELS,
-             ctx->prefetch ? " -DCLBN_PREFETCH=1" : "", werror);
+    snprintf(buf, len,
+             "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d -DCLBN_ROWS_CHANNELS=%d "
+             "-DCLBN_LOCAL_SLOTS=%d -DCLBN_NHWC8_PARTS=%zu%s%s%s",
+             dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, CLBN_ROWS_CHANNELS, CLBN_GROUP_MAX,
+             nhwc8_parts(ctx, dtype),
+             ctx->prefetch ? " -DCLBN_PREFETCH=1" : "", ctx->nt_stores ? " -DCLBN_NT_STORES=1" : "",
+             werror);
 }
 
 void clbn__program_release(clbn_program *p)
@@ -77,19 +95,38 @@ void clbn__program_release(clbn_program *p)
     free(p);
 }
 
-static void keep_build_log(clbn_context *ctx, cl_program program)
+/* Keeps the program's build log, followed by `note` (may be NULL), as the
+ * context's build log. */
+static void keep_build_log(clbn_context *ctx, cl_program program, const char *note)
 {
     size_t size = 0;
     if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &size) != CL_SUCCESS)
-        return;
-    char *log = malloc(size + 1);
+        size = 0;
+    size_t extra = note ? strlen(note) : 0;
+    char *log = malloc(size + extra + 2);
     if (!log)
         return;
-    if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, size, log, NULL) != CL_SUCCESS)
+    if (size && clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, size, log, NULL) != CL_SUCCESS)
         size = 0;
+    while (size && log[size - 1] == '\0')
+        --size;
+    if (note) {
+        if (size)
+            log[size++] = '\n';
+        memcpy(log + size, note, extra);
+        size += extra;
+    }
     log[size] = '\0';
     free(ctx->build_log);
     ctx->build_log = log;
+}
+
+/* Errors that say the device cannot run the kernel (rather than that memory
+ * ran out for the moment): the kernel is then left out, and only the calls
+ * that need it fail. */
+static int kernel_unusable(cl_int err)
+{
+    return err != CL_OUT_OF_HOST_MEMORY && err != CL_OUT_OF_RESOURCES;
 }
 
 static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out)
@@ -104,26 +141,50 @@ static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out
         clbn__program_release(p);
         return clbn__from_cl(err);
     }
-    char options[128];
+    char options[320];
     build_options(ctx, dtype, options, sizeof options);
+    p->nhwc8_parts = nhwc8_parts(ctx, dtype);
     err = clBuildProgram(p->program, 1, &ctx->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
-        keep_build_log(ctx, p->program);
+        keep_build_log(ctx, p->program, NULL);
         clbn__program_release(p);
         return err == CL_BUILD_PROGRAM_FAILURE || err == CL_INVALID_BUILD_OPTIONS
                    ? CLBN_ERROR_BUILD_PROGRAM_FAILURE
                    : clbn__from_cl(err);
     }
+    char note[512];
+    size_t used = 0;
+    note[0] = '\0';
     for (int k = 0; k < CLBN_K_COUNT; ++k) {
         p->kernels[k] = clCreateKernel(p->program, kernel_names[k], &err);
         if (err == CL_SUCCESS)
             err = clGetKernelWorkGroupInfo(p->kernels[k], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
                                            sizeof(size_t), &p->max_work_group[k], NULL);
-        if (err != CL_SUCCESS) {
+        if (err == CL_SUCCESS)
+            err = clGetKernelWorkGroupInfo(p->kernels[k], ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
+                                           sizeof(cl_ulong), &p->local_mem[k], NULL);
+        /* local memory beyond the device's: the kernel could never run */
+        if (err == CL_SUCCESS && ctx->local_mem_size && p->local_mem[k] > ctx->local_mem_size)
+            err = CL_INVALID_KERNEL;
+        if (err != CL_SUCCESS && !kernel_unusable(err)) {
             clbn__program_release(p);
             return clbn__from_cl(err);
         }
+        if (err != CL_SUCCESS) {
+            /* Left out: clbn__run refuses the calls that need it. */
+            if (p->kernels[k])
+                clReleaseKernel(p->kernels[k]);
+            p->kernels[k] = NULL;
+            p->max_work_group[k] = 1;
+            if (used < sizeof note)
+                used += (size_t)snprintf(note + used, sizeof note - used,
+                                         "clbn: kernel %s could not be created on this device "
+                                         "(OpenCL error %d); the calls that need it fail\n",
+                                         kernel_names[k], (int)err);
+        }
     }
+    if (note[0])
+        keep_build_log(ctx, p->program, note);
     *out = p;
     return CLBN_SUCCESS;
 }
@@ -132,10 +193,17 @@ clbn_status clbn__program_get(clbn_context *ctx, clbn_dtype dtype, clbn_program 
 {
     clbn_status st = CLBN_SUCCESS;
     /* Building under the lock keeps two threads from building the same
-     * program twice; other calls wait, which only happens on first use. */
+     * program twice; other calls wait, which only happens on first use. A
+     * build that failed is not tried again (the compiler would say the same):
+     * its status is kept, and its log stays readable. */
     pthread_mutex_lock(&ctx->lock);
-    if (!ctx->programs[dtype])
+    if (ctx->program_status[dtype] != CLBN_SUCCESS)
+        st = ctx->program_status[dtype];
+    else if (!ctx->programs[dtype]) {
         st = build(ctx, dtype, &ctx->programs[dtype]);
+        if (st == CLBN_ERROR_BUILD_PROGRAM_FAILURE)
+            ctx->program_status[dtype] = st;
+    }
     *out = ctx->programs[dtype];
     pthread_mutex_unlock(&ctx->lock);
     return st;

@@ -129,10 +129,95 @@ static clbn_status parse_entry(const cJSON *item, uint64_t data_len, entry *e)
     return CLBN_SUCCESS;
 }
 
-/* The header's bytes: no NUL, no \u0000 escape, a JSON object first. */
+/* Whether h[0..n) is UTF-8 as RFC 3629 defines it: no stray continuation
+ * byte, no truncated sequence, no overlong encoding, no encoded surrogate
+ * (U+D800..U+DFFF), nothing above U+10FFFF. */
+static int utf8_ok(const unsigned char *h, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        const unsigned char b = h[i];
+        size_t len;
+        uint32_t cp, min;
+        if (b < 0x80) {
+            ++i;
+            continue;
+        } else if ((b & 0xe0) == 0xc0) {
+            len = 2, cp = b & 0x1f, min = 0x80;
+        } else if ((b & 0xf0) == 0xe0) {
+            len = 3, cp = b & 0x0f, min = 0x800;
+        } else if ((b & 0xf8) == 0xf0) {
+            len = 4, cp = b & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n - i < len)
+            return 0;
+        for (size_t k = 1; k < len; ++k) {
+            if ((h[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (h[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static int hex4(const char *p, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (int k = 0; k < 4; ++k) {
+        const char c = p[k];
+        const int d = c >= '0' && c <= '9' ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                             : -1;
+        if (d < 0)
+            return 0;
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* The \u escapes of h[0..n): none is U+0000, and every surrogate escape is
+ * a high one followed by a low one (what JSON parsers that check Unicode,
+ * serde_json's among them, accept). */
+static int escapes_ok(const char *h, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        if (h[i] != '\\')
+            continue;
+        if (i + 1 >= n)
+            return 0;
+        if (h[i + 1] != 'u') {
+            ++i; /* \\, \", \n, ...: the next character is not an escape's start */
+            continue;
+        }
+        uint32_t u, lo;
+        if (i + 6 > n || !hex4(h + i + 2, &u) || u == 0)
+            return 0;
+        i += 5;
+        if (u >= 0xdc00 && u <= 0xdfff)
+            return 0; /* a low surrogate alone */
+        if (u >= 0xd800 && u <= 0xdbff) {
+            if (i + 7 > n || h[i + 1] != '\\' || h[i + 2] != 'u' || !hex4(h + i + 3, &lo) ||
+                lo < 0xdc00 || lo > 0xdfff)
+                return 0; /* a high surrogate without its low one */
+            i += 6;
+        }
+    }
+    return 1;
+}
+
+/* The header's bytes: UTF-8 (the format requires UTF-8 JSON), no NUL, no
+ * \u0000 escape and no unpaired surrogate escape, a JSON object first. */
 static int header_bytes_ok(const char *h, size_t n)
 {
-    if (n < 2 || h[0] != '{' || memchr(h, '\0', n))
+    if (n < 2 || h[0] != '{' || memchr(h, '\0', n) || !utf8_ok((const unsigned char *)h, n) ||
+        !escapes_ok(h, n))
         return 0;
     for (size_t i = 0; i + 6 <= n; ++i)
         if (h[i] == '\\' && (h[i + 1] == 'u' || h[i + 1] == 'U') && h[i + 2] == '0' &&

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "op_calls.h"
+#include "reference_backward.h"
 #include "testutil.h"
 
 enum { X, Z, Y, DY, DX, DZ, W, B, RM, RV, SM, SI, DW, DB, NB };
@@ -1506,6 +1507,286 @@ START_TEST(test_optional_outputs)
 }
 END_TEST
 
+/* ---- the fused backwards: every dtype x optional-output subset x planner path ---------- */
+
+/* clbn_backward_fused and clbn_backward_inference_fused with every op and
+ * every subset of their optional outputs (dx, dz, dweight, dbias), on shapes
+ * that take each path the planner has for them (one-kernel, short rows with S
+ * a multiple of 8 and not, tiled, channel-resident, NHWC any-C / C%8 / wide,
+ * S == 1), in one dtype and geometry per child process ("--fused-matrix DTYPE
+ * GEOMETRY"), each output against the double reference (reference_backward.c).
+ * A crash (float16 NCHW with S % 8 != 0 once ended PoCL's process: an aligned
+ * vector load in vload_half8, cl/common.cl) fails the test and names the
+ * last case started. */
+typedef struct fm_shape {
+    size_t n, c, s;
+    clbn_layout layout;
+    const char *path;
+} fm_shape;
+static const fm_shape fm_shapes[] = {
+    {2, 6, 31, CLBN_LAYOUT_NCHW, "one-kernel, S % 8 != 0"},
+    {2, 6, 32, CLBN_LAYOUT_NCHW, "one-kernel, S % 8 == 0"},
+    {5, 3, 31, CLBN_LAYOUT_NCHW, "short rows, S % 8 != 0"},
+    {4, 2, 9, CLBN_LAYOUT_NCHW, "short rows, S = 9"},
+    {5, 3, 40, CLBN_LAYOUT_NCHW, "short rows, S % 8 == 0"},
+    {3, 2, 300, CLBN_LAYOUT_NCHW, "tiled, S % 8 != 0"},
+    {3, 2, 256, CLBN_LAYOUT_NCHW, "tiled, S % 8 == 0"},
+    {4, 8, 8193, CLBN_LAYOUT_NCHW, "channel-resident, S % 8 != 0"},
+    {4, 8, 8200, CLBN_LAYOUT_NCHW, "channel-resident, S % 8 == 0"},
+    {6, 5, 1, CLBN_LAYOUT_NCHW, "S = 1"},
+    {3, 5, 7, CLBN_LAYOUT_NHWC, "NHWC any C"},
+    {2, 16, 9, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0"},
+    {2, 256, 3, CLBN_LAYOUT_NHWC, "NHWC wide"},
+};
+#define FM_NSHAPES (sizeof fm_shapes / sizeof fm_shapes[0])
+
+static void fm_decode(clbn_dtype t, const unsigned char *raw, double *out, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        if (t == CLBN_FLOAT16 || t == CLBN_BFLOAT16) {
+            uint16_t h;
+            memcpy(&h, raw + 2 * i, 2);
+            out[i] = t == CLBN_FLOAT16 ? tu_half_to_float(h) : tu_bf16_to_float(h);
+        } else if (t == CLBN_FLOAT64) {
+            double d;
+            memcpy(&d, raw + 8 * i, 8);
+            out[i] = d;
+        } else {
+            float f;
+            memcpy(&f, raw + 4 * i, 4);
+            out[i] = f;
+        }
+    }
+}
+
+/* |got - ref| <= rtol*|ref| + atol_frac*max|ref|: the count of elements that fail. */
+static size_t fm_bad(const double *got, const double *ref, size_t n, double rtol, double atol_frac)
+{
+    double big = 0.0;
+    for (size_t i = 0; i < n; ++i)
+        big = fabs(ref[i]) > big ? fabs(ref[i]) : big;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double err = fabs(got[i] - ref[i]);
+        if (!(err <= rtol * fabs(ref[i]) + atol_frac * big + 1e-30))
+            ++bad;
+    }
+    return bad;
+}
+
+static cl_mem fm_buffer(cl_context cl, clbn_dtype t, float *v, size_t n)
+{
+    /* v rounded to what the device sees (tu_encode_tensor's rules; its
+     * allocation is a Check assertion, which a child outside a test cannot make) */
+    unsigned char *bytes = malloc(n * tu_dtype_size(t) + 1);
+    if (!bytes)
+        return NULL;
+    for (size_t i = 0; i < n; ++i) {
+        if (t == CLBN_FLOAT16 || t == CLBN_BFLOAT16) {
+            const uint16_t h = t == CLBN_FLOAT16 ? tu_float_to_half(v[i]) : tu_float_to_bf16(v[i]);
+            v[i] = t == CLBN_FLOAT16 ? tu_half_to_float(h) : tu_bf16_to_float(h);
+            memcpy(bytes + 2 * i, &h, 2);
+        } else if (t == CLBN_FLOAT64) {
+            const double dv = v[i];
+            memcpy(bytes + 8 * i, &dv, 8);
+        } else {
+            memcpy(bytes + 4 * i, &v[i], 4);
+        }
+    }
+    cl_int err;
+    cl_mem m = clCreateBuffer(cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n * tu_dtype_size(t), bytes, &err);
+    free(bytes);
+    return err == CL_SUCCESS ? m : NULL;
+}
+
+static int child_fused_matrix(clbn_dtype t, int gpu)
+{
+    setenv("CLBN_GEOMETRY", gpu ? "gpu" : "cpu", 1);
+    clbn_context *ctx;
+    if (clbn_context_create_default(&ctx) != CLBN_SUCCESS)
+        return 2;
+    if (t == CLBN_FLOAT64 && clbn_context_prepare(ctx, t) == CLBN_ERROR_UNSUPPORTED_DTYPE) {
+        clbn_context_release(ctx);
+        return 77;
+    }
+    cl_context cl = clbn_context_get_cl_context(ctx);
+    cl_command_queue q = clbn_context_get_queue(ctx);
+    const clbn_dtype pt = t == CLBN_FLOAT64 ? CLBN_FLOAT64 : CLBN_FLOAT32; /* per-channel values */
+    const double out_rtol = t == CLBN_FLOAT16 ? ldexp(1, -11) + 1e-4 : t == CLBN_BFLOAT16 ? ldexp(1, -8) + 1e-4
+                            : t == CLBN_FLOAT64 ? 1e-10 : 1e-4;
+    const double sum_rtol = t == CLBN_FLOAT64 ? 1e-10 : 1e-4;
+    const double atol_frac = t == CLBN_FLOAT64 ? 1e-10 : 1e-4;
+    int failures = 0, cases = 0;
+    tu_rng rng;
+    tu_rng_seed(&rng, 13);
+    for (size_t si = 0; si < FM_NSHAPES; ++si) {
+        const fm_shape *sh = &fm_shapes[si];
+        const clbn_tensor_desc d = {t, sh->layout, sh->n, sh->c, sh->s};
+        const size_t n = sh->n * sh->c * sh->s, C = sh->c;
+        const ref_shape rs = tu_ref_shape(&d);
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *dy = malloc(n * sizeof *dy);
+        float *g = malloc(n * sizeof *g);
+        double *got = malloc(n * sizeof *got);
+        unsigned char *raw = malloc(n * 8);
+        double *rdx = malloc(n * sizeof *rdx), *rdz = malloc(n * sizeof *rdz);
+        float w[256], mean[256], invstd[256], rmean[256], rvar[256];
+        double mean_d[256], invstd_d[256], rdw[256], rdb[256];
+        if (!x || !y || !dy || !g || !got || !raw || !rdx || !rdz)
+            return 2;
+        /* dy > 0 and x - mean > 0: the sums do not cancel, so their float
+         * accumulation is checked to its relative precision */
+        tu_fill_uniform(&rng, x, n, -1.0, 1.0);
+        tu_fill_uniform(&rng, y, n, -1.0, 2.0);
+        tu_fill_uniform(&rng, dy, n, 0.1, 1.0);
+        for (size_t i = 0; i < n; i += 7)
+            y[i] = 0.0f; /* the ReLU's boundary: no gradient */
+        tu_fill_uniform(&rng, w, C, 0.5, 1.5);
+        tu_fill_uniform(&rng, mean, C, -2.0, -1.5);
+        tu_fill_uniform(&rng, invstd, C, 0.5, 2.0);
+        tu_fill_uniform(&rng, rmean, C, -2.0, -1.5);
+        tu_fill_uniform(&rng, rvar, C, 0.25, 4.0);
+        cl_mem bx = fm_buffer(cl, t, x, n), by = fm_buffer(cl, t, y, n), bdy = fm_buffer(cl, t, dy, n);
+        cl_mem bw = fm_buffer(cl, pt, w, C), bm = fm_buffer(cl, pt, mean, C), bi = fm_buffer(cl, pt, invstd, C);
+        cl_mem brm = fm_buffer(cl, pt, rmean, C), brv = fm_buffer(cl, pt, rvar, C);
+        cl_int err;
+        cl_mem bdx = clCreateBuffer(cl, CL_MEM_READ_WRITE, n * tu_dtype_size(t), NULL, &err);
+        cl_mem bdz = clCreateBuffer(cl, CL_MEM_READ_WRITE, n * tu_dtype_size(t), NULL, &err);
+        cl_mem bdw = clCreateBuffer(cl, CL_MEM_READ_WRITE, C * tu_dtype_size(pt), NULL, &err);
+        cl_mem bdb = clCreateBuffer(cl, CL_MEM_READ_WRITE, C * tu_dtype_size(pt), NULL, &err);
+        if (!bx || !by || !bdy || !bw || !bm || !bi || !brm || !brv || !bdx || !bdz || !bdw || !bdb)
+            return 2;
+        for (size_t c = 0; c < C; ++c) {
+            mean_d[c] = mean[c];
+            invstd_d[c] = invstd[c];
+        }
+        for (int fn = 0; fn < 2; ++fn) {
+            for (int op = CLBN_FUSED_NONE; op <= CLBN_FUSED_ADD_RELU; ++op) {
+                /* the reference: dy masked by the ReLU's output, then the plain backward */
+                for (size_t i = 0; i < n; ++i) {
+                    g[i] = op == CLBN_FUSED_NONE || y[i] > 0.0f ? dy[i] : 0.0f;
+                    rdz[i] = g[i];
+                }
+                if (fn == 0)
+                    refb_training(&rs, x, g, w, mean_d, invstd_d, 0, rdx, rdw, rdb);
+                else
+                    refb_inference(&rs, x, g, w, rmean, rvar, 1e-5, 0, rdx, rdw, rdb);
+                for (int mask = 0; mask < 16; ++mask) {
+                    if ((mask & 2) && op != CLBN_FUSED_ADD_RELU)
+                        continue; /* dz: CLBN_FUSED_ADD_RELU only */
+                    cl_mem dx = mask & 1 ? bdx : NULL, dz = mask & 2 ? bdz : NULL;
+                    cl_mem dw = mask & 4 ? bdw : NULL, db = mask & 8 ? bdb : NULL;
+                    cl_mem yy = op == CLBN_FUSED_NONE ? NULL : by;
+                    char what[160];
+                    snprintf(what, sizeof what, "%s %s %s geometry, %zux%zux%zu %s (%s), op %d, dx %s dz %s dweight %s dbias %s",
+                             fn ? "backward_inference_fused" : "backward_fused",
+                             t == CLBN_FLOAT16 ? "float16" : t == CLBN_BFLOAT16 ? "bfloat16" : t == CLBN_FLOAT64 ? "float64" : "float32",
+                             gpu ? "GPU" : "CPU", sh->n, sh->c, sh->s,
+                             sh->layout == CLBN_LAYOUT_NHWC ? "NHWC" : "NCHW", sh->path, op,
+                             dx ? "given" : "NULL", dz ? "given" : "NULL", dw ? "given" : "NULL", db ? "given" : "NULL");
+                    /* named before the call: a crash's last line says which */
+                    fprintf(stderr, "fused matrix: %s\n", what);
+                    ++cases;
+                    clbn_status st = fn == 0 ? tu_backward_fused(ctx, q, &d, (clbn_fused_op)op, bx, yy, bdy, dx, dz, bw,
+                                                                   bm, bi, dw, db, 0, NULL, NULL)
+                                             : tu_backward_inference_fused(ctx, q, &d, (clbn_fused_op)op, bx, yy, bdy, dx,
+                                                                             dz, bw, brm, brv, 1e-5, dw, db, 0, NULL, NULL);
+                    if (st != CLBN_SUCCESS || clFinish(q) != CL_SUCCESS) {
+                        printf("FAIL %s: %s\n", what, clbn_status_name(st));
+                        ++failures;
+                        continue;
+                    }
+                    size_t bad = 0;
+                    if (dx) {
+                        clEnqueueReadBuffer(q, bdx, CL_TRUE, 0, n * tu_dtype_size(t), raw, 0, NULL, NULL);
+                        fm_decode(t, raw, got, n);
+                        bad += fm_bad(got, rdx, n, out_rtol, atol_frac);
+                    }
+                    if (dz) {
+                        clEnqueueReadBuffer(q, bdz, CL_TRUE, 0, n * tu_dtype_size(t), raw, 0, NULL, NULL);
+                        fm_decode(t, raw, got, n);
+                        bad += fm_bad(got, rdz, n, 0.0, 0.0);
+                    }
+                    if (dw) {
+                        clEnqueueReadBuffer(q, bdw, CL_TRUE, 0, C * tu_dtype_size(pt), raw, 0, NULL, NULL);
+                        fm_decode(pt, raw, got, C);
+                        bad += fm_bad(got, rdw, C, sum_rtol, atol_frac);
+                    }
+                    if (db) {
+                        clEnqueueReadBuffer(q, bdb, CL_TRUE, 0, C * tu_dtype_size(pt), raw, 0, NULL, NULL);
+                        fm_decode(pt, raw, got, C);
+                        bad += fm_bad(got, rdb, C, sum_rtol, atol_frac);
+                    }
+                    if (bad) {
+                        printf("FAIL %s: %zu values off the reference\n", what, bad);
+                        ++failures;
+                    }
+                }
+            }
+        }
+        cl_mem all[] = {bx, by, bdy, bw, bm, bi, brm, brv, bdx, bdz, bdw, bdb};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
+            clReleaseMemObject(all[i]);
+        free(x), free(y), free(dy), free(g), free(got), free(raw), free(rdx), free(rdz);
+    }
+    printf("fused matrix: %d cases, %d failed\n", cases, failures);
+    clbn_context_release(ctx);
+    return failures ? 3 : 0;
+}
+
+START_TEST(test_fused_matrix)
+{
+    static const clbn_dtype dts[] = {CLBN_FLOAT32, CLBN_FLOAT16, CLBN_BFLOAT16, CLBN_FLOAT64};
+    int failures = 0;
+    for (int di = 0; di < 4; ++di) {
+        for (int gpu = 0; gpu < 2; ++gpu) {
+            char dt_arg[8], geo_arg[8];
+            snprintf(dt_arg, sizeof dt_arg, "%d", (int)dts[di]);
+            snprintf(geo_arg, sizeof geo_arg, "%d", gpu);
+            /* the child names each case on its stderr, a file here: after a
+             * crash its last line says which case it was */
+            char log_path[] = "/tmp/clbn_fused_matrix_XXXXXX";
+            const int log_fd = mkstemp(log_path);
+            ck_assert(log_fd >= 0);
+            fflush(stdout);
+            pid_t pid = fork();
+            ck_assert(pid >= 0);
+            if (pid == 0) {
+                dup2(log_fd, 2);
+                execl("/proc/self/exe", "check_hostile", "--fused-matrix", dt_arg, geo_arg, (char *)NULL);
+                _exit(127);
+            }
+            int status = 0;
+            ck_assert(waitpid(pid, &status, 0) == pid);
+            char last[512] = "";
+            FILE *log = fdopen(log_fd, "r");
+            if (log) {
+                rewind(log);
+                char line[512];
+                while (fgets(line, sizeof line, log))
+                    memcpy(last, line, sizeof line);
+                fclose(log);
+            } else {
+                close(log_fd);
+            }
+            unlink(log_path);
+            const char *name = dts[di] == CLBN_FLOAT32 ? "float32" : dts[di] == CLBN_FLOAT16 ? "float16"
+                               : dts[di] == CLBN_BFLOAT16 ? "bfloat16" : "float64";
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+                printf("fused matrix, %s: skipped, the device has no cl_khr_fp64\n", name);
+            } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                ++failures;
+                if (WIFSIGNALED(status))
+                    printf("fused matrix, %s %s geometry: crashed (signal %d) in the case\n  %s",
+                           name, gpu ? "GPU" : "CPU", WTERMSIG(status), last);
+                else
+                    printf("fused matrix, %s %s geometry: exit %d\n", name, gpu ? "GPU" : "CPU", WEXITSTATUS(status));
+            }
+        }
+    }
+    ck_assert_msg(failures == 0, "%d dtype/geometry runs of the fused backward matrix failed", failures);
+}
+END_TEST
+
 START_TEST(test_report)
 {
     printf("hostile inputs: %ld distinct bad inputs tried, %d mismatches\n", g_cases, g_total_fail);
@@ -1528,6 +1809,7 @@ static Suite *hostile_suite(void)
     tcase_add_test(tc, test_safetensors_args);
     tcase_add_test(tc, test_baselines_succeed);
     tcase_add_test(tc, test_optional_outputs);
+    tcase_add_test(tc, test_fused_matrix);
     tcase_add_test(tc, test_report);
     suite_add_tcase(s, tc);
     return s;
@@ -1537,5 +1819,7 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--optional-outputs") == 0)
         return child_optional_outputs(atoi(argv[2]), atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--fused-matrix") == 0)
+        return child_fused_matrix((clbn_dtype)atoi(argv[2]), atoi(argv[3]));
     return tu_main(hostile_suite());
 }

@@ -396,6 +396,85 @@ START_TEST(test_truncated_and_corrupted)
 }
 END_TEST
 
+/* The format requires a UTF-8 JSON header: invalid bytes, overlong
+ * encodings, encoded surrogates and unpaired surrogate escapes, in another
+ * tensor's name or in __metadata__, are refused with
+ * CLBN_ERROR_SAFETENSORS_FORMAT and leave the layer as it was; the same
+ * files with valid UTF-8 in their place load (so each refusal is the
+ * bytes'). */
+static void put_header(const char *path, const unsigned char *good, size_t size, const char *before_conv,
+                       const char *meta)
+{
+    const size_t hlen = (size_t)good[0] | ((size_t)good[1] << 8);
+    const char *h = (const char *)good + 8;
+    const char *conv = strstr(h, "\"conv");
+    ck_assert(conv != NULL && (size_t)(conv - h) < hlen);
+    char header[1024];
+    size_t n = 0;
+    n += (size_t)snprintf(header + n, sizeof header - n, "{");
+    if (meta)
+        n += (size_t)snprintf(header + n, sizeof header - n, "\"__metadata__\":{\"note\":\"%s\"},", meta);
+    const size_t upto = (size_t)(conv - h) + 5; /* through "conv */
+    ck_assert(n + upto + hlen + 64 < sizeof header);
+    memcpy(header + n, h + 1, upto - 1);
+    n += upto - 1;
+    if (before_conv)
+        n += (size_t)snprintf(header + n, sizeof header - n, "%s", before_conv);
+    memcpy(header + n, h + upto, hlen - upto);
+    n += hlen - upto;
+    unsigned char *file = tu_alloc(8 + n + (size - 8 - hlen));
+    for (int k = 0; k < 8; ++k)
+        file[k] = (unsigned char)((uint64_t)n >> (8 * k));
+    memcpy(file + 8, header, n);
+    memcpy(file + 8 + n, good + 8 + hlen, size - 8 - hlen);
+    write_file(path, file, 8 + n + (size - 8 - hlen));
+    free(file);
+}
+
+START_TEST(test_non_utf8_headers)
+{
+    static const char *const bad[] = {
+        "\xff", "\xfe", "\x80", "\xbf", "x\xc3", "\xe2\x82", "\xf0\x9f\x98", /* invalid or cut short */
+        "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xe0\x9f\xbf", "\xf0\x80\x80\xaf", "\xf0\x8f\xbf\xbf", /* overlong */
+        "\xed\xa0\x80", "\xed\xbf\xbf", "\xed\xa0\xbd\xed\xb8\x80", /* encoded surrogates (CESU-8 too) */
+        "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80",               /* above U+10FFFF */
+        "\\ud800", "\\udc00", "\\ud83dx", "\\ud83d\\u0041",         /* unpaired surrogate escapes */
+    };
+    static const char *const good_utf8[] = {"\xc3\xa9", "\xe2\x82\xac", "\xef\xbf\xbf", "\xf0\x9f\x98\x80",
+                                            "\xf4\x8f\xbf\xbf", "\\ud83d\\ude00", "\\u00e9", "plain"};
+    size_t size;
+    unsigned char *good = read_file(DATA "malformed/valid.safetensors", &size);
+    const char *path = tmp_path("utf8.safetensors");
+    clbn_layer *layer = make_layer(4, 1, 1);
+    int refused = 0, loaded = 0;
+    for (int where = 0; where < 2; ++where) { /* another tensor's name, __metadata__ */
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+            put_header(path, good, size, where == 0 ? bad[i] : NULL, where == 1 ? bad[i] : NULL);
+            scramble(layer, 4, 40 + i);
+            const state before = get_state(layer, 4);
+            const clbn_status st = clbn_layer_load_safetensors(layer, path, "bn.");
+            ck_assert_msg(st == CLBN_ERROR_SAFETENSORS_FORMAT, "bad UTF-8 case %zu in the %s: %s", i,
+                          where ? "metadata" : "name", clbn_status_name(st));
+            const state after = get_state(layer, 4);
+            assert_same_state(&before, &after, "non-UTF-8 header");
+            ++refused;
+        }
+        for (size_t i = 0; i < sizeof good_utf8 / sizeof *good_utf8; ++i) {
+            put_header(path, good, size, where == 0 ? good_utf8[i] : NULL, where == 1 ? good_utf8[i] : NULL);
+            const clbn_status st = clbn_layer_load_safetensors(layer, path, "bn.");
+            ck_assert_msg(st == CLBN_SUCCESS, "valid UTF-8 case %zu in the %s: %s", i,
+                          where ? "metadata" : "name", clbn_status_name(st));
+            ck_assert_uint_eq(clbn_layer_num_batches_tracked(layer), 12);
+            ++loaded;
+        }
+    }
+    printf("safetensors: %d non-UTF-8 headers refused, %d UTF-8 controls loaded\n", refused, loaded);
+    remove(path);
+    free(good);
+    clbn_layer_release(layer);
+}
+END_TEST
+
 START_TEST(test_errors)
 {
     clbn_layer *layer = make_layer(8, 1, 1);
@@ -450,6 +529,7 @@ static Suite *safetensors_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_malformed_files);
     tcase_add_test(tc, test_truncated_and_corrupted);
+    tcase_add_test(tc, test_non_utf8_headers);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     return s;
