@@ -299,6 +299,31 @@ typedef struct clbn_op_desc {
     double epsilon;                      /**< added to the variance; default 1e-5 */
     clbn_fused_op fused_op;              /**< default CLBN_FUSED_NONE */
     clbn_running_update running_update;  /**< default CLBN_RUNNING_UPDATE_PYTORCH (training only) */
+    /* appended (issue 16): batch-norm variants, 0 = off */
+    /** CLBN_OP_FORWARD_TRAINING only: running statistics that survive a bad
+     *  batch. A channel whose batch mean or variance is not finite (NaN or
+     *  Inf, e.g. an overflow in mixed precision) keeps its running_mean and
+     *  running_var unchanged; the other channels update as usual, y and the
+     *  saved statistics are computed as usual (non-finite in that channel).
+     *  Each skipped channel c adds 1 to args.skipped_updates[c] when given.
+     *  0 (default): PyTorch's behaviour, the running statistics take the NaN. */
+    int skip_nonfinite_update;
+    /** CLBN_OP_FORWARD_TRAINING and CLBN_OP_BACKWARD: batch renormalization
+     *  (Ioffe 2017, Algorithm 1). With sigma_B = sqrt(var_B + eps) and
+     *  sigma = sqrt(running_var + eps), both before this step's running update:
+     *    r = clip(sigma_B / sigma, 1/rmax, rmax),
+     *    d = clip((mean_B - running_mean) / sigma, -dmax, dmax),
+     *    y = weight*((x - mean_B)/sigma_B*r + d) + bias,
+     *  with rmax = args.renorm_rmax >= 1 and dmax = args.renorm_dmax >= 0 per
+     *  execution (rmax = 1, dmax = 0 is plain batch norm, bitwise). The
+     *  forward requires running_mean and running_var (updated as usual from
+     *  mean_B and var_B) and writes r and d to args.save_renorm when given.
+     *  The backward treats r and d as constants and requires args.save_renorm:
+     *    dx = weight*r*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)),
+     *    dweight = sum(dy*(xhat*r + d)), dbias = sum(dy),
+     *  xhat = (x - mean_B)*invstd. Inference is unchanged (use
+     *  CLBN_OP_FORWARD_INFERENCE). Not with a fused op (CLBN_ERROR_INVALID_OPTION). */
+    int renorm;
 } clbn_op_desc;
 
 /**
@@ -330,7 +355,8 @@ typedef struct clbn_plan clbn_plan;
  *
  * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (desc or out NULL);
  *   CLBN_ERROR_INVALID_CONTEXT; CLBN_ERROR_INVALID_OPTION (unknown op, fused op
- *   or running update); the tensor statuses (CLBN_ERROR_INVALID_DTYPE,
+ *   or running update; skip_nonfinite_update or renorm not 0 or 1, or set for
+ *   an op that does not take it, or renorm with a fused op); the tensor statuses (CLBN_ERROR_INVALID_DTYPE,
  *   _INVALID_LAYOUT, _INVALID_DIMENSION, _DIMENSION_OVERFLOW,
  *   _UNSUPPORTED_DTYPE); CLBN_ERROR_INVALID_EPSILON; CLBN_ERROR_TOO_FEW_VALUES
  *   (training with N*S == 1); CLBN_ERROR_BUILD_PROGRAM_FAILURE;
@@ -371,6 +397,13 @@ typedef struct clbn_args {
     cl_mem save_mean, save_invstd;
     cl_mem dy, dx, dz, dweight, dbias;
     double momentum;                 /**< forward training with running statistics */
+    /* appended (issue 16), used only by plans with the matching option */
+    double renorm_rmax;              /**< renorm: r's clip, >= 1 (1: r = 1) */
+    double renorm_dmax;              /**< renorm: d's clip, >= 0 (0: d = 0) */
+    cl_mem save_renorm;              /**< renorm: 2*C values, r[C] then d[C]: written by the
+                                      *   forward (optional), read by the backward (required) */
+    cl_mem skipped_updates;          /**< skip_nonfinite_update: C cl_uint counters, channel c's
+                                      *   incremented when its update is skipped (optional) */
 } clbn_args;
 
 /**
@@ -385,7 +418,10 @@ typedef struct clbn_args {
  * scratch buffer must grow. Results are bitwise those of the one-call
  * functions for the same inputs. Does not block. Thread-safe.
  * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan or args NULL); the
- *   buffer, queue, wait-list, aliasing and momentum statuses; CLBN_ERROR_OPENCL
+ *   buffer, queue, wait-list, aliasing and momentum statuses; with renorm,
+ *   CLBN_ERROR_INVALID_OPTION for renorm_rmax < 1 or renorm_dmax < 0 (or not
+ *   finite) and CLBN_ERROR_NULL_BUFFER without running statistics (forward)
+ *   or save_renorm (backward); CLBN_ERROR_OPENCL
  *   or _OUT_OF_DEVICE_MEMORY from the driver.
  */
 CLBN_API clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clbn_args *args,
@@ -590,6 +626,15 @@ typedef struct clbn_layer_config {
     int affine;              /**< learnable weight and bias */
     int track_running_stats; /**< keep running_mean/running_var/num_batches_tracked */
     clbn_dtype dtype;        /**< element type of x and y */
+    /* appended (issue 16): batch-norm variants, 0 = off; clbn_layer_config_default sets them */
+    int skip_nonfinite_update; /**< training forwards keep a channel's running statistics when
+                                *   its batch mean or variance is not finite, and count it
+                                *   (clbn_layer_skipped_updates); see clbn_op_desc */
+    int renorm;              /**< batch renormalization in training (needs
+                              *   track_running_stats; not with a fused op); see clbn_op_desc */
+    double renorm_rmax;      /**< renorm: r's clip, >= 1 (default 1); clbn_layer_set_renorm_clip
+                              *   changes it between steps */
+    double renorm_dmax;      /**< renorm: d's clip, >= 0 (default 0) */
 } clbn_layer_config;
 
 /** PyTorch's momentum=None: running statistics are the cumulative average,
@@ -606,7 +651,8 @@ typedef enum clbn_layer_tensor {
     CLBN_GRAD_BIAS
 } clbn_layer_tensor;
 
-/** @brief PyTorch's defaults: eps 1e-5, momentum 0.1, affine 1, track 1, float32. */
+/** @brief PyTorch's defaults: eps 1e-5, momentum 0.1, affine 1, track 1, float32;
+ *  no variant (skip_nonfinite_update 0, renorm 0 with rmax 1 and dmax 0). */
 CLBN_API clbn_layer_config clbn_layer_config_default(size_t num_features);
 
 /**
@@ -695,6 +741,28 @@ CLBN_API clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue 
                                             const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
                                             cl_mem dx, cl_mem dz, cl_uint num_events_in_wait_list,
                                             const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Sets batch renormalization's clips for the layer's next training
+ * forwards (Ioffe 2017 ramps them from rmax = 1, dmax = 0 during training).
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (layer NULL);
+ *   CLBN_ERROR_INVALID_OPTION (the layer has no renorm, or rmax < 1, dmax < 0,
+ *   or either not finite), the layer unchanged.
+ */
+CLBN_API clbn_status clbn_layer_set_renorm_clip(clbn_layer *layer, double rmax, double dmax);
+
+/**
+ * @brief How many running-statistics updates the bad-batch option
+ * (clbn_layer_config.skip_nonfinite_update) has skipped, per channel: counts[c]
+ * is the number of training forwards whose channel c had a non-finite batch
+ * mean or variance since the layer was made.
+ * Waits for the layer's pending work. The counts live on the device and are
+ * not part of clbn_layer_save's file or the safetensors export.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (layer or counts NULL);
+ *   CLBN_ERROR_COUNT_MISMATCH (count != num_features); CLBN_ERROR_INVALID_OPTION
+ *   (the layer was made without skip_nonfinite_update); CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_layer_skipped_updates(clbn_layer *layer, uint32_t *counts, size_t count);
 
 /** @brief Training forwards counted so far (0 without running statistics). */
 CLBN_API uint64_t clbn_layer_num_batches_tracked(const clbn_layer *layer);

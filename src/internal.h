@@ -266,7 +266,7 @@ arg clbn__arg_real(double v, clbn_dtype dtype);
 #define ARG_SCRATCH ((arg){ARG_KIND_SCRATCH, sizeof(cl_mem), {0}})
 
 /* A kernel launch and its arguments. */
-#define CLBN_MAX_ARGS 24
+#define CLBN_MAX_ARGS 32
 typedef struct clbn_step {
     clbn_launch launch;
     cl_uint nargs;

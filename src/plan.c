@@ -53,6 +53,14 @@ static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d,
     if (d->op == CLBN_OP_FORWARD_TRAINING && d->running_update != CLBN_RUNNING_UPDATE_PYTORCH &&
         d->running_update != CLBN_RUNNING_UPDATE_ONNX)
         return CLBN_ERROR_INVALID_OPTION;
+    /* the variants (issue 16): flags, each for the ops that take it */
+    if ((d->skip_nonfinite_update != 0 && d->skip_nonfinite_update != 1) ||
+        (d->skip_nonfinite_update && d->op != CLBN_OP_FORWARD_TRAINING))
+        return CLBN_ERROR_INVALID_OPTION;
+    if ((d->renorm != 0 && d->renorm != 1) ||
+        (d->renorm && ((d->op != CLBN_OP_FORWARD_TRAINING && d->op != CLBN_OP_BACKWARD) ||
+                       d->fused_op != CLBN_FUSED_NONE)))
+        return CLBN_ERROR_INVALID_OPTION;
     /* the backward of the training forward does not use epsilon (invstd is saved) */
     if (d->op != CLBN_OP_BACKWARD && (st = clbn__check_epsilon(d->epsilon)) != CLBN_SUCCESS)
         return st;
@@ -116,7 +124,7 @@ static void warm_up(clbn_plan *plan)
     cl_mem m[TENSORS + VECTORS] = {NULL};
     int ok = 1;
     for (int i = 0; i < TENSORS + VECTORS && ok; ++i) {
-        const size_t bytes = i < TENSORS ? tensor_bytes : vector_bytes;
+        const size_t bytes = i < TENSORS ? tensor_bytes : 2 * vector_bytes; /* save_renorm: 2C */
         cl_int err;
         m[i] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
         const unsigned char zero = 0;
@@ -148,6 +156,10 @@ static void warm_up(clbn_plan *plan)
         if (training || op == CLBN_OP_BACKWARD) {
             a.save_mean = m[10];
             a.save_invstd = m[11];
+        }
+        if (plan->desc.renorm) {
+            a.renorm_rmax = 1.0;
+            a.save_renorm = op == CLBN_OP_BACKWARD ? m[9] : NULL; /* unused there otherwise */
         }
         if (clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL) == CLBN_SUCCESS &&
             op == CLBN_OP_BACKWARD_INFERENCE) {
@@ -294,7 +306,8 @@ static int same_desc(const clbn_op_desc *a, const clbn_op_desc *b)
            a->tensor.layout == b->tensor.layout && a->tensor.n == b->tensor.n &&
            a->tensor.c == b->tensor.c && a->tensor.spatial == b->tensor.spatial &&
            a->epsilon == b->epsilon && a->fused_op == b->fused_op &&
-           a->running_update == b->running_update;
+           a->running_update == b->running_update &&
+           a->skip_nonfinite_update == b->skip_nonfinite_update && a->renorm == b->renorm;
 }
 
 void clbn__plan_put(clbn_plan *plan)
