@@ -118,20 +118,8 @@ clbn_status clbn__plan_backward(clbn_plan *plan)
     const clbn_program *prog = plan->prog;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     const int masked = plan->desc.fused_op != CLBN_FUSED_NONE; /* reads y too */
-    clbn_channel_plan cp;
-    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_BACKWARD, desc, &plan->one)) {
-        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
-        plan->path = CLBN_PATH_ONE_KERNEL;
-    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_BACKWARD, desc, masked ? 3 : 2, &cp)) {
-        /* a work-group per channel, both passes (cl/channel.cl): the second
-         * reads the channel from the caches */
-        plan->path = CLBN_PATH_ONE_KERNEL;
-        plan->one = cp.launch;
-        plan->one_is_channel = 1;
-        plan->one_cols = cp.cols;
-        plan->one_chunks = cp.chunks;
-        plan->one_stream = cp.stream;
-    } else {
+    if (!clbn__plan_one_kernel(plan, CLBN_K_SMALL_BACKWARD, CLBN_K_CHANNEL_BACKWARD,
+                               masked ? 3 : 2)) {
         plan->path = CLBN_PATH_PASSES;
         clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &plan->stats);
         clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &plan->finalize);
@@ -175,8 +163,8 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
                                    ARG_MEM(a->y), ARG_MEM(a->dz), ARG(N), ARG(C), ARG(S),
                                    ARG_REAL(inv_m, desc->dtype), ARG_MEM(a->weight),
                                    ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd),
-                                   ARG_MEM(a->dweight), ARG_MEM(a->dbias), ARG(plan->one_cols),
-                                   ARG(plan->one_chunks), ARG(plan->one_stream));
+                                   ARG_MEM(a->dweight), ARG_MEM(a->dbias), ARG(plan->channel.cols),
+                                   ARG(plan->channel.chunks), ARG(plan->channel.stream));
         if (!plan->one_is_channel)
             step.nargs -= 3;
         step.args[step.nargs++] = ARG_MEM(renorm);

@@ -132,20 +132,7 @@ clbn_status clbn__plan_forward_training(clbn_plan *plan)
     const clbn_context *ctx = plan->ctx;
     const clbn_program *prog = plan->prog;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
-    clbn_channel_plan cp;
-    if (clbn__plan_small(ctx, prog, CLBN_K_SMALL_TRAINING, desc, &plan->one)) {
-        /* one kernel (cl/small.cl): for small tensors the launches are the cost */
-        plan->path = CLBN_PATH_ONE_KERNEL;
-    } else if (clbn__plan_channel(ctx, prog, CLBN_K_CHANNEL_TRAINING, desc, 1, &cp)) {
-        /* a work-group per channel, both passes (cl/channel.cl): the second
-         * reads the channel from the caches */
-        plan->path = CLBN_PATH_ONE_KERNEL;
-        plan->one = cp.launch;
-        plan->one_is_channel = 1;
-        plan->one_cols = cp.cols;
-        plan->one_chunks = cp.chunks;
-        plan->one_stream = cp.stream;
-    } else {
+    if (!clbn__plan_one_kernel(plan, CLBN_K_SMALL_TRAINING, CLBN_K_CHANNEL_TRAINING, 1)) {
         plan->path = CLBN_PATH_PASSES;
         clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &plan->stats);
         clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &plan->finalize);
@@ -201,8 +188,8 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
             ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
             ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(a->weight),
             ARG_MEM(a->bias), ARG_MEM(a->running_mean), ARG_MEM(a->running_var),
-            ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd), ARG(relu), ARG(plan->one_cols),
-            ARG(plan->one_chunks), ARG(plan->one_stream));
+            ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd), ARG(relu), ARG(plan->channel.cols),
+            ARG(plan->channel.chunks), ARG(plan->channel.stream));
         if (!plan->one_is_channel)
             step.nargs -= 3;
         step.args[step.nargs++] = ARG(variant);

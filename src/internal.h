@@ -344,10 +344,9 @@ struct clbn_plan {
     clbn_program *prog;      /* NULL for an empty batch */
     size_t elements;         /* N*C*S */
     clbn_path path;
-    clbn_launch one;         /* ONE_KERNEL: small or channel-resident */
-    cl_ulong one_cols, one_chunks; /* the channel-resident kernels' pieces of a row */
-    cl_int one_stream;
-    int one_is_channel;
+    clbn_launch one;         /* ONE_KERNEL: small (cl/small.cl) or channel-resident */
+    int one_is_channel;      /*   the latter (cl/channel.cl), with its pieces of a row: */
+    clbn_channel_plan channel;
     clbn_stats_plan stats;   /* PASSES: statistics or backward reduction */
     clbn_norm_plan norm;     /* PASSES: normalize or dx */
     clbn_launch finalize, commit; /* PASSES: per-channel kernels (commit: training) */
@@ -361,6 +360,13 @@ struct clbn_plan {
 #define CLBN__OP_SYNC_BACKWARD ((clbn_op)17) /* backward reduction + dx */
 clbn_status clbn__plan_sync_forward(clbn_plan *plan);
 clbn_status clbn__plan_sync_backward(clbn_plan *plan);
+
+/* The one-kernel paths of the training forward and backward: small tensors
+ * (`small`, cl/small.cl), else channels that fit the cache (`channel`,
+ * cl/channel.cl, whose second pass reads `tensors` tensors again). Sets
+ * plan->path and returns 1 when one applies. */
+int clbn__plan_one_kernel(clbn_plan *plan, clbn_kernel_id small, clbn_kernel_id channel,
+                          size_t tensors);
 
 /* Each operation's planner (fills plan->path and the launches from
  * plan->desc, with plan->prog built) and runner (checks the call's arguments,

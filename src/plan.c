@@ -100,7 +100,7 @@ static void plan_free(clbn_plan *plan)
 }
 
 /* Tensors up to this size are warmed up at plan creation (CLBN_PLAN_WARMUP_MB). */
-enum { WARMUP_BYTES = 16 << 20 };
+enum { WARMUP_BYTES = 2 << 20 };
 
 /* Runs the plan once on zeroed temporary buffers on the context's queue and
  * waits: drivers that generate code per work-group size at the first launch
@@ -120,21 +120,30 @@ static void warm_up(clbn_plan *plan)
     const size_t vector_bytes = t->c * clbn__param_size(t->dtype);
     if (tensor_bytes == 0 || tensor_bytes > limit)
         return;
-    enum { TENSORS = 6, VECTORS = 8 };
+    enum { TENSORS = 6, VECTORS = 8, PATTERN = 128 };
+    const clbn_op op = plan->desc.op;
+    const clbn_fused_op f = plan->desc.fused_op;
+    const int forward = op <= CLBN_OP_FORWARD_INFERENCE;
+    /* the tensors the operation reads or writes: x, y, z, dy, dx, dz */
+    const int used[TENSORS] = {1, forward || f != CLBN_FUSED_NONE, forward && f == CLBN_FUSED_ADD_RELU,
+                               !forward, !forward, !forward && f == CLBN_FUSED_ADD_RELU};
     cl_mem m[TENSORS + VECTORS] = {NULL};
+    static const unsigned char zeros[PATTERN] = {0};
     int ok = 1;
     for (int i = 0; i < TENSORS + VECTORS && ok; ++i) {
-        const size_t bytes = i < TENSORS ? tensor_bytes : 2 * vector_bytes; /* save_renorm: 2C */
+        if (i < TENSORS && !used[i])
+            continue;
+        /* rounded up so that the widest fill pattern applies (PoCL fills
+         * pattern by pattern: a 1-byte pattern costs ~0.1 s per 10 MB);
+         * vectors hold 2C values (renorm's save_renorm) */
+        const size_t bytes = ((i < TENSORS ? tensor_bytes : 2 * vector_bytes) + PATTERN - 1) / PATTERN * PATTERN;
         cl_int err;
         m[i] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
-        const unsigned char zero = 0;
-        ok = err == CL_SUCCESS && clEnqueueFillBuffer(ctx->queue, m[i], &zero, 1, 0, bytes, 0,
+        ok = err == CL_SUCCESS && clEnqueueFillBuffer(ctx->queue, m[i], zeros, PATTERN, 0, bytes, 0,
                                                       NULL, NULL) == CL_SUCCESS;
     }
     if (ok) {
-        const clbn_op op = plan->desc.op;
-        const clbn_fused_op f = plan->desc.fused_op;
-        const int training = op == CLBN_OP_FORWARD_TRAINING, forward = op <= CLBN_OP_FORWARD_INFERENCE;
+        const int training = op == CLBN_OP_FORWARD_TRAINING;
         clbn_args a;
         memset(&a, 0, sizeof a);
         a.x = m[0];
@@ -161,12 +170,8 @@ static void warm_up(clbn_plan *plan)
             a.renorm_rmax = 1.0;
             a.save_renorm = op == CLBN_OP_BACKWARD ? m[9] : NULL; /* unused there otherwise */
         }
-        if (clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL) == CLBN_SUCCESS &&
-            op == CLBN_OP_BACKWARD_INFERENCE) {
-            /* its elementwise pass alone, as with dx only */
-            a.dweight = a.dbias = NULL;
-            clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL);
-        }
+        /* every output requested: every kernel the plan can use runs */
+        clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL);
     }
     clFinish(ctx->queue);
     for (int i = 0; i < TENSORS + VECTORS; ++i)
@@ -213,6 +218,26 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
 clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_plan **out)
 {
     return create(ctx, desc, 0, out);
+}
+
+int clbn__plan_one_kernel(clbn_plan *plan, clbn_kernel_id small, clbn_kernel_id channel,
+                          size_t tensors)
+{
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    if (clbn__plan_small(plan->ctx, plan->prog, small, desc, &plan->one)) {
+        /* for small tensors the launches are the cost */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+        return 1;
+    }
+    if (clbn__plan_channel(plan->ctx, plan->prog, channel, desc, tensors, &plan->channel)) {
+        /* a work-group per channel, both passes: the second reads the
+         * channel from the caches */
+        plan->path = CLBN_PATH_ONE_KERNEL;
+        plan->one = plan->channel.launch;
+        plan->one_is_channel = 1;
+        return 1;
+    }
+    return 0;
 }
 
 void clbn_plan_release(clbn_plan *plan)
@@ -282,7 +307,7 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
         put(&t, "empty batch: no kernels");
         break;
     case CLBN_PATH_ONE_KERNEL:
-        put_launch(&t, &plan->one, plan->one_stream ? " stream" : "");
+        put_launch(&t, &plan->one, plan->one_is_channel && plan->channel.stream ? " stream" : "");
         break;
     case CLBN_PATH_PASSES:
         if (op != CLBN_OP_FORWARD_INFERENCE)

@@ -65,16 +65,24 @@ static clbn_status check_merge(clbn_context *ctx, cl_command_queue *queue, int *
 
 /* ---- the steps ---------------------------------------------------------------------- */
 
-/* The cached plan holding the synchronized steps' geometry for `desc`
- * (CLBN__OP_SYNC_FORWARD or _BACKWARD, src/plan.c); give it back with
- * clbn__plan_put. */
-static clbn_status sync_plan(clbn_context *ctx, clbn_op op, const clbn_tensor_desc *desc,
-                             clbn_plan **out)
+/* The synchronized steps' geometry for `desc` (either output may be NULL),
+ * from the context's cached plan of CLBN__OP_SYNC_FORWARD or _BACKWARD
+ * (src/plan.c). */
+static clbn_status sync_geometry(clbn_context *ctx, clbn_op op, const clbn_tensor_desc *desc,
+                                 clbn_stats_plan *sp, clbn_norm_plan *np)
 {
     clbn_op_desc d;
+    clbn_plan *plan;
     clbn_status st = clbn_op_desc_init(&d, CLBN_OP_FORWARD_INFERENCE, desc);
     d.op = op;
-    return st == CLBN_SUCCESS ? clbn__plan_get(ctx, &d, out) : st;
+    if (st == CLBN_SUCCESS && (st = clbn__plan_get(ctx, &d, &plan)) == CLBN_SUCCESS) {
+        if (sp)
+            *sp = plan->stats;
+        if (np)
+            *np = plan->norm;
+        clbn__plan_put(plan);
+    }
+    return st;
 }
 
 clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
@@ -108,13 +116,8 @@ clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
     clbn_stats_plan sp;
     memset(&sp, 0, sizeof sp);
     clbn_launch local;
-    if (elements) {
-        clbn_plan *plan;
-        if ((st = sync_plan(ctx, CLBN__OP_SYNC_FORWARD, desc, &plan)) != CLBN_SUCCESS)
-            return st;
-        sp = plan->stats;
-        clbn__plan_put(plan);
-    }
+    if (elements && (st = sync_geometry(ctx, CLBN__OP_SYNC_FORWARD, desc, &sp, NULL)) != CLBN_SUCCESS)
+        return st;
     clbn__plan_per_channel(prog, CLBN_K_SYNC_LOCAL, desc->c, &local);
     const cl_ulong C = desc->c;
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? desc->spatial : 1;
@@ -222,13 +225,8 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
     clbn_norm_plan np;
     clbn__plan_per_channel(prog, CLBN_K_SYNC_FINALIZE, desc->c, &finalize);
     clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
-    if (have) {
-        clbn_plan *plan;
-        if ((st = sync_plan(ctx, CLBN__OP_SYNC_FORWARD, desc, &plan)) != CLBN_SUCCESS)
-            return st;
-        np = plan->norm;
-        clbn__plan_put(plan);
-    }
+    if (have && (st = sync_geometry(ctx, CLBN__OP_SYNC_FORWARD, desc, NULL, &np)) != CLBN_SUCCESS)
+        return st;
     const cl_ulong C = desc->c, params_offset = 0;
     const clbn_dtype dt = desc->dtype;
     const double m = (double)global_count;
@@ -285,13 +283,8 @@ clbn_status clbn_sync_backward_reduce(clbn_context *ctx, cl_command_queue queue,
     clbn_stats_plan sp;
     memset(&sp, 0, sizeof sp);
     clbn_launch sums;
-    if (have) {
-        clbn_plan *plan;
-        if ((st = sync_plan(ctx, CLBN__OP_SYNC_BACKWARD, desc, &plan)) != CLBN_SUCCESS)
-            return st;
-        sp = plan->stats;
-        clbn__plan_put(plan);
-    }
+    if (have && (st = sync_geometry(ctx, CLBN__OP_SYNC_BACKWARD, desc, &sp, NULL)) != CLBN_SUCCESS)
+        return st;
     clbn__plan_per_channel(prog, CLBN_K_SYNC_SUMS, desc->c, &sums);
     const cl_ulong C = desc->c;
     clbn_step steps[2];
@@ -380,13 +373,8 @@ clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
     clbn_launch finalize;
     clbn_norm_plan np;
     clbn__plan_per_channel(prog, CLBN_K_BWD_FINALIZE, desc->c, &finalize);
-    if (elementwise) {
-        clbn_plan *plan;
-        if ((st = sync_plan(ctx, CLBN__OP_SYNC_BACKWARD, desc, &plan)) != CLBN_SUCCESS)
-            return st;
-        np = plan->norm;
-        clbn__plan_put(plan);
-    }
+    if (elementwise && (st = sync_geometry(ctx, CLBN__OP_SYNC_BACKWARD, desc, NULL, &np)) != CLBN_SUCCESS)
+        return st;
     const cl_ulong C = desc->c, params_offset = 0;
     clbn_step steps[2];
     /* the global sums are one "split" of the backward's partials */

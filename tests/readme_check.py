@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks that README.md's compiled C snippets are still in the files they
+"""Checks that the compiled C snippets of README.md and docs/*.md are still in the files they
 mirror: each ```c block preceded by `<!-- compiled: FILE -->` must appear in
 FILE (relative to the repository root) as consecutive lines, compared with
 leading and trailing whitespace stripped and blank lines ignored. FILE is
@@ -25,8 +25,12 @@ def contains(haystack, needle):
 
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
+    readme = ""
+    pages = ["README.md"] + sorted("docs/" + f for f in os.listdir(os.path.join(root, "docs"))
+                                   if f.endswith(".md"))
+    for page in pages:
+        with open(os.path.join(root, page), encoding="utf-8") as f:
+            readme += f.read() + "\n"
     blocks = re.findall(r"<!-- compiled: (\S+) -->\s*\n```c\n(.*?)```", readme, re.S)
     if not blocks:
         print("readme_check: no <!-- compiled: FILE --> snippets in README.md")
