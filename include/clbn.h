@@ -1198,6 +1198,106 @@ CLBN_API clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queu
 
 /** @} */
 
+/* ------------------------------------------------------------------------ */
+/* Population statistics (issue 16): PreciseBN, torch.optim.swa_utils.update_bn */
+/* ------------------------------------------------------------------------ */
+
+/** Values per channel in a population accumulator (of the dtype's per-channel
+ *  type: float, or double for CLBN_FLOAT64). */
+#define CLBN_POPULATION_VALUES 12
+
+/** What clbn_population_commit writes into the running statistics. */
+typedef enum clbn_population_mode {
+    /** The mean and unbiased variance of every value accumulated (Chan's merges
+     *  of (count, mean, M2), in call order): the statistics of the whole data
+     *  set, including the spread between batch means. */
+    CLBN_POPULATION_EXACT = 0,
+    /** The equal-weight average of the batch means and of the unbiased batch
+     *  variances: what update_bn (momentum=None) and detectron2's PreciseBN compute. */
+    CLBN_POPULATION_BATCH_AVERAGE = 1
+} clbn_population_mode;
+
+/**
+ * @brief Empties a population accumulator (CLBN_POPULATION_VALUES*channels
+ * values of dtype's per-channel type): writes zeros.
+ * @return CLBN_SUCCESS; CLBN_ERROR_INVALID_CONTEXT; CLBN_ERROR_INVALID_DTYPE,
+ *   _UNSUPPORTED_DTYPE; CLBN_ERROR_INVALID_DIMENSION (channels 0);
+ *   CLBN_ERROR_NULL_BUFFER; the buffer, queue and wait-list statuses. Does not block.
+ */
+CLBN_API clbn_status clbn_population_reset(clbn_context *ctx, cl_command_queue queue,
+                                           clbn_dtype dtype, size_t channels, cl_mem accumulator,
+                                           cl_uint num_events_in_wait_list,
+                                           const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Adds one batch x (any N, either layout; shapes may vary between
+ * calls, C and the dtype may not) to the accumulator: reads x, writes nothing
+ * else. Both commit modes are accumulated at once. Float accumulators hold
+ * double-float pairs (compensated arithmetic), so devices without
+ * cl_khr_fp64 keep about 14 digits over many batches. An empty batch
+ * (n == 0) adds nothing.
+ * @return CLBN_SUCCESS; CLBN_ERROR_TOO_FEW_VALUES (N*S == 1: no unbiased
+ *   variance); the tensor, buffer, queue and wait-list statuses;
+ *   CLBN_ERROR_INVALID_ALIASING (accumulator == x). On error nothing was
+ *   enqueued and the accumulator is unchanged. Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_population_accumulate(clbn_context *ctx, cl_command_queue queue,
+                                                const clbn_tensor_desc *desc, cl_mem x,
+                                                cl_mem accumulator,
+                                                cl_uint num_events_in_wait_list,
+                                                const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Writes running_mean and running_var (C values each) from the
+ * accumulator, per `mode`. A channel that has accumulated nothing (exact
+ * mode: fewer than 2 values) keeps its running statistics. The accumulator
+ * is not changed (commit again in the other mode if you like).
+ * @return CLBN_SUCCESS; CLBN_ERROR_INVALID_OPTION (unknown mode); the dtype,
+ *   dimension, buffer, queue and wait-list statuses; CLBN_ERROR_INVALID_ALIASING
+ *   (any two of the three buffers the same). Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_population_commit(clbn_context *ctx, cl_command_queue queue,
+                                            clbn_dtype dtype, size_t channels,
+                                            clbn_population_mode mode, cl_mem accumulator,
+                                            cl_mem running_mean, cl_mem running_var,
+                                            cl_uint num_events_in_wait_list,
+                                            const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Starts recomputing the layer's population statistics (PreciseBN,
+ * update_bn): empties the layer's accumulator (made on the first call; it
+ * holds both modes). Waits for the layer's pending work. The layer's mode
+ * (train or eval), parameters and running statistics are not touched.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT; CLBN_ERROR_NOT_TRACKING (no
+ *   running statistics); CLBN_ERROR_OUT_OF_DEVICE_MEMORY, CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_layer_population_begin(clbn_layer *layer);
+
+/**
+ * @brief Adds a batch x to the layer's accumulator (clbn_population_accumulate:
+ * any N, either layout, shapes may vary between calls). Does not block.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT; CLBN_ERROR_INVALID_OPTION
+ *   (no clbn_layer_population_begin); CLBN_ERROR_SHAPE_MISMATCH (C or dtype
+ *   not the layer's); the statuses of clbn_population_accumulate.
+ */
+CLBN_API clbn_status clbn_layer_population_accumulate(clbn_layer *layer, cl_command_queue queue,
+                                                      const clbn_tensor_desc *desc, cl_mem x,
+                                                      cl_uint num_events_in_wait_list,
+                                                      const cl_event *event_wait_list,
+                                                      cl_event *event);
+
+/**
+ * @brief Writes the layer's running_mean and running_var from the batches
+ * accumulated since clbn_layer_population_begin, per `mode`, and sets
+ * num_batches_tracked to their number (as update_bn leaves it). The
+ * accumulator stays (commit again in the other mode, or accumulate more).
+ * Blocks until the statistics are written.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT; CLBN_ERROR_INVALID_OPTION
+ *   (unknown mode); CLBN_ERROR_NO_SAVED_STATISTICS (nothing accumulated since
+ *   the begin, or no begin), the layer unchanged; CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_layer_population_commit(clbn_layer *layer, clbn_population_mode mode);
+
 #ifdef __cplusplus
 }
 #endif

@@ -68,6 +68,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_SMALL_BACKWARD,
     CLBN_K_CHANNEL_BACKWARD,
     CLBN_K_CHANNEL_TRAINING,
+    CLBN_K_POPULATION_MERGE,  /* appended (issue 16): cl/population.cl */
+    CLBN_K_POPULATION_COMMIT,
     CLBN_K_COUNT
 } clbn_kernel_id;
 

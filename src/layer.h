@@ -32,6 +32,9 @@ struct clbn_layer {
     cl_mem save_renorm;                 /* renorm: 2*C values, r and d of the latest forward */
     cl_mem skipped;                     /* skip_nonfinite_update: C cl_uint counters */
     int forward_renorm;                 /* the latest forward was renormalized */
+    cl_mem population;                  /* population statistics' accumulator (made by
+                                           clbn_layer_population_begin; layer_variants.c) */
+    uint64_t population_batches;        /* batches accumulated since the begin */
 };
 
 /* layer_variants.c: the variants' buffers (at creation; counters zeroed),

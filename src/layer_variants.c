@@ -32,6 +32,8 @@ void clbn__layer_variants_release(clbn_layer *layer)
         clReleaseMemObject(layer->save_renorm);
     if (layer->skipped)
         clReleaseMemObject(layer->skipped);
+    if (layer->population)
+        clReleaseMemObject(layer->population);
 }
 
 /* A training forward (update: it updates the running statistics): renorm
@@ -91,4 +93,89 @@ clbn_status clbn_layer_skipped_updates(clbn_layer *layer, uint32_t *counts, size
                                      count * sizeof(cl_uint), counts, nwait,
                                      nwait ? &layer->last : NULL, NULL);
     return err == CL_SUCCESS ? CLBN_SUCCESS : clbn__from_cl(err);
+}
+
+/* ---- population statistics ---------------------------------------------------------- */
+
+clbn_status clbn_layer_population_begin(clbn_layer *layer)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    const clbn_layer_config *c = &layer->config;
+    if (!c->track_running_stats)
+        return CLBN_ERROR_NOT_TRACKING;
+    cl_mem acc = layer->population;
+    if (!acc) {
+        cl_int err;
+        acc = clCreateBuffer(layer->ctx->cl, CL_MEM_READ_WRITE,
+                             c->num_features * CLBN_POPULATION_VALUES * clbn__param_size(c->dtype),
+                             NULL, &err);
+        if (err != CL_SUCCESS)
+            return clbn__from_cl(err);
+    }
+    /* after the layer's pending work, and waited for: the begin is a reset */
+    const cl_uint nwait = layer->last ? 1 : 0;
+    cl_event done = NULL;
+    clbn_status st = clbn_population_reset(layer->ctx, NULL, c->dtype, c->num_features, acc, nwait,
+                                           nwait ? &layer->last : NULL, &done);
+    if (st == CLBN_SUCCESS && clWaitForEvents(1, &done) != CL_SUCCESS)
+        st = CLBN_ERROR_OPENCL;
+    if (done)
+        clReleaseEvent(done);
+    if (st != CLBN_SUCCESS) {
+        if (acc != layer->population)
+            clReleaseMemObject(acc);
+        return st;
+    }
+    layer->population = acc;
+    layer->population_batches = 0;
+    return CLBN_SUCCESS;
+}
+
+clbn_status clbn_layer_population_accumulate(clbn_layer *layer, cl_command_queue queue,
+                                             const clbn_tensor_desc *desc, cl_mem x,
+                                             cl_uint num_events_in_wait_list,
+                                             const cl_event *event_wait_list, cl_event *event)
+{
+    if (!layer || !desc)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    if (!layer->population)
+        return CLBN_ERROR_INVALID_OPTION; /* no clbn_layer_population_begin */
+    if (desc->c != layer->config.num_features || desc->dtype != layer->config.dtype)
+        return CLBN_ERROR_SHAPE_MISMATCH;
+    cl_event done = NULL;
+    clbn_status st = clbn_population_accumulate(layer->ctx, queue, desc, x, layer->population,
+                                                num_events_in_wait_list, event_wait_list, &done);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (desc->n > 0)
+        layer->population_batches++;
+    return clbn__layer_track(layer, done, event);
+}
+
+clbn_status clbn_layer_population_commit(clbn_layer *layer, clbn_population_mode mode)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    if (mode != CLBN_POPULATION_EXACT && mode != CLBN_POPULATION_BATCH_AVERAGE)
+        return CLBN_ERROR_INVALID_OPTION;
+    if (!layer->population || layer->population_batches == 0)
+        return CLBN_ERROR_NO_SAVED_STATISTICS;
+    const clbn_layer_config *c = &layer->config;
+    const cl_uint nwait = layer->last ? 1 : 0;
+    cl_event done = NULL;
+    clbn_status st = clbn_population_commit(
+        layer->ctx, NULL, c->dtype, c->num_features, mode, layer->population,
+        layer->tensors[CLBN_RUNNING_MEAN], layer->tensors[CLBN_RUNNING_VAR], nwait,
+        nwait ? &layer->last : NULL, &done);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if (clWaitForEvents(1, &done) != CL_SUCCESS)
+        st = CLBN_ERROR_OPENCL;
+    clbn__layer_track(layer, done, NULL);
+    if (st != CLBN_SUCCESS)
+        return st;
+    /* as torch.optim.swa_utils.update_bn leaves it: one per batch */
+    layer->num_batches_tracked = layer->population_batches;
+    return CLBN_SUCCESS;
 }

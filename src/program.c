@@ -45,6 +45,8 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_SMALL_BACKWARD] = "clbn_small_backward",
     [CLBN_K_CHANNEL_BACKWARD] = "clbn_channel_backward",
     [CLBN_K_CHANNEL_TRAINING] = "clbn_channel_training",
+    [CLBN_K_POPULATION_MERGE] = "clbn_population_merge",
+    [CLBN_K_POPULATION_COMMIT] = "clbn_population_commit",
 };
 
 /* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,
