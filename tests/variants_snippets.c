@@ -121,11 +121,20 @@ static void layer_snippet(clbn_context *ctx)
     uint32_t skipped[64];
     clbn_layer_skipped_updates(bn, skipped, 64);  /* per channel; waits */
 
+    /* update_bn(loader, model): the layer's statistics recomputed from the data */
+    clbn_layer_population_begin(bn);
+    for (int batch = 0; batch < 4; ++batch)   /* for x in loader: */
+        clbn_layer_population_accumulate(bn, q, &desc, x, 0, NULL, NULL);
+    clbn_layer_population_commit(bn, CLBN_POPULATION_BATCH_AVERAGE);  /* or _EXACT */
+
     /* Not in the docs: the calls above succeeded. */
     --failed;
+    if (clbn_layer_num_batches_tracked(bn) != 4)
+        failed = 1;
     EXPECT_OK(clbn_layer_set_renorm_clip(bn, 1.5, 0.5));
     EXPECT_OK(clbn_layer_forward(bn, q, &desc, x, y, 0, NULL, NULL));
     EXPECT_OK(clbn_layer_skipped_updates(bn, skipped, 64));
+    EXPECT_OK(clbn_layer_population_commit(bn, CLBN_POPULATION_EXACT));
     for (int c = 0; c < 64; ++c)
         if (skipped[c] != 0)
             failed = 1;
