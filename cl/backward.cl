@@ -1,6 +1,6 @@
 /* The backward passes (gradients of the training and of the inference forward),
  * in up to three steps:
- *   1. clbn_backward_reduce_nchw / _nchw_rows / _nhwc / _nhwc8 / _nhwc_wide:
+ *   1. clbn_backward_reduce_nchw_tiled / _nchw_rows / _nhwc / _nhwc8 / _nhwc_wide:
  *      each work-group (work-item for _nchw_rows) reduces one
  *      tile of one channel (or of a block of channels) of (x, dy) to the
  *      partial sums (sum dy, sum dy*(x - mean)), written to partial[split*C + c]
@@ -138,8 +138,8 @@ inline void bwd_dx_run(__global const data_t *x, __global const data_t *dy, __gl
 
 /* NCHW: group (c, split); the split is a (rows x cols) tile of channel c's
  * N x S matrix; work-item (lr, lc) takes a contiguous sub-tile. Same arguments
- * as clbn_stats_nchw plus dy and mean. */
-__kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const data_t *dy,
+ * as clbn_stats_nchw_tiled plus dy and mean. */
+__kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global const data_t *dy,
                                         __global const acc *mean, ulong N, ulong C, ulong S,
                                         ulong rows_per_group, ulong cols_per_group,
                                         uint col_groups, uint col_parts, ulong rows_per_item,
@@ -198,7 +198,7 @@ __kernel void clbn_backward_reduce_nchw(__global const data_t *x, __global const
 
 /* NCHW with short rows: the geometry of clbn_stats_nchw_rows (work-item =
  * channel block over a split's rows, each row's channels read as one run).
- * Arguments as clbn_backward_reduce_nchw. */
+ * Arguments as clbn_backward_reduce_nchw_tiled. */
 __kernel void clbn_backward_reduce_nchw_rows(__global const data_t *x, __global const data_t *dy,
                                              __global const acc *mean, ulong N, ulong C, ulong S,
                                              ulong rows_per_group, ulong cols_per_group,
@@ -236,8 +236,8 @@ __kernel void clbn_backward_reduce_nchw_rows(__global const data_t *x, __global 
 
 /* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
  * channel cb*col_parts + lc over a contiguous range of pixels, 8 pixels at a
- * time in the lanes of a vector accumulator. Arguments as clbn_stats_nhwc. */
-__kernel void clbn_backward_reduce_nhwc(__global const data_t *x, __global const data_t *dy,
+ * time in the lanes of a vector accumulator. Arguments as clbn_stats_nhwc_any. */
+__kernel void clbn_backward_reduce_nhwc_any(__global const data_t *x, __global const data_t *dy,
                                         __global const acc *mean, ulong P, ulong C,
                                         ulong pixels_per_group, uint col_parts,
                                         ulong pixels_per_item, __global acc2 *partial,
@@ -604,8 +604,8 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels, as
- * clbn_normalize_nhwc. */
-__kernel void clbn_backward_dx_nhwc(__global const data_t *x, __global const data_t *dy,
+ * clbn_normalize_nhwc_any. */
+__kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
                                     __global const data_t *y, __global data_t *dz, int stream)

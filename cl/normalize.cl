@@ -11,7 +11,7 @@
  * alias x or z: every element is read and written by the same work-item.
  * Kernels: clbn_normalize_nchw (rows of a planar tensor), clbn_normalize_flat
  * (planar, rows of 8-255 values, or any on GPUs: the tensor walked flat),
- * clbn_normalize_nhwc8 (C % 8 == 0), clbn_normalize_nhwc (any C); src/geometry.c
+ * clbn_normalize_nhwc8 (C % 8 == 0), clbn_normalize_nhwc_any (any C); src/geometry.c
  * chooses. Needs common.cl. */
 
 /* Inference: center = running_mean, scale = weight/sqrt(running_var + eps),
@@ -214,7 +214,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels. */
-__kernel void clbn_normalize_nhwc(__global const data_t *x, __global data_t *y,
+__kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset, ulong P,
                                   ulong C, ulong pixels_per_item, __global const data_t *z, int flags)
 {

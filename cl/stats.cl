@@ -1,5 +1,5 @@
 /* Batch statistics for the training forward pass, in two steps:
- *   1. clbn_stats_nchw / _nchw_rows / _nhwc / _nhwc8 / _nhwc_wide: each
+ *   1. clbn_stats_nchw_tiled / _nchw_rows / _nhwc / _nhwc8 / _nhwc_wide: each
  *      work-group (for _nchw_rows, each work-item) reduces one tile of one
  *      channel (or of a block of channels) to a partial (count, mean, M2) of
  *      d = x - pivot, written to partial[split*C + c] as a float4 (n, mean,
@@ -75,7 +75,7 @@
  * (BLOCK8_MERGE), then vectors of 8 (Welford per lane), then the scalar tail
  * into *tail. With `prefetch`, CLBN_PREFETCH_BYTES ahead in the run (the
  * tiled kernel: the group's next work-items read there next). Shared by the
- * NCHW kernels that walk a channel's rows: clbn_stats_nchw, small.cl,
+ * NCHW kernels that walk a channel's rows: clbn_stats_nchw_tiled, small.cl,
  * channel.cl. */
 inline void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1, acc pivot,
                       int prefetch, acc *k, acc8 *vm, acc8 *vq, stat_t *tail)
@@ -97,7 +97,7 @@ inline void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1, 
 
 /* NCHW: group (c, split); the split is a (rows x cols) tile of channel c's
  * N x S matrix; work-item (lr, lc) takes a contiguous sub-tile. */
-__kernel void clbn_stats_nchw(__global const data_t *x, ulong N, ulong C, ulong S,
+__kernel void clbn_stats_nchw_tiled(__global const data_t *x, ulong N, ulong C, ulong S,
                               ulong rows_per_group, ulong cols_per_group, uint col_groups,
                               uint col_parts, ulong rows_per_item, ulong cols_per_item,
                               __global acc4 *partial)
@@ -175,7 +175,7 @@ inline acc8 seg_squares(__global const data_t *row, ulong S, acc pv, acc mb, acc
  * its channel by Chan's formula; every channel of the item has seen the same
  * rows, so one division per row serves them all, and the segments' squares
  * stay in a vector per channel until the end. No local memory, no barrier.
- * Arguments as clbn_stats_nchw; used: rows_per_group (rows per split),
+ * Arguments as clbn_stats_nchw_tiled; used: rows_per_group (rows per split),
  * cols_per_group (channels per item, at most CLBN_ROWS_CHANNELS), col_groups
  * (channel blocks). */
 #if !defined(CLBN_ROWS_CHANNELS)
@@ -226,7 +226,7 @@ __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, u
 /* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
  * channel cb*col_parts + lc over a contiguous range of pixels, 8 pixels at a
  * time in the lanes of a vector accumulator. */
-__kernel void clbn_stats_nhwc(__global const data_t *x, ulong P, ulong C,
+__kernel void clbn_stats_nhwc_any(__global const data_t *x, ulong P, ulong C,
                               ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
                               __global acc4 *partial)
 {

@@ -9,12 +9,16 @@ set -euo pipefail
 # openmpi-bin, libopenmpi-dev: clbn_mpi, samples/sync_bn_mpi and its tests (label mpi);
 # dpkg-dev (dpkg-shlibdeps, dpkg-buildflags), file, binutils, lintian: the Debian
 # packages (scripts/package.sh).
+# The three OpenCL implementations CI runs on (docs/portability.md):
+# pocl-opencl-icd (PoCL), mesa-opencl-icd (Mesa's Rusticl, device llvmpipe with
+# RUSTICL_ENABLE=llvmpipe) and oclgrind (the device simulator); clinfo for
+# scripts/device_check.sh.
 # python3-*: the Python binding (python/), its tests and samples/python; python3-torch
 # (PyTorch 1.13, about 80 MB to download, 760 MB installed, a minute to install) runs
 # them side by side with PyTorch and the parity goldens' generator check.
 packages=(gcc g++ make cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd check
-          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev
-          dpkg-dev file binutils lintian
+          libcjson-dev libclblast-dev doxygen openmpi-bin libopenmpi-dev mesa-opencl-icd oclgrind
+          clinfo dpkg-dev file binutils lintian
           python3-pyopencl python3-numpy python3-pytest python3-setuptools python3-pip
           python3-torch "$@")
 

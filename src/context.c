@@ -101,6 +101,17 @@ static clbn_status read_device_facts(clbn_context *ctx)
         if (end && *end == '\0' && v <= 1048576)
             ctx->stream_bytes = (size_t)v << 20;
     }
+    /* The one-kernel paths (src/geometry.c) take NCHW tensors of up to 2^18
+     * elements; CLBN_SMALL_MAX overrides (0: never, so tests reach the other
+     * paths on small shapes). */
+    ctx->small_elements = (size_t)1 << 18;
+    const char *sm = getenv("CLBN_SMALL_MAX");
+    if (sm && *sm) {
+        char *end = NULL;
+        unsigned long v = strtoul(sm, &end, 10);
+        if (end && *end == '\0')
+            ctx->small_elements = (size_t)v;
+    }
     /* What the device is, from more than its type bits: Oclgrind reports
      * every type at once (0xF), so a device counts as a CPU or a GPU only
      * when its type says that and not the other. */

@@ -101,6 +101,12 @@ clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue qu
             err = set_args(prog->kernels[steps[i].launch.kernel], &steps[i], scratch);
         if (err == CL_SUCCESS)
             err = enqueue_chain(prog, queue, in_order, steps, count, num_wait, wait, event);
+        /* An event handed out may be waited for on another queue, which the
+         * OpenCL spec allows only after the commands behind it have been
+         * flushed: without this flush Rusticl never starts them (PoCL starts
+         * every command at once, so nothing showed there). */
+        if (err == CL_SUCCESS && event)
+            err = clFlush(queue);
         st = clbn__from_cl(err);
         if (owned)
             clReleaseMemObject(scratch);

@@ -20,7 +20,8 @@ enum {
     NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
     NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels, and the elementwise */
     NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
-    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel */
+    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel
+                               * (ctx->small_elements: CLBN_SMALL_MAX overrides, for tests) */
     SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
     ROWS_SPATIAL = 256,     /* NCHW rows shorter than this take the short-row reductions; */
     ROWS_RUN = 2048,        /*   values per row and work-item */
@@ -322,7 +323,7 @@ int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_ker
     if (!clbn__is_planar(desc))
         return 0;
     const size_t items = C;
-    if (elements > SMALL_ELEMENTS || items < SMALL_ITEMS_PER_CU * cus)
+    if (elements > ctx->small_elements || items < SMALL_ITEMS_PER_CU * cus)
         return 0;
     /* two groups per compute unit at least */
     const size_t want = max_sz(1, items / (2 * cus));

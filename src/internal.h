@@ -111,6 +111,7 @@ struct clbn_context {
     int prefetch;        /* kernels issue software prefetches (probed: src/context.c) */
     int nt_stores;       /* STORE8_STREAM is a streaming store (probed likewise) */
     int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/geometry.c) */
+    size_t small_elements; /* tensors up to this size may take the one-kernel paths */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     clbn_status program_status[CLBN_DTYPE_COUNT]; /* a failed build's status, kept */

@@ -8,10 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* No kernel's name is the start of another's: Oclgrind 21.10 charges a kernel
+ * with the __local arrays of every kernel whose name starts with its own
+ * (clang names them "<kernel>.<array>"), so clbn_stats_nhwc would have been
+ * charged with clbn_stats_nhwc8's arrays. */
 static const char *const kernel_names[CLBN_K_COUNT] = {
-    [CLBN_K_STATS_NCHW] = "clbn_stats_nchw",
+    [CLBN_K_STATS_NCHW] = "clbn_stats_nchw_tiled",
     [CLBN_K_STATS_NCHW_ROWS] = "clbn_stats_nchw_rows",
-    [CLBN_K_STATS_NHWC] = "clbn_stats_nhwc",
+    [CLBN_K_STATS_NHWC] = "clbn_stats_nhwc_any",
     [CLBN_K_STATS_NHWC8] = "clbn_stats_nhwc8",
     [CLBN_K_STATS_NHWC_WIDE] = "clbn_stats_nhwc_wide",
     [CLBN_K_STATS_FINALIZE] = "clbn_stats_finalize",
@@ -20,17 +24,17 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_NORMALIZE_NCHW] = "clbn_normalize_nchw",
     [CLBN_K_NORMALIZE_FLAT] = "clbn_normalize_flat",
     [CLBN_K_NORMALIZE_NHWC8] = "clbn_normalize_nhwc8",
-    [CLBN_K_NORMALIZE_NHWC] = "clbn_normalize_nhwc",
-    [CLBN_K_BWD_REDUCE_NCHW] = "clbn_backward_reduce_nchw",
+    [CLBN_K_NORMALIZE_NHWC] = "clbn_normalize_nhwc_any",
+    [CLBN_K_BWD_REDUCE_NCHW] = "clbn_backward_reduce_nchw_tiled",
     [CLBN_K_BWD_REDUCE_NCHW_ROWS] = "clbn_backward_reduce_nchw_rows",
-    [CLBN_K_BWD_REDUCE_NHWC] = "clbn_backward_reduce_nhwc",
+    [CLBN_K_BWD_REDUCE_NHWC] = "clbn_backward_reduce_nhwc_any",
     [CLBN_K_BWD_REDUCE_NHWC8] = "clbn_backward_reduce_nhwc8",
     [CLBN_K_BWD_REDUCE_NHWC_WIDE] = "clbn_backward_reduce_nhwc_wide",
     [CLBN_K_BWD_FINALIZE] = "clbn_backward_finalize",
     [CLBN_K_BWD_DX_NCHW] = "clbn_backward_dx_nchw",
     [CLBN_K_BWD_DX_FLAT] = "clbn_backward_dx_flat",
     [CLBN_K_BWD_DX_NHWC8] = "clbn_backward_dx_nhwc8",
-    [CLBN_K_BWD_DX_NHWC] = "clbn_backward_dx_nhwc",
+    [CLBN_K_BWD_DX_NHWC] = "clbn_backward_dx_nhwc_any",
     [CLBN_K_ACCUMULATE] = "clbn_accumulate",
     [CLBN_K_LAYER_COMMIT] = "clbn_layer_commit",
     [CLBN_K_CONVERT_TO_FLOAT] = "clbn_convert_to_float",

@@ -153,6 +153,9 @@ static void *run_job(void *arg)
                 clReleaseEvent(pending);
             pending = NULL;
             j->err = clEnqueueMarkerWithWaitList(j->queue, 0, NULL, &pending);
+            /* another queue waits for it: the spec asks for a flush first */
+            if (j->err == CL_SUCCESS)
+                j->err = clFlush(j->queue);
             if (j->err != CL_SUCCESS)
                 FAIL("marker");
         }

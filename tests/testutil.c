@@ -464,6 +464,27 @@ int tu_has_fp64(void)
     return strstr(ext, "cl_khr_fp64") != NULL;
 }
 
+int tu_skip_dtype(clbn_dtype t, const char *what)
+{
+    static int said;
+    if (t != CLBN_FLOAT64 || tu_has_fp64())
+        return 0;
+    if (!said) {
+        printf("skip: %s in float64: the device has no cl_khr_fp64 (CLBN_ERROR_UNSUPPORTED_DTYPE)\n", what);
+        fflush(stdout);
+        said = 1;
+    }
+    return 1;
+}
+
+cl_uint tu_max_sub_devices(void)
+{
+    cl_uint n = 0;
+    if (clGetDeviceInfo(tu_device(), CL_DEVICE_PARTITION_MAX_SUB_DEVICES, sizeof n, &n, NULL) != CL_SUCCESS)
+        n = 0;
+    return n;
+}
+
 size_t tu_dtype_size(clbn_dtype t)
 {
     return t == CLBN_FLOAT64 ? 8 : t == CLBN_FLOAT32 ? 4 : 2;

@@ -36,6 +36,13 @@ cl_context tu_other_cl_context(void);
 cl_command_queue tu_other_queue(void);
 /* Whether the suite's device has cl_khr_fp64 (CLBN_FLOAT64 works). */
 int tu_has_fp64(void);
+/* Whether the parts of a test in dtype t are skipped on this device (float64
+ * without cl_khr_fp64); prints the reason the first time per test run. */
+int tu_skip_dtype(clbn_dtype t, const char *what);
+/* CL_DEVICE_PARTITION_MAX_SUB_DEVICES of the suite's device (0: it cannot be
+ * partitioned, and clCreateSubDevices must not be called: Rusticl 22.3 has no
+ * entry for it, and the ICD loader jumps to NULL). */
+cl_uint tu_max_sub_devices(void);
 /* clFinish on the suite queue and, if it exists, the other context's queue. */
 void tu_finish(void);
 

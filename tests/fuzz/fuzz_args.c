@@ -140,7 +140,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cl_int err;
     g_in_order = clCreateCommandQueue(g_cl, dev, 0, &err);
     check_cl(err, "queue");
-    g_ooo = clCreateCommandQueue(g_cl, dev, CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
+    /* out-of-order queues are optional (Rusticl 22.3 has none): an in-order
+     * queue stands in, said once */
+    cl_command_queue_properties qprops = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_QUEUE_PROPERTIES, sizeof qprops, &qprops, NULL);
+    if (qprops & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+        g_ooo = clCreateCommandQueue(g_cl, dev, CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
+    } else {
+        fprintf(stderr, "fuzz_args: skip: the device has no out-of-order queues; an in-order queue stands in\n");
+        g_ooo = clCreateCommandQueue(g_cl, dev, 0, &err);
+    }
     check_cl(err, "queue");
     g_other = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
     check_cl(err, "context");
