@@ -1264,6 +1264,28 @@ CLBN_API clbn_status clbn_population_commit(clbn_context *ctx, cl_command_queue 
                                             const cl_event *event_wait_list, cl_event *event);
 
 /**
+ * @brief Merges the population accumulators of every participant of a sync
+ * group (data-parallel jobs: each accumulates its own batches), so that each
+ * participant's accumulator then holds the accumulation of all the batches:
+ * per channel, participant 0's merged with participant 1's, and so on (the
+ * exact mode by Chan's merges, the batch average by sums), in double-double
+ * arithmetic on the host; the same bits on every participant. Every
+ * participant must call it; a participant's bad argument or failure makes
+ * every participant return an error (CLBN_ERROR_SYNC_PEER_FAILED on the
+ * others) with its accumulator unchanged. Blocking: reads the accumulator on
+ * `queue` (NULL: the context's) after the work enqueued before on that
+ * in-order queue, exchanges, writes the result back.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (group NULL, size < 1 or no
+ *   allgather: no exchange happens); the accumulator's statuses as
+ *   clbn_population_reset; CLBN_ERROR_SYNC_MISMATCH (channels or dtype
+ *   differ); CLBN_ERROR_SYNC_PEER_FAILED; CLBN_ERROR_SYNC_TRANSPORT;
+ *   CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_population_allgather(clbn_context *ctx, cl_command_queue queue,
+                                               const clbn_sync_group *group, clbn_dtype dtype,
+                                               size_t channels, cl_mem accumulator);
+
+/**
  * @brief Starts recomputing the layer's population statistics (PreciseBN,
  * update_bn): empties the layer's accumulator (made on the first call; it
  * holds both modes). Waits for the layer's pending work. The layer's mode

@@ -16,6 +16,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,139 @@ START_TEST(test_layer)
 }
 END_TEST
 
+/* ---- a sync group of two threads --------------------------------------------------------- */
+
+typedef struct tgroup {
+    pthread_barrier_t bar;
+    unsigned char buf[2][4096];
+} tgroup;
+typedef struct tpart {
+    tgroup *g;
+    int rank;
+    cl_mem acc;
+    size_t channels;
+    clbn_status st;
+} tpart;
+
+static int t_allgather(void *user, const void *send, size_t bytes, void *recv)
+{
+    tpart *p = user;
+    if (bytes > sizeof p->g->buf[0])
+        return 1;
+    memcpy(p->g->buf[p->rank], send, bytes);
+    pthread_barrier_wait(&p->g->bar);
+    for (int i = 0; i < 2; ++i)
+        memcpy((unsigned char *)recv + (size_t)i * bytes, p->g->buf[i], bytes);
+    pthread_barrier_wait(&p->g->bar);
+    return 0;
+}
+
+static void *t_run(void *arg)
+{
+    tpart *p = arg;
+    const clbn_sync_group group = {2, t_allgather, p};
+    p->st = clbn_population_allgather(tu_ctx(), NULL, &group, CLBN_FLOAT32, p->channels, p->acc);
+    return NULL;
+}
+
+static void run_pair(tpart *parts)
+{
+    tgroup g;
+    pthread_barrier_init(&g.bar, NULL, 2);
+    pthread_t th[2];
+    for (int i = 0; i < 2; ++i) {
+        parts[i].g = &g;
+        parts[i].rank = i;
+        pthread_create(&th[i], NULL, t_run, &parts[i]);
+    }
+    for (int i = 0; i < 2; ++i)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&g.bar);
+}
+
+/* Two participants, each with its own batches: after the allgather both hold
+ * the accumulation of all of them (bitwise the same), which commits to the
+ * statistics of the whole data; a disagreement fails both, nothing changed. */
+START_TEST(test_allgather)
+{
+    const size_t C = 3;
+    const clbn_tensor_desc d1 = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, C, 7};
+    const clbn_tensor_desc d2 = {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, C, 3};
+    tu_rng rng;
+    tu_rng_seed(&rng, 321);
+    float *x1 = tu_floats(tu_count(&d1)), *x2 = tu_floats(tu_count(&d2)), *x3 = tu_floats(tu_count(&d1));
+    tu_fill_input(&rng, &d1, x1, 10.0, 1.0, 0.5);
+    tu_fill_input(&rng, &d2, x2, 11.0, 1.0, 0.7);
+    tu_fill_input(&rng, &d1, x3, 12.0, 1.0, 0.6);
+    cl_mem b1 = tensor_buffer(CLBN_FLOAT32, x1, tu_count(&d1));
+    cl_mem b2 = tensor_buffer(CLBN_FLOAT32, x2, tu_count(&d2));
+    cl_mem b3 = tensor_buffer(CLBN_FLOAT32, x3, tu_count(&d1));
+    const size_t bytes = C * CLBN_POPULATION_VALUES * 4;
+    cl_mem acc[2] = {tu_buffer(bytes, NULL), tu_buffer(bytes, NULL)};
+    for (int i = 0; i < 2; ++i)
+        TU_OK(clbn_population_reset(tu_ctx(), NULL, CLBN_FLOAT32, C, acc[i], 0, NULL, NULL));
+    TU_OK(clbn_population_accumulate(tu_ctx(), NULL, &d1, b1, acc[0], 0, NULL, NULL));
+    TU_OK(clbn_population_accumulate(tu_ctx(), NULL, &d2, b2, acc[0], 0, NULL, NULL));
+    TU_OK(clbn_population_accumulate(tu_ctx(), NULL, &d1, b3, acc[1], 0, NULL, NULL));
+    tu_finish();
+    /* a disagreement first: both fail, nothing changes */
+    tpart parts[2] = {{NULL, 0, acc[0], C, CLBN_SUCCESS}, {NULL, 1, acc[1], C - 1, CLBN_SUCCESS}};
+    tu_snapshot snap;
+    tu_snapshot_take(&snap, acc, 2);
+    run_pair(parts);
+    ck_assert_int_eq(parts[0].st, CLBN_ERROR_SYNC_MISMATCH);
+    ck_assert_int_eq(parts[1].st, CLBN_ERROR_SYNC_MISMATCH);
+    tu_snapshot_check(&snap, "population allgather: mismatch");
+    parts[1].channels = C;
+    run_pair(parts);
+    TU_OK(parts[0].st);
+    TU_OK(parts[1].st);
+    unsigned char *a0 = tu_alloc(bytes), *a1 = tu_alloc(bytes);
+    tu_read(acc[0], a0, bytes);
+    tu_read(acc[1], a1, bytes);
+    ck_assert_msg(memcmp(a0, a1, bytes) == 0, "the participants' accumulators differ");
+    pop_ref r;
+    ref_init(&r, C, 1000);
+    ref_add(&r, &d1, x1);
+    ref_add(&r, &d2, x2);
+    ref_add(&r, &d1, x3);
+    double mean[3], var[3], gm[3], gv[3];
+    ref_exact(&r, mean, var);
+    cl_mem rm = params(CLBN_FLOAT32, C, 0.0), rv = params(CLBN_FLOAT32, C, 1.0);
+    TU_OK(clbn_population_commit(tu_ctx(), NULL, CLBN_FLOAT32, C, CLBN_POPULATION_EXACT, acc[1],
+                                 rm, rv, 0, NULL, NULL));
+    tu_finish();
+    read_params(CLBN_FLOAT32, rm, C, gm);
+    read_params(CLBN_FLOAT32, rv, C, gv);
+    compare("allgather exact mean", gm, mean, C, 1e-6);
+    compare("allgather exact var", gv, var, C, 1e-6);
+    TU_OK(clbn_population_commit(tu_ctx(), NULL, CLBN_FLOAT32, C, CLBN_POPULATION_BATCH_AVERAGE,
+                                 acc[0], rm, rv, 0, NULL, NULL));
+    tu_finish();
+    read_params(CLBN_FLOAT32, rm, C, gm);
+    read_params(CLBN_FLOAT32, rv, C, gv);
+    for (size_t c = 0; c < C; ++c) {
+        mean[c] = r.avg_mean[c] / 3.0;
+        var[c] = r.avg_var[c] / 3.0;
+    }
+    compare("allgather batch-average mean", gm, mean, C, 1e-6);
+    compare("allgather batch-average var", gv, var, C, 1e-6);
+    ref_free(&r);
+    free(a0);
+    free(a1);
+    free(x1);
+    free(x2);
+    free(x3);
+    tu_release(b1);
+    tu_release(b2);
+    tu_release(b3);
+    tu_release(acc[0]);
+    tu_release(acc[1]);
+    tu_release(rm);
+    tu_release(rv);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("population");
@@ -498,6 +632,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_deterministic);
     tcase_add_test(t, test_invalid);
     tcase_add_test(t, test_layer);
+    tcase_add_test(t, test_allgather);
     suite_add_tcase(s, t);
     return s;
 }
