@@ -68,6 +68,21 @@ inline acc4 bwd_coefs(acc sum, acc sumx, acc ist, acc w, acc inv_m)
     return (acc4)(a, -a * (ist * ist) * (sumx * inv_m), -a * (sum * inv_m), 0.0f);
 }
 
+/* Batch renormalization's backward (renorm: r[C] then d[C], as the forward
+ * saved them; NULL: plain batch norm). r and d are constants of the forward:
+ * with xhat = (x - mean)*invstd, y = w*(xhat*r + d) + b, so dx is the plain
+ * backward's with weight w*r, and dweight = sum(dy*(xhat*r + d)) =
+ * r*invstd*sum(dy*(x - mean)) + d*sum(dy). */
+inline acc renorm_weight(__global const acc *weight, __global const acc *renorm, ulong c)
+{
+    const acc w = weight ? weight[c] : 1.0f;
+    return renorm ? w * renorm[c] : w;
+}
+inline acc renorm_dweight(acc sum, acc sumx, acc ist, __global const acc *renorm, ulong c, ulong C)
+{
+    return renorm ? sumx * ist * renorm[c] + renorm[C + c] * sum : sumx * ist;
+}
+
 /* The one-kernel backwards (small.cl, channel.cl) over the run
  * [base + s0, base + s1): bwd_sums_run adds dy and dy*(x - mu) (dy masked by
  * the ReLU's y when given) into the vector and scalar accumulators;
@@ -393,7 +408,8 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
                                      __global const acc *running_var, acc epsilon,
                                      acc inv_m, __global const acc *weight,
                                      __global acc *dweight, __global acc *dbias, int mode,
-                                     __global acc *params, ulong params_offset)
+                                     __global acc *params, ulong params_offset,
+                                     __global const acc *renorm)
 {
     const ulong c = get_global_id(0);
     if (c >= C)
@@ -408,12 +424,12 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
     const acc mu = mean ? mean[c] : 0.0f;
     const acc a = (weight ? weight[c] : 1.0f) * ist;
     if (dweight)
-        dweight[c] = sumx * ist;
+        dweight[c] = renorm_dweight(sum, sumx, ist, renorm, c, C);
     if (dbias)
         dbias[c] = sum;
     params += params_offset;
     if (mode == CLBN_BWD_PARAMS_TRAINING) {
-        const acc4 abk = bwd_coefs(sum, sumx, ist, weight ? weight[c] : 1.0f, inv_m);
+        const acc4 abk = bwd_coefs(sum, sumx, ist, renorm_weight(weight, renorm, c), inv_m);
         params[c] = mu;
         params[C + c] = abk.x;
         params[2 * C + c] = abk.y;

@@ -18,7 +18,7 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
                                     acc inv_m, __global const acc *weight,
                                     __global const acc *mean, __global const acc *invstd,
                                     __global acc *dweight, __global acc *dbias, ulong cols,
-                                    ulong chunks, int stream)
+                                    ulong chunks, int stream, __global const acc *renorm)
 {
     __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
@@ -37,13 +37,13 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     const acc sum = lsum[0], sumx = lsumx[0];
     if (l == 0) {
         if (dweight)
-            dweight[c] = sumx * ist;
+            dweight[c] = renorm_dweight(sum, sumx, ist, renorm, c, C);
         if (dbias)
             dbias[c] = sum;
     }
     if (!dx && !dz)
         return;
-    const acc4 abk = bwd_coefs(sum, sumx, ist, weight ? weight[c] : 1.0f, inv_m);
+    const acc4 abk = bwd_coefs(sum, sumx, ist, renorm_weight(weight, renorm, c), inv_m);
     for (ulong p = l; p < pieces; p += L) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
         bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, s0, min(S, s0 + cols), mu, abk.x, abk.y,
@@ -63,13 +63,18 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
                                     __global const acc *weight, __global const acc *bias,
                                     __global acc *running_mean, __global acc *running_var,
                                     __global acc *save_mean, __global acc *save_invstd, int relu,
-                                    ulong cols, ulong chunks, int stream)
+                                    ulong cols, ulong chunks, int stream, int variant, acc rmax,
+                                    acc dmax, __global acc *save_renorm, __global uint *skipped)
 {
     __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint l = (uint)get_local_id(0), L = (uint)get_local_size(0);
     const ulong pieces = N * chunks;
     const acc pivot = LOAD1(x, c * S);
+    /* renorm: the running statistics as they were, read by every work-item
+     * before the first one updates them (after stat_local_tree's barriers) */
+    const int renorm = (variant & CLBN_VARIANT_RENORM) != 0;
+    const acc rm0 = renorm ? running_mean[c] : 0.0f, rv0 = renorm ? running_var[c] : 0.0f;
     acc kk = 0.0f;
     acc8 vm = (acc8)(0.0f), vq = (acc8)(0.0f);
     stat_t tail = stat_empty();
@@ -86,11 +91,30 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     const acc dmean = lmean[0], mean = pivot + dmean;
     const acc var = lm2[0] * inv_m;
     const acc invstd = 1.0f / sqrt(var + epsilon);
+    acc2 rd = (acc2)(1.0f, 0.0f);
+    if (renorm) {
+        /* every item's read of the running statistics before the first
+         * item's update (stat_local_tree's barriers order local memory only) */
+        barrier(CLK_GLOBAL_MEM_FENCE);
+        rd = renorm_rd(mean, var, epsilon, rm0, rv0, rmax, dmax);
+        if (l == 0 && save_renorm) {
+            save_renorm[c] = rd.x;
+            save_renorm[C + c] = rd.y;
+        }
+    }
     if (l == 0)
         write_channel_stats(c, mean, var, invstd, unbias, momentum, update, save_mean,
-                            save_invstd, running_mean, running_var);
-    const acc scale = (weight ? weight[c] : 1.0f) * invstd;
-    const acc shift = (bias ? bias[c] : 0.0f) - dmean * scale;
+                            save_invstd, running_mean, running_var,
+                            skip_update(variant, mean, var), skipped);
+    acc scale, shift;
+    if (renorm) {
+        const acc w = weight ? weight[c] : 1.0f;
+        scale = w * invstd * rd.x;
+        shift = ((bias ? bias[c] : 0.0f) + w * rd.y) - dmean * scale;
+    } else {
+        scale = (weight ? weight[c] : 1.0f) * invstd;
+        shift = (bias ? bias[c] : 0.0f) - dmean * scale;
+    }
     for (ulong p = l; p < pieces; p += L) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
         normalize_run(x, z, y, (n * C + c) * S, s0, min(S, s0 + cols), pivot, scale, shift, relu,

@@ -32,7 +32,9 @@ __kernel void clbn_small_training(__global const data_t *x, __global const data_
                                   acc inv_m, acc unbias, acc epsilon, acc momentum, int update,
                                   __global const acc *weight, __global const acc *bias,
                                   __global acc *running_mean, __global acc *running_var,
-                                  __global acc *save_mean, __global acc *save_invstd, int relu)
+                                  __global acc *save_mean, __global acc *save_invstd, int relu,
+                                  int variant, acc rmax, acc dmax, __global acc *save_renorm,
+                                  __global uint *skipped)
 {
     const ulong c = get_global_id(0);
     if (c >= C)
@@ -42,10 +44,26 @@ __kernel void clbn_small_training(__global const data_t *x, __global const data_
     const acc mean = pivot + st.mean;
     const acc var = st.m2 * inv_m;
     const acc invstd = 1.0f / sqrt(var + epsilon);
+    /* r and d from the running statistics before their update */
+    acc2 rd = (acc2)(1.0f, 0.0f);
+    if (variant & CLBN_VARIANT_RENORM) {
+        rd = renorm_rd(mean, var, epsilon, running_mean[c], running_var[c], rmax, dmax);
+        if (save_renorm) {
+            save_renorm[c] = rd.x;
+            save_renorm[C + c] = rd.y;
+        }
+    }
     write_channel_stats(c, mean, var, invstd, unbias, momentum, update, save_mean, save_invstd,
-                        running_mean, running_var);
-    const acc scale = (weight ? weight[c] : 1.0f) * invstd;
-    const acc shift = (bias ? bias[c] : 0.0f) - st.mean * scale;
+                        running_mean, running_var, skip_update(variant, mean, var), skipped);
+    acc scale, shift;
+    if (variant & CLBN_VARIANT_RENORM) {
+        const acc w = weight ? weight[c] : 1.0f;
+        scale = w * invstd * rd.x;
+        shift = ((bias ? bias[c] : 0.0f) + w * rd.y) - st.mean * scale;
+    } else {
+        scale = (weight ? weight[c] : 1.0f) * invstd;
+        shift = (bias ? bias[c] : 0.0f) - st.mean * scale;
+    }
     for (ulong n = 0; n < N; ++n)
         normalize_run(x, z, y, (n * C + c) * S, 0, S, pivot, scale, shift, relu, 0);
 }
@@ -59,7 +77,8 @@ __kernel void clbn_small_backward(__global const data_t *x, __global const data_
                                   __global data_t *dz, ulong N, ulong C, ulong S,
                                   acc inv_m, __global const acc *weight,
                                   __global const acc *mean, __global const acc *invstd,
-                                  __global acc *dweight, __global acc *dbias)
+                                  __global acc *dweight, __global acc *dbias,
+                                  __global const acc *renorm)
 {
     const ulong c = get_global_id(0);
     if (c >= C)
@@ -71,12 +90,12 @@ __kernel void clbn_small_backward(__global const data_t *x, __global const data_
         bwd_sums_run(x, dy, y, (n * C + c) * S, 0, S, mu, &a8, &b8, &a1, &b1);
     const acc sum = sum8(a8) + a1, sumx = sum8(b8) + b1;
     if (dweight)
-        dweight[c] = sumx * ist;
+        dweight[c] = renorm_dweight(sum, sumx, ist, renorm, c, C);
     if (dbias)
         dbias[c] = sum;
     if (!dx && !dz)
         return;
-    const acc4 abk = bwd_coefs(sum, sumx, ist, weight ? weight[c] : 1.0f, inv_m);
+    const acc4 abk = bwd_coefs(sum, sumx, ist, renorm_weight(weight, renorm, c), inv_m);
     for (ulong n = 0; n < N; ++n)
         bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, 0, S, mu, abk.x, abk.y, abk.z, 0);
 }

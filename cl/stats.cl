@@ -396,11 +396,38 @@ __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
 #define CLBN_UPDATE_PYTORCH 0
 #define CLBN_UPDATE_ONNX 1
 
+/* The training forward's variants (clbn_op_desc; the kernels' `variant`
+ * argument, 0 = plain batch norm): */
+#define CLBN_VARIANT_SKIP_NONFINITE 1 /* a channel whose mean or variance is not finite keeps
+                                       * its running statistics (and is counted) */
+#define CLBN_VARIANT_RENORM 2         /* batch renormalization (Ioffe 2017) */
+
+/* Whether channel c's running update is skipped (the bad-batch option). */
+inline int skip_update(int variant, acc mean, acc var)
+{
+    return (variant & CLBN_VARIANT_SKIP_NONFINITE) && !(isfinite(mean) && isfinite(var));
+}
+
+/* Batch renormalization's r and d of one channel, from the batch statistics
+ * and the running statistics before this step's update:
+ *   r = clip(sqrt(var + eps) / sqrt(rv + eps), 1/rmax, rmax),
+ *   d = clip((mean - rm) / sqrt(rv + eps), -dmax, dmax).
+ * rmax = 1 gives r = 1 exactly and dmax = 0 gives d = 0. */
+inline acc2 renorm_rd(acc mean, acc var, acc epsilon, acc rm, acc rv, acc rmax, acc dmax)
+{
+    const acc sigma = sqrt(rv + epsilon);
+    const acc r = clamp(sqrt(var + epsilon) / sigma, 1.0f / rmax, rmax);
+    const acc d = clamp((mean - rm) / sigma, -dmax, dmax);
+    return (acc2)(r, d);
+}
+
 /* The one-kernel training forwards (small.cl, channel.cl): channel c's saved
- * statistics and running update, where those buffers are given. */
+ * statistics and running update, where those buffers are given; with `skip`
+ * the running statistics stay and skipped[c] (when given) counts it. */
 inline void write_channel_stats(ulong c, acc mean, acc var, acc invstd, acc unbias, acc momentum,
                                 int update, __global acc *save_mean, __global acc *save_invstd,
-                                __global acc *running_mean, __global acc *running_var)
+                                __global acc *running_mean, __global acc *running_var, int skip,
+                                __global uint *skipped)
 {
     if (save_mean)
         save_mean[c] = mean;
@@ -408,6 +435,11 @@ inline void write_channel_stats(ulong c, acc mean, acc var, acc invstd, acc unbi
         save_invstd[c] = invstd;
     if (!running_mean)
         return;
+    if (skip) {
+        if (skipped)
+            skipped[c] += 1u;
+        return;
+    }
     if (update == CLBN_UPDATE_ONNX) { /* momentum weights the old value, biased variance */
         running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
         running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
@@ -420,7 +452,11 @@ inline void write_channel_stats(ulong c, acc mean, acc var, acc invstd, acc unbi
 /* One work-item per channel. pivot_stride: the pivot of channel c is
  * x[c * pivot_stride] (S for NCHW, 1 for NHWC). inv_m = 1/m and unbias =
  * m/(m-1) are computed on the host in double. params + params_offset receives
- * the normalize pass's center[C], scale[C], shift[C]. */
+ * the normalize pass's center[C], scale[C], shift[C]. variant: the
+ * CLBN_VARIANT_* bits; with SKIP_NONFINITE, params[5C + c] says whether
+ * channel c's update was skipped (its old running statistics are then
+ * committed unchanged); with RENORM, (rmax, dmax) clip r and d, which go to
+ * save_renorm[c] and [C + c] when it is given. */
 __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulong C,
                                   __global const data_t *x, ulong pivot_stride,
                                   acc inv_m, acc unbias, acc epsilon, acc momentum,
@@ -428,7 +464,8 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
                                   __global const acc *bias, __global const acc *running_mean,
                                   __global const acc *running_var, __global acc *save_mean,
                                   __global acc *save_invstd, __global acc *params,
-                                  ulong params_offset)
+                                  ulong params_offset, int variant, acc rmax, acc dmax,
+                                  __global acc *save_renorm)
 {
     const ulong c = get_global_id(0);
     if (c >= C)
@@ -450,7 +487,21 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
         save_invstd[c] = invstd;
     /* The new running statistics wait in params[3C..5C) for clbn_stats_commit,
      * the call's last kernel: if enqueueing anything fails, they stay unchanged. */
-    if (running_mean) {
+    const int skip = running_mean && skip_update(variant, mean, var);
+    if (variant & CLBN_VARIANT_SKIP_NONFINITE)
+        params[5 * C + c] = skip ? 1.0f : 0.0f;
+    acc2 rd = (acc2)(1.0f, 0.0f);
+    if (variant & CLBN_VARIANT_RENORM) {
+        rd = renorm_rd(mean, var, epsilon, running_mean[c], running_var[c], rmax, dmax);
+        if (save_renorm) {
+            save_renorm[c] = rd.x;
+            save_renorm[C + c] = rd.y;
+        }
+    }
+    if (skip) {
+        params[3 * C + c] = running_mean[c];
+        params[4 * C + c] = running_var[c];
+    } else if (running_mean) {
         if (update == CLBN_UPDATE_ONNX) {
             params[3 * C + c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
             params[4 * C + c] = momentum * running_var[c] + (1.0f - momentum) * var;
@@ -458,6 +509,15 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
             params[3 * C + c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
             params[4 * C + c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
         }
+    }
+    if (variant & CLBN_VARIANT_RENORM) {
+        /* y = w*(xhat*r + d) + b */
+        const acc w = weight ? weight[c] : 1.0f;
+        const acc scale = w * invstd * rd.x;
+        params[c] = pivot;
+        params[C + c] = scale;
+        params[2 * C + c] = ((bias ? bias[c] : 0.0f) + w * rd.y) - st.mean * scale;
+        return;
     }
     const acc scale = (weight ? weight[c] : 1.0f) * invstd;
     params[c] = pivot;
@@ -467,9 +527,11 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
 
 /* The training forward's last kernel: running_mean and running_var take the
  * values clbn_stats_finalize left at params + 3C and + 4C. One work-item per
- * channel. */
+ * channel. skipped (NULL: none) counts the channels whose update the
+ * bad-batch option skipped, from params + 5C. */
 __kernel void clbn_stats_commit(__global const acc *params, ulong params_offset, ulong C,
-                                __global acc *running_mean, __global acc *running_var)
+                                __global acc *running_mean, __global acc *running_var,
+                                __global uint *skipped)
 {
     const ulong c = get_global_id(0);
     if (c >= C)
@@ -477,4 +539,6 @@ __kernel void clbn_stats_commit(__global const acc *params, ulong params_offset,
     params += params_offset;
     running_mean[c] = params[3 * C + c];
     running_var[c] = params[4 * C + c];
+    if (skipped && params[5 * C + c] != 0.0f)
+        skipped[c] += 1u;
 }

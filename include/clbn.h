@@ -340,6 +340,31 @@ typedef struct clbn_op_desc {
      * operation does not use are ignored. */
     clbn_tensor_view x_view, y_view, z_view; /**< forward input, output, ADD_RELU residual */
     clbn_tensor_view dy_view, dx_view, dz_view; /**< backward: gradients (and y through y_view) */
+    /* appended (issue 16): batch-norm variants, 0 = off */
+    /** CLBN_OP_FORWARD_TRAINING only: running statistics that survive a bad
+     *  batch. A channel whose batch mean or variance is not finite (NaN or
+     *  Inf, e.g. an overflow in mixed precision) keeps its running_mean and
+     *  running_var unchanged; the other channels update as usual, y and the
+     *  saved statistics are computed as usual (non-finite in that channel).
+     *  Each skipped channel c adds 1 to args.skipped_updates[c] when given.
+     *  0 (default): PyTorch's behaviour, the running statistics take the NaN. */
+    int skip_nonfinite_update;
+    /** CLBN_OP_FORWARD_TRAINING and CLBN_OP_BACKWARD: batch renormalization
+     *  (Ioffe 2017, Algorithm 1). With sigma_B = sqrt(var_B + eps) and
+     *  sigma = sqrt(running_var + eps), both before this step's running update:
+     *    r = clip(sigma_B / sigma, 1/rmax, rmax),
+     *    d = clip((mean_B - running_mean) / sigma, -dmax, dmax),
+     *    y = weight*((x - mean_B)/sigma_B*r + d) + bias,
+     *  with rmax = args.renorm_rmax >= 1 and dmax = args.renorm_dmax >= 0 per
+     *  execution (rmax = 1, dmax = 0 is plain batch norm, bitwise). The
+     *  forward requires running_mean and running_var (updated as usual from
+     *  mean_B and var_B) and writes r and d to args.save_renorm when given.
+     *  The backward treats r and d as constants and requires args.save_renorm:
+     *    dx = weight*r*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)),
+     *    dweight = sum(dy*(xhat*r + d)), dbias = sum(dy),
+     *  xhat = (x - mean_B)*invstd. Inference is unchanged (use
+     *  CLBN_OP_FORWARD_INFERENCE). Not with a fused op (CLBN_ERROR_INVALID_OPTION). */
+    int renorm;
 } clbn_op_desc;
 
 /**
@@ -371,7 +396,8 @@ typedef struct clbn_plan clbn_plan;
  *
  * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (desc or out NULL);
  *   CLBN_ERROR_INVALID_CONTEXT; CLBN_ERROR_INVALID_OPTION (unknown op, fused op
- *   or running update); the tensor statuses (CLBN_ERROR_INVALID_DTYPE,
+ *   or running update; skip_nonfinite_update or renorm not 0 or 1, or set for
+ *   an op that does not take it, or renorm with a fused op); the tensor statuses (CLBN_ERROR_INVALID_DTYPE,
  *   _INVALID_LAYOUT, _INVALID_DIMENSION, _DIMENSION_OVERFLOW,
  *   _UNSUPPORTED_DTYPE); CLBN_ERROR_INVALID_EPSILON; CLBN_ERROR_TOO_FEW_VALUES
  *   (training with N*S == 1); CLBN_ERROR_BUILD_PROGRAM_FAILURE;
@@ -443,6 +469,13 @@ typedef struct clbn_args {
     size_t running_mean_offset, running_var_offset; /**< per-channel values */
     size_t save_mean_offset, save_invstd_offset; /**< per-channel values */
     size_t dweight_offset, dbias_offset;         /**< per-channel values */
+    /* appended (issue 16), used only by plans with the matching option */
+    double renorm_rmax;              /**< renorm: r's clip, >= 1 (1: r = 1) */
+    double renorm_dmax;              /**< renorm: d's clip, >= 0 (0: d = 0) */
+    cl_mem save_renorm;              /**< renorm: 2*C values, r[C] then d[C]: written by the
+                                      *   forward (optional), read by the backward (required) */
+    cl_mem skipped_updates;          /**< skip_nonfinite_update: C cl_uint counters, channel c's
+                                      *   incremented when its update is skipped (optional) */
 } clbn_args;
 
 /**
@@ -465,7 +498,10 @@ typedef struct clbn_args {
  * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan or args NULL); the
  *   buffer, queue, wait-list, aliasing and momentum statuses;
  *   CLBN_ERROR_VIEW_OUT_OF_BOUNDS and CLBN_ERROR_VIEW_ALIASING with views or
- *   offsets; CLBN_ERROR_OPENCL or _OUT_OF_DEVICE_MEMORY from the driver.
+ *   offsets; with renorm, CLBN_ERROR_INVALID_OPTION for renorm_rmax < 1 or
+ *   renorm_dmax < 0 (or not finite) and CLBN_ERROR_NULL_BUFFER without running
+ *   statistics (forward) or save_renorm (backward); CLBN_ERROR_OPENCL or
+ *   _OUT_OF_DEVICE_MEMORY from the driver.
  */
 CLBN_API clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clbn_args *args,
                                        cl_uint num_events_in_wait_list,
@@ -715,6 +751,15 @@ typedef struct clbn_layer_config {
     int affine;              /**< learnable weight and bias */
     int track_running_stats; /**< keep running_mean/running_var/num_batches_tracked */
     clbn_dtype dtype;        /**< element type of x and y */
+    /* appended (issue 16): batch-norm variants, 0 = off; clbn_layer_config_default sets them */
+    int skip_nonfinite_update; /**< training forwards keep a channel's running statistics when
+                                *   its batch mean or variance is not finite, and count it
+                                *   (clbn_layer_skipped_updates); see clbn_op_desc */
+    int renorm;              /**< batch renormalization in training (needs
+                              *   track_running_stats; not with a fused op); see clbn_op_desc */
+    double renorm_rmax;      /**< renorm: r's clip, >= 1 (default 1); clbn_layer_set_renorm_clip
+                              *   changes it between steps */
+    double renorm_dmax;      /**< renorm: d's clip, >= 0 (default 0) */
 } clbn_layer_config;
 
 /** PyTorch's momentum=None: running statistics are the cumulative average,
@@ -731,7 +776,8 @@ typedef enum clbn_layer_tensor {
     CLBN_GRAD_BIAS
 } clbn_layer_tensor;
 
-/** @brief PyTorch's defaults: eps 1e-5, momentum 0.1, affine 1, track 1, float32. */
+/** @brief PyTorch's defaults: eps 1e-5, momentum 0.1, affine 1, track 1, float32;
+ *  no variant (skip_nonfinite_update 0, renorm 0 with rmax 1 and dmax 0). */
 CLBN_API clbn_layer_config clbn_layer_config_default(size_t num_features);
 
 /**
@@ -820,6 +866,28 @@ CLBN_API clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue 
                                             const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
                                             cl_mem dx, cl_mem dz, cl_uint num_events_in_wait_list,
                                             const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Sets batch renormalization's clips for the layer's next training
+ * forwards (Ioffe 2017 ramps them from rmax = 1, dmax = 0 during training).
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (layer NULL);
+ *   CLBN_ERROR_INVALID_OPTION (the layer has no renorm, or rmax < 1, dmax < 0,
+ *   or either not finite), the layer unchanged.
+ */
+CLBN_API clbn_status clbn_layer_set_renorm_clip(clbn_layer *layer, double rmax, double dmax);
+
+/**
+ * @brief How many running-statistics updates the bad-batch option
+ * (clbn_layer_config.skip_nonfinite_update) has skipped, per channel: counts[c]
+ * is the number of training forwards whose channel c had a non-finite batch
+ * mean or variance since the layer was made.
+ * Waits for the layer's pending work. The counts live on the device and are
+ * not part of clbn_layer_save's file or the safetensors export.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (layer or counts NULL);
+ *   CLBN_ERROR_COUNT_MISMATCH (count != num_features); CLBN_ERROR_INVALID_OPTION
+ *   (the layer was made without skip_nonfinite_update); CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_layer_skipped_updates(clbn_layer *layer, uint32_t *counts, size_t count);
 
 /** @brief Training forwards counted so far (0 without running statistics). */
 CLBN_API uint64_t clbn_layer_num_batches_tracked(const clbn_layer *layer);
@@ -1254,6 +1322,128 @@ CLBN_API clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queu
                                               const cl_event *event_wait_list, cl_event *event);
 
 /** @} */
+
+/* ------------------------------------------------------------------------ */
+/* Population statistics (issue 16): PreciseBN, torch.optim.swa_utils.update_bn */
+/* ------------------------------------------------------------------------ */
+
+/** Values per channel in a population accumulator (of the dtype's per-channel
+ *  type: float, or double for CLBN_FLOAT64). */
+#define CLBN_POPULATION_VALUES 12
+
+/** What clbn_population_commit writes into the running statistics. */
+typedef enum clbn_population_mode {
+    /** The mean and unbiased variance of every value accumulated (Chan's merges
+     *  of (count, mean, M2), in call order): the statistics of the whole data
+     *  set, including the spread between batch means. */
+    CLBN_POPULATION_EXACT = 0,
+    /** The equal-weight average of the batch means and of the unbiased batch
+     *  variances: what update_bn (momentum=None) and detectron2's PreciseBN compute. */
+    CLBN_POPULATION_BATCH_AVERAGE = 1
+} clbn_population_mode;
+
+/**
+ * @brief Empties a population accumulator (CLBN_POPULATION_VALUES*channels
+ * values of dtype's per-channel type): writes zeros.
+ * @return CLBN_SUCCESS; CLBN_ERROR_INVALID_CONTEXT; CLBN_ERROR_INVALID_DTYPE,
+ *   _UNSUPPORTED_DTYPE; CLBN_ERROR_INVALID_DIMENSION (channels 0);
+ *   CLBN_ERROR_NULL_BUFFER; the buffer, queue and wait-list statuses. Does not block.
+ */
+CLBN_API clbn_status clbn_population_reset(clbn_context *ctx, cl_command_queue queue,
+                                           clbn_dtype dtype, size_t channels, cl_mem accumulator,
+                                           cl_uint num_events_in_wait_list,
+                                           const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Adds one batch x (any N, either layout; shapes may vary between
+ * calls, C and the dtype may not) to the accumulator: reads x, writes nothing
+ * else. Both commit modes are accumulated at once. Float accumulators hold
+ * double-float pairs (compensated arithmetic), so devices without
+ * cl_khr_fp64 keep about 14 digits over many batches. An empty batch
+ * (n == 0) adds nothing.
+ * @return CLBN_SUCCESS; CLBN_ERROR_TOO_FEW_VALUES (N*S == 1: no unbiased
+ *   variance); the tensor, buffer, queue and wait-list statuses;
+ *   CLBN_ERROR_INVALID_ALIASING (accumulator == x). On error nothing was
+ *   enqueued and the accumulator is unchanged. Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_population_accumulate(clbn_context *ctx, cl_command_queue queue,
+                                                const clbn_tensor_desc *desc, cl_mem x,
+                                                cl_mem accumulator,
+                                                cl_uint num_events_in_wait_list,
+                                                const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Writes running_mean and running_var (C values each) from the
+ * accumulator, per `mode`. A channel that has accumulated nothing (exact
+ * mode: fewer than 2 values) keeps its running statistics. The accumulator
+ * is not changed (commit again in the other mode if you like).
+ * @return CLBN_SUCCESS; CLBN_ERROR_INVALID_OPTION (unknown mode); the dtype,
+ *   dimension, buffer, queue and wait-list statuses; CLBN_ERROR_INVALID_ALIASING
+ *   (any two of the three buffers the same). Does not block. Thread-safe.
+ */
+CLBN_API clbn_status clbn_population_commit(clbn_context *ctx, cl_command_queue queue,
+                                            clbn_dtype dtype, size_t channels,
+                                            clbn_population_mode mode, cl_mem accumulator,
+                                            cl_mem running_mean, cl_mem running_var,
+                                            cl_uint num_events_in_wait_list,
+                                            const cl_event *event_wait_list, cl_event *event);
+
+/**
+ * @brief Merges the population accumulators of every participant of a sync
+ * group (data-parallel jobs: each accumulates its own batches), so that each
+ * participant's accumulator then holds the accumulation of all the batches:
+ * per channel, participant 0's merged with participant 1's, and so on (the
+ * exact mode by Chan's merges, the batch average by sums), in double-double
+ * arithmetic on the host; the same bits on every participant. Every
+ * participant must call it; a participant's bad argument or failure makes
+ * every participant return an error (CLBN_ERROR_SYNC_PEER_FAILED on the
+ * others) with its accumulator unchanged. Blocking: reads the accumulator on
+ * `queue` (NULL: the context's) after the work enqueued before on that
+ * in-order queue, exchanges, writes the result back.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (group NULL, size < 1 or no
+ *   allgather: no exchange happens); the accumulator's statuses as
+ *   clbn_population_reset; CLBN_ERROR_SYNC_MISMATCH (channels or dtype
+ *   differ); CLBN_ERROR_SYNC_PEER_FAILED; CLBN_ERROR_SYNC_TRANSPORT;
+ *   CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_population_allgather(clbn_context *ctx, cl_command_queue queue,
+                                               const clbn_sync_group *group, clbn_dtype dtype,
+                                               size_t channels, cl_mem accumulator);
+
+/**
+ * @brief Starts recomputing the layer's population statistics (PreciseBN,
+ * update_bn): empties the layer's accumulator (made on the first call; it
+ * holds both modes). Waits for the layer's pending work. The layer's mode
+ * (train or eval), parameters and running statistics are not touched.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT; CLBN_ERROR_NOT_TRACKING (no
+ *   running statistics); CLBN_ERROR_OUT_OF_DEVICE_MEMORY, CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_layer_population_begin(clbn_layer *layer);
+
+/**
+ * @brief Adds a batch x to the layer's accumulator (clbn_population_accumulate:
+ * any N, either layout, shapes may vary between calls). Does not block.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT; CLBN_ERROR_INVALID_OPTION
+ *   (no clbn_layer_population_begin); CLBN_ERROR_SHAPE_MISMATCH (C or dtype
+ *   not the layer's); the statuses of clbn_population_accumulate.
+ */
+CLBN_API clbn_status clbn_layer_population_accumulate(clbn_layer *layer, cl_command_queue queue,
+                                                      const clbn_tensor_desc *desc, cl_mem x,
+                                                      cl_uint num_events_in_wait_list,
+                                                      const cl_event *event_wait_list,
+                                                      cl_event *event);
+
+/**
+ * @brief Writes the layer's running_mean and running_var from the batches
+ * accumulated since clbn_layer_population_begin, per `mode`, and sets
+ * num_batches_tracked to their number (as update_bn leaves it). The
+ * accumulator stays (commit again in the other mode, or accumulate more).
+ * Blocks until the statistics are written.
+ * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT; CLBN_ERROR_INVALID_OPTION
+ *   (unknown mode); CLBN_ERROR_NO_SAVED_STATISTICS (nothing accumulated since
+ *   the begin, or no begin), the layer unchanged; CLBN_ERROR_OPENCL.
+ */
+CLBN_API clbn_status clbn_layer_population_commit(clbn_layer *layer, clbn_population_mode mode);
 
 #ifdef __cplusplus
 }

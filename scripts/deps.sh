@@ -12,7 +12,7 @@ set -euo pipefail
 # python3-*: the Python binding (python/), its tests and samples/python; python3-torch
 # (PyTorch 1.13, about 80 MB to download, 760 MB installed, a minute to install) runs
 # them side by side with PyTorch and the parity goldens' generator check.
-# The three OpenCL implementations CI runs on (docs/devices.md, "Portability"):
+# The three OpenCL implementations CI runs on (docs/portability.md):
 # pocl-opencl-icd (PoCL), mesa-opencl-icd (Mesa's Rusticl, device llvmpipe with
 # RUSTICL_ENABLE=llvmpipe) and oclgrind (the device simulator); clinfo for
 # scripts/device_check.sh.

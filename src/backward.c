@@ -93,7 +93,8 @@ clbn_step clbn__bwd_finalize_step(const clbn_launch *launch, clbn_dtype dt, arg 
 {
     return CLBN_STEP(*launch, partial, ARG(splits), ARG(C), ARG_MEM(mean), ARG_MEM(invstd),
                      ARG_MEM(running_var), ARG_REAL(epsilon, dt), ARG_REAL(inv_m, dt), ARG_MEM(weight),
-                     ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode), ARG_SCRATCH, ARG(params_offset));
+                     ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode), ARG_SCRATCH, ARG(params_offset),
+                     ARG_MEM(NULL));
 }
 
 clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
@@ -139,6 +140,17 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
                                     num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
+    /* batch renormalization: r and d from the forward (2C values), an input */
+    const cl_mem renorm = plan->desc.renorm ? a->save_renorm : NULL;
+    if (plan->desc.renorm) {
+        if (!renorm)
+            return CLBN_ERROR_NULL_BUFFER;
+        if ((st = CLBN_CHECK_BUFFERS(ctx, {renorm, 2 * desc->c * clbn__param_size(desc->dtype),
+                                           1})) != CLBN_SUCCESS)
+            return st;
+        if (renorm == a->dx || renorm == a->dz || renorm == a->dweight || renorm == a->dbias)
+            return CLBN_ERROR_INVALID_ALIASING;
+    }
     if (plan->path == CLBN_PATH_EMPTY || (!a->dx && !a->dz && !a->dweight && !a->dbias))
         return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);
 
@@ -155,6 +167,7 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
                                    ARG(plan->channel.chunks), ARG(plan->channel.stream));
         if (!plan->one_is_channel)
             step.nargs -= 3;
+        step.args[step.nargs++] = ARG_MEM(renorm);
         return clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
@@ -170,6 +183,7 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
                                        a->dweight, a->dbias,
                                        elementwise ? CLBN_BWD_PARAMS_TRAINING : CLBN_BWD_PARAMS_NONE,
                                        params_offset);
+    steps[1].args[steps[1].nargs - 1] = ARG_MEM(renorm);
     if (elementwise)
         steps[2] = clbn__dx_step(&plan->norm, desc, a->x, a->dy, a->dx, a->y, a->dz, params_offset);
     return clbn__run(ctx, plan->prog, queue, in_order, scratch_bytes, steps, elementwise ? 3 : 2,

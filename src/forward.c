@@ -91,6 +91,42 @@ clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *de
 
 /* ---- training ------------------------------------------------------------------------ */
 
+/* The variants' per-call arguments (issue 16): renorm's clips and buffers,
+ * the bad-batch option's counters. */
+static clbn_status check_variants(const clbn_plan *plan, const clbn_args *a)
+{
+    const clbn_op_desc *d = &plan->desc;
+    const size_t vector_bytes = d->tensor.c * clbn__param_size(d->tensor.dtype);
+    clbn_status st;
+    if (d->renorm) {
+        /* written this way so that NaN fails too */
+        if (!(a->renorm_rmax >= 1.0 && a->renorm_rmax <= 1e30) ||
+            !(a->renorm_dmax >= 0.0 && a->renorm_dmax <= 1e30))
+            return CLBN_ERROR_INVALID_OPTION;
+        if (!a->running_mean)
+            return CLBN_ERROR_NULL_BUFFER;
+        if ((st = CLBN_CHECK_BUFFERS(plan->ctx, {a->save_renorm, 2 * vector_bytes, 0})) !=
+            CLBN_SUCCESS)
+            return st;
+    }
+    if (d->skip_nonfinite_update &&
+        (st = CLBN_CHECK_BUFFERS(plan->ctx, {a->skipped_updates, d->tensor.c * sizeof(cl_uint),
+                                             0})) != CLBN_SUCCESS)
+        return st;
+    /* the variants' outputs share no cl_mem with any other argument */
+    const cl_mem all[] = {a->x, a->z, a->y, a->weight, a->bias, a->running_mean, a->running_var,
+                          a->save_mean, a->save_invstd, a->save_renorm, a->skipped_updates};
+    const int n = (int)(sizeof all / sizeof *all);
+    for (int i = n - 2; i < n; ++i) {
+        if (!all[i] || (i == n - 2 && !d->renorm) || (i == n - 1 && !d->skip_nonfinite_update))
+            continue;
+        for (int j = 0; j < n; ++j)
+            if (j != i && all[j] == all[i])
+                return CLBN_ERROR_INVALID_ALIASING;
+    }
+    return CLBN_SUCCESS;
+}
+
 clbn_status clbn__plan_forward_training(clbn_plan *plan)
 {
     const clbn_context *ctx = plan->ctx;
@@ -127,6 +163,8 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
     if ((st = check_training_outputs(a->x, a->z, a->y, a->weight, a->bias, a->running_mean,
                                      a->running_var, a->save_mean, a->save_invstd)) != CLBN_SUCCESS)
         return st;
+    if ((st = check_variants(plan, a)) != CLBN_SUCCESS)
+        return st;
     if (plan->path == CLBN_PATH_EMPTY)
         return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);
 
@@ -135,6 +173,12 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
     const cl_int upd = (cl_int)plan->desc.running_update;
     const double momentum = a->momentum, epsilon = plan->desc.epsilon;
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    /* the variants (cl/stats.cl, CLBN_VARIANT_*): 0 = plain batch norm */
+    const cl_int variant = (plan->desc.skip_nonfinite_update ? 1 : 0) | (plan->desc.renorm ? 2 : 0);
+    const cl_mem save_renorm = plan->desc.renorm ? a->save_renorm : NULL;
+    const cl_mem skipped = plan->desc.skip_nonfinite_update ? a->skipped_updates : NULL;
+    const double rmax = plan->desc.renorm ? a->renorm_rmax : 1.0;
+    const double dmax = plan->desc.renorm ? a->renorm_dmax : 0.0;
     if (plan->path == CLBN_PATH_ONE_KERNEL) {
         /* cl/small.cl and cl/channel.cl take the same arguments; the channel
          * kernels three more (a row's pieces, streaming stores) */
@@ -148,14 +192,21 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
             ARG(plan->channel.chunks), ARG(plan->channel.stream));
         if (!plan->one_is_channel)
             step.nargs -= 3;
+        step.args[step.nargs++] = ARG(variant);
+        step.args[step.nargs++] = ARG_REAL(rmax, dt);
+        step.args[step.nargs++] = ARG_REAL(dmax, dt);
+        step.args[step.nargs++] = ARG_MEM(save_renorm);
+        step.args[step.nargs++] = ARG_MEM(skipped);
         return clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
     const clbn_stats_plan *sp = &plan->stats;
     /* scratch, in values of the kernels' type: the partials (4 per split and
-     * channel), then center/scale/shift and the new running statistics */
+     * channel), then center/scale/shift and the new running statistics (and
+     * with the bad-batch option, which channels skip their update) */
     const cl_ulong params_offset = (cl_ulong)sp->splits * C * 4;
-    const size_t scratch_bytes = (size_t)(params_offset + 5 * C) * clbn__param_size(dt);
+    const size_t scratch_bytes = (size_t)(params_offset + (variant & 1 ? 6 : 5) * C) *
+                                 clbn__param_size(dt);
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? S : 1;
     clbn_step steps[4];
     steps[0] = clbn__stats_step(sp, desc, a->x);
@@ -164,13 +215,15 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
                          ARG_REAL((double)m / (double)(m - 1), dt), ARG_REAL(epsilon, dt),
                          ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(a->weight), ARG_MEM(a->bias),
                          ARG_MEM(a->running_mean), ARG_MEM(a->running_var), ARG_MEM(a->save_mean),
-                         ARG_MEM(a->save_invstd), ARG_SCRATCH, ARG(params_offset));
+                         ARG_MEM(a->save_invstd), ARG_SCRATCH, ARG(params_offset),
+                         ARG(variant), ARG_REAL(rmax, dt), ARG_REAL(dmax, dt),
+                         ARG_MEM(save_renorm));
     steps[2] = clbn__normalize_step(&plan->norm, desc, plan->desc.fused_op, a->x, a->z, a->y,
                                     params_offset);
     /* State changes last: the running statistics are written by the final
      * kernel, so a call that fails to enqueue leaves them as they were. */
     steps[3] = CLBN_STEP(plan->commit, ARG_SCRATCH, ARG(params_offset), ARG(C),
-                         ARG_MEM(a->running_mean), ARG_MEM(a->running_var));
+                         ARG_MEM(a->running_mean), ARG_MEM(a->running_var), ARG_MEM(skipped));
     return clbn__run(ctx, plan->prog, queue, in_order, scratch_bytes, steps,
                      a->running_mean ? 4 : 3, num_events_in_wait_list, event_wait_list, event);
 }

@@ -71,6 +71,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_VIEW_GATHER,  /* tensor views (cl/views.cl, src/views.c) */
     CLBN_K_VIEW_SCATTER,
     CLBN_K_VIEW_COMMIT,
+    CLBN_K_POPULATION_MERGE,  /* appended (issue 16): cl/population.cl */
+    CLBN_K_POPULATION_COMMIT,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -312,7 +314,7 @@ arg clbn__arg_real(double v, clbn_dtype dtype);
 #define ARG_SCRATCH ((arg){ARG_KIND_SCRATCH, sizeof(cl_mem), {0}})
 
 /* A kernel launch and its arguments. */
-#define CLBN_MAX_ARGS 24
+#define CLBN_MAX_ARGS 32
 typedef struct clbn_step {
     clbn_launch launch;
     cl_uint nargs;

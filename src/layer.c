@@ -15,6 +15,10 @@ clbn_layer_config clbn_layer_config_default(size_t num_features)
     c.affine = 1;
     c.track_running_stats = 1;
     c.dtype = CLBN_FLOAT32;
+    c.skip_nonfinite_update = 0;
+    c.renorm = 0;
+    c.renorm_rmax = 1.0;
+    c.renorm_dmax = 0.0;
     return c;
 }
 
@@ -36,6 +40,12 @@ static clbn_status check_config(const clbn_context *ctx, const clbn_layer_config
         return st;
     if (c->momentum != CLBN_MOMENTUM_CUMULATIVE && clbn__check_momentum(c->momentum) != CLBN_SUCCESS)
         return CLBN_ERROR_INVALID_MOMENTUM;
+    /* the variants (issue 16): renorm needs the running statistics */
+    if ((c->skip_nonfinite_update != 0 && c->skip_nonfinite_update != 1) ||
+        (c->renorm != 0 && c->renorm != 1) || (c->renorm && !c->track_running_stats) ||
+        (c->renorm && !(c->renorm_rmax >= 1.0 && c->renorm_rmax <= 1e30 &&
+                        c->renorm_dmax >= 0.0 && c->renorm_dmax <= 1e30)))
+        return CLBN_ERROR_INVALID_OPTION;
     return clbn__check_dtype_supported(ctx, c->dtype);
 }
 
@@ -158,6 +168,8 @@ clbn_status clbn_layer_create(clbn_context *ctx, const clbn_layer_config *config
         layer->staging = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, CLBN_LAYER_TENSORS * bytes, NULL, &err);
     st = clbn__from_cl(err);
     if (st == CLBN_SUCCESS)
+        st = clbn__layer_variants_create(layer);
+    if (st == CLBN_SUCCESS)
         st = reset(layer, 1, 1, 1);
     if (st != CLBN_SUCCESS) {
         clbn_layer_release(layer);
@@ -183,6 +195,7 @@ void clbn_layer_release(clbn_layer *layer)
         clReleaseEvent(layer->last);
     if (layer->output)
         clReleaseMemObject(layer->output);
+    clbn__layer_variants_release(layer);
     free(layer);
 }
 
@@ -300,6 +313,10 @@ static clbn_status run(clbn_layer *layer, clbn_op op, clbn_fused_op fused,
         return st;
     d.epsilon = layer->config.epsilon;
     d.fused_op = fused;
+    if (op == CLBN_OP_FORWARD_TRAINING)
+        clbn__layer_variants_forward(layer, args->running_mean != NULL, &d, NULL);
+    else if (op == CLBN_OP_BACKWARD)
+        clbn__layer_variants_backward(layer, &d, NULL);
     return clbn__plan_run_once(layer->ctx, &d, queue, args, num_wait, wait, event);
 }
 
@@ -333,6 +350,7 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
         if (st != CLBN_SUCCESS)
             return st;
         clbn__layer_record_forward(layer, desc, y, 0, 0, 0);
+        layer->forward_renorm = 0;
         return clbn__layer_track(layer, done, event);
     }
     /* Batch statistics: training, or eval without running statistics (which
@@ -340,15 +358,17 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
     const int update = layer->training && cfg->track_running_stats;
     const double momentum = update ? clbn__layer_momentum(layer) : 0.0;
     cl_event done = NULL;
-    const clbn_args a = {.x = x, .y = y, .z = z, .weight = w, .bias = b,
-                         .running_mean = update ? rm : NULL, .running_var = update ? rv : NULL,
-                         .save_mean = layer->save_mean, .save_invstd = layer->save_invstd,
-                         .momentum = momentum};
+    clbn_args a = {.x = x, .y = y, .z = z, .weight = w, .bias = b,
+                   .running_mean = update ? rm : NULL, .running_var = update ? rv : NULL,
+                   .save_mean = layer->save_mean, .save_invstd = layer->save_invstd,
+                   .momentum = momentum};
+    clbn__layer_variants_forward(layer, update, NULL, &a);
     st = run(layer, CLBN_OP_FORWARD_TRAINING, layer->op, desc, queue, &a, num_events_in_wait_list,
              event_wait_list, &done);
     if (st != CLBN_SUCCESS)
         return st;
     clbn__layer_record_forward(layer, desc, y, 1, update, 0);
+    layer->forward_renorm = a.save_renorm != NULL;
     return clbn__layer_track(layer, done, event);
 }
 
@@ -422,12 +442,14 @@ clbn_status clbn_layer_backward_ex(clbn_layer *layer, cl_command_queue queue,
     cl_event done = NULL;
     /* The op of the latest forward, whose output is the ReLU mask. */
     const clbn_fused_op op = layer->forward_op;
-    const clbn_args a = {.x = x, .y = layer->output, .dy = dy, .dx = dx, .dz = dz, .weight = w,
-                         .save_mean = batch ? layer->save_mean : NULL,
-                         .save_invstd = batch ? layer->save_invstd : NULL,
-                         .running_mean = batch ? NULL : layer->tensors[CLBN_RUNNING_MEAN],
-                         .running_var = batch ? NULL : layer->tensors[CLBN_RUNNING_VAR],
-                         .dweight = layer->step_dweight, .dbias = layer->step_dbias};
+    clbn_args a = {.x = x, .y = layer->output, .dy = dy, .dx = dx, .dz = dz, .weight = w,
+                   .save_mean = batch ? layer->save_mean : NULL,
+                   .save_invstd = batch ? layer->save_invstd : NULL,
+                   .running_mean = batch ? NULL : layer->tensors[CLBN_RUNNING_MEAN],
+                   .running_var = batch ? NULL : layer->tensors[CLBN_RUNNING_VAR],
+                   .dweight = layer->step_dweight, .dbias = layer->step_dbias};
+    if (batch)
+        clbn__layer_variants_backward(layer, NULL, &a);
     st = run(layer, batch ? CLBN_OP_BACKWARD : CLBN_OP_BACKWARD_INFERENCE, op, desc, queue, &a,
              num_events_in_wait_list, event_wait_list, &done);
     if (st != CLBN_SUCCESS)

@@ -28,7 +28,23 @@ struct clbn_layer {
                                            (made by the first one) */
     int forward_synced;                 /* the latest forward exchanged statistics: only
                                            clbn_layer_backward_sync differentiates it */
+    /* the variants (issue 16; layer_variants.c) */
+    cl_mem save_renorm;                 /* renorm: 2*C values, r and d of the latest forward */
+    cl_mem skipped;                     /* skip_nonfinite_update: C cl_uint counters */
+    int forward_renorm;                 /* the latest forward was renormalized */
+    cl_mem population;                  /* population statistics' accumulator (made by
+                                           clbn_layer_population_begin; layer_variants.c) */
+    uint64_t population_batches;        /* batches accumulated since the begin */
 };
+
+/* layer_variants.c: the variants' buffers (at creation; counters zeroed),
+ * their release, and what a training forward or its backward adds to its
+ * description and arguments. */
+clbn_status clbn__layer_variants_create(clbn_layer *layer);
+void clbn__layer_variants_release(clbn_layer *layer);
+void clbn__layer_variants_forward(const clbn_layer *layer, int update, clbn_op_desc *d,
+                                  clbn_args *a);
+void clbn__layer_variants_backward(const clbn_layer *layer, clbn_op_desc *d, clbn_args *a);
 
 /* The tensors a layer's saved state holds for its configuration, in order:
  * weight, bias (affine), running_mean, running_var (tracked). Returns the count. */

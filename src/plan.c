@@ -53,6 +53,14 @@ static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d,
     if (d->op == CLBN_OP_FORWARD_TRAINING && d->running_update != CLBN_RUNNING_UPDATE_PYTORCH &&
         d->running_update != CLBN_RUNNING_UPDATE_ONNX)
         return CLBN_ERROR_INVALID_OPTION;
+    /* the variants (issue 16): flags, each for the ops that take it */
+    if ((d->skip_nonfinite_update != 0 && d->skip_nonfinite_update != 1) ||
+        (d->skip_nonfinite_update && d->op != CLBN_OP_FORWARD_TRAINING))
+        return CLBN_ERROR_INVALID_OPTION;
+    if ((d->renorm != 0 && d->renorm != 1) ||
+        (d->renorm && ((d->op != CLBN_OP_FORWARD_TRAINING && d->op != CLBN_OP_BACKWARD) ||
+                       d->fused_op != CLBN_FUSED_NONE)))
+        return CLBN_ERROR_INVALID_OPTION;
     /* the backward of the training forward does not use epsilon (invstd is saved) */
     if (d->op != CLBN_OP_BACKWARD && (st = clbn__check_epsilon(d->epsilon)) != CLBN_SUCCESS)
         return st;
@@ -126,8 +134,9 @@ void clbn__plan_warm_up(clbn_plan *plan)
         if (i < TENSORS && !used[i])
             continue;
         /* rounded up so that the widest fill pattern applies (PoCL fills
-         * pattern by pattern: a 1-byte pattern costs ~0.1 s per 10 MB) */
-        const size_t bytes = ((i < TENSORS ? tensor_bytes : vector_bytes) + PATTERN - 1) / PATTERN * PATTERN;
+         * pattern by pattern: a 1-byte pattern costs ~0.1 s per 10 MB);
+         * vectors hold 2C values (renorm's save_renorm) */
+        const size_t bytes = ((i < TENSORS ? tensor_bytes : 2 * vector_bytes) + PATTERN - 1) / PATTERN * PATTERN;
         cl_int err;
         m[i] = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
         ok = err == CL_SUCCESS && clEnqueueFillBuffer(ctx->queue, m[i], zeros, PATTERN, 0, bytes, 0,
@@ -156,6 +165,10 @@ void clbn__plan_warm_up(clbn_plan *plan)
         if (training || op == CLBN_OP_BACKWARD) {
             a.save_mean = m[10];
             a.save_invstd = m[11];
+        }
+        if (plan->desc.renorm) {
+            a.renorm_rmax = 1.0;
+            a.save_renorm = op == CLBN_OP_BACKWARD ? m[9] : NULL; /* unused there otherwise */
         }
         /* every output requested: every kernel the plan can use runs */
         clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL);
@@ -355,7 +368,8 @@ static int same_desc(const clbn_op_desc *a, const clbn_op_desc *b)
            a->tensor.layout == b->tensor.layout && a->tensor.n == b->tensor.n &&
            a->tensor.c == b->tensor.c && a->tensor.spatial == b->tensor.spatial &&
            a->epsilon == b->epsilon && a->fused_op == b->fused_op &&
-           a->running_update == b->running_update && same_views(a, b);
+           a->running_update == b->running_update && same_views(a, b) &&
+           a->skip_nonfinite_update == b->skip_nonfinite_update && a->renorm == b->renorm;
 }
 
 void clbn__plan_put(clbn_plan *plan)

@@ -52,6 +52,8 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_VIEW_GATHER] = "clbn_view_gather",
     [CLBN_K_VIEW_SCATTER] = "clbn_view_scatter",
     [CLBN_K_VIEW_COMMIT] = "clbn_view_commit",
+    [CLBN_K_POPULATION_MERGE] = "clbn_population_merge",
+    [CLBN_K_POPULATION_COMMIT] = "clbn_population_commit",
 };
 
 /* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,

@@ -242,7 +242,7 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
     /* the running statistics change in the last kernel, as in the training forward */
     if (running_mean)
         steps[count++] = CLBN_STEP(commit, ARG_SCRATCH, ARG(params_offset), ARG(C),
-                                   ARG_MEM(running_mean), ARG_MEM(running_var));
+                                   ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(NULL));
     return clbn__run(ctx, prog, queue, in_order, 5 * vector_bytes, steps, count,
                      num_events_in_wait_list, event_wait_list, event);
 }

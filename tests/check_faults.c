@@ -352,6 +352,68 @@ static clbn_status op_layer_fold(fx *f)
                                      evp(f));
 }
 
+/* ---- the variants (issue 16): a plan made, executed and released per call ---------------- */
+
+static clbn_status run_variant_plan(fx *f, clbn_op op, const clbn_args *a)
+{
+    clbn_op_desc d;
+    clbn_status st = clbn_op_desc_init(&d, op, &f->desc);
+    if (st != CLBN_SUCCESS)
+        return st;
+    d.renorm = 1;
+    d.skip_nonfinite_update = op == CLBN_OP_FORWARD_TRAINING;
+    clbn_plan *plan;
+    if ((st = clbn_plan_create(f->ctx, &d, &plan)) != CLBN_SUCCESS)
+        return st;
+    st = clbn_plan_execute(plan, f->queue, a, nwait(f), waitlist(f), evp(f));
+    clbn_plan_release(plan);
+    return st;
+}
+
+/* renorm + the bad-batch option: save_renorm in the dx slot (2C values of a
+ * tensor's), the skip counters in the dbias slot (C values of 4 bytes) */
+static clbn_status op_training_variants(fx *f)
+{
+    const clbn_args a = {.x = M(X), .y = M(Y), .weight = M(W), .bias = M(B),
+                         .running_mean = M(RM), .running_var = M(RV), .save_mean = M(SM),
+                         .save_invstd = M(SI), .momentum = 0.1, .renorm_rmax = 1.5,
+                         .renorm_dmax = 0.5, .save_renorm = M(DX), .skipped_updates = M(DB)};
+    return run_variant_plan(f, CLBN_OP_FORWARD_TRAINING, &a);
+}
+
+/* the renorm backward: r and d from the z slot */
+static clbn_status op_backward_renorm(fx *f)
+{
+    const clbn_args a = {.x = M(X), .dy = M(DY), .dx = M(DX), .weight = M(W), .save_mean = M(SM),
+                         .save_invstd = M(SI), .dweight = M(DW), .dbias = M(DB),
+                         .save_renorm = M(Z)};
+    return run_variant_plan(f, CLBN_OP_BACKWARD, &a);
+}
+
+/* population statistics: the accumulator (12C values) in the dx slot */
+static clbn_status op_population_accumulate(fx *f)
+{
+    return clbn_population_accumulate(f->ctx, f->queue, &f->desc, M(X), M(DX), nwait(f),
+                                      waitlist(f), evp(f));
+}
+
+static clbn_status op_population_commit(fx *f)
+{
+    return clbn_population_commit(f->ctx, f->queue, f->desc.dtype, f->desc.c,
+                                  CLBN_POPULATION_EXACT, M(DX), M(RM), M(RV), nwait(f),
+                                  waitlist(f), evp(f));
+}
+
+static clbn_status op_layer_population(fx *f)
+{
+    clbn_status st = clbn_layer_population_begin(f->layer);
+    if (st == CLBN_SUCCESS)
+        st = clbn_layer_population_accumulate(f->layer, f->queue, &f->desc, M(X), 0, NULL, NULL);
+    if (st == CLBN_SUCCESS)
+        st = clbn_layer_population_commit(f->layer, CLBN_POPULATION_BATCH_AVERAGE);
+    return st;
+}
+
 static clbn_status op_layer_load_st(fx *f)
 {
     return clbn_layer_load_safetensors(f->layer, f->src_path, "bn.");
@@ -473,6 +535,16 @@ static const scenario scenarios[] = {
      op_layer_forward_sync},
     {"layer_backward_sync train, group of one", NCHW(3, 5, 7), "i--io---------",
      F_LAYER | F_SYNC | F_EVENT, op_layer_backward_sync},
+    {"training renorm + skip_nonfinite_update NCHW", NCHW(3, 5, 7), "i-o-o-iissoo-s", F_EVENT,
+     op_training_variants},
+    {"training renorm + skip_nonfinite_update NHWC", NHWC(4, 8, 9), "i-o-o-iissoo-s", 0,
+     op_training_variants},
+    {"backward renorm NCHW", NCHW(3, 5, 11), "ii-io-i---iioo", F_EVENT, op_backward_renorm},
+    {"population_accumulate NCHW", NCHW(3, 5, 7), "i---s---------", F_EVENT | F_WAIT,
+     op_population_accumulate},
+    {"population_commit NHWC", NHWC(3, 5, 7), "----i---ss----", F_EVENT, op_population_commit},
+    {"layer_population begin/accumulate/commit", NCHW(3, 5, 7), "i-------------", F_LAYER,
+     op_layer_population},
     {"layer_zero_grad", NCHW(2, 5, 3), "--------------", F_LAYER, op_zero_grad},
     {"layer_reset_running_stats", NCHW(2, 5, 3), "--------------", F_LAYER, op_reset_running_stats},
     {"layer_reset_parameters", NCHW(2, 5, 3), "--------------", F_LAYER, op_reset_parameters},

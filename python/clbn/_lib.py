@@ -58,7 +58,11 @@ class TensorDesc(ctypes.Structure):
 class LayerConfig(ctypes.Structure):
     """clbn_layer_config."""
     _fields_ = [("num_features", c_size_t), ("epsilon", c_double), ("momentum", c_double),
-                ("affine", c_int), ("track_running_stats", c_int), ("dtype", c_int)]
+                ("affine", c_int), ("track_running_stats", c_int), ("dtype", c_int),
+                # appended in C (issue 16; 0 = off): present here so that the struct
+                # has the C size (clbn_layer_config_default returns it by value)
+                ("skip_nonfinite_update", c_int), ("renorm", c_int),
+                ("renorm_rmax", c_double), ("renorm_dmax", c_double)]
 
 
 class ConvWeightDesc(ctypes.Structure):
