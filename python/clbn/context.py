@@ -276,3 +276,116 @@ def run(name, *args, wait_for=None, inputs=(), outputs=()):
         if isinstance(o, cla.Array):
             o.add_event(event)
     return event
+
+
+# -- views (issue 17): pyopencl arrays at offsets, with any strides ---------
+
+def dense_strides(desc):
+    """The element strides (n, c, s) of a dense tensor of `desc`."""
+    c, s = desc.c, desc.spatial
+    if desc.layout == _lib.LAYOUT_NHWC:
+        return (s * c, 1, c)
+    return (c * s, s, 1)
+
+
+def element_offset(a, what):
+    """a.offset in elements of a's dtype (ValueError when not a multiple)."""
+    isz = a.dtype.itemsize
+    if a.offset % isz:
+        raise ValueError("%s starts %d bytes into its buffer, not a multiple of its "
+                         "element size (%d): clbn takes element offsets" % (what, a.offset, isz))
+    return a.offset // isz
+
+
+def array_view(a, what="x", channels_last=None):
+    """((stride_n, stride_c, stride_s), offset) in elements of an (N, C, ...)
+    pyopencl array with any byte strides and offset (a slice, a transpose, an
+    array at an offset), as clbn_tensor_view and clbn_args' offsets take them.
+    The spatial dimensions must collapse into one (each one's stride the next
+    one's times its size, as in every slice along N or C); negative strides,
+    strides and offsets that are not whole elements are refused (ValueError).
+    With channels_last=True a C-contiguous (N, *spatial, C) array is taken as
+    channels-last, as describe() does."""
+    shape, strides = tuple(a.shape), tuple(a.strides)
+    isz = a.dtype.itemsize
+    if channels_last and len(shape) > 2 and a.flags.c_contiguous:
+        # (N, *spatial, C) dense: move C to axis 1
+        shape = (shape[0], shape[-1]) + shape[1:-1]
+        strides = (strides[0], strides[-1]) + strides[1:-1]
+    for ax, (n, st) in enumerate(zip(shape, strides)):
+        if n > 1 and (st < 0 or st % isz):
+            raise ValueError("%s's stride along axis %d is %d bytes: clbn views need "
+                             "non-negative strides in whole elements (%d bytes)"
+                             % (what, ax, st, isz))
+    el = [st // isz if n > 1 else 0 for n, st in zip(shape, strides)]
+    sn = el[0]
+    sc = el[1] if len(shape) > 1 else 0
+    # collapse the spatial dimensions (size-1 dimensions do not matter)
+    sp = [(n, e) for n, e in zip(shape[2:], el[2:]) if n > 1]
+    ss = 0
+    if sp:
+        ss = sp[-1][1]
+        for (n_outer, e_outer), (n_inner, e_inner) in zip(sp[:-1], sp[1:]):
+            if e_outer != e_inner * n_inner:
+                raise ValueError("%s's spatial dimensions (shape %s, strides %s bytes) do not "
+                                 "collapse into one: clbn views have one spatial stride"
+                                 % (what, tuple(a.shape), tuple(a.strides)))
+    return (sn, sc, ss), element_offset(a, what)
+
+
+def same_view(strides, other, desc):
+    """Whether two element-stride triples address the same elements for
+    `desc`'s shape (strides of dimensions of size 1 do not matter)."""
+    dims = (desc.n, desc.c, desc.spatial)
+    return all(d <= 1 or s == o for d, s, o in zip(dims, strides, other))
+
+
+def is_dense(strides, desc):
+    return same_view(strides, dense_strides(desc), desc)
+
+
+def dense_like(x, desc, queue=None):
+    """An uninitialized array of x's shape and dtype, dense in `desc`'s layout
+    (NCHW: C-contiguous; NHWC: channels-last strides), from x's allocator."""
+    queue = queue or x.queue
+    shape = tuple(x.shape)
+    isz = x.dtype.itemsize
+    if desc.layout == _lib.LAYOUT_NHWC and len(shape) > 2 and shape[1] == desc.c \
+            and not x.flags.c_contiguous:
+        perm = (0,) + tuple(range(2, len(shape))) + (1,)
+        strides, acc = [0] * len(shape), isz
+        for ax in reversed(perm):
+            strides[ax] = acc
+            acc *= shape[ax]
+        strides = tuple(strides)
+    else:
+        strides = None
+    nbytes = max(int(np.prod(shape)) * isz, 1)
+    buf = x.allocator(nbytes) if x.allocator is not None else \
+        cl.Buffer(x.context, cl.mem_flags.READ_WRITE, nbytes)
+    return cla.Array(queue, shape, x.dtype, strides=strides, data=buf, allocator=x.allocator)
+
+
+def describe_view(x, dtype=None, channels_last=None):
+    """(TensorDesc, (stride_n, stride_c, stride_s), offset) of array x with any
+    strides and offset. A dense NCHW or channels-last x gets describe()'s
+    description; any other x the layout its strides are closest to (NHWC
+    when C's stride is below the spatial one, else NCHW) and its own view."""
+    strides, offset = array_view(x, "x", channels_last)
+    try:
+        desc = describe(x, dtype, channels_last)
+        if is_dense(strides, desc):
+            return desc, strides, offset
+    except ValueError:
+        if x.flags.c_contiguous:
+            raise
+    shape = tuple(x.shape)
+    if len(shape) < 2 or len(shape) > 5:
+        raise ValueError("expected a tensor of 2 to 5 dimensions (N, C, ...), got shape %s"
+                         % (shape,))
+    code = dtype_code(dtype if dtype is not None else x.dtype, x)
+    n, c = shape[0], shape[1]
+    spatial = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    nhwc = spatial > 1 and c > 1 and strides[1] < strides[2]
+    desc = _lib.TensorDesc(code, _lib.LAYOUT_NHWC if nhwc else _lib.LAYOUT_NCHW, n, c, spatial)
+    return desc, strides, offset
