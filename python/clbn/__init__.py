@@ -20,14 +20,14 @@ _load()
 
 from . import functional  # noqa: E402
 from .context import Context, default_context, get_context, bfloat16  # noqa: E402
-from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d  # noqa: E402
+from .modules import BatchNorm1d, BatchNorm2d, BatchNorm3d, update_bn  # noqa: E402
 from .plan import Plan, plans_available  # noqa: E402
 from .sync import SyncBatchNorm, LocalGroup  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["Error", "LibraryNotFound", "Context", "default_context", "get_context", "bfloat16",
-           "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LocalGroup", "Plan", "plans_available", "functional",
+           "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "update_bn", "SyncBatchNorm", "LocalGroup", "Plan", "plans_available", "functional",
            "library_path", "version"]
 
 

@@ -47,6 +47,8 @@ WEIGHTS_OIHW, WEIGHTS_OHWI, WEIGHTS_HWIO = 0, 1, 2
 OP_FORWARD_TRAINING, OP_FORWARD_INFERENCE, OP_BACKWARD, OP_BACKWARD_INFERENCE = 0, 1, 2, 3
 
 MOMENTUM_CUMULATIVE = -1.0
+# clbn_population_mode
+POPULATION_EXACT, POPULATION_BATCH_AVERAGE = 0, 1
 
 
 class TensorDesc(ctypes.Structure):
@@ -190,6 +192,12 @@ _PROTOS = {
                                        c_double] + _EV),
     "clbn_layer_fold_into_conv": (status_t, [c_void_p, cl_command_queue, _P(ConvWeightDesc),
                                              cl_mem, cl_mem, cl_mem, cl_mem] + _EV),
+    "clbn_layer_set_renorm_clip": (status_t, [c_void_p, c_double, c_double]),
+    "clbn_layer_skipped_updates": (status_t, [c_void_p, c_void_p, c_size_t]),
+    "clbn_layer_population_begin": (status_t, [c_void_p]),
+    "clbn_layer_population_accumulate": (status_t, [c_void_p, cl_command_queue, _P(TensorDesc),
+                                                    cl_mem] + _EV),
+    "clbn_layer_population_commit": (status_t, [c_void_p, c_int]),
     "clbn_layer_load_safetensors": (status_t, [c_void_p, c_char_p, c_char_p]),
     "clbn_layer_save_safetensors": (status_t, [c_void_p, c_char_p, c_char_p]),
 }

@@ -18,7 +18,7 @@ from .context import (get_context, describe, mem, empty_like, run, dtype_code, p
 from .functional import conv_weight_desc, vector
 from .plan import fused_code
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "update_bn"]
 
 _KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
@@ -30,9 +30,12 @@ class _BatchNorm:
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, *, dtype=np.float32, channels_last=False,
-                 fused=None, context=None, queue=None):
+                 fused=None, renorm=False, renorm_rmax=1.0, renorm_dmax=0.0,
+                 skip_nonfinite_update=False, virtual_batch_size=None, context=None,
+                 queue=None):
         lib = _lib.load()
         self._lib = lib
+        self._pending = []  # events of population_accumulate (nothing records them)
         if queue is None and isinstance(context, cl.CommandQueue):
             queue = context
         if queue is not None:
@@ -50,7 +53,18 @@ class _BatchNorm:
         self.channels_last = channels_last
         cfg = _lib.LayerConfig(self.num_features, self._eps,
                                _lib.MOMENTUM_CUMULATIVE if momentum is None else float(momentum),
-                               int(self.affine), int(self.track_running_stats), self._code)
+                               int(self.affine), int(self.track_running_stats), self._code,
+                               int(bool(skip_nonfinite_update)), int(bool(renorm)),
+                               float(renorm_rmax), float(renorm_dmax),
+                               int(virtual_batch_size or 0))
+        if virtual_batch_size:
+            from . import _plan_abi
+            if not _plan_abi.knows("virtual_batch_size"):
+                raise NotImplementedError("this libclbn has no virtual_batch_size")
+        self.renorm = bool(renorm)
+        self.skip_nonfinite_update = bool(skip_nonfinite_update)
+        self.virtual_batch_size = int(virtual_batch_size) if virtual_batch_size else None
+        self._renorm_clip = (float(renorm_rmax), float(renorm_dmax))
         handle = ctypes.c_void_p()
         _lib.check(lib.clbn_layer_create(self.context.handle, ctypes.byref(cfg),
                                          ctypes.byref(handle)), "clbn_layer_create")
@@ -106,6 +120,9 @@ class _BatchNorm:
         """Waits for the layer's work enqueued through pyopencl-visible events."""
         for a in self._arrays():
             a.finish()
+        pending, self._pending = self._pending, []
+        if pending:
+            cl.wait_for_events(pending)
 
     # -- mode ------------------------------------------------------------
     @property
@@ -128,6 +145,61 @@ class _BatchNorm:
         forward (clbn_layer_set_fused_op); None removes it."""
         _lib.call("clbn_layer_set_fused_op", self._handle, fused_code(fused))
         self.fused = fused or None
+
+    # -- variants (docs/variants.md) -------------------------------------
+    def set_renorm_clip(self, rmax, dmax):
+        """Batch renormalization's clips for the next training forwards
+        (rmax >= 1, dmax >= 0; Ioffe 2017 ramps them up from 1 and 0 during
+        training). clbn.Error (CLBN_ERROR_INVALID_OPTION) without renorm or
+        with values out of range, the clips unchanged."""
+        _lib.call("clbn_layer_set_renorm_clip", self._handle, float(rmax), float(dmax))
+        self._renorm_clip = (float(rmax), float(dmax))
+
+    @property
+    def renorm_clip(self):
+        """(rmax, dmax) in force."""
+        return self._renorm_clip
+
+    @property
+    def skipped_updates(self):
+        """Per channel, how many training forwards left its running statistics
+        unchanged because its batch mean or variance was not finite (a numpy
+        uint32 array; needs skip_nonfinite_update=True). Waits for the layer."""
+        self._sync()
+        counts = np.zeros(self.num_features, np.uint32)
+        _lib.call("clbn_layer_skipped_updates", self._handle, counts.ctypes.data,
+                  self.num_features)
+        return counts
+
+    # -- population statistics (PreciseBN, update_bn) ---------------------
+    def population_begin(self):
+        """Starts recomputing the running statistics from batches
+        (clbn_layer_population_begin): empties the accumulator; the mode,
+        parameters and running statistics are untouched."""
+        self._sync()
+        _lib.call("clbn_layer_population_begin", self._handle)
+
+    def population_accumulate(self, x, *, queue=None, wait_for=None):
+        """Adds batch x (any N, either layout; shapes may vary) to the
+        accumulator; reads x only. Returns the event."""
+        self._check_input(x)
+        desc = describe(x, self.dtype if self._code == _lib.BFLOAT16 else None,
+                        True if self.channels_last and x.flags.c_contiguous else None)
+        q = queue or x.queue or self.queue
+        ev = run("clbn_layer_population_accumulate", self._handle, q.int_ptr, desc, mem(x),
+                 wait_for=wait_for, inputs=[x] + self._arrays(), outputs=[])
+        self._pending.append(ev)
+        return ev
+
+    def population_commit(self, mode="exact"):
+        """Writes running_mean and running_var from the batches accumulated
+        since population_begin and sets num_batches_tracked to their number.
+        mode "exact": the mean and unbiased variance of all the values seen;
+        "batch_average": the average of the batch means and unbiased batch
+        variances (torch.optim.swa_utils.update_bn, PreciseBN). Blocking."""
+        code = population_mode(mode)
+        self._sync()
+        _lib.call("clbn_layer_population_commit", self._handle, code)
 
     @property
     def num_batches_tracked(self):
@@ -325,6 +397,50 @@ class _BatchNorm:
     def release(self):
         """Releases the C layer now."""
         self._finalizer()
+
+
+_MODES = {"exact": _lib.POPULATION_EXACT, "batch_average": _lib.POPULATION_BATCH_AVERAGE}
+
+
+def population_mode(mode):
+    try:
+        return _MODES[mode.lower().replace("-", "_").replace(" ", "_")]
+    except (KeyError, AttributeError):
+        raise ValueError("mode must be 'exact' or 'batch_average', got %r" % (mode,))
+
+
+def update_bn(batches, modules, mode="batch_average", *, queue=None):
+    """Recomputes the running statistics of clbn batch-norm modules from data,
+    in the spirit of torch.optim.swa_utils.update_bn (and detectron2's
+    PreciseBN): each module's running_mean and running_var become the
+    population statistics of its inputs over `batches`, num_batches_tracked
+    the number of batches; mode, parameters and everything else are kept.
+
+    ``modules``: one module (then each item of ``batches`` is its input, a
+    pyopencl array) or a sequence of modules (then each item is a sequence
+    with one input per module, e.g. the inputs the network's batch-norm
+    layers saw in one forward pass; None skips a module for that batch).
+    ``mode``: "batch_average" (default; the average of the batch means and of
+    the unbiased batch variances, what update_bn computes with momentum=None)
+    or "exact" (the mean and unbiased variance of every value seen, including
+    the spread between batch means). Returns the number of batches."""
+    single = isinstance(modules, _BatchNorm)
+    mods = [modules] if single else list(modules)
+    code = population_mode(mode)
+    for m in mods:
+        m.population_begin()
+    count = 0
+    for batch in batches:
+        xs = [batch] if single else list(batch)
+        if len(xs) != len(mods):
+            raise ValueError("batch %d has %d inputs for %d modules" % (count, len(xs), len(mods)))
+        for m, x in zip(mods, xs):
+            if x is not None:
+                m.population_accumulate(x, queue=queue)
+        count += 1
+    for m in mods:
+        m.population_commit(mode)
+    return count
 
 
 def _release_layer(lib, handle, context):
