@@ -388,8 +388,15 @@ class _BatchNorm:
         return (fw if fw is not None else conv_weight), (fb if fb is not None else conv_bias)
 
     def extra_repr(self):
-        return "%d, eps=%s, momentum=%s, affine=%s, track_running_stats=%s" % (
+        text = "%d, eps=%s, momentum=%s, affine=%s, track_running_stats=%s" % (
             self.num_features, self.eps, self.momentum, self.affine, self.track_running_stats)
+        if self.renorm:
+            text += ", renorm=True, renorm_rmax=%s, renorm_dmax=%s" % self._renorm_clip
+        if self.skip_nonfinite_update:
+            text += ", skip_nonfinite_update=True"
+        if self.virtual_batch_size:
+            text += ", virtual_batch_size=%d" % self.virtual_batch_size
+        return text
 
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__, self.extra_repr())
@@ -457,8 +464,15 @@ class BatchNorm2d(_BatchNorm):
 
     ``BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True,
     track_running_stats=True, *, dtype=np.float32, channels_last=False,
-    fused=None, context=None, queue=None)``. momentum=None is PyTorch's
-    cumulative average. dtype is the activations' type (float32, float16,
+    fused=None, renorm=False, renorm_rmax=1.0, renorm_dmax=0.0,
+    skip_nonfinite_update=False, virtual_batch_size=None, context=None,
+    queue=None)``. momentum=None is PyTorch's cumulative average. The
+    variants (docs/variants.md, Keras's names): ``renorm`` batch
+    renormalization with clips rmax/dmax (set_renorm_clip changes them);
+    ``skip_nonfinite_update`` keeps a channel's running statistics when its
+    batch statistics are not finite (counted in skipped_updates);
+    ``virtual_batch_size`` ghost batch norm. population_begin/accumulate/
+    commit and clbn.update_bn recompute the running statistics from data. dtype is the activations' type (float32, float16,
     float64 or clbn.bfloat16); the parameters are float32 (float64 for
     float64). ``weight``, ``bias``, ``running_mean``, ``running_var`` are
     pyopencl arrays on the layer's own buffers (writes to them change the
