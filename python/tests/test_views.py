@@ -140,12 +140,14 @@ def test_transposed_layouts(plans, queue, rng, record, perm):
 
 
 @pytest.mark.parametrize("offset", [1, 3, 37])
-def test_offsets_and_packed_vectors(plans, queue, rng, record, offset):
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_offsets_and_packed_vectors(plans, queue, rng, record, offset, dtype):
     """x and y at odd element offsets (no sub-buffer alignment needed), the
     per-channel vectors at odd offsets inside one packed parameter buffer."""
     clbn = plans
     n, c, s = 5, 4, 7
-    x = rng.standard_normal((n, c, s)).astype(np.float32) * 3 - 1
+    x = (rng.standard_normal((n, c, s)) * 3 - 1).astype(dtype)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=2e-3, atol=4e-3)
     xd = at_offset(queue, x, offset)
     yd = at_offset(queue, np.zeros_like(x), offset + 2)
     wgt, bias = rng.uniform(0.5, 2, c).astype(np.float32), rng.uniform(-1, 1, c).astype(np.float32)
@@ -160,7 +162,7 @@ def test_offsets_and_packed_vectors(plans, queue, rng, record, offset):
     y, sm, si = clbn.functional.native_batch_norm(xd, wv, bv, rmv, rvv, True, 0.25, 1e-3, out=yd)
     ey, _, _, erm, erv = ref.forward_training(x.astype(np.float64), wgt, bias, rm0, rv0, 0.25,
                                               1e-3)
-    np.testing.assert_allclose(y.get(), ey, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(y.get(), ey, **tol)
     after = pd.get()
     np.testing.assert_allclose(after[o[2]:o[2] + c], erm, rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(after[o[3]:o[3] + c], erv, rtol=2e-6)
@@ -170,17 +172,16 @@ def test_offsets_and_packed_vectors(plans, queue, rng, record, offset):
         guard[k:k + c] = False
     np.testing.assert_array_equal(after[guard], 9.0)  # bytes between the vectors unchanged
     full = yd.base_data
-    host = np.empty(full.size // 4, np.float32)
+    host = np.empty(full.size // x.itemsize, dtype)
     cl.enqueue_copy(queue, host, full)
     keep = np.ones(host.size, bool)
     keep[offset + 2:offset + 2 + x.size] = False
     np.testing.assert_array_equal(host[keep], -777.0)
-    record("views offsets y", np.abs(y.get() - ey).max())
-    # eval and the eval backward with the packed vectors
+    record("views offsets y %s" % np.dtype(dtype).name, np.abs(y.get() - ey).max())
+    # eval with the packed vectors
     ye = clbn.functional.batch_norm(xd, rmv, rvv, wv, bv, training=False, eps=1e-3)
     np.testing.assert_allclose(ye.get(), ref.forward_inference(x.astype(np.float64), erm, erv,
-                                                               wgt, bias, 1e-3),
-                               rtol=2e-5, atol=2e-5)
+                                                               wgt, bias, 1e-3), **tol)
 
 
 def test_plan_from_a_view(plans, queue, rng):
