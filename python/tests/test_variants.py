@@ -33,7 +33,8 @@ def t64(a):
 
 # -- batch renormalization ---------------------------------------------------
 
-def torch_renorm(x, w, b, rm, rv, dy, eps, rmax, dmax, momentum, unbiased_batch_var=False):
+def torch_renorm(x, w, b, rm, rv, dy, eps, rmax, dmax, momentum, unbiased_batch_var=False,
+                 eps_outside=False):
     """Ioffe 2017, Algorithm 1, in torch float64 with autograd (r, d detached).
     Returns y, dx, dweight, dbias, new running_mean, new running_var, r, d."""
     x = t64(x).requires_grad_()
@@ -43,8 +44,8 @@ def torch_renorm(x, w, b, rm, rv, dy, eps, rmax, dmax, momentum, unbiased_batch_
     shape = (1, -1, 1, 1)
     mean = x.mean(dims)
     var = x.var(dims, unbiased=unbiased_batch_var)
-    sigma_b = torch.sqrt(var + eps)
-    sigma = torch.sqrt(rv + eps)  # before this step's update
+    sigma_b = torch.sqrt(var) + eps if eps_outside else torch.sqrt(var + eps)
+    sigma = torch.sqrt(rv) + eps if eps_outside else torch.sqrt(rv + eps)  # before the update
     r = torch.clamp(sigma_b / sigma, 1.0 / rmax, rmax).detach()
     d = torch.clamp((mean - rm) / sigma, -dmax, dmax).detach()
     xhat = (x - mean.view(shape)) / sigma_b.view(shape) * r.view(shape) + d.view(shape)
@@ -114,6 +115,10 @@ def test_renorm_functional_matches_torch(plans, queue, rng, record, fp64, case, 
         (by, *_), _ = torch_renorm(x, wgt, bias, rm, rv, dy, eps, k["rmax"], k["dmax"],
                                    momentum, unbiased_batch_var=True)
         assert np.abs(y.get() - by).max() > 50 * tol["atol"]
+        # and so is epsilon outside the square roots
+        (ey2, *_), _ = torch_renorm(x, wgt, bias, rm, rv, dy, eps, k["rmax"], k["dmax"],
+                                    momentum, eps_outside=True)
+        assert np.abs(y.get() - ey2).max() > 50 * tol["atol"]
 
 
 def test_renorm_identity_clips_are_plain_batch_norm(plans, queue, rng):
@@ -409,6 +414,42 @@ def test_ghost_batch_norm_functional_matches_torch(plans, queue, rng, record, v)
     np.testing.assert_allclose(rvd.get(), erv, rtol=2e-6)
     record("ghost y", np.abs(y.get() - ey).max())
     record("ghost dx", np.abs(dx.get() - edx).max())
+
+
+@needs_torch
+def test_ghost_batch_norm_channels_last_and_views_refused(plans, queue, rng):
+    """Ghost batches on a channels-last (NHWC strides) array: torch's chunks.
+    A channel slice (a non-dense view) is refused with nothing changed, as
+    the library documents."""
+    clbn = plans
+    n, c, v = 4, 3, 2
+    x = rng.standard_normal((n, c, 3, 2)).astype(np.float32) + 1
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    ey, edx, edw, edb, erm, erv, _, _ = ghost_reference(x, np.ones(c), np.zeros(c), np.zeros(c),
+                                                        np.ones(c), dy, v, 1e-3, 0.1)
+    xd = dev(queue, np.moveaxis(x, 1, -1)).transpose((0, 3, 1, 2))  # NHWC strides
+    dyd = dev(queue, np.moveaxis(dy, 1, -1)).transpose((0, 3, 1, 2))
+    rm, rv = dev(queue, np.zeros(c, np.float32)), dev(queue, np.ones(c, np.float32))
+    y, sm, si = clbn.functional.native_batch_norm(xd, None, None, rm, rv, True, 0.1, 1e-3,
+                                                  virtual_batch_size=v)
+    dx, dw, db = clbn.functional.batch_norm_backward(dyd, xd, None, save_mean=sm,
+                                                     save_invstd=si, eps=1e-3,
+                                                     virtual_batch_size=v)
+    assert y.strides == xd.strides and dx.strides == xd.strides
+    from test_views import host_view
+    np.testing.assert_allclose(host_view(y), ey, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(host_view(dx), edx, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(db.get(), edb, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(rm.get(), erm, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(rv.get(), erv, rtol=2e-6)
+    wide = dev(queue, np.zeros((n, c + 2, 3, 2), np.float32))
+    rm, rv = dev(queue, np.zeros(c, np.float32)), dev(queue, np.ones(c, np.float32))
+    with pytest.raises(clbn.Error) as e:
+        clbn.functional.batch_norm(wide[:, 1:1 + c], rm, rv, training=True,
+                                   virtual_batch_size=v)
+    assert e.value.name == "CLBN_ERROR_INVALID_OPTION"
+    np.testing.assert_array_equal(rm.get(), 0.0)
+    np.testing.assert_array_equal(rv.get(), 1.0)
 
 
 @needs_torch
