@@ -365,6 +365,28 @@ typedef struct clbn_op_desc {
      *  xhat = (x - mean_B)*invstd. Inference is unchanged (use
      *  CLBN_OP_FORWARD_INFERENCE). Not with a fused op (CLBN_ERROR_INVALID_OPTION). */
     int renorm;
+    /** CLBN_OP_FORWARD_TRAINING and CLBN_OP_BACKWARD: virtual (ghost) batches
+     *  (Hoffer et al. 2017; Keras's virtual_batch_size) of V samples. V must
+     *  divide tensor.n (else CLBN_ERROR_INVALID_OPTION at plan creation);
+     *  0 (default) or V = N is plain batch norm, bitwise. With G = N/V, each
+     *  group of V consecutive samples (n in [g*V, (g+1)*V)) is normalized with
+     *  its own statistics and differentiated as its own batch:
+     *  args.save_mean and args.save_invstd hold G*C values, group-major
+     *  (group g's channel c at g*C + c), written so by the forward and read so
+     *  by the backward; dweight and dbias are the sums over the groups (in
+     *  group order: deterministic). The running statistics are updated once
+     *  per execution with the equal-weight average of the groups' means and
+     *  of their unbiased variances (Keras's rule; with
+     *  CLBN_RUNNING_UPDATE_ONNX, of their biased variances, as that rule
+     *  takes them) by the usual momentum rule, and skip_nonfinite_update
+     *  applies to these averages. Each training group needs V*S >= 2
+     *  (CLBN_ERROR_TOO_FEW_VALUES). Not with renorm, with non-dense tensor
+     *  views, with nonzero args offsets (executions return
+     *  CLBN_ERROR_INVALID_OPTION) nor in the synchronized calls (which take
+     *  no op description). Ignored by the inference ops (they use the
+     *  running statistics). docs/variants.md compares it with calling BN per
+     *  chunk in PyTorch. */
+    size_t virtual_batch_size;
 } clbn_op_desc;
 
 /**
@@ -760,6 +782,10 @@ typedef struct clbn_layer_config {
     double renorm_rmax;      /**< renorm: r's clip, >= 1 (default 1); clbn_layer_set_renorm_clip
                               *   changes it between steps */
     double renorm_dmax;      /**< renorm: d's clip, >= 0 (default 0) */
+    size_t virtual_batch_size; /**< virtual (ghost) batches of this many samples in training
+                                *   forwards and their backwards (0, the default: off); must
+                                *   divide each call's N (CLBN_ERROR_INVALID_OPTION at the call,
+                                *   nothing changed); not with renorm; see clbn_op_desc */
 } clbn_layer_config;
 
 /** PyTorch's momentum=None: running statistics are the cumulative average,
