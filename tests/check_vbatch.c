@@ -644,6 +644,89 @@ START_TEST(test_invalid)
 }
 END_TEST
 
+
+/* The layer with cfg.virtual_batch_size: bitwise the plans' results (the
+ * plans are checked against the reference above), its saved statistics
+ * grown from C to G*C values between calls, the backward of the latest
+ * forward, invalid V rejected at the call with nothing changed. */
+START_TEST(test_layer)
+{
+    const clbn_tensor_desc d = _i ? shapes[5] : shapes[2]; /* N = 6 (NHWC) or 40 (NCHW) */
+    const size_t V = vsizes[_i ? 5 : 2], G = d.n / V;
+    cfg k;
+    cfg_make(&k, &d, 2000 + (uint64_t)_i, 0.5, 2.0);
+    const size_t C = k.C, count = k.count;
+    clbn_layer_config lc = clbn_layer_config_default(C);
+    lc.virtual_batch_size = V;
+    lc.renorm = 1;
+    clbn_layer *layer = NULL;
+    TU_EXPECT(clbn_layer_create(tu_ctx(), &lc, &layer), CLBN_ERROR_INVALID_OPTION);
+    lc.renorm = 0;
+    TU_OK(clbn_layer_create(tu_ctx(), &lc, &layer));
+    TU_OK(clbn_layer_write(layer, CLBN_WEIGHT, k.w, C));
+    TU_OK(clbn_layer_write(layer, CLBN_BIAS, k.b, C));
+    TU_OK(clbn_layer_write(layer, CLBN_RUNNING_MEAN, k.rm, C));
+    TU_OK(clbn_layer_write(layer, CLBN_RUNNING_VAR, k.rv, C));
+    /* first a batch of V samples (one group: plain batch norm), so that the
+     * next forward must grow the saved statistics */
+    clbn_tensor_desc dv = d;
+    dv.n = V;
+    TU_OK(clbn_layer_forward(layer, NULL, &dv, k.bx, k.by, 0, NULL, NULL));
+    TU_OK(clbn_layer_write(layer, CLBN_RUNNING_MEAN, k.rm, C));
+    TU_OK(clbn_layer_write(layer, CLBN_RUNNING_VAR, k.rv, C));
+    /* N not a multiple of V: refused, nothing changed */
+    if (V > 1) {
+        clbn_tensor_desc bad = d;
+        bad.n = d.n - 1;
+        const uint64_t tracked = clbn_layer_num_batches_tracked(layer);
+        TU_EXPECT(clbn_layer_forward(layer, NULL, &bad, k.bx, k.by, 0, NULL, NULL),
+                  CLBN_ERROR_INVALID_OPTION);
+        ck_assert_uint_eq(clbn_layer_num_batches_tracked(layer), tracked);
+        float *rm = tu_floats(C);
+        TU_OK(clbn_layer_read(layer, CLBN_RUNNING_MEAN, rm, C));
+        ck_assert(memcmp(rm, k.rm, C * sizeof(float)) == 0);
+        free(rm);
+    }
+    cl_mem ly = tu_buffer(count * 4, NULL), ldx = tu_buffer(count * 4, NULL);
+    TU_OK(clbn_layer_forward(layer, NULL, &d, k.bx, ly, 0, NULL, NULL));
+    TU_OK(clbn_layer_backward(layer, NULL, &d, k.bx, k.bdy, ldx, 0, NULL, NULL));
+    /* the plans */
+    clbn_plan *pf = vplan(&d, CLBN_OP_FORWARD_TRAINING, V, CLBN_FUSED_NONE,
+                          CLBN_RUNNING_UPDATE_PYTORCH, 0);
+    clbn_plan *pb = vplan(&d, CLBN_OP_BACKWARD, V, CLBN_FUSED_NONE, CLBN_RUNNING_UPDATE_PYTORCH, 0);
+    tu_release(k.bsm);
+    tu_release(k.bsi);
+    k.bsm = tu_buffer(G * C * 4, NULL);
+    k.bsi = tu_buffer(G * C * 4, NULL);
+    clbn_args a = fwd_args(&k), g = bwd_args(&k);
+    TU_OK(clbn_plan_execute(pf, NULL, &a, 0, NULL, NULL));
+    TU_OK(clbn_plan_execute(pb, NULL, &g, 0, NULL, NULL));
+    outs o;
+    outs_read(&k, &o, 1);
+    float *lv = tu_floats(count);
+    tu_read(ly, lv, count * 4);
+    ck_assert_msg(memcmp(lv, o.y, count * 4) == 0, "layer y differs from the plan's");
+    tu_read(ldx, lv, count * 4);
+    ck_assert_msg(memcmp(lv, o.dx, count * 4) == 0, "layer dx differs from the plan's");
+    static const clbn_layer_tensor which[] = {CLBN_RUNNING_MEAN, CLBN_RUNNING_VAR,
+                                               CLBN_GRAD_WEIGHT, CLBN_GRAD_BIAS};
+    const unsigned char *want[] = {o.rm, o.rv, o.dw, o.db};
+    for (int i = 0; i < 4; ++i) {
+        TU_OK(clbn_layer_read(layer, which[i], lv, C));
+        ck_assert_msg(memcmp(lv, want[i], C * 4) == 0, "layer tensor %d differs", (int)which[i]);
+    }
+    ck_assert_uint_eq(clbn_layer_num_batches_tracked(layer), 2);
+    outs_free(&o);
+    free(lv);
+    tu_release(ly);
+    tu_release(ldx);
+    clbn_plan_release(pf);
+    clbn_plan_release(pb);
+    clbn_layer_release(layer);
+    cfg_free(&k);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("vbatch");
@@ -657,6 +740,7 @@ static Suite *suite(void)
     tcase_add_loop_test(t, test_deterministic, 0, NSHAPES);
     tcase_add_loop_test(t, test_skip_nonfinite, 0, 2 * NSHAPES);
     tcase_add_test(t, test_invalid);
+    tcase_add_loop_test(t, test_layer, 0, 2);
     suite_add_tcase(s, t);
     return s;
 }
