@@ -927,8 +927,9 @@ CLBN_API clbn_status clbn_layer_reset_parameters(clbn_layer *layer);
 
 /**
  * @brief Saves the layer's state (weight, bias, running statistics,
- * num_batches_tracked, configuration) to `path` in clbn's layer state format
- * (version 1, documented in README.md: little-endian, CRC-32 checked). Blocking.
+ * num_batches_tracked, configuration, and with cfg.skip_nonfinite_update the
+ * skip counters) to `path` in clbn's layer state format (version 1, or 2 with
+ * the skip counters; docs/layer.md: little-endian, CRC-32 checked). Blocking.
  * The file is written to "<path>.tmp" and renamed, so a failure leaves any
  * existing file intact. CLBN_ERROR_FILE_IO on I/O errors.
  */
@@ -939,7 +940,9 @@ CLBN_API clbn_status clbn_layer_save(clbn_layer *layer, const char *path);
  * describe a layer with the same num_features, dtype, affine and
  * track_running_stats (CLBN_ERROR_STATE_MISMATCH otherwise); a truncated or
  * corrupted file gives CLBN_ERROR_FILE_FORMAT or CLBN_ERROR_FILE_CHECKSUM. On
- * any error the layer is unchanged. Blocking.
+ * any error the layer is unchanged. Reads versions 1 and 2: a layer with skip
+ * counters takes the file's (zero when the file has none); a layer without
+ * ignores them. Blocking.
  */
 CLBN_API clbn_status clbn_layer_load(clbn_layer *layer, const char *path);
 
@@ -1071,6 +1074,9 @@ CLBN_API clbn_status clbn_layer_fold_into_conv(clbn_layer *layer, cl_command_que
  *   layer needs is missing); CLBN_ERROR_STATE_MISMATCH (a tensor of the wrong
  *   dtype or shape, or weights for an affine = 0 layer, or running statistics
  *   for a layer without them). On any error the layer is unchanged.
+ * Optional: prefix + "skipped_updates" (I64 [C], each in [0, 2^32)), the skip
+ * counters of a layer with cfg.skip_nonfinite_update (zeroed when absent;
+ * ignored by a layer without the option).
  */
 CLBN_API clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *path,
                                                  const char *prefix);
@@ -1081,7 +1087,9 @@ CLBN_API clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *
  *
  * Writes the tensors the layer has, named as clbn_layer_load_safetensors reads
  * them (F32, or F64 for a CLBN_FLOAT64 layer; num_batches_tracked as an I64
- * scalar), laid out as the reference writer (safetensors.torch.save_file) lays
+ * scalar; with cfg.skip_nonfinite_update the skip counters as prefix +
+ * "skipped_updates", I64 [C], a key PyTorch's BatchNorm does not have: load
+ * such a file with load_state_dict(..., strict=False)), laid out as the reference writer (safetensors.torch.save_file) lays
  * them out: data ordered by dtype (widest first), then by name; compact JSON
  * without metadata, padded with spaces to a multiple of 8 bytes. The file is
  * written to "<path>.tmp" and renamed, so a failure leaves any existing file

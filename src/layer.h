@@ -58,6 +58,13 @@ clbn_status clbn__layer_vbatch_begin(clbn_layer *layer, const clbn_tensor_desc *
 void clbn__layer_vbatch_end(clbn_layer *layer, const clbn_tensor_desc *desc, const clbn_args *a,
                             clbn_status st);
 
+/* The bad-batch option's counters in a saved state (layer_state.c,
+ * safetensors.c): prepare makes a new counters buffer holding `host` (C
+ * values) before the state is written, install swaps it in after the state
+ * was written (releasing the old one); after a failure the caller releases it. */
+clbn_status clbn__layer_counters_prepare(clbn_layer *layer, const uint32_t *host, cl_mem *out);
+void clbn__layer_counters_install(clbn_layer *layer, cl_mem counters);
+
 /* The tensors a layer's saved state holds for its configuration, in order:
  * weight, bias (affine), running_mean, running_var (tracked). Returns the count. */
 int clbn__layer_state_tensors(const clbn_layer_config *cfg, clbn_layer_tensor out[4]);

@@ -119,6 +119,26 @@ void clbn__layer_vbatch_end(clbn_layer *layer, const clbn_tensor_desc *desc, con
     layer->forward_vbatch = layer->config.virtual_batch_size;
 }
 
+clbn_status clbn__layer_counters_prepare(clbn_layer *layer, const uint32_t *host, cl_mem *out)
+{
+    *out = NULL;
+    if (!layer->skipped)
+        return CLBN_SUCCESS;
+    cl_int err;
+    *out = clCreateBuffer(layer->ctx->cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                          layer->config.num_features * sizeof(cl_uint), (void *)host, &err);
+    return clbn__from_cl(err);
+}
+
+void clbn__layer_counters_install(clbn_layer *layer, cl_mem counters)
+{
+    if (!counters)
+        return;
+    /* the state write waited for the layer's pending work: nothing uses the old one */
+    clReleaseMemObject(layer->skipped);
+    layer->skipped = counters;
+}
+
 clbn_status clbn_layer_set_renorm_clip(clbn_layer *layer, double rmax, double dmax)
 {
     if (!layer)

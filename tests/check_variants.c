@@ -874,6 +874,104 @@ START_TEST(test_layer_skip)
 }
 END_TEST
 
+/* The skip counters in the layer's saved state: the state file (version 2
+ * with the counters, version 1 without, both loadable) and safetensors
+ * ("skipped_updates", optional on load). A file without counters zeroes a
+ * layer's counters; a layer without the option ignores a file's. */
+static void expect_counts(clbn_layer *layer, const uint32_t *want, size_t C, const char *what)
+{
+    uint32_t got[300];
+    TU_OK(clbn_layer_skipped_updates(layer, got, C));
+    for (size_t c = 0; c < C; ++c)
+        ck_assert_msg(got[c] == want[c], "%s: channel %zu: %u counters, want %u", what, c,
+                      (unsigned)got[c], (unsigned)want[c]);
+}
+
+START_TEST(test_layer_skip_saved)
+{
+    const clbn_tensor_desc d = shapes[0];
+    cfg k;
+    cfg_make(&k, &d, 950, 0.5, 2.0);
+    const size_t C = k.C;
+    unsigned char *bad = tu_alloc(C);
+    poison(&k, bad);
+    clbn_layer_config lc = clbn_layer_config_default(C), plain = clbn_layer_config_default(C);
+    lc.skip_nonfinite_update = 1;
+    clbn_layer *layer = NULL, *other = NULL, *none = NULL;
+    TU_OK(clbn_layer_create(tu_ctx(), &lc, &layer));
+    TU_OK(clbn_layer_create(tu_ctx(), &lc, &other));
+    TU_OK(clbn_layer_create(tu_ctx(), &plain, &none));
+    for (int step = 0; step < 3; ++step)
+        TU_OK(clbn_layer_forward(layer, NULL, &d, k.bx, k.by, 0, NULL, NULL));
+    uint32_t want[300], zero[300] = {0};
+    for (size_t c = 0; c < C; ++c)
+        want[c] = 3u * bad[c];
+    expect_counts(layer, want, C, "after three bad batches");
+    char path[] = "/tmp/clbn_skipsave_XXXXXX", plain_path[] = "/tmp/clbn_skipsave_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    fd = mkstemp(plain_path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    for (int format = 0; format < 2; ++format) {
+        const char *what = format ? "safetensors" : "state file";
+        if (format) {
+            TU_OK(clbn_layer_save_safetensors(layer, path, "bn."));
+            TU_OK(clbn_layer_save_safetensors(none, plain_path, "bn."));
+        } else {
+            TU_OK(clbn_layer_save(layer, path));
+            TU_OK(clbn_layer_save(none, plain_path));
+            /* version 2 only with counters */
+            FILE *f = fopen(path, "rb");
+            unsigned char h[12];
+            ck_assert(f && fread(h, 1, 12, f) == 12);
+            fclose(f);
+            ck_assert_int_eq(h[8], 2);
+            f = fopen(plain_path, "rb");
+            ck_assert(f && fread(h, 1, 12, f) == 12);
+            fclose(f);
+            ck_assert_int_eq(h[8], 1);
+        }
+        /* counters round-trip */
+        if (format)
+            TU_OK(clbn_layer_load_safetensors(other, path, "bn."));
+        else
+            TU_OK(clbn_layer_load(other, path));
+        expect_counts(other, want, C, what);
+        ck_assert_uint_eq(clbn_layer_num_batches_tracked(other), 3);
+        /* a layer without the option loads the file too */
+        if (format)
+            TU_OK(clbn_layer_load_safetensors(none, path, "bn."));
+        else
+            TU_OK(clbn_layer_load(none, path));
+        /* a file without counters (PyTorch's, or an older clbn's) zeroes them */
+        if (format)
+            TU_OK(clbn_layer_load_safetensors(other, plain_path, "bn."));
+        else
+            TU_OK(clbn_layer_load(other, plain_path));
+        expect_counts(other, zero, C, what);
+        /* and counting goes on from the loaded values */
+        if (format)
+            TU_OK(clbn_layer_load_safetensors(other, path, "bn."));
+        else
+            TU_OK(clbn_layer_load(other, path));
+        TU_OK(clbn_layer_forward(other, NULL, &d, k.bx, k.by, 0, NULL, NULL));
+        uint32_t more[300];
+        for (size_t c = 0; c < C; ++c)
+            more[c] = want[c] + bad[c];
+        expect_counts(other, more, C, what);
+    }
+    remove(path);
+    remove(plain_path);
+    free(bad);
+    clbn_layer_release(layer);
+    clbn_layer_release(other);
+    clbn_layer_release(none);
+    cfg_free(&k);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("variants");
@@ -889,6 +987,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_invalid);
     tcase_add_loop_test(t, test_layer_renorm, 0, 2);
     tcase_add_loop_test(t, test_layer_skip, 0, 2);
+    tcase_add_test(t, test_layer_skip_saved);
     suite_add_tcase(s, t);
     return s;
 }
