@@ -355,20 +355,29 @@ static clbn_status op_layer_fold(fx *f)
 
 /* ---- the variants (issue 16): a plan made, executed and released per call ---------------- */
 
-static clbn_status run_variant_plan(fx *f, clbn_op op, const clbn_args *a)
+/* renorm (and on the forward the bad-batch option), or (vbatch > 0) virtual
+ * batches of `vbatch` samples with the bad-batch option `skip` */
+static clbn_status run_variant_plan_with(fx *f, clbn_op op, size_t vbatch, int skip,
+                                         const clbn_args *a)
 {
     clbn_op_desc d;
     clbn_status st = clbn_op_desc_init(&d, op, &f->desc);
     if (st != CLBN_SUCCESS)
         return st;
-    d.renorm = 1;
-    d.skip_nonfinite_update = op == CLBN_OP_FORWARD_TRAINING;
+    d.renorm = vbatch == 0;
+    d.skip_nonfinite_update = vbatch ? skip : op == CLBN_OP_FORWARD_TRAINING;
+    d.virtual_batch_size = vbatch;
     clbn_plan *plan;
     if ((st = clbn_plan_create(f->ctx, &d, &plan)) != CLBN_SUCCESS)
         return st;
     st = clbn_plan_execute(plan, f->queue, a, nwait(f), waitlist(f), evp(f));
     clbn_plan_release(plan);
     return st;
+}
+
+static clbn_status run_variant_plan(fx *f, clbn_op op, const clbn_args *a)
+{
+    return run_variant_plan_with(f, op, 0, 0, a);
 }
 
 /* renorm + the bad-batch option: save_renorm in the dx slot (2C values of a
@@ -395,18 +404,7 @@ static clbn_status op_backward_renorm(fx *f)
  * tensor slots (dx, dz for the forward; z, y for the backward) */
 static clbn_status run_vbatch_plan(fx *f, clbn_op op, int skip, const clbn_args *a)
 {
-    clbn_op_desc d;
-    clbn_status st = clbn_op_desc_init(&d, op, &f->desc);
-    if (st != CLBN_SUCCESS)
-        return st;
-    d.virtual_batch_size = 2;
-    d.skip_nonfinite_update = skip;
-    clbn_plan *plan;
-    if ((st = clbn_plan_create(f->ctx, &d, &plan)) != CLBN_SUCCESS)
-        return st;
-    st = clbn_plan_execute(plan, f->queue, a, nwait(f), waitlist(f), evp(f));
-    clbn_plan_release(plan);
-    return st;
+    return run_variant_plan_with(f, op, 2, skip, a);
 }
 
 static clbn_status op_training_vbatch(fx *f)

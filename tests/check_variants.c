@@ -439,12 +439,7 @@ START_TEST(test_renorm_deterministic)
         TU_OK(clbn_plan_execute(rb, NULL, &g, 0, NULL, NULL));
         outs_read(&k, &o[run], 1);
     }
-    const size_t tb = k.count * 4, vb = k.C * 4;
-    ck_assert(memcmp(o[0].y, o[1].y, tb) == 0 && memcmp(o[0].dx, o[1].dx, tb) == 0);
-    ck_assert(memcmp(o[0].rm, o[1].rm, vb) == 0 && memcmp(o[0].rv, o[1].rv, vb) == 0);
-    ck_assert(memcmp(o[0].dw, o[1].dw, vb) == 0 && memcmp(o[0].db, o[1].db, vb) == 0);
-    outs_free(&o[0]);
-    outs_free(&o[1]);
+    outs_same_and_free(&k, o);
     clbn_plan_release(rf);
     clbn_plan_release(rb);
     cfg_free(&k);

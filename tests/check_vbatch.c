@@ -456,12 +456,7 @@ START_TEST(test_deterministic)
         TU_OK(clbn_plan_execute(pb, NULL, &g, 0, NULL, NULL));
         outs_read(&k, &o[run], 1);
     }
-    const size_t tb = k.count * 4, vb = k.C * 4;
-    ck_assert(memcmp(o[0].y, o[1].y, tb) == 0 && memcmp(o[0].dx, o[1].dx, tb) == 0);
-    ck_assert(memcmp(o[0].rm, o[1].rm, vb) == 0 && memcmp(o[0].rv, o[1].rv, vb) == 0);
-    ck_assert(memcmp(o[0].dw, o[1].dw, vb) == 0 && memcmp(o[0].db, o[1].db, vb) == 0);
-    outs_free(&o[0]);
-    outs_free(&o[1]);
+    outs_same_and_free(&k, o);
     clbn_plan_release(pf);
     clbn_plan_release(pb);
     cfg_free(&k);
@@ -547,7 +542,7 @@ START_TEST(test_invalid)
     clbn_op_desc od;
     clbn_plan *p = NULL;
     TU_OK(clbn_op_desc_init(&od, CLBN_OP_FORWARD_TRAINING, &d));
-    static const size_t bad_v[] = {4, 5, 7, 12};
+    static const size_t bad_v[] = {4, 5, 7, 12, SIZE_MAX, (size_t)1 << 63};
     for (size_t i = 0; i < sizeof bad_v / sizeof *bad_v; ++i) {
         od.virtual_batch_size = bad_v[i];
         TU_EXPECT(clbn_plan_create(tu_ctx(), &od, &p), CLBN_ERROR_INVALID_OPTION);
@@ -625,6 +620,34 @@ START_TEST(test_invalid)
     g.dweight = k.bdw;
     g.y = k.by; /* y without a fused op */
     TU_EXPECT(clbn_plan_execute(pb, NULL, &g, 0, NULL, NULL), CLBN_ERROR_INVALID_OPTION);
+    g.y = NULL;
+    /* hostile: buffers, queues and wait lists of another context, bad lists */
+    cl_mem foreign = tu_other_buffer(k.count * 4, NULL);
+    a.x = foreign;
+    TU_EXPECT(clbn_plan_execute(pf, NULL, &a, 0, NULL, NULL), CLBN_ERROR_INVALID_BUFFER);
+    a.x = k.bx;
+    a.save_invstd = foreign;
+    TU_EXPECT(clbn_plan_execute(pf, NULL, &a, 0, NULL, NULL), CLBN_ERROR_INVALID_BUFFER);
+    a.save_invstd = si2;
+    g.save_mean = foreign;
+    TU_EXPECT(clbn_plan_execute(pb, NULL, &g, 0, NULL, NULL), CLBN_ERROR_INVALID_BUFFER);
+    g.save_mean = sm2;
+    TU_EXPECT(clbn_plan_execute(pf, tu_other_queue(), &a, 0, NULL, NULL), CLBN_ERROR_INVALID_QUEUE);
+    TU_EXPECT(clbn_plan_execute(pb, tu_other_queue(), &g, 0, NULL, NULL), CLBN_ERROR_INVALID_QUEUE);
+    TU_EXPECT(clbn_plan_execute(pf, NULL, &a, 1, NULL, NULL), CLBN_ERROR_INVALID_WAIT_LIST);
+    const cl_event none[1] = {NULL};
+    TU_EXPECT(clbn_plan_execute(pb, NULL, &g, 1, none, NULL), CLBN_ERROR_INVALID_WAIT_LIST);
+    a.skipped_updates = k.bsk; /* ignored without the option */
+    a.running_mean = NULL;
+    a.running_var = NULL;
+    cl_event ev = (cl_event)1;
+    a.x = NULL;
+    TU_EXPECT(clbn_plan_execute(pf, NULL, &a, 0, NULL, &ev), CLBN_ERROR_NULL_BUFFER);
+    ck_assert_msg(ev == (cl_event)1 || ev == NULL, "an event from a failed call");
+    a.x = k.bx;
+    a.running_mean = k.brm;
+    a.running_var = k.brv;
+    tu_release(foreign);
     outs_read(&k, &after, 1);
     const size_t tb = k.count * 4, vb = k.C * 4;
     ck_assert(memcmp(before.y, after.y, tb) == 0 && memcmp(before.dx, after.dx, tb) == 0);

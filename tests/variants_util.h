@@ -255,6 +255,17 @@ static inline void outs_free(outs *o)
         free(v[i]);
 }
 
+/* Two runs' outputs (float32) bitwise equal: determinism; frees both. */
+static inline void outs_same_and_free(const cfg *k, outs o[2])
+{
+    const size_t tb = k->count * 4, vb = k->C * 4;
+    ck_assert(memcmp(o[0].y, o[1].y, tb) == 0 && memcmp(o[0].dx, o[1].dx, tb) == 0);
+    ck_assert(memcmp(o[0].rm, o[1].rm, vb) == 0 && memcmp(o[0].rv, o[1].rv, vb) == 0);
+    ck_assert(memcmp(o[0].dw, o[1].dw, vb) == 0 && memcmp(o[0].db, o[1].db, vb) == 0);
+    outs_free(&o[0]);
+    outs_free(&o[1]);
+}
+
 /* Tolerances: float32 computes in float (relative rounding ~1e-7 per step);
  * the 16-bit types store y and dx rounded to 2^-11 (float16) or 2^-8
  * (bfloat16) relative; float64 computes in double. */
