@@ -62,7 +62,8 @@ class LayerConfig(ctypes.Structure):
                 # appended in C (issue 16; 0 = off): present here so that the struct
                 # has the C size (clbn_layer_config_default returns it by value)
                 ("skip_nonfinite_update", c_int), ("renorm", c_int),
-                ("renorm_rmax", c_double), ("renorm_dmax", c_double)]
+                ("renorm_rmax", c_double), ("renorm_dmax", c_double),
+                ("virtual_batch_size", c_size_t)]
 
 
 class ConvWeightDesc(ctypes.Structure):
