@@ -214,12 +214,16 @@ clbn_status clbn_layer_load(clbn_layer *layer, const char *path)
              (get_u32(header + 8) != STATE_VERSION &&
               get_u32(header + 8) != STATE_VERSION_COUNTERS) ||
              get_u32(header + 12) != STATE_HEADER ||
-             /* the counters' flag exactly in version 2, no unknown flags */
-             (get_u32(header + 20) & ~3u) !=
-                 (get_u32(header + 8) == STATE_VERSION_COUNTERS ? STATE_FLAG_COUNTERS : 0u))
+             /* version 2 is the version of the counters */
+             (get_u32(header + 8) == STATE_VERSION_COUNTERS &&
+              !(get_u32(header + 20) & STATE_FLAG_COUNTERS)))
         st = CLBN_ERROR_FILE_FORMAT;
     else if (get_u32(header + 16) != (uint32_t)cfg->dtype ||
-             (get_u32(header + 20) & 3u) != ((cfg->affine ? 1u : 0u) | (cfg->track_running_stats ? 2u : 0u)) ||
+             /* the counters' flag exactly in version 2; any other unknown
+              * flag is a layer this one is not */
+             get_u32(header + 20) !=
+                 ((cfg->affine ? 1u : 0u) | (cfg->track_running_stats ? 2u : 0u) |
+                  (get_u32(header + 8) == STATE_VERSION_COUNTERS ? STATE_FLAG_COUNTERS : 0u)) ||
              get_u64(header + 24) != cfg->num_features)
         st = CLBN_ERROR_STATE_MISMATCH;
     if (st == CLBN_SUCCESS) {
