@@ -384,8 +384,10 @@ typedef struct clbn_op_desc {
      *  views, with nonzero args offsets (executions return
      *  CLBN_ERROR_INVALID_OPTION) nor in the synchronized calls (which take
      *  no op description). Ignored by the inference ops (they use the
-     *  running statistics). docs/variants.md compares it with calling BN per
-     *  chunk in PyTorch. */
+     *  running statistics). clbn_plan_get_tuning, clbn_plan_set_tuning and
+     *  clbn_plan_tune act on the plan of one group. Each execution allocates
+     *  a temporary (the output tensors and 4*G*C values). docs/variants.md
+     *  compares it with calling BN per chunk in PyTorch. */
     size_t virtual_batch_size;
 } clbn_op_desc;
 

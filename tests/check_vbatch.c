@@ -444,6 +444,11 @@ START_TEST(test_deterministic)
     TU_OK(clbn_plan_describe(pf, text, sizeof text));
     ck_assert_msg(strstr(text, "virtual batches") && strstr(text, "clbn_vbatch_commit"), "%s",
                   text);
+    /* tuning acts on the group's plan; the results stay deterministic */
+    TU_OK(clbn_plan_set_tuning(pf, "group=32"));
+    TU_OK(clbn_plan_get_tuning(pf, text, sizeof text));
+    ck_assert_msg(strstr(text, "group=32 ") != NULL, "%s", text);
+    TU_EXPECT(clbn_plan_set_tuning(pf, "no_such_key=1"), CLBN_ERROR_INVALID_OPTION);
     tu_release(k.bsm);
     tu_release(k.bsi);
     k.bsm = tu_buffer(G * k.C * 4, NULL);
