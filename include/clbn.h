@@ -365,6 +365,30 @@ typedef struct clbn_op_desc {
      *  xhat = (x - mean_B)*invstd. Inference is unchanged (use
      *  CLBN_OP_FORWARD_INFERENCE). Not with a fused op (CLBN_ERROR_INVALID_OPTION). */
     int renorm;
+    /** CLBN_OP_FORWARD_TRAINING and CLBN_OP_BACKWARD: virtual (ghost) batches
+     *  (Hoffer et al. 2017; Keras's virtual_batch_size) of V samples. V must
+     *  divide tensor.n (else CLBN_ERROR_INVALID_OPTION at plan creation);
+     *  0 (default) or V = N is plain batch norm, bitwise. With G = N/V, each
+     *  group of V consecutive samples (n in [g*V, (g+1)*V)) is normalized with
+     *  its own statistics and differentiated as its own batch:
+     *  args.save_mean and args.save_invstd hold G*C values, group-major
+     *  (group g's channel c at g*C + c), written so by the forward and read so
+     *  by the backward; dweight and dbias are the sums over the groups (in
+     *  group order: deterministic). The running statistics are updated once
+     *  per execution with the equal-weight average of the groups' means and
+     *  of their unbiased variances (Keras's rule; with
+     *  CLBN_RUNNING_UPDATE_ONNX, of their biased variances, as that rule
+     *  takes them) by the usual momentum rule, and skip_nonfinite_update
+     *  applies to these averages. Each training group needs V*S >= 2
+     *  (CLBN_ERROR_TOO_FEW_VALUES). Not with renorm, with non-dense tensor
+     *  views, with nonzero args offsets (executions return
+     *  CLBN_ERROR_INVALID_OPTION) nor in the synchronized calls (which take
+     *  no op description). Ignored by the inference ops (they use the
+     *  running statistics). clbn_plan_get_tuning, clbn_plan_set_tuning and
+     *  clbn_plan_tune act on the plan of one group. Each execution allocates
+     *  a temporary (the output tensors and 4*G*C values). docs/variants.md
+     *  compares it with calling BN per chunk in PyTorch. */
+    size_t virtual_batch_size;
 } clbn_op_desc;
 
 /**
@@ -760,6 +784,10 @@ typedef struct clbn_layer_config {
     double renorm_rmax;      /**< renorm: r's clip, >= 1 (default 1); clbn_layer_set_renorm_clip
                               *   changes it between steps */
     double renorm_dmax;      /**< renorm: d's clip, >= 0 (default 0) */
+    size_t virtual_batch_size; /**< virtual (ghost) batches of this many samples in training
+                                *   forwards and their backwards (0, the default: off); must
+                                *   divide each call's N (CLBN_ERROR_INVALID_OPTION at the call,
+                                *   nothing changed); not with renorm; see clbn_op_desc */
 } clbn_layer_config;
 
 /** PyTorch's momentum=None: running statistics are the cumulative average,
@@ -901,8 +929,9 @@ CLBN_API clbn_status clbn_layer_reset_parameters(clbn_layer *layer);
 
 /**
  * @brief Saves the layer's state (weight, bias, running statistics,
- * num_batches_tracked, configuration) to `path` in clbn's layer state format
- * (version 1, documented in README.md: little-endian, CRC-32 checked). Blocking.
+ * num_batches_tracked, configuration, and with cfg.skip_nonfinite_update the
+ * skip counters) to `path` in clbn's layer state format (version 1, or 2 with
+ * the skip counters; docs/layer.md: little-endian, CRC-32 checked). Blocking.
  * The file is written to "<path>.tmp" and renamed, so a failure leaves any
  * existing file intact. CLBN_ERROR_FILE_IO on I/O errors.
  */
@@ -913,7 +942,9 @@ CLBN_API clbn_status clbn_layer_save(clbn_layer *layer, const char *path);
  * describe a layer with the same num_features, dtype, affine and
  * track_running_stats (CLBN_ERROR_STATE_MISMATCH otherwise); a truncated or
  * corrupted file gives CLBN_ERROR_FILE_FORMAT or CLBN_ERROR_FILE_CHECKSUM. On
- * any error the layer is unchanged. Blocking.
+ * any error the layer is unchanged. Reads versions 1 and 2: a layer with skip
+ * counters takes the file's (zero when the file has none); a layer without
+ * ignores them. Blocking.
  */
 CLBN_API clbn_status clbn_layer_load(clbn_layer *layer, const char *path);
 
@@ -1045,6 +1076,9 @@ CLBN_API clbn_status clbn_layer_fold_into_conv(clbn_layer *layer, cl_command_que
  *   layer needs is missing); CLBN_ERROR_STATE_MISMATCH (a tensor of the wrong
  *   dtype or shape, or weights for an affine = 0 layer, or running statistics
  *   for a layer without them). On any error the layer is unchanged.
+ * Optional: prefix + "skipped_updates" (I64 [C], each in [0, 2^32)), the skip
+ * counters of a layer with cfg.skip_nonfinite_update (zeroed when absent;
+ * ignored by a layer without the option).
  */
 CLBN_API clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *path,
                                                  const char *prefix);
@@ -1055,7 +1089,9 @@ CLBN_API clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *
  *
  * Writes the tensors the layer has, named as clbn_layer_load_safetensors reads
  * them (F32, or F64 for a CLBN_FLOAT64 layer; num_batches_tracked as an I64
- * scalar), laid out as the reference writer (safetensors.torch.save_file) lays
+ * scalar; with cfg.skip_nonfinite_update the skip counters as prefix +
+ * "skipped_updates", I64 [C], a key PyTorch's BatchNorm does not have: load
+ * such a file with load_state_dict(..., strict=False)), laid out as the reference writer (safetensors.torch.save_file) lays
  * them out: data ordered by dtype (widest first), then by name; compact JSON
  * without metadata, padded with spaces to a multiple of 8 bytes. The file is
  * written to "<path>.tmp" and renamed, so a failure leaves any existing file

@@ -73,6 +73,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_VIEW_COMMIT,
     CLBN_K_POPULATION_MERGE,  /* appended (issue 16): cl/population.cl */
     CLBN_K_POPULATION_COMMIT,
+    CLBN_K_VBATCH_COMMIT,  /* cl/vbatch.cl: virtual batches (src/vbatch.c) */
+    CLBN_K_VBATCH_SUMS,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -402,6 +404,10 @@ struct clbn_plan {
     clbn_tensor_view views[6]; /* x, y, z, dy, dx, dz: explicit strides (dense filled in) */
     unsigned refs;           /* references held (cache and callers), under ctx->lock */
     clbn_tuning tuning;      /* the planner's parameters (defaults unless tuned) */
+    /* virtual batches (src/vbatch.c): the plan for one group of N = V
+     * samples, run G = N/V times; NULL for every other plan */
+    struct clbn_plan *vbatch_inner;
+    clbn_launch vbatch_final; /* clbn_vbatch_commit or clbn_vbatch_sums */
 };
 
 /* Internal operations, never in a public description: the synchronized
@@ -470,6 +476,18 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
  * warm-up execution (see clbn_plan_create). */
 clbn_status clbn__plan_op(clbn_plan *plan);
 void clbn__plan_warm_up(clbn_plan *plan);
+
+/* ---- vbatch.c: virtual (ghost) batches -------------------------------------------- */
+/* Whether the description asks for virtual batches that differ from plain
+ * batch norm (V not 0 and not N, training forward or backward). */
+int clbn__vbatch_active(const clbn_op_desc *d);
+/* At plan creation, after the description's other checks and the views'
+ * planning: the option's own checks, the inner plan and the final kernel. */
+clbn_status clbn__vbatch_plan(clbn_plan *plan);
+/* clbn_plan_execute of a virtual-batch plan: checks the whole call, then runs
+ * the groups and the final kernel. */
+clbn_status clbn__vbatch_execute(const clbn_plan *plan, cl_command_queue queue, const clbn_args *a,
+                                 cl_uint num_wait, const cl_event *wait, cl_event *event);
 
 /* ---- tuning.c: the planner's parameters as text ---------------------------------- */
 /* 1 when every value is within its limits. */

@@ -19,6 +19,7 @@ clbn_layer_config clbn_layer_config_default(size_t num_features)
     c.renorm = 0;
     c.renorm_rmax = 1.0;
     c.renorm_dmax = 0.0;
+    c.virtual_batch_size = 0;
     return c;
 }
 
@@ -44,7 +45,8 @@ static clbn_status check_config(const clbn_context *ctx, const clbn_layer_config
     if ((c->skip_nonfinite_update != 0 && c->skip_nonfinite_update != 1) ||
         (c->renorm != 0 && c->renorm != 1) || (c->renorm && !c->track_running_stats) ||
         (c->renorm && !(c->renorm_rmax >= 1.0 && c->renorm_rmax <= 1e30 &&
-                        c->renorm_dmax >= 0.0 && c->renorm_dmax <= 1e30)))
+                        c->renorm_dmax >= 0.0 && c->renorm_dmax <= 1e30)) ||
+        (c->renorm && c->virtual_batch_size))
         return CLBN_ERROR_INVALID_OPTION;
     return clbn__check_dtype_supported(ctx, c->dtype);
 }
@@ -148,6 +150,7 @@ clbn_status clbn_layer_create(clbn_context *ctx, const clbn_layer_config *config
     layer->ctx = ctx;
     layer->config = *config;
     layer->training = 1;
+    layer->save_values = config->num_features;
     const size_t bytes = vector_bytes(layer);
     cl_int err = CL_SUCCESS;
     for (int t = 0; t < CLBN_LAYER_TENSORS && err == CL_SUCCESS; ++t) {
@@ -363,8 +366,12 @@ clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,
                    .save_mean = layer->save_mean, .save_invstd = layer->save_invstd,
                    .momentum = momentum};
     clbn__layer_variants_forward(layer, update, NULL, &a);
+    /* virtual batches: G*C saved statistics (layer_variants.c) */
+    if ((st = clbn__layer_vbatch_begin(layer, desc, &a)) != CLBN_SUCCESS)
+        return st;
     st = run(layer, CLBN_OP_FORWARD_TRAINING, layer->op, desc, queue, &a, num_events_in_wait_list,
              event_wait_list, &done);
+    clbn__layer_vbatch_end(layer, desc, &a, st);
     if (st != CLBN_SUCCESS)
         return st;
     clbn__layer_record_forward(layer, desc, y, 1, update, 0);

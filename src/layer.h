@@ -35,6 +35,10 @@ struct clbn_layer {
     cl_mem population;                  /* population statistics' accumulator (made by
                                            clbn_layer_population_begin; layer_variants.c) */
     uint64_t population_batches;        /* batches accumulated since the begin */
+    size_t forward_vbatch;              /* the virtual batch size of the latest forward with
+                                           batch statistics (0: none) */
+    size_t save_values;                 /* values save_mean/save_invstd hold (C, or G*C after
+                                           a forward with virtual batches) */
 };
 
 /* layer_variants.c: the variants' buffers (at creation; counters zeroed),
@@ -45,6 +49,21 @@ void clbn__layer_variants_release(clbn_layer *layer);
 void clbn__layer_variants_forward(const clbn_layer *layer, int update, clbn_op_desc *d,
                                   clbn_args *a);
 void clbn__layer_variants_backward(const clbn_layer *layer, clbn_op_desc *d, clbn_args *a);
+/* Virtual batches around a forward with batch statistics: begin checks that
+ * cfg.virtual_batch_size divides desc->n (CLBN_ERROR_INVALID_OPTION) and,
+ * when save_mean/save_invstd are too small for G*C values, points a's at new
+ * ones; end (with the run's status) keeps those on success (releasing the
+ * old ones) or releases them on failure, and records the forward's V. */
+clbn_status clbn__layer_vbatch_begin(clbn_layer *layer, const clbn_tensor_desc *desc, clbn_args *a);
+void clbn__layer_vbatch_end(clbn_layer *layer, const clbn_tensor_desc *desc, const clbn_args *a,
+                            clbn_status st);
+
+/* The bad-batch option's counters in a saved state (layer_state.c,
+ * safetensors.c): prepare makes a new counters buffer holding `host` (C
+ * values) before the state is written, install swaps it in after the state
+ * was written (releasing the old one); after a failure the caller releases it. */
+clbn_status clbn__layer_counters_prepare(clbn_layer *layer, const uint32_t *host, cl_mem *out);
+void clbn__layer_counters_install(clbn_layer *layer, cl_mem counters);
 
 /* The tensors a layer's saved state holds for its configuration, in order:
  * weight, bias (affine), running_mean, running_var (tracked). Returns the count. */

@@ -1,21 +1,29 @@
 /* The layer state file: clbn_layer_save and clbn_layer_load.
  *
- * Format version 1, every number little-endian:
+ * Format version 1 or 2, every number little-endian:
  *   offset  size  field
  *        0     8  magic "CLBNLAYR"
  *        8     4  format version (1)
  *       12     4  header size in bytes (64)
  *       16     4  dtype (clbn_dtype of the layer; values are float64 for
  *                 CLBN_FLOAT64, float32 otherwise)
- *       20     4  flags: bit 0 affine, bit 1 track_running_stats
+ *       20     4  flags: bit 0 affine, bit 1 track_running_stats, bit 2 (version 2
+ *                 only) the bad-batch option's skip counters follow the tensors
  *       24     8  num_features C
  *       32     8  num_batches_tracked
  *       40     8  epsilon (float64; informational: load keeps the layer's own)
  *       48     8  momentum (float64; -1 for the cumulative average; informational)
  *       56     8  payload size in bytes
  *       64     -  payload: weight[C], bias[C] (if affine), running_mean[C],
- *                 running_var[C] (if track_running_stats)
+ *                 running_var[C] (if track_running_stats), then (bit 2)
+ *                 skipped_updates[C] as uint32
  *     end      4  CRC-32 (IEEE 802.3, as zlib's crc32) of every byte before it
+ *
+ * Version 2 (issue 16) is written only by a layer with skip counters
+ * (cfg.skip_nonfinite_update), so every other file stays version 1, readable
+ * by older clbn. Loading takes both: the file's counters replace the layer's
+ * (a layer without counters ignores them), and a file without counters
+ * zeroes the counters of a layer that has them.
  */
 #include "layer.h"
 
@@ -25,6 +33,8 @@
 
 #define STATE_MAGIC "CLBNLAYR"
 #define STATE_VERSION 1u
+#define STATE_VERSION_COUNTERS 2u /* with the skip counters */
+#define STATE_FLAG_COUNTERS 4u
 #define STATE_HEADER 64u
 
 static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n)
@@ -119,19 +129,22 @@ clbn_status clbn_layer_save(clbn_layer *layer, const char *path)
     const size_t width = clbn__param_size(cfg->dtype), vbytes = cfg->num_features * width;
     clbn_layer_tensor which[4];
     const int count = clbn__layer_state_tensors(cfg, which);
-    const size_t payload = (size_t)count * vbytes, total = STATE_HEADER + payload + 4;
+    const int counters = layer->skipped != NULL;
+    const size_t cbytes = counters ? cfg->num_features * 4 : 0;
+    const size_t payload = (size_t)count * vbytes + cbytes, total = STATE_HEADER + payload + 4;
     unsigned char *buf = calloc(1, total);
-    unsigned char *tmp = malloc(vbytes);
+    unsigned char *tmp = malloc(vbytes > cbytes ? vbytes : cbytes);
     if (!buf || !tmp) {
         free(buf);
         free(tmp);
         return CLBN_ERROR_OUT_OF_HOST_MEMORY;
     }
     memcpy(buf, STATE_MAGIC, 8);
-    put_u32(buf + 8, STATE_VERSION);
+    put_u32(buf + 8, counters ? STATE_VERSION_COUNTERS : STATE_VERSION);
     put_u32(buf + 12, STATE_HEADER);
     put_u32(buf + 16, (uint32_t)cfg->dtype);
-    put_u32(buf + 20, (cfg->affine ? 1u : 0u) | (cfg->track_running_stats ? 2u : 0u));
+    put_u32(buf + 20, (cfg->affine ? 1u : 0u) | (cfg->track_running_stats ? 2u : 0u) |
+                          (counters ? STATE_FLAG_COUNTERS : 0u));
     put_u64(buf + 24, cfg->num_features);
     put_u64(buf + 32, layer->num_batches_tracked);
     put_f64(buf + 40, cfg->epsilon);
@@ -142,6 +155,11 @@ clbn_status clbn_layer_save(clbn_layer *layer, const char *path)
         st = clbn_layer_read(layer, which[i], tmp, cfg->num_features);
         if (st == CLBN_SUCCESS)
             values_to_le(buf + STATE_HEADER + i * vbytes, tmp, cfg->num_features, width);
+    }
+    if (st == CLBN_SUCCESS && counters) {
+        st = clbn_layer_skipped_updates(layer, (uint32_t *)(void *)tmp, cfg->num_features);
+        if (st == CLBN_SUCCESS)
+            values_to_le(buf + STATE_HEADER + (size_t)count * vbytes, tmp, cfg->num_features, 4);
     }
     free(tmp);
     if (st == CLBN_SUCCESS) {
@@ -180,7 +198,9 @@ clbn_status clbn_layer_load(clbn_layer *layer, const char *path)
     const size_t width = clbn__param_size(cfg->dtype), vbytes = cfg->num_features * width;
     clbn_layer_tensor which[4];
     const int count = clbn__layer_state_tensors(cfg, which);
-    const size_t payload = (size_t)count * vbytes, total = STATE_HEADER + payload + 4;
+    const size_t tensors_bytes = (size_t)count * vbytes, cbytes = cfg->num_features * 4;
+    size_t payload = tensors_bytes, total = 0;
+    int counters = 0; /* the file holds skip counters */
 
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -191,14 +211,31 @@ clbn_status clbn_layer_load(clbn_layer *layer, const char *path)
     if (got != STATE_HEADER && ferror(f))
         st = CLBN_ERROR_FILE_IO; /* e.g. a directory */
     else if (got != STATE_HEADER || memcmp(header, STATE_MAGIC, 8) != 0 ||
-             get_u32(header + 8) != STATE_VERSION || get_u32(header + 12) != STATE_HEADER)
+             (get_u32(header + 8) != STATE_VERSION &&
+              get_u32(header + 8) != STATE_VERSION_COUNTERS) ||
+             get_u32(header + 12) != STATE_HEADER ||
+             /* version 2 is the version of the counters */
+             (get_u32(header + 8) == STATE_VERSION_COUNTERS &&
+              !(get_u32(header + 20) & STATE_FLAG_COUNTERS)))
         st = CLBN_ERROR_FILE_FORMAT;
     else if (get_u32(header + 16) != (uint32_t)cfg->dtype ||
-             get_u32(header + 20) != ((cfg->affine ? 1u : 0u) | (cfg->track_running_stats ? 2u : 0u)) ||
+             /* the counters' flag exactly in version 2; any other unknown
+              * flag is a layer this one is not */
+             get_u32(header + 20) !=
+                 ((cfg->affine ? 1u : 0u) | (cfg->track_running_stats ? 2u : 0u) |
+                  (get_u32(header + 8) == STATE_VERSION_COUNTERS ? STATE_FLAG_COUNTERS : 0u)) ||
              get_u64(header + 24) != cfg->num_features)
         st = CLBN_ERROR_STATE_MISMATCH;
-    else if (get_u64(header + 56) != payload)
-        st = CLBN_ERROR_FILE_FORMAT;
+    if (st == CLBN_SUCCESS) {
+        /* the counters' size comes from the layer (C), not from the file */
+        counters = (get_u32(header + 20) & STATE_FLAG_COUNTERS) != 0;
+        payload = tensors_bytes + (counters ? cbytes : 0);
+        total = STATE_HEADER + payload + 4;
+        if (get_u64(header + 56) != payload)
+            st = CLBN_ERROR_FILE_FORMAT;
+    }
+    if (st != CLBN_SUCCESS)
+        ; /* reported as found above */
     else if (clbn__check_epsilon(get_f64(header + 40)) != CLBN_SUCCESS ||
              (get_f64(header + 48) != CLBN_MOMENTUM_CUMULATIVE &&
               clbn__check_momentum(get_f64(header + 48)) != CLBN_SUCCESS))
@@ -225,15 +262,27 @@ clbn_status clbn_layer_load(clbn_layer *layer, const char *path)
     }
     fclose(f);
     if (st == CLBN_SUCCESS) {
-        unsigned char *host = malloc(payload > 0 ? payload : 1);
-        if (!host) {
+        unsigned char *host = malloc(tensors_bytes > 0 ? tensors_bytes : 1);
+        uint32_t *skipped = calloc(cfg->num_features, sizeof *skipped); /* none in the file: 0 */
+        cl_mem new_counters = NULL;
+        if (!host || !skipped) {
             st = CLBN_ERROR_OUT_OF_HOST_MEMORY;
         } else {
             for (int i = 0; i < count; ++i)
                 values_from_le(host + i * vbytes, buf + STATE_HEADER + i * vbytes, cfg->num_features, width);
-            st = clbn__layer_write_state(layer, which, count, host, get_u64(header + 32));
-            free(host);
+            if (counters)
+                values_from_le((unsigned char *)skipped, buf + STATE_HEADER + tensors_bytes,
+                               cfg->num_features, 4);
+            st = clbn__layer_counters_prepare(layer, skipped, &new_counters);
+            if (st == CLBN_SUCCESS)
+                st = clbn__layer_write_state(layer, which, count, host, get_u64(header + 32));
+            if (st == CLBN_SUCCESS)
+                clbn__layer_counters_install(layer, new_counters);
+            else if (new_counters)
+                clReleaseMemObject(new_counters);
         }
+        free(host);
+        free(skipped);
     }
     free(buf);
     return st;

@@ -103,7 +103,8 @@ clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
     clbn_status own = layer ? check_forward(layer, desc, y) : CLBN_ERROR_NULL_ARGUMENT;
     /* the variants (issue 16) are not synchronized yet: an error that the
      * exchange still tells the other participants */
-    if (own == CLBN_SUCCESS && (layer->config.renorm || layer->config.skip_nonfinite_update))
+    if (own == CLBN_SUCCESS && (layer->config.renorm || layer->config.skip_nonfinite_update ||
+                               layer->config.virtual_batch_size))
         own = CLBN_ERROR_INVALID_OPTION;
     uint64_t total = 0;
     clbn_status st = clbn__sync_stats_group(layer ? layer->ctx : NULL, queue, group, own, desc, x,

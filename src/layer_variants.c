@@ -47,6 +47,7 @@ void clbn__layer_variants_forward(const clbn_layer *layer, int update, clbn_op_d
     if (d) {
         d->skip_nonfinite_update = c->skip_nonfinite_update;
         d->renorm = renorm;
+        d->virtual_batch_size = c->virtual_batch_size;
     }
     if (a) {
         a->skipped_updates = layer->skipped;
@@ -62,10 +63,80 @@ void clbn__layer_variants_forward(const clbn_layer *layer, int update, clbn_op_d
  * forward was. */
 void clbn__layer_variants_backward(const clbn_layer *layer, clbn_op_desc *d, clbn_args *a)
 {
-    if (d)
+    if (d) {
         d->renorm = layer->forward_renorm;
+        d->virtual_batch_size = layer->forward_vbatch;
+    }
     if (a && layer->forward_renorm)
         a->save_renorm = layer->save_renorm;
+}
+
+clbn_status clbn__layer_vbatch_begin(clbn_layer *layer, const clbn_tensor_desc *desc, clbn_args *a)
+{
+    const size_t V = layer->config.virtual_batch_size, C = layer->config.num_features;
+    if (V == 0)
+        return CLBN_SUCCESS;
+    if (desc->n % V != 0)
+        return CLBN_ERROR_INVALID_OPTION;
+    const size_t values = desc->n / V * C;
+    if (values <= layer->save_values)
+        return CLBN_SUCCESS;
+    const size_t bytes = values * clbn__param_size(layer->config.dtype);
+    cl_int err;
+    cl_mem sm = clCreateBuffer(layer->ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clbn__from_cl(err);
+    cl_mem si = clCreateBuffer(layer->ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(sm);
+        return clbn__from_cl(err);
+    }
+    a->save_mean = sm;
+    a->save_invstd = si;
+    return CLBN_SUCCESS;
+}
+
+void clbn__layer_vbatch_end(clbn_layer *layer, const clbn_tensor_desc *desc, const clbn_args *a,
+                            clbn_status st)
+{
+    const int fresh = a->save_mean != layer->save_mean;
+    if (st != CLBN_SUCCESS) {
+        if (fresh) {
+            clReleaseMemObject(a->save_mean);
+            clReleaseMemObject(a->save_invstd);
+        }
+        return;
+    }
+    if (fresh) {
+        /* work already enqueued keeps the old buffers until it finishes */
+        clReleaseMemObject(layer->save_mean);
+        clReleaseMemObject(layer->save_invstd);
+        layer->save_mean = a->save_mean;
+        layer->save_invstd = a->save_invstd;
+        layer->save_values = desc->n / layer->config.virtual_batch_size *
+                             layer->config.num_features;
+    }
+    layer->forward_vbatch = layer->config.virtual_batch_size;
+}
+
+clbn_status clbn__layer_counters_prepare(clbn_layer *layer, const uint32_t *host, cl_mem *out)
+{
+    *out = NULL;
+    if (!layer->skipped)
+        return CLBN_SUCCESS;
+    cl_int err;
+    *out = clCreateBuffer(layer->ctx->cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                          layer->config.num_features * sizeof(cl_uint), (void *)host, &err);
+    return clbn__from_cl(err);
+}
+
+void clbn__layer_counters_install(clbn_layer *layer, cl_mem counters)
+{
+    if (!counters)
+        return;
+    /* the state write waited for the layer's pending work: nothing uses the old one */
+    clReleaseMemObject(layer->skipped);
+    layer->skipped = counters;
 }
 
 clbn_status clbn_layer_set_renorm_clip(clbn_layer *layer, double rmax, double dmax)

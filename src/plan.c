@@ -74,6 +74,8 @@ static clbn_status check_op_desc(const clbn_context *ctx, const clbn_op_desc *d,
 
 clbn_status clbn__plan_op(clbn_plan *plan)
 {
+    if (clbn__vbatch_active(&plan->desc))
+        return CLBN_SUCCESS; /* its inner plan is planned on its own (src/vbatch.c) */
     switch (plan->desc.op) {
     case CLBN_OP_FORWARD_TRAINING:
         return clbn__plan_forward_training(plan);
@@ -96,6 +98,8 @@ static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const
 
 static void plan_free(clbn_plan *plan)
 {
+    if (plan->vbatch_inner)
+        clbn_plan_release(plan->vbatch_inner);
     free(plan);
 }
 
@@ -206,7 +210,18 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
         return st;
     }
     clbn__tuning_defaults(ctx, &plan->tuning);
-    if (elements > 0) {
+    if (clbn__vbatch_active(desc)) {
+        /* virtual batches: an inner plan for one group (src/vbatch.c) */
+        if (elements > 0)
+            st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog);
+        if (st == CLBN_SUCCESS)
+            st = clbn__vbatch_plan(plan);
+        if (st != CLBN_SUCCESS) {
+            plan_free(plan);
+            return st;
+        }
+        plan->path = plan->vbatch_inner ? plan->vbatch_inner->path : CLBN_PATH_EMPTY;
+    } else if (elements > 0) {
         if ((st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog)) == CLBN_SUCCESS)
             st = clbn__plan_op(plan);
         if (st != CLBN_SUCCESS) {
@@ -274,6 +289,9 @@ clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clb
         return CLBN_ERROR_NULL_ARGUMENT;
     if (is_internal(plan->desc.op))
         return CLBN_ERROR_INVALID_OPTION; /* geometry only (sync.c) */
+    if (clbn__vbatch_active(&plan->desc)) /* virtual batches: src/vbatch.c */
+        return clbn__vbatch_execute(plan, queue, args, num_events_in_wait_list, event_wait_list,
+                                    event);
     if (clbn__views_needed(plan, args)) /* tensor views or offsets: src/views.c */
         return clbn__views_execute(plan, queue, args, num_events_in_wait_list, event_wait_list,
                                    event);
@@ -325,6 +343,17 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
     buf[0] = '\0';
     text t = {buf, size, 0};
     const clbn_op op = plan->desc.op;
+    if (plan->vbatch_inner) {
+        const size_t G = plan->desc.tensor.n / plan->desc.virtual_batch_size;
+        put(&t, "virtual batches: %zu x (", G);
+        size_t used = strlen(buf);
+        if (used + 1 < size)
+            clbn_plan_describe(plan->vbatch_inner, buf + used, size - used);
+        t.len = strlen(buf);
+        put(&t, ")");
+        put_launch(&t, &plan->vbatch_final, "");
+        return CLBN_SUCCESS;
+    }
     switch (plan->path) {
     case CLBN_PATH_EMPTY:
         put(&t, "empty batch: no kernels");
@@ -369,7 +398,8 @@ static int same_desc(const clbn_op_desc *a, const clbn_op_desc *b)
            a->tensor.c == b->tensor.c && a->tensor.spatial == b->tensor.spatial &&
            a->epsilon == b->epsilon && a->fused_op == b->fused_op &&
            a->running_update == b->running_update && same_views(a, b) &&
-           a->skip_nonfinite_update == b->skip_nonfinite_update && a->renorm == b->renorm;
+           a->skip_nonfinite_update == b->skip_nonfinite_update && a->renorm == b->renorm &&
+           a->virtual_batch_size == b->virtual_batch_size;
 }
 
 void clbn__plan_put(clbn_plan *plan)

@@ -54,6 +54,8 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_VIEW_COMMIT] = "clbn_view_commit",
     [CLBN_K_POPULATION_MERGE] = "clbn_population_merge",
     [CLBN_K_POPULATION_COMMIT] = "clbn_population_commit",
+    [CLBN_K_VBATCH_COMMIT] = "clbn_vbatch_commit",
+    [CLBN_K_VBATCH_SUMS] = "clbn_vbatch_sums",
 };
 
 /* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,

@@ -1,7 +1,10 @@
 /* A layer's state as safetensors, the format of PyTorch's and Hugging Face's
  * checkpoints: clbn_layer_load_safetensors and clbn_layer_save_safetensors.
  * The names are PyTorch's state_dict keys of BatchNormNd (prefix + "weight",
- * "bias", "running_mean", "running_var", "num_batches_tracked"). Reading and
+ * "bias", "running_mean", "running_var", "num_batches_tracked"), and for a layer
+ * with the bad-batch option its skip counters as "skipped_updates" (I64,
+ * [C]; optional on load, so PyTorch's files load: the counters are then
+ * zeroed). Reading and
  * checking the file is safetensors_parse.c; this file does the I/O and the
  * device side. */
 #include "layer.h"
@@ -34,6 +37,7 @@ clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *path, con
     want.width = clbn__param_size(cfg->dtype);
     want.affine = cfg->affine;
     want.track_running_stats = cfg->track_running_stats;
+    want.skipped_updates = NULL;
     clbn_layer_tensor which[4];
     const int count = clbn__layer_state_tensors(cfg, which);
 
@@ -55,11 +59,23 @@ clbn_status clbn_layer_load_safetensors(clbn_layer *layer, const char *path, con
     unsigned char *host = malloc(count > 0 ? (size_t)count * vbytes : 1);
     clbn_status st = host ? CLBN_SUCCESS : CLBN_ERROR_OUT_OF_HOST_MEMORY;
     uint64_t nbt = 0;
+    /* the skip counters: 0 unless the file has them */
+    if (st == CLBN_SUCCESS && layer->skipped &&
+        !(want.skipped_updates = calloc(cfg->num_features, sizeof(uint32_t))))
+        st = CLBN_ERROR_OUT_OF_HOST_MEMORY;
     if (st == CLBN_SUCCESS)
         st = clbn__safetensors_read_bn(&reader, prefix, &want, host, &nbt);
     fclose(f);
+    cl_mem counters = NULL;
+    if (st == CLBN_SUCCESS)
+        st = clbn__layer_counters_prepare(layer, want.skipped_updates, &counters);
     if (st == CLBN_SUCCESS)
         st = clbn__layer_write_state(layer, which, count, host, nbt);
+    if (st == CLBN_SUCCESS)
+        clbn__layer_counters_install(layer, counters);
+    else if (counters)
+        clReleaseMemObject(counters);
+    free(want.skipped_updates);
     free(host);
     return st;
 }
@@ -131,10 +147,13 @@ clbn_status clbn_layer_save_safetensors(clbn_layer *layer, const char *path, con
         [CLBN_RUNNING_MEAN] = "running_mean",
         [CLBN_RUNNING_VAR] = "running_var",
     };
+    /* the I64 tensors first, by name: num_batches_tracked, skipped_updates */
     const size_t nbt_bytes = cfg->track_running_stats ? 8 : 0;
-    const size_t data_len = nbt_bytes + (size_t)count * vbytes;
+    const size_t sk_bytes = layer->skipped ? 8 * cfg->num_features : 0;
+    const size_t i64_bytes = nbt_bytes + sk_bytes;
+    const size_t data_len = i64_bytes + (size_t)count * vbytes;
     unsigned char *data = malloc(data_len ? data_len : 1);
-    unsigned char *tmp = malloc(vbytes);
+    unsigned char *tmp = malloc(vbytes > sk_bytes ? vbytes : sk_bytes);
     const size_t plen = strlen(prefix);
     char *name = malloc(plen + sizeof "num_batches_tracked");
     cJSON *root = cJSON_CreateObject();
@@ -147,10 +166,17 @@ clbn_status clbn_layer_save_safetensors(clbn_layer *layer, const char *path, con
         for (int k = 0; k < 8; ++k)
             data[k] = (unsigned char)(nbt >> (8 * k));
     }
+    if (st == CLBN_SUCCESS && sk_bytes) {
+        uint32_t *counts = (uint32_t *)(void *)tmp;
+        st = clbn_layer_skipped_updates(layer, counts, cfg->num_features);
+        for (size_t c = 0; c < cfg->num_features && st == CLBN_SUCCESS; ++c)
+            for (int k = 0; k < 8; ++k)
+                data[nbt_bytes + 8 * c + k] = (unsigned char)((uint64_t)counts[c] >> (8 * k));
+    }
     for (int i = 0; i < count && st == CLBN_SUCCESS; ++i) {
         st = clbn_layer_read(layer, which[i], tmp, cfg->num_features);
         if (st == CLBN_SUCCESS)
-            put_le(data + nbt_bytes + (size_t)i * vbytes, tmp, cfg->num_features, width);
+            put_le(data + i64_bytes + (size_t)i * vbytes, tmp, cfg->num_features, width);
     }
     /* The header: one entry per tensor in data order, no metadata. */
     if (st == CLBN_SUCCESS) {
@@ -160,10 +186,14 @@ clbn_status clbn_layer_save_safetensors(clbn_layer *layer, const char *path, con
             strcpy(name + plen, "num_batches_tracked");
             ok = add_entry(root, name, "I64", 0, 0, 0, 8);
         }
+        if (ok && sk_bytes) {
+            strcpy(name + plen, "skipped_updates");
+            ok = add_entry(root, name, "I64", 1, cfg->num_features, nbt_bytes, i64_bytes);
+        }
         for (int i = 0; i < count && ok; ++i) {
             strcpy(name + plen, names[which[i]]);
             ok = add_entry(root, name, dtype, 1, cfg->num_features,
-                           nbt_bytes + (size_t)i * vbytes, nbt_bytes + (size_t)(i + 1) * vbytes);
+                           i64_bytes + (size_t)i * vbytes, i64_bytes + (size_t)(i + 1) * vbytes);
         }
         if (ok)
             json = cJSON_PrintUnformatted(root);

@@ -36,6 +36,12 @@ typedef struct clbn_st_layer {
     size_t width;
     int affine;
     int track_running_stats;
+    /* the bad-batch option's counters (issue 16): NULL when the layer has
+     * none; otherwise num_features values read from prefix +
+     * "skipped_updates" (I64, shape [num_features], each in [0, 2^32)) when
+     * the file has that tensor (optional: PyTorch files lack it), left
+     * unchanged when it does not */
+    uint32_t *skipped_updates;
 } clbn_st_layer;
 
 /* Validates the whole file (header length, JSON, every entry's dtype, shape

@@ -363,6 +363,23 @@ clbn_status clbn__safetensors_read_bn(const clbn_st_reader *reader, const char *
     entry nbt_entry;
     if (nbt)
         nbt_entry = *nbt;
+    /* the optional skip counters */
+    const entry *sk = NULL;
+    entry sk_entry;
+    if (layer->skipped_updates) {
+        uint64_t dim;
+        strcpy(name + plen, "skipped_updates");
+        sk = find(entries, count, name);
+        if (sk && !sk->dtype)
+            sk = NULL;
+        if (sk && (strcmp(sk->dtype, "I64") != 0 || cJSON_GetArraySize(sk->shape) != 1 ||
+                   !json_uint(sk->shape->child, &dim) || dim != layer->num_features)) {
+            st = CLBN_ERROR_STATE_MISMATCH;
+            goto out;
+        }
+        if (sk)
+            sk_entry = *sk;
+    }
 
     /* The byte ranges cover the data exactly. */
     size_t tensors = 0;
@@ -406,6 +423,23 @@ clbn_status clbn__safetensors_read_bn(const clbn_st_reader *reader, const char *
             goto out;
         }
         *num_batches_tracked = v;
+    }
+    if (sk) {
+        /* checked whole before any counter changes */
+        const size_t n = layer->num_features;
+        unsigned char *b = malloc(8 * n);
+        if (!b) {
+            st = CLBN_ERROR_OUT_OF_HOST_MEMORY;
+            goto out;
+        }
+        if (reader->read(reader->user, data_start + sk_entry.begin, b, 8 * n) != 0)
+            st = CLBN_ERROR_FILE_IO;
+        for (size_t k = 0; k < n && st == CLBN_SUCCESS; ++k)
+            if (get_u64le(b + 8 * k) > UINT32_MAX)
+                st = CLBN_ERROR_SAFETENSORS_FORMAT; /* negative or beyond a cl_uint */
+        for (size_t k = 0; k < n && st == CLBN_SUCCESS; ++k)
+            layer->skipped_updates[k] = (uint32_t)get_u64le(b + 8 * k);
+        free(b);
     }
 out:
     free(name);

@@ -87,7 +87,8 @@ enum {
     F_FILE = 1 << 9,     /* a state file on disk is part of the observed state */
     F_GROW = 1 << 10,    /* a smaller training call first, so the call grows the scratch */
     F_BURST2 = 1 << 11,  /* fail two calls in a row (the error paths' own calls too) */
-    F_SYNC = 1 << 12     /* ... whose latest forward is a synchronized one (group of one) */
+    F_SYNC = 1 << 12,    /* ... whose latest forward is a synchronized one (group of one) */
+    F_VBATCH = 1 << 13   /* ... with virtual batches of one sample (cfg.virtual_batch_size) */
 };
 
 typedef struct fx fx;
@@ -354,20 +355,29 @@ static clbn_status op_layer_fold(fx *f)
 
 /* ---- the variants (issue 16): a plan made, executed and released per call ---------------- */
 
-static clbn_status run_variant_plan(fx *f, clbn_op op, const clbn_args *a)
+/* renorm (and on the forward the bad-batch option), or (vbatch > 0) virtual
+ * batches of `vbatch` samples with the bad-batch option `skip` */
+static clbn_status run_variant_plan_with(fx *f, clbn_op op, size_t vbatch, int skip,
+                                         const clbn_args *a)
 {
     clbn_op_desc d;
     clbn_status st = clbn_op_desc_init(&d, op, &f->desc);
     if (st != CLBN_SUCCESS)
         return st;
-    d.renorm = 1;
-    d.skip_nonfinite_update = op == CLBN_OP_FORWARD_TRAINING;
+    d.renorm = vbatch == 0;
+    d.skip_nonfinite_update = vbatch ? skip : op == CLBN_OP_FORWARD_TRAINING;
+    d.virtual_batch_size = vbatch;
     clbn_plan *plan;
     if ((st = clbn_plan_create(f->ctx, &d, &plan)) != CLBN_SUCCESS)
         return st;
     st = clbn_plan_execute(plan, f->queue, a, nwait(f), waitlist(f), evp(f));
     clbn_plan_release(plan);
     return st;
+}
+
+static clbn_status run_variant_plan(fx *f, clbn_op op, const clbn_args *a)
+{
+    return run_variant_plan_with(f, op, 0, 0, a);
 }
 
 /* renorm + the bad-batch option: save_renorm in the dx slot (2C values of a
@@ -388,6 +398,37 @@ static clbn_status op_backward_renorm(fx *f)
                          .save_invstd = M(SI), .dweight = M(DW), .dbias = M(DB),
                          .save_renorm = M(Z)};
     return run_variant_plan(f, CLBN_OP_BACKWARD, &a);
+}
+
+/* virtual batches of 2 samples (src/vbatch.c): the G*C saved statistics in
+ * tensor slots (dx, dz for the forward; z, y for the backward) */
+static clbn_status run_vbatch_plan(fx *f, clbn_op op, int skip, const clbn_args *a)
+{
+    return run_variant_plan_with(f, op, 2, skip, a);
+}
+
+static clbn_status op_training_vbatch(fx *f)
+{
+    const clbn_args a = {.x = M(X), .y = M(Y), .weight = M(W), .bias = M(B),
+                         .running_mean = M(RM), .running_var = M(RV), .save_mean = M(DX),
+                         .save_invstd = M(DZ), .momentum = 0.1};
+    return run_vbatch_plan(f, CLBN_OP_FORWARD_TRAINING, 0, &a);
+}
+
+/* with the bad-batch option: the counters in the dbias slot */
+static clbn_status op_training_vbatch_skip(fx *f)
+{
+    const clbn_args a = {.x = M(X), .y = M(Y), .weight = M(W), .bias = M(B),
+                         .running_mean = M(RM), .running_var = M(RV), .save_mean = M(DX),
+                         .save_invstd = M(DZ), .momentum = 0.1, .skipped_updates = M(DB)};
+    return run_vbatch_plan(f, CLBN_OP_FORWARD_TRAINING, 1, &a);
+}
+
+static clbn_status op_backward_vbatch(fx *f)
+{
+    const clbn_args a = {.x = M(X), .dy = M(DY), .dx = M(DX), .weight = M(W), .save_mean = M(Z),
+                         .save_invstd = M(Y), .dweight = M(DW), .dbias = M(DB)};
+    return run_vbatch_plan(f, CLBN_OP_BACKWARD, 0, &a);
 }
 
 /* population statistics: the accumulator (12C values) in the dx slot */
@@ -540,6 +581,16 @@ static const scenario scenarios[] = {
     {"training renorm + skip_nonfinite_update NHWC", NHWC(4, 8, 9), "i-o-o-iissoo-s", 0,
      op_training_variants},
     {"backward renorm NCHW", NCHW(3, 5, 11), "ii-io-i---iioo", F_EVENT, op_backward_renorm},
+    {"training virtual batches NCHW", NCHW(4, 5, 7), "i-o-ooiiss----", F_EVENT,
+     op_training_vbatch},
+    {"training virtual batches + skip_nonfinite_update NHWC, out-of-order queue", NHWC(4, 8, 3),
+     "i-o-ooiiss---s", F_OOO | F_WAIT | F_EVENT, op_training_vbatch_skip},
+    {"backward virtual batches NCHW", NCHW(4, 5, 11), "iiiio-i-----oo", F_EVENT,
+     op_backward_vbatch},
+    {"layer_forward train, virtual batches", NCHW(3, 5, 7), "i-o-----------",
+     F_LAYER | F_VBATCH | F_EVENT, op_layer_forward},
+    {"layer_backward train, virtual batches", NHWC(3, 5, 7), "i--io---------",
+     F_LAYER | F_VBATCH | F_EVENT, op_layer_backward},
     {"population_accumulate NCHW", NCHW(3, 5, 7), "i---s---------", F_EVENT | F_WAIT,
      op_population_accumulate},
     {"population_commit NHWC", NHWC(3, 5, 7), "----i---ss----", F_EVENT, op_population_commit},
@@ -686,6 +737,8 @@ static void setup(fx *f, const scenario *sc)
         cfg.dtype = f->desc.dtype;
         if (sc->flags & F_CUMULATIVE)
             cfg.momentum = CLBN_MOMENTUM_CUMULATIVE;
+        if (sc->flags & F_VBATCH)
+            cfg.virtual_batch_size = 1;
         TU_OK(clbn_layer_create(f->ctx, &cfg, &f->layer));
         TU_OK(clbn_layer_write(f->layer, CLBN_WEIGHT, g_init[W], f->desc.c));
         TU_OK(clbn_layer_write(f->layer, CLBN_BIAS, g_init[B], f->desc.c));

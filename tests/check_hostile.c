@@ -979,7 +979,8 @@ START_TEST(test_save_load)
     } fields[] = {
         {"magic", 0, 8, 0x52594c4e424c4358ull, CLBN_ERROR_FILE_FORMAT},
         {"version 0", 8, 4, 0, CLBN_ERROR_FILE_FORMAT},
-        {"version 2", 8, 4, 2, CLBN_ERROR_FILE_FORMAT},
+        {"version 2 without the counters' flag", 8, 4, 2, CLBN_ERROR_FILE_FORMAT},
+        {"version 3", 8, 4, 3, CLBN_ERROR_FILE_FORMAT},
         {"version 0xffffffff", 8, 4, 0xffffffffu, CLBN_ERROR_FILE_FORMAT},
         {"header size 65", 12, 4, 65, CLBN_ERROR_FILE_FORMAT},
         {"header size 0", 12, 4, 0, CLBN_ERROR_FILE_FORMAT},

@@ -101,6 +101,49 @@ static void plan_snippet(clbn_context *ctx)
         clReleaseMemObject(all[i]);
 }
 
+/* docs/variants.md: "Virtual (ghost) batches". */
+static void vbatch_snippet(clbn_context *ctx)
+{
+    cl_command_queue q = clbn_context_get_queue(ctx);
+    const size_t count = 32 * 64 * 14 * 14;
+    cl_mem x = filled(ctx, count, 1.0f), y = filled(ctx, count, 0.0f);
+    cl_mem dy = filled(ctx, count, 0.1f), dx = filled(ctx, count, 0.0f);
+    cl_mem weight = filled(ctx, 64, 1.0f), bias = filled(ctx, 64, 0.0f);
+    cl_mem running_mean = filled(ctx, 64, 0.0f), running_var = filled(ctx, 64, 1.0f);
+    cl_mem save_mean = filled(ctx, 4 * 64, 0.0f), save_invstd = filled(ctx, 4 * 64, 0.0f);
+    cl_mem dweight = filled(ctx, 64, 0.0f), dbias = filled(ctx, 64, 0.0f);
+    clbn_status st;
+
+    clbn_tensor_desc tensor = {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 32, 64, 14 * 14};
+    clbn_op_desc fwd, bwd;
+    clbn_op_desc_init(&fwd, CLBN_OP_FORWARD_TRAINING, &tensor);
+    clbn_op_desc_init(&bwd, CLBN_OP_BACKWARD, &tensor);
+    fwd.virtual_batch_size = bwd.virtual_batch_size = 8;   /* 4 ghost batches of 8 */
+    clbn_plan *forward, *backward;
+    st = clbn_plan_create(ctx, &fwd, &forward);
+    st = clbn_plan_create(ctx, &bwd, &backward);
+    /* save_mean and save_invstd: 4*64 values each (group-major) */
+    clbn_args a = {.x = x, .y = y, .weight = weight, .bias = bias,
+                   .running_mean = running_mean, .running_var = running_var,
+                   .save_mean = save_mean, .save_invstd = save_invstd, .momentum = 0.1};
+    clbn_args g = {.x = x, .dy = dy, .dx = dx, .weight = weight, .save_mean = save_mean,
+                   .save_invstd = save_invstd, .dweight = dweight, .dbias = dbias};
+    st = clbn_plan_execute(forward, q, &a, 0, NULL, NULL);
+    st = clbn_plan_execute(backward, q, &g, 0, NULL, NULL);
+
+    /* Not in the docs: the calls above succeeded. */
+    EXPECT_OK(st);
+    EXPECT_OK(clbn_plan_execute(forward, q, &a, 0, NULL, NULL));
+    clbn_plan_release(forward);
+    clbn_plan_release(backward);
+    if (clFinish(q) != CL_SUCCESS)
+        failed = 1;
+    cl_mem all[] = {x, y, dy, dx, weight, bias, running_mean, running_var, save_mean,
+                    save_invstd, dweight, dbias};
+    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+        clReleaseMemObject(all[i]);
+}
+
 /* docs/variants.md: "On the layer". */
 static void layer_snippet(clbn_context *ctx)
 {
@@ -154,6 +197,7 @@ int main(void)
         return 1;
     }
     plan_snippet(ctx);
+    vbatch_snippet(ctx);
     layer_snippet(ctx);
     clbn_context_release(ctx);
     return failed;

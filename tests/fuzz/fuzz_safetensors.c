@@ -38,12 +38,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The layers of the seed corpus (BatchNorm2d(4) under "bn.", (8) with no
      * prefix or under "1.", (5) affine = 0, (6) untracked, a float64 (4)), so
      * the fuzzer starts from inputs that load. */
+    static uint32_t counters[8];
     static const struct {
         const char *prefix;
         clbn_st_layer layer;
     } configs[] = {
-        {"bn.", {4, 4, 1, 1}}, {NULL, {8, 4, 1, 1}}, {"1.", {8, 4, 1, 1}},
-        {"", {5, 4, 0, 1}},    {NULL, {6, 4, 1, 0}}, {NULL, {4, 8, 1, 1}},
+        {"bn.", {4, 4, 1, 1, NULL}}, {NULL, {8, 4, 1, 1, NULL}}, {"1.", {8, 4, 1, 1, NULL}},
+        {"", {5, 4, 0, 1, NULL}},    {NULL, {6, 4, 1, 0, NULL}}, {NULL, {4, 8, 1, 1, NULL}},
+        {NULL, {8, 4, 1, 1, counters}}, /* a layer with the bad-batch option's counters */
     };
     for (size_t i = 0; i < sizeof configs / sizeof *configs; ++i) {
         const clbn_st_layer *l = &configs[i].layer;
