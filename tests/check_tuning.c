@@ -67,8 +67,6 @@ static clbn_plan *make_plan(clbn_op op, const clbn_tensor_desc *d, const char *t
     return p;
 }
 
-/* The four operations with the tuning `extremes[_i / NSHAPES]` on
- * shapes[_i % NSHAPES], against the double reference. */
 /* The four operations with `tuning` on shapes[i % NSHAPES], against the
  * double reference. */
 static void against_reference(int i, const char *tuning)
@@ -156,6 +154,7 @@ static void against_reference(int i, const char *tuning)
     free(y), free(rmo), free(rvo), free(mean), free(invstd), free(dx), free(dw), free(db);
 }
 
+/* The tuning `extremes[_i / NSHAPES]` on shapes[_i % NSHAPES]. */
 START_TEST(extremes_against_reference)
 {
     against_reference(_i, extremes[_i / NSHAPES]);
