@@ -7,6 +7,7 @@
  * configuration against the reference. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <clbn.h>
+#include "fnv1a.h"
 
 #include <check.h>
 #include <stdint.h>
@@ -19,16 +20,6 @@ void fake_shipped_set(const char *line);
 
 static clbn_context *ctx;
 static char db[256];
-
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; ++i) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
 
 static void plan_tuning(const clbn_tensor_desc *d, char *out, size_t size)
 {

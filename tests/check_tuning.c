@@ -15,6 +15,7 @@
  *   CLBN_TUNE=1 tunes and records the plan behind a one-call function. */
 #include "testutil.h"
 #include "reference_backward.h"
+#include "fnv1a.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -318,16 +319,6 @@ END_TEST
 
 /* ---- the database ------------------------------------------------------------------ */
 static char db[256];
-
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; ++i) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
 
 static char *slurp(const char *path)
 {
