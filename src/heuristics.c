@@ -24,8 +24,7 @@ enum {
     SMALL_PER_CU = 1 << 17,        /* one-kernel path: elements per compute unit */
     SMALL_MIN = 1 << 16,
     SMALL_MAX = 1 << 20,
-    GPU_SMALL_ELEMENTS = 1 << 16,
-    GPU_SMALL_ITEMS_PER_CU = 32,   /* a work-item per channel: a SIMD's width of channels per CU */
+    GPU_SMALL_ELEMENTS = 1 << 16,  /* a work-item per channel is a serial loop on a GPU */
     GPU_GROUPS_PER_CU = 8          /* resident groups to hide a GPU's memory latency */
 };
 
@@ -71,15 +70,14 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
 
     /* one-kernel small path: each compute unit's share of the tensor stays
      * about SMALL_PER_CU elements; on a GPU a work-item per channel is a
-     * serial loop, so only small tensors with many channels take it */
+     * serial loop, so only the smallest tensors take it */
     if (gpu) {
         t->small_elements = GPU_SMALL_ELEMENTS;
-        t->small_items_per_cu = GPU_SMALL_ITEMS_PER_CU;
     } else {
         size_t s = SMALL_PER_CU * min_sz(cus, SMALL_MAX / SMALL_PER_CU);
         t->small_elements = s < SMALL_MIN ? SMALL_MIN : s > SMALL_MAX ? SMALL_MAX : s;
-        t->small_items_per_cu = 2;
     }
+    t->small_items_per_cu = 2;
 
     /* short NCHW rows */
     t->rows_spatial = 256;

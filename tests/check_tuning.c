@@ -235,7 +235,7 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[1], "groups_per_cu"), 8);
     ck_assert_uint_eq(param(t[1], "channel_bytes"), 16384);
     ck_assert_uint_eq(param(t[1], "small_elements"), 65536);
-    ck_assert_uint_eq(param(t[1], "small_items_per_cu"), 32);
+    ck_assert_uint_eq(param(t[1], "small_items_per_cu"), 2);
     /* Mali-like: groups of 32 at most, a cache too small to share: no
      * channel-resident path */
     ck_assert_uint_eq(param(t[2], "gpu_geometry"), 1);
