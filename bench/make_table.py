@@ -268,14 +268,18 @@ def main_tables(out, res, shapes, spread):
 
 
 def read_bounds(path):
-    """cl_copy.csv -> {shape: {pattern: fastest median ms over the variants}}."""
-    b = defaultdict(dict)
+    """cl_copy.csv -> {shape: {pattern: ms}}: each variant's median over the
+    rounds, then the fastest variant."""
+    runs = defaultdict(list)
     for r in read_csv(path):
         t = fnum(r["median_ms"])
-        if t is None:
-            continue
-        cur = b[r["shape"]].get(r["pattern"])
-        b[r["shape"]][r["pattern"]] = t if cur is None else min(cur, t)
+        if t is not None:
+            runs[(r["shape"], r["pattern"], r["prefetch"], r["stream"])].append(t)
+    b = defaultdict(dict)
+    for (shape, pattern, _, _), ts in runs.items():
+        t = median(ts)
+        cur = b[shape].get(pattern)
+        b[shape][pattern] = t if cur is None else min(cur, t)
     return b
 
 
@@ -295,8 +299,8 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
     add("## clbn against the device's own limit, untuned and tuned")
     add("")
     add("`bound`: the fastest minimal OpenCL passes over the same float32 tensor in this run "
-        "(bench/cl_copy, plain, with prefetch, with prefetch and streaming stores; the fastest "
-        "variant of each): inference = copy, training forward = read + copy, backward = read2 + axpy. "
+        "(bench/cl_copy run right before clbn on that shape in each round: plain, with prefetch, with "
+        "prefetch and streaming stores; each variant's median over the rounds, then the fastest): inference = copy, training forward = read + copy, backward = read2 + axpy. "
         "`tuned`: plans tuned by clbn_plan_tune in round 1 (clbn_bench --tune). `peer`: the faster "
         "of PyTorch and oneDNN (nchw/nhwc). Targets (issue 15): tuned / bound <= %.2f on the largest "
         "shape and <= %.2f on the other shapes of 8 MB or more (the channel-resident path may beat "

@@ -37,6 +37,9 @@
 #          --no-16bit (skip the float16 and bfloat16 runs);
 #          --tune-ms MS (800: clbn_plan_tune budget per configuration; 0: no
 #          tuned clbn); --no-resnet (skip the ResNet-50 sums);
+#          --peer-rounds N (1: the peers and the 16-bit runs take part in the
+#          first N rounds only; clbn untuned, tuned and the minimal passes run
+#          in every round, the tuned ones after round 1 re-timing the database);
 #          --resnet-shapes "32x64x56x56:6 ..." (a subset, to test the scripts:
 #          the sums then cover only those layers and say so);
 #          --out DIR (instead of bench/results/<date>).
@@ -64,6 +67,7 @@ MAX_SECONDS16=0.3
 WARMUP16=3
 TUNE_MS=800     # clbn_plan_tune budget per configuration (round 1 and the ResNet-50 pass)
 RESNET=1
+PEER_ROUNDS=1   # the peers and clbn's 16-bit runs take part in this many rounds
 # ResNet-50's BN shapes at batch 32 (torchvision) and how many of its 53 BN
 # layers have each (as tools/clbn_tune.c; make_table.py has the same counts)
 RESNET_SHAPES=(32x64x112x112:1 32x64x56x56:6 32x256x56x56:4 32x128x56x56:1 32x128x28x28:7
@@ -78,6 +82,7 @@ while [ $# -gt 0 ]; do
              TUNE_MS=200; RESNET_SECONDS=0.05; COPY_REPS=5 ;;
     --tune-ms) TUNE_MS="$2"; shift ;;
     --no-resnet) RESNET=0 ;;
+    --peer-rounds) PEER_ROUNDS="$2"; shift ;;
     --resnet-shapes) read -r -a RESNET_SHAPES <<<"$2"; shift ;;
     --rounds) ROUNDS="$2"; shift ;;
     --shapes) read -r -a SHAPES <<<"$2"; shift ;;
@@ -166,7 +171,7 @@ export OMP_NUM_THREADS=2 # the peers' thread count (PoCL uses every core: 2 here
   echo "peers:    PyTorch $([ $HAVE_TORCH = 1 ] && "$PY" -c 'import torch; print(torch.__version__)' || echo none), oneDNN $(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null || echo none), OMP_NUM_THREADS=2"
   echo "clbn:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$(git status --porcelain -- cl src include CMakeLists.txt 2>/dev/null)" ] && echo ' + uncommitted changes in cl/ src/ include/ CMakeLists.txt'), Release, CLBN_DEVICE=${CLBN_DEVICE:-}"
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at the start"
-  echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round$([ ${#DTYPES16[@]} -gt 0 ] && echo "; clbn ${DTYPES16[*]}: shapes >= $((BIG16_BYTES / 1000000)) MB in float32, up to ${MAX_SECONDS16} s and at least 10 calls, $WARMUP16 warm-up"); tuning budget ${TUNE_MS} ms per configuration; cl_copy $COPY_REPS calls per pass; ResNet-50 sums $([ $RESNET = 1 ] && echo "${RESNET_SECONDS} s per configuration" || echo skipped))"
+  echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, peers and 16-bit in $PEER_ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round$([ ${#DTYPES16[@]} -gt 0 ] && echo "; clbn ${DTYPES16[*]}: shapes >= $((BIG16_BYTES / 1000000)) MB in float32, up to ${MAX_SECONDS16} s and at least 10 calls, $WARMUP16 warm-up"); tuning budget ${TUNE_MS} ms per configuration; cl_copy $COPY_REPS calls per pass; ResNet-50 sums $([ $RESNET = 1 ] && echo "${RESNET_SECONDS} s per configuration" || echo skipped))"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
@@ -181,18 +186,7 @@ rc=0
 "$BIN/empty_kernel" --reps 1 --max-kernels 1 >/dev/null 2>>"$LOG" || rc=$?
 [ $rc = 77 ] && { say "no OpenCL device (see $LOG): nothing to measure"; exit 77; }
 [ $rc != 0 ] && { say "empty_kernel failed (see $LOG)"; exit 1; }
-# The minimal passes on every shape: plain, with clbn's software prefetch,
-# and with prefetch and streaming stores (the two last only where the device
-# compiles them: PoCL). The bound of each is the fastest of the variants.
-say "minimal OpenCL passes on every shape (cl_copy: copy, read, read2, axpy; with and without streaming stores)"
-echo "shape,pattern,floats,prefetch,stream,median_ms,min_ms,gbps" >"$OUT/cl_copy.csv"
-for shape in "${SHAPES[@]}"; do
-  for flags in "" "--prefetch" "--prefetch --stream"; do
-    # shellcheck disable=SC2086
-    "$BIN/cl_copy" --shape "$shape" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
-      2>>"$LOG" | sed "s/^/$shape,/" >>"$OUT/cl_copy.csv" || say "cl_copy $shape $flags failed (see $LOG)"
-  done
-done
+echo "round,shape,pattern,floats,prefetch,stream,median_ms,min_ms,gbps" >"$OUT/cl_copy.csv"
 say "empty-kernel floor (3 runs of 200)"
 "$BIN/empty_kernel" --csv >"$OUT/empty_kernel.csv"
 for run in 2 3; do
@@ -228,6 +222,16 @@ for round in $(seq 1 "$ROUNDS"); do
   [ "$round" = 1 ] && VERIFY=(--verify)
   for shape in "${SHAPES[@]}"; do
     wait_quiet "round $round $shape"
+    # the minimal passes on this shape, right before clbn's runs of it: plain,
+    # with clbn's software prefetch, and with prefetch and streaming stores
+    # (the two last only where the device compiles them: PoCL); each bound
+    # takes the fastest variant
+    say "round $round/$ROUNDS, $shape: minimal passes (cl_copy)"
+    for flags in "" "--prefetch" "--prefetch --stream"; do
+      # shellcheck disable=SC2086
+      "$BIN/cl_copy" --shape "$shape" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
+        2>>"$LOG" | sed "s/^/$round,$shape,/" >>"$OUT/cl_copy.csv" || say "cl_copy $shape $flags failed (see $LOG)"
+    done
     say "round $round/$ROUNDS, $shape: clbn${VERIFY:+ (with --verify)}"
     for layout in nchw nhwc; do
       for mode in train infer backward; do
@@ -249,7 +253,7 @@ for round in $(seq 1 "$ROUNDS"); do
         [ $rc = 0 ] || say "clbn tuned $shape $layout $mode: failed with status $rc (see $LOG)"
       done
     done
-    if [ ${#DTYPES16[@]} -gt 0 ] && big16 "$shape"; then
+    if [ ${#DTYPES16[@]} -gt 0 ] && [ "$round" -le "$PEER_ROUNDS" ] && big16 "$shape"; then
       say "round $round/$ROUNDS, $shape: clbn in ${DTYPES16[*]}${VERIFY:+ (with --verify)}"
       for dtype in "${DTYPES16[@]}"; do
         for layout in nchw nhwc; do
@@ -267,12 +271,12 @@ for round in $(seq 1 "$ROUNDS"); do
         done
       done
     fi
-    if [ $HAVE_TORCH = 1 ]; then
+    if [ $HAVE_TORCH = 1 ] && [ "$round" -le "$PEER_ROUNDS" ]; then
       say "round $round/$ROUNDS, $shape: PyTorch"
       "$PY" bench/peer_torch.py --shape "$shape" --layouts nchw,nhwc --modes train,infer,backward \
         "${COMMON[@]}" >>"$RES" 2>>"$LOG" || say "peer_torch $shape failed (see $LOG)"
     fi
-    if [ $HAVE_DNNL = 1 ]; then
+    if [ $HAVE_DNNL = 1 ] && [ "$round" -le "$PEER_ROUNDS" ]; then
       say "round $round/$ROUNDS, $shape: oneDNN"
       for layout in nchw nhwc nChw8c; do
         for mode in train infer backward; do
