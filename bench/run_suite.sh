@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark in one command:
 #
-#     bash bench/run_suite.sh            # about 15 minutes on a 2-core machine (estimate)
+#     bash bench/run_suite.sh            # about 15-17 minutes on a quiet 2-core machine (estimate)
 #     bash bench/run_suite.sh --quick    # a smoke test: fewer and shorter runs
 #
 # Installs the Debian packages it needs when missing (with sudo when not root):
@@ -30,7 +30,7 @@
 # issue-15 targets.
 #
 # Options: --quick (1 round, 0.2 s per configuration, 200 ms tuning budget,
-#          about 4 minutes on 2 cores); --rounds N (2: the suite runs N times, interleaved, and the
+#          0.05 s per ResNet-50 configuration: several minutes); --rounds N (2: the suite runs N times, interleaved, and the
 #          table takes each configuration's median over the rounds, which keeps
 #          a burst of other load on this shared machine out of the numbers);
 #          --shapes "32x64x56x56 8x32x16x16" (instead of the suite's shapes);
