@@ -16,7 +16,10 @@
  * the ratios training/inference and backward/inference on this device.
  *
  * Usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R (200)]
- *                [--pattern copy|read|read2|axpy|all (copy)] [--prefetch] [--stream] */
+ *                [--pattern copy|read|read2|axpy|all (copy)] [--prefetch] [--stream]
+ *                [--csv [--no-header]]
+ * --csv prints pattern,floats,prefetch,stream,median_ms,min_ms,gbps rows
+ * (bench/run_suite.sh: each suite shape's bounds). */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <clbn.h>
 
@@ -94,13 +97,14 @@ static void check_cl(cl_int err, const char *what)
 static void usage(void)
 {
     fprintf(stderr, "usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R] "
-                    "[--pattern copy|read|read2|axpy|all] [--prefetch] [--stream]\n");
+                    "[--pattern copy|read|read2|axpy|all] [--prefetch] [--stream] [--csv [--no-header]]\n");
 }
 
 int main(int argc, char **argv)
 {
     size_t count = (size_t)32 * 64 * 56 * 56;
     int reps = 200, prefetch = 0, stream = 0, which = 0; /* which: -1 all */
+    int csv = 0, header = 1;
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             size_t n, c, sp;
@@ -129,6 +133,10 @@ int main(int argc, char **argv)
             prefetch = 1;
         } else if (!strcmp(argv[i], "--stream")) {
             stream = 1;
+        } else if (!strcmp(argv[i], "--csv")) {
+            csv = 1;
+        } else if (!strcmp(argv[i], "--no-header")) {
+            header = 0;
         } else {
             usage();
             return 2;
@@ -165,8 +173,11 @@ int main(int argc, char **argv)
     double *t = malloc((size_t)reps * sizeof *t);
     if (!t)
         return 1;
-    printf("cl_copy %zu floats (%.1f MB), prefetch %s, streaming stores %s:\n", count,
-           4.0 * (double)count / 1e6, prefetch ? "on" : "off", stream ? "on" : "off");
+    if (!csv)
+        printf("cl_copy %zu floats (%.1f MB), prefetch %s, streaming stores %s:\n", count,
+               4.0 * (double)count / 1e6, prefetch ? "on" : "off", stream ? "on" : "off");
+    else if (header)
+        printf("pattern,floats,prefetch,stream,median_ms,min_ms,gbps\n");
     for (int p = 0; p < 4; ++p) {
         if (which >= 0 && p != which)
             continue;
@@ -183,8 +194,12 @@ int main(int argc, char **argv)
                 t[r] = bench_wall_s() - t0;
         }
         const double med = bench_median(t, reps), bytes = bytes_per_float[p] * (double)count;
-        printf("  %-5s median %.4f ms, min %.4f ms, %.1f GB/s at the median (bytes read + written)\n",
-               patterns[p], med * 1e3, bench_min(t, reps) * 1e3, bytes / med / 1e9);
+        if (csv)
+            printf("%s,%zu,%d,%d,%.4f,%.4f,%.3f\n", patterns[p], count, prefetch, stream, med * 1e3,
+                   bench_min(t, reps) * 1e3, bytes / med / 1e9);
+        else
+            printf("  %-5s median %.4f ms, min %.4f ms, %.1f GB/s at the median (bytes read + written)\n",
+                   patterns[p], med * 1e3, bench_min(t, reps) * 1e3, bytes / med / 1e9);
         clReleaseKernel(k);
     }
     free(t);

@@ -117,6 +117,8 @@ typedef struct options {
     int verify, csv, csv_header, startup, measure_bw, profile, plan;
     double bw;
     clbn_dtype dtype;
+    double tune_ms;    /* --tune: clbn_plan_tune the plan with this budget first */
+    const char *label; /* --label: the CSV's impl column instead of impl_name() */
 } options;
 
 static const char *dtype_name(clbn_dtype t)
@@ -149,7 +151,7 @@ static void usage(const char *msg)
             "usage: clbn_bench --shape NxCxS|NxCxHxW|NxC [--layout nchw|nhwc] [--mode train|infer|backward]\n"
             "                  [--dtype f32|f16|bf16|f64] [--iters N (100)] [--warmup N (10)] [--max-seconds T]\n"
             "                  [--verify] [--csv] [--no-header] [--bw GBps | --measure-bw] [--startup]\n"
-            "                  [--profile]\n"
+            "                  [--profile] [--plan] [--tune MS] [--label NAME]\n"
             "  --dtype T        element type of x, y, dy, dx (f32 default; per-channel vectors are\n"
             "                   float, double for f64); CSV rows name clbn-f16, clbn-bf16, clbn-f64\n"
             "  --max-seconds T  fewer iterations (at least 10) when N calls would take longer than T s\n"
@@ -157,6 +159,9 @@ static void usage(const char *msg)
             "                   time and the gaps between kernels (OpenCL event profiling)\n"
             "  --plan           create a clbn_plan once (timed) and time clbn_plan_execute in the\n"
             "                   loop; the first execution's time is reported separately\n"
+            "  --tune MS        with --plan: clbn_plan_tune the plan first (budget MS), recorded in\n"
+            "                   $CLBN_TUNING_DB; later runs' plans of that shape class take it\n"
+            "  --label NAME     the CSV's impl column (default clbn, clbn-f16, ...)\n"
             "  --startup        time create_default + prepare + first call instead (cold when\n"
             "                   POCL_CACHE_DIR is empty, warm when PoCL has the kernels cached)\n"
             "  CLBN_DEVICE selects the device as for clbn_context_create_default.\n");
@@ -242,6 +247,15 @@ static void parse(int argc, char **argv, options *o)
             o->profile = 1;
         } else if (!strcmp(a, "--plan")) {
             o->plan = 1;
+        } else if (!strcmp(a, "--tune")) {
+            TAKES_VALUE;
+            o->tune_ms = atof(v);
+            o->plan = 1;
+            if (o->tune_ms <= 0)
+                usage("--tune needs a budget in ms > 0");
+        } else if (!strcmp(a, "--label")) {
+            TAKES_VALUE;
+            o->label = v;
         } else if (!strcmp(a, "--startup")) {
             o->startup = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -886,6 +900,12 @@ int main(int argc, char **argv)
         double t0 = bench_wall_s();
         check_clbn(clbn_plan_create(b.ctx, &d, &g_plan), "clbn_plan_create");
         plan_ms = 1e3 * (bench_wall_s() - t0);
+        if (o->tune_ms > 0) {
+            /* recorded in $CLBN_TUNING_DB: later runs' plans pick it up */
+            double t1 = bench_wall_s();
+            check_clbn(clbn_plan_tune(g_plan, b.queue, o->tune_ms), "clbn_plan_tune");
+            fprintf(o->csv ? stderr : stdout, "tuned in %.0f ms\n", 1e3 * (bench_wall_s() - t1));
+        }
         clbn_plan_describe(g_plan, plan_text, sizeof plan_text);
     }
 
@@ -952,7 +972,8 @@ int main(int argc, char **argv)
         if (o->csv_header)
             printf("impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,"
                    "cores,kernels,verify\n");
-        printf("%s,%s,%zu,%zu,%zu,%s,%s,%d,%.4f,%.4f,%.0f,%.3f,%.1f,%.2f,%lu,%s\n", impl_name(o->dtype), o->shape_text,
+        printf("%s,%s,%zu,%zu,%zu,%s,%s,%d,%.4f,%.4f,%.0f,%.3f,%.1f,%.2f,%lu,%s\n",
+               o->label ? o->label : impl_name(o->dtype), o->shape_text,
                o->n, o->c, o->s, layout_name(o->layout), mode_names[o->mode], iters, 1e3 * med,
                1e3 * mn, bytes, gbps, pct, cores, kernels,
                verified < 0 ? "-" : verified ? "ok" : "FAILED");

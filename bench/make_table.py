@@ -4,9 +4,10 @@
     /usr/bin/python3 bench/make_table.py bench/results/<date>
 
 Reads results.csv (clbn_bench, peer_torch and peer_onednn rows, CSV columns of
-clbn_bench --csv; clbn's float32 rows are impl "clbn", its 16-bit ones
-"clbn-f16" and "clbn-bf16"), stream_copy.csv, empty_kernel.csv, startup.csv and
-machine.txt from the folder; writes table.md (and prints it) and, when gnuplot
+clbn_bench --csv; clbn's float32 rows are impl "clbn", its tuned ones
+"clbn-tuned", its 16-bit ones "clbn-f16" and "clbn-bf16"), cl_copy.csv (the
+minimal passes per shape), resnet50.csv (ResNet-50's BN shapes), stream_copy.csv,
+empty_kernel.csv, startup.csv and machine.txt from the folder; writes table.md (and prints it) and, when gnuplot
 is installed, plot.png with plot.gp and plot_*.dat beside it. Standard library only.
 """
 import csv
@@ -21,6 +22,18 @@ MODES = [("train", "train fwd"), ("infer", "inference"), ("backward", "backward"
 DTYPES16 = [("clbn-f16", "f16"), ("clbn-bf16", "bf16")]  # impl, label
 LAYOUTS = ["nchw", "nhwc"]
 BIG = 8e6  # bytes of x: the shapes the geometric mean is taken over
+# ResNet-50's BN shapes at batch 32 and how many of its 53 BN layers have each
+# (bench/run_suite.sh and tools/clbn_tune.c list the same)
+RESNET50 = {"32x64x112x112": 1, "32x64x56x56": 6, "32x256x56x56": 4, "32x128x56x56": 1,
+            "32x128x28x28": 7, "32x512x28x28": 5, "32x256x28x28": 1, "32x256x14x14": 11,
+            "32x1024x14x14": 7, "32x512x14x14": 1, "32x512x7x7": 5, "32x2048x7x7": 4}
+# issue 15's targets
+BOUND_BIGGEST = 1.10  # tuned / bound on the largest shape
+BOUND_BIG = 1.25      # tuned / bound on the other shapes of 8 MB or more
+UNTUNED = 1.30        # untuned / tuned, every case
+GEOMEAN_PEER = 0.60   # geometric mean tuned / faster peer
+FLOOR = 1.30          # 8x32x16x16 / empty-kernel floor for its kernel count
+HALF = 0.60           # float16 / float32 on the shapes of 8 MB or more
 SMALL = 1e6  # bytes of x: the shapes the floor is shown beside
 
 
@@ -71,14 +84,19 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    rows = read_csv(os.path.join(out, "results.csv"))
+    res, shapes, spread = aggregate(read_csv(os.path.join(out, "results.csv")))
+    main_tables(out, res, shapes, spread)
+
+
+def aggregate(rows):
+    """One row per configuration (impl, shape, layout, mode): the median over
+    the rounds; the shapes in order; the configurations whose rounds differ."""
     groups = defaultdict(list)
     shapes = []
     for r in rows:
         groups[(r["impl"], r["shape"], r["layout"], r["mode"])].append(r)
         if r["shape"] not in shapes:
             shapes.append(r["shape"])
-    # one row per configuration: the median over the rounds
     res = {}
     spread = []  # (key, slowest round / fastest round)
     for key, rs in groups.items():
@@ -98,6 +116,10 @@ def main():
         res[key] = agg
         if len(meds) > 1 and max(meds) / min(meds) > 1.25:
             spread.append((key, max(meds) / min(meds)))
+    return res, shapes, spread
+
+
+def main_tables(out, res, shapes, spread):
     bw = None
     for r in read_csv(os.path.join(out, "stream_copy.csv")):
         if r["kind"] == "copy":
@@ -124,6 +146,7 @@ def main():
     add("")
     add("```")
     add(machine)
+    add("copy bw:  " + ("%.1f GB/s (stream_copy, 2 threads, bytes read + written)" % bw if bw else "not measured"))
     add("```")
     add("")
     rounds = max((r["rounds"] for r in res.values()), default=0)
@@ -201,7 +224,10 @@ def main():
             "%s %s %s %.2fx" % (r[0], r[1], r[2], r[3]) for r in losses) + ".")
         add("")
 
+    bounds = read_bounds(os.path.join(out, "cl_copy.csv"))
+    table_bounds(add, res, shapes, ms, bounds, floor)
     table16(add, res, shapes, ms)
+    table_resnet(add, aggregate(read_csv(os.path.join(out, "resnet50.csv")))[0])
 
     if spread:
         spread.sort(key=lambda e: -e[1])
@@ -239,6 +265,171 @@ def main():
         f.write(text)
     print(text)
     plot(out, res, shapes, bw)
+
+
+def read_bounds(path):
+    """cl_copy.csv -> {shape: {pattern: ms}}: each variant's median over the
+    rounds, then the fastest variant."""
+    runs = defaultdict(list)
+    for r in read_csv(path):
+        t = fnum(r["median_ms"])
+        if t is not None:
+            runs[(r["shape"], r["pattern"], r["prefetch"], r["stream"])].append(t)
+    b = defaultdict(dict)
+    for (shape, pattern, _, _), ts in runs.items():
+        t = median(ts)
+        cur = b[shape].get(pattern)
+        b[shape][pattern] = t if cur is None else min(cur, t)
+    return b
+
+
+def mode_bound(bounds, shape, mode):
+    """The fastest a mode can be from the minimal passes: inference = copy,
+    training forward = read + copy, backward = read2 + axpy."""
+    p = bounds.get(shape, {})
+    need = {"infer": ["copy"], "train": ["read", "copy"], "backward": ["read2", "axpy"]}[mode]
+    return sum(p[k] for k in need) if all(k in p for k in need) else None
+
+
+def table_bounds(add, res, shapes, ms, bounds, floor):
+    """clbn untuned and tuned against each mode's bound and the faster peer,
+    with issue 15's targets."""
+    if not bounds and not any(k[0] == "clbn-tuned" for k in res):
+        return
+    add("## clbn against the device's own limit, untuned and tuned")
+    add("")
+    add("`bound`: the fastest minimal OpenCL passes over the same float32 tensor in this run "
+        "(bench/cl_copy run right before clbn on that shape in each round: plain, with prefetch, with "
+        "prefetch and streaming stores; each variant's median over the rounds, then the fastest): inference = copy, training forward = read + copy, backward = read2 + axpy. "
+        "`tuned`: plans tuned by clbn_plan_tune in round 1 (clbn_bench --tune). `peer`: the faster "
+        "of PyTorch and oneDNN (nchw/nhwc). Targets (issue 15): tuned / bound <= %.2f on the largest "
+        "shape and <= %.2f on the other shapes of 8 MB or more (the channel-resident path may beat "
+        "the bound where a channel fits the cache); untuned / tuned <= %.2f; tuned / peer <= 1; "
+        "**bold**: a target missed." % (BOUND_BIGGEST, BOUND_BIG, UNTUNED))
+    add("")
+    add("| shape | MB | layout | mode | bound | untuned | / bound | tuned | / bound | untuned / tuned | peer | tuned / peer |")
+    add("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    big_sizes = []
+    for shape in shapes:
+        r0 = next((r for k, r in res.items() if k[1] == shape and k[0] == "clbn"), None)
+        if r0:
+            big_sizes.append(4.0 * int(r0["n"]) * int(r0["c"]) * int(r0["s"]))
+    biggest = max(big_sizes) if big_sizes else 0
+    miss = defaultdict(int)
+    total = defaultdict(int)
+    peer_ratios = []
+    f = lambda x, bad=False: "-" if x is None else ("**%.2f**" % x if bad else "%.2f" % x)
+    for shape in shapes:
+        r0 = next((r for k, r in res.items() if k[1] == shape and k[0] == "clbn"), None)
+        if not r0:
+            continue
+        tbytes = 4.0 * int(r0["n"]) * int(r0["c"]) * int(r0["s"])
+        limit = BOUND_BIGGEST if tbytes == biggest else BOUND_BIG if tbytes >= BIG else None
+        first = True
+        for layout in LAYOUTS:
+            for mode, mode_name in MODES:
+                if ("clbn", shape, layout, mode) not in res:
+                    continue
+                b = mode_bound(bounds, shape, mode)
+                tu, tt = ms("clbn", shape, layout, mode), ms("clbn-tuned", shape, layout, mode)
+                peers = [t for t in (ms("torch", shape, layout, mode), ms("onednn", shape, layout, mode)) if t]
+                peer = min(peers) if peers else None
+                ub = tu / b if (tu and b) else None
+                tb = tt / b if (tt and b) else None
+                ut = tu / tt if (tu and tt) else None
+                tp = tt / peer if (tt and peer) else None
+                if limit and tb is not None:
+                    total["bound"] += 1
+                    miss["bound"] += tb > limit
+                if ut is not None:
+                    total["untuned"] += 1
+                    miss["untuned"] += ut > UNTUNED
+                if tp is not None:
+                    total["peer"] += 1
+                    miss["peer"] += tp > 1.0
+                    if tbytes >= BIG:
+                        peer_ratios.append(tp)
+                add("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    shape if first else "", "%.1f" % (tbytes / 1e6) if first else "", layout, mode_name,
+                    fmt_ms(b), fmt_ms(tu), f(ub), fmt_ms(tt), f(tb, bool(limit and tb and tb > limit)),
+                    f(ut, bool(ut and ut > UNTUNED)), fmt_ms(peer), f(tp, bool(tp and tp > 1.0))))
+                first = False
+    add("")
+    gm = geomean(peer_ratios)
+    add("Targets: tuned within the bound's limit in %d of %d cases of 8 MB or more; untuned within "
+        "%.2fx of tuned in %d of %d; tuned no slower than the faster peer in %d of %d; geometric mean "
+        "tuned / faster peer over the shapes of 8 MB or more %s (target <= %.2f)." % (
+            total["bound"] - miss["bound"], total["bound"], UNTUNED, total["untuned"] - miss["untuned"],
+            total["untuned"], total["peer"] - miss["peer"], total["peer"],
+            "%.2f" % gm if gm else "-", GEOMEAN_PEER))
+    add("")
+    # the small case against PoCL's floor for as many kernels
+    small = []
+    for shape in shapes:
+        for impl in ("clbn", "clbn-tuned"):
+            for layout in LAYOUTS:
+                for mode, mode_name in MODES:
+                    r = res.get((impl, shape, layout, mode))
+                    if not r or 4.0 * int(r["n"]) * int(r["c"]) * int(r["s"]) >= 1e6:
+                        continue
+                    k = r.get("kernels", "")
+                    if k.isdigit() and int(k) in floor:
+                        q = fnum(r["median_ms"]) / floor[int(k)]
+                        small.append("%s %s %s %s: %s ms, %s kernel%s, floor %s ms, **%.2fx**" % (
+                            impl, shape, layout, mode_name, fmt_ms(fnum(r["median_ms"])), k,
+                            "" if k == "1" else "s", fmt_ms(floor[int(k)]), q) if q > FLOOR else
+                            "%s %s %s %s: %s ms, %s kernel%s, floor %s ms, %.2fx" % (
+                            impl, shape, layout, mode_name, fmt_ms(fnum(r["median_ms"])), k,
+                            "" if k == "1" else "s", fmt_ms(floor[int(k)]), q))
+    if small:
+        add("Shapes under 1 MB against the empty-kernel floor for the kernels each call enqueues "
+            "(target <= %.2fx, **bold** when above):" % FLOOR)
+        add("")
+        for line in small:
+            add("- " + line)
+        add("")
+
+
+def table_resnet(add, rn):
+    """Sums over ResNet-50's 53 BN layers at batch 32: each distinct shape's
+    median time x its count."""
+    if not rn:
+        return
+    impls = [("clbn", "clbn untuned"), ("clbn-tuned", "clbn tuned"), ("torch", "PyTorch"),
+             ("onednn", "oneDNN")]
+    impls = [(i, n) for i, n in impls if any(k[0] == i for k in rn)]
+    add("## ResNet-50 at batch 32: sums over its 53 BN layers")
+    add("")
+    add("ms per network pass: each of the %d distinct BN shapes timed once (median per call), times "
+        "the number of layers that have it. Training = training forward + backward. `-`: a shape "
+        "missing." % len(RESNET50))
+    add("")
+    present = [sh for sh in RESNET50 if any(k[1] == sh for k in rn)]
+    if len(present) < len(RESNET50):
+        add("**Only %d of the %d shapes were measured (%d of 53 layers): partial sums.**" % (
+            len(present), len(RESNET50), sum(RESNET50[sh] for sh in present)))
+        add("")
+    add("| layout | pass |" + "".join(" %s |" % n for _, n in impls) + " clbn tuned / faster peer |")
+    add("|---|---|" + "---:|" * len(impls) + "---:|")
+
+    def total(impl, layout, modes):
+        t = 0.0
+        for shape in present:
+            for mode in modes:
+                r = rn.get((impl, shape, layout, mode))
+                if not r or fnum(r["median_ms"]) is None:
+                    return None
+                t += RESNET50[shape] * fnum(r["median_ms"])
+        return t
+
+    for layout in LAYOUTS:
+        for name, modes in (("inference", ["infer"]), ("training", ["train", "backward"])):
+            sums = {i: total(i, layout, modes) for i, _ in impls}
+            peers = [sums[i] for i in ("torch", "onednn") if sums.get(i)]
+            q = sums.get("clbn-tuned") / min(peers) if (sums.get("clbn-tuned") and peers) else None
+            add("| %s | %s |" % (layout, name) + "".join(" %s |" % fmt_ms(sums[i]) for i, _ in impls) +
+                " %s |" % ("-" if q is None else "%.2f" % q))
+    add("")
 
 
 def table16(add, res, shapes, ms):
@@ -297,6 +488,19 @@ def table16(add, res, shapes, ms):
                     "".join(" %s |" % g for g in gbps) + " %s |" % verdict)
                 first = False
     add("")
+    f16 = [(k, fnum(r["median_ms"]) / ms("clbn", k[1], k[2], k[3])) for k, r in res.items()
+           if k[0] == "clbn-f16" and fnum(r["median_ms"]) and ms("clbn", k[1], k[2], k[3])]
+    if f16:
+        over = [(k, q) for k, q in f16 if q > HALF]
+        c3 = [(k, q) for k, q in f16 if k[2] == "nhwc" and int(res[k]["c"]) == 3]
+        add("Targets: float16 at <= %.2fx float32's time in %d of %d cases%s; NHWC C = 3 in float16 "
+            "no slower than float32: %s." % (
+                HALF, len(f16) - len(over), len(f16),
+                (" (above: " + "; ".join("%s %s %s %.2f" % (k[1], k[2], k[3], q) for k, q in over) + ")")
+                if over else "",
+                ", ".join("%s %s %.2f%s" % (k[1], k[3], q, "" if q <= 1.0 else " (slower)") for k, q in c3)
+                if c3 else "not measured"))
+        add("")
     add("Geometric mean of the 16-bit time over the float32 time: " + "; ".join(
         "%s: %s" % (label, ", ".join(
             "%s %.2f (%d)" % (name, geomean(gm[(label, key)]), len(gm[(label, key)]))

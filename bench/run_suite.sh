@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark in one command:
 #
-#     bash bench/run_suite.sh            # about 9-11 minutes on a 2-core machine
+#     bash bench/run_suite.sh            # about 15-17 minutes on a quiet 2-core machine (estimate)
 #     bash bench/run_suite.sh --quick    # a smoke test: fewer and shorter runs
 #
 # Installs the Debian packages it needs when missing (with sudo when not root):
@@ -18,11 +18,30 @@
 # peers stay float32), fewer calls each. Writes bench/results/<date>/
 # (results.csv, the raw logs, table.md, plot.png) and prints table.md.
 #
-# Options: --quick; --rounds N (3: the suite runs N times, interleaved, and the
+# In the same run: the minimal OpenCL passes (cl_copy: copy, read, read2,
+# axpy; with and without streaming stores) on every shape, which bound each
+# clbn mode (inference: copy; training: read + copy; backward: read2 + axpy);
+# clbn tuned beside clbn untuned (round 1 tunes each configuration with
+# clbn_bench --tune into a throw-away database, $OUT/tuning.db, which later
+# rounds' plans read; the untuned runs use no user database); and the sums over
+# ResNet-50's 53 BN layers at batch 32 (12 distinct shapes, both layouts:
+# inference, training forward + backward) for clbn untuned and tuned, PyTorch
+# and oneDNN. make_table.py reports each mode's ratio to its bound and the
+# issue-15 targets.
+#
+# Options: --quick (1 round, 0.2 s per configuration, 200 ms tuning budget,
+#          0.05 s per ResNet-50 configuration: several minutes); --rounds N (2: the suite runs N times, interleaved, and the
 #          table takes each configuration's median over the rounds, which keeps
 #          a burst of other load on this shared machine out of the numbers);
 #          --shapes "32x64x56x56 8x32x16x16" (instead of the suite's shapes);
 #          --no-16bit (skip the float16 and bfloat16 runs);
+#          --tune-ms MS (800: clbn_plan_tune budget per configuration; 0: no
+#          tuned clbn); --no-resnet (skip the ResNet-50 sums);
+#          --peer-rounds N (1: the peers and the 16-bit runs take part in the
+#          first N rounds only; clbn untuned, tuned and the minimal passes run
+#          in every round, the tuned ones after round 1 re-timing the database);
+#          --resnet-shapes "32x64x56x56:6 ..." (a subset, to test the scripts:
+#          the sums then cover only those layers and say so);
 #          --out DIR (instead of bench/results/<date>).
 # The machine is shared: before each shape the suite waits until other
 # processes use less than QUIET_PCT (15) % of the CPUs, at most QUIET_WAIT (300)
@@ -35,8 +54,8 @@ cd "$(dirname "$0")/.."
 
 ARGS="$*"
 SHAPES=(32x64x56x56 64x256x14x14 256x2048x7x7 16x3x224x224 64x64x112x112 128x512 8x32x16x16)
-MAX_SECONDS=1.0 # timed seconds per configuration (iterations are cut to fit, at least 10)
-ROUNDS=3        # the whole suite this many times; the table takes the median of the rounds
+MAX_SECONDS=0.5 # timed seconds per configuration (iterations are cut to fit, at least 10)
+ROUNDS=2        # the whole suite this many times; the table takes the median of the rounds
 ITERS=200
 WARMUP=10
 # clbn in the 16-bit types, for the shapes of BIG16_BYTES or more in float32:
@@ -46,15 +65,30 @@ DTYPES16=(f16 bf16)
 BIG16_BYTES=8000000
 MAX_SECONDS16=0.3
 WARMUP16=3
+TUNE_MS=800     # clbn_plan_tune budget per configuration (round 1 and the ResNet-50 pass)
+RESNET=1
+PEER_ROUNDS=1   # the peers and clbn's 16-bit runs take part in this many rounds
+# ResNet-50's BN shapes at batch 32 (torchvision) and how many of its 53 BN
+# layers have each (as tools/clbn_tune.c; make_table.py has the same counts)
+RESNET_SHAPES=(32x64x112x112:1 32x64x56x56:6 32x256x56x56:4 32x128x56x56:1 32x128x28x28:7
+               32x512x28x28:5 32x256x28x28:1 32x256x14x14:11 32x1024x14x14:7 32x512x14x14:1
+               32x512x7x7:5 32x2048x7x7:4)
+RESNET_SECONDS=0.25 # timed seconds per ResNet-50 configuration (at least 10 calls)
+COPY_REPS=20        # cl_copy calls per pattern and shape
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) MAX_SECONDS=0.2; ITERS=50; WARMUP=3; ROUNDS=1; MAX_SECONDS16=0.1; WARMUP16=2 ;;
+    --quick) MAX_SECONDS=0.2; ITERS=50; WARMUP=3; ROUNDS=1; MAX_SECONDS16=0.1; WARMUP16=2
+             TUNE_MS=200; RESNET_SECONDS=0.05; COPY_REPS=5 ;;
+    --tune-ms) TUNE_MS="$2"; shift ;;
+    --no-resnet) RESNET=0 ;;
+    --peer-rounds) PEER_ROUNDS="$2"; shift ;;
+    --resnet-shapes) read -r -a RESNET_SHAPES <<<"$2"; shift ;;
     --rounds) ROUNDS="$2"; shift ;;
     --shapes) read -r -a SHAPES <<<"$2"; shift ;;
     --no-16bit) DTYPES16=() ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
     *) echo "run_suite: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -88,10 +122,12 @@ wait_quiet() {
     pct=$(busy_pct)
   done
   echo "$(date +%T) $1: other processes ${pct}% of the CPUs" >>"$LOG"
+  QUIET_CHECKS=$((QUIET_CHECKS + 1))
   [ "$pct" -gt "$QUIET_PCT" ] && { say "busy machine (${pct}%) for $1: measuring anyway"; BUSY_RUNS=$((BUSY_RUNS + 1)); }
   return 0
 }
 BUSY_RUNS=0
+QUIET_CHECKS=0
 
 # --- packages ------------------------------------------------------------------
 bash scripts/deps.sh python3
@@ -131,10 +167,11 @@ export OMP_NUM_THREADS=2 # the peers' thread count (PoCL uses every core: 2 here
   echo "machine:  $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(uname -sr)"
   echo "os:       $(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "opencl:   $(clinfo 2>/dev/null | sed -n 's/^ *Platform Version *//p' | head -1) / $(clinfo -l 2>/dev/null | sed -n 's/.*Device #0: *//p' | head -1)"
+  echo "device:   $("$BIN/clbn_bench" --shape 8x8x8 --iters 1 --warmup 0 2>/dev/null | sed -n 's/^clbn_bench: clbn [^ ]* on //p')"
   echo "peers:    PyTorch $([ $HAVE_TORCH = 1 ] && "$PY" -c 'import torch; print(torch.__version__)' || echo none), oneDNN $(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null || echo none), OMP_NUM_THREADS=2"
   echo "clbn:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$(git status --porcelain -- cl src include CMakeLists.txt 2>/dev/null)" ] && echo ' + uncommitted changes in cl/ src/ include/ CMakeLists.txt'), Release, CLBN_DEVICE=${CLBN_DEVICE:-}"
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at the start"
-  echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round$([ ${#DTYPES16[@]} -gt 0 ] && echo "; clbn ${DTYPES16[*]}: shapes >= $((BIG16_BYTES / 1000000)) MB in float32, up to ${MAX_SECONDS16} s and at least 10 calls, $WARMUP16 warm-up"))"
+  echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, peers and 16-bit in $PEER_ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round$([ ${#DTYPES16[@]} -gt 0 ] && echo "; clbn ${DTYPES16[*]}: shapes >= $((BIG16_BYTES / 1000000)) MB in float32, up to ${MAX_SECONDS16} s and at least 10 calls, $WARMUP16 warm-up"); tuning budget ${TUNE_MS} ms per configuration; cl_copy $COPY_REPS calls per pass; ResNet-50 sums $([ $RESNET = 1 ] && echo "${RESNET_SECONDS} s per configuration" || echo skipped))"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
@@ -149,9 +186,7 @@ rc=0
 "$BIN/empty_kernel" --reps 1 --max-kernels 1 >/dev/null 2>>"$LOG" || rc=$?
 [ $rc = 77 ] && { say "no OpenCL device (see $LOG): nothing to measure"; exit 77; }
 [ $rc != 0 ] && { say "empty_kernel failed (see $LOG)"; exit 1; }
-say "minimal OpenCL passes on 64x64x112x112 (cl_copy: copy, read, read2, axpy; prefetch + streaming stores)"
-"$BIN/cl_copy" --shape 64x64x112x112 --reps 20 --pattern all --prefetch --stream >"$OUT/cl_copy.txt"
-cat "$OUT/cl_copy.txt" >&2
+echo "round,shape,pattern,floats,prefetch,stream,median_ms,min_ms,gbps" >"$OUT/cl_copy.csv"
 say "empty-kernel floor (3 runs of 200)"
 "$BIN/empty_kernel" --csv >"$OUT/empty_kernel.csv"
 for run in 2 3; do
@@ -176,6 +211,8 @@ big16() {
   for d in $1; do bytes=$((bytes * d)); done
   [ "$bytes" -ge "$BIG16_BYTES" ]
 }
+TUNING_DB="$OUT/tuning.db" # throw-away: the tuned runs' database (scripts/tuning_ship.py reads it)
+rm -f "$TUNING_DB"
 RES="$OUT/results.csv"
 echo "impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,cores,kernels,verify" >"$RES"
 COMMON=(--iters "$ITERS" --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --csv --no-header)
@@ -185,26 +222,44 @@ for round in $(seq 1 "$ROUNDS"); do
   [ "$round" = 1 ] && VERIFY=(--verify)
   for shape in "${SHAPES[@]}"; do
     wait_quiet "round $round $shape"
+    # the minimal passes on this shape, right before clbn's runs of it: plain,
+    # with clbn's software prefetch, and with prefetch and streaming stores
+    # (the two last only where the device compiles them: PoCL); each bound
+    # takes the fastest variant
+    say "round $round/$ROUNDS, $shape: minimal passes (cl_copy)"
+    for flags in "" "--prefetch" "--prefetch --stream"; do
+      # shellcheck disable=SC2086
+      "$BIN/cl_copy" --shape "$shape" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
+        2>>"$LOG" | sed "s/^/$round,$shape,/" >>"$OUT/cl_copy.csv" || say "cl_copy $shape $flags failed (see $LOG)"
+    done
     say "round $round/$ROUNDS, $shape: clbn${VERIFY:+ (with --verify)}"
     for layout in nchw nhwc; do
       for mode in train infer backward; do
         rc=0
-        "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" "${VERIFY[@]}" --bw "$BW" \
+        CLBN_TUNING_DB=off "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" "${VERIFY[@]}" --bw "$BW" \
           "${COMMON[@]}" >>"$RES" 2>>"$LOG" || rc=$?
         case $rc in
           0) ;;
           3) say "clbn $shape $layout $mode: VERIFICATION FAILED (see $LOG)" ;;
           *) say "clbn $shape $layout $mode: failed with status $rc (see $LOG)" ;;
         esac
+        [ "$TUNE_MS" = 0 ] && continue
+        # tuned: round 1 tunes (recorded in $TUNING_DB), later rounds' plans read it
+        TUNE=(--plan)
+        [ "$round" = 1 ] && TUNE=(--tune "$TUNE_MS")
+        rc=0
+        CLBN_TUNING_DB="$TUNING_DB" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" \
+          "${TUNE[@]}" --label clbn-tuned "${VERIFY[@]}" --bw "$BW" "${COMMON[@]}" >>"$RES" 2>>"$LOG" || rc=$?
+        [ $rc = 0 ] || say "clbn tuned $shape $layout $mode: failed with status $rc (see $LOG)"
       done
     done
-    if [ ${#DTYPES16[@]} -gt 0 ] && big16 "$shape"; then
+    if [ ${#DTYPES16[@]} -gt 0 ] && [ "$round" -le "$PEER_ROUNDS" ] && big16 "$shape"; then
       say "round $round/$ROUNDS, $shape: clbn in ${DTYPES16[*]}${VERIFY:+ (with --verify)}"
       for dtype in "${DTYPES16[@]}"; do
         for layout in nchw nhwc; do
           for mode in train infer backward; do
             rc=0
-            "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --dtype "$dtype" \
+            CLBN_TUNING_DB=off "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --dtype "$dtype" \
               "${VERIFY[@]}" --bw "$BW" --iters "$ITERS" --warmup "$WARMUP16" \
               --max-seconds "$MAX_SECONDS16" --csv --no-header >>"$RES" 2>>"$LOG" || rc=$?
             case $rc in
@@ -216,12 +271,12 @@ for round in $(seq 1 "$ROUNDS"); do
         done
       done
     fi
-    if [ $HAVE_TORCH = 1 ]; then
+    if [ $HAVE_TORCH = 1 ] && [ "$round" -le "$PEER_ROUNDS" ]; then
       say "round $round/$ROUNDS, $shape: PyTorch"
       "$PY" bench/peer_torch.py --shape "$shape" --layouts nchw,nhwc --modes train,infer,backward \
         "${COMMON[@]}" >>"$RES" 2>>"$LOG" || say "peer_torch $shape failed (see $LOG)"
     fi
-    if [ $HAVE_DNNL = 1 ]; then
+    if [ $HAVE_DNNL = 1 ] && [ "$round" -le "$PEER_ROUNDS" ]; then
       say "round $round/$ROUNDS, $shape: oneDNN"
       for layout in nchw nhwc nChw8c; do
         for mode in train infer backward; do
@@ -232,8 +287,43 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
   done
 done
-say "suite done in $(( $(date +%s) - start )) s; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "load end: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); waited ${waited} s for a quiet machine; $BUSY_RUNS of $((ROUNDS * ${#SHAPES[@]})) shape runs started with other processes above ${QUIET_PCT}% of the CPUs" >>"$OUT/machine.txt"
+say "suite done in $(( $(date +%s) - start )) s"
+
+# --- ResNet-50 at batch 32: every distinct BN shape once (make_table.py sums
+# time x count over the 53 layers), clbn untuned and tuned, and the peers ------
+if [ $RESNET = 1 ]; then
+  RN="$OUT/resnet50.csv"
+  echo "impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,cores,kernels,verify" >"$RN"
+  RCOMMON=(--iters "$ITERS" --warmup 3 --max-seconds "$RESNET_SECONDS" --csv --no-header)
+  rstart=$(date +%s)
+  for entry in "${RESNET_SHAPES[@]}"; do
+    shape=${entry%%:*}
+    wait_quiet "resnet50 $shape"
+    say "ResNet-50, $shape (x${entry##*:}): clbn, clbn tuned$([ $HAVE_TORCH = 1 ] && echo ", PyTorch")$([ $HAVE_DNNL = 1 ] && echo ", oneDNN")"
+    for layout in nchw nhwc; do
+      for mode in infer train backward; do
+        CLBN_TUNING_DB=off "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --bw "$BW" \
+          "${RCOMMON[@]}" >>"$RN" 2>>"$LOG" || say "clbn $shape $layout $mode failed (see $LOG)"
+        if [ "$TUNE_MS" != 0 ]; then
+          CLBN_TUNING_DB="$TUNING_DB" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" \
+            --tune "$TUNE_MS" --label clbn-tuned --bw "$BW" "${RCOMMON[@]}" >>"$RN" 2>>"$LOG" ||
+            say "clbn tuned $shape $layout $mode failed (see $LOG)"
+        fi
+        if [ $HAVE_DNNL = 1 ]; then
+          "$BIN/peer_onednn" --shape "$shape" --layout "$layout" --mode "$mode" "${RCOMMON[@]}" \
+            >>"$RN" 2>>"$LOG" || say "peer_onednn $shape $layout $mode failed (see $LOG)"
+        fi
+      done
+    done
+    if [ $HAVE_TORCH = 1 ]; then
+      "$PY" bench/peer_torch.py --shape "$shape" --layouts nchw,nhwc --modes train,infer,backward \
+        "${RCOMMON[@]}" >>"$RN" 2>>"$LOG" || say "peer_torch $shape failed (see $LOG)"
+    fi
+  done
+  say "ResNet-50 pass done in $(( $(date +%s) - rstart )) s"
+fi
+say "all done in $(( $(date +%s) - start )) s after the limits; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load end: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); waited ${waited} s for a quiet machine; $BUSY_RUNS of $QUIET_CHECKS parts (limits, shape runs, ResNet-50 shapes) started with other processes above ${QUIET_PCT}% of the CPUs" >>"$OUT/machine.txt"
 
 "$PY" bench/make_table.py "$OUT"
 say "wrote $OUT/table.md and $OUT/plot.png"

@@ -553,7 +553,9 @@ CLBN_API clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t
 CLBN_API clbn_status clbn_plan_get_tuning(const clbn_plan *plan, char *buf, size_t size);
 
 /**
- * @brief Re-plans `plan` with the device's default parameters overridden by
+ * @brief Re-plans `plan` with the device's default parameters (chosen by
+ * clbn's heuristics from what the device reports: compute units, device
+ * type, maximum work-group size, cache size; docs/tuning.md) overridden by
  * the "key=value" pairs of `tuning` (NULL or "": the defaults), and runs the
  * warm-up execution as clbn_plan_create does, so executing still never
  * compiles. Every value within the documented limits (docs/tuning.md) gives

@@ -4,27 +4,33 @@ compiled into clbn (src/tuning_shipped.c): each valid entry with its kernels
 field made "any" and its checksum recomputed, as a C string literal.
 
     python3 scripts/tuning_ship.py [--min-log2-elements E]
-        [--table TABLE --max-ratio R] FILE... >> lines
+        [--table TABLE | --suite DIR] [--max-ratio R] FILE... >> lines
 
 Only entries of shape classes with at least 2^E elements are kept (default
-20), so that the small shapes of the test suite keep the defaults. With
---table (clbn-tune's output for the same run), only the classes whose last
-row there has parameters other than the defaults and a tuned/default ratio
-below R (timed alternately in the same run) are kept: on a busy machine a
-tuner's win that the table does not show again is noise."""
+20), so that the small shapes of the test suite keep the defaults. An entry
+holds only the parameters its tuner set to other than that device's
+defaults (the heuristics' choice, src/heuristics.c), and is shipped as
+recorded.
+
+Entries must also be faster than the heuristic defaults by a margin that
+survives re-timing (R, default 0.9: tuned at most 0.9x untuned):
+- --table TABLE (clbn-tune's output for the same run): the class's last row
+  there, default and tuned timed alternately after tuning, must have
+  parameters other than the defaults and a tuned/default ratio below R;
+- --suite DIR (a bench/run_suite.sh results folder, whose tuning.db is the
+  FILE): every configuration of the class must have its tuned median below
+  R x its untuned median, where the tuned time is taken only from the rounds
+  after the one that tuned (results.csv: plans that read the database in a
+  later process) and, for the ResNet-50 shapes (resnet50.csv), from clbn_bench's
+  own timing after tuning; a class with no such re-timed row is left out.
+On a busy machine a tuner's win that is not seen again is noise."""
+import csv
+import os
 import sys
+from collections import defaultdict
 
 HEADER = "# clbn tuning database 1\n"
 
-# src/geometry.c's defaults on a CPU without CLBN_* overrides: pairs equal to
-# these are dropped (databases older than the diff-only entries held all)
-DEFAULTS = {"group": 64, "norm_group": 64, "tile_target": 32768, "tile_min": 4096,
-            "groups_per_cu": 4, "splits_per_cu": 8, "splits_min": 16, "item_elements": 512,
-            "nhwc_wide_pixels": 4, "small_elements": 262144, "small_items_per_cu": 2,
-            "rows_spatial": 256, "rows_run": 2048, "rows_item_values": 65536,
-            "rows_items_per_cu": 8, "rows_group": 8, "flat_item": 1024, "channel_bytes": 2097152,
-            "channel_groups_per_cu": 4, "channel_min_s": 64, "channel_cols": 512,
-            "stream_bytes": 48 << 20, "gpu_geometry": 0}
 
 
 def fnv1a(data: bytes) -> int:
@@ -39,10 +45,50 @@ def log2_floor(v):
     return v.bit_length() - 1
 
 
+def shape_class(dtype, layout, mode, n, c, s):
+    """The shape class src/tuning_db.c forms (fused op 0)."""
+    ops = {"infer": "fwd_infer", "train": "fwd_train", "bwd": "bwd", "backward": "bwd"}
+    sb = 0 if s == 1 else 1 if s < 8 else 2 if s < 64 else 3 if s < 256 else 4 if s < 4096 else 5
+    aligned = (c % 8 == 0) if layout == "nhwc" else (s % 8 == 0)
+    return "%s %s %s f0 e%d c%d s%d a%d" % (dtype, layout, ops[mode], log2_floor(n * c * s),
+                                            log2_floor(c), sb, int(aligned))
+
+
+def suite_classes(folder, max_ratio):
+    """The shape classes whose every configuration in the suite's results was
+    re-timed tuned below max_ratio x untuned."""
+    def rows(name):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            return []
+        with open(path, newline="") as f:
+            return [r for r in csv.DictReader(f) if r.get("impl") != "impl"]
+
+    def med(v):
+        v = sorted(v)
+        k = len(v) // 2
+        return v[k] if len(v) % 2 else 0.5 * (v[k - 1] + v[k])
+
+    verdict = defaultdict(list)  # class -> [ok, ...]
+    for name, skip_first in (("results.csv", True), ("resnet50.csv", False)):
+        times = defaultdict(lambda: defaultdict(list))
+        for r in rows(name):
+            if r["impl"] not in ("clbn", "clbn-tuned"):
+                continue
+            key = (r["layout"], r["mode"], int(r["n"]), int(r["c"]), int(r["s"]))
+            times[key][r["impl"]].append(float(r["median_ms"]))
+        for (layout, mode, n, c, s), t in times.items():
+            tuned = t.get("clbn-tuned", [])[1 if skip_first else 0:]
+            if not tuned or not t.get("clbn"):
+                continue
+            cls = shape_class("f32", layout, mode, n, c, s)
+            verdict[cls].append(med(tuned) < max_ratio * med(t["clbn"]))
+    return {k for k, v in verdict.items() if v and all(v)}
+
+
 def table_classes(path, max_ratio):
     """The shape classes (as src/tuning_db.c forms them) kept by the table."""
     last = {}
-    ops = {"infer": "fwd_infer", "train": "fwd_train", "bwd": "bwd"}
     for line in open(path):
         f = line.split()
         if len(f) < 8 or line.startswith("#") or f[0] == "shape":
@@ -52,11 +98,7 @@ def table_classes(path, max_ratio):
             ratio = float(f[6])
         except ValueError:
             continue
-        nhwc = f[1] == "nhwc"
-        sb = 0 if s == 1 else 1 if s < 8 else 2 if s < 64 else 3 if s < 256 else 4 if s < 4096 else 5
-        aligned = (c % 8 == 0) if nhwc else (s % 8 == 0)
-        cls = "%s %s %s f0 e%d c%d s%d a%d" % (f[2], f[1], ops[f[3]], log2_floor(n * c * s),
-                                                log2_floor(c), sb, int(aligned))
+        cls = shape_class(f[2], f[1], f[3], n, c, s)
         last[cls] = ratio < max_ratio and "(defaults)" not in line
     return {k for k, keep in last.items() if keep}
 
@@ -65,7 +107,7 @@ def main(argv):
     min_e = 20
     files = []
     keep = None
-    table, max_ratio = None, 0.9
+    table, suite, max_ratio = None, None, 0.9
     i = 0
     while i < len(argv):
         if argv[i] == "--min-log2-elements":
@@ -73,6 +115,9 @@ def main(argv):
             i += 2
         elif argv[i] == "--table":
             table = argv[i + 1]
+            i += 2
+        elif argv[i] == "--suite":
+            suite = argv[i + 1]
             i += 2
         elif argv[i] == "--max-ratio":
             max_ratio = float(argv[i + 1])
@@ -82,6 +127,8 @@ def main(argv):
             i += 1
     if table:
         keep = table_classes(table, max_ratio)
+    elif suite:
+        keep = suite_classes(suite, max_ratio)
     for path in files:
         text = open(path, "rb").read().decode("utf-8", "replace")
         if not text.startswith(HEADER):
@@ -97,9 +144,9 @@ def main(argv):
             e = int(next(t for t in f[6].split() if t.startswith("e"))[1:])
             if e < min_e or (keep is not None and f[6] not in keep):
                 continue
+            if not f[7].strip():
+                continue  # the tuner kept the defaults: nothing to ship
             f[1] = "any"
-            f[7] = " ".join(kv for kv in f[7].split()
-                            if DEFAULTS.get(kv.split("=")[0]) != int(kv.split("=")[1]))
             body = "\t".join(f[:9])
             entry = body + "\t%08x\n" % fnv1a(body.encode())
             lit = entry.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t").replace("\n", "\\n")

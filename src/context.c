@@ -70,6 +70,42 @@ static int probe_features(clbn_context *ctx)
     return ok;
 }
 
+/* The heuristics' inputs (clbn_device_facts); a fact the device does not
+ * report stays 0 (unknown). What the device is comes from more than its
+ * type bits: Oclgrind reports every type at once (0xF), so a device counts
+ * as a CPU or a GPU only when its type says that and not the other. */
+static void read_facts(clbn_context *ctx, int cpu, int gpu)
+{
+    clbn_device_facts *f = &ctx->facts;
+    memset(f, 0, sizeof *f);
+    f->kind = cpu ? CLBN_DEVICE_KIND_CPU : gpu ? CLBN_DEVICE_KIND_GPU : CLBN_DEVICE_KIND_OTHER;
+    f->compute_units = ctx->compute_units;
+    f->max_work_group = ctx->max_work_group;
+    f->local_mem = (size_t)ctx->local_mem_size;
+    f->has_fp64 = ctx->has_fp64;
+    cl_device_mem_cache_type cache_type = CL_NONE;
+    cl_ulong cache = 0;
+    cl_uint line = 0, fw = 0, hw = 0;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_TYPE, sizeof cache_type, &cache_type,
+                        NULL) == CL_SUCCESS &&
+        cache_type != CL_NONE &&
+        clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache, &cache, NULL) ==
+            CL_SUCCESS)
+        f->cache_bytes = (size_t)cache;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHELINE_SIZE, sizeof line, &line, NULL) ==
+        CL_SUCCESS)
+        f->cache_line = line;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof fw, &fw, NULL) ==
+        CL_SUCCESS)
+        f->float_width = fw;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_NATIVE_VECTOR_WIDTH_HALF, sizeof hw, &hw, NULL) ==
+        CL_SUCCESS)
+        f->half_width = hw;
+    const char *text = getenv("CLBN_DEVICE_FACTS");
+    if (text && *text)
+        clbn__device_facts_parse(text, f); /* malformed: the device's own facts */
+}
+
 static clbn_status read_device_facts(clbn_context *ctx)
 {
     size_t ext_size = 0;
@@ -91,9 +127,19 @@ static clbn_status read_device_facts(clbn_context *ctx)
     free(ext);
     if (ctx->compute_units == 0)
         ctx->compute_units = 1;
+    /* What the heuristics (src/heuristics.c) see; CLBN_DEVICE_FACTS
+     * replaces any of it (tests feed synthetic devices; a user previews
+     * another device's choices). */
+    cl_device_type type = 0;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof type, &type, NULL) != CL_SUCCESS)
+        type = 0;
+    const int cpu = (type & CL_DEVICE_TYPE_CPU) && !(type & CL_DEVICE_TYPE_GPU);
+    const int gpu = (type & CL_DEVICE_TYPE_GPU) && !(type & CL_DEVICE_TYPE_CPU);
+    read_facts(ctx, cpu, gpu);
+    clbn__tuning_heuristics(&ctx->facts, &ctx->defaults);
     /* Outputs of at least this many MiB get streaming stores (src/geometry.c);
-     * CLBN_STREAM_MB overrides the default of 48 (0: always, for tests). */
-    ctx->stream_bytes = (size_t)48 << 20;
+     * CLBN_STREAM_MB overrides the heuristics' choice (0: always, for tests). */
+    ctx->stream_bytes = ctx->defaults.stream_bytes;
     const char *mb = getenv("CLBN_STREAM_MB");
     if (mb && *mb) {
         char *end = NULL;
@@ -104,7 +150,7 @@ static clbn_status read_device_facts(clbn_context *ctx)
     /* The one-kernel paths (src/geometry.c) take NCHW tensors of up to 2^18
      * elements; CLBN_SMALL_MAX overrides (0: never, so tests reach the other
      * paths on small shapes). */
-    ctx->small_elements = (size_t)1 << 18;
+    ctx->small_elements = ctx->defaults.small_elements;
     const char *sm = getenv("CLBN_SMALL_MAX");
     if (sm && *sm) {
         char *end = NULL;
@@ -112,14 +158,6 @@ static clbn_status read_device_facts(clbn_context *ctx)
         if (end && *end == '\0')
             ctx->small_elements = (size_t)v;
     }
-    /* What the device is, from more than its type bits: Oclgrind reports
-     * every type at once (0xF), so a device counts as a CPU or a GPU only
-     * when its type says that and not the other. */
-    cl_device_type type = 0;
-    if (clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof type, &type, NULL) != CL_SUCCESS)
-        type = 0;
-    const int cpu = (type & CL_DEVICE_TYPE_CPU) && !(type & CL_DEVICE_TYPE_GPU);
-    const int gpu = (type & CL_DEVICE_TYPE_GPU) && !(type & CL_DEVICE_TYPE_CPU);
     /* Software prefetches and streaming stores (cl/common.cl, PREFETCH and
      * STORE8_STREAM) are clang builtins that only some back ends lower: PoCL
      * compiles them to CPU instructions, while Mesa's SPIR-V path ends the
@@ -139,10 +177,13 @@ static clbn_status read_device_facts(clbn_context *ctx)
      * a contiguous run instead, which is also right for a device that says
      * it is both (a simulator). CLBN_GEOMETRY=gpu or cpu overrides (the
      * *_gpu_geometry tests run the GPU plans on PoCL). */
-    ctx->gpu_geometry = gpu;
+    ctx->gpu_geometry = (int)ctx->defaults.gpu_geometry;
     const char *geo = getenv("CLBN_GEOMETRY");
     if (geo && (strcmp(geo, "gpu") == 0 || strcmp(geo, "cpu") == 0))
         ctx->gpu_geometry = geo[0] == 'g';
+    ctx->defaults.stream_bytes = ctx->stream_bytes;
+    ctx->defaults.small_elements = ctx->small_elements;
+    ctx->defaults.gpu_geometry = (size_t)ctx->gpu_geometry;
     return CLBN_SUCCESS;
 }
 

@@ -1,7 +1,7 @@
 /* Kernel choice and work sizes for a shape on a device.
  *
  * The statistics pass splits each channel's m = N*S values into tiles of about
- * TILE_TARGET values, one work-group per (channel, tile), and splits further
+ * tile_target values (clbn_tuning), one work-group per (channel, tile), and splits further
  * when there are too few groups to keep every compute unit busy; the normalize
  * pass gives each work-item a few hundred contiguous elements. Work-group
  * sizes are always chosen here, never left to the driver (PoCL picks badly). */
@@ -10,62 +10,14 @@
 #include <string.h>
 
 enum {
-    GROUP_SIZE = CLBN_GROUP_MAX, /* work-items per group for the reductions */
-    TILE_TARGET = 32768,    /* values a statistics work-group aims to reduce */
-    TILE_MIN = 4096,        /* never split a channel finer than this */
-    GROUPS_PER_CU = 4,      /* groups per compute unit we want at least */
-    SPLITS_PER_CU = 8,      /* at most this many splits of a channel per compute unit: */
-    SPLITS_MIN = 16,        /*   the finalize step merges them one by one */
-    ITEM_ELEMENTS = 512,    /* elements per normalize work-item */
+    GROUP_SIZE = CLBN_GROUP_MAX, /* work-items per group of the per-channel kernels */
     NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
-    NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels, and the elementwise */
-    NHWC_WIDE_PIXELS = 4,   /*   passes this many pixels per work-item */
-    SMALL_ELEMENTS = 1 << 18, /* tensors up to this size with enough channels: one kernel
-                               * (ctx->small_elements: CLBN_SMALL_MAX overrides, for tests) */
-    SMALL_ITEMS_PER_CU = 2, /*   (NCHW, at least this many channels per compute unit) */
-    ROWS_SPATIAL = 256,     /* NCHW rows shorter than this take the short-row reductions; */
-    ROWS_RUN = 2048,        /*   values per row and work-item */
-    ROWS_ITEM_VALUES = 65536, /*   values a work-item aims to reduce */
-    ROWS_ITEMS_PER_CU = 8,  /*   work-items per compute unit at least */
-    ROWS_GROUP = 8,         /*   work-items per group */
-    FLAT_ITEM = 1024,
-    CHANNEL_BYTES = 2 << 20, /* channel-resident kernels: a channel's data that its second pass
-                              * reads again, at most (a core's L2 on the machines measured; 4 MiB
-                              * was no better, 16 MiB slower) */
-    CHANNEL_GROUPS_PER_CU = 4, /*   channels per compute unit at least */
-    CHANNEL_MIN_S = 64,     /*   rows of at least this many values */
-    CHANNEL_COLS = 512,     /*   values per piece of a row */       /* elements per work-item of the short-row elementwise passes */
+    NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels and the wide
+                                 * elementwise passes */
     VEC = 8
 };
-
-
-void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t)
-{
-    memset(t, 0, sizeof *t);
-    t->group = GROUP_SIZE;
-    t->norm_group = GROUP_SIZE;
-    t->tile_target = TILE_TARGET;
-    t->tile_min = TILE_MIN;
-    t->groups_per_cu = GROUPS_PER_CU;
-    t->splits_per_cu = SPLITS_PER_CU;
-    t->splits_min = SPLITS_MIN;
-    t->item_elements = ITEM_ELEMENTS;
-    t->nhwc_wide_pixels = NHWC_WIDE_PIXELS;
-    t->small_elements = ctx->small_elements; /* SMALL_ELEMENTS unless CLBN_SMALL_MAX says */
-    t->small_items_per_cu = SMALL_ITEMS_PER_CU;
-    t->rows_spatial = ROWS_SPATIAL;
-    t->rows_run = ROWS_RUN;
-    t->rows_item_values = ROWS_ITEM_VALUES;
-    t->rows_items_per_cu = ROWS_ITEMS_PER_CU;
-    t->rows_group = ROWS_GROUP;
-    t->flat_item = FLAT_ITEM;
-    t->channel_bytes = CHANNEL_BYTES;
-    t->channel_groups_per_cu = CHANNEL_GROUPS_PER_CU;
-    t->channel_min_s = CHANNEL_MIN_S;
-    t->channel_cols = CHANNEL_COLS;
-    t->stream_bytes = ctx->stream_bytes;
-    t->gpu_geometry = ctx->gpu_geometry;
-}
+/* Every other number comes from the plan's clbn_tuning: the heuristics for
+ * the device (src/heuristics.c), a database entry or the tuner. */
 
 static size_t ceil_div(size_t a, size_t b)
 {

@@ -101,6 +101,52 @@ typedef struct clbn_scratch {
     unsigned long long last_use;
 } clbn_scratch;
 
+/* The planner's parameters, held by each plan (plan->tuning): the defaults
+ * (clbn__tuning_defaults, geometry.c's constants and the context's
+ * stream_bytes and gpu_geometry) or a tuned set (src/tuning.c: text form,
+ * limits; src/tune.c: the tuner). Every value within clbn__tuning_check's
+ * limits plans correct kernels. */
+typedef struct clbn_tuning {
+    size_t group;            /* most work-items per group: reductions, one-kernel paths (pow2, <= CLBN_GROUP_MAX) */
+    size_t norm_group;       /* most work-items per group: elementwise passes (pow2, <= CLBN_GROUP_MAX) */
+    size_t tile_target;      /* values a reduction work-group aims at */
+    size_t tile_min;         /* never split a channel finer than this */
+    size_t groups_per_cu;    /* reduction groups per compute unit at least */
+    size_t splits_per_cu;    /* most splits of a channel per compute unit ... */
+    size_t splits_min;       /*   ... but at least this many allowed */
+    size_t item_elements;    /* elements per elementwise work-item (multiple of 8) */
+    size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
+    size_t small_elements;   /* one-kernel small path up to this size (0: never) */
+    size_t small_items_per_cu; /*   with at least this many channels per compute unit */
+    size_t rows_spatial;     /* NCHW rows shorter than this: short-row kernels (0: never) */
+    size_t rows_run;         /*   values per row and work-item */
+    size_t rows_item_values; /*   values a work-item aims at */
+    size_t rows_items_per_cu; /*  work-items per compute unit at least */
+    size_t rows_group;       /*   work-items per group (pow2) */
+    size_t flat_item;        /* elements per work-item of the flat elementwise walk (multiple of 8) */
+    size_t channel_bytes;    /* channel-resident path: a channel's bytes read twice, at most (0: never) */
+    size_t channel_groups_per_cu; /* channels per compute unit at least */
+    size_t channel_min_s;    /*   backward: rows of at least this many values */
+    size_t channel_cols;     /*   values per piece of a row (multiple of 8) */
+    size_t stream_bytes;     /* outputs from this size use streaming stores (where probed) */
+    size_t gpu_geometry;     /* 1: interleaved 8-value vectors (GPU geometry), 0: runs per work-item */
+} clbn_tuning;
+
+/* What a device reports, as the heuristics (src/heuristics.c) use it: read
+ * once per context (src/context.c), or replaced by CLBN_DEVICE_FACTS. */
+enum { CLBN_DEVICE_KIND_OTHER = 0, CLBN_DEVICE_KIND_CPU = 1, CLBN_DEVICE_KIND_GPU = 2 };
+typedef struct clbn_device_facts {
+    int kind;              /* CPU or GPU only when CL_DEVICE_TYPE says that and not the other */
+    size_t compute_units;  /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    size_t max_work_group; /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    size_t local_mem;      /* CL_DEVICE_LOCAL_MEM_SIZE */
+    size_t cache_bytes;    /* CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, 0 when the cache type is CL_NONE */
+    size_t cache_line;     /* CL_DEVICE_GLOBAL_MEM_CACHELINE_SIZE */
+    size_t float_width;    /* CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT */
+    size_t half_width;     /* CL_DEVICE_NATIVE_VECTOR_WIDTH_HALF (0: no native half) */
+    int has_fp64;
+} clbn_device_facts;
+
 struct clbn_context {
     cl_context cl;
     cl_device_id device;
@@ -117,6 +163,8 @@ struct clbn_context {
     int nt_stores;       /* STORE8_STREAM is a streaming store (probed likewise) */
     int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/geometry.c) */
     size_t small_elements; /* tensors up to this size may take the one-kernel paths */
+    clbn_device_facts facts; /* what the heuristics saw (CLBN_DEVICE_FACTS may replace it) */
+    clbn_tuning defaults;  /* untuned plans' parameters: heuristics + environment overrides */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     clbn_status program_status[CLBN_DTYPE_COUNT]; /* a failed build's status, kept */
@@ -192,38 +240,15 @@ clbn_status clbn__check_buffers(const clbn_context *ctx, const clbn_buffer_check
 clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input);
 
 /* ---- geometry.c ------------------------------------------------------------------ */
-/* The planner's parameters, held by each plan (plan->tuning): the defaults
- * (clbn__tuning_defaults, geometry.c's constants and the context's
- * stream_bytes and gpu_geometry) or a tuned set (src/tuning.c: text form,
- * limits; src/tune.c: the tuner). Every value within clbn__tuning_check's
- * limits plans correct kernels. */
-typedef struct clbn_tuning {
-    size_t group;            /* most work-items per group: reductions, one-kernel paths (pow2, <= CLBN_GROUP_MAX) */
-    size_t norm_group;       /* most work-items per group: elementwise passes (pow2, <= CLBN_GROUP_MAX) */
-    size_t tile_target;      /* values a reduction work-group aims at */
-    size_t tile_min;         /* never split a channel finer than this */
-    size_t groups_per_cu;    /* reduction groups per compute unit at least */
-    size_t splits_per_cu;    /* most splits of a channel per compute unit ... */
-    size_t splits_min;       /*   ... but at least this many allowed */
-    size_t item_elements;    /* elements per elementwise work-item (multiple of 8) */
-    size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
-    size_t small_elements;   /* one-kernel small path up to this size (0: never) */
-    size_t small_items_per_cu; /*   with at least this many channels per compute unit */
-    size_t rows_spatial;     /* NCHW rows shorter than this: short-row kernels (0: never) */
-    size_t rows_run;         /*   values per row and work-item */
-    size_t rows_item_values; /*   values a work-item aims at */
-    size_t rows_items_per_cu; /*  work-items per compute unit at least */
-    size_t rows_group;       /*   work-items per group (pow2) */
-    size_t flat_item;        /* elements per work-item of the flat elementwise walk (multiple of 8) */
-    size_t channel_bytes;    /* channel-resident path: a channel's bytes read twice, at most (0: never) */
-    size_t channel_groups_per_cu; /* channels per compute unit at least */
-    size_t channel_min_s;    /*   backward: rows of at least this many values */
-    size_t channel_cols;     /*   values per piece of a row (multiple of 8) */
-    size_t stream_bytes;     /* outputs from this size use streaming stores (where probed) */
-    size_t gpu_geometry;     /* 1: interleaved 8-value vectors (GPU geometry), 0: runs per work-item */
-} clbn_tuning;
-/* The defaults for ctx: untuned plans use these (today's constants). */
+/* The defaults for ctx: untuned plans use these (ctx->defaults: the
+ * heuristics for the device's facts, then CLBN_STREAM_MB, CLBN_SMALL_MAX
+ * and CLBN_GEOMETRY). */
 void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t);
+/* heuristics.c: the parameters for a device, from its facts alone (pure). */
+void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t);
+/* CLBN_DEVICE_FACTS text ("kind=gpu cu=64 ..."; docs/tuning.md) over *f:
+ * 1, or 0 with *f unchanged when malformed. */
+int clbn__device_facts_parse(const char *text, clbn_device_facts *f);
 
 typedef struct clbn_launch {
     clbn_kernel_id kernel;

@@ -2,6 +2,11 @@
  * - every parameter at its extremes, over one shape per planner path, each
  *   operation, float32 against the double reference (tolerances as
  *   check_plan.c's, tight enough for a variance swap or a misplaced epsilon);
+ * - the heuristics (src/heuristics.c) for synthetic devices given through
+ *   CLBN_DEVICE_FACTS (a 64-CU GPU, a Mali-like GPU with groups of 32 and
+ *   no fp64, CPUs with a 512 KiB L2 or a 32 MiB L3, a 1-work-item device)
+ *   and for the real one: the choices the rules give, and each device's
+ *   configuration run on this device's plans against the double reference;
  * - malformed tuning texts refused with the plan unchanged;
  * - clbn_plan_tune keeps a configuration that still matches the reference,
  *   records it, and a new plan of the same shape class picks it up;
@@ -10,6 +15,7 @@
  *   CLBN_TUNE=1 tunes and records the plan behind a one-call function. */
 #include "testutil.h"
 #include "reference_backward.h"
+#include "fnv1a.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -62,16 +68,15 @@ static clbn_plan *make_plan(clbn_op op, const clbn_tensor_desc *d, const char *t
     return p;
 }
 
-/* The four operations with the tuning `extremes[_i / NSHAPES]` on
- * shapes[_i % NSHAPES], against the double reference. */
-START_TEST(extremes_against_reference)
+/* The four operations with `tuning` on shapes[i % NSHAPES], against the
+ * double reference. */
+static void against_reference(int i, const char *tuning)
 {
-    const clbn_tensor_desc d = shapes[_i % NSHAPES];
-    const char *tuning = extremes[_i / NSHAPES];
+    const clbn_tensor_desc d = shapes[i % NSHAPES];
     const size_t count = tu_count(&d), C = d.c;
     ref_shape sh = tu_ref_shape(&d);
     tu_rng rng;
-    tu_rng_seed(&rng, 900 + (uint64_t)_i);
+    tu_rng_seed(&rng, 900 + (uint64_t)i);
     float *x = tu_floats(count), *dy = tu_floats(count), *w = tu_floats(C), *b = tu_floats(C);
     float *rm = tu_floats(C), *rv = tu_floats(C), *got = tu_floats(count), *gc = tu_floats(C);
     tu_fill_input(&rng, &d, x, 3.0, 1.0, 2.0);
@@ -149,6 +154,130 @@ START_TEST(extremes_against_reference)
     free(x), free(dy), free(w), free(b), free(rm), free(rv), free(got), free(gc);
     free(y), free(rmo), free(rvo), free(mean), free(invstd), free(dx), free(dw), free(db);
 }
+
+/* The tuning `extremes[_i / NSHAPES]` on shapes[_i % NSHAPES]. */
+START_TEST(extremes_against_reference)
+{
+    against_reference(_i, extremes[_i / NSHAPES]);
+}
+END_TEST
+
+/* The heuristics (src/heuristics.c) for synthetic devices, given through
+ * CLBN_DEVICE_FACTS, and for the real device (""). */
+static const char *const devices[] = {
+    "", /* the test's device as it reports itself */
+    "kind=gpu cu=64 max_wg=256 local=65536 cache=4194304 line=128 float_width=1 half_width=1 fp64=1",
+    "kind=gpu cu=12 max_wg=32 local=32768 cache=524288 line=64 float_width=4 half_width=8 fp64=0",
+    "kind=cpu cu=8 max_wg=8192 local=32768 cache=524288 line=64 float_width=8 half_width=0 fp64=1",
+    "kind=cpu cu=16 max_wg=8192 local=32768 cache=33554432 line=64 float_width=16 half_width=0 fp64=1",
+    "kind=other cu=1 max_wg=1 local=0 cache=0 line=0 float_width=0 half_width=0 fp64=0",
+};
+enum { NDEVICES = sizeof devices / sizeof *devices };
+
+/* The default parameters a context makes for `facts` (no database). */
+static void heuristic_text(const char *facts, char *out, size_t size)
+{
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 8, 64};
+    clbn_context *ctx = NULL;
+    clbn_plan *p = NULL;
+    clbn_op_desc od;
+    if (*facts)
+        setenv("CLBN_DEVICE_FACTS", facts, 1);
+    TU_OK(clbn_context_create_default(&ctx));
+    unsetenv("CLBN_DEVICE_FACTS");
+    TU_OK(clbn_op_desc_init(&od, CLBN_OP_FORWARD_INFERENCE, &d));
+    TU_OK(clbn_plan_create(ctx, &od, &p));
+    TU_OK(clbn_plan_get_tuning(p, out, size));
+    clbn_plan_release(p);
+    clbn_context_release(ctx);
+}
+
+static unsigned long long param(const char *text, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "%s=", key);
+    for (const char *p = text; (p = strstr(p, pat)) != NULL; ++p)
+        if (p == text || p[-1] == ' ')
+            return strtoull(p + strlen(pat), NULL, 10);
+    ck_abort_msg("no %s in \"%s\"", key, text);
+    return 0;
+}
+
+/* The choices follow the facts as docs/tuning.md says, each within the
+ * limits (clbn_plan_set_tuning takes the text), and the real device's are
+ * the constants fitted on PoCL when it is PoCL (no cache reported). */
+START_TEST(heuristics_choices)
+{
+    char t[NDEVICES][700];
+    for (int k = 0; k < NDEVICES; ++k) {
+        heuristic_text(devices[k], t[k], sizeof t[k]);
+        clbn_plan *p = make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], t[k]);
+        clbn_plan_release(p);
+    }
+    char platform[256] = "";
+    cl_platform_id pid = NULL;
+    clGetDeviceInfo(tu_device(), CL_DEVICE_PLATFORM, sizeof pid, &pid, NULL);
+    clGetPlatformInfo(pid, CL_PLATFORM_NAME, sizeof platform, platform, NULL);
+    if (strstr(platform, "Portable Computing Language") && !getenv("CLBN_STREAM_MB") &&
+        !getenv("CLBN_SMALL_MAX") && !getenv("CLBN_GEOMETRY"))
+        ck_assert_str_eq(t[0], "group=64 norm_group=64 tile_target=32768 tile_min=4096 "
+                               "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
+                               "nhwc_wide_pixels=4 small_elements=262144 small_items_per_cu=2 "
+                               "rows_spatial=256 rows_run=2048 rows_item_values=65536 "
+                               "rows_items_per_cu=8 rows_group=8 flat_item=1024 "
+                               "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
+                               "channel_cols=512 stream_bytes=50331648 gpu_geometry=0");
+    /* 64-CU GPU, 4 MiB L2: GPU geometry, more groups per CU, a channel
+     * budget of the L2's share per resident group (4 MiB / 64 / 4) */
+    ck_assert_uint_eq(param(t[1], "gpu_geometry"), 1);
+    ck_assert_uint_eq(param(t[1], "group"), 64);
+    ck_assert_uint_eq(param(t[1], "norm_group"), 64);
+    ck_assert_uint_eq(param(t[1], "groups_per_cu"), 8);
+    ck_assert_uint_eq(param(t[1], "channel_bytes"), 16384);
+    ck_assert_uint_eq(param(t[1], "small_elements"), 65536);
+    ck_assert_uint_eq(param(t[1], "small_items_per_cu"), 2);
+    /* Mali-like: groups of 32 at most, a cache too small to share: no
+     * channel-resident path */
+    ck_assert_uint_eq(param(t[2], "gpu_geometry"), 1);
+    ck_assert_uint_eq(param(t[2], "group"), 32);
+    ck_assert_uint_eq(param(t[2], "norm_group"), 32);
+    ck_assert_uint_eq(param(t[2], "rows_group"), 8);
+    ck_assert_uint_eq(param(t[2], "channel_bytes"), 0);
+    /* 8-core CPU reporting a 512 KiB (per-core) L2 */
+    ck_assert_uint_eq(param(t[3], "gpu_geometry"), 0);
+    ck_assert_uint_eq(param(t[3], "group"), 64);
+    ck_assert_uint_eq(param(t[3], "channel_bytes"), 524288);
+    ck_assert_uint_eq(param(t[3], "small_elements"), 1u << 20);
+    ck_assert_uint_eq(param(t[3], "stream_bytes"), 48u << 20);
+    ck_assert_uint_eq(param(t[3], "groups_per_cu"), 4);
+    /* 16-core CPU reporting a shared 32 MiB L3: 2 MiB a core, streaming
+     * stores from 1.5x the L3 */
+    ck_assert_uint_eq(param(t[4], "channel_bytes"), 2u << 20);
+    ck_assert_uint_eq(param(t[4], "stream_bytes"), 48u << 20);
+    ck_assert_uint_eq(param(t[4], "small_elements"), 1u << 20);
+    /* a device of unknown kind with groups of one work-item */
+    ck_assert_uint_eq(param(t[5], "gpu_geometry"), 0);
+    ck_assert_uint_eq(param(t[5], "group"), 1);
+    ck_assert_uint_eq(param(t[5], "rows_group"), 1);
+    ck_assert_uint_eq(param(t[5], "small_elements"), 1u << 17);
+    /* malformed facts: the device's own, never an error */
+    heuristic_text("kind=fpga cu=3", t[5], sizeof t[5]);
+    ck_assert_str_eq(t[5], t[0]);
+    heuristic_text("cu=12x", t[5], sizeof t[5]);
+    ck_assert_str_eq(t[5], t[0]);
+}
+END_TEST
+
+/* Every synthetic device's configuration applied to this device's plans
+ * (clbn_plan_set_tuning) gives correct results on every planner path. */
+START_TEST(heuristics_against_reference)
+{
+    static char text[NDEVICES][700];
+    const int k = _i / NSHAPES;
+    if (!text[k][0])
+        heuristic_text(devices[k], text[k], sizeof text[k]);
+    against_reference(_i, text[k]);
+}
 END_TEST
 
 START_TEST(bad_tuning_text)
@@ -190,16 +319,6 @@ END_TEST
 
 /* ---- the database ------------------------------------------------------------------ */
 static char db[256];
-
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; ++i) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
 
 static char *slurp(const char *path)
 {
@@ -410,6 +529,8 @@ static Suite *suite(void)
     TCase *tc = tcase_create("tuning");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, extremes_against_reference, 0, NSHAPES * NEXTREMES);
+    tcase_add_test(tc, heuristics_choices);
+    tcase_add_loop_test(tc, heuristics_against_reference, 0, NSHAPES * NDEVICES);
     tcase_add_test(tc, bad_tuning_text);
     tcase_add_test(tc, tune_records_and_database);
     suite_add_tcase(s, tc);

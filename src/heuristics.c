@@ -1,0 +1,182 @@
+/* The planner's default parameters from what the device reports: a pure
+ * function of clbn_device_facts (read once per context by src/context.c, or
+ * given by CLBN_DEVICE_FACTS), so tests can feed synthetic devices. The rules
+ * and the fact behind each parameter are in docs/tuning.md ("Heuristics").
+ *
+ * The constants below were fitted on 2-core AMD EPYC VMs under PoCL (copy
+ * bandwidth 25-29 GB/s, a 2 MiB budget per channel measured best); PoCL's
+ * CPU device reports no global-memory cache, so there every rule falls back
+ * to them and the plans stay those measured. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    KIB = 1024,
+    MIB = 1024 * 1024,
+    CPU_CHANNEL_BYTES = 2 * MIB,   /* channel budget without a reported cache, and the most:
+                                    * a core's L2 on the machines measured (4 MiB was no
+                                    * better, 16 MiB slower) */
+    CPU_PRIVATE_CACHE_MAX = 4 * MIB, /* a CPU cache this small is per core (L2), larger shared */
+    GPU_CHANNEL_MIN = 16 * KIB,    /* a GPU's share of its cache below this: no channel path */
+    STREAM_BYTES = 48 * MIB,       /* streaming stores from this output size (32 MB L3 measured) */
+    SMALL_PER_CU = 1 << 17,        /* one-kernel path: elements per compute unit */
+    SMALL_MIN = 1 << 16,
+    SMALL_MAX = 1 << 20,
+    GPU_SMALL_ELEMENTS = 1 << 16,  /* a work-item per channel is a serial loop on a GPU */
+    GPU_GROUPS_PER_CU = 8          /* resident groups to hide a GPU's memory latency */
+};
+
+static size_t pow2_floor(size_t v)
+{
+    size_t p = 1;
+    while (p <= v / 2)
+        p *= 2;
+    return v ? p : 0;
+}
+
+static size_t min_sz(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
+{
+    const int gpu = f->kind == CLBN_DEVICE_KIND_GPU, cpu = f->kind == CLBN_DEVICE_KIND_CPU;
+    const size_t cus = f->compute_units ? f->compute_units : 1;
+    memset(t, 0, sizeof *t);
+
+    /* work-group sizes: the kernels' __local slots allow CLBN_GROUP_MAX;
+     * a device with smaller groups gets its largest power of two */
+    const size_t wg = f->max_work_group ? pow2_floor(f->max_work_group) : CLBN_GROUP_MAX;
+    t->group = min_sz(CLBN_GROUP_MAX, wg);
+    t->norm_group = t->group;
+    t->rows_group = min_sz(8, t->group);
+
+    /* reductions: split counts scale with the compute units in the planner
+     * (geometry.c multiplies these by ctx->compute_units) */
+    t->tile_target = 32768;
+    t->tile_min = 4096;
+    t->groups_per_cu = gpu ? GPU_GROUPS_PER_CU : 4;
+    t->splits_per_cu = 8;
+    t->splits_min = 16;
+
+    /* elementwise work per item; the kernels' vectors are 8 values whatever
+     * the preferred width (a narrower device splits them) */
+    t->item_elements = 512;
+    t->nhwc_wide_pixels = 4;
+    t->flat_item = 1024;
+
+    /* one-kernel small path: each compute unit's share of the tensor stays
+     * about SMALL_PER_CU elements; on a GPU a work-item per channel is a
+     * serial loop, so only the smallest tensors take it */
+    if (gpu) {
+        t->small_elements = GPU_SMALL_ELEMENTS;
+    } else {
+        size_t s = SMALL_PER_CU * min_sz(cus, SMALL_MAX / SMALL_PER_CU);
+        t->small_elements = s < SMALL_MIN ? SMALL_MIN : s > SMALL_MAX ? SMALL_MAX : s;
+    }
+    t->small_items_per_cu = 2;
+
+    /* short NCHW rows */
+    t->rows_spatial = 256;
+    t->rows_run = 2048;
+    t->rows_item_values = 65536;
+    t->rows_items_per_cu = 8;
+
+    /* channel-resident path: a channel's bytes must stay in the cache its
+     * work-group runs next to while the group reads them twice */
+    if (gpu) {
+        /* one L2 shared by every compute unit, channel_groups_per_cu groups on each */
+        size_t share = f->cache_bytes / (cus * 4);
+        share = pow2_floor(share);
+        t->channel_bytes = share >= GPU_CHANNEL_MIN ? min_sz(share, CPU_CHANNEL_BYTES) : 0;
+    } else if (cpu && f->cache_bytes > 0) {
+        size_t share = f->cache_bytes <= CPU_PRIVATE_CACHE_MAX ? f->cache_bytes : f->cache_bytes / cus;
+        t->channel_bytes = min_sz(CPU_CHANNEL_BYTES, pow2_floor(share));
+    } else {
+        t->channel_bytes = CPU_CHANNEL_BYTES;
+    }
+    t->channel_groups_per_cu = 4;
+    t->channel_min_s = 64;
+    t->channel_cols = 512;
+
+    /* streaming stores for outputs beyond a shared last-level cache */
+    if (cpu && f->cache_bytes > CPU_PRIVATE_CACHE_MAX) {
+        size_t s = f->cache_bytes + f->cache_bytes / 2;
+        t->stream_bytes = (s + MIB - 1) / MIB * MIB;
+    } else {
+        t->stream_bytes = STREAM_BYTES;
+    }
+    t->gpu_geometry = gpu;
+}
+
+/* "kind=gpu cu=64 max_wg=256 local=65536 cache=4194304 line=128
+ * float_width=4 half_width=8 fp64=1": keys not given keep *f's values;
+ * anything malformed leaves *f unchanged and returns 0. */
+int clbn__device_facts_parse(const char *text, clbn_device_facts *f)
+{
+    clbn_device_facts out = *f;
+    const char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == ',')
+            ++p;
+        if (!*p)
+            break;
+        const char *eq = strchr(p, '=');
+        if (!eq)
+            return 0;
+        const size_t klen = (size_t)(eq - p);
+        const char *v = eq + 1;
+        const char *end = v;
+        while (*end && *end != ' ' && *end != ',')
+            ++end;
+#define KEY(k) (klen == sizeof(k) - 1 && strncmp(p, k, klen) == 0)
+        if (KEY("kind")) {
+            const size_t vlen = (size_t)(end - v);
+            if (vlen == 3 && strncmp(v, "cpu", 3) == 0)
+                out.kind = CLBN_DEVICE_KIND_CPU;
+            else if (vlen == 3 && strncmp(v, "gpu", 3) == 0)
+                out.kind = CLBN_DEVICE_KIND_GPU;
+            else if (vlen == 5 && strncmp(v, "other", 5) == 0)
+                out.kind = CLBN_DEVICE_KIND_OTHER;
+            else
+                return 0;
+        } else {
+            if (*v < '0' || *v > '9')
+                return 0;
+            char *num_end = NULL;
+            unsigned long long n = strtoull(v, &num_end, 10);
+            if (num_end != end || n > ((unsigned long long)1 << 40))
+                return 0;
+            if (KEY("cu"))
+                out.compute_units = (size_t)n;
+            else if (KEY("max_wg"))
+                out.max_work_group = (size_t)n;
+            else if (KEY("local"))
+                out.local_mem = (size_t)n;
+            else if (KEY("cache"))
+                out.cache_bytes = (size_t)n;
+            else if (KEY("line"))
+                out.cache_line = (size_t)n;
+            else if (KEY("float_width"))
+                out.float_width = (size_t)n;
+            else if (KEY("half_width"))
+                out.half_width = (size_t)n;
+            else if (KEY("fp64"))
+                out.has_fp64 = n != 0;
+            else
+                return 0;
+        }
+#undef KEY
+        p = end;
+    }
+    *f = out;
+    return 1;
+}
+
+void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t)
+{
+    *t = ctx->defaults;
+}
