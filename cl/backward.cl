@@ -144,8 +144,11 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
                                         ulong rows_per_group, ulong cols_per_group,
                                         uint col_groups, uint col_parts, ulong rows_per_item,
                                         ulong cols_per_item, __global acc2 *partial,
-                                        __global const data_t *y)
+                                        __global const data_t *y,
+                                              ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint g = (uint)get_group_id(1);
@@ -204,8 +207,11 @@ __kernel void clbn_backward_reduce_nchw_rows(__global const data_t *x, __global 
                                              ulong rows_per_group, ulong cols_per_group,
                                              uint col_groups, uint col_parts, ulong rows_per_item,
                                              ulong cols_per_item, __global acc2 *partial,
-                                             __global const data_t *y)
+                                             __global const data_t *y,
+                                             ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     (void)col_parts;
     (void)rows_per_item;
     (void)cols_per_item;
@@ -241,8 +247,11 @@ __kernel void clbn_backward_reduce_nhwc_any(__global const data_t *x, __global c
                                         __global const acc *mean, ulong P, ulong C,
                                         ulong pixels_per_group, uint col_parts,
                                         ulong pixels_per_item, __global acc2 *partial,
-                                        __global const data_t *y)
+                                        __global const data_t *y,
+                                            ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
@@ -291,8 +300,11 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
                                          __global const acc *mean, ulong P, ulong C,
                                          ulong pixels_per_group, uint col_parts,
                                          ulong pixels_per_item, __global acc2 *partial,
-                                         __global const data_t *y)
+                                         __global const data_t *y,
+                                         ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     __local acc lsum[CLBN_NHWC8_SLOTS], lsumx[CLBN_NHWC8_SLOTS];
     (void)col_parts;
     const uint g = (uint)get_group_id(1);
@@ -354,8 +366,11 @@ __kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global 
                                              __global const acc *mean, ulong P, ulong C,
                                              ulong pixels_per_group, uint col_parts,
                                              ulong pixels_per_item, __global acc2 *partial,
-                                             __global const data_t *y)
+                                             __global const data_t *y,
+                                             ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     (void)col_parts;
     (void)pixels_per_item;
     const uint g = (uint)get_group_id(1);
@@ -409,8 +424,13 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
                                      acc inv_m, __global const acc *weight,
                                      __global acc *dweight, __global acc *dbias, int mode,
                                      __global acc *params, ulong params_offset,
-                                     __global const acc *renorm)
+                                     __global const acc *renorm,
+                                     ulong mean_off, ulong invstd_off, ulong running_var_off,
+                                     ulong weight_off, ulong dweight_off, ulong dbias_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    mean += mean_off; invstd += invstd_off; running_var += running_var_off; weight += weight_off;
+    dweight += dweight_off; dbias += dbias_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -475,8 +495,12 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong rows, ulong C, ulong S,
                                     ulong rows_per_item, ulong cols_per_item,
-                                    __global const data_t *y, __global data_t *dz, int stream)
+                                    __global const data_t *y, __global data_t *dz, int stream,
+                                    ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                    ulong dz_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
     if (s_begin >= S || r_begin >= rows)
@@ -508,8 +532,12 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong rows, ulong C, ulong S,
                                     ulong rows_per_item, ulong cols_per_item,
-                                    __global const data_t *y, __global data_t *dz, int stream)
+                                    __global const data_t *y, __global data_t *dz, int stream,
+                                    ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                    ulong dz_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
     (void)rows_per_item;
     const ulong total = rows * S, begin = get_global_id(0) * cols_per_item;
     if (begin >= total)
@@ -538,8 +566,12 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
 __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,
                                      __global data_t *dx, __global const acc *params,
                                      ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
-                                     __global const data_t *y, __global data_t *dz, int stream)
+                                     __global const data_t *y, __global data_t *dz, int stream,
+                                     ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                     ulong dz_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
         return;
@@ -608,8 +640,12 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
 __kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
-                                    __global const data_t *y, __global data_t *dz, int stream)
+                                    __global const data_t *y, __global data_t *dz, int stream,
+                                        ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                        ulong dz_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
     (void)stream; /* scalar stores only */
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)

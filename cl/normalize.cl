@@ -19,8 +19,13 @@
 __kernel void clbn_inference_params(ulong C, __global const acc *weight,
                                     __global const acc *bias, __global const acc *running_mean,
                                     __global const acc *running_var, acc epsilon,
-                                    __global acc *params, ulong params_offset)
+                                    __global acc *params, ulong params_offset,
+                                    ulong weight_off, ulong bias_off, ulong running_mean_off,
+                                    ulong running_var_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    weight += weight_off; bias += bias_off; running_mean += running_mean_off;
+    running_var += running_var_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -88,8 +93,11 @@ inline void normalize_run(__global const data_t *x, __global const data_t *z, __
 __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
-                                  ulong cols_per_item, __global const data_t *z, int flags)
+                                  ulong cols_per_item, __global const data_t *z, int flags,
+                                  ulong x_off, ulong y_off, ulong z_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
@@ -125,8 +133,11 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
 __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
-                                  ulong cols_per_item, __global const data_t *z, int flags)
+                                  ulong cols_per_item, __global const data_t *z, int flags,
+                                  ulong x_off, ulong y_off, ulong z_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     (void)rows_per_item;
     const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong total = rows * S, begin = get_global_id(0) * cols_per_item;
@@ -160,8 +171,11 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
-                                   int flags)
+                                   int flags,
+                                   ulong x_off, ulong y_off, ulong z_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
@@ -216,8 +230,11 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
 /* NHWC, any C: work-item = a block of whole pixels, all channels. */
 __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset, ulong P,
-                                  ulong C, ulong pixels_per_item, __global const data_t *z, int flags)
+                                  ulong C, ulong pixels_per_item, __global const data_t *z, int flags,
+                                      ulong x_off, ulong y_off, ulong z_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     const int relu = flags & CLBN_NORM_RELU;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)

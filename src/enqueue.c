@@ -33,6 +33,16 @@ clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count)
     return s;
 }
 
+void clbn__step_offsets(clbn_step *step, int count, const cl_ulong *off)
+{
+    /* (a step too full would miss arguments: clSetKernelArg's count check
+     * then fails the call, with CLBN_ERROR_OPENCL, instead of overrunning) */
+    for (int i = 0; i < count && step->nargs < CLBN_MAX_ARGS; ++i) {
+        const cl_ulong v = off ? off[i] : 0;
+        step->args[step->nargs++] = ARG(v);
+    }
+}
+
 static cl_int set_args(cl_kernel k, const clbn_step *step, cl_mem scratch)
 {
     for (cl_uint i = 0; i < step->nargs; ++i) {

@@ -314,7 +314,7 @@ arg clbn__arg_real(double v, clbn_dtype dtype);
 #define ARG_SCRATCH ((arg){ARG_KIND_SCRATCH, sizeof(cl_mem), {0}})
 
 /* A kernel launch and its arguments. */
-#define CLBN_MAX_ARGS 32
+#define CLBN_MAX_ARGS 40
 typedef struct clbn_step {
     clbn_launch launch;
     cl_uint nargs;
@@ -341,28 +341,52 @@ clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue qu
                       size_t scratch_bytes, const clbn_step *steps, int count, cl_uint num_wait,
                       const cl_event *wait, cl_event *event);
 
+/* Appends element offsets to a step: the kernels of the operations (cl/stats.cl,
+ * normalize.cl, backward.cl, small.cl, channel.cl) take, after their other
+ * arguments, one `ulong NAME_off` per buffer argument (in the order the
+ * kernel lists them) and start by advancing each pointer by it. */
+void clbn__step_offsets(clbn_step *step, int count, const cl_ulong *off);
+/* The element offsets of a call's buffers (clbn_args' *_offset, 0 where the
+ * buffer is NULL: a NULL pointer stays NULL in the kernels). */
+typedef struct clbn_offsets {
+    cl_ulong x, y, z, dy, dx, dz;
+    cl_ulong weight, bias, running_mean, running_var, save_mean, save_invstd, dweight, dbias;
+} clbn_offsets;
+clbn_offsets clbn__offsets(const clbn_args *a);
+/* Whether streaming (aligned) stores stay allowed for an output at `off`. */
+#define CLBN_STREAM_OK(off) ((off) % 8 == 0)
+
 /* ---- steps shared by the operations (forward.c, backward.c, sync.c) ----------- */
-/* The statistics pass over x into partials at the scratch's start. */
-clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x);
+/* Each takes `off`, the element offsets of its kernel's buffers in the order
+ * given (NULL: all 0). */
+/* The statistics pass over x into partials at the scratch's start (off: x). */
+clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
+                           const cl_ulong *off);
 /* The normalize pass reading (center, scale, shift) from the scratch at
- * params_offset, with the fused op (z for CLBN_FUSED_ADD_RELU). */
+ * params_offset, with the fused op (z for CLBN_FUSED_ADD_RELU); off: x, y, z. */
 clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
-                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset);
+                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset,
+                               const cl_ulong *off);
 /* The backward reduction over (x, dy) around mean[c] into partials at the
  * scratch's start; dy masked by the fused ReLU's output y when y is given. */
 clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
-                            cl_mem dy, cl_mem mean, cl_mem y);
+                            cl_mem dy, cl_mem mean, cl_mem y, const cl_ulong *off);
 /* What clbn_backward_finalize writes after params_offset (cl/backward.cl). */
 enum { CLBN_BWD_PARAMS_NONE = 0, CLBN_BWD_PARAMS_TRAINING = 1, CLBN_BWD_PARAMS_INFERENCE = 2 };
 /* clbn_backward_finalize over `splits` partials read from `partial` (a step's
- * ARG_SCRATCH or a buffer; none when splits is 0). */
+ * ARG_SCRATCH or a buffer; none when splits is 0). off: mean, invstd,
+ * running_var, weight, dweight, dbias; the renorm buffer (the last argument)
+ * has none. */
 clbn_step clbn__bwd_finalize_step(const clbn_launch *launch, clbn_dtype dt, arg partial,
                                   cl_uint splits, cl_ulong C, cl_mem mean, cl_mem invstd,
                                   cl_mem running_var, double epsilon, double inv_m, cl_mem weight,
-                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset);
-/* The backward elementwise pass (x NULL for the frozen backward). */
+                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset,
+                                  const cl_ulong *off);
+/* The backward elementwise pass (x NULL for the frozen backward); off: x, dy,
+ * dx, y, dz. */
 clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
-                        cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset);
+                        cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset,
+                        const cl_ulong *off);
 
 /* ---- sync.c: the group exchanges, for the layer ------------------------------------ */
 /* clbn_sync_stats_allgather / clbn_sync_sums_allgather with the caller's
@@ -399,6 +423,9 @@ struct clbn_plan {
     clbn_norm_plan norm;     /* PASSES: normalize or dx */
     clbn_launch finalize, commit; /* PASSES: per-channel kernels (commit: training) */
     int has_views;           /* a used tensor's view is not dense (src/views.c) */
+    int regions_checked;     /* set on the copy an execution with offsets runs: the
+                              * runners skip their cl_mem-identity aliasing checks,
+                              * src/views.c compared the regions */
     clbn_tensor_view views[6]; /* x, y, z, dy, dx, dz: explicit strides (dense filled in) */
     unsigned refs;           /* references held (cache and callers), under ctx->lock */
     clbn_tuning tuning;      /* the planner's parameters (defaults unless tuned) */

@@ -212,6 +212,18 @@ static cl_mem *arg_mem(clbn_args *a, int slot)
     return m[slot];
 }
 
+clbn_offsets clbn__offsets(const clbn_args *a)
+{
+    clbn_offsets o;
+    clbn_args b = *a;
+    cl_ulong *f[SLOTS] = {&o.x,      &o.y,    &o.z,            &o.dy,          &o.dx,
+                          &o.dz,     &o.weight, &o.bias,       &o.running_mean, &o.running_var,
+                          &o.save_mean, &o.save_invstd, &o.dweight, &o.dbias};
+    for (int i = 0; i < SLOTS; ++i)
+        *f[i] = *arg_mem(&b, i) ? (cl_ulong)arg_offset(a, i) : 0;
+    return o;
+}
+
 int clbn__views_needed(const clbn_plan *plan, const clbn_args *a)
 {
     if (plan->has_views)
@@ -410,6 +422,20 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         }
     }
 
+    static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
+                                          cl_uint, const cl_event *, cl_event *) = {
+        clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
+        clbn__run_backward_inference};
+
+    /* Dense tensors, offsets only: the operation's kernels take the offsets
+     * (clbn__offsets), no temporaries, no lock. The runner checks the rest;
+     * the aliasing is what was checked above, by region. */
+    if (!plan->has_views) {
+        clbn_plan direct = *plan;
+        direct.regions_checked = 1;
+        return runners[d->op](&direct, queue, a, num_wait, wait, event);
+    }
+
     /* 3. temporaries: one per distinct region that needs one, each a
      * sub-buffer at an aligned origin of one buffer (cached per in-order
      * queue; the views lock keeps another execution on that queue from
@@ -480,10 +506,6 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
     clean.dweight_offset = clean.dbias_offset = 0;
 
     /* the runner's own checks, enqueueing nothing */
-    static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
-                                          cl_uint, const cl_event *, cl_event *) = {
-        clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
-        clbn__run_backward_inference};
     if (st == CLBN_SUCCESS) {
         clbn_plan dry = *plan;
         dry.path = CLBN_PATH_EMPTY;

@@ -43,8 +43,9 @@ static clbn_tensor_view dense_strides(const clbn_tensor_desc *d)
 }
 
 /* View kinds: 0 dense, 1 dense at an odd offset, 2 padded NCHW, 3 a channel
- * slice of an NCHW concatenation, 4 CNHW, 5 CHWN, 6 padded NHWC. */
-enum { KINDS = 7 };
+ * slice of an NCHW concatenation, 4 CNHW, 5 CHWN, 6 padded NHWC; and, outside
+ * the random choice, 7 dense at an offset that keeps 8-value alignment. */
+enum { KINDS = 7, KIND_DENSE_AT_8 = 7 };
 static tview make_view(int kind, const clbn_tensor_desc *d)
 {
     const size_t N = d->n, C = d->c, S = d->spatial;
@@ -55,6 +56,9 @@ static tview make_view(int kind, const clbn_tensor_desc *d)
         break;
     case 1:
         t.off = 3;
+        break;
+    case KIND_DENSE_AT_8:
+        t.off = 8;
         break;
     case 2:
         t.off = 7;
@@ -159,7 +163,15 @@ typedef struct vcase {
     clbn_fused_op fused;
     int kinds[NT];
     int in_place; /* y on x's view (forward), dx on dy's (backward) */
+    clbn_context *ctx;     /* NULL: tu_ctx() */
+    int separate;          /* each vector in its own buffer at offset 0, not packed */
+    int no_dweight;        /* frozen backward: dbias only (x not read) */
+    double *result;        /* when set: the outputs' values (RESULT_LEN doubles) */
+    char *describe;        /* when set (DESCRIBE_LEN chars): the plan's description */
 } vcase;
+enum { MAXC = 256, DESCRIBE_LEN = 1024 };
+/* y or dx, then dz, then 4 output vectors */
+#define RESULT_LEN(count, C) (2 * (count) + 4 * (C))
 
 static int uses(const vcase *k, int t)
 {
@@ -212,15 +224,15 @@ static void run_case(const vcase *k, uint64_t seed)
             tu_fill_uniform(&rng, host[t], count, -2, 2);
         enc[t] = tu_encode_tensor(k->dtype, host[t], count);
     }
-    float vec[NV][64] = {{0}};
-    ck_assert(C <= 64);
+    float vec[NV][MAXC] = {{0}};
+    ck_assert(C <= MAXC);
     for (size_t c = 0; c < C; ++c) {
         vec[VW][c] = (float)tu_rng_uniform(&rng, 0.5, 1.5);
         vec[VB][c] = (float)tu_rng_uniform(&rng, -0.5, 0.5);
         vec[VRM][c] = (float)tu_rng_uniform(&rng, -1, 1);
         vec[VRV][c] = (float)tu_rng_uniform(&rng, 0.5, 2);
     }
-    double mean[64], invstd[64];
+    double mean[MAXC], invstd[MAXC];
     if (!fwd) {
         refb_batch_stats(&sh, host[TX], 1e-5, mean, invstd);
         for (size_t c = 0; c < C; ++c) {
@@ -231,7 +243,7 @@ static void run_case(const vcase *k, uint64_t seed)
 
     /* the reference */
     double *ry = tu_doubles(count), *rdx = tu_doubles(count), *rdz = tu_doubles(count);
-    double rrm[64], rrv[64], rsm[64], rsi[64], rdw[64], rdb[64];
+    double rrm[MAXC], rrv[MAXC], rsm[MAXC], rsi[MAXC], rdw[MAXC], rdb[MAXC];
     if (fwd) {
         if (training)
             ck_assert_int_eq(ref_training(&sh, host[TX], vec[VW], vec[VB], vec[VRM], vec[VRV], 0.1,
@@ -295,6 +307,12 @@ static void run_case(const vcase *k, uint64_t seed)
             }
         }
     cl_mem mp = tu_buffer(pack * ps, pimg);
+    cl_mem vm[NV]; /* each vector's buffer and offset */
+    size_t vo[NV];
+    for (int v = 0; v < NV; ++v) {
+        vm[v] = k->separate ? tu_buffer(C * ps, pimg + voff[v] * ps) : mp;
+        vo[v] = k->separate ? 0 : voff[v];
+    }
 
     clbn_op_desc od;
     TU_OK(clbn_op_desc_init(&od, k->op, &d));
@@ -302,7 +320,9 @@ static void run_case(const vcase *k, uint64_t seed)
     od.x_view = tv[TX].v, od.y_view = tv[TY].v, od.z_view = tv[TZ].v;
     od.dy_view = tv[TDY].v, od.dx_view = tv[TDX].v, od.dz_view = tv[TDZ].v;
     clbn_plan *plan;
-    TU_OK(clbn_plan_create(tu_ctx(), &od, &plan));
+    TU_OK(clbn_plan_create(k->ctx ? k->ctx : tu_ctx(), &od, &plan));
+    if (k->describe)
+        TU_OK(clbn_plan_describe(plan, k->describe, DESCRIBE_LEN));
     clbn_args a;
     memset(&a, 0, sizeof a);
     a.x = mem[TX], a.x_offset = tv[TX].off;
@@ -311,23 +331,27 @@ static void run_case(const vcase *k, uint64_t seed)
     a.dy = mem[TDY], a.dy_offset = tv[TDY].off;
     a.dx = mem[TDX], a.dx_offset = tv[TDX].off;
     a.dz = mem[TDZ], a.dz_offset = tv[TDZ].off;
-    a.weight = mp, a.weight_offset = voff[VW];
+    a.weight = vm[VW], a.weight_offset = vo[VW];
     if (fwd)
-        a.bias = mp, a.bias_offset = voff[VB];
+        a.bias = vm[VB], a.bias_offset = vo[VB];
     if (k->op != CLBN_OP_BACKWARD) {
-        a.running_mean = mp, a.running_mean_offset = voff[VRM];
-        a.running_var = mp, a.running_var_offset = voff[VRV];
+        a.running_mean = vm[VRM], a.running_mean_offset = vo[VRM];
+        a.running_var = vm[VRV], a.running_var_offset = vo[VRV];
     }
     if (training) {
-        a.save_mean = mp, a.save_mean_offset = voff[VSM];
-        a.save_invstd = mp, a.save_invstd_offset = voff[VSI];
+        a.save_mean = vm[VSM], a.save_mean_offset = vo[VSM];
+        a.save_invstd = vm[VSI], a.save_invstd_offset = vo[VSI];
     }
     if (!fwd) {
-        a.dweight = mp, a.dweight_offset = voff[VDW];
-        a.dbias = mp, a.dbias_offset = voff[VDB];
+        if (!k->no_dweight)
+            a.dweight = vm[VDW], a.dweight_offset = vo[VDW];
+        a.dbias = vm[VDB], a.dbias_offset = vo[VDB];
     }
+    if (k->no_dweight)
+        a.x = NULL, a.x_offset = 0; /* the frozen backward without dweight reads no x */
     a.momentum = 0.1;
-    TU_OK(clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL));
+    /* (on the suite's queue, which tu_finish waits for, whatever the context) */
+    TU_OK(clbn_plan_execute(plan, k->ctx ? tu_queue() : NULL, &a, 0, NULL, NULL));
     tu_finish();
 
     /* tensors: outputs against the reference, every other byte unchanged */
@@ -356,6 +380,8 @@ static void run_case(const vcase *k, uint64_t seed)
             /* dz is the masked dy exactly */
             assert_close("output", w2, got, ref, count, o == TDZ ? 0 : out_rtol(k->dtype),
                          o == TDZ ? 0 : (k->dtype == CLBN_FLOAT64 ? 1e-12 : 2e-5));
+            if (k->result)
+                memcpy(k->result + (o == TDZ ? count : 0), got, count * sizeof *got);
         }
         ck_assert_msg(memcmp(now, expect, bytes[t]) == 0,
                       "%s: bytes of tensor %d outside its output elements changed", what, t);
@@ -364,14 +390,18 @@ static void run_case(const vcase *k, uint64_t seed)
     /* vectors */
     unsigned char *pnow = tu_alloc(pack * ps);
     tu_read(mp, pnow, pack * ps);
+    if (k->separate)
+        for (int v = 0; v < NV; ++v) /* into its place of the packed image */
+            tu_read(vm[v], pnow + voff[v] * ps, C * ps);
     const double stat_rtol = k->dtype == CLBN_FLOAT64 ? 1e-11 : 1e-5;
-    const int outs[4] = {fwd && training ? VRM : !fwd ? VDW : -1, fwd && training ? VRV : !fwd ? VDB : -1,
+    const int outs[4] = {fwd && training ? VRM : !fwd && !k->no_dweight ? VDW : -1,
+                         fwd && training ? VRV : !fwd ? VDB : -1,
                          fwd && training ? VSM : -1, fwd && training ? VSI : -1};
     const double *refs[4] = {fwd ? rrm : rdw, fwd ? rrv : rdb, rsm, rsi};
     for (int j = 0; j < 4; ++j) {
         if (outs[j] < 0)
             continue;
-        double g[64];
+        double g[MAXC];
         for (size_t c = 0; c < C; ++c) {
             const size_t at = (voff[outs[j]] + c) * ps;
             if (ps == 4) {
@@ -383,6 +413,8 @@ static void run_case(const vcase *k, uint64_t seed)
             memcpy(pimg + at, pnow + at, ps);
         }
         assert_close("vector", what, g, refs[j], C, stat_rtol, fwd ? stat_rtol : 1e-6);
+        if (k->result)
+            memcpy(k->result + 2 * count + (size_t)j * C, g, C * sizeof *g);
     }
     ck_assert_msg(memcmp(pnow, pimg, pack * ps) == 0,
                   "%s: bytes of the packed vectors outside the outputs changed", what);
@@ -394,6 +426,9 @@ static void run_case(const vcase *k, uint64_t seed)
         free(img[t]), free(host[t]), free(enc[t]);
     }
     tu_release(mp);
+    if (k->separate)
+        for (int v = 0; v < NV; ++v)
+            tu_release(vm[v]);
     free(pimg), free(pnow), free(got), free(ry), free(rdx), free(rdz);
 }
 
@@ -600,6 +635,126 @@ START_TEST(test_invalid)
 }
 END_TEST
 
+/* Dense tensors and vectors at offsets run the operations' own kernels with
+ * the offsets (no copies): on every planner path, for every operation and
+ * fused op, the outputs are bitwise those of the same plan at offset 0 (both
+ * also against the double reference, and every byte outside the outputs
+ * unchanged, in run_case). The paths: CPU and GPU geometry (the latter with
+ * streaming stores always on, so an output offset that breaks their
+ * alignment is exercised), with and without the one-kernel paths; the
+ * shapes those of check_kernels.c. Every kernel the planner can choose must
+ * have been seen. */
+typedef struct oshape {
+    size_t n, c, s;
+    clbn_layout layout;
+} oshape;
+
+START_TEST(test_offsets_in_place)
+{
+    tu_ctx(); /* the suite's context first, made without the settings below */
+    cl_uint cus = 1;
+    clGetDeviceInfo(tu_device(), CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
+    const size_t c_small = cus ? 2 * cus : 2, c_chan = cus ? 4 * cus : 4;
+    const oshape small_shapes[] = {{2, c_small, 9, CLBN_LAYOUT_NCHW}, {2, c_small, 16, CLBN_LAYOUT_NCHW}};
+    const oshape shapes[] = {
+        {1, c_chan, 257, CLBN_LAYOUT_NCHW}, {2, c_chan, 65, CLBN_LAYOUT_NCHW},
+        {3, 3, 9, CLBN_LAYOUT_NCHW},        {3, 3, 16, CLBN_LAYOUT_NCHW},
+        {2, 2, 5, CLBN_LAYOUT_NCHW},        {2, 2, 300, CLBN_LAYOUT_NCHW},
+        {2, 2, 264, CLBN_LAYOUT_NCHW},      {5, 3, 1, CLBN_LAYOUT_NCHW},
+        {3, 5, 7, CLBN_LAYOUT_NHWC},        {2, 16, 5, CLBN_LAYOUT_NHWC},
+        {2, 72, 3, CLBN_LAYOUT_NHWC},       {1, 256, 3, CLBN_LAYOUT_NHWC},
+    };
+    static const struct {
+        clbn_op op;
+        clbn_fused_op fused;
+        int no_dweight;
+    } oops[] = {{CLBN_OP_FORWARD_TRAINING, CLBN_FUSED_NONE, 0},
+                {CLBN_OP_FORWARD_TRAINING, CLBN_FUSED_ADD_RELU, 0},
+                {CLBN_OP_FORWARD_INFERENCE, CLBN_FUSED_RELU, 0},
+                {CLBN_OP_FORWARD_INFERENCE, CLBN_FUSED_ADD_RELU, 0},
+                {CLBN_OP_BACKWARD, CLBN_FUSED_NONE, 0},
+                {CLBN_OP_BACKWARD, CLBN_FUSED_ADD_RELU, 0},
+                {CLBN_OP_BACKWARD_INFERENCE, CLBN_FUSED_RELU, 0},
+                {CLBN_OP_BACKWARD_INFERENCE, CLBN_FUSED_NONE, 1}};
+    static const clbn_dtype odt[] = {CLBN_FLOAT32, CLBN_FLOAT16};
+    /* the kernels each path must have shown */
+    static const char *const kernels[] = {
+        "clbn_small_training", "clbn_small_backward", "clbn_channel_training",
+        "clbn_channel_backward", "clbn_stats_nchw_tiled", "clbn_stats_nchw_rows",
+        "clbn_stats_nhwc_any", "clbn_stats_nhwc8", "clbn_stats_nhwc_wide", "clbn_stats_finalize",
+        "clbn_stats_commit", "clbn_inference_params", "clbn_normalize_nchw", "clbn_normalize_flat",
+        "clbn_normalize_nhwc8", "clbn_normalize_nhwc_any", "clbn_backward_reduce_nchw_tiled",
+        "clbn_backward_reduce_nchw_rows", "clbn_backward_reduce_nhwc_any",
+        "clbn_backward_reduce_nhwc8", "clbn_backward_reduce_nhwc_wide", "clbn_backward_finalize",
+        "clbn_backward_dx_nchw", "clbn_backward_dx_flat", "clbn_backward_dx_nhwc8",
+        "clbn_backward_dx_nhwc_any"};
+    enum { NK = sizeof kernels / sizeof *kernels };
+    int seen[NK] = {0};
+    tu_rng rng;
+    tu_rng_seed(&rng, 16);
+    int cases = 0;
+    for (int gpu = 0; gpu < 2; ++gpu)
+        for (int small = 1; small >= 0; --small) {
+            setenv("CLBN_GEOMETRY", gpu ? "gpu" : "cpu", 1);
+            setenv("CLBN_STREAM_MB", gpu ? "0" : "48", 1);
+            setenv("CLBN_SMALL_MAX", small ? "262144" : "0", 1);
+            clbn_context *ctx;
+            TU_OK(clbn_context_create(tu_cl_context(), tu_device(), &ctx));
+            const oshape *list = small ? small_shapes : shapes;
+            const size_t nshapes = small ? 2 : sizeof shapes / sizeof *shapes;
+            for (size_t di = 0; di < sizeof odt / sizeof *odt; ++di)
+                for (size_t si = 0; si < nshapes; ++si)
+                    for (size_t oi = 0; oi < sizeof oops / sizeof *oops; ++oi) {
+                        if (list[si].c > MAXC)
+                            continue;
+                        vcase k;
+                        memset(&k, 0, sizeof k);
+                        k.dtype = odt[di];
+                        k.layout = list[si].layout;
+                        k.n = list[si].n, k.c = list[si].c, k.s = list[si].s;
+                        k.op = oops[oi].op, k.fused = oops[oi].fused;
+                        k.no_dweight = oops[oi].no_dweight;
+                        k.ctx = ctx;
+                        const size_t count = k.n * k.c * k.s, len = RESULT_LEN(count, k.c);
+                        double *plain = calloc(len, sizeof *plain);
+                        double *shifted = calloc(len, sizeof *shifted);
+                        char desc[DESCRIBE_LEN];
+                        ck_assert(plain && shifted);
+                        /* at offset 0, each vector in its own buffer */
+                        k.separate = 1, k.result = plain, k.describe = desc;
+                        const uint64_t seed = 5000 + (uint64_t)cases++;
+                        run_case(&k, seed);
+                        ck_assert_ptr_null(strstr(desc, "view"));
+                        for (int i = 0; i < NK; ++i)
+                            if (strstr(desc, kernels[i]))
+                                seen[i] = 1;
+                        /* the same data at offsets: odd or 8-aligned per
+                         * tensor, the vectors packed at odd offsets, in
+                         * place or not */
+                        k.separate = 0, k.result = shifted, k.describe = NULL;
+                        for (int t = 0; t < NT; ++t)
+                            k.kinds[t] = tu_rng_u64(&rng) % 2 ? 1 : KIND_DENSE_AT_8;
+                        k.in_place = (int)(tu_rng_u64(&rng) % 3 == 0);
+                        run_case(&k, seed);
+                        for (size_t i = 0; i < len; ++i)
+                            ck_assert_msg(memcmp(&plain[i], &shifted[i], sizeof *plain) == 0,
+                                          "%s %s op %d fused %d: value %zu at offsets %.9g, at 0 %.9g",
+                                          gpu ? "gpu" : "cpu", tu_desc_str(&(clbn_tensor_desc){k.dtype, k.layout, k.n, k.c, k.s}),
+                                          (int)k.op, (int)k.fused, i, shifted[i], plain[i]);
+                        free(plain), free(shifted);
+                    }
+            clbn_context_release(ctx);
+        }
+    unsetenv("CLBN_GEOMETRY"), unsetenv("CLBN_STREAM_MB"), unsetenv("CLBN_SMALL_MAX");
+    for (int i = 0; i < NK; ++i) {
+        const int channel = strstr(kernels[i], "channel") != NULL;
+        if (channel && c_chan > MAXC)
+            continue; /* too many compute units for this test's vectors */
+        ck_assert_msg(seen[i], "no plan took %s", kernels[i]);
+    }
+}
+END_TEST
+
 /* One plan with views from several threads, each on its own queue. */
 typedef struct job {
     clbn_plan *plan;
@@ -687,6 +842,7 @@ int main(void)
     tcase_add_test(tc, test_dense_is_dense);
     tcase_add_test(tc, test_invalid);
     tcase_add_test(tc, test_each_kind);
+    tcase_add_test(tc, test_offsets_in_place);
     tcase_add_test(tc, test_random_views);
     tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
