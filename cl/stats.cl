@@ -101,7 +101,7 @@ __kernel void clbn_stats_nchw_tiled(__global const data_t *x, ulong N, ulong C, 
                               ulong rows_per_group, ulong cols_per_group, uint col_groups,
                               uint col_parts, ulong rows_per_item, ulong cols_per_item,
                               __global acc4 *partial,
-                                    ulong x_off)
+                                    ulong x_off, ulong x_sn, ulong x_sc)
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off;
@@ -119,12 +119,12 @@ __kernel void clbn_stats_nchw_tiled(__global const data_t *x, ulong N, ulong C, 
     const ulong s_begin = gc * cols_per_group + lc * cols_per_item;
     const ulong s_end = min(s_tile_end, s_begin + cols_per_item);
 
-    const acc pivot = LOAD1(x, c * S);
+    const acc pivot = LOAD1(x, c * x_sc);
     acc k = 0.0f;
     acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
     stat_t tail = stat_empty();
-    for (ulong r = r_begin; r < r_end; ++r)
-        stats_run(x, (r * C + c) * S, s_begin, s_end, pivot, 1, &k, &vmean, &vm2, &tail);
+    for (ulong r = r_begin; r < r_end; ++r) /* row (r, c): dense, or the view's strides */
+        stats_run(x, r * x_sn + c * x_sc, s_begin, s_end, pivot, 1, &k, &vmean, &vm2, &tail);
     stat_t st = k > 0.0f ? stat_from_lanes(k, vmean, vm2) : stat_empty();
     st = stat_merge(st, tail);
 
@@ -188,10 +188,11 @@ __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, u
                                    ulong rows_per_group, ulong cols_per_group, uint col_groups,
                                    uint col_parts, ulong rows_per_item, ulong cols_per_item,
                                    __global acc4 *partial,
-                                   ulong x_off)
+                                   ulong x_off, ulong x_sn, ulong x_sc)
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off;
+    (void)x_sn, (void)x_sc; /* dense only (the strides are clbn_stats_nchw_tiled's) */
     (void)col_parts;
     (void)rows_per_item;
     (void)cols_per_item;

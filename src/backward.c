@@ -75,7 +75,8 @@ static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue
 /* ---- kernel arguments ------------------------------------------------------------ */
 
 clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
-                            cl_mem dy, cl_mem mean, cl_mem y, const cl_ulong *off)
+                            cl_mem dy, cl_mem mean, cl_mem y, const cl_ulong *off,
+                            const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
     clbn_step step;
@@ -89,6 +90,8 @@ clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *d
                          ARG(sp->pixels_per_group), ARG(sp->col_parts), ARG(sp->pixels_per_item),
                          ARG_SCRATCH, ARG_MEM(y));
     clbn__step_offsets(&step, 4, off);
+    if (clbn__is_planar(desc))
+        clbn__step_rows(&step, 3, rs, desc); /* x, dy, y */
     return step;
 }
 
@@ -108,11 +111,14 @@ clbn_step clbn__bwd_finalize_step(const clbn_launch *launch, clbn_dtype dt, arg 
 
 clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
                         cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset,
-                        const cl_ulong *off)
+                        const cl_ulong *off, const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
-    /* streaming stores need aligned vectors: not at an output offset that breaks that */
-    const cl_int stream = np->stream && (!off || (CLBN_STREAM_OK(off[2]) && CLBN_STREAM_OK(off[4])));
+    /* streaming stores need aligned vectors: not at an output offset or rows
+     * that break that */
+    const cl_int stream = np->stream && (!off || (CLBN_STREAM_OK(off[2]) && CLBN_STREAM_OK(off[4]))) &&
+                          (!rs || (CLBN_STREAM_ROWS_OK(0, rs[4], rs[5]) &&
+                                   CLBN_STREAM_ROWS_OK(0, rs[8], rs[9])));
     clbn_step step;
     if (clbn__is_planar(desc))
         step = CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
@@ -123,6 +129,8 @@ clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, 
                          ARG(params_offset), ARG(P), ARG(C), ARG(np->pixels_per_item), ARG_MEM(y),
                          ARG_MEM(dz), ARG(stream));
     clbn__step_offsets(&step, 5, off);
+    if (clbn__is_planar(desc))
+        clbn__step_rows(&step, 5, rs, desc); /* x, dy, dx, y, dz */
     return step;
 }
 
@@ -174,7 +182,10 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
     const clbn_offsets o = clbn__offsets(a);
     if (plan->path == CLBN_PATH_ONE_KERNEL) {
-        const cl_int stream = plan->channel.stream && CLBN_STREAM_OK(o.dx) && CLBN_STREAM_OK(o.dz);
+        const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, DX),
+                               CLBN_ROWS(plan, Y), CLBN_ROWS(plan, DZ)};
+        const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.dx, rs[4], rs[5]) &&
+                              CLBN_STREAM_ROWS_OK(o.dz, rs[8], rs[9]);
         /* cl/small.cl and cl/channel.cl take the same arguments; the channel
          * kernel three more (a row's pieces, streaming stores) */
         clbn_step step = CLBN_STEP(plan->one, ARG_MEM(a->x), ARG_MEM(a->dy), ARG_MEM(a->dx),
@@ -189,6 +200,8 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
         const cl_ulong off[] = {o.x,      o.dy,        o.dx,          o.y,       o.dz,
                                 o.weight, o.save_mean, o.save_invstd, o.dweight, o.dbias};
         clbn__step_offsets(&step, 10, off);
+        if (plan->one_is_channel)
+            clbn__step_rows(&step, 5, rs, desc); /* x, dy, dx, y, dz */
         return clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
@@ -201,7 +214,10 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
     const cl_ulong reduce_off[] = {o.x, o.dy, o.save_mean, o.y};
     const cl_ulong fin_off[] = {o.save_mean, o.save_invstd, 0, o.weight, o.dweight, o.dbias};
     const cl_ulong dx_off[] = {o.x, o.dy, o.dx, o.y, o.dz};
-    steps[0] = clbn__reduce_step(sp, desc, a->x, a->dy, a->save_mean, a->y, reduce_off);
+    const cl_ulong reduce_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, Y)};
+    const cl_ulong dx_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, DX),
+                              CLBN_ROWS(plan, Y), CLBN_ROWS(plan, DZ)};
+    steps[0] = clbn__reduce_step(sp, desc, a->x, a->dy, a->save_mean, a->y, reduce_off, reduce_rs);
     steps[1] = clbn__bwd_finalize_step(&plan->finalize, desc->dtype, ARG_SCRATCH, sp->splits, C,
                                        a->save_mean, a->save_invstd, NULL, 0.0, inv_m, a->weight,
                                        a->dweight, a->dbias,
@@ -210,7 +226,7 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
     steps[1].args[steps[1].nargs - 1 - 6] = ARG_MEM(renorm); /* the argument before the offsets */
     if (elementwise)
         steps[2] = clbn__dx_step(&plan->norm, desc, a->x, a->dy, a->dx, a->y, a->dz, params_offset,
-                                 dx_off);
+                                 dx_off, dx_rs);
     return clbn__run(ctx, plan->prog, queue, in_order, scratch_bytes, steps, elementwise ? 3 : 2,
                      num_events_in_wait_list, event_wait_list, event);
 }
@@ -268,11 +284,16 @@ clbn_status clbn__run_backward_inference(const clbn_plan *plan, cl_command_queue
     const cl_ulong reduce_off[] = {a->dweight ? o.x : o.dy, o.dy, o.running_mean, o.y};
     const cl_ulong fin_off[] = {o.running_mean, 0, o.running_var, o.weight, o.dweight, o.dbias};
     const cl_ulong dx_off[] = {0, o.dy, o.dx, o.y, o.dz};
+    const cl_ulong x_in_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY)};
+    const cl_ulong reduce_rs[] = {x_in_rs[a->dweight ? 0 : 2], x_in_rs[a->dweight ? 1 : 3],
+                                  CLBN_ROWS(plan, DY), CLBN_ROWS(plan, Y)};
+    const cl_ulong dx_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, DX),
+                              CLBN_ROWS(plan, Y), CLBN_ROWS(plan, DZ)};
     clbn_step steps[3];
     int count = 0;
     if (reduce)
         steps[count++] = clbn__reduce_step(&plan->stats, desc, x_in, a->dy, a->running_mean, a->y,
-                                           reduce_off);
+                                           reduce_off, reduce_rs);
     steps[count++] = clbn__bwd_finalize_step(
         &plan->finalize, desc->dtype, splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), splits, C,
         a->running_mean, NULL, a->running_var, plan->desc.epsilon, inv_m, a->weight, a->dweight,
@@ -281,7 +302,7 @@ clbn_status clbn__run_backward_inference(const clbn_plan *plan, cl_command_queue
     /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
     if (elementwise)
         steps[count++] = clbn__dx_step(&plan->norm, desc, NULL, a->dy, a->dx, a->y, a->dz,
-                                       params_offset, dx_off);
+                                       params_offset, dx_off, dx_rs);
     return clbn__run(plan->ctx, plan->prog, queue, in_order, scratch_bytes, steps, count,
                      num_events_in_wait_list, event_wait_list, event);
 }

@@ -43,6 +43,15 @@ void clbn__step_offsets(clbn_step *step, int count, const cl_ulong *off)
     }
 }
 
+void clbn__step_rows(clbn_step *step, int tensors, const cl_ulong *rs, const clbn_tensor_desc *desc)
+{
+    const cl_ulong dense[2] = {(cl_ulong)desc->c * desc->spatial, desc->spatial};
+    for (int i = 0; i < 2 * tensors && step->nargs < CLBN_MAX_ARGS; ++i) {
+        const cl_ulong v = rs ? rs[i] : dense[i % 2];
+        step->args[step->nargs++] = ARG(v);
+    }
+}
+
 static cl_int set_args(cl_kernel k, const clbn_step *step, cl_mem scratch)
 {
     for (cl_uint i = 0; i < step->nargs; ++i) {

@@ -124,7 +124,7 @@ clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
     clbn_step steps[2];
     int count = 0;
     if (elements)
-        steps[count++] = clbn__stats_step(&sp, desc, x, NULL);
+        steps[count++] = clbn__stats_step(&sp, desc, x, NULL, NULL);
     steps[count++] = CLBN_STEP(local, sp.splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), ARG(sp.splits),
                                ARG(C), ARG_MEM(x), ARG(pivot_stride), ARG_MEM(local_stats));
     return clbn__run(ctx, prog, queue, in_order, (size_t)sp.splits * C * 4 * width, steps, count,
@@ -239,7 +239,7 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
                                ARG_MEM(save_invstd), ARG_SCRATCH, ARG(params_offset));
     if (have)
         steps[count++] = clbn__normalize_step(&np, desc, CLBN_FUSED_NONE, x, NULL, y, params_offset,
-                                                      NULL);
+                                                      NULL, NULL);
     /* the running statistics change in the last kernel, as in the training forward */
     if (running_mean)
         steps[count++] = CLBN_STEP(commit, ARG_SCRATCH, ARG(params_offset), ARG(C),
@@ -292,7 +292,7 @@ clbn_status clbn_sync_backward_reduce(clbn_context *ctx, cl_command_queue queue,
     clbn_step steps[2];
     int count = 0;
     if (have)
-        steps[count++] = clbn__reduce_step(&sp, desc, x, dy, save_mean, NULL, NULL);
+        steps[count++] = clbn__reduce_step(&sp, desc, x, dy, save_mean, NULL, NULL, NULL);
     steps[count++] = CLBN_STEP(sums, sp.splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), ARG(sp.splits),
                                ARG(C), ARG_MEM(local_sums));
     return clbn__run(ctx, prog, queue, in_order, (size_t)sp.splits * C * 2 * width, steps, count,
@@ -386,7 +386,7 @@ clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
                                        elementwise ? CLBN_BWD_PARAMS_TRAINING : CLBN_BWD_PARAMS_NONE,
                                        params_offset, NULL);
     if (elementwise)
-        steps[1] = clbn__dx_step(&np, desc, x, dy, dx, NULL, NULL, params_offset, NULL);
+        steps[1] = clbn__dx_step(&np, desc, x, dy, dx, NULL, NULL, params_offset, NULL, NULL);
     return clbn__run(ctx, prog, queue, in_order, elementwise ? 4 * vector_bytes : 0, steps,
                      elementwise ? 2 : 1, num_events_in_wait_list, event_wait_list, event);
 }

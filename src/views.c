@@ -224,6 +224,28 @@ clbn_offsets clbn__offsets(const clbn_args *a)
     return o;
 }
 
+int clbn__views_in_place(const clbn_plan *plan)
+{
+    const clbn_op_desc *d = &plan->desc;
+    if (d->tensor.layout != CLBN_LAYOUT_NCHW)
+        return 0;
+    int r[SLOTS];
+    roles(d, r);
+    for (int i = 0; i < T_COUNT; ++i)
+        if (r[i] != R_UNUSED && plan->views[i].stride_s != 1)
+            return 0; /* rows not contiguous */
+    if (plan->path == CLBN_PATH_EMPTY)
+        return 1; /* nothing to read or write */
+    if (plan->path == CLBN_PATH_ONE_KERNEL)
+        return plan->one_is_channel; /* cl/channel.cl, not cl/small.cl */
+    /* the tiled reductions and the 2-D elementwise passes, not the short-row ones */
+    const clbn_kernel_id sk = plan->stats.launch.kernel, nk = plan->norm.launch.kernel;
+    if (d->op != CLBN_OP_FORWARD_INFERENCE && sk != CLBN_K_STATS_NCHW &&
+        sk != CLBN_K_BWD_REDUCE_NCHW)
+        return 0;
+    return nk == CLBN_K_NORMALIZE_NCHW || nk == CLBN_K_BWD_DX_NCHW;
+}
+
 int clbn__views_needed(const clbn_plan *plan, const clbn_args *a)
 {
     if (plan->has_views)
@@ -427,10 +449,12 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
         clbn__run_backward_inference};
 
-    /* Dense tensors, offsets only: the operation's kernels take the offsets
-     * (clbn__offsets), no temporaries, no lock. The runner checks the rest;
-     * the aliasing is what was checked above, by region. */
-    if (!plan->has_views) {
+    /* Dense tensors with offsets, or views the plan's kernels read in place
+     * (clbn__views_in_place): the operation's kernels take the offsets
+     * (clbn__offsets) and the row strides (plan->views), no temporaries, no
+     * lock. The runner checks the rest; the aliasing is what was checked
+     * above, by region. */
+    if (!plan->has_views || clbn__views_in_place(plan)) {
         clbn_plan direct = *plan;
         direct.regions_checked = 1;
         return runners[d->op](&direct, queue, a, num_wait, wait, event);
@@ -505,6 +529,11 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
     clean.save_mean_offset = clean.save_invstd_offset = 0;
     clean.dweight_offset = clean.dbias_offset = 0;
 
+    /* the runner runs on dense temporaries: a copy of the plan with dense views */
+    clbn_plan dense_plan = *plan;
+    for (int i = 0; i < T_COUNT; ++i)
+        dense_plan.views[i] = dense;
+    plan = &dense_plan;
     /* the runner's own checks, enqueueing nothing */
     if (st == CLBN_SUCCESS) {
         clbn_plan dry = *plan;

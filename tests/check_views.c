@@ -639,7 +639,8 @@ END_TEST
  * the offsets (no copies): on every planner path, for every operation and
  * fused op, the outputs are bitwise those of the same plan at offset 0 (both
  * also against the double reference, and every byte outside the outputs
- * unchanged, in run_case). The paths: CPU and GPU geometry (the latter with
+ * unchanged, in run_case). So are NCHW views with contiguous rows, read in
+ * place by the kernels that take row strides (the plan says "in place"). The paths: CPU and GPU geometry (the latter with
  * streaming stores always on, so an output offset that breaks their
  * alignment is exercised), with and without the one-kernel paths; the
  * shapes those of check_kernels.c. Every kernel the planner can choose must
@@ -689,7 +690,7 @@ START_TEST(test_offsets_in_place)
         "clbn_backward_dx_nchw", "clbn_backward_dx_flat", "clbn_backward_dx_nhwc8",
         "clbn_backward_dx_nhwc_any"};
     enum { NK = sizeof kernels / sizeof *kernels };
-    int seen[NK] = {0};
+    int seen[NK] = {0}, in_place[NK] = {0};
     tu_rng rng;
     tu_rng_seed(&rng, 16);
     int cases = 0;
@@ -741,6 +742,26 @@ START_TEST(test_offsets_in_place)
                                           "%s %s op %d fused %d: value %zu at offsets %.9g, at 0 %.9g",
                                           gpu ? "gpu" : "cpu", tu_desc_str(&(clbn_tensor_desc){k.dtype, k.layout, k.n, k.c, k.s}),
                                           (int)k.op, (int)k.fused, i, shifted[i], plain[i]);
+                        /* NCHW views with contiguous rows (padded rows, a
+                         * channel slice, CNHW): read in place where the
+                         * plan's kernels take row strides, else gathered;
+                         * bitwise the dense results either way */
+                        if (k.layout == CLBN_LAYOUT_NCHW) {
+                            memset(shifted, 0, len * sizeof *shifted);
+                            for (int t = 0; t < NT; ++t)
+                                k.kinds[t] = 2 + (int)(tu_rng_u64(&rng) % 3);
+                            k.describe = desc;
+                            run_case(&k, seed);
+                            for (size_t i = 0; i < len; ++i)
+                                ck_assert_msg(memcmp(&plain[i], &shifted[i], sizeof *plain) == 0,
+                                              "%s %s op %d fused %d: value %zu in views %.9g, dense %.9g",
+                                              gpu ? "gpu" : "cpu", tu_desc_str(&(clbn_tensor_desc){k.dtype, k.layout, k.n, k.c, k.s}),
+                                              (int)k.op, (int)k.fused, i, shifted[i], plain[i]);
+                            if (strstr(desc, "in place"))
+                                for (int i = 0; i < NK; ++i)
+                                    if (strstr(desc, kernels[i]))
+                                        in_place[i] = 1;
+                        }
                         free(plain), free(shifted);
                     }
             clbn_context_release(ctx);
@@ -752,6 +773,14 @@ START_TEST(test_offsets_in_place)
             continue; /* too many compute units for this test's vectors */
         ck_assert_msg(seen[i], "no plan took %s", kernels[i]);
     }
+    /* the kernels that read NCHW views in place did so */
+    static const char *const row_kernels[] = {
+        "clbn_channel_training", "clbn_channel_backward",       "clbn_stats_nchw_tiled",
+        "clbn_normalize_nchw",   "clbn_backward_reduce_nchw_tiled", "clbn_backward_dx_nchw"};
+    for (size_t j = 0; j < sizeof row_kernels / sizeof *row_kernels; ++j)
+        for (int i = 0; i < NK; ++i)
+            if (strcmp(kernels[i], row_kernels[j]) == 0 && !(strstr(kernels[i], "channel") && c_chan > MAXC))
+                ck_assert_msg(in_place[i], "no plan read views in place with %s", kernels[i]);
 }
 END_TEST
 
