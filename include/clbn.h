@@ -853,6 +853,38 @@ CLBN_API cl_mem clbn_layer_get_buffer(const clbn_layer *layer, clbn_layer_tensor
  */
 CLBN_API clbn_status clbn_layer_set_fused_op(clbn_layer *layer, clbn_fused_op op);
 
+/**
+ * @brief The layer's tensor views (see clbn_tensor_view and docs/views.md):
+ * each tensor's strides and element offset, as clbn_op_desc's x_view ...
+ * dz_view and clbn_args' x_offset ... dz_offset. All zero (a zeroed struct)
+ * is dense at offset 0: today's behaviour.
+ */
+typedef struct clbn_layer_views {
+    clbn_tensor_view x, y, z;                /**< the forward's tensors */
+    clbn_tensor_view dy, dx, dz;             /**< the backward's */
+    size_t x_offset, y_offset, z_offset;     /**< elements */
+    size_t dy_offset, dx_offset, dz_offset;  /**< elements */
+} clbn_layer_views;
+
+/**
+ * @brief Sets the views the layer's next clbn_layer_forward(_ex) and
+ * clbn_layer_backward(_ex) calls read and write their tensors through (NULL:
+ * dense again), like clbn_layer_set_fused_op sets the op: state of the layer,
+ * kept until changed. A layer's per-channel buffers are its own (dense).
+ * The views are checked by each call, as a plan's: CLBN_ERROR_VIEW_OVERLAP,
+ * CLBN_ERROR_DIMENSION_OVERFLOW, CLBN_ERROR_VIEW_OUT_OF_BOUNDS,
+ * CLBN_ERROR_VIEW_ALIASING, nothing changed on error.
+ *
+ * A fused op's backward masks with the forward's y as the forward wrote it:
+ * the layer keeps that forward's y view and offset with its reference to y,
+ * so views changed between the forward and its backward affect x, dy, dx and
+ * dz only. The synchronized calls (clbn_layer_forward_sync,
+ * clbn_layer_backward_sync) and clbn_layer_population_accumulate take dense
+ * tensors: with views set they return CLBN_ERROR_INVALID_OPTION.
+ * CLBN_ERROR_NULL_ARGUMENT for a NULL layer.
+ */
+CLBN_API clbn_status clbn_layer_set_views(clbn_layer *layer, const clbn_layer_views *views);
+
 /** @brief clbn_layer_forward with the residual z of CLBN_FUSED_ADD_RELU (z NULL
  *  for the other ops). */
 CLBN_API clbn_status clbn_layer_forward_ex(clbn_layer *layer, cl_command_queue queue,

@@ -35,6 +35,12 @@ struct clbn_layer {
     cl_mem population;                  /* population statistics' accumulator (made by
                                            clbn_layer_population_begin; layer_variants.c) */
     uint64_t population_batches;        /* batches accumulated since the begin */
+    /* tensor views (issue 17; clbn_layer_set_views): the next calls', and the
+     * retained output's as its forward wrote it */
+    clbn_layer_views views;
+    int has_views;                      /* views is not all zero */
+    clbn_tensor_view output_view;
+    size_t output_offset;
 };
 
 /* layer_variants.c: the variants' buffers (at creation; counters zeroed),

@@ -784,6 +784,110 @@ START_TEST(test_offsets_in_place)
 }
 END_TEST
 
+/* The layer with views (clbn_layer_set_views): a fused-ReLU training forward
+ * reading x from a channel slice of a concatenation and writing y into a
+ * channel slice of an arena (in place), then its backward with dy dense at an
+ * offset and dx CHWN (gathered), after the views changed (the backward's ReLU
+ * mask is read through the forward's y view); against the double reference,
+ * the arena's other bytes unchanged; the synchronized and population calls
+ * refuse views. */
+START_TEST(test_layer_views)
+{
+    const size_t N = 2, C = 3, S = 40, Ct = 5, count = N * C * S;
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, N, C, S};
+    const ref_shape sh = {N, C, S, 0};
+    clbn_layer_config cfg = clbn_layer_config_default(C);
+    clbn_layer *layer;
+    TU_OK(clbn_layer_create(tu_ctx(), &cfg, &layer));
+    TU_OK(clbn_layer_set_training(layer, 1));
+    TU_OK(clbn_layer_set_fused_op(layer, CLBN_FUSED_RELU));
+    tu_rng rng;
+    tu_rng_seed(&rng, 171);
+    const size_t cat = N * Ct * S, arena = N * Ct * S + 9;
+    float *hcat = tu_floats(cat), *harena = tu_floats(arena), *lx = tu_floats(count);
+    tu_fill_uniform(&rng, hcat, cat, -2, 3);
+    tu_fill_uniform(&rng, harena, arena, -1, 1);
+    for (size_t n = 0; n < N; ++n) /* x: channels 1..3 of the concatenation */
+        for (size_t c = 0; c < C; ++c)
+            for (size_t s = 0; s < S; ++s)
+                lx[(n * C + c) * S + s] = hcat[n * Ct * S + (c + 1) * S + s];
+    cl_mem mcat = tu_buffer_floats(hcat, cat), marena = tu_buffer_floats(harena, arena);
+    clbn_layer_views v;
+    memset(&v, 0, sizeof v);
+    v.x = (clbn_tensor_view){Ct * S, S, 1}, v.x_offset = 1 * S;
+    v.y = (clbn_tensor_view){Ct * S, S, 1}, v.y_offset = 2 * S + 9; /* channels 2..4, after 9 */
+    TU_OK(clbn_layer_set_views(layer, &v));
+    TU_OK(clbn_layer_forward(layer, NULL, &d, mcat, marena, 0, NULL, NULL));
+    tu_finish();
+    double *ry = tu_doubles(count);
+    ck_assert_int_eq(ref_training(&sh, lx, NULL, NULL, NULL, NULL, 0.1, 1e-5, REF_UPDATE_PYTORCH,
+                                  REF_FAULT_NONE, ry, NULL, NULL, NULL, NULL), 0);
+    for (size_t i = 0; i < count; ++i)
+        ry[i] = relu(ry[i]);
+    float *now = tu_floats(arena), *gy = tu_floats(count);
+    tu_read_floats(marena, now, arena);
+    for (size_t n = 0; n < N; ++n)
+        for (size_t c = 0; c < C; ++c)
+            for (size_t s = 0; s < S; ++s) {
+                const size_t at = 9 + n * Ct * S + (c + 2) * S + s;
+                gy[(n * C + c) * S + s] = now[at];
+                now[at] = harena[at]; /* the rest must be unchanged */
+            }
+    TU_ASSERT_CLOSE("layer y", gy, ry, count, 1e-5, 1e-6 * tu_max_abs(ry, count));
+    ck_assert_msg(memcmp(now, harena, arena * sizeof *now) == 0, "layer: arena bytes changed");
+
+    /* the backward: dy dense at offset 7, dx CHWN at offset 3; y's view is
+     * now set to dense, which the backward must not use for its mask */
+    float *hdy = tu_floats(count + 7), *hdx = tu_floats(count + 3);
+    tu_fill_uniform(&rng, hdy, count + 7, -1, 1);
+    tu_fill_uniform(&rng, hdx, count + 3, -1, 1);
+    cl_mem mdy = tu_buffer_floats(hdy, count + 7), mdx = tu_buffer_floats(hdx, count + 3);
+    memset(&v, 0, sizeof v);
+    v.x = (clbn_tensor_view){Ct * S, S, 1}, v.x_offset = 1 * S;
+    v.dy_offset = 7;
+    v.dx = (clbn_tensor_view){1, S * N, N}, v.dx_offset = 3;
+    TU_OK(clbn_layer_set_views(layer, &v));
+    TU_OK(clbn_layer_backward(layer, NULL, &d, mcat, mdy, mdx, 0, NULL, NULL));
+    tu_finish();
+    double mean[3], invstd[3], *rdx = tu_doubles(count), rdw[3], rdb[3];
+    refb_batch_stats(&sh, lx, 1e-5, mean, invstd);
+    for (size_t c = 0; c < C; ++c) /* as the layer saved them */
+        mean[c] = (float)mean[c], invstd[c] = (float)invstd[c];
+    float *g = tu_floats(count);
+    for (size_t i = 0; i < count; ++i) /* the mask: the forward's y, as autograd's ReLU */
+        g[i] = gy[i] <= 0.0f ? 0.0f : hdy[7 + i];
+    refb_training(&sh, lx, g, NULL, mean, invstd, REFB_FAULT_NONE, rdx, rdw, rdb);
+    float *got = tu_floats(count + 3), *ldx = tu_floats(count);
+    tu_read_floats(mdx, got, count + 3);
+    for (size_t n = 0; n < N; ++n)
+        for (size_t c = 0; c < C; ++c)
+            for (size_t s = 0; s < S; ++s)
+                ldx[(n * C + c) * S + s] = got[3 + n + c * S * N + s * N];
+    TU_ASSERT_CLOSE("layer dx", ldx, rdx, count, 1e-4, 1e-5 * tu_max_abs(rdx, count));
+    ck_assert(memcmp(got, hdx, 3 * sizeof *got) == 0);
+    float gw[3], gb[3];
+    TU_OK(clbn_layer_read(layer, CLBN_GRAD_BIAS, gb, C));
+    TU_OK(clbn_layer_read(layer, CLBN_GRAD_WEIGHT, gw, C));
+    TU_ASSERT_CLOSE("layer dbias", gb, rdb, C, 1e-5, 1e-6 * tu_max_abs(rdb, C));
+    TU_ASSERT_CLOSE("layer dweight", gw, rdw, C, 1e-5, 1e-6 * tu_max_abs(rdw, C));
+
+    /* a bad view: nothing changed, its status */
+    v.dx = (clbn_tensor_view){C * S, 0, 1};
+    TU_OK(clbn_layer_set_views(layer, &v));
+    TU_EXPECT(clbn_layer_backward(layer, NULL, &d, mcat, mdy, mdx, 0, NULL, NULL),
+              CLBN_ERROR_VIEW_OVERLAP);
+    TU_EXPECT(clbn_layer_population_begin(layer), CLBN_SUCCESS);
+    TU_EXPECT(clbn_layer_population_accumulate(layer, NULL, &d, mcat, 0, NULL, NULL),
+              CLBN_ERROR_INVALID_OPTION);
+    TU_EXPECT(clbn_layer_set_views(NULL, &v), CLBN_ERROR_NULL_ARGUMENT);
+    TU_OK(clbn_layer_set_views(layer, NULL)); /* dense again */
+    clbn_layer_release(layer);
+    tu_release(mcat), tu_release(marena), tu_release(mdy), tu_release(mdx);
+    free(hcat), free(harena), free(lx), free(ry), free(now), free(gy), free(hdy), free(hdx);
+    free(rdx), free(g), free(got), free(ldx);
+}
+END_TEST
+
 /* One plan with views from several threads, each on its own queue. */
 typedef struct job {
     clbn_plan *plan;
@@ -872,6 +976,7 @@ int main(void)
     tcase_add_test(tc, test_invalid);
     tcase_add_test(tc, test_each_kind);
     tcase_add_test(tc, test_offsets_in_place);
+    tcase_add_test(tc, test_layer_views);
     tcase_add_test(tc, test_random_views);
     tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
