@@ -232,8 +232,11 @@ int clbn__views_in_place(const clbn_plan *plan)
     int r[SLOTS];
     roles(d, r);
     for (int i = 0; i < T_COUNT; ++i)
-        if (r[i] != R_UNUSED && plan->views[i].stride_s != 1)
-            return 0; /* rows not contiguous */
+        if (r[i] != R_UNUSED &&
+            (plan->views[i].stride_s != 1 || /* rows not contiguous */
+             (plan->elements > 0 && !nests(&d->tensor, &plan->views[i]))))
+            return 0; /* (an input that repeats elements spans less than a dense
+                       * tensor, which the runners' buffer checks expect) */
     if (plan->path == CLBN_PATH_EMPTY)
         return 1; /* nothing to read or write */
     if (plan->path == CLBN_PATH_ONE_KERNEL)

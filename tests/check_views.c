@@ -545,6 +545,36 @@ START_TEST(test_invalid)
     o.x_view = (clbn_tensor_view){0, S, 1}; /* an input may repeat (broadcast over n) */
     TU_OK(clbn_plan_create(tu_ctx(), &o, &p));
     clbn_plan_release(p);
+    {
+        /* executed, on a shape whose kernels take row strides (tiled, S >=
+         * 256): x holds one n's C*S values only, every n reads them */
+        enum { BN = 2, BC = 1, BS = 300 };
+        const clbn_tensor_desc bd = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, BN, BC, BS};
+        clbn_op_desc bo;
+        TU_OK(clbn_op_desc_init(&bo, CLBN_OP_FORWARD_TRAINING, &bd));
+        bo.x_view = (clbn_tensor_view){0, BS, 1};
+        clbn_plan *bp;
+        TU_OK(clbn_plan_create(tu_ctx(), &bo, &bp));
+        float hx[BC * BS], lx[BN * BC * BS], gy[BN * BC * BS];
+        double ry[BN * BC * BS];
+        tu_rng r0;
+        tu_rng_seed(&r0, 3);
+        tu_fill_uniform(&r0, hx, BC * BS, -1, 2);
+        for (size_t i = 0; i < BN * BC * BS; ++i)
+            lx[i] = hx[i % (BC * BS)];
+        cl_mem bx = tu_buffer_floats(hx, BC * BS), by = tu_buffer_nan(BN * BC * BS);
+        clbn_args ba;
+        memset(&ba, 0, sizeof ba);
+        ba.x = bx, ba.y = by, ba.momentum = 0.1;
+        TU_OK(clbn_plan_execute(bp, NULL, &ba, 0, NULL, NULL));
+        tu_read_floats(by, gy, BN * BC * BS);
+        const ref_shape bs = {BN, BC, BS, 0};
+        ck_assert_int_eq(ref_training(&bs, lx, NULL, NULL, NULL, NULL, 0.1, 1e-5, REF_UPDATE_PYTORCH,
+                                      REF_FAULT_NONE, ry, NULL, NULL, NULL, NULL), 0);
+        TU_ASSERT_CLOSE("broadcast x", gy, ry, BN * BC * BS, 1e-5, 1e-6 * tu_max_abs(ry, BN * BC * BS));
+        tu_release(bx), tu_release(by);
+        clbn_plan_release(bp);
+    }
     TU_OK(clbn_op_desc_init(&o, CLBN_OP_BACKWARD, &d));
     o.dx_view = (clbn_tensor_view){C * S, S, 2}; /* s steps run into the next channel */
     TU_EXPECT(clbn_plan_create(tu_ctx(), &o, &p), CLBN_ERROR_VIEW_OVERLAP);
