@@ -144,8 +144,13 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
                                         ulong rows_per_group, ulong cols_per_group,
                                         uint col_groups, uint col_parts, ulong rows_per_item,
                                         ulong cols_per_item, __global acc2 *partial,
-                                        __global const data_t *y)
+                                        __global const data_t *y,
+                                              ulong x_off, ulong dy_off, ulong mean_off, ulong y_off,
+                                              ulong x_sn, ulong x_sc, ulong dy_sn, ulong dy_sc, ulong y_sn,
+                                              ulong y_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint g = (uint)get_group_id(1);
@@ -166,27 +171,29 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
     acc a1 = 0.0f, b1 = 0.0f;
     const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
     for (ulong r = r_begin; r < r_end; ++r) {
-        const ulong base = (r * C + c) * S;
+        /* row (r, c) of each tensor (ROW_AT: dense, or a view's strides) */
+        __global const data_t *xr = ROW_AT(x, r, c, x_sn, x_sc);
+        __global const data_t *dyr = ROW_AT(dy, r, c, dy_sn, dy_sc), *yr = ROW_AT(y, r, c, y_sn, y_sc);
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8) {
             if ((s & 15) == 0) { /* ahead in this row, a line per stream */
-                PREFETCH(dy + base + s + ahead);
-                PREFETCH(x + base + s + ahead);
+                PREFETCH(dyr + s + ahead);
+                PREFETCH(xr + s + ahead);
                 if (y)
-                    PREFETCH(y + base + s + ahead);
+                    PREFETCH(yr + s + ahead);
             }
-            acc8 g8 = LOAD8(dy, base + s);
+            acc8 g8 = LOAD8(dyr, s);
             if (y)
-                g8 = RELU_GRAD8(g8, LOAD8(y, base + s));
+                g8 = RELU_GRAD8(g8, LOAD8(yr, s));
             a8 += g8;
-            b8 = fma(g8, LOAD8(x, base + s) - mu8, b8);
+            b8 = fma(g8, LOAD8(xr, s) - mu8, b8);
         }
         for (; s < s_end; ++s) {
-            acc g1 = LOAD1(dy, base + s);
+            acc g1 = LOAD1(dyr, s);
             if (y)
-                g1 = RELU_GRAD1(g1, LOAD1(y, base + s));
+                g1 = RELU_GRAD1(g1, LOAD1(yr, s));
             a1 += g1;
-            b1 = fma(g1, LOAD1(x, base + s) - mu, b1);
+            b1 = fma(g1, LOAD1(xr, s) - mu, b1);
         }
     }
     lsum[l] = sum8(a8) + a1;
@@ -204,8 +211,15 @@ __kernel void clbn_backward_reduce_nchw_rows(__global const data_t *x, __global 
                                              ulong rows_per_group, ulong cols_per_group,
                                              uint col_groups, uint col_parts, ulong rows_per_item,
                                              ulong cols_per_item, __global acc2 *partial,
-                                             __global const data_t *y)
+                                             __global const data_t *y,
+                                             ulong x_off, ulong dy_off, ulong mean_off, ulong y_off,
+                                             ulong x_sn, ulong x_sc, ulong dy_sn, ulong dy_sc, ulong y_sn,
+                                             ulong y_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
+    /* dense tensors only (the strides are clbn_backward_reduce_nchw_tiled's) */
+    (void)x_sn, (void)x_sc, (void)dy_sn, (void)dy_sc, (void)y_sn, (void)y_sc;
     (void)col_parts;
     (void)rows_per_item;
     (void)cols_per_item;
@@ -241,8 +255,11 @@ __kernel void clbn_backward_reduce_nhwc_any(__global const data_t *x, __global c
                                         __global const acc *mean, ulong P, ulong C,
                                         ulong pixels_per_group, uint col_parts,
                                         ulong pixels_per_item, __global acc2 *partial,
-                                        __global const data_t *y)
+                                        __global const data_t *y,
+                                            ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
@@ -291,8 +308,11 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
                                          __global const acc *mean, ulong P, ulong C,
                                          ulong pixels_per_group, uint col_parts,
                                          ulong pixels_per_item, __global acc2 *partial,
-                                         __global const data_t *y)
+                                         __global const data_t *y,
+                                         ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     __local acc lsum[CLBN_NHWC8_SLOTS], lsumx[CLBN_NHWC8_SLOTS];
     (void)col_parts;
     const uint g = (uint)get_group_id(1);
@@ -354,8 +374,11 @@ __kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global 
                                              __global const acc *mean, ulong P, ulong C,
                                              ulong pixels_per_group, uint col_parts,
                                              ulong pixels_per_item, __global acc2 *partial,
-                                             __global const data_t *y)
+                                             __global const data_t *y,
+                                             ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
     (void)col_parts;
     (void)pixels_per_item;
     const uint g = (uint)get_group_id(1);
@@ -409,8 +432,13 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
                                      acc inv_m, __global const acc *weight,
                                      __global acc *dweight, __global acc *dbias, int mode,
                                      __global acc *params, ulong params_offset,
-                                     __global const acc *renorm)
+                                     __global const acc *renorm,
+                                     ulong mean_off, ulong invstd_off, ulong running_var_off,
+                                     ulong weight_off, ulong dweight_off, ulong dbias_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    mean += mean_off; invstd += invstd_off; running_var += running_var_off; weight += weight_off;
+    dweight += dweight_off; dbias += dbias_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -447,36 +475,45 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
  * dz is given: the gradient of the residual z; dx may then be NULL). x may be NULL when B is 0
  * (the frozen-statistics backward). With `stream` the 8-value stores are
  * streaming stores (large outputs; common.cl, STORE8_STREAM). */
-#define DX_EMIT8(i, mu, a, b, k)                                                   \
-    do {                                                                          \
-        acc8 g_ = LOAD8(dy, i);                                                 \
-        if (y)                                                                    \
-            g_ = RELU_GRAD8(g_, LOAD8(y, i));                                     \
-        const acc8 v_ = x ? LOAD8(x, i) : (acc8)(0.0f);                       \
-        if (dz)                                                                   \
-            STORE8_AS(stream, g_, dz, i);                                         \
-        if (dx)                                                                   \
-            STORE8_AS(stream, BWD_DX(g_, v_, mu, a, b, k), dx, i);                \
+#define DX_EMIT8_P(xp, dyp, dxp, yp, dzp, i, mu, a, b, k)                          \
+    do {                                                                           \
+        acc8 g_ = LOAD8(dyp, i);                                                   \
+        if (yp)                                                                    \
+            g_ = RELU_GRAD8(g_, LOAD8(yp, i));                                     \
+        const acc8 v_ = xp ? LOAD8(xp, i) : (acc8)(0.0f);                          \
+        if (dzp)                                                                   \
+            STORE8_AS(stream, g_, dzp, i);                                         \
+        if (dxp)                                                                   \
+            STORE8_AS(stream, BWD_DX(g_, v_, mu, a, b, k), dxp, i);                \
     } while (0)
-#define DX_EMIT1(i, mu, a, b, k)                                                   \
-    do {                                                                          \
-        acc g_ = LOAD1(dy, i);                                                  \
-        if (y)                                                                    \
-            g_ = RELU_GRAD1(g_, LOAD1(y, i));                                     \
-        const acc v_ = x ? LOAD1(x, i) : 0.0f;                                  \
-        if (dz)                                                                   \
-            STORE1(g_, dz, i);                                                    \
-        if (dx)                                                                   \
-            STORE1(BWD_DX(g_, v_, mu, a, b, k), dx, i);                           \
+#define DX_EMIT1_P(xp, dyp, dxp, yp, dzp, i, mu, a, b, k)                          \
+    do {                                                                           \
+        acc g_ = LOAD1(dyp, i);                                                    \
+        if (yp)                                                                    \
+            g_ = RELU_GRAD1(g_, LOAD1(yp, i));                                     \
+        const acc v_ = xp ? LOAD1(xp, i) : 0.0f;                                   \
+        if (dzp)                                                                   \
+            STORE1(g_, dzp, i);                                                    \
+        if (dxp)                                                                   \
+            STORE1(BWD_DX(g_, v_, mu, a, b, k), dxp, i);                           \
     } while (0)
+
+#define DX_EMIT8(i, mu, a, b, k) DX_EMIT8_P(x, dy, dx, y, dz, i, mu, a, b, k)
+#define DX_EMIT1(i, mu, a, b, k) DX_EMIT1_P(x, dy, dx, y, dz, i, mu, a, b, k)
 
 /* NCHW: work-item (segment, row block), as clbn_normalize_nchw. */
 __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong rows, ulong C, ulong S,
                                     ulong rows_per_item, ulong cols_per_item,
-                                    __global const data_t *y, __global data_t *dz, int stream)
+                                    __global const data_t *y, __global data_t *dz, int stream,
+                                    ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                    ulong dz_off, ulong x_sn, ulong x_sc, ulong dy_sn,
+                                    ulong dy_sc, ulong dx_sn, ulong dx_sc, ulong y_sn, ulong y_sc,
+                                    ulong dz_sn, ulong dz_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
     if (s_begin >= S || r_begin >= rows)
@@ -485,20 +522,28 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
     const ulong s_end = min(S, s_begin + cols_per_item);
     const ulong r_end = min(rows, r_begin + rows_per_item);
     const ulong ahead = max(S, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t))); /* as normalize */
-    ulong c = r_begin % C;
-    for (ulong r = r_begin; r < r_end; ++r, c = c + 1 == C ? 0 : c + 1) {
+    ulong c = r_begin % C, n = r_begin / C;
+    for (ulong r = r_begin; r < r_end; ++r) {
         const acc mu = params[c], a = params[C + c], b = params[2 * C + c], k = params[3 * C + c];
         const acc8 mu8 = (acc8)(mu), a8 = (acc8)(a), b8 = (acc8)(b), k8 = (acc8)(k);
-        const ulong base = r * S;
-        PREFETCH_RUN(dy + base + ahead + s_begin, s_end - s_begin);
-        PREFETCH_RUN(x + base + ahead + s_begin, s_end - s_begin);
+        /* row (n, c) of each tensor (ROW_AT: dense, or a view's strides) */
+        __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc);
+        __global const data_t *dyr = ROW_AT(dy, n, c, dy_sn, dy_sc), *yr = ROW_AT(y, n, c, y_sn, y_sc);
+        __global data_t *dxr = ROW_AT(dx, n, c, dx_sn, dx_sc), *dzr = ROW_AT(dz, n, c, dz_sn, dz_sc);
+        PREFETCH_RUN(dyr + ahead + s_begin, s_end - s_begin);
+        if (x)
+            PREFETCH_RUN(xr + ahead + s_begin, s_end - s_begin);
         if (y)
-            PREFETCH_RUN(y + base + ahead + s_begin, s_end - s_begin);
+            PREFETCH_RUN(yr + ahead + s_begin, s_end - s_begin);
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8)
-            DX_EMIT8(base + s, mu8, a8, b8, k8);
+            DX_EMIT8_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8);
         for (; s < s_end; ++s)
-            DX_EMIT1(base + s, mu, a, b, k);
+            DX_EMIT1_P(xr, dyr, dxr, yr, dzr, s, mu, a, b, k);
+        if (++c == C) {
+            c = 0;
+            ++n;
+        }
     }
 }
 
@@ -508,8 +553,17 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong rows, ulong C, ulong S,
                                     ulong rows_per_item, ulong cols_per_item,
-                                    __global const data_t *y, __global data_t *dz, int stream)
+                                    __global const data_t *y, __global data_t *dz, int stream,
+                                    ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                    ulong dz_off, ulong x_sn, ulong x_sc, ulong dy_sn,
+                                    ulong dy_sc, ulong dx_sn, ulong dx_sc, ulong y_sn, ulong y_sc,
+                                    ulong dz_sn, ulong dz_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
+    /* dense tensors only (the strides are clbn_backward_dx_nchw's) */
+    (void)x_sn, (void)x_sc, (void)dy_sn, (void)dy_sc, (void)dx_sn, (void)dx_sc;
+    (void)y_sn, (void)y_sc, (void)dz_sn, (void)dz_sc;
     (void)rows_per_item;
     const ulong total = rows * S, begin = get_global_id(0) * cols_per_item;
     if (begin >= total)
@@ -538,8 +592,12 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
 __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const data_t *dy,
                                      __global data_t *dx, __global const acc *params,
                                      ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
-                                     __global const data_t *y, __global data_t *dz, int stream)
+                                     __global const data_t *y, __global data_t *dz, int stream,
+                                     ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                     ulong dz_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
         return;
@@ -608,8 +666,12 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
 __kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const acc *params,
                                     ulong params_offset, ulong P, ulong C, ulong pixels_per_item,
-                                    __global const data_t *y, __global data_t *dz, int stream)
+                                    __global const data_t *y, __global data_t *dz, int stream,
+                                        ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                        ulong dz_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
     (void)stream; /* scalar stores only */
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)

@@ -11,15 +11,24 @@
  * backward.cl (bwd_local_tree, BWD_DX, the CLBN_LOCAL_SLOTS bound). */
 
 /* The training backward (arguments as clbn_small_backward, plus the piece
- * geometry, cols and chunks = ceil(S / cols), and whether to stream dx). */
+ * geometry, cols and chunks = ceil(S / cols), and whether to stream dx; then
+ * the element offsets, then each tensor's n and c strides: ROW_AT). */
 __kernel void clbn_channel_backward(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const data_t *y,
                                     __global data_t *dz, ulong N, ulong C, ulong S,
                                     acc inv_m, __global const acc *weight,
                                     __global const acc *mean, __global const acc *invstd,
                                     __global acc *dweight, __global acc *dbias, ulong cols,
-                                    ulong chunks, int stream, __global const acc *renorm)
+                                    ulong chunks, int stream, __global const acc *renorm,
+                                    ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                    ulong dz_off, ulong weight_off, ulong mean_off,
+                                    ulong invstd_off, ulong dweight_off, ulong dbias_off,
+                                    ulong x_sn, ulong x_sc, ulong dy_sn, ulong dy_sc, ulong dx_sn,
+                                    ulong dx_sc, ulong y_sn, ulong y_sc, ulong dz_sn, ulong dz_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off; weight += weight_off;
+    mean += mean_off; invstd += invstd_off; dweight += dweight_off; dbias += dbias_off;
     __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint l = (uint)get_local_id(0), L = (uint)get_local_size(0);
@@ -29,7 +38,8 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     acc a1 = 0.0f, b1 = 0.0f;
     for (ulong p = l; p < pieces; p += L) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
-        bwd_sums_run(x, dy, y, (n * C + c) * S, s0, min(S, s0 + cols), mu, &a8, &b8, &a1, &b1);
+        bwd_sums_run(ROW_AT(x, n, c, x_sn, x_sc), ROW_AT(dy, n, c, dy_sn, dy_sc),
+                     ROW_AT(y, n, c, y_sn, y_sc), 0, s0, min(S, s0 + cols), mu, &a8, &b8, &a1, &b1);
     }
     lsum[l] = sum8(a8) + a1;
     lsumx[l] = sum8(b8) + b1;
@@ -46,7 +56,9 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     const acc4 abk = bwd_coefs(sum, sumx, ist, renorm_weight(weight, renorm, c), inv_m);
     for (ulong p = l; p < pieces; p += L) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
-        bwd_dx_run(x, dy, dx, y, dz, (n * C + c) * S, s0, min(S, s0 + cols), mu, abk.x, abk.y,
+        bwd_dx_run(ROW_AT(x, n, c, x_sn, x_sc), ROW_AT(dy, n, c, dy_sn, dy_sc),
+                   ROW_AT(dx, n, c, dx_sn, dx_sc), ROW_AT(y, n, c, y_sn, y_sc),
+                   ROW_AT(dz, n, c, dz_sn, dz_sc), 0, s0, min(S, s0 + cols), mu, abk.x, abk.y,
                    abk.z, stream);
     }
 }
@@ -64,13 +76,21 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
                                     __global acc *running_mean, __global acc *running_var,
                                     __global acc *save_mean, __global acc *save_invstd, int relu,
                                     ulong cols, ulong chunks, int stream, int variant, acc rmax,
-                                    acc dmax, __global acc *save_renorm, __global uint *skipped)
+                                    acc dmax, __global acc *save_renorm, __global uint *skipped,
+                                    ulong x_off, ulong z_off, ulong y_off, ulong weight_off,
+                                    ulong bias_off, ulong running_mean_off, ulong running_var_off,
+                                    ulong save_mean_off, ulong save_invstd_off, ulong x_sn,
+                                    ulong x_sc, ulong z_sn, ulong z_sc, ulong y_sn, ulong y_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; z += z_off; y += y_off; weight += weight_off; bias += bias_off;
+    running_mean += running_mean_off; running_var += running_var_off; save_mean += save_mean_off;
+    save_invstd += save_invstd_off;
     __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint l = (uint)get_local_id(0), L = (uint)get_local_size(0);
     const ulong pieces = N * chunks;
-    const acc pivot = LOAD1(x, c * S);
+    const acc pivot = LOAD1(x, c * x_sc);
     /* renorm: the running statistics as they were, read by every work-item
      * before the first one updates them (after stat_local_tree's barriers) */
     const int renorm = (variant & CLBN_VARIANT_RENORM) != 0;
@@ -80,7 +100,7 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     stat_t tail = stat_empty();
     for (ulong p = l; p < pieces; p += L) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
-        stats_run(x, (n * C + c) * S, s0, min(S, s0 + cols), pivot, 0, &kk, &vm, &vq, &tail);
+        stats_run(x, n * x_sn + c * x_sc, s0, min(S, s0 + cols), pivot, 0, &kk, &vm, &vq, &tail);
     }
     stat_t st = kk > 0.0f ? stat_from_lanes(kk, vm, vq) : stat_empty();
     st = stat_merge(st, tail);
@@ -117,7 +137,8 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     }
     for (ulong p = l; p < pieces; p += L) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
-        normalize_run(x, z, y, (n * C + c) * S, s0, min(S, s0 + cols), pivot, scale, shift, relu,
-                      stream);
+        normalize_run(ROW_AT(x, n, c, x_sn, x_sc), ROW_AT(z, n, c, z_sn, z_sc),
+                      ROW_AT(y, n, c, y_sn, y_sc), 0, s0, min(S, s0 + cols), pivot, scale, shift,
+                      relu, stream);
     }
 }

@@ -164,6 +164,12 @@ inline ushort8 bf16_from_float8(float8 f)
     const uint cn = (uint)min(cols_per_group, C - c0);                               \
     const ulong r_begin = g * rows_per_group, r_end = min(N, r_begin + rows_per_group)
 
+/* Row (n, c) of an NCHW-ordered tensor view with contiguous rows (stride_s =
+ * 1): its first value, given the view's n and c strides (C*S and S when
+ * dense; a channel slice of a concatenation, CNHW, padded rows otherwise).
+ * A NULL tensor stays NULL. */
+#define ROW_AT(p, n, c, sn, sc) ((p) ? (p) + (n) * (sn) + (c) * (sc) : (p))
+
 /* The lanes of an 8-vector whose index is below k, as a select() mask. */
 #if defined(CLBN_DTYPE_FLOAT64)
 #define CLBN_LANE_BELOW(k) ((long8)(0, 1, 2, 3, 4, 5, 6, 7) < (long8)((long)(k)))

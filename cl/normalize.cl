@@ -19,8 +19,13 @@
 __kernel void clbn_inference_params(ulong C, __global const acc *weight,
                                     __global const acc *bias, __global const acc *running_mean,
                                     __global const acc *running_var, acc epsilon,
-                                    __global acc *params, ulong params_offset)
+                                    __global acc *params, ulong params_offset,
+                                    ulong weight_off, ulong bias_off, ulong running_mean_off,
+                                    ulong running_var_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    weight += weight_off; bias += bias_off; running_mean += running_mean_off;
+    running_var += running_var_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -36,25 +41,28 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
 
 #define NORMALIZE1(v, c0, sc, sh) fma((v) - (c0), (sc), (sh))
 
-/* One vector of 8 and one scalar element, with the optional add and ReLU. */
-#define EMIT8(i, center, scale, shift)                              \
+/* One vector of 8 and one scalar element, with the optional add and ReLU:
+ * element i of xp, zp, yp (EMIT8/EMIT1: of the kernel's x, z, y). */
+#define EMIT8_P(xp, zp, yp, i, center, scale, shift)                \
     do {                                                            \
-        acc8 r_ = NORMALIZE1(LOAD8(x, i), center, scale, shift);  \
-        if (z)                                                      \
-            r_ += LOAD8(z, i);                                      \
+        acc8 r_ = NORMALIZE1(LOAD8(xp, i), center, scale, shift);  \
+        if (zp)                                                     \
+            r_ += LOAD8(zp, i);                                     \
         if (relu)                                                   \
             r_ = RELU8(r_);                                         \
-        STORE8_AS(stream, r_, y, i);                                \
+        STORE8_AS(stream, r_, yp, i);                               \
     } while (0)
-#define EMIT1(i, center, scale, shift)                              \
+#define EMIT1_P(xp, zp, yp, i, center, scale, shift)                \
     do {                                                            \
-        acc r_ = NORMALIZE1(LOAD1(x, i), center, scale, shift);   \
-        if (z)                                                      \
-            r_ += LOAD1(z, i);                                      \
+        acc r_ = NORMALIZE1(LOAD1(xp, i), center, scale, shift);   \
+        if (zp)                                                     \
+            r_ += LOAD1(zp, i);                                     \
         if (relu)                                                   \
             r_ = RELU1(r_);                                         \
-        STORE1(r_, y, i);                                           \
+        STORE1(r_, yp, i);                                          \
     } while (0)
+#define EMIT8(i, center, scale, shift) EMIT8_P(x, z, y, i, center, scale, shift)
+#define EMIT1(i, center, scale, shift) EMIT1_P(x, z, y, i, center, scale, shift)
 
 /* y = (x - pivot)*scale + shift over the run [base + s0, base + s1), with the
  * optional add (z) and ReLU: the one-kernel training forwards (small.cl,
@@ -84,12 +92,17 @@ inline void normalize_run(__global const data_t *x, __global const data_t *z, __
 }
 
 /* NCHW: work-item (segment, row block): cols [seg*cols_per_item, +cols_per_item)
- * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix. */
+ * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix; row
+ * (n, c) of each tensor at ROW_AT (its n and c strides: the last arguments). */
 __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
-                                  ulong cols_per_item, __global const data_t *z, int flags)
+                                  ulong cols_per_item, __global const data_t *z, int flags,
+                                  ulong x_off, ulong y_off, ulong z_off, ulong x_sn, ulong x_sc,
+                                  ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong s_begin = get_global_id(0) * cols_per_item;
     const ulong r_begin = get_global_id(1) * rows_per_item;
@@ -99,21 +112,27 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     const ulong s_end = min(S, s_begin + cols_per_item);
     const ulong r_end = min(rows, r_begin + rows_per_item);
     const ulong ahead = max(S, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)));
-    ulong c = r_begin % C; /* one division per item, not per row */
-    for (ulong r = r_begin; r < r_end; ++r, c = c + 1 == C ? 0 : c + 1) {
+    ulong c = r_begin % C, n = r_begin / C; /* one division per item, not per row */
+    for (ulong r = r_begin; r < r_end; ++r) {
         const acc center = params[c], scale = params[C + c], shift = params[2 * C + c];
-        const ulong base = r * S;
+        __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
+        __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
         /* long rows: the same columns of the next row (this item's, or the
          * next item's of the group when an item is one row); short rows,
-         * read as one stream: CLBN_PREFETCH_BYTES ahead */
-        PREFETCH_RUN(x + base + ahead + s_begin, s_end - s_begin);
+         * read as one stream: CLBN_PREFETCH_BYTES ahead (dense: the next
+         * rows'; a view's are wherever its strides put them) */
+        PREFETCH_RUN(xr + ahead + s_begin, s_end - s_begin);
         if (z)
-            PREFETCH_RUN(z + base + ahead + s_begin, s_end - s_begin);
+            PREFETCH_RUN(zr + ahead + s_begin, s_end - s_begin);
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8)
-            EMIT8(base + s, center, scale, shift);
+            EMIT8_P(xr, zr, yr, s, center, scale, shift);
         for (; s < s_end; ++s)
-            EMIT1(base + s, center, scale, shift);
+            EMIT1_P(xr, zr, yr, s, center, scale, shift);
+        if (++c == C) {
+            c = 0;
+            ++n;
+        }
     }
 }
 
@@ -125,8 +144,14 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
 __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
-                                  ulong cols_per_item, __global const data_t *z, int flags)
+                                  ulong cols_per_item, __global const data_t *z, int flags,
+                                  ulong x_off, ulong y_off, ulong z_off, ulong x_sn, ulong x_sc,
+                                  ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
 {
+    /* dense tensors only (the strides are clbn_normalize_nchw's) */
+    (void)x_sn, (void)x_sc, (void)y_sn, (void)y_sc, (void)z_sn, (void)z_sc;
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     (void)rows_per_item;
     const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong total = rows * S, begin = get_global_id(0) * cols_per_item;
@@ -160,8 +185,11 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
-                                   int flags)
+                                   int flags,
+                                   ulong x_off, ulong y_off, ulong z_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
@@ -216,8 +244,11 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
 /* NHWC, any C: work-item = a block of whole pixels, all channels. */
 __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset, ulong P,
-                                  ulong C, ulong pixels_per_item, __global const data_t *z, int flags)
+                                  ulong C, ulong pixels_per_item, __global const data_t *z, int flags,
+                                      ulong x_off, ulong y_off, ulong z_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
     const int relu = flags & CLBN_NORM_RELU;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)

@@ -34,8 +34,15 @@ __kernel void clbn_small_training(__global const data_t *x, __global const data_
                                   __global acc *running_mean, __global acc *running_var,
                                   __global acc *save_mean, __global acc *save_invstd, int relu,
                                   int variant, acc rmax, acc dmax, __global acc *save_renorm,
-                                  __global uint *skipped)
+                                  __global uint *skipped,
+                                  ulong x_off, ulong z_off, ulong y_off, ulong weight_off,
+                                  ulong bias_off, ulong running_mean_off, ulong running_var_off,
+                                  ulong save_mean_off, ulong save_invstd_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; z += z_off; y += y_off; weight += weight_off; bias += bias_off;
+    running_mean += running_mean_off; running_var += running_var_off; save_mean += save_mean_off;
+    save_invstd += save_invstd_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -78,8 +85,14 @@ __kernel void clbn_small_backward(__global const data_t *x, __global const data_
                                   acc inv_m, __global const acc *weight,
                                   __global const acc *mean, __global const acc *invstd,
                                   __global acc *dweight, __global acc *dbias,
-                                  __global const acc *renorm)
+                                  __global const acc *renorm,
+                                  ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
+                                  ulong dz_off, ulong weight_off, ulong mean_off, ulong invstd_off,
+                                  ulong dweight_off, ulong dbias_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off; weight += weight_off;
+    mean += mean_off; invstd += invstd_off; dweight += dweight_off; dbias += dbias_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;

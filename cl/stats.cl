@@ -100,8 +100,11 @@ inline void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1, 
 __kernel void clbn_stats_nchw_tiled(__global const data_t *x, ulong N, ulong C, ulong S,
                               ulong rows_per_group, ulong cols_per_group, uint col_groups,
                               uint col_parts, ulong rows_per_item, ulong cols_per_item,
-                              __global acc4 *partial)
+                              __global acc4 *partial,
+                                    ulong x_off, ulong x_sn, ulong x_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off;
     __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
     const ulong c = get_group_id(0);
     const uint g = (uint)get_group_id(1);
@@ -116,12 +119,12 @@ __kernel void clbn_stats_nchw_tiled(__global const data_t *x, ulong N, ulong C, 
     const ulong s_begin = gc * cols_per_group + lc * cols_per_item;
     const ulong s_end = min(s_tile_end, s_begin + cols_per_item);
 
-    const acc pivot = LOAD1(x, c * S);
+    const acc pivot = LOAD1(x, c * x_sc);
     acc k = 0.0f;
     acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
     stat_t tail = stat_empty();
-    for (ulong r = r_begin; r < r_end; ++r)
-        stats_run(x, (r * C + c) * S, s_begin, s_end, pivot, 1, &k, &vmean, &vm2, &tail);
+    for (ulong r = r_begin; r < r_end; ++r) /* row (r, c): dense, or the view's strides */
+        stats_run(x, r * x_sn + c * x_sc, s_begin, s_end, pivot, 1, &k, &vmean, &vm2, &tail);
     stat_t st = k > 0.0f ? stat_from_lanes(k, vmean, vm2) : stat_empty();
     st = stat_merge(st, tail);
 
@@ -184,8 +187,12 @@ inline acc8 seg_squares(__global const data_t *row, ulong S, acc pv, acc mb, acc
 __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, ulong S,
                                    ulong rows_per_group, ulong cols_per_group, uint col_groups,
                                    uint col_parts, ulong rows_per_item, ulong cols_per_item,
-                                   __global acc4 *partial)
+                                   __global acc4 *partial,
+                                   ulong x_off, ulong x_sn, ulong x_sc)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off;
+    (void)x_sn, (void)x_sc; /* dense only (the strides are clbn_stats_nchw_tiled's) */
     (void)col_parts;
     (void)rows_per_item;
     (void)cols_per_item;
@@ -228,8 +235,11 @@ __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, u
  * time in the lanes of a vector accumulator. */
 __kernel void clbn_stats_nhwc_any(__global const data_t *x, ulong P, ulong C,
                               ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
-                              __global acc4 *partial)
+                              __global acc4 *partial,
+                                  ulong x_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off;
     __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
     const uint g = (uint)get_group_id(1);
     const uint l = (uint)get_local_id(0);
@@ -276,8 +286,11 @@ __kernel void clbn_stats_nhwc_any(__global const data_t *x, ulong P, ulong C,
 #endif
 __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
                                ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
-                               __global acc4 *partial)
+                               __global acc4 *partial,
+                               ulong x_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off;
     __local acc ln[CLBN_NHWC8_SLOTS], lmean[CLBN_NHWC8_SLOTS], lm2[CLBN_NHWC8_SLOTS];
     (void)col_parts;
     const uint g = (uint)get_group_id(1);
@@ -351,8 +364,11 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
  * Arguments as clbn_stats_nhwc8 (col_parts, pixels_per_item unused). */
 __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
                                    ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
-                                   __global acc4 *partial)
+                                   __global acc4 *partial,
+                                   ulong x_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off;
     (void)col_parts;
     (void)pixels_per_item;
     const uint g = (uint)get_group_id(1);
@@ -465,8 +481,14 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
                                   __global const acc *running_var, __global acc *save_mean,
                                   __global acc *save_invstd, __global acc *params,
                                   ulong params_offset, int variant, acc rmax, acc dmax,
-                                  __global acc *save_renorm)
+                                  __global acc *save_renorm,
+                                  ulong x_off, ulong weight_off, ulong bias_off,
+                                  ulong running_mean_off, ulong running_var_off,
+                                  ulong save_mean_off, ulong save_invstd_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; weight += weight_off; bias += bias_off; running_mean += running_mean_off;
+    running_var += running_var_off; save_mean += save_mean_off; save_invstd += save_invstd_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -531,8 +553,11 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
  * bad-batch option skipped, from params + 5C. */
 __kernel void clbn_stats_commit(__global const acc *params, ulong params_offset, ulong C,
                                 __global acc *running_mean, __global acc *running_var,
-                                __global uint *skipped)
+                                __global uint *skipped,
+                                ulong running_mean_off, ulong running_var_off)
 {
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    running_mean += running_mean_off; running_var += running_var_off;
     const ulong c = get_global_id(0);
     if (c >= C)
         return;

@@ -334,10 +334,12 @@ typedef struct clbn_op_desc {
     /* Tensor views (appended in 0.x; zero = dense as above): each tensor
      * argument's strides, see clbn_tensor_view. A view that equals the dense
      * layout is planned exactly as a zero one (same kernels, bitwise the same
-     * results); any other view makes each execution gather the viewed
-     * tensors into dense temporaries, run the dense kernels and scatter the
-     * outputs back (see docs/views.md for the cost). Views of tensors the
-     * operation does not use are ignored. */
+     * results). NCHW views with contiguous rows are read and written in
+     * place where the plan's kernels take row strides; other views make each
+     * execution gather the viewed tensors into dense temporaries, run the
+     * dense kernels and scatter the outputs back (see clbn_plan_execute and
+     * docs/views.md for which and the cost). Views of tensors the operation
+     * does not use are ignored. */
     clbn_tensor_view x_view, y_view, z_view; /**< forward input, output, ADD_RELU residual */
     clbn_tensor_view dy_view, dx_view, dz_view; /**< backward: gradients (and y through y_view) */
     /* appended (issue 16): batch-norm variants, 0 = off */
@@ -484,9 +486,11 @@ typedef struct clbn_args {
      * parameter buffers repeat the same shapes at different places: one plan
      * then serves every position (OpenCL 1.2 has no pointer arithmetic on
      * cl_mem, and sub-buffers need aligned origins, so clbn takes the
-     * (cl_mem, offset) pairs that CLBlast and clBLAS take). A nonzero offset
-     * costs what a view does (see clbn_op_desc); the vectors are copied
-     * through a temporary of C values each way. */
+     * (cl_mem, offset) pairs that CLBlast and clBLAS take). The kernels take
+     * the offsets themselves: a plan without views runs at any offsets on
+     * the same kernels, without copies, with bitwise the results at offset
+     * 0 (with views that are gathered, see clbn_plan_execute, the vectors
+     * at offsets are copied too). */
     size_t x_offset, y_offset, z_offset;         /**< elements */
     size_t dy_offset, dx_offset, dz_offset;      /**< elements */
     size_t weight_offset, bias_offset;           /**< per-channel values */
@@ -513,12 +517,17 @@ typedef struct clbn_args {
  * Never builds a program; allocates device memory only when the queue's
  * scratch buffer must grow. Results are bitwise those of the one-call
  * functions for the same inputs. Does not block. Thread-safe.
- * With tensor views or offsets (see clbn_args) an execution gathers the
- * viewed tensors and offset vectors into dense temporaries (held per
- * in-order queue by the context and reused; an out-of-order queue gets new
- * ones per execution), runs the dense kernels on them and copies the outputs
- * back: bitwise the results of the same data laid out densely, for the cost of
- * those copies.
+ * Offsets (clbn_args) are taken by the kernels themselves, and so are NCHW
+ * views with contiguous rows (stride_s = 1: a channel slice of an NCHW
+ * concatenation, padded rows, CNHW) when the plan's kernels take row strides
+ * (the channel-resident passes, the tiled reductions and the 2-D elementwise
+ * passes: clbn_plan_describe then ends in "tensor views: read and written in
+ * place"). Other views (NHWC-ordered, CHWN, the one-kernel small path, the
+ * short-row kernels) are gathered into dense temporaries (held per in-order
+ * queue by the context and reused; an out-of-order queue gets new ones per
+ * execution), the dense kernels run on them and the outputs are copied back.
+ * Either way the results are bitwise those of the same data laid out
+ * densely.
  * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan or args NULL); the
  *   buffer, queue, wait-list, aliasing and momentum statuses;
  *   CLBN_ERROR_VIEW_OUT_OF_BOUNDS and CLBN_ERROR_VIEW_ALIASING with views or
@@ -882,6 +891,38 @@ CLBN_API cl_mem clbn_layer_get_buffer(const clbn_layer *layer, clbn_layer_tensor
  * backward. CLBN_ERROR_INVALID_OPTION for an unknown op.
  */
 CLBN_API clbn_status clbn_layer_set_fused_op(clbn_layer *layer, clbn_fused_op op);
+
+/**
+ * @brief The layer's tensor views (see clbn_tensor_view and docs/views.md):
+ * each tensor's strides and element offset, as clbn_op_desc's x_view ...
+ * dz_view and clbn_args' x_offset ... dz_offset. All zero (a zeroed struct)
+ * is dense at offset 0: today's behaviour.
+ */
+typedef struct clbn_layer_views {
+    clbn_tensor_view x, y, z;                /**< the forward's tensors */
+    clbn_tensor_view dy, dx, dz;             /**< the backward's */
+    size_t x_offset, y_offset, z_offset;     /**< elements */
+    size_t dy_offset, dx_offset, dz_offset;  /**< elements */
+} clbn_layer_views;
+
+/**
+ * @brief Sets the views the layer's next clbn_layer_forward(_ex) and
+ * clbn_layer_backward(_ex) calls read and write their tensors through (NULL:
+ * dense again), like clbn_layer_set_fused_op sets the op: state of the layer,
+ * kept until changed. A layer's per-channel buffers are its own (dense).
+ * The views are checked by each call, as a plan's: CLBN_ERROR_VIEW_OVERLAP,
+ * CLBN_ERROR_DIMENSION_OVERFLOW, CLBN_ERROR_VIEW_OUT_OF_BOUNDS,
+ * CLBN_ERROR_VIEW_ALIASING, nothing changed on error.
+ *
+ * A fused op's backward masks with the forward's y as the forward wrote it:
+ * the layer keeps that forward's y view and offset with its reference to y,
+ * so views changed between the forward and its backward affect x, dy, dx and
+ * dz only. The synchronized calls (clbn_layer_forward_sync,
+ * clbn_layer_backward_sync) and clbn_layer_population_accumulate take dense
+ * tensors: with views set they return CLBN_ERROR_INVALID_OPTION.
+ * CLBN_ERROR_NULL_ARGUMENT for a NULL layer.
+ */
+CLBN_API clbn_status clbn_layer_set_views(clbn_layer *layer, const clbn_layer_views *views);
 
 /** @brief clbn_layer_forward with the residual z of CLBN_FUSED_ADD_RELU (z NULL
  *  for the other ops). */

@@ -62,6 +62,8 @@ static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue
                                       {dweight, vector_bytes, 0}, {dbias, vector_bytes, 0})) !=
         CLBN_SUCCESS)
         return st;
+    if (plan->regions_checked)
+        return CLBN_SUCCESS; /* aliasing checked by region (src/views.c) */
     const cl_mem inputs[] = {x, y, dy, weight, stat_a, stat_b};
     const cl_mem outputs[] = {dx, dz, dweight, dbias};
     for (int i = 0; i < 4; ++i)
@@ -73,41 +75,63 @@ static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue
 /* ---- kernel arguments ------------------------------------------------------------ */
 
 clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
-                             cl_mem dy, cl_mem mean, cl_mem y)
+                            cl_mem dy, cl_mem mean, cl_mem y, const cl_ulong *off,
+                            const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
+    clbn_step step;
     if (clbn__is_planar(desc))
-        return CLBN_STEP(sp->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(N), ARG(C), ARG(S),
+        step = CLBN_STEP(sp->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(N), ARG(C), ARG(S),
                          ARG(sp->rows_per_group), ARG(sp->cols_per_group), ARG(sp->col_groups),
                          ARG(sp->col_parts), ARG(sp->rows_per_item), ARG(sp->cols_per_item),
                          ARG_SCRATCH, ARG_MEM(y));
-    return CLBN_STEP(sp->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(P), ARG(C),
-                     ARG(sp->pixels_per_group), ARG(sp->col_parts), ARG(sp->pixels_per_item),
-                     ARG_SCRATCH, ARG_MEM(y));
+    else
+        step = CLBN_STEP(sp->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(mean), ARG(P), ARG(C),
+                         ARG(sp->pixels_per_group), ARG(sp->col_parts), ARG(sp->pixels_per_item),
+                         ARG_SCRATCH, ARG_MEM(y));
+    clbn__step_offsets(&step, 4, off);
+    if (clbn__is_planar(desc))
+        clbn__step_rows(&step, 3, rs, desc); /* x, dy, y */
+    return step;
 }
 
 clbn_step clbn__bwd_finalize_step(const clbn_launch *launch, clbn_dtype dt, arg partial,
                                   cl_uint splits, cl_ulong C, cl_mem mean, cl_mem invstd,
                                   cl_mem running_var, double epsilon, double inv_m, cl_mem weight,
-                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset)
+                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset,
+                                  const cl_ulong *off)
 {
-    return CLBN_STEP(*launch, partial, ARG(splits), ARG(C), ARG_MEM(mean), ARG_MEM(invstd),
-                     ARG_MEM(running_var), ARG_REAL(epsilon, dt), ARG_REAL(inv_m, dt), ARG_MEM(weight),
-                     ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode), ARG_SCRATCH, ARG(params_offset),
-                     ARG_MEM(NULL));
+    clbn_step step = CLBN_STEP(*launch, partial, ARG(splits), ARG(C), ARG_MEM(mean), ARG_MEM(invstd),
+                               ARG_MEM(running_var), ARG_REAL(epsilon, dt), ARG_REAL(inv_m, dt),
+                               ARG_MEM(weight), ARG_MEM(dweight), ARG_MEM(dbias), ARG(mode),
+                               ARG_SCRATCH, ARG(params_offset), ARG_MEM(NULL));
+    clbn__step_offsets(&step, 6, off);
+    return step;
 }
 
 clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
-                         cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset)
+                        cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset,
+                        const cl_ulong *off, const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
+    /* streaming stores need aligned vectors: not at an output offset or rows
+     * that break that */
+    const cl_int stream = np->stream && (!off || (CLBN_STREAM_OK(off[2]) && CLBN_STREAM_OK(off[4]))) &&
+                          (!rs || (CLBN_STREAM_ROWS_OK(0, rs[4], rs[5]) &&
+                                   CLBN_STREAM_ROWS_OK(0, rs[8], rs[9])));
+    clbn_step step;
     if (clbn__is_planar(desc))
-        return CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
+        step = CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
                          ARG(params_offset), ARG(rows), ARG(C), ARG(S), ARG(np->rows_per_item),
-                         ARG(np->cols_per_item), ARG_MEM(y), ARG_MEM(dz), ARG(np->stream));
-    return CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH, ARG(params_offset),
-                     ARG(P), ARG(C), ARG(np->pixels_per_item), ARG_MEM(y), ARG_MEM(dz),
-                     ARG(np->stream));
+                         ARG(np->cols_per_item), ARG_MEM(y), ARG_MEM(dz), ARG(stream));
+    else
+        step = CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
+                         ARG(params_offset), ARG(P), ARG(C), ARG(np->pixels_per_item), ARG_MEM(y),
+                         ARG_MEM(dz), ARG(stream));
+    clbn__step_offsets(&step, 5, off);
+    if (clbn__is_planar(desc))
+        clbn__step_rows(&step, 5, rs, desc); /* x, dy, dx, y, dz */
+    return step;
 }
 
 /* ---- training backward ------------------------------------------------------------- */
@@ -156,7 +180,12 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
 
     const double inv_m = 1.0 / ((double)desc->n * (double)desc->spatial);
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial;
+    const clbn_offsets o = clbn__offsets(a);
     if (plan->path == CLBN_PATH_ONE_KERNEL) {
+        const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, DX),
+                               CLBN_ROWS(plan, Y), CLBN_ROWS(plan, DZ)};
+        const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.dx, rs[4], rs[5]) &&
+                              CLBN_STREAM_ROWS_OK(o.dz, rs[8], rs[9]);
         /* cl/small.cl and cl/channel.cl take the same arguments; the channel
          * kernel three more (a row's pieces, streaming stores) */
         clbn_step step = CLBN_STEP(plan->one, ARG_MEM(a->x), ARG_MEM(a->dy), ARG_MEM(a->dx),
@@ -164,10 +193,15 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
                                    ARG_REAL(inv_m, desc->dtype), ARG_MEM(a->weight),
                                    ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd),
                                    ARG_MEM(a->dweight), ARG_MEM(a->dbias), ARG(plan->channel.cols),
-                                   ARG(plan->channel.chunks), ARG(plan->channel.stream));
+                                   ARG(plan->channel.chunks), ARG(stream));
         if (!plan->one_is_channel)
             step.nargs -= 3;
         step.args[step.nargs++] = ARG_MEM(renorm);
+        const cl_ulong off[] = {o.x,      o.dy,        o.dx,          o.y,       o.dz,
+                                o.weight, o.save_mean, o.save_invstd, o.dweight, o.dbias};
+        clbn__step_offsets(&step, 10, off);
+        if (plan->one_is_channel)
+            clbn__step_rows(&step, 5, rs, desc); /* x, dy, dx, y, dz */
         return clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
@@ -177,15 +211,22 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
     const size_t scratch_bytes =
         (size_t)(params_offset + (elementwise ? 4 * C : 0)) * clbn__param_size(desc->dtype);
     clbn_step steps[3];
-    steps[0] = clbn__reduce_step(sp, desc, a->x, a->dy, a->save_mean, a->y);
+    const cl_ulong reduce_off[] = {o.x, o.dy, o.save_mean, o.y};
+    const cl_ulong fin_off[] = {o.save_mean, o.save_invstd, 0, o.weight, o.dweight, o.dbias};
+    const cl_ulong dx_off[] = {o.x, o.dy, o.dx, o.y, o.dz};
+    const cl_ulong reduce_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, Y)};
+    const cl_ulong dx_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, DX),
+                              CLBN_ROWS(plan, Y), CLBN_ROWS(plan, DZ)};
+    steps[0] = clbn__reduce_step(sp, desc, a->x, a->dy, a->save_mean, a->y, reduce_off, reduce_rs);
     steps[1] = clbn__bwd_finalize_step(&plan->finalize, desc->dtype, ARG_SCRATCH, sp->splits, C,
                                        a->save_mean, a->save_invstd, NULL, 0.0, inv_m, a->weight,
                                        a->dweight, a->dbias,
                                        elementwise ? CLBN_BWD_PARAMS_TRAINING : CLBN_BWD_PARAMS_NONE,
-                                       params_offset);
-    steps[1].args[steps[1].nargs - 1] = ARG_MEM(renorm);
+                                       params_offset, fin_off);
+    steps[1].args[steps[1].nargs - 1 - 6] = ARG_MEM(renorm); /* the argument before the offsets */
     if (elementwise)
-        steps[2] = clbn__dx_step(&plan->norm, desc, a->x, a->dy, a->dx, a->y, a->dz, params_offset);
+        steps[2] = clbn__dx_step(&plan->norm, desc, a->x, a->dy, a->dx, a->y, a->dz, params_offset,
+                                 dx_off, dx_rs);
     return clbn__run(ctx, plan->prog, queue, in_order, scratch_bytes, steps, elementwise ? 3 : 2,
                      num_events_in_wait_list, event_wait_list, event);
 }
@@ -239,18 +280,29 @@ clbn_status clbn__run_backward_inference(const clbn_plan *plan, cl_command_queue
     /* Without dweight only sum(dy) is used and x may be NULL: the reduction
      * then reads dy in x's place and its second sum is ignored. */
     const cl_mem x_in = a->dweight ? a->x : a->dy;
+    const clbn_offsets o = clbn__offsets(a);
+    const cl_ulong reduce_off[] = {a->dweight ? o.x : o.dy, o.dy, o.running_mean, o.y};
+    const cl_ulong fin_off[] = {o.running_mean, 0, o.running_var, o.weight, o.dweight, o.dbias};
+    const cl_ulong dx_off[] = {0, o.dy, o.dx, o.y, o.dz};
+    const cl_ulong x_in_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY)};
+    const cl_ulong reduce_rs[] = {x_in_rs[a->dweight ? 0 : 2], x_in_rs[a->dweight ? 1 : 3],
+                                  CLBN_ROWS(plan, DY), CLBN_ROWS(plan, Y)};
+    const cl_ulong dx_rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, DX),
+                              CLBN_ROWS(plan, Y), CLBN_ROWS(plan, DZ)};
     clbn_step steps[3];
     int count = 0;
     if (reduce)
-        steps[count++] = clbn__reduce_step(&plan->stats, desc, x_in, a->dy, a->running_mean, a->y);
+        steps[count++] = clbn__reduce_step(&plan->stats, desc, x_in, a->dy, a->running_mean, a->y,
+                                           reduce_off, reduce_rs);
     steps[count++] = clbn__bwd_finalize_step(
         &plan->finalize, desc->dtype, splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), splits, C,
         a->running_mean, NULL, a->running_var, plan->desc.epsilon, inv_m, a->weight, a->dweight,
-        a->dbias, elementwise ? CLBN_BWD_PARAMS_INFERENCE : CLBN_BWD_PARAMS_NONE, params_offset);
+        a->dbias, elementwise ? CLBN_BWD_PARAMS_INFERENCE : CLBN_BWD_PARAMS_NONE, params_offset,
+        fin_off);
     /* dx = dy*weight*invstd: the dx pass with B = K = 0 and no x. */
     if (elementwise)
         steps[count++] = clbn__dx_step(&plan->norm, desc, NULL, a->dy, a->dx, a->y, a->dz,
-                                       params_offset);
+                                       params_offset, dx_off, dx_rs);
     return clbn__run(plan->ctx, plan->prog, queue, in_order, scratch_bytes, steps, count,
                      num_events_in_wait_list, event_wait_list, event);
 }

@@ -33,6 +33,25 @@ clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count)
     return s;
 }
 
+void clbn__step_offsets(clbn_step *step, int count, const cl_ulong *off)
+{
+    /* (a step too full would miss arguments: clSetKernelArg's count check
+     * then fails the call, with CLBN_ERROR_OPENCL, instead of overrunning) */
+    for (int i = 0; i < count && step->nargs < CLBN_MAX_ARGS; ++i) {
+        const cl_ulong v = off ? off[i] : 0;
+        step->args[step->nargs++] = ARG(v);
+    }
+}
+
+void clbn__step_rows(clbn_step *step, int tensors, const cl_ulong *rs, const clbn_tensor_desc *desc)
+{
+    const cl_ulong dense[2] = {(cl_ulong)desc->c * desc->spatial, desc->spatial};
+    for (int i = 0; i < 2 * tensors && step->nargs < CLBN_MAX_ARGS; ++i) {
+        const cl_ulong v = rs ? rs[i] : dense[i % 2];
+        step->args[step->nargs++] = ARG(v);
+    }
+}
+
 static cl_int set_args(cl_kernel k, const clbn_step *step, cl_mem scratch)
 {
     for (cl_uint i = 0; i < step->nargs; ++i) {

@@ -39,7 +39,9 @@ static clbn_status check_common(const clbn_plan *plan, cl_command_queue *queue, 
                                       {running_var, vector_bytes, 0})) != CLBN_SUCCESS)
         return st;
     /* y may replace x or z (each element is read and written by one work-item),
-     * never a per-channel buffer. */
+     * never a per-channel buffer. (With offsets, by region: src/views.c.) */
+    if (plan->regions_checked)
+        return CLBN_SUCCESS;
     if (y && (y == weight || y == bias || y == running_mean || y == running_var))
         return CLBN_ERROR_INVALID_ALIASING;
     return CLBN_SUCCESS;
@@ -65,28 +67,45 @@ static clbn_status check_training_outputs(cl_mem x, cl_mem z, cl_mem y, cl_mem w
 }
 
 clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
-                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset)
+                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset,
+                               const cl_ulong *off, const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
-    /* the kernels' flags (cl/normalize.cl): 1 ReLU, 2 streaming stores */
-    const cl_int flags = (op != CLBN_FUSED_NONE ? 1 : 0) | (plan->stream ? 2 : 0);
+    /* the kernels' flags (cl/normalize.cl): 1 ReLU, 2 streaming stores (to
+     * aligned vectors: not at an output offset or rows that break that) */
+    const int stream = plan->stream && (!off || CLBN_STREAM_OK(off[1])) &&
+                       (!rs || CLBN_STREAM_ROWS_OK(0, rs[2], rs[3]));
+    const cl_int flags = (op != CLBN_FUSED_NONE ? 1 : 0) | (stream ? 2 : 0);
+    clbn_step step;
     if (clbn__is_planar(desc))
-        return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
+        step = CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
                          ARG(rows), ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item),
                          ARG_MEM(z), ARG(flags));
-    return CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset), ARG(P),
-                     ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(flags));
+    else
+        step = CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset), ARG(P),
+                         ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(flags));
+    clbn__step_offsets(&step, 3, off);
+    if (clbn__is_planar(desc))
+        clbn__step_rows(&step, 3, rs, desc); /* x, y, z */
+    return step;
 }
 
-clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x)
+clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
+                           const cl_ulong *off, const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, P = N * S;
+    clbn_step step;
     if (clbn__is_planar(desc))
-        return CLBN_STEP(sp->launch, ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp->rows_per_group),
+        step = CLBN_STEP(sp->launch, ARG_MEM(x), ARG(N), ARG(C), ARG(S), ARG(sp->rows_per_group),
                          ARG(sp->cols_per_group), ARG(sp->col_groups), ARG(sp->col_parts),
                          ARG(sp->rows_per_item), ARG(sp->cols_per_item), ARG_SCRATCH);
-    return CLBN_STEP(sp->launch, ARG_MEM(x), ARG(P), ARG(C), ARG(sp->pixels_per_group),
-                     ARG(sp->col_parts), ARG(sp->pixels_per_item), ARG_SCRATCH);
+    else
+        step = CLBN_STEP(sp->launch, ARG_MEM(x), ARG(P), ARG(C), ARG(sp->pixels_per_group),
+                         ARG(sp->col_parts), ARG(sp->pixels_per_item), ARG_SCRATCH);
+    clbn__step_offsets(&step, 1, off);
+    if (clbn__is_planar(desc))
+        clbn__step_rows(&step, 1, rs, desc);
+    return step;
 }
 
 /* ---- training ------------------------------------------------------------------------ */
@@ -160,7 +179,8 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
     if ((st = CLBN_CHECK_BUFFERS(ctx, {a->save_mean, vector_bytes, 0},
                                  {a->save_invstd, vector_bytes, 0})) != CLBN_SUCCESS)
         return st;
-    if ((st = check_training_outputs(a->x, a->z, a->y, a->weight, a->bias, a->running_mean,
+    if (!plan->regions_checked &&
+        (st = check_training_outputs(a->x, a->z, a->y, a->weight, a->bias, a->running_mean,
                                      a->running_var, a->save_mean, a->save_invstd)) != CLBN_SUCCESS)
         return st;
     if ((st = check_variants(plan, a)) != CLBN_SUCCESS)
@@ -179,17 +199,20 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
     const cl_mem skipped = plan->desc.skip_nonfinite_update ? a->skipped_updates : NULL;
     const double rmax = plan->desc.renorm ? a->renorm_rmax : 1.0;
     const double dmax = plan->desc.renorm ? a->renorm_dmax : 0.0;
+    const clbn_offsets o = clbn__offsets(a);
     if (plan->path == CLBN_PATH_ONE_KERNEL) {
         /* cl/small.cl and cl/channel.cl take the same arguments; the channel
          * kernels three more (a row's pieces, streaming stores) */
         const cl_int relu = plan->desc.fused_op != CLBN_FUSED_NONE;
+        const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, Z), CLBN_ROWS(plan, Y)};
+        const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.y, rs[4], rs[5]);
         clbn_step step = CLBN_STEP(
             plan->one, ARG_MEM(a->x), ARG_MEM(a->z), ARG_MEM(a->y), ARG(N), ARG(C), ARG(S),
             ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
             ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(a->weight),
             ARG_MEM(a->bias), ARG_MEM(a->running_mean), ARG_MEM(a->running_var),
             ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd), ARG(relu), ARG(plan->channel.cols),
-            ARG(plan->channel.chunks), ARG(plan->channel.stream));
+            ARG(plan->channel.chunks), ARG(stream));
         if (!plan->one_is_channel)
             step.nargs -= 3;
         step.args[step.nargs++] = ARG(variant);
@@ -197,6 +220,11 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
         step.args[step.nargs++] = ARG_REAL(dmax, dt);
         step.args[step.nargs++] = ARG_MEM(save_renorm);
         step.args[step.nargs++] = ARG_MEM(skipped);
+        const cl_ulong off[] = {o.x,           o.z,           o.y,         o.weight,     o.bias,
+                                o.running_mean, o.running_var, o.save_mean, o.save_invstd};
+        clbn__step_offsets(&step, 9, off);
+        if (plan->one_is_channel)
+            clbn__step_rows(&step, 3, rs, desc); /* x, z, y */
         return clbn__run(ctx, plan->prog, queue, in_order, 0, &step, 1, num_events_in_wait_list,
                          event_wait_list, event);
     }
@@ -207,9 +235,11 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
     const cl_ulong params_offset = (cl_ulong)sp->splits * C * 4;
     const size_t scratch_bytes = (size_t)(params_offset + (variant & 1 ? 6 : 5) * C) *
                                  clbn__param_size(dt);
-    const cl_ulong pivot_stride = clbn__is_planar(desc) ? S : 1;
+    /* the pivot, x's first value of each channel: c*S dense, c*stride_c in a view */
+    const cl_ulong pivot_stride = clbn__is_planar(desc) ? plan->views[CLBN_VIEW_X].stride_c : 1;
+    const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, Y), CLBN_ROWS(plan, Z)};
     clbn_step steps[4];
-    steps[0] = clbn__stats_step(sp, desc, a->x);
+    steps[0] = clbn__stats_step(sp, desc, a->x, &o.x, rs);
     steps[1] = CLBN_STEP(plan->finalize, ARG_SCRATCH, ARG(sp->splits), ARG(C), ARG_MEM(a->x),
                          ARG(pivot_stride), ARG_REAL(1.0 / (double)m, dt),
                          ARG_REAL((double)m / (double)(m - 1), dt), ARG_REAL(epsilon, dt),
@@ -218,12 +248,18 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
                          ARG_MEM(a->save_invstd), ARG_SCRATCH, ARG(params_offset),
                          ARG(variant), ARG_REAL(rmax, dt), ARG_REAL(dmax, dt),
                          ARG_MEM(save_renorm));
+    const cl_ulong fin_off[] = {o.x,           o.weight,    o.bias,       o.running_mean,
+                                o.running_var, o.save_mean, o.save_invstd};
+    clbn__step_offsets(&steps[1], 7, fin_off);
+    const cl_ulong xyz[] = {o.x, o.y, o.z};
     steps[2] = clbn__normalize_step(&plan->norm, desc, plan->desc.fused_op, a->x, a->z, a->y,
-                                    params_offset);
+                                    params_offset, xyz, rs);
     /* State changes last: the running statistics are written by the final
      * kernel, so a call that fails to enqueue leaves them as they were. */
     steps[3] = CLBN_STEP(plan->commit, ARG_SCRATCH, ARG(params_offset), ARG(C),
                          ARG_MEM(a->running_mean), ARG_MEM(a->running_var), ARG_MEM(skipped));
+    const cl_ulong running[] = {o.running_mean, o.running_var};
+    clbn__step_offsets(&steps[3], 2, running);
     return clbn__run(ctx, plan->prog, queue, in_order, scratch_bytes, steps,
                      a->running_mean ? 4 : 3, num_events_in_wait_list, event_wait_list, event);
 }
@@ -262,13 +298,18 @@ clbn_status clbn__run_forward_inference(const clbn_plan *plan, cl_command_queue 
     if (plan->path == CLBN_PATH_EMPTY)
         return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);
     const cl_ulong C = desc->c, params_offset = 0;
-    const clbn_step steps[2] = {
+    const clbn_offsets o = clbn__offsets(a);
+    const cl_ulong vec_off[] = {o.weight, o.bias, o.running_mean, o.running_var};
+    const cl_ulong xyz[] = {o.x, o.y, o.z};
+    const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, Y), CLBN_ROWS(plan, Z)};
+    clbn_step steps[2] = {
         CLBN_STEP(plan->finalize, ARG(C), ARG_MEM(a->weight), ARG_MEM(a->bias),
                   ARG_MEM(a->running_mean), ARG_MEM(a->running_var),
                   ARG_REAL(plan->desc.epsilon, desc->dtype), ARG_SCRATCH, ARG(params_offset)),
         clbn__normalize_step(&plan->norm, desc, plan->desc.fused_op, a->x, a->z, a->y,
-                             params_offset),
+                             params_offset, xyz, rs),
     };
+    clbn__step_offsets(&steps[0], 4, vec_off);
     return clbn__run(plan->ctx, plan->prog, queue, in_order,
                      (size_t)(3 * C * clbn__param_size(desc->dtype)), steps, 2,
                      num_events_in_wait_list, event_wait_list, event);

@@ -341,7 +341,7 @@ arg clbn__arg_real(double v, clbn_dtype dtype);
 #define ARG_SCRATCH ((arg){ARG_KIND_SCRATCH, sizeof(cl_mem), {0}})
 
 /* A kernel launch and its arguments. */
-#define CLBN_MAX_ARGS 32
+#define CLBN_MAX_ARGS 48
 typedef struct clbn_step {
     clbn_launch launch;
     cl_uint nargs;
@@ -368,28 +368,66 @@ clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue qu
                       size_t scratch_bytes, const clbn_step *steps, int count, cl_uint num_wait,
                       const cl_event *wait, cl_event *event);
 
+/* Appends element offsets to a step: the kernels of the operations (cl/stats.cl,
+ * normalize.cl, backward.cl, small.cl, channel.cl) take, after their other
+ * arguments, one `ulong NAME_off` per buffer argument (in the order the
+ * kernel lists them) and start by advancing each pointer by it. */
+void clbn__step_offsets(clbn_step *step, int count, const cl_ulong *off);
+/* The element offsets of a call's buffers (clbn_args' *_offset, 0 where the
+ * buffer is NULL: a NULL pointer stays NULL in the kernels). */
+typedef struct clbn_offsets {
+    cl_ulong x, y, z, dy, dx, dz;
+    cl_ulong weight, bias, running_mean, running_var, save_mean, save_invstd, dweight, dbias;
+} clbn_offsets;
+clbn_offsets clbn__offsets(const clbn_args *a);
+/* Appends row strides to a step: the NCHW kernels that read views in place
+ * (cl/common.cl ROW_AT: channel.cl, the tiled reductions, the 2-D
+ * elementwise passes; their short-row siblings take and ignore them) take,
+ * after the offsets, `ulong NAME_sn, ulong NAME_sc` per tensor: rs holds
+ * those pairs in the kernel's order, NULL: dense (C*S, S). */
+void clbn__step_rows(clbn_step *step, int tensors, const cl_ulong *rs, const clbn_tensor_desc *desc);
+/* The plan's tensors (plan->views[]) */
+enum { CLBN_VIEW_X, CLBN_VIEW_Y, CLBN_VIEW_Z, CLBN_VIEW_DY, CLBN_VIEW_DX, CLBN_VIEW_DZ };
+/* A plan's (sn, sc) pair of tensor CLBN_VIEW_t, for an rs array. */
+#define CLBN_ROWS(plan, t) (cl_ulong)(plan)->views[CLBN_VIEW_##t].stride_n, \
+                           (cl_ulong)(plan)->views[CLBN_VIEW_##t].stride_c
+/* Whether streaming (aligned) stores stay allowed for an output at `off`. */
+#define CLBN_STREAM_OK(off) ((off) % 8 == 0)
+/* ... and for an output at `off` whose rows are at n and c strides (sn, sc). */
+#define CLBN_STREAM_ROWS_OK(off, sn, sc) ((off) % 8 == 0 && (sn) % 8 == 0 && (sc) % 8 == 0)
+
 /* ---- steps shared by the operations (forward.c, backward.c, sync.c) ----------- */
-/* The statistics pass over x into partials at the scratch's start. */
-clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x);
+/* Each takes `off`, the element offsets of its kernel's buffers in the order
+ * given (NULL: all 0). */
+/* The statistics pass over x into partials at the scratch's start (off: x). */
+clbn_step clbn__stats_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
+                           const cl_ulong *off, const cl_ulong *rs);
 /* The normalize pass reading (center, scale, shift) from the scratch at
- * params_offset, with the fused op (z for CLBN_FUSED_ADD_RELU). */
+ * params_offset, with the fused op (z for CLBN_FUSED_ADD_RELU); off: x, y, z. */
 clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
-                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset);
+                               clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset,
+                               const cl_ulong *off, const cl_ulong *rs);
 /* The backward reduction over (x, dy) around mean[c] into partials at the
  * scratch's start; dy masked by the fused ReLU's output y when y is given. */
 clbn_step clbn__reduce_step(const clbn_stats_plan *sp, const clbn_tensor_desc *desc, cl_mem x,
-                            cl_mem dy, cl_mem mean, cl_mem y);
+                            cl_mem dy, cl_mem mean, cl_mem y, const cl_ulong *off,
+                            const cl_ulong *rs); /* rs: x, dy, y */
 /* What clbn_backward_finalize writes after params_offset (cl/backward.cl). */
 enum { CLBN_BWD_PARAMS_NONE = 0, CLBN_BWD_PARAMS_TRAINING = 1, CLBN_BWD_PARAMS_INFERENCE = 2 };
 /* clbn_backward_finalize over `splits` partials read from `partial` (a step's
- * ARG_SCRATCH or a buffer; none when splits is 0). */
+ * ARG_SCRATCH or a buffer; none when splits is 0). off: mean, invstd,
+ * running_var, weight, dweight, dbias; the renorm buffer (the last argument)
+ * has none. */
 clbn_step clbn__bwd_finalize_step(const clbn_launch *launch, clbn_dtype dt, arg partial,
                                   cl_uint splits, cl_ulong C, cl_mem mean, cl_mem invstd,
                                   cl_mem running_var, double epsilon, double inv_m, cl_mem weight,
-                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset);
-/* The backward elementwise pass (x NULL for the frozen backward). */
+                                  cl_mem dweight, cl_mem dbias, cl_int mode, cl_ulong params_offset,
+                                  const cl_ulong *off);
+/* The backward elementwise pass (x NULL for the frozen backward); off: x, dy,
+ * dx, y, dz. */
 clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, cl_mem x, cl_mem dy,
-                        cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset);
+                        cl_mem dx, cl_mem y, cl_mem dz, cl_ulong params_offset,
+                        const cl_ulong *off, const cl_ulong *rs);
 
 /* ---- sync.c: the group exchanges, for the layer ------------------------------------ */
 /* clbn_sync_stats_allgather / clbn_sync_sums_allgather with the caller's
@@ -426,6 +464,9 @@ struct clbn_plan {
     clbn_norm_plan norm;     /* PASSES: normalize or dx */
     clbn_launch finalize, commit; /* PASSES: per-channel kernels (commit: training) */
     int has_views;           /* a used tensor's view is not dense (src/views.c) */
+    int regions_checked;     /* set on the copy an execution with offsets runs: the
+                              * runners skip their cl_mem-identity aliasing checks,
+                              * src/views.c compared the regions */
     clbn_tensor_view views[6]; /* x, y, z, dy, dx, dz: explicit strides (dense filled in) */
     unsigned refs;           /* references held (cache and callers), under ctx->lock */
     clbn_tuning tuning;      /* the planner's parameters (defaults unless tuned) */
@@ -487,6 +528,9 @@ clbn_status clbn__plan_run_once(clbn_context *ctx, const clbn_op_desc *desc, cl_
  * extent fits size_t, no output view overlaps itself; fills plan->views and
  * plan->has_views. */
 clbn_status clbn__views_plan(clbn_plan *plan);
+/* Whether the plan's kernels read and write its views in place (NCHW-ordered
+ * views with contiguous rows, on the kernels that take row strides). */
+int clbn__views_in_place(const clbn_plan *plan);
 /* Whether an execution must take the view path: a non-dense view in the plan
  * or a nonzero offset in the arguments. */
 int clbn__views_needed(const clbn_plan *plan, const clbn_args *a);

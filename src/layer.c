@@ -271,10 +271,23 @@ clbn_status clbn_layer_set_fused_op(clbn_layer *layer, clbn_fused_op op)
     return CLBN_SUCCESS;
 }
 
-/* Remembers the forward's op and keeps its output for the backward's ReLU mask. */
+clbn_status clbn_layer_set_views(clbn_layer *layer, const clbn_layer_views *views)
+{
+    if (!layer)
+        return CLBN_ERROR_NULL_ARGUMENT;
+    static const clbn_layer_views none;
+    layer->views = views ? *views : none;
+    layer->has_views = memcmp(&layer->views, &none, sizeof none) != 0;
+    return CLBN_SUCCESS;
+}
+
+/* Remembers the forward's op and keeps its output (and its view) for the
+ * backward's ReLU mask. */
 void clbn__layer_keep_output(clbn_layer *layer, cl_mem y)
 {
     layer->forward_op = layer->op;
+    layer->output_view = layer->views.y;
+    layer->output_offset = layer->views.y_offset;
     if (layer->op == CLBN_FUSED_NONE)
         y = NULL;
     if (y)
@@ -316,6 +329,17 @@ static clbn_status run(clbn_layer *layer, clbn_op op, clbn_fused_op fused,
         return st;
     d.epsilon = layer->config.epsilon;
     d.fused_op = fused;
+    /* the views: the current ones, y in a backward its forward's */
+    const int fwd = op == CLBN_OP_FORWARD_TRAINING || op == CLBN_OP_FORWARD_INFERENCE;
+    clbn_args va = *args;
+    d.x_view = layer->views.x, va.x_offset = layer->views.x_offset;
+    d.y_view = fwd ? layer->views.y : layer->output_view;
+    va.y_offset = fwd ? layer->views.y_offset : layer->output_offset;
+    d.z_view = layer->views.z, va.z_offset = layer->views.z_offset;
+    d.dy_view = layer->views.dy, va.dy_offset = layer->views.dy_offset;
+    d.dx_view = layer->views.dx, va.dx_offset = layer->views.dx_offset;
+    d.dz_view = layer->views.dz, va.dz_offset = layer->views.dz_offset;
+    args = &va;
     if (op == CLBN_OP_FORWARD_TRAINING)
         clbn__layer_variants_forward(layer, args->running_mean != NULL, &d, NULL);
     else if (op == CLBN_OP_BACKWARD)

@@ -39,6 +39,12 @@ struct clbn_layer {
                                            batch statistics (0: none) */
     size_t save_values;                 /* values save_mean/save_invstd hold (C, or G*C after
                                            a forward with virtual batches) */
+    /* tensor views (issue 17; clbn_layer_set_views): the next calls', and the
+     * retained output's as its forward wrote it */
+    clbn_layer_views views;
+    int has_views;                      /* views is not all zero */
+    clbn_tensor_view output_view;
+    size_t output_offset;
 };
 
 /* layer_variants.c: the variants' buffers (at creation; counters zeroed),

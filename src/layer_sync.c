@@ -94,6 +94,8 @@ clbn_status clbn_layer_forward_sync(clbn_layer *layer, cl_command_queue queue,
 {
     if (!group || group->size < 1 || !group->allgather)
         return CLBN_ERROR_NULL_ARGUMENT;
+    if (layer && layer->has_views)
+        return CLBN_ERROR_INVALID_OPTION; /* dense tensors only (clbn_layer_set_views) */
     /* eval(): nothing to exchange, as in PyTorch (SyncBatchNorm synchronizes
      * only in training); without running statistics that normalizes with
      * this participant's own batch statistics */
@@ -156,6 +158,8 @@ clbn_status clbn_layer_backward_sync(clbn_layer *layer, cl_command_queue queue,
 {
     if (!group || group->size < 1 || !group->allgather)
         return CLBN_ERROR_NULL_ARGUMENT;
+    if (layer && layer->has_views)
+        return CLBN_ERROR_INVALID_OPTION; /* dense tensors only (clbn_layer_set_views) */
     /* after a forward that exchanged nothing (eval()): its own backward */
     if (layer && layer->forwarded && !layer->forward_synced)
         return local_only(layer, queue, desc, x, dy, dx, num_events_in_wait_list, event_wait_list,

@@ -212,6 +212,8 @@ clbn_status clbn_layer_population_accumulate(clbn_layer *layer, cl_command_queue
         return CLBN_ERROR_NULL_ARGUMENT;
     if (!layer->population)
         return CLBN_ERROR_INVALID_OPTION; /* no clbn_layer_population_begin */
+    if (layer->has_views)
+        return CLBN_ERROR_INVALID_OPTION; /* dense tensors only (clbn_layer_set_views) */
     if (desc->c != layer->config.num_features || desc->dtype != layer->config.dtype)
         return CLBN_ERROR_SHAPE_MISMATCH;
     cl_event done = NULL;

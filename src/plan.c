@@ -371,7 +371,9 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
             put_launch(&t, &plan->commit, " (with running statistics)");
         break;
     }
-    if (plan->has_views)
+    if (plan->has_views && clbn__views_in_place(plan))
+        put(&t, "; tensor views: read and written in place");
+    else if (plan->has_views)
         put(&t, "; tensor views: clbn_view_gather before, clbn_view_scatter after");
     return CLBN_SUCCESS;
 }

@@ -103,7 +103,7 @@ clbn_status clbn_population_accumulate(clbn_context *ctx, cl_command_queue queue
     clbn__plan_per_channel(prog, CLBN_K_POPULATION_MERGE, desc->c, &merge);
     const cl_ulong pivot_stride = clbn__is_planar(desc) ? desc->spatial : 1;
     const clbn_step steps[3] = {
-        clbn__stats_step(&sp, desc, x),
+        clbn__stats_step(&sp, desc, x, NULL, NULL),
         CLBN_STEP(local, ARG_SCRATCH, ARG(sp.splits), ARG(C), ARG_MEM(x), ARG(pivot_stride),
                   ARG_MEM(set)),
         CLBN_STEP(merge, ARG_MEM(set), ARG(C), ARG_MEM(accumulator)),

@@ -124,7 +124,7 @@ clbn_status clbn_sync_local_stats(clbn_context *ctx, cl_command_queue queue,
     clbn_step steps[2];
     int count = 0;
     if (elements)
-        steps[count++] = clbn__stats_step(&sp, desc, x);
+        steps[count++] = clbn__stats_step(&sp, desc, x, NULL, NULL);
     steps[count++] = CLBN_STEP(local, sp.splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), ARG(sp.splits),
                                ARG(C), ARG_MEM(x), ARG(pivot_stride), ARG_MEM(local_stats));
     return clbn__run(ctx, prog, queue, in_order, (size_t)sp.splits * C * 4 * width, steps, count,
@@ -227,7 +227,7 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
     clbn__plan_per_channel(prog, CLBN_K_STATS_COMMIT, desc->c, &commit);
     if (have && (st = sync_geometry(ctx, CLBN__OP_SYNC_FORWARD, desc, NULL, &np)) != CLBN_SUCCESS)
         return st;
-    const cl_ulong C = desc->c, params_offset = 0;
+    const cl_ulong C = desc->c, params_offset = 0, no_offset = 0;
     const clbn_dtype dt = desc->dtype;
     const double m = (double)global_count;
     clbn_step steps[3];
@@ -238,11 +238,13 @@ clbn_status clbn_sync_forward_training(clbn_context *ctx, cl_command_queue queue
                                ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(save_mean),
                                ARG_MEM(save_invstd), ARG_SCRATCH, ARG(params_offset));
     if (have)
-        steps[count++] = clbn__normalize_step(&np, desc, CLBN_FUSED_NONE, x, NULL, y, params_offset);
+        steps[count++] = clbn__normalize_step(&np, desc, CLBN_FUSED_NONE, x, NULL, y, params_offset,
+                                                      NULL, NULL);
     /* the running statistics change in the last kernel, as in the training forward */
     if (running_mean)
         steps[count++] = CLBN_STEP(commit, ARG_SCRATCH, ARG(params_offset), ARG(C),
-                                   ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(NULL));
+                                   ARG_MEM(running_mean), ARG_MEM(running_var), ARG_MEM(NULL),
+                                   ARG(no_offset), ARG(no_offset)); /* element offsets */
     return clbn__run(ctx, prog, queue, in_order, 5 * vector_bytes, steps, count,
                      num_events_in_wait_list, event_wait_list, event);
 }
@@ -290,7 +292,7 @@ clbn_status clbn_sync_backward_reduce(clbn_context *ctx, cl_command_queue queue,
     clbn_step steps[2];
     int count = 0;
     if (have)
-        steps[count++] = clbn__reduce_step(&sp, desc, x, dy, save_mean, NULL);
+        steps[count++] = clbn__reduce_step(&sp, desc, x, dy, save_mean, NULL, NULL, NULL);
     steps[count++] = CLBN_STEP(sums, sp.splits ? ARG_SCRATCH : ARG_MEM((cl_mem)NULL), ARG(sp.splits),
                                ARG(C), ARG_MEM(local_sums));
     return clbn__run(ctx, prog, queue, in_order, (size_t)sp.splits * C * 2 * width, steps, count,
@@ -382,9 +384,9 @@ clbn_status clbn_sync_backward_dx(clbn_context *ctx, cl_command_queue queue,
                                        save_invstd, NULL, 0.0, 1.0 / (double)global_count, weight,
                                        dweight, dbias,
                                        elementwise ? CLBN_BWD_PARAMS_TRAINING : CLBN_BWD_PARAMS_NONE,
-                                       params_offset);
+                                       params_offset, NULL);
     if (elementwise)
-        steps[1] = clbn__dx_step(&np, desc, x, dy, dx, NULL, NULL, params_offset);
+        steps[1] = clbn__dx_step(&np, desc, x, dy, dx, NULL, NULL, params_offset, NULL, NULL);
     return clbn__run(ctx, prog, queue, in_order, elementwise ? 4 * vector_bytes : 0, steps,
                      elementwise ? 2 : 1, num_events_in_wait_list, event_wait_list, event);
 }

@@ -212,6 +212,43 @@ static cl_mem *arg_mem(clbn_args *a, int slot)
     return m[slot];
 }
 
+clbn_offsets clbn__offsets(const clbn_args *a)
+{
+    clbn_offsets o;
+    clbn_args b = *a;
+    cl_ulong *f[SLOTS] = {&o.x,      &o.y,    &o.z,            &o.dy,          &o.dx,
+                          &o.dz,     &o.weight, &o.bias,       &o.running_mean, &o.running_var,
+                          &o.save_mean, &o.save_invstd, &o.dweight, &o.dbias};
+    for (int i = 0; i < SLOTS; ++i)
+        *f[i] = *arg_mem(&b, i) ? (cl_ulong)arg_offset(a, i) : 0;
+    return o;
+}
+
+int clbn__views_in_place(const clbn_plan *plan)
+{
+    const clbn_op_desc *d = &plan->desc;
+    if (d->tensor.layout != CLBN_LAYOUT_NCHW)
+        return 0;
+    int r[SLOTS];
+    roles(d, r);
+    for (int i = 0; i < T_COUNT; ++i)
+        if (r[i] != R_UNUSED &&
+            (plan->views[i].stride_s != 1 || /* rows not contiguous */
+             (plan->elements > 0 && !nests(&d->tensor, &plan->views[i]))))
+            return 0; /* (an input that repeats elements spans less than a dense
+                       * tensor, which the runners' buffer checks expect) */
+    if (plan->path == CLBN_PATH_EMPTY)
+        return 1; /* nothing to read or write */
+    if (plan->path == CLBN_PATH_ONE_KERNEL)
+        return plan->one_is_channel; /* cl/channel.cl, not cl/small.cl */
+    /* the tiled reductions and the 2-D elementwise passes, not the short-row ones */
+    const clbn_kernel_id sk = plan->stats.launch.kernel, nk = plan->norm.launch.kernel;
+    if (d->op != CLBN_OP_FORWARD_INFERENCE && sk != CLBN_K_STATS_NCHW &&
+        sk != CLBN_K_BWD_REDUCE_NCHW)
+        return 0;
+    return nk == CLBN_K_NORMALIZE_NCHW || nk == CLBN_K_BWD_DX_NCHW;
+}
+
 int clbn__views_needed(const clbn_plan *plan, const clbn_args *a)
 {
     if (plan->has_views)
@@ -410,6 +447,22 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
         }
     }
 
+    static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
+                                          cl_uint, const cl_event *, cl_event *) = {
+        clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
+        clbn__run_backward_inference};
+
+    /* Dense tensors with offsets, or views the plan's kernels read in place
+     * (clbn__views_in_place): the operation's kernels take the offsets
+     * (clbn__offsets) and the row strides (plan->views), no temporaries, no
+     * lock. The runner checks the rest; the aliasing is what was checked
+     * above, by region. */
+    if (!plan->has_views || clbn__views_in_place(plan)) {
+        clbn_plan direct = *plan;
+        direct.regions_checked = 1;
+        return runners[d->op](&direct, queue, a, num_wait, wait, event);
+    }
+
     /* 3. temporaries: one per distinct region that needs one, each a
      * sub-buffer at an aligned origin of one buffer (cached per in-order
      * queue; the views lock keeps another execution on that queue from
@@ -479,11 +532,12 @@ clbn_status clbn__views_execute(const clbn_plan *plan, cl_command_queue queue, c
     clean.save_mean_offset = clean.save_invstd_offset = 0;
     clean.dweight_offset = clean.dbias_offset = 0;
 
+    /* the runner runs on dense temporaries: a copy of the plan with dense views */
+    clbn_plan dense_plan = *plan;
+    for (int i = 0; i < T_COUNT; ++i)
+        dense_plan.views[i] = dense;
+    plan = &dense_plan;
     /* the runner's own checks, enqueueing nothing */
-    static clbn_status (*const runners[])(const clbn_plan *, cl_command_queue, const clbn_args *,
-                                          cl_uint, const cl_event *, cl_event *) = {
-        clbn__run_forward_training, clbn__run_forward_inference, clbn__run_backward,
-        clbn__run_backward_inference};
     if (st == CLBN_SUCCESS) {
         clbn_plan dry = *plan;
         dry.path = CLBN_PATH_EMPTY;

@@ -43,8 +43,9 @@ static clbn_tensor_view dense_strides(const clbn_tensor_desc *d)
 }
 
 /* View kinds: 0 dense, 1 dense at an odd offset, 2 padded NCHW, 3 a channel
- * slice of an NCHW concatenation, 4 CNHW, 5 CHWN, 6 padded NHWC. */
-enum { KINDS = 7 };
+ * slice of an NCHW concatenation, 4 CNHW, 5 CHWN, 6 padded NHWC; and, outside
+ * the random choice, 7 dense at an offset that keeps 8-value alignment. */
+enum { KINDS = 7, KIND_DENSE_AT_8 = 7 };
 static tview make_view(int kind, const clbn_tensor_desc *d)
 {
     const size_t N = d->n, C = d->c, S = d->spatial;
@@ -55,6 +56,9 @@ static tview make_view(int kind, const clbn_tensor_desc *d)
         break;
     case 1:
         t.off = 3;
+        break;
+    case KIND_DENSE_AT_8:
+        t.off = 8;
         break;
     case 2:
         t.off = 7;
@@ -159,7 +163,15 @@ typedef struct vcase {
     clbn_fused_op fused;
     int kinds[NT];
     int in_place; /* y on x's view (forward), dx on dy's (backward) */
+    clbn_context *ctx;     /* NULL: tu_ctx() */
+    int separate;          /* each vector in its own buffer at offset 0, not packed */
+    int no_dweight;        /* frozen backward: dbias only (x not read) */
+    double *result;        /* when set: the outputs' values (RESULT_LEN doubles) */
+    char *describe;        /* when set (DESCRIBE_LEN chars): the plan's description */
 } vcase;
+enum { MAXC = 256, DESCRIBE_LEN = 1024 };
+/* y or dx, then dz, then 4 output vectors */
+#define RESULT_LEN(count, C) (2 * (count) + 4 * (C))
 
 static int uses(const vcase *k, int t)
 {
@@ -212,15 +224,15 @@ static void run_case(const vcase *k, uint64_t seed)
             tu_fill_uniform(&rng, host[t], count, -2, 2);
         enc[t] = tu_encode_tensor(k->dtype, host[t], count);
     }
-    float vec[NV][64] = {{0}};
-    ck_assert(C <= 64);
+    float vec[NV][MAXC] = {{0}};
+    ck_assert(C <= MAXC);
     for (size_t c = 0; c < C; ++c) {
         vec[VW][c] = (float)tu_rng_uniform(&rng, 0.5, 1.5);
         vec[VB][c] = (float)tu_rng_uniform(&rng, -0.5, 0.5);
         vec[VRM][c] = (float)tu_rng_uniform(&rng, -1, 1);
         vec[VRV][c] = (float)tu_rng_uniform(&rng, 0.5, 2);
     }
-    double mean[64], invstd[64];
+    double mean[MAXC], invstd[MAXC];
     if (!fwd) {
         refb_batch_stats(&sh, host[TX], 1e-5, mean, invstd);
         for (size_t c = 0; c < C; ++c) {
@@ -231,7 +243,7 @@ static void run_case(const vcase *k, uint64_t seed)
 
     /* the reference */
     double *ry = tu_doubles(count), *rdx = tu_doubles(count), *rdz = tu_doubles(count);
-    double rrm[64], rrv[64], rsm[64], rsi[64], rdw[64], rdb[64];
+    double rrm[MAXC], rrv[MAXC], rsm[MAXC], rsi[MAXC], rdw[MAXC], rdb[MAXC];
     if (fwd) {
         if (training)
             ck_assert_int_eq(ref_training(&sh, host[TX], vec[VW], vec[VB], vec[VRM], vec[VRV], 0.1,
@@ -295,6 +307,12 @@ static void run_case(const vcase *k, uint64_t seed)
             }
         }
     cl_mem mp = tu_buffer(pack * ps, pimg);
+    cl_mem vm[NV]; /* each vector's buffer and offset */
+    size_t vo[NV];
+    for (int v = 0; v < NV; ++v) {
+        vm[v] = k->separate ? tu_buffer(C * ps, pimg + voff[v] * ps) : mp;
+        vo[v] = k->separate ? 0 : voff[v];
+    }
 
     clbn_op_desc od;
     TU_OK(clbn_op_desc_init(&od, k->op, &d));
@@ -302,7 +320,9 @@ static void run_case(const vcase *k, uint64_t seed)
     od.x_view = tv[TX].v, od.y_view = tv[TY].v, od.z_view = tv[TZ].v;
     od.dy_view = tv[TDY].v, od.dx_view = tv[TDX].v, od.dz_view = tv[TDZ].v;
     clbn_plan *plan;
-    TU_OK(clbn_plan_create(tu_ctx(), &od, &plan));
+    TU_OK(clbn_plan_create(k->ctx ? k->ctx : tu_ctx(), &od, &plan));
+    if (k->describe)
+        TU_OK(clbn_plan_describe(plan, k->describe, DESCRIBE_LEN));
     clbn_args a;
     memset(&a, 0, sizeof a);
     a.x = mem[TX], a.x_offset = tv[TX].off;
@@ -311,23 +331,27 @@ static void run_case(const vcase *k, uint64_t seed)
     a.dy = mem[TDY], a.dy_offset = tv[TDY].off;
     a.dx = mem[TDX], a.dx_offset = tv[TDX].off;
     a.dz = mem[TDZ], a.dz_offset = tv[TDZ].off;
-    a.weight = mp, a.weight_offset = voff[VW];
+    a.weight = vm[VW], a.weight_offset = vo[VW];
     if (fwd)
-        a.bias = mp, a.bias_offset = voff[VB];
+        a.bias = vm[VB], a.bias_offset = vo[VB];
     if (k->op != CLBN_OP_BACKWARD) {
-        a.running_mean = mp, a.running_mean_offset = voff[VRM];
-        a.running_var = mp, a.running_var_offset = voff[VRV];
+        a.running_mean = vm[VRM], a.running_mean_offset = vo[VRM];
+        a.running_var = vm[VRV], a.running_var_offset = vo[VRV];
     }
     if (training) {
-        a.save_mean = mp, a.save_mean_offset = voff[VSM];
-        a.save_invstd = mp, a.save_invstd_offset = voff[VSI];
+        a.save_mean = vm[VSM], a.save_mean_offset = vo[VSM];
+        a.save_invstd = vm[VSI], a.save_invstd_offset = vo[VSI];
     }
     if (!fwd) {
-        a.dweight = mp, a.dweight_offset = voff[VDW];
-        a.dbias = mp, a.dbias_offset = voff[VDB];
+        if (!k->no_dweight)
+            a.dweight = vm[VDW], a.dweight_offset = vo[VDW];
+        a.dbias = vm[VDB], a.dbias_offset = vo[VDB];
     }
+    if (k->no_dweight)
+        a.x = NULL, a.x_offset = 0; /* the frozen backward without dweight reads no x */
     a.momentum = 0.1;
-    TU_OK(clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL));
+    /* (on the suite's queue, which tu_finish waits for, whatever the context) */
+    TU_OK(clbn_plan_execute(plan, k->ctx ? tu_queue() : NULL, &a, 0, NULL, NULL));
     tu_finish();
 
     /* tensors: outputs against the reference, every other byte unchanged */
@@ -356,6 +380,8 @@ static void run_case(const vcase *k, uint64_t seed)
             /* dz is the masked dy exactly */
             assert_close("output", w2, got, ref, count, o == TDZ ? 0 : out_rtol(k->dtype),
                          o == TDZ ? 0 : (k->dtype == CLBN_FLOAT64 ? 1e-12 : 2e-5));
+            if (k->result)
+                memcpy(k->result + (o == TDZ ? count : 0), got, count * sizeof *got);
         }
         ck_assert_msg(memcmp(now, expect, bytes[t]) == 0,
                       "%s: bytes of tensor %d outside its output elements changed", what, t);
@@ -364,14 +390,18 @@ static void run_case(const vcase *k, uint64_t seed)
     /* vectors */
     unsigned char *pnow = tu_alloc(pack * ps);
     tu_read(mp, pnow, pack * ps);
+    if (k->separate)
+        for (int v = 0; v < NV; ++v) /* into its place of the packed image */
+            tu_read(vm[v], pnow + voff[v] * ps, C * ps);
     const double stat_rtol = k->dtype == CLBN_FLOAT64 ? 1e-11 : 1e-5;
-    const int outs[4] = {fwd && training ? VRM : !fwd ? VDW : -1, fwd && training ? VRV : !fwd ? VDB : -1,
+    const int outs[4] = {fwd && training ? VRM : !fwd && !k->no_dweight ? VDW : -1,
+                         fwd && training ? VRV : !fwd ? VDB : -1,
                          fwd && training ? VSM : -1, fwd && training ? VSI : -1};
     const double *refs[4] = {fwd ? rrm : rdw, fwd ? rrv : rdb, rsm, rsi};
     for (int j = 0; j < 4; ++j) {
         if (outs[j] < 0)
             continue;
-        double g[64];
+        double g[MAXC];
         for (size_t c = 0; c < C; ++c) {
             const size_t at = (voff[outs[j]] + c) * ps;
             if (ps == 4) {
@@ -383,6 +413,8 @@ static void run_case(const vcase *k, uint64_t seed)
             memcpy(pimg + at, pnow + at, ps);
         }
         assert_close("vector", what, g, refs[j], C, stat_rtol, fwd ? stat_rtol : 1e-6);
+        if (k->result)
+            memcpy(k->result + 2 * count + (size_t)j * C, g, C * sizeof *g);
     }
     ck_assert_msg(memcmp(pnow, pimg, pack * ps) == 0,
                   "%s: bytes of the packed vectors outside the outputs changed", what);
@@ -394,6 +426,9 @@ static void run_case(const vcase *k, uint64_t seed)
         free(img[t]), free(host[t]), free(enc[t]);
     }
     tu_release(mp);
+    if (k->separate)
+        for (int v = 0; v < NV; ++v)
+            tu_release(vm[v]);
     free(pimg), free(pnow), free(got), free(ry), free(rdx), free(rdz);
 }
 
@@ -510,6 +545,36 @@ START_TEST(test_invalid)
     o.x_view = (clbn_tensor_view){0, S, 1}; /* an input may repeat (broadcast over n) */
     TU_OK(clbn_plan_create(tu_ctx(), &o, &p));
     clbn_plan_release(p);
+    {
+        /* executed, on a shape whose kernels take row strides (tiled, S >=
+         * 256): x holds one n's C*S values only, every n reads them */
+        enum { BN = 2, BC = 1, BS = 300 };
+        const clbn_tensor_desc bd = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, BN, BC, BS};
+        clbn_op_desc bo;
+        TU_OK(clbn_op_desc_init(&bo, CLBN_OP_FORWARD_TRAINING, &bd));
+        bo.x_view = (clbn_tensor_view){0, BS, 1};
+        clbn_plan *bp;
+        TU_OK(clbn_plan_create(tu_ctx(), &bo, &bp));
+        float hx[BC * BS], lx[BN * BC * BS], gy[BN * BC * BS];
+        double ry[BN * BC * BS];
+        tu_rng r0;
+        tu_rng_seed(&r0, 3);
+        tu_fill_uniform(&r0, hx, BC * BS, -1, 2);
+        for (size_t i = 0; i < BN * BC * BS; ++i)
+            lx[i] = hx[i % (BC * BS)];
+        cl_mem bx = tu_buffer_floats(hx, BC * BS), by = tu_buffer_nan(BN * BC * BS);
+        clbn_args ba;
+        memset(&ba, 0, sizeof ba);
+        ba.x = bx, ba.y = by, ba.momentum = 0.1;
+        TU_OK(clbn_plan_execute(bp, NULL, &ba, 0, NULL, NULL));
+        tu_read_floats(by, gy, BN * BC * BS);
+        const ref_shape bs = {BN, BC, BS, 0};
+        ck_assert_int_eq(ref_training(&bs, lx, NULL, NULL, NULL, NULL, 0.1, 1e-5, REF_UPDATE_PYTORCH,
+                                      REF_FAULT_NONE, ry, NULL, NULL, NULL, NULL), 0);
+        TU_ASSERT_CLOSE("broadcast x", gy, ry, BN * BC * BS, 1e-5, 1e-6 * tu_max_abs(ry, BN * BC * BS));
+        tu_release(bx), tu_release(by);
+        clbn_plan_release(bp);
+    }
     TU_OK(clbn_op_desc_init(&o, CLBN_OP_BACKWARD, &d));
     o.dx_view = (clbn_tensor_view){C * S, S, 2}; /* s steps run into the next channel */
     TU_EXPECT(clbn_plan_create(tu_ctx(), &o, &p), CLBN_ERROR_VIEW_OVERLAP);
@@ -600,6 +665,259 @@ START_TEST(test_invalid)
 }
 END_TEST
 
+/* Dense tensors and vectors at offsets run the operations' own kernels with
+ * the offsets (no copies): on every planner path, for every operation and
+ * fused op, the outputs are bitwise those of the same plan at offset 0 (both
+ * also against the double reference, and every byte outside the outputs
+ * unchanged, in run_case). So are NCHW views with contiguous rows, read in
+ * place by the kernels that take row strides (the plan says "in place"). The paths: CPU and GPU geometry (the latter with
+ * streaming stores always on, so an output offset that breaks their
+ * alignment is exercised), with and without the one-kernel paths; the
+ * shapes those of check_kernels.c. Every kernel the planner can choose must
+ * have been seen. */
+typedef struct oshape {
+    size_t n, c, s;
+    clbn_layout layout;
+} oshape;
+
+START_TEST(test_offsets_in_place)
+{
+    tu_ctx(); /* the suite's context first, made without the settings below */
+    cl_uint cus = 1;
+    clGetDeviceInfo(tu_device(), CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
+    const size_t c_small = cus ? 2 * cus : 2, c_chan = cus ? 4 * cus : 4;
+    const oshape small_shapes[] = {{2, c_small, 9, CLBN_LAYOUT_NCHW}, {2, c_small, 16, CLBN_LAYOUT_NCHW}};
+    const oshape shapes[] = {
+        {1, c_chan, 257, CLBN_LAYOUT_NCHW}, {2, c_chan, 65, CLBN_LAYOUT_NCHW},
+        {3, 3, 9, CLBN_LAYOUT_NCHW},        {3, 3, 16, CLBN_LAYOUT_NCHW},
+        {2, 2, 5, CLBN_LAYOUT_NCHW},        {2, 2, 300, CLBN_LAYOUT_NCHW},
+        {2, 2, 264, CLBN_LAYOUT_NCHW},      {5, 3, 1, CLBN_LAYOUT_NCHW},
+        {3, 5, 7, CLBN_LAYOUT_NHWC},        {2, 16, 5, CLBN_LAYOUT_NHWC},
+        {2, 72, 3, CLBN_LAYOUT_NHWC},       {1, 256, 3, CLBN_LAYOUT_NHWC},
+    };
+    static const struct {
+        clbn_op op;
+        clbn_fused_op fused;
+        int no_dweight;
+    } oops[] = {{CLBN_OP_FORWARD_TRAINING, CLBN_FUSED_NONE, 0},
+                {CLBN_OP_FORWARD_TRAINING, CLBN_FUSED_ADD_RELU, 0},
+                {CLBN_OP_FORWARD_INFERENCE, CLBN_FUSED_RELU, 0},
+                {CLBN_OP_FORWARD_INFERENCE, CLBN_FUSED_ADD_RELU, 0},
+                {CLBN_OP_BACKWARD, CLBN_FUSED_NONE, 0},
+                {CLBN_OP_BACKWARD, CLBN_FUSED_ADD_RELU, 0},
+                {CLBN_OP_BACKWARD_INFERENCE, CLBN_FUSED_RELU, 0},
+                {CLBN_OP_BACKWARD_INFERENCE, CLBN_FUSED_NONE, 1}};
+    static const clbn_dtype odt[] = {CLBN_FLOAT32, CLBN_FLOAT16};
+    /* the kernels each path must have shown */
+    static const char *const kernels[] = {
+        "clbn_small_training", "clbn_small_backward", "clbn_channel_training",
+        "clbn_channel_backward", "clbn_stats_nchw_tiled", "clbn_stats_nchw_rows",
+        "clbn_stats_nhwc_any", "clbn_stats_nhwc8", "clbn_stats_nhwc_wide", "clbn_stats_finalize",
+        "clbn_stats_commit", "clbn_inference_params", "clbn_normalize_nchw", "clbn_normalize_flat",
+        "clbn_normalize_nhwc8", "clbn_normalize_nhwc_any", "clbn_backward_reduce_nchw_tiled",
+        "clbn_backward_reduce_nchw_rows", "clbn_backward_reduce_nhwc_any",
+        "clbn_backward_reduce_nhwc8", "clbn_backward_reduce_nhwc_wide", "clbn_backward_finalize",
+        "clbn_backward_dx_nchw", "clbn_backward_dx_flat", "clbn_backward_dx_nhwc8",
+        "clbn_backward_dx_nhwc_any"};
+    enum { NK = sizeof kernels / sizeof *kernels };
+    int seen[NK] = {0}, in_place[NK] = {0};
+    tu_rng rng;
+    tu_rng_seed(&rng, 16);
+    int cases = 0;
+    for (int gpu = 0; gpu < 2; ++gpu)
+        for (int small = 1; small >= 0; --small) {
+            setenv("CLBN_GEOMETRY", gpu ? "gpu" : "cpu", 1);
+            setenv("CLBN_STREAM_MB", gpu ? "0" : "48", 1);
+            setenv("CLBN_SMALL_MAX", small ? "262144" : "0", 1);
+            clbn_context *ctx;
+            TU_OK(clbn_context_create(tu_cl_context(), tu_device(), &ctx));
+            const oshape *list = small ? small_shapes : shapes;
+            const size_t nshapes = small ? 2 : sizeof shapes / sizeof *shapes;
+            for (size_t di = 0; di < sizeof odt / sizeof *odt; ++di)
+                for (size_t si = 0; si < nshapes; ++si)
+                    for (size_t oi = 0; oi < sizeof oops / sizeof *oops; ++oi) {
+                        if (list[si].c > MAXC)
+                            continue;
+                        vcase k;
+                        memset(&k, 0, sizeof k);
+                        k.dtype = odt[di];
+                        k.layout = list[si].layout;
+                        k.n = list[si].n, k.c = list[si].c, k.s = list[si].s;
+                        k.op = oops[oi].op, k.fused = oops[oi].fused;
+                        k.no_dweight = oops[oi].no_dweight;
+                        k.ctx = ctx;
+                        const size_t count = k.n * k.c * k.s, len = RESULT_LEN(count, k.c);
+                        double *plain = calloc(len, sizeof *plain);
+                        double *shifted = calloc(len, sizeof *shifted);
+                        char desc[DESCRIBE_LEN];
+                        ck_assert(plain && shifted);
+                        /* at offset 0, each vector in its own buffer */
+                        k.separate = 1, k.result = plain, k.describe = desc;
+                        const uint64_t seed = 5000 + (uint64_t)cases++;
+                        run_case(&k, seed);
+                        ck_assert_ptr_null(strstr(desc, "view"));
+                        for (int i = 0; i < NK; ++i)
+                            if (strstr(desc, kernels[i]))
+                                seen[i] = 1;
+                        /* the same data at offsets: odd or 8-aligned per
+                         * tensor, the vectors packed at odd offsets, in
+                         * place or not */
+                        k.separate = 0, k.result = shifted, k.describe = NULL;
+                        for (int t = 0; t < NT; ++t)
+                            k.kinds[t] = tu_rng_u64(&rng) % 2 ? 1 : KIND_DENSE_AT_8;
+                        k.in_place = (int)(tu_rng_u64(&rng) % 3 == 0);
+                        run_case(&k, seed);
+                        for (size_t i = 0; i < len; ++i)
+                            ck_assert_msg(memcmp(&plain[i], &shifted[i], sizeof *plain) == 0,
+                                          "%s %s op %d fused %d: value %zu at offsets %.9g, at 0 %.9g",
+                                          gpu ? "gpu" : "cpu", tu_desc_str(&(clbn_tensor_desc){k.dtype, k.layout, k.n, k.c, k.s}),
+                                          (int)k.op, (int)k.fused, i, shifted[i], plain[i]);
+                        /* NCHW views with contiguous rows (padded rows, a
+                         * channel slice, CNHW): read in place where the
+                         * plan's kernels take row strides, else gathered;
+                         * bitwise the dense results either way */
+                        if (k.layout == CLBN_LAYOUT_NCHW) {
+                            memset(shifted, 0, len * sizeof *shifted);
+                            for (int t = 0; t < NT; ++t)
+                                k.kinds[t] = 2 + (int)(tu_rng_u64(&rng) % 3);
+                            k.describe = desc;
+                            run_case(&k, seed);
+                            for (size_t i = 0; i < len; ++i)
+                                ck_assert_msg(memcmp(&plain[i], &shifted[i], sizeof *plain) == 0,
+                                              "%s %s op %d fused %d: value %zu in views %.9g, dense %.9g",
+                                              gpu ? "gpu" : "cpu", tu_desc_str(&(clbn_tensor_desc){k.dtype, k.layout, k.n, k.c, k.s}),
+                                              (int)k.op, (int)k.fused, i, shifted[i], plain[i]);
+                            if (strstr(desc, "in place"))
+                                for (int i = 0; i < NK; ++i)
+                                    if (strstr(desc, kernels[i]))
+                                        in_place[i] = 1;
+                        }
+                        free(plain), free(shifted);
+                    }
+            clbn_context_release(ctx);
+        }
+    unsetenv("CLBN_GEOMETRY"), unsetenv("CLBN_STREAM_MB"), unsetenv("CLBN_SMALL_MAX");
+    for (int i = 0; i < NK; ++i) {
+        const int channel = strstr(kernels[i], "channel") != NULL;
+        if (channel && c_chan > MAXC)
+            continue; /* too many compute units for this test's vectors */
+        ck_assert_msg(seen[i], "no plan took %s", kernels[i]);
+    }
+    /* the kernels that read NCHW views in place did so */
+    static const char *const row_kernels[] = {
+        "clbn_channel_training", "clbn_channel_backward",       "clbn_stats_nchw_tiled",
+        "clbn_normalize_nchw",   "clbn_backward_reduce_nchw_tiled", "clbn_backward_dx_nchw"};
+    for (size_t j = 0; j < sizeof row_kernels / sizeof *row_kernels; ++j)
+        for (int i = 0; i < NK; ++i)
+            if (strcmp(kernels[i], row_kernels[j]) == 0 && !(strstr(kernels[i], "channel") && c_chan > MAXC))
+                ck_assert_msg(in_place[i], "no plan read views in place with %s", kernels[i]);
+}
+END_TEST
+
+/* The layer with views (clbn_layer_set_views): a fused-ReLU training forward
+ * reading x from a channel slice of a concatenation and writing y into a
+ * channel slice of an arena (in place), then its backward with dy dense at an
+ * offset and dx CHWN (gathered), after the views changed (the backward's ReLU
+ * mask is read through the forward's y view); against the double reference,
+ * the arena's other bytes unchanged; the synchronized and population calls
+ * refuse views. */
+START_TEST(test_layer_views)
+{
+    const size_t N = 2, C = 3, S = 40, Ct = 5, count = N * C * S;
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, N, C, S};
+    const ref_shape sh = {N, C, S, 0};
+    clbn_layer_config cfg = clbn_layer_config_default(C);
+    clbn_layer *layer;
+    TU_OK(clbn_layer_create(tu_ctx(), &cfg, &layer));
+    TU_OK(clbn_layer_set_training(layer, 1));
+    TU_OK(clbn_layer_set_fused_op(layer, CLBN_FUSED_RELU));
+    tu_rng rng;
+    tu_rng_seed(&rng, 171);
+    const size_t cat = N * Ct * S, arena = N * Ct * S + 9;
+    float *hcat = tu_floats(cat), *harena = tu_floats(arena), *lx = tu_floats(count);
+    tu_fill_uniform(&rng, hcat, cat, -2, 3);
+    tu_fill_uniform(&rng, harena, arena, -1, 1);
+    for (size_t n = 0; n < N; ++n) /* x: channels 1..3 of the concatenation */
+        for (size_t c = 0; c < C; ++c)
+            for (size_t s = 0; s < S; ++s)
+                lx[(n * C + c) * S + s] = hcat[n * Ct * S + (c + 1) * S + s];
+    cl_mem mcat = tu_buffer_floats(hcat, cat), marena = tu_buffer_floats(harena, arena);
+    clbn_layer_views v;
+    memset(&v, 0, sizeof v);
+    v.x = (clbn_tensor_view){Ct * S, S, 1}, v.x_offset = 1 * S;
+    v.y = (clbn_tensor_view){Ct * S, S, 1}, v.y_offset = 2 * S + 9; /* channels 2..4, after 9 */
+    TU_OK(clbn_layer_set_views(layer, &v));
+    TU_OK(clbn_layer_forward(layer, NULL, &d, mcat, marena, 0, NULL, NULL));
+    tu_finish();
+    double *ry = tu_doubles(count);
+    ck_assert_int_eq(ref_training(&sh, lx, NULL, NULL, NULL, NULL, 0.1, 1e-5, REF_UPDATE_PYTORCH,
+                                  REF_FAULT_NONE, ry, NULL, NULL, NULL, NULL), 0);
+    for (size_t i = 0; i < count; ++i)
+        ry[i] = relu(ry[i]);
+    float *now = tu_floats(arena), *gy = tu_floats(count);
+    tu_read_floats(marena, now, arena);
+    for (size_t n = 0; n < N; ++n)
+        for (size_t c = 0; c < C; ++c)
+            for (size_t s = 0; s < S; ++s) {
+                const size_t at = 9 + n * Ct * S + (c + 2) * S + s;
+                gy[(n * C + c) * S + s] = now[at];
+                now[at] = harena[at]; /* the rest must be unchanged */
+            }
+    TU_ASSERT_CLOSE("layer y", gy, ry, count, 1e-5, 1e-6 * tu_max_abs(ry, count));
+    ck_assert_msg(memcmp(now, harena, arena * sizeof *now) == 0, "layer: arena bytes changed");
+
+    /* the backward: dy dense at offset 7, dx CHWN at offset 3; y's view is
+     * now set to dense, which the backward must not use for its mask */
+    float *hdy = tu_floats(count + 7), *hdx = tu_floats(count + 3);
+    tu_fill_uniform(&rng, hdy, count + 7, -1, 1);
+    tu_fill_uniform(&rng, hdx, count + 3, -1, 1);
+    cl_mem mdy = tu_buffer_floats(hdy, count + 7), mdx = tu_buffer_floats(hdx, count + 3);
+    memset(&v, 0, sizeof v);
+    v.x = (clbn_tensor_view){Ct * S, S, 1}, v.x_offset = 1 * S;
+    v.dy_offset = 7;
+    v.dx = (clbn_tensor_view){1, S * N, N}, v.dx_offset = 3;
+    TU_OK(clbn_layer_set_views(layer, &v));
+    TU_OK(clbn_layer_backward(layer, NULL, &d, mcat, mdy, mdx, 0, NULL, NULL));
+    tu_finish();
+    double mean[3], invstd[3], *rdx = tu_doubles(count), rdw[3], rdb[3];
+    refb_batch_stats(&sh, lx, 1e-5, mean, invstd);
+    for (size_t c = 0; c < C; ++c) /* as the layer saved them */
+        mean[c] = (float)mean[c], invstd[c] = (float)invstd[c];
+    float *g = tu_floats(count);
+    for (size_t i = 0; i < count; ++i) /* the mask: the forward's y, as autograd's ReLU */
+        g[i] = gy[i] <= 0.0f ? 0.0f : hdy[7 + i];
+    refb_training(&sh, lx, g, NULL, mean, invstd, REFB_FAULT_NONE, rdx, rdw, rdb);
+    float *got = tu_floats(count + 3), *ldx = tu_floats(count);
+    tu_read_floats(mdx, got, count + 3);
+    for (size_t n = 0; n < N; ++n)
+        for (size_t c = 0; c < C; ++c)
+            for (size_t s = 0; s < S; ++s)
+                ldx[(n * C + c) * S + s] = got[3 + n + c * S * N + s * N];
+    TU_ASSERT_CLOSE("layer dx", ldx, rdx, count, 1e-4, 1e-5 * tu_max_abs(rdx, count));
+    ck_assert(memcmp(got, hdx, 3 * sizeof *got) == 0);
+    float gw[3], gb[3];
+    TU_OK(clbn_layer_read(layer, CLBN_GRAD_BIAS, gb, C));
+    TU_OK(clbn_layer_read(layer, CLBN_GRAD_WEIGHT, gw, C));
+    TU_ASSERT_CLOSE("layer dbias", gb, rdb, C, 1e-5, 1e-6 * tu_max_abs(rdb, C));
+    TU_ASSERT_CLOSE("layer dweight", gw, rdw, C, 1e-5, 1e-6 * tu_max_abs(rdw, C));
+
+    /* a bad view: nothing changed, its status */
+    v.dx = (clbn_tensor_view){C * S, 0, 1};
+    TU_OK(clbn_layer_set_views(layer, &v));
+    TU_EXPECT(clbn_layer_backward(layer, NULL, &d, mcat, mdy, mdx, 0, NULL, NULL),
+              CLBN_ERROR_VIEW_OVERLAP);
+    TU_EXPECT(clbn_layer_population_begin(layer), CLBN_SUCCESS);
+    TU_EXPECT(clbn_layer_population_accumulate(layer, NULL, &d, mcat, 0, NULL, NULL),
+              CLBN_ERROR_INVALID_OPTION);
+    TU_EXPECT(clbn_layer_set_views(NULL, &v), CLBN_ERROR_NULL_ARGUMENT);
+    TU_OK(clbn_layer_set_views(layer, NULL)); /* dense again */
+    clbn_layer_release(layer);
+    tu_release(mcat), tu_release(marena), tu_release(mdy), tu_release(mdx);
+    free(hcat), free(harena), free(lx), free(ry), free(now), free(gy), free(hdy), free(hdx);
+    free(rdx), free(g), free(got), free(ldx);
+}
+END_TEST
+
 /* One plan with views from several threads, each on its own queue. */
 typedef struct job {
     clbn_plan *plan;
@@ -687,6 +1005,8 @@ int main(void)
     tcase_add_test(tc, test_dense_is_dense);
     tcase_add_test(tc, test_invalid);
     tcase_add_test(tc, test_each_kind);
+    tcase_add_test(tc, test_offsets_in_place);
+    tcase_add_test(tc, test_layer_views);
     tcase_add_test(tc, test_random_views);
     tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);

@@ -28,6 +28,7 @@ int main(void)
         (void (*)(void))clbn_layer_backward, (void (*)(void))clbn_layer_read,
         (void (*)(void))clbn_layer_write, (void (*)(void))clbn_layer_get_buffer,
         (void (*)(void))clbn_layer_set_fused_op, (void (*)(void))clbn_layer_forward_ex,
+        (void (*)(void))clbn_layer_set_views,
         (void (*)(void))clbn_layer_backward_ex, (void (*)(void))clbn_layer_num_batches_tracked,
         (void (*)(void))clbn_layer_zero_grad, (void (*)(void))clbn_layer_reset_running_stats,
         (void (*)(void))clbn_layer_reset_parameters, (void (*)(void))clbn_layer_save,
