@@ -474,6 +474,15 @@ struct clbn_plan {
      * samples, run G = N/V times; NULL for every other plan */
     struct clbn_plan *vbatch_inner;
     clbn_launch vbatch_final; /* clbn_vbatch_commit or clbn_vbatch_sums */
+    /* the executions' temporary, kept for the next one (no allocation, no
+     * first-touch page faults per call); vbatch_busy: the event of the last
+     * execution that used it, which the next one waits for; all three under
+     * vbatch_lock (made when vbatch_inner is) */
+    int vbatch_lock_made;
+    pthread_mutex_t vbatch_lock;
+    cl_mem vbatch_temp;
+    size_t vbatch_temp_bytes;
+    cl_event vbatch_busy;
 };
 
 /* Internal operations, never in a public description: the synchronized

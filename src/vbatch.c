@@ -17,10 +17,13 @@
  * output tensors), then each output of the call is written by exactly one
  * command (a copy, or the final kernel last), so a failure part-way leaves
  * each output untouched or complete, as the plain operations do. The
- * temporary is allocated per execution and released once enqueued (OpenCL
- * keeps it until the commands finish). */
+ * temporary belongs to the plan: made by its first execution, reused by the
+ * next ones (each waits for the previous one's last command, so executions
+ * of one plan from several queues run one after the other), dropped after a
+ * failed one. */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int clbn__vbatch_active(const clbn_op_desc *d)
@@ -41,6 +44,9 @@ clbn_status clbn__vbatch_plan(clbn_plan *plan)
     inner.tensor.n = V;
     inner.virtual_batch_size = 0;
     inner.skip_nonfinite_update = 0; /* applied to the groups' average */
+    if (pthread_mutex_init(&plan->vbatch_lock, NULL) != 0)
+        return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    plan->vbatch_lock_made = 1;
     clbn_status st = clbn_plan_create(plan->ctx, &inner, &plan->vbatch_inner);
     if (st != CLBN_SUCCESS)
         return st;
@@ -351,11 +357,39 @@ clbn_status clbn__vbatch_execute(const clbn_plan *plan, cl_command_queue queue, 
     const cl_ulong Gl = G, C = d->tensor.c;
     const clbn_dtype dt = d->tensor.dtype;
     const layout l = plan_layout(plan, a);
-    cl_int err;
-    cl_mem temps = clCreateBuffer(plan->ctx->cl, CL_MEM_READ_WRITE, l.bytes ? l.bytes : 16, NULL,
-                                  &err);
-    if (err != CL_SUCCESS)
-        return clbn__from_cl(err);
+    /* the plan's temporary: made (or grown) here, reused by later executions,
+     * each of which waits for the previous one's last command */
+    clbn_plan *mine = (clbn_plan *)plan; /* its vbatch_* fields, under vbatch_lock */
+    const size_t bytes = l.bytes ? l.bytes : 16;
+    pthread_mutex_lock(&mine->vbatch_lock);
+    if (!mine->vbatch_temp || mine->vbatch_temp_bytes < bytes) {
+        cl_int err;
+        cl_mem fresh = clCreateBuffer(plan->ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        if (err != CL_SUCCESS) {
+            pthread_mutex_unlock(&mine->vbatch_lock);
+            return clbn__from_cl(err);
+        }
+        if (mine->vbatch_temp) /* commands already enqueued keep it alive */
+            clReleaseMemObject(mine->vbatch_temp);
+        mine->vbatch_temp = fresh;
+        mine->vbatch_temp_bytes = bytes;
+    }
+    cl_mem temps = mine->vbatch_temp;
+    clRetainMemObject(temps);
+    cl_event *waits = NULL;
+    if (mine->vbatch_busy) {
+        waits = malloc((num_wait + 1) * sizeof *waits);
+        if (!waits) {
+            clReleaseMemObject(temps);
+            pthread_mutex_unlock(&mine->vbatch_lock);
+            return CLBN_ERROR_OUT_OF_HOST_MEMORY;
+        }
+        if (num_wait)
+            memcpy(waits, wait, num_wait * sizeof *waits);
+        waits[num_wait] = mine->vbatch_busy;
+        wait = waits;
+        num_wait += 1;
+    }
     clbn_step final;
     if (forward) {
         const cl_int upd = (cl_int)d->running_update, skip = d->skip_nonfinite_update;
@@ -367,6 +401,28 @@ clbn_status clbn__vbatch_execute(const clbn_plan *plan, cl_command_queue queue, 
         final = CLBN_STEP(plan->vbatch_final, ARG_MEM(temps), ARG(Gl), ARG(C), ARG_MEM(a->dweight),
                           ARG_MEM(a->dbias));
     }
-    return run_groups(plan, queue, in_order, a, temps, &l, l.parts != UNUSED_AT ? &final : NULL,
-                      num_wait, wait, event);
+    cl_event done = NULL;
+    st = run_groups(plan, queue, in_order, a, temps, &l, l.parts != UNUSED_AT ? &final : NULL,
+                    num_wait, wait, &done);
+    if (mine->vbatch_busy)
+        clReleaseEvent(mine->vbatch_busy);
+    mine->vbatch_busy = NULL;
+    if (st == CLBN_SUCCESS) {
+        mine->vbatch_busy = done; /* the next execution waits for it */
+        if (event) {
+            clRetainEvent(done);
+            *event = done;
+        }
+    } else {
+        /* commands of this call may still use the temporary: the next
+         * execution makes its own */
+        if (done)
+            clReleaseEvent(done);
+        clReleaseMemObject(mine->vbatch_temp);
+        mine->vbatch_temp = NULL;
+        mine->vbatch_temp_bytes = 0;
+    }
+    pthread_mutex_unlock(&mine->vbatch_lock);
+    free(waits);
+    return st;
 }
