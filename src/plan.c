@@ -100,6 +100,12 @@ static void plan_free(clbn_plan *plan)
 {
     if (plan->vbatch_inner)
         clbn_plan_release(plan->vbatch_inner);
+    if (plan->vbatch_temp)
+        clReleaseMemObject(plan->vbatch_temp);
+    if (plan->vbatch_busy)
+        clReleaseEvent(plan->vbatch_busy);
+    if (plan->vbatch_lock_made)
+        pthread_mutex_destroy(&plan->vbatch_lock);
     free(plan);
 }
 
@@ -234,8 +240,15 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
             clbn_tuning t;
             const char *tune = getenv("CLBN_TUNE");
             if (clbn__tuning_db_lookup(plan, &t)) {
+                /* entries are timed on dense tensors: one that would move a
+                 * view read in place to the gather path is not taken */
+                const int in_place = plan->has_views && clbn__views_in_place(plan);
                 if (clbn__plan_retune(plan, &t, 0) != CLBN_SUCCESS)
                     clbn__tuning_defaults(ctx, &plan->tuning);
+                else if (in_place && !clbn__views_in_place(plan)) {
+                    clbn__tuning_defaults(ctx, &t);
+                    (void)clbn__plan_retune(plan, &t, 0);
+                }
                 clbn__plan_warm_up(plan);
             } else if (tune && strcmp(tune, "1") == 0) {
                 if (clbn_plan_tune(plan, NULL, 0) != CLBN_SUCCESS)
