@@ -2,7 +2,9 @@
  * of one training step (forward with running statistics, then backward with
  * dx, dweight, dbias) per virtual batch size, both layouts, float32.
  * Usage: vbatch_bench [N C S reps V...]   (default 32 64 3136 5, V = 0 8 16;
- * V = 0 is plain batch norm; VBATCH_BENCH_ONLY=f or b times one pass) */
+ * V = 0 is plain batch norm; VBATCH_BENCH_ONLY=f or b times one pass).
+ * After each layout's V = 0 row, the other two variants of issue 16 at V = 0:
+ * batch renormalization (rmax 3, dmax 5) and the bad-batch option. */
 #include "bench_util.h"
 
 #include <clbn.h>
@@ -12,6 +14,8 @@
 #include <string.h>
 
 static clbn_context *ctx;
+enum { PLAIN, RENORM, SKIP };
+static int variant; /* of the next plans and steps */
 
 static cl_mem buffer(size_t bytes, float v)
 {
@@ -30,6 +34,8 @@ static clbn_plan *plan_for(clbn_op op, const clbn_tensor_desc *d, size_t V)
     clbn_op_desc od;
     clbn_op_desc_init(&od, op, d);
     od.virtual_batch_size = V;
+    od.renorm = variant == RENORM;
+    od.skip_nonfinite_update = variant == SKIP && op == CLBN_OP_FORWARD_TRAINING;
     clbn_plan *plan;
     clbn_status st = clbn_plan_create(ctx, &od, &plan);
     if (st != CLBN_SUCCESS) {
@@ -48,11 +54,19 @@ static double step_ms(const clbn_tensor_desc *d, size_t V, int reps)
     cl_mem w = buffer(d->c * 4, 1), b = buffer(d->c * 4, 0), rm = buffer(d->c * 4, 0),
            rv = buffer(d->c * 4, 1), sm = buffer(G * d->c * 4, 0), si = buffer(G * d->c * 4, 1),
            dw = buffer(d->c * 4, 0), db = buffer(d->c * 4, 0);
+    cl_mem rd = buffer(2 * d->c * 4, 0), sk = buffer(d->c * 4, 0);
     clbn_plan *f = plan_for(CLBN_OP_FORWARD_TRAINING, d, V), *g = plan_for(CLBN_OP_BACKWARD, d, V);
-    const clbn_args fa = {.x = x, .y = y, .weight = w, .bias = b, .running_mean = rm,
-                          .running_var = rv, .save_mean = sm, .save_invstd = si, .momentum = 0.1};
-    const clbn_args ga = {.x = x, .dy = dy, .dx = dx, .weight = w, .save_mean = sm,
-                          .save_invstd = si, .dweight = dw, .dbias = db};
+    clbn_args fa = {.x = x, .y = y, .weight = w, .bias = b, .running_mean = rm,
+                    .running_var = rv, .save_mean = sm, .save_invstd = si, .momentum = 0.1};
+    clbn_args ga = {.x = x, .dy = dy, .dx = dx, .weight = w, .save_mean = sm,
+                    .save_invstd = si, .dweight = dw, .dbias = db};
+    if (variant == RENORM) {
+        fa.renorm_rmax = 3.0;
+        fa.renorm_dmax = 5.0;
+        fa.save_renorm = ga.save_renorm = rd;
+    } else if (variant == SKIP) {
+        fa.skipped_updates = sk;
+    }
     /* VBATCH_BENCH_ONLY=f or b: time only the forward or the backward */
     const char *only = getenv("VBATCH_BENCH_ONLY");
     double t[64];
@@ -75,7 +89,7 @@ static double step_ms(const clbn_tensor_desc *d, size_t V, int reps)
     }
     clbn_plan_release(f);
     clbn_plan_release(g);
-    cl_mem all[] = {x, y, dy, dx, w, b, rm, rv, sm, si, dw, db};
+    cl_mem all[] = {x, y, dy, dx, w, b, rm, rv, sm, si, dw, db, rd, sk};
     for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
         clReleaseMemObject(all[i]);
     return bench_median(t, reps) * 1e3;
@@ -118,6 +132,15 @@ int main(int argc, char **argv)
                        ms / plain);
             else
                 printf("%-6s %6zu %10.2f %8s\n", layout ? "NHWC" : "NCHW", vs[i], ms, "-");
+            if (vs[i] == 0) {
+                static const char *names[] = {"", "renorm", "skip"};
+                for (variant = RENORM; variant <= SKIP; ++variant) {
+                    const double v = step_ms(&d, 0, reps);
+                    printf("%-6s %6s %10.2f %7.2fx\n", layout ? "NHWC" : "NCHW", names[variant],
+                           v, v / plain);
+                }
+                variant = PLAIN;
+            }
         }
     }
     clbn_context_release(ctx);
