@@ -27,6 +27,13 @@ VIEW_NAMES = ("x", "y", "z", "dy", "dx", "dz")
 _S = ctypes.c_size_t
 
 
+class LayerViews(ctypes.Structure):
+    """clbn_layer_views (clbn_layer_set_views): the six tensors' views, then
+    their element offsets; all zero = dense at offset 0."""
+    _fields_ = ([(n, TensorView) for n in VIEW_NAMES]
+                + [(n + "_offset", ctypes.c_size_t) for n in VIEW_NAMES])
+
+
 class OpDescFields(ctypes.Structure):
     _fields_ = ([("op", ctypes.c_int), ("tensor", _lib.TensorDesc), ("epsilon", ctypes.c_double),
                  ("fused_op", ctypes.c_int), ("running_update", ctypes.c_int)]
@@ -79,6 +86,7 @@ _PROTOS = {
     "clbn_plan_execute": (_lib.status_t, [ctypes.c_void_p, _lib.cl_command_queue, _P(Args),
                                           _lib.cl_uint, _P(_lib.cl_event), _P(_lib.cl_event)]),
     "clbn_plan_describe": (_lib.status_t, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]),
+    "clbn_layer_set_views": (_lib.status_t, [ctypes.c_void_p, ctypes.c_void_p]),
     "clbn_op_desc_size": (ctypes.c_size_t, []),
     "clbn_args_size": (ctypes.c_size_t, []),
 }

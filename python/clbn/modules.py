@@ -14,7 +14,8 @@ import pyopencl.array as cla
 
 from . import _lib
 from .context import (get_context, describe, mem, empty_like, run, dtype_code, param_dtype,
-                      events_of)
+                      events_of, describe_view, array_view, is_dense, dense_like)
+from . import _plan_abi
 from .functional import conv_weight_desc, vector
 from .plan import fused_code
 
@@ -84,6 +85,7 @@ class _BatchNorm:
             self.weight.grad = self._wrap(_lib.GRAD_WEIGHT)
             self.bias.grad = self._wrap(_lib.GRAD_BIAS)
         self._saved = None
+        self._views_set = False  # clbn_layer_set_views holds views
 
     # The C layer takes eps and momentum at creation: read-only here (PyTorch
     # lets them be assigned; make a new module, or load_state_dict into one).
@@ -186,6 +188,7 @@ class _BatchNorm:
         desc = describe(x, self.dtype if self._code == _lib.BFLOAT16 else None,
                         True if self.channels_last and x.flags.c_contiguous else None)
         q = queue or x.queue or self.queue
+        self._set_views(desc, {})  # the accumulation takes dense tensors
         ev = run("clbn_layer_population_accumulate", self._handle, q.int_ptr, desc, mem(x),
                  wait_for=wait_for, inputs=[x] + self._arrays(), outputs=[])
         self._pending.append(ev)
@@ -212,24 +215,55 @@ class _BatchNorm:
                              % (type(self).__name__, " or ".join(map(str, self._ndims)),
                                 len(x.shape)))
 
+    def _describe(self, x):
+        """(desc, strides, offset) of input x: a dense x as describe() takes it,
+        a slice, transpose or array at an offset as a view."""
+        return describe_view(x, self.dtype if self._code == _lib.BFLOAT16 else None,
+                             True if self.channels_last and x.flags.c_contiguous else None)
+
+    def _set_views(self, desc, arrays):
+        """Sets the layer's views (clbn_layer_set_views) for the next call from
+        `arrays` (name -> array or None); dense arrays at offset 0 need none,
+        and a layer that needs none is set back to dense."""
+        v = _plan_abi.LayerViews()
+        needed = False
+        for name, a in arrays.items():
+            if a is None:
+                continue
+            strides, off = array_view(
+                a, name, True if self.channels_last and a.flags.c_contiguous else None)
+            if not is_dense(strides, desc):
+                setattr(v, name, _plan_abi.TensorView(*strides))
+                needed = True
+            if off:
+                setattr(v, name + "_offset", off)
+                needed = True
+        if needed or self._views_set:
+            _lib.call("clbn_layer_set_views", self._handle,
+                      ctypes.byref(v) if needed else None)
+            self._views_set = needed
+        # with views the call takes whole buffers (the offsets are in the views)
+        return (lambda a: None if a is None else a.base_data.int_ptr) if needed else mem
+
     def forward(self, x, z=None, *, out=None, queue=None, wait_for=None):
         """y = bn(x) (relu(bn(x) [+ z]) when fused); updates the running
         statistics in training. Enqueued on `queue` (default x's queue); the
         event is recorded on y (y.events[-1]). x (and y when fused) are kept
         for backward()."""
         self._check_input(x)
-        desc = describe(x, self.dtype if self._code == _lib.BFLOAT16 else None,
-                        True if self.channels_last and x.flags.c_contiguous else None)
+        desc, xs, xo = self._describe(x)
         q = queue or x.queue or self.queue
-        y = out if out is not None else empty_like(x, q)
-        if tuple(y.shape) != tuple(x.shape) or y.strides != x.strides:
-            raise ValueError("out must have x's shape and strides")
+        dense_x = is_dense(xs, desc) and xo == 0
+        y = out if out is not None else (empty_like(x, q) if dense_x else dense_like(x, desc, q))
+        if tuple(y.shape) != tuple(x.shape) or (z is not None and tuple(z.shape) != tuple(x.shape)):
+            raise ValueError("out and z must have x's shape")
+        m = self._set_views(desc, {"x": x, "y": y, "z": z})
         outs = [y] + self._arrays()
         if z is None:
-            run("clbn_layer_forward", self._handle, q.int_ptr, desc, mem(x), mem(y),
+            run("clbn_layer_forward", self._handle, q.int_ptr, desc, m(x), m(y),
                 wait_for=wait_for, inputs=[x], outputs=outs)
         else:
-            run("clbn_layer_forward_ex", self._handle, q.int_ptr, desc, mem(x), mem(z), mem(y),
+            run("clbn_layer_forward_ex", self._handle, q.int_ptr, desc, m(x), m(z), m(y),
                 wait_for=wait_for, inputs=[x, z], outputs=outs)
         self._saved = (x, y, desc)
         return y
@@ -245,22 +279,24 @@ class _BatchNorm:
             raise RuntimeError("backward() before forward()")
         sx, _sy, sdesc = self._saved if self._saved is not None else (None, None, None)
         x = x if x is not None else sx
-        desc = describe(x, self.dtype if self._code == _lib.BFLOAT16 else None,
-                        True if self.channels_last and x.flags.c_contiguous else None)
-        if tuple(dy.shape) != tuple(x.shape) or dy.strides != x.strides:
-            raise ValueError("dy must have x's shape and strides")
+        desc, xs, xo = self._describe(x)
+        if tuple(dy.shape) != tuple(x.shape) or (dx is not None and tuple(dx.shape) != tuple(x.shape)):
+            raise ValueError("dy and dx must have x's shape")
         q = queue or dy.queue or self.queue
-        dx = dx if dx is not None else empty_like(x, q)
+        dense_x = is_dense(xs, desc) and xo == 0
+        new = (lambda: empty_like(x, q)) if dense_x else (lambda: dense_like(x, desc, q))
+        dx = dx if dx is not None else new()
         add_relu = fused_code(self.fused) == _lib.FUSED_ADD_RELU
         want_dz = add_relu if want_dz is None else want_dz
+        dz = new() if want_dz else None
+        m = self._set_views(desc, {"x": x, "dy": dy, "dx": dx, "dz": dz})
         outs = [dx] + self._arrays()
         if want_dz:
-            dz = empty_like(x, q)
-            run("clbn_layer_backward_ex", self._handle, q.int_ptr, desc, mem(x), mem(dy),
-                mem(dx), mem(dz), wait_for=wait_for, inputs=[x, dy, _sy],
+            run("clbn_layer_backward_ex", self._handle, q.int_ptr, desc, m(x), m(dy),
+                m(dx), m(dz), wait_for=wait_for, inputs=[x, dy, _sy],
                 outputs=outs + [dz])
             return dx, dz
-        run("clbn_layer_backward", self._handle, q.int_ptr, desc, mem(x), mem(dy), mem(dx),
+        run("clbn_layer_backward", self._handle, q.int_ptr, desc, m(x), m(dy), m(dx),
             wait_for=wait_for, inputs=[x, dy, _sy], outputs=outs)
         return dx
 

@@ -229,3 +229,54 @@ def test_views_that_cannot_be_expressed(plans, queue, rng):
     with pytest.raises(clbn.Error) as e:
         clbn.functional.batch_norm(x, None, None, training=True, out=ybad)
     assert e.value.name == "CLBN_ERROR_VIEW_OVERLAP"
+
+
+@pytest.mark.parametrize("kind", ["slice", "chwn"])
+def test_layer_takes_views(plans, queue, rng, record, kind):
+    """BatchNorm2d on a channel slice (or a CHWN transpose) of a larger array,
+    writing y and dx into slices of guarded arenas (clbn_layer_set_views):
+    the same bits as a twin layer on contiguous copies, against the float64
+    reference, bytes outside the views untouched; a later dense call works."""
+    clbn = plans
+    n, ctot, h, w, c = 4, 10, 5, 7, 4
+    cat = (rng.standard_normal((n, ctot, h, w)) * 1.5 + 0.5).astype(np.float32)
+    dycat = rng.standard_normal((n, ctot, h, w)).astype(np.float32)
+    if kind == "slice":
+        xv = dev(queue, cat)[:, 3:3 + c]
+        dyv = dev(queue, dycat)[:, 5:5 + c]
+        xh, dyh = cat[:, 3:3 + c], dycat[:, 5:5 + c]
+    else:  # (C, H, W, N) storage seen as (N, C, H, W)
+        xh, dyh = cat[:, :c], dycat[:, :c]
+        xv = dev(queue, xh.transpose(1, 2, 3, 0)).transpose((3, 0, 1, 2))
+        dyv = dev(queue, dyh.transpose(1, 2, 3, 0)).transpose((3, 0, 1, 2))
+    yarena = dev(queue, np.full((n, ctot, h, w), 7.25, np.float32))
+    dxarena = dev(queue, np.full((n, ctot, h, w), -2.5, np.float32))
+    yv, dxv = yarena[:, 6:6 + c], dxarena[:, 1:1 + c]
+    bn, twin = clbn.BatchNorm2d(c, eps=1e-3), clbn.BatchNorm2d(c, eps=1e-3)
+    y = bn(xv, out=yv)
+    assert y is yv
+    dx = bn.backward(dyv, dx=dxv)
+    yt = twin(dev(queue, xh))
+    dxt = twin.backward(dev(queue, dyh))
+    ya, dxa = yarena.get(), dxarena.get()
+    np.testing.assert_array_equal(ya[:, 6:6 + c], yt.get())
+    np.testing.assert_array_equal(dxa[:, 1:1 + c], dxt.get())
+    for a, v, lo, hi in ((ya, 7.25, 6, 6 + c), (dxa, -2.5, 1, 1 + c)):
+        np.testing.assert_array_equal(a[:, :lo], v)
+        np.testing.assert_array_equal(a[:, hi:], v)
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_array_equal(getattr(bn, name).get(), getattr(twin, name).get())
+    np.testing.assert_array_equal(bn.weight.grad.get(), twin.weight.grad.get())
+    np.testing.assert_array_equal(bn.bias.grad.get(), twin.bias.grad.get())
+    ey, mean, einv, erm, erv = ref.forward_training(ncs(xh), np.ones(c), np.zeros(c),
+                                                    np.zeros(c), np.ones(c), 0.1, 1e-3)
+    np.testing.assert_allclose(ncs(ya[:, 6:6 + c]), ey, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(bn.running_var.get(), erv, rtol=2e-6)
+    edx, edw, edb = ref.backward_training(ncs(xh), ncs(dyh), mean, einv, np.ones(c))
+    np.testing.assert_allclose(ncs(dxa[:, 1:1 + c]), edx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.weight.grad.get(), edw, rtol=1e-4, atol=1e-4)
+    record("layer views %s y" % kind, np.abs(ncs(ya[:, 6:6 + c]) - ey).max())
+    record("layer views %s dx" % kind, np.abs(ncs(dxa[:, 1:1 + c]) - edx).max())
+    # dense again: the layer's views are reset, its results the twin's
+    xd = dev(queue, xh)
+    np.testing.assert_array_equal(bn(xd).get(), twin(xd).get())
