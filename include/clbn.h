@@ -522,12 +522,16 @@ typedef struct clbn_args {
  * concatenation, padded rows, CNHW) when the plan's kernels take row strides
  * (the channel-resident passes, the tiled reductions and the 2-D elementwise
  * passes: clbn_plan_describe then ends in "tensor views: read and written in
- * place"). Other views (NHWC-ordered, CHWN, the one-kernel small path, the
- * short-row kernels) are gathered into dense temporaries (held per in-order
- * queue by the context and reused; an out-of-order queue gets new ones per
- * execution), the dense kernels run on them and the outputs are copied back.
- * Either way the results are bitwise those of the same data laid out
- * densely.
+ * place"). When every tensor of the call is CHWN (stride_n 1, stride_s N,
+ * stride_c >= N*S; S > 1), each channel is one contiguous block and the plan
+ * runs the same operation on (1, C, N*S) in place ("channel blocks" in
+ * clbn_plan_describe; the sums run in another order than for the dense
+ * layout, so those results are not bitwise the dense ones). Other views
+ * (NHWC-ordered, mixed, the one-kernel small path, the short-row kernels) are
+ * gathered into dense temporaries (held per in-order queue by the context and
+ * reused; an out-of-order queue gets new ones per execution), the dense
+ * kernels run on them and the outputs are copied back. Except for channel
+ * blocks, the results are bitwise those of the same data laid out densely.
  * @return CLBN_SUCCESS; CLBN_ERROR_NULL_ARGUMENT (plan or args NULL); the
  *   buffer, queue, wait-list, aliasing and momentum statuses;
  *   CLBN_ERROR_VIEW_OUT_OF_BOUNDS and CLBN_ERROR_VIEW_ALIASING with views or

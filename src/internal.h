@@ -473,6 +473,10 @@ struct clbn_plan {
     /* virtual batches (src/vbatch.c): the plan for one group of N = V
      * samples, run G = N/V times; NULL for every other plan */
     struct clbn_plan *vbatch_inner;
+    /* views whose channels are each one contiguous block, in the same order
+     * in every tensor (CHWN): the same operation planned on (1, C, N*S) with
+     * row views, read in place (src/views.c); NULL for every other plan */
+    struct clbn_plan *views_inner;
     clbn_launch vbatch_final; /* clbn_vbatch_commit or clbn_vbatch_sums */
     /* the executions' temporary, kept for the next one (no allocation, no
      * first-touch page faults per call); vbatch_busy: the event of the last
@@ -540,6 +544,17 @@ clbn_status clbn__views_plan(clbn_plan *plan);
 /* Whether the plan's kernels read and write its views in place (NCHW-ordered
  * views with contiguous rows, on the kernels that take row strides). */
 int clbn__views_in_place(const clbn_plan *plan);
+/* Whether every tensor's view keeps each channel one contiguous block of N*S
+ * values, in the same order for all (CHWN); then *inner is the description
+ * of the same operation on (1, C, N*S) with row views. */
+int clbn__views_channel_blocks(const clbn_plan *plan, clbn_op_desc *inner);
+/* The plan that carries the kernels and the tuning: an inner plan (virtual
+ * batches, channel blocks) or the plan itself. */
+static inline struct clbn_plan *clbn__plan_kernels(struct clbn_plan *plan)
+{
+    return plan->vbatch_inner ? plan->vbatch_inner
+                              : plan->views_inner ? plan->views_inner : plan;
+}
 /* Whether an execution must take the view path: a non-dense view in the plan
  * or a nonzero offset in the arguments. */
 int clbn__views_needed(const clbn_plan *plan, const clbn_args *a);

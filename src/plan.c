@@ -100,6 +100,8 @@ static void plan_free(clbn_plan *plan)
 {
     if (plan->vbatch_inner)
         clbn_plan_release(plan->vbatch_inner);
+    if (plan->views_inner)
+        clbn_plan_release(plan->views_inner);
     if (plan->vbatch_temp)
         clReleaseMemObject(plan->vbatch_temp);
     if (plan->vbatch_busy)
@@ -200,6 +202,7 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
     if (!desc)
         return CLBN_ERROR_NULL_ARGUMENT;
     size_t elements = 0;
+    clbn_op_desc inner;
     clbn_status st = check_op_desc(ctx, desc, internal, &elements);
     if (st != CLBN_SUCCESS)
         return st;
@@ -227,6 +230,14 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
             return st;
         }
         plan->path = plan->vbatch_inner ? plan->vbatch_inner->path : CLBN_PATH_EMPTY;
+    } else if (elements > 0 && clbn__views_channel_blocks(plan, &inner)) {
+        /* CHWN and the like: each channel one contiguous block, read in place
+         * as the rows of (1, C, N*S) */
+        if ((st = create(ctx, &inner, 0, &plan->views_inner)) != CLBN_SUCCESS) {
+            plan_free(plan);
+            return st;
+        }
+        plan->path = plan->views_inner->path;
     } else if (elements > 0) {
         if ((st = clbn__program_get(ctx, desc->tensor.dtype, &plan->prog)) == CLBN_SUCCESS)
             st = clbn__plan_op(plan);
@@ -305,6 +316,9 @@ clbn_status clbn_plan_execute(clbn_plan *plan, cl_command_queue queue, const clb
     if (clbn__vbatch_active(&plan->desc)) /* virtual batches: src/vbatch.c */
         return clbn__vbatch_execute(plan, queue, args, num_events_in_wait_list, event_wait_list,
                                     event);
+    if (plan->views_inner) /* channel blocks (CHWN): src/views.c */
+        return clbn_plan_execute(plan->views_inner, queue, args, num_events_in_wait_list,
+                                 event_wait_list, event);
     if (clbn__views_needed(plan, args)) /* tensor views or offsets: src/views.c */
         return clbn__views_execute(plan, queue, args, num_events_in_wait_list, event_wait_list,
                                    event);
@@ -365,6 +379,13 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
         t.len = strlen(buf);
         put(&t, ")");
         put_launch(&t, &plan->vbatch_final, "");
+        return CLBN_SUCCESS;
+    }
+    if (plan->views_inner) {
+        put(&t, "channel blocks as 1 x C x N*S: ");
+        size_t used = strlen(buf);
+        if (used + 1 < size)
+            clbn_plan_describe(plan->views_inner, buf + used, size - used);
         return CLBN_SUCCESS;
     }
     switch (plan->path) {

@@ -326,8 +326,8 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
 {
     if (!plan)
         return CLBN_ERROR_NULL_ARGUMENT;
-    if (plan->vbatch_inner) /* virtual batches: the group's plan (src/vbatch.c) */
-        return clbn_plan_tune(plan->vbatch_inner, queue, budget_ms);
+    if (clbn__plan_kernels(plan) != plan) /* virtual batches, channel blocks: the inner plan */
+        return clbn_plan_tune(clbn__plan_kernels(plan), queue, budget_ms);
     clbn_context *ctx = plan->ctx;
     int in_order = 1;
     clbn_status st = clbn__check_queue(ctx, &queue, &in_order);

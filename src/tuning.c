@@ -188,8 +188,8 @@ clbn_status clbn_plan_get_tuning(const clbn_plan *plan, char *buf, size_t size)
 {
     if (!plan || !buf || size == 0)
         return CLBN_ERROR_NULL_ARGUMENT;
-    if (plan->vbatch_inner) /* virtual batches: the group's plan is the one tuned */
-        plan = plan->vbatch_inner;
+    /* virtual batches, channel blocks: the inner plan is the one tuned */
+    plan = clbn__plan_kernels((clbn_plan *)plan);
     clbn__tuning_format(&plan->tuning, buf, size);
     return CLBN_SUCCESS;
 }
@@ -198,8 +198,8 @@ clbn_status clbn_plan_set_tuning(clbn_plan *plan, const char *tuning)
 {
     if (!plan)
         return CLBN_ERROR_NULL_ARGUMENT;
-    if (plan->vbatch_inner) /* virtual batches: the group's plan (src/vbatch.c) */
-        return clbn_plan_set_tuning(plan->vbatch_inner, tuning);
+    if (clbn__plan_kernels(plan) != plan) /* virtual batches, channel blocks: the inner plan */
+        return clbn_plan_set_tuning(clbn__plan_kernels(plan), tuning);
     clbn_tuning t;
     clbn__tuning_defaults(plan->ctx, &t);
     if (tuning) {

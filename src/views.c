@@ -193,6 +193,39 @@ clbn_status clbn__views_plan(clbn_plan *plan)
     return CLBN_SUCCESS;
 }
 
+int clbn__views_channel_blocks(const clbn_plan *plan, clbn_op_desc *inner)
+{
+    const clbn_op_desc *d = &plan->desc;
+    const clbn_tensor_desc *t = &d->tensor;
+    /* (S = 1: such a view is also a row view, CNHW, which the row kernels
+     * read bitwise as dense; keep that) */
+    if (!plan->has_views || !is_public(d->op) || t->n < 2 || t->spatial < 2)
+        return 0;
+    int r[SLOTS];
+    roles(d, r);
+    *inner = *d;
+    inner->tensor.n = 1;
+    inner->tensor.spatial = t->n * t->spatial;
+    inner->tensor.layout = CLBN_LAYOUT_NCHW;
+    inner->virtual_batch_size = 0;
+    clbn_tensor_view *iv[T_COUNT] = {&inner->x_view,  &inner->y_view,  &inner->z_view,
+                                     &inner->dy_view, &inner->dx_view, &inner->dz_view};
+    for (int i = 0; i < T_COUNT; ++i) {
+        const clbn_tensor_view *v = &plan->views[i];
+        memset(iv[i], 0, sizeof *iv[i]);
+        if (r[i] == R_UNUSED)
+            continue;
+        /* sample n of spatial position s at n + s*N within its channel */
+        if (v->stride_n != 1 || v->stride_s != t->n ||
+            (t->c > 1 && v->stride_c < t->n * t->spatial))
+            return 0;
+        iv[i]->stride_n = t->c * t->n * t->spatial; /* one sample: never used */
+        iv[i]->stride_c = t->c > 1 ? v->stride_c : t->n * t->spatial;
+        iv[i]->stride_s = 1;
+    }
+    return 1;
+}
+
 static size_t arg_offset(const clbn_args *a, int slot)
 {
     const size_t o[SLOTS] = {a->x_offset,           a->y_offset,          a->z_offset,

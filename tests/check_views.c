@@ -44,8 +44,9 @@ static clbn_tensor_view dense_strides(const clbn_tensor_desc *d)
 
 /* View kinds: 0 dense, 1 dense at an odd offset, 2 padded NCHW, 3 a channel
  * slice of an NCHW concatenation, 4 CNHW, 5 CHWN, 6 padded NHWC; and, outside
- * the random choice, 7 dense at an offset that keeps 8-value alignment. */
-enum { KINDS = 7, KIND_DENSE_AT_8 = 7 };
+ * the random choice, 7 dense at an offset that keeps 8-value alignment, 8
+ * CHWN with padding between the channels at an offset. */
+enum { KINDS = 7, KIND_DENSE_AT_8 = 7, KIND_PADDED_CHWN = 8 };
 static tview make_view(int kind, const clbn_tensor_desc *d)
 {
     const size_t N = d->n, C = d->c, S = d->spatial;
@@ -74,6 +75,10 @@ static tview make_view(int kind, const clbn_tensor_desc *d)
         break;
     case 5:
         t.v = (clbn_tensor_view){1, S * N, N};
+        break;
+    case KIND_PADDED_CHWN:
+        t.off = 2;
+        t.v = (clbn_tensor_view){1, S * N + 3, N};
         break;
     default:
         t.off = 5;
@@ -474,10 +479,13 @@ START_TEST(test_random_views)
 }
 END_TEST
 
-/* Each view kind on every tensor, float32, both directions. */
+/* Each view kind on every tensor, float32, both directions. Every tensor
+ * CHWN (each channel one contiguous block, in the same order) runs as the
+ * rows of (1, C, N*S): the description says so. */
 START_TEST(test_each_kind)
 {
-    for (int kind = 0; kind < KINDS; ++kind)
+    char desc[DESCRIBE_LEN];
+    for (int kind = 0; kind <= KIND_PADDED_CHWN; ++kind)
         for (size_t oi = 0; oi < sizeof ops / sizeof *ops; ++oi) {
             vcase k;
             memset(&k, 0, sizeof k);
@@ -487,7 +495,12 @@ START_TEST(test_each_kind)
             k.op = ops[oi].op, k.fused = ops[oi].fused;
             for (int t = 0; t < NT; ++t)
                 k.kinds[t] = kind;
+            desc[0] = '\0';
+            k.describe = desc;
             run_case(&k, 1000 + (uint64_t)kind);
+            const int blocks = kind == 5 || kind == KIND_PADDED_CHWN;
+            ck_assert_msg(!blocks == !strstr(desc, "channel blocks"),
+                          "kind %d op %d: %s", kind, (int)k.op, desc);
             k.in_place = 1;
             run_case(&k, 2000 + (uint64_t)kind);
         }
