@@ -148,8 +148,6 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
                                   ulong x_off, ulong y_off, ulong z_off, ulong x_sn, ulong x_sc,
                                   ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
 {
-    /* dense tensors only (the strides are clbn_normalize_nchw's) */
-    (void)x_sn, (void)x_sc, (void)y_sn, (void)y_sc, (void)z_sn, (void)z_sc;
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off; y += y_off; z += z_off;
     (void)rows_per_item;
@@ -159,6 +157,27 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
         return;
     params += params_offset;
     const ulong end = min(total, begin + cols_per_item);
+    if (x_sc != S || x_sn != C * S || y_sc != S || y_sn != C * S ||
+        (z && (z_sc != S || z_sn != C * S))) {
+        /* row views (src/views.c: S % 8 == 0, so no vector crosses a row):
+         * each vector at its row's place, the same arithmetic */
+        ulong e = begin, r = begin / S, s = begin - r * S, n = r / C, c = r - n * C;
+        while (e < end) {
+            const ulong run = min(S - s, end - e);
+            const acc center = params[c], scale = params[C + c], shift = params[2 * C + c];
+            __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
+            __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
+            for (ulong k = s; k < s + run; k += 8)
+                EMIT8_P(xr, zr, yr, k, center, scale, shift);
+            e += run;
+            s = 0;
+            if (++c == C) {
+                c = 0;
+                ++n;
+            }
+        }
+        return;
+    }
     PREFETCH_RUN(x + begin + CLBN_PREFETCH_BYTES / sizeof(data_t), end - begin);
     if (z)
         PREFETCH_RUN(z + begin + CLBN_PREFETCH_BYTES / sizeof(data_t), end - begin);

@@ -520,8 +520,9 @@ typedef struct clbn_args {
  * Offsets (clbn_args) are taken by the kernels themselves, and so are NCHW
  * views with contiguous rows (stride_s = 1: a channel slice of an NCHW
  * concatenation, padded rows, CNHW) when the plan's kernels take row strides
- * (the channel-resident passes, the tiled reductions and the 2-D elementwise
- * passes: clbn_plan_describe then ends in "tensor views: read and written in
+ * (the channel-resident passes, the tiled reductions, the 2-D elementwise
+ * passes and, for rows of a multiple of 8 values, the flat inference pass:
+ * clbn_plan_describe then ends in "tensor views: read and written in
  * place"). When every tensor of the call is CHWN (stride_n 1, stride_s N,
  * stride_c >= N*S; S > 1), each channel is one contiguous block and the plan
  * runs the same operation on (1, C, N*S) in place ("channel blocks" in

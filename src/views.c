@@ -279,7 +279,9 @@ int clbn__views_in_place(const clbn_plan *plan)
     if (d->op != CLBN_OP_FORWARD_INFERENCE && sk != CLBN_K_STATS_NCHW &&
         sk != CLBN_K_BWD_REDUCE_NCHW)
         return 0;
-    return nk == CLBN_K_NORMALIZE_NCHW || nk == CLBN_K_BWD_DX_NCHW;
+    /* the flat walk takes row views when no 8-value vector crosses a row */
+    return nk == CLBN_K_NORMALIZE_NCHW || nk == CLBN_K_BWD_DX_NCHW ||
+           (nk == CLBN_K_NORMALIZE_FLAT && d->tensor.spatial % 8 == 0);
 }
 
 int clbn__views_needed(const clbn_plan *plan, const clbn_args *a)
