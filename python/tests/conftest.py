@@ -66,3 +66,11 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("largest differences measured:")
         for k in sorted(_DIFFS):
             terminalreporter.write_line("  %-48s %.3g" % (k, _DIFFS[k]))
+
+
+@pytest.fixture
+def plans(clbn):
+    """clbn, when the library has execution plans (else the test is skipped)."""
+    if not clbn.plans_available():
+        pytest.skip("libclbn has no execution plans")
+    return clbn

@@ -8,13 +8,6 @@ import pytest
 import reference as ref
 
 
-@pytest.fixture
-def plans(clbn):
-    if not clbn.plans_available():
-        pytest.skip("libclbn has no execution plans")
-    return clbn
-
-
 def dev(queue, a):
     return cla.to_device(queue, np.ascontiguousarray(a))
 

@@ -16,13 +16,6 @@ except ImportError:  # the numpy references still run
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 
-@pytest.fixture
-def plans(clbn):
-    if not clbn.plans_available():
-        pytest.skip("libclbn has no execution plans")
-    return clbn
-
-
 def dev(queue, a):
     return cla.to_device(queue, np.ascontiguousarray(a))
 
