@@ -119,6 +119,7 @@ typedef struct options {
     clbn_dtype dtype;
     double tune_ms;    /* --tune: clbn_plan_tune the plan with this budget first */
     const char *label; /* --label: the CSV's impl column instead of impl_name() */
+    const char *tuning; /* --tuning: clbn_plan_set_tuning text for the plan */
 } options;
 
 static const char *dtype_name(clbn_dtype t)
@@ -151,7 +152,7 @@ static void usage(const char *msg)
             "usage: clbn_bench --shape NxCxS|NxCxHxW|NxC [--layout nchw|nhwc] [--mode train|infer|backward]\n"
             "                  [--dtype f32|f16|bf16|f64] [--iters N (100)] [--warmup N (10)] [--max-seconds T]\n"
             "                  [--verify] [--csv] [--no-header] [--bw GBps | --measure-bw] [--startup]\n"
-            "                  [--profile] [--plan] [--tune MS] [--label NAME]\n"
+            "                  [--profile] [--plan] [--tune MS] [--tuning TEXT] [--label NAME]\n"
             "  --dtype T        element type of x, y, dy, dx (f32 default; per-channel vectors are\n"
             "                   float, double for f64); CSV rows name clbn-f16, clbn-bf16, clbn-f64\n"
             "  --max-seconds T  fewer iterations (at least 10) when N calls would take longer than T s\n"
@@ -161,6 +162,8 @@ static void usage(const char *msg)
             "                   loop; the first execution's time is reported separately\n"
             "  --tune MS        with --plan: clbn_plan_tune the plan first (budget MS), recorded in\n"
             "                   $CLBN_TUNING_DB; later runs' plans of that shape class take it\n"
+            "  --tuning TEXT    with --plan: clbn_plan_set_tuning(plan, TEXT) first, e.g.\n"
+            "                   \"rows_spatial=4096 flat_item=512\" (docs/tuning.md)\n"
             "  --label NAME     the CSV's impl column (default clbn, clbn-f16, ...)\n"
             "  --startup        time create_default + prepare + first call instead (cold when\n"
             "                   POCL_CACHE_DIR is empty, warm when PoCL has the kernels cached)\n"
@@ -253,6 +256,10 @@ static void parse(int argc, char **argv, options *o)
             o->plan = 1;
             if (o->tune_ms <= 0)
                 usage("--tune needs a budget in ms > 0");
+        } else if (!strcmp(a, "--tuning")) {
+            TAKES_VALUE;
+            o->tuning = v;
+            o->plan = 1;
         } else if (!strcmp(a, "--label")) {
             TAKES_VALUE;
             o->label = v;
@@ -900,6 +907,8 @@ int main(int argc, char **argv)
         double t0 = bench_wall_s();
         check_clbn(clbn_plan_create(b.ctx, &d, &g_plan), "clbn_plan_create");
         plan_ms = 1e3 * (bench_wall_s() - t0);
+        if (o->tuning)
+            check_clbn(clbn_plan_set_tuning(g_plan, o->tuning), "clbn_plan_set_tuning");
         if (o->tune_ms > 0) {
             /* recorded in $CLBN_TUNING_DB: later runs' plans pick it up */
             double t1 = bench_wall_s();
