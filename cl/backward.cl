@@ -672,15 +672,21 @@ __kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;
-    (void)stream; /* scalar stores only */
+    stream = 0; /* vectors not aligned to 8 values in general */
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    for (ulong p = p_begin; p < p_end; ++p) {
-        const ulong base = p * C;
-        for (ulong c = 0; c < C; ++c)
-            DX_EMIT1(base + c, params[c], params[C + c], params[2 * C + c], params[3 * C + c]);
-    }
+    const ulong b = p_begin * C, n = (p_end - p_begin) * C, ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
+    PREFETCH_RUN(dy + b + ahead, n);
+    if (x)
+        PREFETCH_RUN(x + b + ahead, n);
+    if (y)
+        PREFETCH_RUN(y + b + ahead, n);
+#define ANY_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
+#define ANY_EMIT1(i, c) DX_EMIT1(i, params[c], params[C + c], params[2 * C + c], params[3 * C + c])
+    PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1);
+#undef ANY_EMIT
+#undef ANY_EMIT1
 }

@@ -38,26 +38,23 @@ typedef float data_t;
  * without cl_khr_fp16 (PoCL's CPU device among them) work; stores round to
  * nearest even, and values beyond half's range become +-Inf. */
 typedef half data_t;
-/* Eight halves are loaded as ushort8 and widened in integer arithmetic, not
- * with vload_half8: PoCL 3.1 compiles some vload_half8 calls (one whose value
- * feeds a compare, such as the ReLU mask) to an aligned 16-byte load, which
- * ends the process with SIGSEGV where the address is only 2-byte aligned (an
- * NCHW row of S % 8 != 0 values); scripts/pocl_vload_half8.c shows it without
- * clbn. Exact for every pattern: normals and Inf/NaN by moving the exponent,
- * subnormals through an exact int-to-float conversion (no float subnormal is
- * ever formed, so a device that flushes them gives the same result). */
-inline float8 clbn_half8_to_float8(ushort8 h16)
+/* Eight halves are loaded as ushort8 (2-byte alignment suffices) into a
+ * private vector, and widened there by vload_half8, the device's own
+ * conversion (F16C on x86; exact for every pattern, subnormals included).
+ * Not vload_half8 straight from global memory: PoCL 3.1 compiles some of
+ * those calls (one whose value feeds a compare, such as the ReLU mask) to an
+ * aligned 16-byte load, which ends the process with SIGSEGV where the
+ * address is only 2-byte aligned (an NCHW row of S % 8 != 0 values);
+ * scripts/pocl_vload_half8.c shows it without clbn. (Widening in integer
+ * arithmetic instead, as before 2026-12-04, made float16 passes 1.7-2.2x
+ * slower than this on PoCL.) */
+inline float8 clbn_half8_load(__global const half *p)
 {
-    const uint8 h = convert_uint8(h16);
-    const uint8 mag = h & (uint8)(0x7fffu);
-    uint8 bits = (mag << 13) + (uint8)(112u << 23);
-    bits = select(bits, bits | (uint8)(0x7f800000u), mag >= (uint8)(0x7c00u));
-    const float8 sub = convert_float8(mag) * (float8)(0x1.0p-24f);
-    bits = select(bits, as_uint8(sub), mag < (uint8)(0x0400u));
-    return as_float8(bits | ((h & (uint8)(0x8000u)) << 16));
+    const ushort8 h = vload8(0, (__global const ushort *)p);
+    return vload_half8(0, (const __private half *)&h);
 }
 #define LOAD1(p, i) vload_half(0, (p) + (i))
-#define LOAD8(p, i) clbn_half8_to_float8(vload8(0, (__global const ushort *)((p) + (i))))
+#define LOAD8(p, i) clbn_half8_load((p) + (i))
 #define STORE1(v, p, i) vstore_half_rte((v), 0, (p) + (i))
 #define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
 #elif defined(CLBN_DTYPE_BFLOAT16)
@@ -204,6 +201,37 @@ inline ushort8 bf16_from_float8(float8 f)
             end_ += S;                                                           \
             EMIT(e, fv_);                                                         \
         }                                                                        \
+    } while (0)
+
+/* The walk over a work-item's run [e0, e1) of an NHWC tensor with any C
+ * (the elementwise kernels clbn_normalize_nhwc_any, clbn_backward_dx_nhwc_any;
+ * e0 a multiple of C): the lanes' channels repeat every Q = lcm(8, C) values,
+ * so vector k of each period has channels (8k + j) % C. PERIOD_WALK gathers
+ * each position's NP parameter vectors (v[j] = params[j*C + channel], per
+ * lane) once, calls EMITV(e, v) on that vector of every whole period of the
+ * run (stride Q, within the run: it stays in the L1 cache from one position
+ * to the next), then EMIT1V(e, c) on each value after the last whole period.
+ * Needs C and params in scope. */
+#define PERIOD_WALK(e0, e1, NP, EMITV, EMIT1V)                                        \
+    do {                                                                              \
+        const uint g_ = (C & 7) == 0 ? 8 : (C & 3) == 0 ? 4 : (C & 1) == 0 ? 2 : 1;  \
+        const ulong q_ = 8 * C / g_, whole_ = (e0) + ((e1) - (e0)) / q_ * q_;        \
+        const uint step_ = (uint)(8 % C);                                             \
+        uint8 cv_ = (uint8)(0, 1, 2, 3, 4, 5, 6, 7) % (uint8)((uint)C);               \
+        for (ulong k_ = 0; k_ < q_; k_ += 8) {                                        \
+            acc8 pv_[4];                                                              \
+            for (uint j_ = 0; j_ < (NP); ++j_) {                                      \
+                __global const acc *pp_ = params + j_ * C;                            \
+                pv_[j_] = (acc8)(pp_[cv_.s0], pp_[cv_.s1], pp_[cv_.s2], pp_[cv_.s3],  \
+                                 pp_[cv_.s4], pp_[cv_.s5], pp_[cv_.s6], pp_[cv_.s7]); \
+            }                                                                         \
+            for (ulong e_ = (e0) + k_; e_ < whole_; e_ += q_)                         \
+                EMITV(e_, pv_);                                                       \
+            cv_ += (uint8)(step_);                                                    \
+            cv_ = select(cv_, cv_ - (uint8)((uint)C), cv_ >= (uint8)((uint)C));       \
+        }                                                                             \
+        for (ulong e_ = whole_; e_ < (e1); ++e_)                                      \
+            EMIT1V(e_, e_ % C);                                                       \
     } while (0)
 
 /* Eight values p[0], p[stride], ..., p[7*stride] (NHWC channel columns). */

@@ -260,7 +260,8 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
     }
 }
 
-/* NHWC, any C: work-item = a block of whole pixels, all channels. */
+/* NHWC, any C: work-item = a block of whole pixels, all channels, walked
+ * as 8-value vectors a period of lcm(8, C) values at a time (PERIOD_WALK). */
 __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset, ulong P,
                                   ulong C, ulong pixels_per_item, __global const data_t *z, int flags,
@@ -268,15 +269,18 @@ __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t 
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off; y += y_off; z += z_off;
-    const int relu = flags & CLBN_NORM_RELU;
+    const int relu = flags & CLBN_NORM_RELU, stream = 0;
     const ulong p_begin = get_global_id(0) * pixels_per_item;
     if (p_begin >= P)
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    for (ulong p = p_begin; p < p_end; ++p) {
-        const ulong base = p * C;
-        for (ulong c = 0; c < C; ++c)
-            EMIT1(base + c, params[c], params[C + c], params[2 * C + c]);
-    }
+    PREFETCH_RUN(x + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
+    if (z)
+        PREFETCH_RUN(z + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
+#define ANY_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
+#define ANY_EMIT1(i, c) EMIT1(i, params[c], params[C + c], params[2 * C + c])
+    PERIOD_WALK(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT1);
+#undef ANY_EMIT
+#undef ANY_EMIT1
 }

@@ -255,12 +255,14 @@ __kernel void clbn_stats_nhwc_any(__global const data_t *x, ulong P, ulong C,
         const acc pivot = LOAD1(x, c);
         acc k = 0.0f;
         acc8 vmean = (acc8)(0.0f), vm2 = (acc8)(0.0f);
+        const acc8 pv = (acc8)(pivot);
         ulong p = p_begin;
+        for (; p + 64 <= p_end; p += 64) { /* 64 pixels: one merge per lane */
+            BLOCK8_MERGE_BY(k, vmean, vm2, GATHER8_AT, x, p * C + c, C, pv);
+            k += 8.0f;
+        }
         for (; p + 8 <= p_end; p += 8) {
-            __global const data_t *q = x + p * C + c;
-            acc8 v = (acc8)(LOAD1(q, 0), LOAD1(q, C), LOAD1(q, 2 * C), LOAD1(q, 3 * C),
-                                LOAD1(q, 4 * C), LOAD1(q, 5 * C), LOAD1(q, 6 * C), LOAD1(q, 7 * C));
-            acc8 d = v - pivot;
+            acc8 d = GATHER8(x + p * C + c, C) - pv;
             LANES_PUSH(k, vmean, vm2, d);
         }
         stat_t tail = stat_empty();

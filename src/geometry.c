@@ -14,6 +14,9 @@ enum {
     NHWC_BLOCK = CLBN_NHWC_BLOCK, /* channels per work-item of the NHWC block reductions */
     NHWC_WIDE = CLBN_NHWC_WIDE, /* rows this wide take the wide kernels and the wide
                                  * elementwise passes */
+    NHWC_WIDE_VALUES = 1024, /* nhwc_wide_pixels 0: whole pixels of about this many values per
+                              * work-item (2026-12-04, 81 GB/s EPYC: C = 256 best at 4
+                              * pixels, C = 2048 at 1: 1.15-1.3x faster than 4) */
     VEC = 8
 };
 /* Every other number comes from the plan's clbn_tuning: the heuristics for
@@ -278,7 +281,9 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     if (C % VEC == 0) {
         /* rows of NHWC_WIDE channels or more: a few pixels per work-item,
          * taken channel vector by channel vector (cl/normalize.cl) */
-        size_t pixels = C >= NHWC_WIDE ? t->nhwc_wide_pixels : max_sz(1, t->item_elements / C);
+        size_t pixels = C < NHWC_WIDE ? max_sz(1, t->item_elements / C)
+                        : t->nhwc_wide_pixels ? t->nhwc_wide_pixels
+                                              : max_sz(1, NHWC_WIDE_VALUES / C);
         size_t blocks = ceil_div(P, pixels);
         size_t L = group_size(prog, kf->nhwc8, t->norm_group);
         l->kernel = kf->nhwc8;
@@ -289,7 +294,10 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
         plan->pixels_per_item = pixels;
         return;
     }
-    size_t pixels = max_sz(1, t->item_elements / C);
+    /* any C: whole periods of lcm(8, C) values per work-item where the
+     * size allows (cl/common.cl, PERIOD_WALK), so its vectors stay aligned */
+    const size_t period_pixels = 8 / (C % 8 == 0 ? 8 : C % 4 == 0 ? 4 : C % 2 == 0 ? 2 : 1);
+    size_t pixels = round_up(max_sz(1, t->item_elements / C), period_pixels);
     size_t blocks = ceil_div(P, pixels);
     size_t L = group_size(prog, kf->nhwc, t->norm_group);
     l->kernel = kf->nhwc;

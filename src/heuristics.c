@@ -65,7 +65,7 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
     /* elementwise work per item; the kernels' vectors are 8 values whatever
      * the preferred width (a narrower device splits them) */
     t->item_elements = 512;
-    t->nhwc_wide_pixels = 4;
+    t->nhwc_wide_pixels = 0; /* as many pixels as make NHWC_WIDE_VALUES (geometry.c) */
     t->flat_item = 1024;
 
     /* one-kernel small path: each compute unit's share of the tensor stays

@@ -303,7 +303,7 @@ static const axis axes[] = {
     A(tile_target, 8192, 16384, 65536, 131072, 262144),
     A(splits_per_cu, 2, 4, 16, 32),
     A(groups_per_cu, 1, 2, 8, 16),
-    A(nhwc_wide_pixels, 1, 2, 8, 16),
+    A(nhwc_wide_pixels, 1, 2, 4, 8, 16),
     A(rows_spatial, 1, 64, 1024, 4096),
     A(rows_run, 512, 1024, 4096, 8192),
     A(rows_item_values, 16384, 32768, 131072, 262144),

@@ -34,7 +34,7 @@ static const field fields[] = {
     F(splits_per_cu, 0, ANY),
     F(splits_min, 0, ANY),
     F(item_elements, 8, MULT8),
-    F(nhwc_wide_pixels, 1, ANY),
+    F(nhwc_wide_pixels, 0, ANY),
     F(small_elements, 0, ANY),
     F(small_items_per_cu, 0, ANY),
     F(rows_spatial, 0, ANY),

@@ -397,6 +397,7 @@ int main(void)
                 {2, 1, 264, CLBN_LAYOUT_NCHW, 0, "tiled NCHW, S % 8 == 0"},
                 {5, 3, 1, CLBN_LAYOUT_NCHW, 0, "S = 1 (an N x C matrix)"},
                 {3, 5, 7, CLBN_LAYOUT_NHWC, 0, "NHWC any C"},
+                {4, 3, 50, CLBN_LAYOUT_NHWC, 0, "NHWC any C, whole periods in two work-items"},
                 {2, 16, 5, CLBN_LAYOUT_NHWC, 0, "NHWC C % 8 == 0"},
                 {2, 72, 3, CLBN_LAYOUT_NHWC, 0, "NHWC C % 8 == 0, two channel blocks"},
                 {1, 256, 3, CLBN_LAYOUT_NHWC, 0, "NHWC wide"},

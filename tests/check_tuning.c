@@ -222,7 +222,7 @@ START_TEST(heuristics_choices)
         !getenv("CLBN_SMALL_MAX") && !getenv("CLBN_GEOMETRY"))
         ck_assert_str_eq(t[0], "group=64 norm_group=64 tile_target=32768 tile_min=4096 "
                                "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
-                               "nhwc_wide_pixels=4 small_elements=262144 small_items_per_cu=2 "
+                               "nhwc_wide_pixels=0 small_elements=262144 small_items_per_cu=2 "
                                "rows_spatial=256 rows_run=2048 rows_item_values=65536 "
                                "rows_items_per_cu=8 rows_group=8 flat_item=1024 "
                                "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
