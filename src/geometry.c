@@ -238,7 +238,7 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
      * caches for whatever reads them next. */
     const int flat = clbn__is_planar(desc) && S >= VEC && kf->nchw_rows != CLBN_K_COUNT &&
-                     (S < t->rows_spatial || t->gpu_geometry);
+                     (S < t->flat_spatial || t->gpu_geometry);
     const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
     plan->stream = stream_output(t, desc, aligned);
     if (flat) {

@@ -118,7 +118,8 @@ typedef struct clbn_tuning {
     size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
     size_t small_elements;   /* one-kernel small path up to this size (0: never) */
     size_t small_items_per_cu; /*   with at least this many channels per compute unit */
-    size_t rows_spatial;     /* NCHW rows shorter than this: short-row kernels (0: never) */
+    size_t rows_spatial;     /* NCHW rows shorter than this: short-row reductions (0: never) */
+    size_t flat_spatial;     /* NCHW rows shorter than this: the flat elementwise walk (0: never) */
     size_t rows_run;         /*   values per row and work-item */
     size_t rows_item_values; /*   values a work-item aims at */
     size_t rows_items_per_cu; /*  work-items per compute unit at least */

@@ -38,6 +38,7 @@ static const field fields[] = {
     F(small_elements, 0, ANY),
     F(small_items_per_cu, 0, ANY),
     F(rows_spatial, 0, ANY),
+    F(flat_spatial, 0, ANY),
     F(rows_run, 1, ANY),
     F(rows_item_values, 1, ANY),
     F(rows_items_per_cu, 0, ANY),

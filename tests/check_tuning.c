@@ -46,10 +46,10 @@ static const char *const extremes[] = {
     "tile_target=" BIG " tile_min=" BIG " groups_per_cu=0 splits_per_cu=0 splits_min=0",
     "item_elements=8 flat_item=8 nhwc_wide_pixels=1 channel_cols=8",
     "item_elements=1048576 flat_item=1048576 nhwc_wide_pixels=100000 channel_cols=1048576",
-    "small_elements=0 channel_bytes=0 rows_spatial=0",
+    "small_elements=0 channel_bytes=0 rows_spatial=0 flat_spatial=0",
     "small_elements=" BIG " small_items_per_cu=0",
     "small_elements=0 channel_bytes=" BIG " channel_groups_per_cu=0 channel_min_s=0 rows_spatial=0",
-    "small_elements=0 channel_bytes=0 rows_spatial=" BIG " rows_run=1 rows_item_values=1 rows_items_per_cu=1000",
+    "small_elements=0 channel_bytes=0 rows_spatial=" BIG " flat_spatial=" BIG " rows_run=1 rows_item_values=1 rows_items_per_cu=1000",
     "small_elements=0 channel_bytes=0 rows_spatial=" BIG " rows_run=" BIG " rows_item_values=" BIG " rows_items_per_cu=0",
     "gpu_geometry=1",
     "gpu_geometry=1 small_elements=0 channel_bytes=0 rows_spatial=0 group=8 norm_group=8",
@@ -223,7 +223,7 @@ START_TEST(heuristics_choices)
         ck_assert_str_eq(t[0], "group=64 norm_group=64 tile_target=32768 tile_min=4096 "
                                "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
                                "nhwc_wide_pixels=0 small_elements=262144 small_items_per_cu=2 "
-                               "rows_spatial=256 rows_run=2048 rows_item_values=65536 "
+                               "rows_spatial=256 flat_spatial=48 rows_run=2048 rows_item_values=65536 "
                                "rows_items_per_cu=8 rows_group=8 flat_item=1024 "
                                "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
                                "channel_cols=512 stream_bytes=50331648 gpu_geometry=0");
