@@ -521,7 +521,7 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
     params += params_offset;
     const ulong s_end = min(S, s_begin + cols_per_item);
     const ulong r_end = min(rows, r_begin + rows_per_item);
-    const ulong ahead = max(S, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t))); /* as normalize */
+    const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t); /* as normalize */
     ulong c = r_begin % C, n = r_begin / C;
     for (ulong r = r_begin; r < r_end; ++r) {
         const acc mu = params[c], a = params[C + c], b = params[2 * C + c], k = params[3 * C + c];

@@ -111,16 +111,16 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     params += params_offset;
     const ulong s_end = min(S, s_begin + cols_per_item);
     const ulong r_end = min(rows, r_begin + rows_per_item);
-    const ulong ahead = max(S, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)));
+    /* a group's items walk whole rows side by side (src/geometry.c), so the
+     * group reads one stream: fetch CLBN_PREFETCH_BYTES ahead in it (a long
+     * row's next segments, or the next rows; a view's rows are wherever its
+     * strides put them) */
+    const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
     ulong c = r_begin % C, n = r_begin / C; /* one division per item, not per row */
     for (ulong r = r_begin; r < r_end; ++r) {
         const acc center = params[c], scale = params[C + c], shift = params[2 * C + c];
         __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
         __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
-        /* long rows: the same columns of the next row (this item's, or the
-         * next item's of the group when an item is one row); short rows,
-         * read as one stream: CLBN_PREFETCH_BYTES ahead (dense: the next
-         * rows'; a view's are wherever its strides put them) */
         PREFETCH_RUN(xr + ahead + s_begin, s_end - s_begin);
         if (z)
             PREFETCH_RUN(zr + ahead + s_begin, s_end - s_begin);
