@@ -234,6 +234,21 @@ inline ushort8 bf16_from_float8(float8 f)
             EMIT1V(e_, e_ % C);                                                       \
     } while (0)
 
+/* The running statistics' update rule (clbn_running_update): PyTorch's,
+ * momentum weighting the batch's value, or ONNX's, momentum weighting the
+ * old one. `var` is the variance the rule takes (PyTorch: unbiased; ONNX:
+ * biased). The new (mean, var). Used by stats.cl and vbatch.cl. */
+#define CLBN_UPDATE_PYTORCH 0
+#define CLBN_UPDATE_ONNX 1
+inline acc2 running_rule(acc old_mean, acc old_var, acc mean, acc var, acc momentum, int update)
+{
+    if (update == CLBN_UPDATE_ONNX)
+        return (acc2)(momentum * old_mean + (1.0f - momentum) * mean,
+                      momentum * old_var + (1.0f - momentum) * var);
+    return (acc2)((1.0f - momentum) * old_mean + momentum * mean,
+                  (1.0f - momentum) * old_var + momentum * var);
+}
+
 /* Eight values p[0], p[stride], ..., p[7*stride] (NHWC channel columns). */
 #define GATHER8(p, stride)                                                              \
     ((acc8)(LOAD1(p, 0), LOAD1(p, stride), LOAD1(p, 2 * (stride)), LOAD1(p, 3 * (stride)), \

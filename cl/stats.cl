@@ -410,10 +410,6 @@ __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
     }
 }
 
-/* Running-statistics conventions (clbn_running_update). */
-#define CLBN_UPDATE_PYTORCH 0
-#define CLBN_UPDATE_ONNX 1
-
 /* The training forward's variants (clbn_op_desc; the kernels' `variant`
  * argument, 0 = plain batch norm): */
 #define CLBN_VARIANT_SKIP_NONFINITE 1 /* a channel whose mean or variance is not finite keeps
@@ -458,13 +454,10 @@ inline void write_channel_stats(ulong c, acc mean, acc var, acc invstd, acc unbi
             skipped[c] += 1u;
         return;
     }
-    if (update == CLBN_UPDATE_ONNX) { /* momentum weights the old value, biased variance */
-        running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
-        running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
-    } else {
-        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
-    }
+    const acc2 r = running_rule(running_mean[c], running_var[c], mean,
+                                update == CLBN_UPDATE_ONNX ? var : var * unbias, momentum, update);
+    running_mean[c] = r.x;
+    running_var[c] = r.y;
 }
 
 /* One work-item per channel. pivot_stride: the pivot of channel c is
@@ -526,13 +519,10 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
         params[3 * C + c] = running_mean[c];
         params[4 * C + c] = running_var[c];
     } else if (running_mean) {
-        if (update == CLBN_UPDATE_ONNX) {
-            params[3 * C + c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
-            params[4 * C + c] = momentum * running_var[c] + (1.0f - momentum) * var;
-        } else {
-            params[3 * C + c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-            params[4 * C + c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
-        }
+        const acc2 r = running_rule(running_mean[c], running_var[c], mean,
+                                    update == CLBN_UPDATE_ONNX ? var : var * unbias, momentum, update);
+        params[3 * C + c] = r.x;
+        params[4 * C + c] = r.y;
     }
     if (variant & CLBN_VARIANT_RENORM) {
         /* y = w*(xhat*r + d) + b */

@@ -29,13 +29,9 @@ __kernel void clbn_vbatch_commit(__global const acc *parts, ulong G, ulong C, ac
             skipped[c] += 1u;
         return;
     }
-    if (update == CLBN_UPDATE_ONNX) {
-        running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean;
-        running_var[c] = momentum * running_var[c] + (1.0f - momentum) * var;
-    } else {
-        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * var;
-    }
+    const acc2 r = running_rule(running_mean[c], running_var[c], mean, var, momentum, update);
+    running_mean[c] = r.x;
+    running_var[c] = r.y;
 }
 
 /* The backward's dweight and dbias: the sums over the groups of
