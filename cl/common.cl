@@ -78,7 +78,19 @@ inline ushort8 bf16_from_float8(float8 f)
 #define LOAD1(p, i) as_float((uint)((p)[i]) << 16)
 #define LOAD8(p, i) as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
 #define STORE1(v, p, i) ((p)[i] = bf16_from_float(v))
-#define STORE8(v, p, i) vstore8(bf16_from_float8(v), 0, (p) + (i))
+/* Eight bfloat16 values stored with one vector store where the address
+ * allows: PoCL 3.1 compiles vstore8 of ushort into eight 2-byte stores, but
+ * vstore4 of uint into one (the float16 store, vstore_half8_rte, is one
+ * already). */
+inline void bf16_store8(float8 v, __global ushort *p)
+{
+    const ushort8 h = bf16_from_float8(v);
+    if (((size_t)p & 3) == 0)
+        vstore4(as_uint4(h), 0, (__global uint *)p);
+    else
+        vstore8(h, 0, p);
+}
+#define STORE8(v, p, i) bf16_store8((v), (p) + (i))
 #else
 #error "clbn: no CLBN_DTYPE_* defined for this program"
 #endif
