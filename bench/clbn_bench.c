@@ -163,7 +163,7 @@ static void usage(const char *msg)
             "  --tune MS        with --plan: clbn_plan_tune the plan first (budget MS), recorded in\n"
             "                   $CLBN_TUNING_DB; later runs' plans of that shape class take it\n"
             "  --tuning TEXT    with --plan: clbn_plan_set_tuning(plan, TEXT) first, e.g.\n"
-            "                   \"rows_spatial=4096 flat_item=512\" (docs/tuning.md)\n"
+            "                   \"flat_spatial=0 item_elements=1024\" (docs/tuning.md)\n"
             "  --label NAME     the CSV's impl column (default clbn, clbn-f16, ...)\n"
             "  --startup        time create_default + prepare + first call instead (cold when\n"
             "                   POCL_CACHE_DIR is empty, warm when PoCL has the kernels cached)\n"
