@@ -7,7 +7,8 @@
  * clbn_inference_params. The fused variants (clbn_fused_op) add the residual z
  * (when z is not NULL) and apply ReLU (flags & CLBN_NORM_RELU) in the same
  * pass; flags & CLBN_NORM_STREAM asks for streaming stores of y (large
- * outputs, vectors aligned: common.cl, STORE8_STREAM). y may
+ * outputs, vectors aligned: common.cl, STORE8_STREAM); `ahead` is the software
+ * prefetch distance in values (clbn_tuning.norm_prefetch; 0: none). y may
  * alias x or z: every element is read and written by the same work-item.
  * Kernels: clbn_normalize_nchw (rows of a planar tensor), clbn_normalize_flat
  * (planar, rows of 8-255 values, or any on GPUs: the tensor walked flat),
@@ -98,8 +99,8 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
                                   ulong cols_per_item, __global const data_t *z, int flags,
-                                  ulong x_off, ulong y_off, ulong z_off, ulong x_sn, ulong x_sc,
-                                  ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
+                                  ulong ahead, ulong x_off, ulong y_off, ulong z_off, ulong x_sn,
+                                  ulong x_sc, ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off; y += y_off; z += z_off;
@@ -112,18 +113,19 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
     const ulong s_end = min(S, s_begin + cols_per_item);
     const ulong r_end = min(rows, r_begin + rows_per_item);
     /* a group's items walk whole rows side by side (src/geometry.c), so the
-     * group reads one stream: fetch CLBN_PREFETCH_BYTES ahead in it (a long
-     * row's next segments, or the next rows; a view's rows are wherever its
-     * strides put them) */
-    const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
+     * group reads one stream: fetch `ahead` values ahead in it (a long row's
+     * next segments, or the next rows; a view's rows are wherever its
+     * strides put them), or nothing when ahead is 0 */
     ulong c = r_begin % C, n = r_begin / C; /* one division per item, not per row */
     for (ulong r = r_begin; r < r_end; ++r) {
         const acc center = params[c], scale = params[C + c], shift = params[2 * C + c];
         __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
         __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
-        PREFETCH_RUN(xr + ahead + s_begin, s_end - s_begin);
-        if (z)
-            PREFETCH_RUN(zr + ahead + s_begin, s_end - s_begin);
+        if (ahead) {
+            PREFETCH_RUN(xr + ahead + s_begin, s_end - s_begin);
+            if (z)
+                PREFETCH_RUN(zr + ahead + s_begin, s_end - s_begin);
+        }
         ulong s = s_begin;
         for (; s + 8 <= s_end; s += 8)
             EMIT8_P(xr, zr, yr, s, center, scale, shift);
@@ -145,8 +147,8 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset,
                                   ulong rows, ulong C, ulong S, ulong rows_per_item,
                                   ulong cols_per_item, __global const data_t *z, int flags,
-                                  ulong x_off, ulong y_off, ulong z_off, ulong x_sn, ulong x_sc,
-                                  ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
+                                  ulong ahead, ulong x_off, ulong y_off, ulong z_off, ulong x_sn,
+                                  ulong x_sc, ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off; y += y_off; z += z_off;
@@ -178,9 +180,11 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
         }
         return;
     }
-    PREFETCH_RUN(x + begin + CLBN_PREFETCH_BYTES / sizeof(data_t), end - begin);
-    if (z)
-        PREFETCH_RUN(z + begin + CLBN_PREFETCH_BYTES / sizeof(data_t), end - begin);
+    if (ahead) {
+        PREFETCH_RUN(x + begin + ahead, end - begin);
+        if (z)
+            PREFETCH_RUN(z + begin + ahead, end - begin);
+    }
 #define FLAT_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
@@ -204,7 +208,7 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
-                                   int flags,
+                                   int flags, ulong ahead,
                                    ulong x_off, ulong y_off, ulong z_off)
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
@@ -221,7 +225,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             const acc8 center = vload8(0, params + c0), scale = vload8(0, params + C + c0),
                        shift = vload8(0, params + 2 * C + c0);
             for (ulong p = p_begin; p < p_end; ++p) {
-                if ((c0 & 15) == 0) { /* these channels of the next item's pixels */
+                if (ahead && (c0 & 15) == 0) { /* these channels of the next item's pixels */
                     PREFETCH(x + (p + n) * C + c0);
                     if (z)
                         PREFETCH(z + (p + n) * C + c0);
@@ -232,9 +236,11 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         return;
     }
     /* the group's items are adjacent: one stream, fetched ahead */
-    PREFETCH_RUN(x + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), n * C);
-    if (z)
-        PREFETCH_RUN(z + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), n * C);
+    if (ahead) {
+        PREFETCH_RUN(x + p_begin * C + ahead, n * C);
+        if (z)
+            PREFETCH_RUN(z + p_begin * C + ahead, n * C);
+    }
     if (C <= 64) { /* the whole row's parameters in registers */
         const uint nv = (uint)(C / 8);
         acc8 ce[8], sc[8], sh[8];
@@ -265,7 +271,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
 __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t *y,
                                   __global const acc *params, ulong params_offset, ulong P,
                                   ulong C, ulong pixels_per_item, __global const data_t *z, int flags,
-                                      ulong x_off, ulong y_off, ulong z_off)
+                                      ulong ahead, ulong x_off, ulong y_off, ulong z_off)
 {
     /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
     x += x_off; y += y_off; z += z_off;
@@ -275,9 +281,11 @@ __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t 
         return;
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
-    PREFETCH_RUN(x + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
-    if (z)
-        PREFETCH_RUN(z + p_begin * C + CLBN_PREFETCH_BYTES / sizeof(data_t), (p_end - p_begin) * C);
+    if (ahead) {
+        PREFETCH_RUN(x + p_begin * C + ahead, (p_end - p_begin) * C);
+        if (z)
+            PREFETCH_RUN(z + p_begin * C + ahead, (p_end - p_begin) * C);
+    }
 #define ANY_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
 #define ANY_EMIT1(i, c) EMIT1(i, params[c], params[C + c], params[2 * C + c])
     PERIOD_WALK(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT1);

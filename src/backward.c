@@ -123,11 +123,12 @@ clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, 
     if (clbn__is_planar(desc))
         step = CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
                          ARG(params_offset), ARG(rows), ARG(C), ARG(S), ARG(np->rows_per_item),
-                         ARG(np->cols_per_item), ARG_MEM(y), ARG_MEM(dz), ARG(stream));
+                         ARG(np->cols_per_item), ARG_MEM(y), ARG_MEM(dz), ARG(stream),
+                         ARG(np->ahead));
     else
         step = CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
                          ARG(params_offset), ARG(P), ARG(C), ARG(np->pixels_per_item), ARG_MEM(y),
-                         ARG_MEM(dz), ARG(stream));
+                         ARG_MEM(dz), ARG(stream), ARG(np->ahead));
     clbn__step_offsets(&step, 5, off);
     if (clbn__is_planar(desc))
         clbn__step_rows(&step, 5, rs, desc); /* x, dy, dx, y, dz */

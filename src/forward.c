@@ -80,10 +80,10 @@ clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_des
     if (clbn__is_planar(desc))
         step = CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
                          ARG(rows), ARG(C), ARG(S), ARG(plan->rows_per_item), ARG(plan->cols_per_item),
-                         ARG_MEM(z), ARG(flags));
+                         ARG_MEM(z), ARG(flags), ARG(plan->ahead));
     else
         step = CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset), ARG(P),
-                         ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(flags));
+                         ARG(C), ARG(plan->pixels_per_item), ARG_MEM(z), ARG(flags), ARG(plan->ahead));
     clbn__step_offsets(&step, 3, off);
     if (clbn__is_planar(desc))
         clbn__step_rows(&step, 3, rs, desc); /* x, y, z */

@@ -228,7 +228,7 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
                           const clbn_kernel_family *kf, const clbn_tensor_desc *desc,
                           const clbn_tuning *t, clbn_norm_plan *plan)
 {
-    (void)ctx; /* the device's facts come in through *t */
+    /* the device's facts come in through *t; ctx says whether its kernels prefetch */
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     memset(plan, 0, sizeof *plan);
     clbn_launch *l = &plan->launch;
@@ -241,6 +241,11 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
                      (S < t->flat_spatial || t->gpu_geometry);
     const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
     plan->stream = stream_output(t, desc, aligned);
+    /* software prefetches (where the context has them: cl/common.cl) this
+     * far ahead of the pass's input streams, in whole 8-value vectors;
+     * none in the groups of whole NCHW rows unless tuned */
+    const size_t pf = clbn__is_planar(desc) && !flat ? t->norm_row_prefetch : t->norm_prefetch;
+    plan->ahead = ctx->prefetch ? pf / clbn__dtype_size(desc->dtype) / VEC * VEC : 0;
     if (flat) {
         /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
          * work-item, each lane with its own channel's parameters

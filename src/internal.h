@@ -125,6 +125,8 @@ typedef struct clbn_tuning {
     size_t rows_items_per_cu; /*  work-items per compute unit at least */
     size_t rows_group;       /*   work-items per group (pow2) */
     size_t flat_item;        /* elements per work-item of the flat elementwise walk (multiple of 8) */
+    size_t norm_prefetch;    /* elementwise passes over pixels or flat runs: prefetch distance, bytes (0: none) */
+    size_t norm_row_prefetch; /* elementwise passes by whole NCHW rows: the same */
     size_t channel_bytes;    /* channel-resident path: a channel's bytes read twice, at most (0: never) */
     size_t channel_groups_per_cu; /* channels per compute unit at least */
     size_t channel_min_s;    /*   backward: rows of at least this many values */
@@ -272,6 +274,7 @@ typedef struct clbn_norm_plan {
     cl_ulong rows_per_item, cols_per_item; /* NCHW */
     cl_ulong pixels_per_item;              /* NHWC */
     cl_int stream;                         /* streaming stores of the output(s) */
+    cl_ulong ahead;                        /* software prefetch distance, values (0: none) */
 } clbn_norm_plan;
 
 /* A layout's kernels of one kind that share the planner's geometry: NCHW

@@ -400,7 +400,10 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
             put_launch(&t, &plan->stats.launch, "");
         if (!is_internal(op))
             put_launch(&t, &plan->finalize, "");
-        put_launch(&t, &plan->norm.launch, plan->norm.stream ? " stream" : "");
+        char extra[64];
+        snprintf(extra, sizeof extra, "%s%s", plan->norm.stream ? " stream" : "",
+                 plan->norm.ahead ? " prefetch" : "");
+        put_launch(&t, &plan->norm.launch, extra);
         if (op == CLBN_OP_FORWARD_TRAINING)
             put_launch(&t, &plan->commit, " (with running statistics)");
         break;

@@ -306,6 +306,8 @@ static const axis axes[] = {
     A(nhwc_wide_pixels, 1, 2, 4, 8, 16),
     A(rows_spatial, 1, 64, 1024, 4096),
     A(flat_spatial, 1, 64, 256, 1024, 4096),
+    A(norm_prefetch, 1, 2048, 32768),
+    A(norm_row_prefetch, 2048, 8192, 32768),
     A(rows_run, 512, 1024, 4096, 8192),
     A(rows_item_values, 16384, 32768, 131072, 262144),
     A(rows_group, 2, 4, 16, 32),
@@ -315,7 +317,7 @@ static const axis axes[] = {
     A(stream_bytes, 1, (size_t)8 << 20, (size_t)16 << 20, (size_t)128 << 20, (size_t)1 << 40),
 };
 #undef A
-/* channel_bytes, small_elements, rows_spatial, flat_spatial: 1 stands for "never" (0 is
+/* channel_bytes, small_elements, rows_spatial, flat_spatial, norm_prefetch: 1 stands for "never" (0 is
  * used for it below; values of 0 end a list) */
 
 static size_t *field_at(clbn_tuning *t, size_t offset)

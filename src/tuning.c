@@ -44,6 +44,8 @@ static const field fields[] = {
     F(rows_items_per_cu, 0, ANY),
     F(rows_group, 1, POW2),
     F(flat_item, 8, MULT8),
+    F(norm_prefetch, 0, ANY),
+    F(norm_row_prefetch, 0, ANY),
     F(channel_bytes, 0, ANY),
     F(channel_groups_per_cu, 0, ANY),
     F(channel_min_s, 0, ANY),

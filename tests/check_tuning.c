@@ -53,7 +53,8 @@ static const char *const extremes[] = {
     "small_elements=0 channel_bytes=0 rows_spatial=" BIG " rows_run=" BIG " rows_item_values=" BIG " rows_items_per_cu=0",
     "gpu_geometry=1",
     "gpu_geometry=1 small_elements=0 channel_bytes=0 rows_spatial=0 group=8 norm_group=8",
-    "stream_bytes=0",
+    "stream_bytes=0 norm_prefetch=0 norm_row_prefetch=0",
+    "norm_prefetch=" BIG " norm_row_prefetch=" BIG,
 };
 enum { NEXTREMES = sizeof extremes / sizeof *extremes };
 
@@ -224,7 +225,7 @@ START_TEST(heuristics_choices)
                                "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
                                "nhwc_wide_pixels=0 small_elements=262144 small_items_per_cu=2 "
                                "rows_spatial=256 flat_spatial=48 rows_run=2048 rows_item_values=65536 "
-                               "rows_items_per_cu=8 rows_group=8 flat_item=1024 "
+                               "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=0 "
                                "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
                                "channel_cols=512 stream_bytes=50331648 gpu_geometry=0");
     /* 64-CU GPU, 4 MiB L2: GPU geometry, more groups per CU, a channel
