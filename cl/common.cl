@@ -247,18 +247,21 @@ inline void bf16_store8(float8 v, __global ushort *p)
     } while (0)
 
 /* The running statistics' update rule (clbn_running_update): PyTorch's,
- * momentum weighting the batch's value, or ONNX's, momentum weighting the
- * old one. `var` is the variance the rule takes (PyTorch: unbiased; ONNX:
- * biased). The new (mean, var). Used by stats.cl and vbatch.cl. */
+ * momentum weighting the batch's value and taking the unbiased variance
+ * (var * unbias, unbias = m/(m - 1)), or ONNX's, momentum weighting the old
+ * value and taking the biased variance `var` as it is. The new (mean, var).
+ * Used by stats.cl, sync.cl and vbatch.cl (which averages variances already
+ * chosen by the rule and passes unbias = 1). */
 #define CLBN_UPDATE_PYTORCH 0
 #define CLBN_UPDATE_ONNX 1
-inline acc2 running_rule(acc old_mean, acc old_var, acc mean, acc var, acc momentum, int update)
+inline acc2 running_rule(acc old_mean, acc old_var, acc mean, acc var, acc unbias, acc momentum,
+                         int update)
 {
     if (update == CLBN_UPDATE_ONNX)
         return (acc2)(momentum * old_mean + (1.0f - momentum) * mean,
                       momentum * old_var + (1.0f - momentum) * var);
     return (acc2)((1.0f - momentum) * old_mean + momentum * mean,
-                  (1.0f - momentum) * old_var + momentum * var);
+                  (1.0f - momentum) * old_var + momentum * (var * unbias));
 }
 
 /* Eight values p[0], p[stride], ..., p[7*stride] (NHWC channel columns). */

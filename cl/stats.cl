@@ -454,8 +454,7 @@ inline void write_channel_stats(ulong c, acc mean, acc var, acc invstd, acc unbi
             skipped[c] += 1u;
         return;
     }
-    const acc2 r = running_rule(running_mean[c], running_var[c], mean,
-                                update == CLBN_UPDATE_ONNX ? var : var * unbias, momentum, update);
+    const acc2 r = running_rule(running_mean[c], running_var[c], mean, var, unbias, momentum, update);
     running_mean[c] = r.x;
     running_var[c] = r.y;
 }
@@ -519,8 +518,8 @@ __kernel void clbn_stats_finalize(__global const acc4 *partial, uint splits, ulo
         params[3 * C + c] = running_mean[c];
         params[4 * C + c] = running_var[c];
     } else if (running_mean) {
-        const acc2 r = running_rule(running_mean[c], running_var[c], mean,
-                                    update == CLBN_UPDATE_ONNX ? var : var * unbias, momentum, update);
+        const acc2 r =
+            running_rule(running_mean[c], running_var[c], mean, var, unbias, momentum, update);
         params[3 * C + c] = r.x;
         params[4 * C + c] = r.y;
     }

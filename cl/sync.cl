@@ -96,9 +96,11 @@ __kernel void clbn_sync_finalize(__global const acc4 *set, ulong C, acc inv_m, a
         save_mean[c] = mean;
     if (save_invstd)
         save_invstd[c] = invstd;
-    if (running_mean) {
-        params[3 * C + c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-        params[4 * C + c] = (1.0f - momentum) * running_var[c] + momentum * (var * unbias);
+    if (running_mean) { /* the synchronized calls take PyTorch's rule */
+        const acc2 r = running_rule(running_mean[c], running_var[c], mean, var, unbias, momentum,
+                                    CLBN_UPDATE_PYTORCH);
+        params[3 * C + c] = r.x;
+        params[4 * C + c] = r.y;
     }
     const acc scale = (weight ? weight[c] : 1.0f) * invstd;
     /* y = (x - mean)*scale + bias with x - mean = (x - hi) - lo */

@@ -29,7 +29,7 @@ __kernel void clbn_vbatch_commit(__global const acc *parts, ulong G, ulong C, ac
             skipped[c] += 1u;
         return;
     }
-    const acc2 r = running_rule(running_mean[c], running_var[c], mean, var, momentum, update);
+    const acc2 r = running_rule(running_mean[c], running_var[c], mean, var, 1.0f, momentum, update);
     running_mean[c] = r.x;
     running_var[c] = r.y;
 }
