@@ -95,18 +95,69 @@ static void assert_close_d(const char *what, clbn_dtype t, const double *got, co
 
 /* ---- the load/store code, every 16-bit pattern ---------------------------- */
 
-static void check_all_patterns(clbn_dtype t)
+/* One call for all n = 65536 patterns goes through the vector code
+ * (LOAD8/STORE8); the scalar code (LOAD1/STORE1: the last count % 8 values
+ * of a call) gets every pattern too, from calls of 7 values each on
+ * sub-buffers whose origins are the device's base alignment apart. */
+enum { SCALAR_RUN = 7 };
+
+static void convert_scalar_runs(clbn_dtype t, const uint16_t *bits, size_t n, float *f,
+                                uint16_t *back)
+{
+    cl_uint align_bits = 0;
+    TU_CL(clGetDeviceInfo(tu_device(), CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
+                          &align_bits, NULL));
+    size_t slot = align_bits / 8; /* bytes between two calls' origins */
+    while (slot < SCALAR_RUN * sizeof(float))
+        slot += align_bits / 8 ? align_bits / 8 : 32;
+    const size_t calls = (n + SCALAR_RUN - 1) / SCALAR_RUN;
+    uint16_t *in16 = tu_alloc(calls * slot), *out16 = tu_alloc(calls * slot);
+    float *out32 = tu_alloc(calls * slot);
+    for (size_t i = 0; i < n; ++i)
+        in16[i / SCALAR_RUN * (slot / 2) + i % SCALAR_RUN] = bits[i];
+    cl_mem m16 = tu_buffer(calls * slot, in16), m32 = tu_buffer(calls * slot, NULL);
+    cl_mem mback = tu_buffer(calls * slot, NULL);
+    for (size_t k = 0; k < calls; ++k) {
+        const size_t count = k + 1 < calls ? SCALAR_RUN : n - k * SCALAR_RUN;
+        const cl_buffer_region r16 = {k * slot, count * 2}, r32 = {k * slot, count * 4};
+        cl_int err;
+        cl_mem s16 = clCreateSubBuffer(m16, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r16, &err);
+        TU_CL(err);
+        cl_mem s32 = clCreateSubBuffer(m32, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r32, &err);
+        TU_CL(err);
+        cl_mem sback = clCreateSubBuffer(mback, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r16, &err);
+        TU_CL(err);
+        TU_OK(clbn_convert(tu_ctx(), NULL, t, s16, CLBN_FLOAT32, s32, count, 0, NULL, NULL));
+        TU_OK(clbn_convert(tu_ctx(), NULL, CLBN_FLOAT32, s32, t, sback, count, 0, NULL, NULL));
+        clReleaseMemObject(s16), clReleaseMemObject(s32), clReleaseMemObject(sback);
+    }
+    tu_read(m32, out32, calls * slot);
+    tu_read(mback, out16, calls * slot);
+    for (size_t i = 0; i < n; ++i) {
+        f[i] = out32[i / SCALAR_RUN * (slot / 4) + i % SCALAR_RUN];
+        back[i] = out16[i / SCALAR_RUN * (slot / 2) + i % SCALAR_RUN];
+    }
+    tu_release(m16), tu_release(m32), tu_release(mback);
+    free(in16), free(out16), free(out32);
+}
+
+static void check_all_patterns(clbn_dtype t, int scalar)
 {
     const size_t n = 65536;
     uint16_t *bits = tu_alloc(n * 2), *back = tu_alloc(n * 2);
     float *f = tu_floats(n);
     for (size_t i = 0; i < n; ++i)
         bits[i] = (uint16_t)i;
-    cl_mem m16 = tu_buffer(n * 2, bits), m32 = tu_buffer_nan(n), mback = tu_buffer(n * 2, NULL);
-    TU_OK(clbn_convert(tu_ctx(), NULL, t, m16, CLBN_FLOAT32, m32, n, 0, NULL, NULL));
-    TU_OK(clbn_convert(tu_ctx(), NULL, CLBN_FLOAT32, m32, t, mback, n, 0, NULL, NULL));
-    tu_read_floats(m32, f, n);
-    tu_read(mback, back, n * 2);
+    if (scalar) {
+        convert_scalar_runs(t, bits, n, f, back);
+    } else {
+        cl_mem m16 = tu_buffer(n * 2, bits), m32 = tu_buffer_nan(n), mback = tu_buffer(n * 2, NULL);
+        TU_OK(clbn_convert(tu_ctx(), NULL, t, m16, CLBN_FLOAT32, m32, n, 0, NULL, NULL));
+        TU_OK(clbn_convert(tu_ctx(), NULL, CLBN_FLOAT32, m32, t, mback, n, 0, NULL, NULL));
+        tu_read_floats(m32, f, n);
+        tu_read(mback, back, n * 2);
+        tu_release(m16), tu_release(m32), tu_release(mback);
+    }
     for (size_t i = 0; i < n; ++i) {
         const float want = t == CLBN_FLOAT16 ? tu_half_to_float(bits[i]) : tu_bf16_to_float(bits[i]);
         if (isnan(want)) {
@@ -116,22 +167,24 @@ static void check_all_patterns(clbn_dtype t)
         } else {
             ck_assert_msg(memcmp(&f[i], &want, 4) == 0, "%s %04zx: load gave %a, want %a", tname(t), i,
                           (double)f[i], (double)want);
-            ck_assert_msg(back[i] == bits[i], "%s %04zx: stored back as %04x", tname(t), i, back[i]);
+            ck_assert_msg(back[i] == bits[i], "%s %04zx: stored back as %04x (%s)", tname(t), i,
+                          back[i], scalar ? "scalar" : "vector");
         }
     }
-    tu_release(m16), tu_release(m32), tu_release(mback);
     free(bits), free(back), free(f);
 }
 
 START_TEST(test_half_patterns)
 {
-    check_all_patterns(CLBN_FLOAT16);
+    check_all_patterns(CLBN_FLOAT16, 0);
+    check_all_patterns(CLBN_FLOAT16, 1);
 }
 END_TEST
 
 START_TEST(test_bfloat16_patterns)
 {
-    check_all_patterns(CLBN_BFLOAT16);
+    check_all_patterns(CLBN_BFLOAT16, 0);
+    check_all_patterns(CLBN_BFLOAT16, 1);
 }
 END_TEST
 
