@@ -53,9 +53,24 @@ inline float8 clbn_half8_load(__global const half *p)
     const ushort8 h = vload8(0, (__global const ushort *)p);
     return vload_half8(0, (const __private half *)&h);
 }
-#define LOAD1(p, i) vload_half(0, (p) + (i))
+/* One value through the same 8-lane conversions: PoCL 3.1 compiles the
+ * scalar vload_half and vstore_half_rte into integer arithmetic (seen in
+ * its generated code), the 8-lane forms on private memory into the CPU's
+ * conversion instructions. (The scalar forms are the NCHW rows' tails.) */
+inline float clbn_half_load1(__global const half *p)
+{
+    const ushort8 h = (ushort8)(*(__global const ushort *)p);
+    return vload_half8(0, (const __private half *)&h).s0;
+}
+inline void clbn_half_store1(float v, __global half *p)
+{
+    ushort8 h;
+    vstore_half8_rte((float8)(v), 0, (__private half *)&h);
+    *(__global ushort *)p = h.s0;
+}
+#define LOAD1(p, i) clbn_half_load1((p) + (i))
 #define LOAD8(p, i) clbn_half8_load((p) + (i))
-#define STORE1(v, p, i) vstore_half_rte((v), 0, (p) + (i))
+#define STORE1(v, p, i) clbn_half_store1((v), (p) + (i))
 #define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
 #elif defined(CLBN_DTYPE_BFLOAT16)
 /* bfloat16: the upper 16 bits of a float; stores round to nearest even and
