@@ -35,22 +35,24 @@
 #define CLBN_BWD_PARAMS_TRAINING 1  /* mean[C], A[C], B[C], K[C] for the dx kernels */
 #define CLBN_BWD_PARAMS_INFERENCE 2 /* 0, A = w*invstd, 0, 0 for the dx kernels (x unused) */
 
-/* Tree-sums the pairs (a, b) held in local arrays, slot `slot` over the
- * `parts` entries slot + k*stride_k, in a fixed pairing (as stat_local_tree).
- * All work-items of the group must call it; the result is in entry k = 0. */
+/* Tree-sums the pairs (a, b) held in local arrays, `width` slots slot + w of
+ * each of the `parts` entries slot + k*stride_k, in a fixed pairing (as
+ * stat_local_tree). All work-items of the group must call it; the result is
+ * in entry k = 0. */
 inline void bwd_local_tree(__local acc *a, __local acc *b, uint k, uint parts, uint slot,
-                           uint stride_k)
+                           uint stride_k, uint width)
 {
     uint span = 1;
     while (span < parts)
         span <<= 1;
     for (uint step = span >> 1; step > 0; step >>= 1) {
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (k < step && k + step < parts) {
-            uint i = slot + k * stride_k, j = slot + (k + step) * stride_k;
-            a[i] += a[j];
-            b[i] += b[j];
-        }
+        if (k < step && k + step < parts)
+            for (uint w = 0; w < width; ++w) {
+                const uint i = slot + k * stride_k + w, j = slot + (k + step) * stride_k + w;
+                a[i] += a[j];
+                b[i] += b[j];
+            }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 }
@@ -198,7 +200,7 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
     }
     lsum[l] = sum8(a8) + a1;
     lsumx[l] = sum8(b8) + b1;
-    bwd_local_tree(lsum, lsumx, l, (uint)get_local_size(0), 0, 1);
+    bwd_local_tree(lsum, lsumx, l, (uint)get_local_size(0), 0, 1, 1);
     if (l == 0)
         partial[g * C + c] = (acc2)(lsum[0], lsumx[0]);
 }
@@ -296,9 +298,96 @@ __kernel void clbn_backward_reduce_nhwc_any(__global const data_t *x, __global c
     }
     lsum[l] = sum;
     lsumx[l] = sumx;
-    bwd_local_tree(lsum, lsumx, lp, parts, lc, col_parts);
+    bwd_local_tree(lsum, lsumx, lp, parts, lc, col_parts, 1);
     if (lp == 0 && c < C)
         partial[g * C + c] = (acc2)(lsum[lc], lsumx[lc]);
+}
+
+/* NHWC whose period of lcm(8, C) values takes at most CLBN_PERIOD_VECS
+ * vectors: each work-item takes every channel of a contiguous range of
+ * pixels, reading vectors whose lane j of vector k holds channel
+ * (8k + j) % C, then the values after the last whole period by channel; a
+ * channel's lanes are summed in lane order, then the group's work-items by
+ * bwd_local_tree, C slots each. Arguments as clbn_backward_reduce_nhwc_any,
+ * geometry as clbn_stats_nhwc_period (col_parts unused). */
+__kernel void clbn_backward_reduce_nhwc_period(__global const data_t *x, __global const data_t *dy,
+                                               __global const acc *mean, ulong P, ulong C,
+                                               ulong pixels_per_group, uint col_parts,
+                                               ulong pixels_per_item, __global acc2 *partial,
+                                               __global const data_t *y,
+                                               ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
+{
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
+    __local acc lsum[CLBN_LOCAL_SLOTS], lsumx[CLBN_LOCAL_SLOTS];
+    (void)col_parts;
+    const uint g = (uint)get_group_id(1);
+    const uint l = (uint)get_local_id(0);
+    const uint parts = (uint)get_local_size(0);
+    const uint nc = (uint)C, nv = period_vectors(nc);
+    const ulong q = 8 * nv;
+    const ulong2 pixels = item_pixels(P, pixels_per_group, pixels_per_item);
+    const ulong e1 = pixels.y * C;
+
+    acc8 mu[CLBN_PERIOD_VECS], a8[CLBN_PERIOD_VECS], b8[CLBN_PERIOD_VECS];
+#pragma unroll
+    for (uint k = 0; k < CLBN_PERIOD_VECS; ++k) {
+        mu[k] = k < nv ? LANES8(AT1, mean, period_channels(k, nc)) : (acc8)(0.0f);
+        a8[k] = (acc8)(0.0f);
+        b8[k] = (acc8)(0.0f);
+    }
+    ulong e = pixels.x * C;
+    if (y) {
+        for (; e + q <= e1; e += q) {
+#pragma unroll
+            for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
+                if (k < nv) {
+                    const acc8 g8 = RELU_GRAD8(LOAD8(dy, e + 8 * k), LOAD8(y, e + 8 * k));
+                    a8[k] += g8;
+                    b8[k] = fma(g8, LOAD8(x, e + 8 * k) - mu[k], b8[k]);
+                }
+        }
+    } else {
+        for (; e + q <= e1; e += q) {
+#pragma unroll
+            for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
+                if (k < nv) {
+                    const acc8 g8 = LOAD8(dy, e + 8 * k);
+                    a8[k] += g8;
+                    b8[k] = fma(g8, LOAD8(x, e + 8 * k) - mu[k], b8[k]);
+                }
+        }
+    }
+    /* lane i = 8k + j holds channel i % C */
+    acc la[8 * CLBN_PERIOD_VECS], lb[8 * CLBN_PERIOD_VECS];
+#pragma unroll
+    for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
+        if (k < nv) {
+            vstore8(a8[k], k, la);
+            vstore8(b8[k], k, lb);
+        }
+    const uint after = (uint)(e % C); /* the channel of value e */
+    for (uint c = 0; c < nc; ++c) {
+        acc sa = 0.0f, sb = 0.0f;
+        for (uint i = c; i < 8 * nv; i += nc) {
+            sa += la[i];
+            sb += lb[i];
+        }
+        const acc m = mean[c];
+        for (ulong t = e + (c + nc - after) % nc; t < e1; t += C) {
+            acc g1 = LOAD1(dy, t);
+            if (y)
+                g1 = RELU_GRAD1(g1, LOAD1(y, t));
+            sa += g1;
+            sb = fma(g1, LOAD1(x, t) - m, sb);
+        }
+        lsum[l * nc + c] = sa;
+        lsumx[l * nc + c] = sb;
+    }
+    bwd_local_tree(lsum, lsumx, l, parts, 0, nc, nc);
+    if (l == 0)
+        for (uint c = 0; c < nc; ++c)
+            partial[g * C + c] = (acc2)(lsum[c], lsumx[c]);
 }
 
 /* NHWC with C % 8 == 0: group (channel block, pixel tile); each work-item

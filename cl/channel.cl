@@ -43,7 +43,7 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     }
     lsum[l] = sum8(a8) + a1;
     lsumx[l] = sum8(b8) + b1;
-    bwd_local_tree(lsum, lsumx, l, L, 0, 1);
+    bwd_local_tree(lsum, lsumx, l, L, 0, 1, 1);
     const acc sum = lsum[0], sumx = lsumx[0];
     if (l == 0) {
         if (dweight)
@@ -107,7 +107,7 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     ln[l] = st.n;
     lmean[l] = st.mean;
     lm2[l] = st.m2;
-    stat_local_tree(ln, lmean, lm2, l, L, 0, 1);
+    stat_local_tree(ln, lmean, lm2, l, L, 0, 1, 1);
     const acc dmean = lmean[0], mean = pivot + dmean;
     const acc var = lm2[0] * inv_m;
     const acc invstd = 1.0f / sqrt(var + epsilon);

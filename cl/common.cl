@@ -230,6 +230,38 @@ inline void bf16_store8(float8 v, __global ushort *p)
         }                                                                        \
     } while (0)
 
+/* NHWC periods: the channels of 8-value vectors read from a pixel's start
+ * repeat every lcm(8, C) values, period_vectors(C) = C / gcd(8, C) vectors
+ * (C = 3: 3 vectors, 24 values); lane j of vector k of every period holds
+ * channel (8k + j) % C, period_channels(k, C). */
+inline uint period_vectors(uint C)
+{
+    return C / ((C & 7) == 0 ? 8 : (C & 3) == 0 ? 4 : (C & 1) == 0 ? 2 : 1);
+}
+
+inline uint8 period_channels(uint k, uint C)
+{
+    return ((uint8)(0, 1, 2, 3, 4, 5, 6, 7) + (uint8)(8 * k)) % (uint8)(C);
+}
+
+/* The pixels [begin, end) of work-item get_local_id(0) in the tile of group
+ * get_group_id(1): tiles of pixels_per_group, pixels_per_item per work-item
+ * (the period reductions; empty past the tile's end). */
+inline ulong2 item_pixels(ulong P, ulong pixels_per_group, ulong pixels_per_item)
+{
+    const ulong g = get_group_id(1), l = get_local_id(0);
+    const ulong tile_end = min(P, (g + 1) * pixels_per_group);
+    const ulong begin = min(tile_end, g * pixels_per_group + l * pixels_per_item);
+    return (ulong2)(begin, min(tile_end, begin + pixels_per_item));
+}
+
+/* The eight values LD(src, i) at the indices of a uint8 (a per-lane channel
+ * vector: PERIOD_WALK's parameters, the period reductions' pivots and means). */
+#define LANES8(LD, src, cv)                                                                \
+    ((acc8)(LD(src, (cv).s0), LD(src, (cv).s1), LD(src, (cv).s2), LD(src, (cv).s3),          \
+            LD(src, (cv).s4), LD(src, (cv).s5), LD(src, (cv).s6), LD(src, (cv).s7)))
+#define AT1(p, i) ((p)[i])
+
 /* The walk over a work-item's run [e0, e1) of an NHWC tensor with any C
  * (the elementwise kernels clbn_normalize_nhwc_any, clbn_backward_dx_nhwc_any;
  * e0 a multiple of C): the lanes' channels repeat every Q = lcm(8, C) values,
@@ -241,17 +273,14 @@ inline void bf16_store8(float8 v, __global ushort *p)
  * Needs C and params in scope. */
 #define PERIOD_WALK(e0, e1, NP, EMITV, EMIT1V)                                        \
     do {                                                                              \
-        const uint g_ = (C & 7) == 0 ? 8 : (C & 3) == 0 ? 4 : (C & 1) == 0 ? 2 : 1;  \
-        const ulong q_ = 8 * C / g_, whole_ = (e0) + ((e1) - (e0)) / q_ * q_;        \
+        const ulong q_ = 8 * period_vectors((uint)C);                                 \
+        const ulong whole_ = (e0) + ((e1) - (e0)) / q_ * q_;                          \
         const uint step_ = (uint)(8 % C);                                             \
         uint8 cv_ = (uint8)(0, 1, 2, 3, 4, 5, 6, 7) % (uint8)((uint)C);               \
         for (ulong k_ = 0; k_ < q_; k_ += 8) {                                        \
             acc8 pv_[4];                                                              \
-            for (uint j_ = 0; j_ < (NP); ++j_) {                                      \
-                __global const acc *pp_ = params + j_ * C;                            \
-                pv_[j_] = (acc8)(pp_[cv_.s0], pp_[cv_.s1], pp_[cv_.s2], pp_[cv_.s3],  \
-                                 pp_[cv_.s4], pp_[cv_.s5], pp_[cv_.s6], pp_[cv_.s7]); \
-            }                                                                         \
+            for (uint j_ = 0; j_ < (NP); ++j_)                                        \
+                pv_[j_] = LANES8(AT1, params + j_ * C, cv_);                          \
             for (ulong e_ = (e0) + k_; e_ < whole_; e_ += q_)                         \
                 EMITV(e_, pv_);                                                       \
             cv_ += (uint8)(step_);                                                    \
@@ -352,27 +381,29 @@ inline stat_t stat_from_lanes(acc n, acc8 mean, acc8 m2)
     return r;
 }
 
-/* Tree-merges the work-group's statistics held in local arrays, slot `slot`
- * merged over the `parts` entries slot + k*stride_k (k = 0..parts-1), in a
- * fixed pairing so the result does not depend on timing. All work-items of the
- * group must call it. Returns with the result in entry k = 0. */
+/* Tree-merges the work-group's statistics held in local arrays: `width`
+ * slots slot + w (w < width) of each of the `parts` entries slot + k*stride_k
+ * (k = 0..parts-1), in a fixed pairing so the result does not depend on
+ * timing. All work-items of the group must call it. Returns with the result
+ * in entry k = 0. */
 inline void stat_local_tree(__local acc *ln, __local acc *lmean, __local acc *lm2,
-                            uint k, uint parts, uint slot, uint stride_k)
+                            uint k, uint parts, uint slot, uint stride_k, uint width)
 {
     uint span = 1;
     while (span < parts)
         span <<= 1;
     for (uint step = span >> 1; step > 0; step >>= 1) {
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (k < step && k + step < parts) {
-            uint i = slot + k * stride_k, j = slot + (k + step) * stride_k;
-            stat_t a = {ln[i], lmean[i], lm2[i]};
-            stat_t b = {ln[j], lmean[j], lm2[j]};
-            stat_t r = stat_merge(a, b);
-            ln[i] = r.n;
-            lmean[i] = r.mean;
-            lm2[i] = r.m2;
-        }
+        if (k < step && k + step < parts)
+            for (uint w = 0; w < width; ++w) {
+                const uint i = slot + k * stride_k + w, j = slot + (k + step) * stride_k + w;
+                stat_t a = {ln[i], lmean[i], lm2[i]};
+                stat_t b = {ln[j], lmean[j], lm2[j]};
+                stat_t r = stat_merge(a, b);
+                ln[i] = r.n;
+                lmean[i] = r.mean;
+                lm2[i] = r.m2;
+            }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 }

@@ -131,7 +131,7 @@ __kernel void clbn_stats_nchw_tiled(__global const data_t *x, ulong N, ulong C, 
     ln[l] = st.n;
     lmean[l] = st.mean;
     lm2[l] = st.m2;
-    stat_local_tree(ln, lmean, lm2, l, (uint)get_local_size(0), 0, 1);
+    stat_local_tree(ln, lmean, lm2, l, (uint)get_local_size(0), 0, 1, 1);
     if (l == 0)
         partial[g * C + c] = (acc4)(ln[0], lmean[0], lm2[0], 0.0f);
 }
@@ -274,9 +274,97 @@ __kernel void clbn_stats_nhwc_any(__global const data_t *x, ulong P, ulong C,
     ln[l] = st.n;
     lmean[l] = st.mean;
     lm2[l] = st.m2;
-    stat_local_tree(ln, lmean, lm2, lp, parts, lc, col_parts);
+    stat_local_tree(ln, lmean, lm2, lp, parts, lc, col_parts, 1);
     if (lp == 0 && c < C)
         partial[g * C + c] = (acc4)(ln[lc], lmean[lc], lm2[lc], 0.0f);
+}
+
+/* NHWC whose period of lcm(8, C) values takes at most CLBN_PERIOD_VECS
+ * vectors (C = 3, 5, 6, 7, 12, ...; geometry.c, tuning period_vectors):
+ * group = pixel tile; each work-item takes every channel of a contiguous
+ * range of pixels and reads it as vectors, lane j of vector k of each period
+ * accumulating channel (8k + j) % C (common.cl, period_channels) against that
+ * channel's pivot: blocks of 8 periods by BLOCK8_MERGE (vector j of a block
+ * is period j's vector k), then whole periods one Welford step per lane,
+ * then the values after the last whole period by channel. A channel's lanes
+ * merge in lane order, then the group's work-items by stat_local_tree, C
+ * slots each (parts * C <= CLBN_LOCAL_SLOTS). Arguments as
+ * clbn_stats_nhwc_any (col_parts unused). */
+#if !defined(CLBN_PERIOD_VECS) || CLBN_PERIOD_VECS != 8
+#error "CLBN_PERIOD_VECS comes from the host (src/internal.h); these kernels unroll 8 vectors"
+#endif
+__kernel void clbn_stats_nhwc_period(__global const data_t *x, ulong P, ulong C,
+                                     ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
+                                     __global acc4 *partial,
+                                     ulong x_off)
+{
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off;
+    __local acc ln[CLBN_LOCAL_SLOTS], lmean[CLBN_LOCAL_SLOTS], lm2[CLBN_LOCAL_SLOTS];
+    (void)col_parts;
+    const uint g = (uint)get_group_id(1);
+    const uint l = (uint)get_local_id(0);
+    const uint parts = (uint)get_local_size(0);
+    const uint nc = (uint)C, nv = period_vectors(nc);
+    const ulong q = 8 * nv;
+    const ulong2 pixels = item_pixels(P, pixels_per_group, pixels_per_item);
+    const ulong e1 = pixels.y * C;
+
+    acc8 pv[CLBN_PERIOD_VECS], vm[CLBN_PERIOD_VECS], vq[CLBN_PERIOD_VECS];
+#pragma unroll
+    for (uint k = 0; k < CLBN_PERIOD_VECS; ++k) {
+        pv[k] = k < nv ? LANES8(LOAD1, x, period_channels(k, nc)) : (acc8)(0.0f);
+        vm[k] = (acc8)(0.0f);
+        vq[k] = (acc8)(0.0f);
+    }
+    acc n = 0.0f; /* values per lane so far */
+    ulong e = pixels.x * C;
+    for (; e + 8 * q <= e1; e += 8 * q) {
+#pragma unroll
+        for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
+            if (k < nv)
+                BLOCK8_MERGE(n, vm[k], vq[k], x, e + 8 * k, q, pv[k]);
+        n += 8.0f;
+    }
+    for (; e + q <= e1; e += q) {
+        n += 1.0f;
+        const acc inv = 1.0f / n;
+#pragma unroll
+        for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
+            if (k < nv) {
+                const acc8 d = LOAD8(x, e + 8 * k) - pv[k];
+                const acc8 delta = d - vm[k];
+                vm[k] += delta * inv;
+                vq[k] += delta * (d - vm[k]);
+            }
+    }
+    /* lane i = 8k + j holds channel i % C; lanes 0..C-1 hold the pivots */
+    acc lp[8 * CLBN_PERIOD_VECS], lmv[8 * CLBN_PERIOD_VECS], lqv[8 * CLBN_PERIOD_VECS];
+#pragma unroll
+    for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
+        if (k < nv) {
+            vstore8(pv[k], k, lp);
+            vstore8(vm[k], k, lmv);
+            vstore8(vq[k], k, lqv);
+        }
+    const uint after = (uint)(e % C); /* the channel of value e */
+    for (uint c = 0; c < nc; ++c) {
+        stat_t st = stat_empty();
+        if (n > 0.0f)
+            for (uint i = c; i < 8 * nv; i += nc) {
+                const stat_t lane = {n, lmv[i], lqv[i]};
+                st = stat_merge(st, lane);
+            }
+        for (ulong t = e + (c + nc - after) % nc; t < e1; t += C)
+            st = stat_push(st, LOAD1(x, t) - lp[c]);
+        ln[l * nc + c] = st.n;
+        lmean[l * nc + c] = st.mean;
+        lm2[l * nc + c] = st.m2;
+    }
+    stat_local_tree(ln, lmean, lm2, l, parts, 0, nc, nc);
+    if (l == 0)
+        for (uint c = 0; c < nc; ++c)
+            partial[g * C + c] = (acc4)(ln[c], lmean[c], lm2[c], 0.0f);
 }
 
 /* NHWC with C % 8 == 0: group (channel block, pixel tile); each work-item

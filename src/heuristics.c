@@ -125,6 +125,10 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
     } else {
         t->stream_bytes = STREAM_BYTES;
     }
+    /* NHWC with C % 8 != 0: vector reads of whole periods of lcm(8, C)
+     * values wherever the kernels hold them (C = 3, 5, 6, 7, 12, ...); the
+     * channel-by-channel gathers only for longer periods (C = 9, 11, ...) */
+    t->period_vectors = CLBN_PERIOD_VECS;
     t->gpu_geometry = gpu;
 }
 

@@ -27,6 +27,8 @@
 #define CLBN_NHWC_WIDE 256  /* rows of this many channels or more take the wide NHWC kernels */
 #define CLBN_ROWS_CHANNELS 32 /* most channels per work-item of the short-row NCHW reductions */
 #define CLBN_GROUP_MAX 64   /* most work-items per group of the reductions: their __local slots */
+#define CLBN_PERIOD_VECS 8  /* NHWC, C % 8 != 0: the period reductions hold lcm(8, C) values in at
+                             * most this many 8-value vectors (C / gcd(8, C) of them) */
 #define CLBN_NHWC8_PARTS_MAX 8 /* most work-items per group of the NHWC block reductions, which
                                 * take CLBN_NHWC_BLOCK slots each; fewer where local memory is
                                 * small (program.c, nhwc8_parts) */
@@ -75,6 +77,8 @@ typedef enum clbn_kernel_id {
     CLBN_K_POPULATION_COMMIT,
     CLBN_K_VBATCH_COMMIT,  /* cl/vbatch.cl: virtual batches (src/vbatch.c) */
     CLBN_K_VBATCH_SUMS,
+    CLBN_K_STATS_NHWC_PERIOD,  /* NHWC reductions over whole periods of lcm(8, C) values */
+    CLBN_K_BWD_REDUCE_NHWC_PERIOD,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -132,6 +136,9 @@ typedef struct clbn_tuning {
     size_t channel_min_s;    /*   backward: rows of at least this many values */
     size_t channel_cols;     /*   values per piece of a row (multiple of 8) */
     size_t stream_bytes;     /* outputs from this size use streaming stores (where probed) */
+    size_t period_vectors;   /* NHWC reductions, C % 8 != 0: whole periods of lcm(8, C) values where
+                              * they take at most this many vectors (0: never; above CLBN_PERIOD_VECS
+                              * means CLBN_PERIOD_VECS) */
     size_t gpu_geometry;     /* 1: interleaved 8-value vectors (GPU geometry), 0: runs per work-item */
 } clbn_tuning;
 
@@ -283,7 +290,7 @@ typedef struct clbn_norm_plan {
  * values (the reductions' channel blocks, the elementwise passes' flat walk);
  * CLBN_K_COUNT: none. The NCHW variants take the same arguments. */
 typedef struct clbn_kernel_family {
-    clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide, nchw_rows;
+    clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide, nchw_rows, nhwc_period;
 } clbn_kernel_family;
 extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
 extern const clbn_kernel_family clbn__reduce_kernels;    /* backward reduction */

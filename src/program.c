@@ -56,6 +56,8 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_POPULATION_COMMIT] = "clbn_population_commit",
     [CLBN_K_VBATCH_COMMIT] = "clbn_vbatch_commit",
     [CLBN_K_VBATCH_SUMS] = "clbn_vbatch_sums",
+    [CLBN_K_STATS_NHWC_PERIOD] = "clbn_stats_nhwc_period",
+    [CLBN_K_BWD_REDUCE_NHWC_PERIOD] = "clbn_backward_reduce_nhwc_period",
 };
 
 /* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,
@@ -87,8 +89,9 @@ static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, 
 #endif
     snprintf(buf, len,
              "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d -DCLBN_ROWS_CHANNELS=%d "
-             "-DCLBN_LOCAL_SLOTS=%d -DCLBN_NHWC8_PARTS=%zu%s%s%s",
+             "-DCLBN_LOCAL_SLOTS=%d -DCLBN_PERIOD_VECS=%d -DCLBN_NHWC8_PARTS=%zu%s%s%s",
              dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, CLBN_ROWS_CHANNELS, CLBN_GROUP_MAX,
+             CLBN_PERIOD_VECS,
              nhwc8_parts(ctx, dtype),
              ctx->prefetch ? " -DCLBN_PREFETCH=1" : "", ctx->nt_stores ? " -DCLBN_NT_STORES=1" : "",
              werror);

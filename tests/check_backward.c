@@ -424,6 +424,28 @@ START_TEST(test_nhwc_channel_blocks)
 }
 END_TEST
 
+/* NHWC with C % 8 != 0 sums whole periods of lcm(8, C) values as vectors
+ * where they take at most 8 (src/geometry.c, tuning period_vectors): one
+ * vector (C = 1, 2, 4), gcd(8, C) = 1, 2, 4 with 3-7 vectors, the most (C =
+ * 28), and channel gathers beyond (C = 9, 18); pixel counts with and without
+ * whole periods per work-item. */
+static const size_t period_c[] = {1, 2, 3, 4, 5, 6, 7, 12, 14, 20, 28, 9, 18};
+static const size_t period_ns[][2] = {{3, 7}, {16, 49}, {8, 1000}};
+
+START_TEST(test_nhwc_periods)
+{
+    const size_t c = period_c[_i / 3], n = period_ns[_i % 3][0], sp = period_ns[_i % 2][1];
+    bw_opts o = default_opts();
+    bw_data d;
+    make_data(&d, n, c, sp, CLBN_LAYOUT_NHWC, &o);
+    for (int inference = 0; inference < 2; inference++) {
+        bw_call k = make_call(inference);
+        run_and_check(&d, &k, "NHWC periods");
+    }
+    free_data(&d);
+}
+END_TEST
+
 /* NCHW rows shorter than 256 values in tensors too large for the one-kernel
  * path: the short-row reduction and the flat dx walk (src/geometry.c), with rows
  * shorter than a vector, ending mid-vector and on a vector, a tensor that
@@ -1221,6 +1243,7 @@ static Suite *backward_suite(void)
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
     tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
+    tcase_add_loop_test(tc, test_nhwc_periods, 0, 39);
     tcase_add_loop_test(tc, test_nchw_short_rows, 0, 4);
     tcase_add_loop_test(tc, test_nchw_channel_resident, 0, 4);
     suite_add_tcase(s, tc);

@@ -309,6 +309,25 @@ START_TEST(test_nhwc_channel_blocks)
 }
 END_TEST
 
+/* NHWC with C % 8 != 0 reduces whole periods of lcm(8, C) values as vectors
+ * where they take at most 8 (src/geometry.c, tuning period_vectors): one
+ * vector (C = 1, 2, 4), gcd(8, C) = 1, 2, 4 with 3-7 vectors, the most (C =
+ * 28: 7 vectors, groups of 2 work-items), and channel gathers beyond (C = 9,
+ * 18); pixel counts that give a work-item blocks of 8 periods, single
+ * periods and values after the last whole period, or only the latter. */
+static const size_t period_c[] = {1, 2, 3, 4, 5, 6, 7, 12, 14, 20, 28, 9, 18};
+static const size_t period_ns[][2] = {{3, 7}, {16, 49}, {8, 1000}};
+
+START_TEST(test_nhwc_periods)
+{
+    const size_t c = period_c[_i / 3], n = period_ns[_i % 3][0], s = period_ns[_i % 3][1];
+    for (int training = 0; training < 2; training++) {
+        bn_case k = make_case(n, c, s, CLBN_LAYOUT_NHWC, training);
+        run_and_check(&k, "NHWC periods");
+    }
+}
+END_TEST
+
 /* NCHW rows shorter than 256 values, in tensors too large for the one-kernel
  * path, take the short-row reduction (a work-item per block of adjacent
  * channels) and the flat elementwise walk (src/geometry.c): rows shorter than a
@@ -714,6 +733,7 @@ static Suite *forward_suite(void)
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
     tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
+    tcase_add_loop_test(tc, test_nhwc_periods, 0, 39);
     tcase_add_loop_test(tc, test_nchw_short_rows, 0, 4);
     tcase_add_loop_test(tc, test_nchw_channel_resident, 0, 3);
     suite_add_tcase(s, tc);

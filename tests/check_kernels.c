@@ -10,7 +10,8 @@
  * (cl/small.cl), channel-resident training and backward (cl/channel.cl),
  * short-row NCHW reductions with the flat elementwise passes (S < 256, S % 8
  * == 0 and not), tiled NCHW reductions with the 2-D elementwise passes, NHWC
- * any C, NHWC C % 8 == 0 (block), NHWC wide (C >= 256), S == 1; for each the
+ * any C (the period reductions, C = 3, 5, 6; the channel gathers, C = 9),
+ * NHWC C % 8 == 0 (block), NHWC wide (C >= 256), S == 1; for each the
  * training forward (statistics, finalize, normalize, commit), the inference
  * forward (inference params), the backward (reduce, finalize, dx) and the
  * frozen backward, with the fused op (none, ReLU, add + ReLU) taking turns. The GPU
@@ -396,8 +397,10 @@ int main(void)
                 {2, 1, 300, CLBN_LAYOUT_NCHW, 0, "tiled NCHW, S % 8 != 0"},
                 {2, 1, 264, CLBN_LAYOUT_NCHW, 0, "tiled NCHW, S % 8 == 0"},
                 {5, 3, 1, CLBN_LAYOUT_NCHW, 0, "S = 1 (an N x C matrix)"},
-                {3, 5, 7, CLBN_LAYOUT_NHWC, 0, "NHWC any C"},
+                {3, 5, 7, CLBN_LAYOUT_NHWC, 0, "NHWC any C, period reductions"},
                 {4, 3, 50, CLBN_LAYOUT_NHWC, 0, "NHWC any C, whole periods in two work-items"},
+                {2, 6, 9, CLBN_LAYOUT_NHWC, 0, "NHWC any C, periods of 4 pixels"},
+                {2, 9, 7, CLBN_LAYOUT_NHWC, 0, "NHWC any C, channel gathers (C = 9)"},
                 {2, 16, 5, CLBN_LAYOUT_NHWC, 0, "NHWC C % 8 == 0"},
                 {2, 72, 3, CLBN_LAYOUT_NHWC, 0, "NHWC C % 8 == 0, two channel blocks"},
                 {1, 256, 3, CLBN_LAYOUT_NHWC, 0, "NHWC wide"},

@@ -32,7 +32,8 @@ static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, /* tiled */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 5, 3, 77},   /* tiled, S % 8 != 0 */
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 50},  /* NHWC, C % 8 == 0 */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 6, 3, 77},   /* NHWC, any C */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 6, 3, 77},   /* NHWC, whole periods (any C: period_vectors=0) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 9, 12, 61},  /* NHWC, C = 12: periods of 2 pixels, 3 vectors */
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* NHWC wide rows */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 9, 5, 1},    /* (N, C) */
 };
@@ -53,7 +54,8 @@ static const char *const extremes[] = {
     "small_elements=0 channel_bytes=0 rows_spatial=" BIG " rows_run=" BIG " rows_item_values=" BIG " rows_items_per_cu=0",
     "gpu_geometry=1",
     "gpu_geometry=1 small_elements=0 channel_bytes=0 rows_spatial=0 group=8 norm_group=8",
-    "stream_bytes=0 norm_prefetch=0 norm_row_prefetch=0",
+    "stream_bytes=0 norm_prefetch=0 norm_row_prefetch=0 period_vectors=0",
+    "period_vectors=1 group=1",
     "norm_prefetch=" BIG " norm_row_prefetch=" BIG,
 };
 enum { NEXTREMES = sizeof extremes / sizeof *extremes };
@@ -227,7 +229,7 @@ START_TEST(heuristics_choices)
                                "rows_spatial=256 flat_spatial=48 rows_run=2048 rows_item_values=65536 "
                                "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=0 "
                                "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
-                               "channel_cols=512 stream_bytes=50331648 gpu_geometry=0");
+                               "channel_cols=512 stream_bytes=50331648 period_vectors=8 gpu_geometry=0");
     /* 64-CU GPU, 4 MiB L2: GPU geometry, more groups per CU, a channel
      * budget of the L2's share per resident group (4 MiB / 64 / 4) */
     ck_assert_uint_eq(param(t[1], "gpu_geometry"), 1);

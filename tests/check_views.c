@@ -707,6 +707,7 @@ START_TEST(test_offsets_in_place)
         {2, 2, 264, CLBN_LAYOUT_NCHW},      {5, 3, 1, CLBN_LAYOUT_NCHW},
         {3, 5, 7, CLBN_LAYOUT_NHWC},        {2, 16, 5, CLBN_LAYOUT_NHWC},
         {2, 72, 3, CLBN_LAYOUT_NHWC},       {1, 256, 3, CLBN_LAYOUT_NHWC},
+        {2, 9, 5, CLBN_LAYOUT_NHWC}, /* C = 9: the channel gathers, not the periods */
     };
     static const struct {
         clbn_op op;
@@ -731,7 +732,7 @@ START_TEST(test_offsets_in_place)
         "clbn_backward_reduce_nchw_rows", "clbn_backward_reduce_nhwc_any",
         "clbn_backward_reduce_nhwc8", "clbn_backward_reduce_nhwc_wide", "clbn_backward_finalize",
         "clbn_backward_dx_nchw", "clbn_backward_dx_flat", "clbn_backward_dx_nhwc8",
-        "clbn_backward_dx_nhwc_any"};
+        "clbn_backward_dx_nhwc_any", "clbn_stats_nhwc_period", "clbn_backward_reduce_nhwc_period"};
     enum { NK = sizeof kernels / sizeof *kernels };
     int seen[NK] = {0}, in_place[NK] = {0};
     tu_rng rng;
