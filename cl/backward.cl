@@ -787,9 +787,16 @@ __kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const
         if (y)
             PREFETCH_RUN(y + b + ahead, n);
     }
+    /* the plain backward (x in, dx out, no ReLU or add) without the
+     * per-vector tests of the others */
 #define ANY_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
 #define ANY_EMIT1(i, c) DX_EMIT1(i, params[c], params[C + c], params[2 * C + c], params[3 * C + c])
-    PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1);
+#define PLAIN_EMIT(i, v) DX_EMIT8_P(x, dy, dx, (__global const data_t *)0, (__global data_t *)0, i, v[0], v[1], v[2], v[3])
+    if (x && dx && !y && !dz)
+        PERIOD_WALK(b, b + n, 4, PLAIN_EMIT, ANY_EMIT1);
+    else
+        PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1);
 #undef ANY_EMIT
 #undef ANY_EMIT1
+#undef PLAIN_EMIT
 }
