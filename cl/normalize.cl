@@ -8,7 +8,8 @@
  * (when z is not NULL) and apply ReLU (flags & CLBN_NORM_RELU) in the same
  * pass; flags & CLBN_NORM_STREAM asks for streaming stores of y (large
  * outputs, vectors aligned: common.cl, STORE8_STREAM); `ahead` is the software
- * prefetch distance in values (clbn_tuning.norm_prefetch; 0: none). y may
+ * prefetch distance in values (0: none): clbn_tuning.norm_row_prefetch for
+ * clbn_normalize_nchw's groups of whole rows, norm_prefetch for the others. y may
  * alias x or z: every element is read and written by the same work-item.
  * Kernels: clbn_normalize_nchw (rows of a planar tensor), clbn_normalize_flat
  * (planar, rows of 8-255 values, or any on GPUs: the tensor walked flat),
