@@ -287,8 +287,11 @@ typedef struct clbn_norm_plan {
 /* A layout's kernels of one kind that share the planner's geometry: NCHW
  * (spatial > 1), NHWC with C % 8 == 0, NHWC for any C, for the reductions
  * NHWC with C % 8 == 0 and wide rows, and NCHW with rows shorter than 256
- * values (the reductions' channel blocks, the elementwise passes' flat walk);
- * CLBN_K_COUNT: none. The NCHW variants take the same arguments. */
+ * values (the reductions' channel blocks, the elementwise passes' flat walk),
+ * and for the reductions NHWC whose period of lcm(8, C) values fits
+ * CLBN_PERIOD_VECS vectors (nhwc_period: all channels of a pixel range per
+ * work-item); CLBN_K_COUNT: none. The NCHW variants take the same arguments,
+ * and so do the NHWC ones. */
 typedef struct clbn_kernel_family {
     clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide, nchw_rows, nhwc_period;
 } clbn_kernel_family;
