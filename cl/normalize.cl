@@ -4,20 +4,37 @@
  * (center, scale, shift) in params[0..C), [C..2C), [2C..3C) after
  * params_offset. Training gets them from clbn_stats_finalize (center = the
  * pivot, so x - center is exact near the mean); inference from
- * clbn_inference_params. The fused variants (clbn_fused_op) add the residual z
+ * clbn_inference_params, or, in clbn_inference_nchw (NCHW rows: one kernel),
+ * from the running statistics row by row. The fused variants (clbn_fused_op) add the residual z
  * (when z is not NULL) and apply ReLU (flags & CLBN_NORM_RELU) in the same
  * pass; flags & CLBN_NORM_STREAM asks for streaming stores of y (large
  * outputs, vectors aligned: common.cl, STORE8_STREAM); `ahead` is the software
  * prefetch distance in values (0: none): clbn_tuning.norm_row_prefetch for
  * clbn_normalize_nchw's groups of whole rows, norm_prefetch for the others. y may
  * alias x or z: every element is read and written by the same work-item.
- * Kernels: clbn_normalize_nchw (rows of a planar tensor), clbn_normalize_flat
+ * Kernels: clbn_normalize_nchw (rows of a planar tensor; clbn_inference_nchw
+ * the same for inference, parameters included), clbn_normalize_flat
  * (planar, rows of 8-255 values, or any on GPUs: the tensor walked flat),
  * clbn_normalize_nhwc8 (C % 8 == 0), clbn_normalize_nhwc_any (any C); src/geometry.c
  * chooses. Needs common.cl. */
 
-/* Inference: center = running_mean, scale = weight/sqrt(running_var + eps),
- * shift = bias. One work-item per channel. */
+/* Inference's parameters of channel c: center = running_mean, scale =
+ * weight/sqrt(running_var + eps), shift = bias. One definition for the two
+ * inference paths (clbn_inference_params, clbn_inference_nchw), so both give
+ * the same bits. */
+inline void inference_channel(__global const acc *weight, __global const acc *bias,
+                              __global const acc *running_mean, __global const acc *running_var,
+                              acc epsilon, ulong c, acc *center, acc *scale, acc *shift)
+{
+    const acc invstd = 1.0f / sqrt(running_var[c] + epsilon);
+    *center = running_mean[c];
+    *scale = (weight ? weight[c] : 1.0f) * invstd;
+    *shift = bias ? bias[c] : 0.0f;
+}
+
+/* Inference's parameters into params (the two-kernel inference: the
+ * elementwise passes other than the rows of clbn_inference_nchw). One
+ * work-item per channel. */
 __kernel void clbn_inference_params(ulong C, __global const acc *weight,
                                     __global const acc *bias, __global const acc *running_mean,
                                     __global const acc *running_var, acc epsilon,
@@ -32,10 +49,12 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
     if (c >= C)
         return;
     params += params_offset;
-    const acc invstd = 1.0f / sqrt(running_var[c] + epsilon);
-    params[c] = running_mean[c];
-    params[C + c] = (weight ? weight[c] : 1.0f) * invstd;
-    params[2 * C + c] = bias ? bias[c] : 0.0f;
+    acc center, scale, shift;
+    inference_channel(weight, bias, running_mean, running_var, epsilon, c, &center, &scale,
+                      &shift);
+    params[c] = center;
+    params[C + c] = scale;
+    params[2 * C + c] = shift;
 }
 
 #define CLBN_NORM_RELU 1
@@ -93,33 +112,33 @@ inline void normalize_run(__global const data_t *x, __global const data_t *z, __
     }
 }
 
-/* NCHW: work-item (segment, row block): cols [seg*cols_per_item, +cols_per_item)
- * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix; row
- * (n, c) of each tensor at ROW_AT (its n and c strides: the last arguments). */
-__kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
-                                  __global const acc *params, ulong params_offset,
-                                  ulong rows, ulong C, ulong S, ulong rows_per_item,
-                                  ulong cols_per_item, __global const data_t *z, int flags,
-                                  ulong ahead, ulong x_off, ulong y_off, ulong z_off, ulong x_sn,
-                                  ulong x_sc, ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
+/* NCHW: rows [r_begin, r_end) of the (N*C) x S matrix, columns [s_begin,
+ * s_end) of each; row (n, c) of each tensor at ROW_AT (its n and c strides).
+ * A row's (center, scale, shift) come from params, or, where params is NULL,
+ * from the running statistics (inference_channel: one square root per row). */
+inline void normalize_rows(__global const data_t *x, __global data_t *y, __global const data_t *z,
+                           __global const acc *params, __global const acc *weight,
+                           __global const acc *bias, __global const acc *running_mean,
+                           __global const acc *running_var, acc epsilon, ulong C, ulong r_begin,
+                           ulong r_end, ulong s_begin, ulong s_end, int flags, ulong ahead,
+                           ulong x_sn, ulong x_sc, ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
 {
-    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
-    x += x_off; y += y_off; z += z_off;
     const int relu = flags & CLBN_NORM_RELU, stream = flags & CLBN_NORM_STREAM;
-    const ulong s_begin = get_global_id(0) * cols_per_item;
-    const ulong r_begin = get_global_id(1) * rows_per_item;
-    if (s_begin >= S || r_begin >= rows)
-        return;
-    params += params_offset;
-    const ulong s_end = min(S, s_begin + cols_per_item);
-    const ulong r_end = min(rows, r_begin + rows_per_item);
     /* a group's items walk whole rows side by side (src/geometry.c), so the
      * group reads one stream: fetch `ahead` values ahead in it (a long row's
      * next segments, or the next rows; a view's rows are wherever its
      * strides put them), or nothing when ahead is 0 */
     ulong c = r_begin % C, n = r_begin / C; /* one division per item, not per row */
     for (ulong r = r_begin; r < r_end; ++r) {
-        const acc center = params[c], scale = params[C + c], shift = params[2 * C + c];
+        acc center, scale, shift;
+        if (params) {
+            center = params[c];
+            scale = params[C + c];
+            shift = params[2 * C + c];
+        } else {
+            inference_channel(weight, bias, running_mean, running_var, epsilon, c, &center,
+                              &scale, &shift);
+        }
         __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
         __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
         if (ahead) {
@@ -137,6 +156,56 @@ __kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
             ++n;
         }
     }
+}
+
+/* NCHW: work-item (segment, row block): cols [seg*cols_per_item, +cols_per_item)
+ * of rows [blk*rows_per_item, +rows_per_item) of the (N*C) x S matrix; row
+ * (n, c) of each tensor at ROW_AT (its n and c strides: the last arguments). */
+__kernel void clbn_normalize_nchw(__global const data_t *x, __global data_t *y,
+                                  __global const acc *params, ulong params_offset,
+                                  ulong rows, ulong C, ulong S, ulong rows_per_item,
+                                  ulong cols_per_item, __global const data_t *z, int flags,
+                                  ulong ahead, ulong x_off, ulong y_off, ulong z_off, ulong x_sn,
+                                  ulong x_sc, ulong y_sn, ulong y_sc, ulong z_sn, ulong z_sc)
+{
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
+    const ulong s_begin = get_global_id(0) * cols_per_item;
+    const ulong r_begin = get_global_id(1) * rows_per_item;
+    if (s_begin >= S || r_begin >= rows)
+        return;
+    normalize_rows(x, y, z, params + params_offset, 0, 0, 0, 0, 0.0f, C, r_begin,
+                   min(rows, r_begin + rows_per_item), s_begin, min(S, s_begin + cols_per_item),
+                   flags, ahead, x_sn, x_sc, y_sn, y_sc, z_sn, z_sc);
+}
+
+/* Inference in one kernel (NCHW rows): clbn_normalize_nchw's walk with each
+ * row's parameters derived from the running statistics where it starts,
+ * instead of read from clbn_inference_params' output: one launch fewer. The
+ * geometry arguments as clbn_normalize_nchw's; the offsets in the order of
+ * the buffer arguments (x, y, weight, bias, running_mean, running_var, z). */
+__kernel void clbn_inference_nchw(__global const data_t *x, __global data_t *y,
+                                  __global const acc *weight, __global const acc *bias,
+                                  __global const acc *running_mean,
+                                  __global const acc *running_var, acc epsilon, ulong rows,
+                                  ulong C, ulong S, ulong rows_per_item, ulong cols_per_item,
+                                  __global const data_t *z, int flags, ulong ahead, ulong x_off,
+                                  ulong y_off, ulong weight_off, ulong bias_off,
+                                  ulong running_mean_off, ulong running_var_off, ulong z_off,
+                                  ulong x_sn, ulong x_sc, ulong y_sn, ulong y_sc, ulong z_sn,
+                                  ulong z_sc)
+{
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; y += y_off; z += z_off;
+    weight += weight_off; bias += bias_off; running_mean += running_mean_off;
+    running_var += running_var_off;
+    const ulong s_begin = get_global_id(0) * cols_per_item;
+    const ulong r_begin = get_global_id(1) * rows_per_item;
+    if (s_begin >= S || r_begin >= rows)
+        return;
+    normalize_rows(x, y, z, 0, weight, bias, running_mean, running_var, epsilon, C, r_begin,
+                   min(rows, r_begin + rows_per_item), s_begin, min(S, s_begin + cols_per_item),
+                   flags, ahead, x_sn, x_sc, y_sn, y_sc, z_sn, z_sc);
 }
 
 /* NCHW with short rows (src/geometry.c: 8 <= S < 256): work-item i takes the

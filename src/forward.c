@@ -5,7 +5,8 @@
  *   training:  small tensors: clbn_small_training (cl/small.cl), one kernel
  *              channels that fit the cache: clbn_channel_training (cl/channel.cl)
  *              otherwise: stats (partials) -> stats_finalize -> normalize [-> stats_commit]
- *   inference: inference_params -> normalize */
+ *   inference: NCHW rows: clbn_inference_nchw, one kernel
+ *              otherwise: inference_params -> normalize */
 #include "internal.h"
 
 #include <string.h>
@@ -66,16 +67,23 @@ static clbn_status check_training_outputs(cl_mem x, cl_mem z, cl_mem y, cl_mem w
     return CLBN_SUCCESS;
 }
 
+/* The elementwise kernels' flags (cl/normalize.cl): 1 ReLU, 2 streaming
+ * stores (to aligned vectors: not at an output offset or rows that break
+ * that); off: x, y, z; rs: their row strides (NULL: dense). */
+static cl_int normalize_flags(const clbn_norm_plan *plan, clbn_fused_op op, const cl_ulong *off,
+                              const cl_ulong *rs)
+{
+    const int stream = plan->stream && (!off || CLBN_STREAM_OK(off[1])) &&
+                       (!rs || CLBN_STREAM_ROWS_OK(0, rs[2], rs[3]));
+    return (op != CLBN_FUSED_NONE ? 1 : 0) | (stream ? 2 : 0);
+}
+
 clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
                                clbn_fused_op op, cl_mem x, cl_mem z, cl_mem y, cl_ulong params_offset,
                                const cl_ulong *off, const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
-    /* the kernels' flags (cl/normalize.cl): 1 ReLU, 2 streaming stores (to
-     * aligned vectors: not at an output offset or rows that break that) */
-    const int stream = plan->stream && (!off || CLBN_STREAM_OK(off[1])) &&
-                       (!rs || CLBN_STREAM_ROWS_OK(0, rs[2], rs[3]));
-    const cl_int flags = (op != CLBN_FUSED_NONE ? 1 : 0) | (stream ? 2 : 0);
+    const cl_int flags = normalize_flags(plan, op, off, rs);
     clbn_step step;
     if (clbn__is_planar(desc))
         step = CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
@@ -278,9 +286,15 @@ clbn_status clbn__plan_sync_forward(clbn_plan *plan)
 
 clbn_status clbn__plan_forward_inference(clbn_plan *plan)
 {
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
     plan->path = CLBN_PATH_PASSES;
-    clbn__plan_per_channel(plan->prog, CLBN_K_INFERENCE_PARAMS, plan->desc.tensor.c, &plan->finalize);
-    clbn__plan_normalize(plan->ctx, plan->prog, &clbn__normalize_kernels, &plan->desc.tensor, &plan->tuning, &plan->norm);
+    const int one = (size_t)desc->n * desc->c <= plan->tuning.infer_one_kernel_rows;
+    clbn__plan_normalize(plan->ctx, plan->prog,
+                         one ? &clbn__inference_kernels : &clbn__normalize_kernels, desc,
+                         &plan->tuning, &plan->norm);
+    memset(&plan->finalize, 0, sizeof plan->finalize); /* none for one kernel */
+    if (plan->norm.launch.kernel != CLBN_K_INFERENCE_NCHW) /* parameters first */
+        clbn__plan_per_channel(plan->prog, CLBN_K_INFERENCE_PARAMS, desc->c, &plan->finalize);
     return CLBN_SUCCESS;
 }
 
@@ -302,6 +316,23 @@ clbn_status clbn__run_forward_inference(const clbn_plan *plan, cl_command_queue 
     const cl_ulong vec_off[] = {o.weight, o.bias, o.running_mean, o.running_var};
     const cl_ulong xyz[] = {o.x, o.y, o.z};
     const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, Y), CLBN_ROWS(plan, Z)};
+    if (plan->norm.launch.kernel == CLBN_K_INFERENCE_NCHW) {
+        /* one kernel: cl/normalize.cl, clbn_normalize_nchw's arguments with
+         * the running statistics in place of the parameters */
+        const clbn_norm_plan *np = &plan->norm;
+        const cl_int flags = normalize_flags(np, plan->desc.fused_op, xyz, rs);
+        const cl_ulong rows = desc->n * C, S = desc->spatial;
+        clbn_step step = CLBN_STEP(np->launch, ARG_MEM(a->x), ARG_MEM(a->y), ARG_MEM(a->weight),
+                                   ARG_MEM(a->bias), ARG_MEM(a->running_mean),
+                                   ARG_MEM(a->running_var), ARG_REAL(plan->desc.epsilon, desc->dtype),
+                                   ARG(rows), ARG(C), ARG(S), ARG(np->rows_per_item),
+                                   ARG(np->cols_per_item), ARG_MEM(a->z), ARG(flags), ARG(np->ahead));
+        const cl_ulong off[] = {o.x, o.y, o.weight, o.bias, o.running_mean, o.running_var, o.z};
+        clbn__step_offsets(&step, 7, off);
+        clbn__step_rows(&step, 3, rs, desc); /* x, y, z */
+        return clbn__run(plan->ctx, plan->prog, queue, in_order, 0, &step, 1,
+                         num_events_in_wait_list, event_wait_list, event);
+    }
     clbn_step steps[2] = {
         CLBN_STEP(plan->finalize, ARG(C), ARG_MEM(a->weight), ARG_MEM(a->bias),
                   ARG_MEM(a->running_mean), ARG_MEM(a->running_var),

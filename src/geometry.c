@@ -75,6 +75,11 @@ const clbn_kernel_family clbn__reduce_kernels = {
 const clbn_kernel_family clbn__normalize_kernels = {
     CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
     CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT};
+/* inference: the NCHW rows take their parameters from the running statistics
+ * themselves (one kernel), the others from clbn_inference_params */
+const clbn_kernel_family clbn__inference_kernels = {
+    CLBN_K_INFERENCE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
+    CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT};
 const clbn_kernel_family clbn__dx_kernels = {
     CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8,   CLBN_K_BWD_DX_NHWC,
     CLBN_K_COUNT,       CLBN_K_BWD_DX_FLAT,    CLBN_K_COUNT};

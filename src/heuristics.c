@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define ONE_KERNEL_ROWS_GPU ((size_t)1 << 40) /* every tensor */
+
 enum {
     KIB = 1024,
     MIB = 1024 * 1024,
@@ -25,7 +27,8 @@ enum {
     SMALL_MIN = 1 << 16,
     SMALL_MAX = 1 << 20,
     GPU_SMALL_ELEMENTS = 1 << 16,  /* a work-item per channel is a serial loop on a GPU */
-    GPU_GROUPS_PER_CU = 8          /* resident groups to hide a GPU's memory latency */
+    GPU_GROUPS_PER_CU = 8,         /* resident groups to hide a GPU's memory latency */
+    ONE_KERNEL_ROWS_PER_CU = 1024  /* one-kernel inference: rows per compute unit, at most */
 };
 
 static size_t pow2_floor(size_t v)
@@ -129,6 +132,13 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
      * values wherever the kernels hold them (C = 3, 5, 6, 7, 12, ...); the
      * channel-by-channel gathers only for longer periods (C = 9, 11, ...) */
     t->period_vectors = CLBN_PERIOD_VECS;
+    /* inference in one kernel (NCHW rows: each row derives its parameters
+     * from the running statistics, a square root and a division, where the
+     * two-kernel path computes them once per channel): one launch fewer,
+     * paid for with N*C of those per call. A GPU's work-items hide them;
+     * a CPU core takes about 10 ns each, so up to ONE_KERNEL_ROWS_PER_CU
+     * rows per compute unit cost less than the launch saved */
+    t->infer_one_kernel_rows = gpu ? ONE_KERNEL_ROWS_GPU : ONE_KERNEL_ROWS_PER_CU * cus;
     t->gpu_geometry = gpu;
 }
 

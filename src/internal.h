@@ -79,6 +79,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_VBATCH_SUMS,
     CLBN_K_STATS_NHWC_PERIOD,  /* NHWC reductions over whole periods of lcm(8, C) values */
     CLBN_K_BWD_REDUCE_NHWC_PERIOD,
+    CLBN_K_INFERENCE_NCHW,  /* inference of NCHW rows in one kernel (cl/normalize.cl) */
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -139,6 +140,8 @@ typedef struct clbn_tuning {
     size_t period_vectors;   /* NHWC reductions, C % 8 != 0: whole periods of lcm(8, C) values where
                               * they take at most this many vectors (0: never; above CLBN_PERIOD_VECS
                               * means CLBN_PERIOD_VECS) */
+    size_t infer_one_kernel_rows; /* inference of NCHW rows in one kernel (clbn_inference_nchw)
+                              * for tensors of at most this many rows N*C (0: never) */
     size_t gpu_geometry;     /* 1: interleaved 8-value vectors (GPU geometry), 0: runs per work-item */
 } clbn_tuning;
 
@@ -298,6 +301,7 @@ typedef struct clbn_kernel_family {
 extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
 extern const clbn_kernel_family clbn__reduce_kernels;    /* backward reduction */
 extern const clbn_kernel_family clbn__normalize_kernels; /* forward elementwise */
+extern const clbn_kernel_family clbn__inference_kernels; /* inference: NCHW rows in one kernel */
 extern const clbn_kernel_family clbn__dx_kernels;        /* backward elementwise */
 
 /* Whether the tensor is treated as NCHW with spatial > 1; with S == 1 both

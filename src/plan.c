@@ -398,7 +398,7 @@ clbn_status clbn_plan_describe(const clbn_plan *plan, char *buf, size_t size)
     case CLBN_PATH_PASSES:
         if (op != CLBN_OP_FORWARD_INFERENCE)
             put_launch(&t, &plan->stats.launch, "");
-        if (!is_internal(op))
+        if (!is_internal(op) && plan->finalize.dims) /* (none: one-kernel inference) */
             put_launch(&t, &plan->finalize, "");
         char extra[64];
         snprintf(extra, sizeof extra, "%s%s", plan->norm.stream ? " stream" : "",

@@ -58,6 +58,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_VBATCH_SUMS] = "clbn_vbatch_sums",
     [CLBN_K_STATS_NHWC_PERIOD] = "clbn_stats_nhwc_period",
     [CLBN_K_BWD_REDUCE_NHWC_PERIOD] = "clbn_backward_reduce_nhwc_period",
+    [CLBN_K_INFERENCE_NCHW] = "clbn_inference_nchw",
 };
 
 /* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,

@@ -315,11 +315,12 @@ static const axis axes[] = {
     A(channel_cols, 256, 1024, 2048),
     A(small_elements, 1, (size_t)1 << 16, (size_t)1 << 20),
     A(period_vectors, 1),
+    A(infer_one_kernel_rows, 1, (size_t)1 << 40),
     A(stream_bytes, 1, (size_t)8 << 20, (size_t)16 << 20, (size_t)128 << 20, (size_t)1 << 40),
 };
 #undef A
 /* channel_bytes, small_elements, rows_spatial, flat_spatial, norm_prefetch,
- * period_vectors: 1 stands for "never" (0 is used for it below; values of 0
+ * period_vectors, infer_one_kernel_rows: 1 stands for "never" (0 is used for it below; values of 0
  * end a list) */
 
 static size_t *field_at(clbn_tuning *t, size_t offset)

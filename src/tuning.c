@@ -52,6 +52,7 @@ static const field fields[] = {
     F(channel_cols, 8, MULT8),
     F(stream_bytes, 0, ANY),
     F(period_vectors, 0, ANY),
+    F(infer_one_kernel_rows, 0, ANY),
     F(gpu_geometry, 0, BOOL),
 };
 #undef F

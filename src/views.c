@@ -280,7 +280,7 @@ int clbn__views_in_place(const clbn_plan *plan)
         sk != CLBN_K_BWD_REDUCE_NCHW)
         return 0;
     /* the flat walk takes row views when no 8-value vector crosses a row */
-    return nk == CLBN_K_NORMALIZE_NCHW || nk == CLBN_K_BWD_DX_NCHW ||
+    return nk == CLBN_K_NORMALIZE_NCHW || nk == CLBN_K_INFERENCE_NCHW || nk == CLBN_K_BWD_DX_NCHW ||
            (nk == CLBN_K_NORMALIZE_FLAT && d->tensor.spatial % 8 == 0);
 }
 

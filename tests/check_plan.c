@@ -618,7 +618,8 @@ START_TEST(plan_describe_names_kernels)
     } cases[] = {
         /* names that hold on any device (which path a shape takes depends on
          * its compute units) */
-        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_params"},
+        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 20}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_params"},
+        {{CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 8, 49}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_params"},
         {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, CLBN_OP_FORWARD_TRAINING, "clbn_stats_finalize"},
         {{CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 50}, CLBN_OP_FORWARD_INFERENCE, "clbn_normalize_nhwc8"},
         {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, CLBN_OP_BACKWARD, "clbn_backward_dx"},

@@ -732,7 +732,8 @@ START_TEST(test_offsets_in_place)
         "clbn_backward_reduce_nchw_rows", "clbn_backward_reduce_nhwc_any",
         "clbn_backward_reduce_nhwc8", "clbn_backward_reduce_nhwc_wide", "clbn_backward_finalize",
         "clbn_backward_dx_nchw", "clbn_backward_dx_flat", "clbn_backward_dx_nhwc8",
-        "clbn_backward_dx_nhwc_any", "clbn_stats_nhwc_period", "clbn_backward_reduce_nhwc_period"};
+        "clbn_backward_dx_nhwc_any", "clbn_stats_nhwc_period", "clbn_backward_reduce_nhwc_period",
+        "clbn_inference_nchw"};
     enum { NK = sizeof kernels / sizeof *kernels };
     int seen[NK] = {0}, in_place[NK] = {0};
     tu_rng rng;
@@ -821,6 +822,7 @@ START_TEST(test_offsets_in_place)
     static const char *const row_kernels[] = {
         "clbn_channel_training", "clbn_channel_backward",       "clbn_stats_nchw_tiled",
         "clbn_normalize_nchw",   "clbn_backward_reduce_nchw_tiled", "clbn_backward_dx_nchw",
+        "clbn_inference_nchw",
         "clbn_normalize_flat" /* inference, rows of a multiple of 8 values */};
     for (size_t j = 0; j < sizeof row_kernels / sizeof *row_kernels; ++j)
         for (int i = 0; i < NK; ++i)
