@@ -337,26 +337,16 @@ __kernel void clbn_backward_reduce_nhwc_period(__global const data_t *x, __globa
         b8[k] = (acc8)(0.0f);
     }
     ulong e = pixels.x * C;
-    if (y) {
-        for (; e + q <= e1; e += q) {
+    for (; e + q <= e1; e += q) {
 #pragma unroll
-            for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
-                if (k < nv) {
-                    const acc8 g8 = RELU_GRAD8(LOAD8(dy, e + 8 * k), LOAD8(y, e + 8 * k));
-                    a8[k] += g8;
-                    b8[k] = fma(g8, LOAD8(x, e + 8 * k) - mu[k], b8[k]);
-                }
-        }
-    } else {
-        for (; e + q <= e1; e += q) {
-#pragma unroll
-            for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
-                if (k < nv) {
-                    const acc8 g8 = LOAD8(dy, e + 8 * k);
-                    a8[k] += g8;
-                    b8[k] = fma(g8, LOAD8(x, e + 8 * k) - mu[k], b8[k]);
-                }
-        }
+        for (uint k = 0; k < CLBN_PERIOD_VECS; ++k)
+            if (k < nv) {
+                acc8 g8 = LOAD8(dy, e + 8 * k);
+                if (y) /* the fused ReLU's mask */
+                    g8 = RELU_GRAD8(g8, LOAD8(y, e + 8 * k));
+                a8[k] += g8;
+                b8[k] = fma(g8, LOAD8(x, e + 8 * k) - mu[k], b8[k]);
+            }
     }
     /* lane i = 8k + j holds channel i % C */
     acc la[8 * CLBN_PERIOD_VECS], lb[8 * CLBN_PERIOD_VECS];
