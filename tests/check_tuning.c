@@ -165,6 +165,68 @@ START_TEST(extremes_against_reference)
 }
 END_TEST
 
+/* The one-kernel inference (clbn_inference_nchw: each row derives its scale
+ * and shift) and the two-kernel one (clbn_inference_params, then
+ * clbn_normalize_nchw) give the same bits, with and without the fused add +
+ * ReLU, on the NCHW shapes whose rows go a group of whole rows at a time
+ * (both plans checked to take the kernels named). */
+START_TEST(inference_one_kernel_same_bits)
+{
+    static const clbn_tensor_desc nchw[] = {
+        {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000},
+        {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 5, 3, 77},
+        {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 7, 5, 61},
+    };
+    for (size_t i = 0; i < sizeof nchw / sizeof *nchw; ++i)
+        for (int fused = 0; fused < 2; ++fused) {
+            const clbn_tensor_desc d = nchw[i];
+            const size_t count = tu_count(&d), C = d.c;
+            tu_rng rng;
+            tu_rng_seed(&rng, 1300 + 2 * (uint64_t)i + (uint64_t)fused);
+            float *x = tu_floats(count), *z = tu_floats(count), *w = tu_floats(C);
+            float *b = tu_floats(C), *rm = tu_floats(C), *rv = tu_floats(C);
+            float *y1 = tu_floats(count), *y2 = tu_floats(count);
+            tu_fill_input(&rng, &d, x, 3.0, 1.0, 2.0);
+            tu_fill_uniform(&rng, z, count, -1, 1);
+            tu_fill_uniform(&rng, w, C, 0.5, 1.5);
+            tu_fill_uniform(&rng, b, C, -0.5, 0.5);
+            tu_fill_uniform(&rng, rm, C, -1, 1);
+            tu_fill_uniform(&rng, rv, C, 0.5, 2);
+            cl_mem mx = tu_buffer_floats(x, count), mz = tu_buffer_floats(z, count);
+            cl_mem my = tu_buffer_nan(count), mw = tu_buffer_floats(w, C);
+            cl_mem mb = tu_buffer_floats(b, C), mrm = tu_buffer_floats(rm, C);
+            cl_mem mrv = tu_buffer_floats(rv, C);
+            float *out[2] = {y1, y2};
+            static const char *const tuning[2] = {"gpu_geometry=0 infer_one_kernel_rows=" BIG,
+                                                  "gpu_geometry=0 infer_one_kernel_rows=0"};
+            static const char *const kernel[2] = {"clbn_inference_nchw", "clbn_inference_params"};
+            for (int k = 0; k < 2; ++k) {
+                clbn_op_desc od;
+                clbn_plan *p = NULL;
+                TU_OK(clbn_op_desc_init(&od, CLBN_OP_FORWARD_INFERENCE, &d));
+                od.fused_op = fused ? CLBN_FUSED_ADD_RELU : CLBN_FUSED_NONE;
+                TU_OK(clbn_plan_create(tu_ctx(), &od, &p));
+                TU_OK(clbn_plan_set_tuning(p, tuning[k]));
+                char text[512];
+                TU_OK(clbn_plan_describe(p, text, sizeof text));
+                ck_assert_msg(strstr(text, kernel[k]) && strstr(text, "clbn_normalize_flat") == NULL,
+                              "'%s' lacks %s", text, kernel[k]);
+                const clbn_args a = {.x = mx, .z = fused ? mz : NULL, .y = my, .weight = mw,
+                                     .bias = mb, .running_mean = mrm, .running_var = mrv};
+                TU_OK(clbn_plan_execute(p, NULL, &a, 0, NULL, NULL));
+                tu_finish();
+                tu_read_floats(my, out[k], count);
+                clbn_plan_release(p);
+            }
+            ck_assert_msg(memcmp(y1, y2, count * sizeof *y1) == 0, "shape %zu fused %d", i, fused);
+            cl_mem all[] = {mx, mz, my, mw, mb, mrm, mrv};
+            for (size_t j = 0; j < sizeof all / sizeof *all; ++j)
+                tu_release(all[j]);
+            free(x), free(z), free(w), free(b), free(rm), free(rv), free(y1), free(y2);
+        }
+}
+END_TEST
+
 /* The heuristics (src/heuristics.c) for synthetic devices, given through
  * CLBN_DEVICE_FACTS, and for the real device (""). */
 static const char *const devices[] = {
@@ -535,6 +597,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, extremes_against_reference, 0, NSHAPES * NEXTREMES);
     tcase_add_test(tc, heuristics_choices);
+    tcase_add_test(tc, inference_one_kernel_same_bits);
     tcase_add_loop_test(tc, heuristics_against_reference, 0, NSHAPES * NDEVICES);
     tcase_add_test(tc, bad_tuning_text);
     tcase_add_test(tc, tune_records_and_database);
