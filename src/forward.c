@@ -5,8 +5,8 @@
  *   training:  small tensors: clbn_small_training (cl/small.cl), one kernel
  *              channels that fit the cache: clbn_channel_training (cl/channel.cl)
  *              otherwise: stats (partials) -> stats_finalize -> normalize [-> stats_commit]
- *   inference: NCHW rows: clbn_inference_nchw, one kernel
- *              otherwise: inference_params -> normalize */
+ *   inference: NCHW rows, up to infer_one_kernel_rows of them: clbn_inference_nchw,
+ *              one kernel; otherwise: inference_params -> normalize */
 #include "internal.h"
 
 #include <string.h>
