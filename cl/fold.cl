@@ -1,8 +1,8 @@
 /* Folding an inference-mode batch normalization into the convolution (or
- * linear layer) before it: clbn_fold_into_conv. Needs common.cl.
+ * linear layer) before it: clbn_fold_into_conv. Needs common.cl and normalize.cl.
  *
  * Per output channel o, with scale = weight[o]/sqrt(running_var[o] + eps)
- * computed exactly as clbn_inference_params computes it:
+ * computed by the inference's own inference_channel (cl/normalize.cl):
  *   W'[o, j] = W[o, j]*scale
  *   b'[o]    = (b[o] - running_mean[o])*scale + bias[o]
  * Element (o, j) of the weights is at o*stride_o + j*stride_j (O outermost:
@@ -24,8 +24,9 @@ __kernel void clbn_fold_conv(__global const data_t *conv_weight, __global const 
     const ulong begin = i * per_item;
     if (begin >= per_channel)
         return;
-    const acc invstd = 1.0f / sqrt(running_var[o] + epsilon);
-    const acc scale = (weight ? weight[o] : 1.0f) * invstd;
+    acc center, scale, shift; /* as the inference computes them (cl/normalize.cl) */
+    inference_channel(weight, bias, running_mean, running_var, epsilon, o, &center, &scale,
+                      &shift);
     const ulong end = min(begin + per_item, per_channel);
     for (ulong j = begin; j < end; ++j) {
         const ulong at = o * stride_o + j * stride_j;
@@ -33,6 +34,6 @@ __kernel void clbn_fold_conv(__global const data_t *conv_weight, __global const 
     }
     if (i == 0) {
         const acc b = conv_bias ? LOAD1(conv_bias, o) : 0.0f;
-        STORE1(fma(b - running_mean[o], scale, bias ? bias[o] : 0.0f), folded_bias, o);
+        STORE1(fma(b - center, scale, shift), folded_bias, o);
     }
 }
