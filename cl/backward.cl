@@ -85,6 +85,26 @@ inline acc renorm_dweight(acc sum, acc sumx, acc ist, __global const acc *renorm
     return renorm ? sumx * ist * renorm[c] + renorm[C + c] * sum : sumx * ist;
 }
 
+/* 64 values of a run, i .. i + 63 (8 vectors), into the per-lane sums of
+ * dy (masked by the ReLU's y when given) and of dy*(x - mu): the 8 vectors'
+ * terms are added in a fixed tree before they join the accumulators, so a
+ * long run's rounding error grows with its length / 64 rather than / 8, and
+ * the adds form no chain of 8. */
+inline void bwd_sums64(__global const data_t *x, __global const data_t *dy,
+                       __global const data_t *y, ulong i, acc8 mu8, acc8 *a8, acc8 *b8)
+{
+    acc8 g[8], p[8];
+#pragma unroll
+    for (uint j = 0; j < 8; ++j) {
+        g[j] = LOAD8(dy, i + 8 * j);
+        if (y)
+            g[j] = RELU_GRAD8(g[j], LOAD8(y, i + 8 * j));
+        p[j] = g[j] * (LOAD8(x, i + 8 * j) - mu8);
+    }
+    *a8 += ((g[0] + g[1]) + (g[2] + g[3])) + ((g[4] + g[5]) + (g[6] + g[7]));
+    *b8 += ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
 /* The one-kernel backwards (small.cl, channel.cl) over the run
  * [base + s0, base + s1): bwd_sums_run adds dy and dy*(x - mu) (dy masked by
  * the ReLU's y when given) into the vector and scalar accumulators;
@@ -177,6 +197,15 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
         __global const data_t *xr = ROW_AT(x, r, c, x_sn, x_sc);
         __global const data_t *dyr = ROW_AT(dy, r, c, dy_sn, dy_sc), *yr = ROW_AT(y, r, c, y_sn, y_sc);
         ulong s = s_begin;
+        for (; s + 64 <= s_end; s += 64) {
+            for (uint q = 0; q < 64; q += 16) { /* ahead in this row, a line per stream */
+                PREFETCH(dyr + s + q + ahead);
+                PREFETCH(xr + s + q + ahead);
+                if (y)
+                    PREFETCH(yr + s + q + ahead);
+            }
+            bwd_sums64(xr, dyr, yr, s, mu8, &a8, &b8);
+        }
         for (; s + 8 <= s_end; s += 8) {
             if ((s & 15) == 0) { /* ahead in this row, a line per stream */
                 PREFETCH(dyr + s + ahead);

@@ -141,8 +141,8 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
         size_t col_groups = min_sz(ceil_div(tiles, row_groups), ceil_div(S, 8 * VEC));
         size_t cols_per_group = round_up(ceil_div(S, col_groups), VEC);
         col_groups = ceil_div(S, cols_per_group);
-        /* Within a group: columns first (contiguous runs of >= 8 vectors), the
-         * rest of the work-items over rows. GPU geometry: a group's tile is at
+        /* Within a group: columns first (contiguous runs of tile_run values
+         * or more), the rest of the work-items over rows. GPU geometry: a group's tile is at
          * most L vectors wide and its work-items take one vector each of a
          * row, adjacent ones adjacent vectors. */
         if (t->gpu_geometry) {
@@ -150,7 +150,7 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
             col_groups = ceil_div(S, cols_per_group);
         }
         size_t col_parts = t->gpu_geometry ? cols_per_group / VEC
-                                             : max_sz(1, min_sz(L, cols_per_group / (8 * VEC)));
+                                             : max_sz(1, min_sz(L, cols_per_group / t->tile_run));
         size_t row_parts = max_sz(1, min_sz(L / col_parts, rows_per_group));
         plan->launch.kernel = kf->nchw;
         plan->launch.local[0] = col_parts * row_parts;

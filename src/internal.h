@@ -116,6 +116,7 @@ typedef struct clbn_tuning {
     size_t norm_group;       /* most work-items per group: elementwise passes (pow2, <= CLBN_GROUP_MAX) */
     size_t tile_target;      /* values a reduction work-group aims at */
     size_t tile_min;         /* never split a channel finer than this */
+    size_t tile_run;         /* tiled NCHW reductions (CPU geometry): a work-item's run of a row, at least */
     size_t groups_per_cu;    /* reduction groups per compute unit at least */
     size_t splits_per_cu;    /* most splits of a channel per compute unit ... */
     size_t splits_min;       /*   ... but at least this many allowed */

@@ -301,6 +301,7 @@ static const axis axes[] = {
     A(norm_group, 8, 16, 32, 64),
     A(group, 8, 16, 32, 64),
     A(tile_target, 8192, 16384, 65536, 131072, 262144),
+    A(tile_run, 64, 512, 8192),
     A(splits_per_cu, 2, 4, 16, 32),
     A(groups_per_cu, 1, 2, 8, 16),
     A(nhwc_wide_pixels, 1, 2, 4, 8, 16),

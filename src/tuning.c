@@ -30,6 +30,7 @@ static const field fields[] = {
     F(norm_group, 1, POW2),
     F(tile_target, 1, ANY),
     F(tile_min, 1, ANY),
+    F(tile_run, 1, ANY),
     F(groups_per_cu, 0, ANY),
     F(splits_per_cu, 0, ANY),
     F(splits_min, 0, ANY),
