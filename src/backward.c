@@ -30,12 +30,13 @@ static int bad_alias(cl_mem out, int may_be_dy, cl_mem dy, const cl_mem *inputs,
 
 /* The checks of both backward passes, in a fixed order so each bad input
  * reports the same status whatever else is wrong. `stat_a`/`stat_b` are
- * save_mean/save_invstd (training) or running_mean/running_var (inference);
- * epsilon is checked only for inference. */
+ * save_mean/save_invstd (training) or running_mean/running_var (inference),
+ * of stat_values values each (C; G*C for virtual batches: src/vbatch.c). */
 static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue, int *in_order,
                                   cl_mem x, int x_required, cl_mem y, cl_mem dy, cl_mem dx, cl_mem dz,
-                                  cl_mem weight, cl_mem stat_a, cl_mem stat_b, cl_mem dweight,
-                                  cl_mem dbias, cl_uint num_wait, const cl_event *wait)
+                                  cl_mem weight, cl_mem stat_a, cl_mem stat_b, size_t stat_values,
+                                  cl_mem dweight, cl_mem dbias, cl_uint num_wait,
+                                  const cl_event *wait)
 {
     clbn_context *ctx = plan->ctx;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
@@ -55,10 +56,11 @@ static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue
         return st;
     const size_t tensor_bytes = elements * clbn__dtype_size(desc->dtype);
     const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
+    const size_t stat_bytes = stat_values * clbn__param_size(desc->dtype);
     if ((st = CLBN_CHECK_BUFFERS(ctx, {x, tensor_bytes, x_required && tensors},
                                       {y, tensor_bytes, 0}, {dy, tensor_bytes, tensors}, {dx, tensor_bytes, 0},
                                       {dz, tensor_bytes, 0}, {weight, vector_bytes, 0},
-                                      {stat_a, vector_bytes, 1}, {stat_b, vector_bytes, 1},
+                                      {stat_a, stat_bytes, 1}, {stat_b, stat_bytes, 1},
                                       {dweight, vector_bytes, 0}, {dbias, vector_bytes, 0})) !=
         CLBN_SUCCESS)
         return st;
@@ -70,6 +72,15 @@ static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue
         if (bad_alias(outputs[i], i < 2, dy, inputs, 6, outputs, 4, i))
             return CLBN_ERROR_INVALID_ALIASING;
     return CLBN_SUCCESS;
+}
+
+clbn_status clbn__check_backward_training(const clbn_plan *plan, cl_command_queue *queue,
+                                          int *in_order, const clbn_args *a, size_t save_values,
+                                          cl_uint num_wait, const cl_event *wait)
+{
+    return check_backward(plan, queue, in_order, a->x, 1, a->y, a->dy, a->dx, a->dz, a->weight,
+                          a->save_mean, a->save_invstd, save_values, a->dweight, a->dbias,
+                          num_wait, wait);
 }
 
 /* ---- kernel arguments ------------------------------------------------------------ */
@@ -160,9 +171,8 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
     clbn_context *ctx = plan->ctx;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     int in_order = 1;
-    clbn_status st = check_backward(plan, &queue, &in_order, a->x, 1, a->y, a->dy, a->dx, a->dz,
-                                    a->weight, a->save_mean, a->save_invstd, a->dweight, a->dbias,
-                                    num_events_in_wait_list, event_wait_list);
+    clbn_status st = clbn__check_backward_training(plan, &queue, &in_order, a, desc->c,
+                                                   num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
     /* batch renormalization: r and d from the forward (2C values), an input */
@@ -264,7 +274,8 @@ clbn_status clbn__run_backward_inference(const clbn_plan *plan, cl_command_queue
     int in_order = 1;
     clbn_status st = check_backward(plan, &queue, &in_order, a->x, a->dweight != NULL, a->y, a->dy,
                                     a->dx, a->dz, a->weight, a->running_mean, a->running_var,
-                                    a->dweight, a->dbias, num_events_in_wait_list, event_wait_list);
+                                    desc->c, a->dweight, a->dbias, num_events_in_wait_list,
+                                    event_wait_list);
     if (st != CLBN_SUCCESS)
         return st;
     const int reduce = a->dweight || a->dbias;

@@ -169,6 +169,28 @@ clbn_status clbn__plan_forward_training(clbn_plan *plan)
     return CLBN_SUCCESS;
 }
 
+clbn_status clbn__check_forward_training(const clbn_plan *plan, cl_command_queue *queue,
+                                         int *in_order, const clbn_args *a, size_t save_values,
+                                         cl_uint num_wait, const cl_event *wait)
+{
+    const clbn_tensor_desc *desc = &plan->desc.tensor;
+    clbn_status st = check_common(plan, queue, in_order, a->x, a->z, a->y, a->weight, a->bias,
+                                  a->running_mean, a->running_var, 0, num_wait, wait);
+    if (st != CLBN_SUCCESS)
+        return st;
+    if ((st = clbn__check_momentum(a->momentum)) != CLBN_SUCCESS)
+        return st;
+    const size_t save_bytes = save_values * clbn__param_size(desc->dtype);
+    if ((st = CLBN_CHECK_BUFFERS(plan->ctx, {a->save_mean, save_bytes, 0},
+                                 {a->save_invstd, save_bytes, 0})) != CLBN_SUCCESS)
+        return st;
+    if (!plan->regions_checked &&
+        (st = check_training_outputs(a->x, a->z, a->y, a->weight, a->bias, a->running_mean,
+                                     a->running_var, a->save_mean, a->save_invstd)) != CLBN_SUCCESS)
+        return st;
+    return check_variants(plan, a);
+}
+
 clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue queue,
                                        const clbn_args *a, cl_uint num_events_in_wait_list,
                                        const cl_event *event_wait_list, cl_event *event)
@@ -176,22 +198,9 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
     clbn_context *ctx = plan->ctx;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     int in_order = 1;
-    clbn_status st = check_common(plan, &queue, &in_order, a->x, a->z, a->y, a->weight, a->bias,
-                                  a->running_mean, a->running_var, 0, num_events_in_wait_list,
-                                  event_wait_list);
+    clbn_status st = clbn__check_forward_training(plan, &queue, &in_order, a, desc->c,
+                                                  num_events_in_wait_list, event_wait_list);
     if (st != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_momentum(a->momentum)) != CLBN_SUCCESS)
-        return st;
-    const size_t vector_bytes = desc->c * clbn__param_size(desc->dtype);
-    if ((st = CLBN_CHECK_BUFFERS(ctx, {a->save_mean, vector_bytes, 0},
-                                 {a->save_invstd, vector_bytes, 0})) != CLBN_SUCCESS)
-        return st;
-    if (!plan->regions_checked &&
-        (st = check_training_outputs(a->x, a->z, a->y, a->weight, a->bias, a->running_mean,
-                                     a->running_var, a->save_mean, a->save_invstd)) != CLBN_SUCCESS)
-        return st;
-    if ((st = check_variants(plan, a)) != CLBN_SUCCESS)
         return st;
     if (plan->path == CLBN_PATH_EMPTY)
         return clbn__run_nothing(queue, num_events_in_wait_list, event_wait_list, event);

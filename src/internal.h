@@ -236,6 +236,15 @@ clbn_status clbn__check_wait_list(const clbn_context *ctx, cl_uint n, const cl_e
  * the device, the queue (NULL: the context's) and the wait list. */
 clbn_status clbn__check_launch(const clbn_context *ctx, clbn_dtype dtype, cl_command_queue *queue,
                                int *in_order, cl_uint num_wait, const cl_event *wait);
+/* Every check of a training forward / training backward call, before
+ * anything is enqueued (src/forward.c, src/backward.c): save_mean and
+ * save_invstd hold save_values values each (C; G*C for virtual batches). */
+clbn_status clbn__check_forward_training(const clbn_plan *plan, cl_command_queue *queue,
+                                         int *in_order, const clbn_args *a, size_t save_values,
+                                         cl_uint num_wait, const cl_event *wait);
+clbn_status clbn__check_backward_training(const clbn_plan *plan, cl_command_queue *queue,
+                                          int *in_order, const clbn_args *a, size_t save_values,
+                                          cl_uint num_wait, const cl_event *wait);
 /* A buffer of ctx's cl_context holding at least `bytes`; `required` says
  * whether NULL is an error (CLBN_ERROR_NULL_BUFFER) or allowed. */
 clbn_status clbn__check_buffer(const clbn_context *ctx, cl_mem mem, size_t bytes, int required);

@@ -66,115 +66,6 @@ static int any_offset(const clbn_args *a)
            a->dweight_offset || a->dbias_offset;
 }
 
-/* Whether `out` shares a cl_mem with an entry of `all` other than itself and
- * the allowed one. */
-static int shares(cl_mem out, const cl_mem *all, int n, cl_mem allowed_a, cl_mem allowed_b)
-{
-    if (!out)
-        return 0;
-    int self = 0;
-    for (int i = 0; i < n; ++i) {
-        if (all[i] != out)
-            continue;
-        if (!self) {
-            self = 1; /* the output's own entry */
-            continue;
-        }
-        if (out != allowed_a && out != allowed_b)
-            return 1;
-    }
-    return 0;
-}
-
-/* The training forward's checks, in the plain forward's order (src/forward.c)
- * with save_mean/save_invstd of G*C values. */
-static clbn_status check_forward(const clbn_plan *plan, cl_command_queue *queue, int *in_order,
-                                 const clbn_args *a, cl_uint num_wait, const cl_event *wait)
-{
-    const clbn_op_desc *d = &plan->desc;
-    clbn_context *ctx = plan->ctx;
-    const int tensors = plan->elements > 0;
-    clbn_status st = clbn__check_fused_op(d->fused_op, a->z, tensors);
-    if (st != CLBN_SUCCESS)
-        return st;
-    if (tensors && (!a->x || !a->y))
-        return CLBN_ERROR_NULL_BUFFER;
-    if ((a->running_mean == NULL) != (a->running_var == NULL))
-        return CLBN_ERROR_RUNNING_STATS_MISMATCH;
-    if ((st = clbn__check_launch(ctx, d->tensor.dtype, queue, in_order, num_wait, wait)) !=
-        CLBN_SUCCESS)
-        return st;
-    const size_t G = d->tensor.n / d->virtual_batch_size;
-    const size_t tensor_bytes = plan->elements * clbn__dtype_size(d->tensor.dtype);
-    const size_t vector_bytes = d->tensor.c * clbn__param_size(d->tensor.dtype);
-    if ((st = CLBN_CHECK_BUFFERS(ctx, {a->x, tensor_bytes, tensors}, {a->z, tensor_bytes, 0},
-                                 {a->y, tensor_bytes, tensors}, {a->weight, vector_bytes, 0},
-                                 {a->bias, vector_bytes, 0}, {a->running_mean, vector_bytes, 0},
-                                 {a->running_var, vector_bytes, 0})) != CLBN_SUCCESS)
-        return st;
-    if ((st = clbn__check_momentum(a->momentum)) != CLBN_SUCCESS)
-        return st;
-    if ((st = CLBN_CHECK_BUFFERS(ctx, {a->save_mean, G * vector_bytes, 0},
-                                 {a->save_invstd, G * vector_bytes, 0})) != CLBN_SUCCESS)
-        return st;
-    if (d->skip_nonfinite_update &&
-        (st = CLBN_CHECK_BUFFERS(ctx, {a->skipped_updates, d->tensor.c * sizeof(cl_uint), 0})) !=
-            CLBN_SUCCESS)
-        return st;
-    /* y may be x or z (in place); no other output shares a cl_mem */
-    const cl_mem skipped = d->skip_nonfinite_update ? a->skipped_updates : NULL;
-    const cl_mem all[] = {a->x,           a->z,           a->y,         a->weight,
-                          a->bias,        a->running_mean, a->running_var, a->save_mean,
-                          a->save_invstd, skipped};
-    const int n = (int)(sizeof all / sizeof *all);
-    if (shares(a->y, all, n, a->x, a->z))
-        return CLBN_ERROR_INVALID_ALIASING;
-    for (int i = 5; i < n; ++i)
-        if (shares(all[i], all, n, NULL, NULL))
-            return CLBN_ERROR_INVALID_ALIASING;
-    return CLBN_SUCCESS;
-}
-
-/* The training backward's checks, in the plain backward's order
- * (src/backward.c) with save_mean/save_invstd of G*C values. */
-static clbn_status check_backward(const clbn_plan *plan, cl_command_queue *queue, int *in_order,
-                                  const clbn_args *a, cl_uint num_wait, const cl_event *wait)
-{
-    const clbn_op_desc *d = &plan->desc;
-    clbn_context *ctx = plan->ctx;
-    const int tensors = plan->elements > 0;
-    clbn_status st = clbn__check_fused_op(d->fused_op, a->dz, 0);
-    if (st != CLBN_SUCCESS)
-        return st;
-    if (d->fused_op == CLBN_FUSED_NONE && a->y)
-        return CLBN_ERROR_INVALID_OPTION;
-    if ((tensors && (!a->x || !a->dy || (d->fused_op != CLBN_FUSED_NONE && !a->y))) ||
-        !a->save_mean || !a->save_invstd)
-        return CLBN_ERROR_NULL_BUFFER;
-    if ((st = clbn__check_launch(ctx, d->tensor.dtype, queue, in_order, num_wait, wait)) !=
-        CLBN_SUCCESS)
-        return st;
-    const size_t G = d->tensor.n / d->virtual_batch_size;
-    const size_t tensor_bytes = plan->elements * clbn__dtype_size(d->tensor.dtype);
-    const size_t vector_bytes = d->tensor.c * clbn__param_size(d->tensor.dtype);
-    if ((st = CLBN_CHECK_BUFFERS(ctx, {a->x, tensor_bytes, tensors}, {a->y, tensor_bytes, 0},
-                                 {a->dy, tensor_bytes, tensors}, {a->dx, tensor_bytes, 0},
-                                 {a->dz, tensor_bytes, 0}, {a->weight, vector_bytes, 0},
-                                 {a->save_mean, G * vector_bytes, 1},
-                                 {a->save_invstd, G * vector_bytes, 1},
-                                 {a->dweight, vector_bytes, 0}, {a->dbias, vector_bytes, 0})) !=
-        CLBN_SUCCESS)
-        return st;
-    /* dx and dz may each be dy; no other output shares a cl_mem */
-    const cl_mem all[] = {a->x,         a->y,          a->dy, a->weight, a->save_mean,
-                          a->save_invstd, a->dx,       a->dz, a->dweight, a->dbias};
-    const int n = (int)(sizeof all / sizeof *all);
-    for (int i = 6; i < n; ++i)
-        if (shares(all[i], all, n, i < 8 ? a->dy : NULL, NULL))
-            return CLBN_ERROR_INVALID_ALIASING;
-    return CLBN_SUCCESS;
-}
-
 /* ---- execution ------------------------------------------------------------------ */
 
 /* Where an execution keeps what its groups write, in one temporary buffer:
@@ -347,13 +238,17 @@ clbn_status clbn__vbatch_execute(const clbn_plan *plan, cl_command_queue queue, 
     int in_order = 1;
     if (any_offset(a))
         return CLBN_ERROR_INVALID_OPTION;
-    clbn_status st = forward ? check_forward(plan, &queue, &in_order, a, num_wait, wait)
-                             : check_backward(plan, &queue, &in_order, a, num_wait, wait);
+    /* the plain operations' checks, with the groups' G*C saved statistics */
+    const size_t G = d->tensor.n / d->virtual_batch_size;
+    clbn_status st =
+        forward
+            ? clbn__check_forward_training(plan, &queue, &in_order, a, G * d->tensor.c, num_wait, wait)
+            : clbn__check_backward_training(plan, &queue, &in_order, a, G * d->tensor.c, num_wait,
+                                            wait);
     if (st != CLBN_SUCCESS)
         return st;
     if (plan->elements == 0)
         return clbn__run_nothing(queue, num_wait, wait, event);
-    const size_t G = d->tensor.n / d->virtual_batch_size;
     const cl_ulong Gl = G, C = d->tensor.c;
     const clbn_dtype dt = d->tensor.dtype;
     const layout l = plan_layout(plan, a);

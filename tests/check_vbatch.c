@@ -626,6 +626,15 @@ START_TEST(test_invalid)
     g.y = k.by; /* y without a fused op */
     TU_EXPECT(clbn_plan_execute(pb, NULL, &g, 0, NULL, NULL), CLBN_ERROR_INVALID_OPTION);
     g.y = NULL;
+    { /* dx and dz may each be dy, not both (the plain backward's rule, the same checks) */
+        clbn_plan *pr = vplan(&d, CLBN_OP_BACKWARD, 3, CLBN_FUSED_ADD_RELU,
+                              CLBN_RUNNING_UPDATE_PYTORCH, 0);
+        clbn_args r = g;
+        r.y = k.by;
+        r.dx = r.dz = r.dy;
+        TU_EXPECT(clbn_plan_execute(pr, NULL, &r, 0, NULL, NULL), CLBN_ERROR_INVALID_ALIASING);
+        clbn_plan_release(pr);
+    }
     /* hostile: buffers, queues and wait lists of another context, bad lists */
     cl_mem foreign = tu_other_buffer(k.count * 4, NULL);
     a.x = foreign;
