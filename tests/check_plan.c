@@ -9,8 +9,8 @@
  * - the empty batch (N = 0) as in PyTorch, for plans and the layer;
  * - clbn_plan_describe. */
 #include "op_calls.h"
+#include "plan_check.h"
 #include "testutil.h"
-#include "reference_backward.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -253,71 +253,12 @@ START_TEST(plan_equals_one_call)
 }
 END_TEST
 
-/* float32 through a plan against the double reference: the training
+/* float32 through plans against the double reference: the training
  * forward's y and running statistics, then the backward's dx, dweight, dbias
- * from the statistics it saved. */
+ * from the statistics it saved, the backward waiting on the forward's event. */
 START_TEST(plan_against_reference)
 {
-    const clbn_tensor_desc d = shapes[_i % NSHAPES];
-    const size_t count = tu_count(&d), C = d.c;
-    ref_shape sh = tu_ref_shape(&d);
-    tu_rng rng;
-    tu_rng_seed(&rng, 500 + (uint64_t)_i);
-    float *x = tu_floats(count), *dy = tu_floats(count), *w = tu_floats(C), *b = tu_floats(C);
-    float *rm = tu_floats(C), *rv = tu_floats(C), *got = tu_floats(count), *gc = tu_floats(C);
-    tu_fill_input(&rng, &d, x, 3.0, 1.0, 2.0);
-    tu_fill_uniform(&rng, dy, count, -1, 1);
-    tu_fill_uniform(&rng, w, C, 0.5, 1.5);
-    tu_fill_uniform(&rng, b, C, -0.5, 0.5);
-    tu_fill_uniform(&rng, rm, C, -1, 1);
-    tu_fill_uniform(&rng, rv, C, 0.5, 2);
-    double *y = tu_doubles(count), *rmo = tu_doubles(C), *rvo = tu_doubles(C);
-    double *mean = tu_doubles(C), *invstd = tu_doubles(C), *dx = tu_doubles(count);
-    double *dw = tu_doubles(C), *db = tu_doubles(C);
-    ck_assert_int_eq(ref_training(&sh, x, w, b, rm, rv, 0.1, 1e-5, REF_UPDATE_PYTORCH, 0, y, rmo,
-                                  rvo, mean, invstd),
-                     0);
-    cl_mem mx = tu_buffer_floats(x, count), mdy = tu_buffer_floats(dy, count);
-    cl_mem my = tu_buffer_nan(count), mdx = tu_buffer_nan(count);
-    cl_mem mw = tu_buffer_floats(w, C), mb = tu_buffer_floats(b, C);
-    cl_mem mrm = tu_buffer_floats(rm, C), mrv = tu_buffer_floats(rv, C);
-    cl_mem msm = tu_buffer_nan(C), msi = tu_buffer_nan(C), mdw = tu_buffer_nan(C),
-           mdb = tu_buffer_nan(C);
-    clbn_op_desc od;
-    clbn_plan *fwd = NULL, *bwd = NULL;
-    TU_OK(clbn_op_desc_init(&od, CLBN_OP_FORWARD_TRAINING, &d));
-    TU_OK(clbn_plan_create(tu_ctx(), &od, &fwd));
-    TU_OK(clbn_op_desc_init(&od, CLBN_OP_BACKWARD, &d));
-    TU_OK(clbn_plan_create(tu_ctx(), &od, &bwd));
-    const clbn_args fa = {.x = mx, .y = my, .weight = mw, .bias = mb, .running_mean = mrm,
-                          .running_var = mrv, .save_mean = msm, .save_invstd = msi,
-                          .momentum = 0.1};
-    cl_event ev = NULL;
-    TU_OK(clbn_plan_execute(fwd, NULL, &fa, 0, NULL, &ev));
-    const clbn_args ba = {.x = mx, .dy = mdy, .dx = mdx, .weight = mw, .save_mean = msm,
-                          .save_invstd = msi, .dweight = mdw, .dbias = mdb};
-    TU_OK(clbn_plan_execute(bwd, NULL, &ba, 1, &ev, NULL));
-    clReleaseEvent(ev);
-    tu_read_floats(my, got, count);
-    TU_ASSERT_CLOSE("y", got, y, count, 1e-5, 1e-5);
-    tu_read_floats(mrm, gc, C);
-    TU_ASSERT_CLOSE("running_mean", gc, rmo, C, 1e-5, 1e-6);
-    tu_read_floats(mrv, gc, C);
-    TU_ASSERT_CLOSE("running_var", gc, rvo, C, 1e-5, 1e-6);
-    refb_training(&sh, x, dy, w, mean, invstd, 0, dx, dw, db);
-    tu_read_floats(mdx, got, count);
-    TU_ASSERT_CLOSE("dx", got, dx, count, 1e-4, 1e-5 * (1.0 + tu_max_abs(dx, count)));
-    tu_read_floats(mdw, gc, C);
-    TU_ASSERT_CLOSE("dweight", gc, dw, C, 1e-4, 1e-4);
-    tu_read_floats(mdb, gc, C);
-    TU_ASSERT_CLOSE("dbias", gc, db, C, 1e-4, 1e-4);
-    clbn_plan_release(fwd);
-    clbn_plan_release(bwd);
-    cl_mem all[] = {mx, mdy, my, mdx, mw, mb, mrm, mrv, msm, msi, mdw, mdb};
-    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
-        tu_release(all[i]);
-    free(x), free(dy), free(w), free(b), free(rm), free(rv), free(got), free(gc);
-    free(y), free(rmo), free(rvo), free(mean), free(invstd), free(dx), free(dw), free(db);
+    pc_plans_against_reference(&shapes[_i % NSHAPES], 500 + (uint64_t)_i, NULL, PC_EVENT);
 }
 END_TEST
 

@@ -14,6 +14,7 @@
  *   files are ignored (defaults); concurrent writers keep every entry;
  *   CLBN_TUNE=1 tunes and records the plan behind a one-call function. */
 #include "testutil.h"
+#include "plan_check.h"
 #include "reference_backward.h"
 #include "fnv1a.h"
 
@@ -60,102 +61,11 @@ static const char *const extremes[] = {
 };
 enum { NEXTREMES = sizeof extremes / sizeof *extremes };
 
-static clbn_plan *make_plan(clbn_op op, const clbn_tensor_desc *d, const char *tuning)
-{
-    clbn_op_desc od;
-    clbn_plan *p = NULL;
-    TU_OK(clbn_op_desc_init(&od, op, d));
-    TU_OK(clbn_plan_create(tu_ctx(), &od, &p));
-    if (tuning)
-        TU_OK(clbn_plan_set_tuning(p, tuning));
-    return p;
-}
-
 /* The four operations with `tuning` on shapes[i % NSHAPES], against the
  * double reference. */
 static void against_reference(int i, const char *tuning)
 {
-    const clbn_tensor_desc d = shapes[i % NSHAPES];
-    const size_t count = tu_count(&d), C = d.c;
-    ref_shape sh = tu_ref_shape(&d);
-    tu_rng rng;
-    tu_rng_seed(&rng, 900 + (uint64_t)i);
-    float *x = tu_floats(count), *dy = tu_floats(count), *w = tu_floats(C), *b = tu_floats(C);
-    float *rm = tu_floats(C), *rv = tu_floats(C), *got = tu_floats(count), *gc = tu_floats(C);
-    tu_fill_input(&rng, &d, x, 3.0, 1.0, 2.0);
-    tu_fill_uniform(&rng, dy, count, -1, 1);
-    tu_fill_uniform(&rng, w, C, 0.5, 1.5);
-    tu_fill_uniform(&rng, b, C, -0.5, 0.5);
-    tu_fill_uniform(&rng, rm, C, -1, 1);
-    tu_fill_uniform(&rng, rv, C, 0.5, 2);
-    double *y = tu_doubles(count), *rmo = tu_doubles(C), *rvo = tu_doubles(C);
-    double *mean = tu_doubles(C), *invstd = tu_doubles(C), *dx = tu_doubles(count);
-    double *dw = tu_doubles(C), *db = tu_doubles(C);
-    ck_assert_int_eq(ref_training(&sh, x, w, b, rm, rv, 0.1, 1e-5, REF_UPDATE_PYTORCH, 0, y, rmo,
-                                  rvo, mean, invstd),
-                     0);
-    cl_mem mx = tu_buffer_floats(x, count), mdy = tu_buffer_floats(dy, count);
-    cl_mem my = tu_buffer_nan(count), mdx = tu_buffer_nan(count);
-    cl_mem mw = tu_buffer_floats(w, C), mb = tu_buffer_floats(b, C);
-    cl_mem mrm = tu_buffer_floats(rm, C), mrv = tu_buffer_floats(rv, C);
-    cl_mem msm = tu_buffer_nan(C), msi = tu_buffer_nan(C), mdw = tu_buffer_nan(C),
-           mdb = tu_buffer_nan(C);
-    clbn_plan *fwd = make_plan(CLBN_OP_FORWARD_TRAINING, &d, tuning);
-    clbn_plan *bwd = make_plan(CLBN_OP_BACKWARD, &d, tuning);
-    const clbn_args fa = {.x = mx, .y = my, .weight = mw, .bias = mb, .running_mean = mrm,
-                          .running_var = mrv, .save_mean = msm, .save_invstd = msi,
-                          .momentum = 0.1};
-    TU_OK(clbn_plan_execute(fwd, NULL, &fa, 0, NULL, NULL));
-    const clbn_args ba = {.x = mx, .dy = mdy, .dx = mdx, .weight = mw, .save_mean = msm,
-                          .save_invstd = msi, .dweight = mdw, .dbias = mdb};
-    TU_OK(clbn_plan_execute(bwd, NULL, &ba, 0, NULL, NULL));
-    tu_finish();
-    tu_read_floats(my, got, count);
-    TU_ASSERT_CLOSE("y", got, y, count, 1e-5, 1e-5);
-    tu_read_floats(mrm, gc, C);
-    TU_ASSERT_CLOSE("running_mean", gc, rmo, C, 1e-5, 1e-6);
-    tu_read_floats(mrv, gc, C);
-    TU_ASSERT_CLOSE("running_var", gc, rvo, C, 1e-5, 1e-6);
-    refb_training(&sh, x, dy, w, mean, invstd, 0, dx, dw, db);
-    tu_read_floats(mdx, got, count);
-    TU_ASSERT_CLOSE("dx", got, dx, count, 1e-4, 1e-5 * (1.0 + tu_max_abs(dx, count)));
-    tu_read_floats(mdw, gc, C);
-    TU_ASSERT_CLOSE("dweight", gc, dw, C, 1e-4, 1e-4);
-    tu_read_floats(mdb, gc, C);
-    TU_ASSERT_CLOSE("dbias", gc, db, C, 1e-4, 1e-4);
-
-    /* inference and its backward from the original running statistics */
-    tu_write_floats(mrm, rm, C);
-    tu_write_floats(mrv, rv, C);
-    clbn_plan *inf = make_plan(CLBN_OP_FORWARD_INFERENCE, &d, tuning);
-    clbn_plan *binf = make_plan(CLBN_OP_BACKWARD_INFERENCE, &d, tuning);
-    const clbn_args ia = {.x = mx, .y = my, .weight = mw, .bias = mb, .running_mean = mrm,
-                          .running_var = mrv};
-    TU_OK(clbn_plan_execute(inf, NULL, &ia, 0, NULL, NULL));
-    const clbn_args bia = {.x = mx, .dy = mdy, .dx = mdx, .weight = mw, .running_mean = mrm,
-                           .running_var = mrv, .dweight = mdw, .dbias = mdb};
-    TU_OK(clbn_plan_execute(binf, NULL, &bia, 0, NULL, NULL));
-    tu_finish();
-    ref_inference(&sh, x, w, b, rm, rv, 1e-5, 0, y);
-    tu_read_floats(my, got, count);
-    TU_ASSERT_CLOSE("inference y", got, y, count, 1e-5, 1e-5);
-    refb_inference(&sh, x, dy, w, rm, rv, 1e-5, 0, dx, dw, db);
-    tu_read_floats(mdx, got, count);
-    TU_ASSERT_CLOSE("inference dx", got, dx, count, 1e-5, 1e-6);
-    tu_read_floats(mdw, gc, C);
-    TU_ASSERT_CLOSE("inference dweight", gc, dw, C, 1e-4, 1e-4);
-    tu_read_floats(mdb, gc, C);
-    TU_ASSERT_CLOSE("inference dbias", gc, db, C, 1e-4, 1e-4);
-
-    clbn_plan_release(fwd);
-    clbn_plan_release(bwd);
-    clbn_plan_release(inf);
-    clbn_plan_release(binf);
-    cl_mem all[] = {mx, mdy, my, mdx, mw, mb, mrm, mrv, msm, msi, mdw, mdb};
-    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
-        tu_release(all[i]);
-    free(x), free(dy), free(w), free(b), free(rm), free(rv), free(got), free(gc);
-    free(y), free(rmo), free(rvo), free(mean), free(invstd), free(dx), free(dw), free(db);
+    pc_plans_against_reference(&shapes[i % NSHAPES], 900 + (uint64_t)i, tuning, PC_INFERENCE);
 }
 
 /* The tuning `extremes[_i / NSHAPES]` on shapes[_i % NSHAPES]. */
@@ -276,7 +186,7 @@ START_TEST(heuristics_choices)
     char t[NDEVICES][700];
     for (int k = 0; k < NDEVICES; ++k) {
         heuristic_text(devices[k], t[k], sizeof t[k]);
-        clbn_plan *p = make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], t[k]);
+        clbn_plan *p = pc_make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], t[k]);
         clbn_plan_release(p);
     }
     char platform[256] = "";
@@ -353,7 +263,7 @@ START_TEST(bad_tuning_text)
                                       "item_elements=12", "flat_item=0", "gpu_geometry=2",
                                       "group=64x", "tile_min=0", "tile_target=1099511627777",
                                       "group=-8", "=5", "rows_run=99999999999999999999999"};
-    clbn_plan *p = make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], "group=16 item_elements=64");
+    clbn_plan *p = pc_make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], "group=16 item_elements=64");
     char before[1024], after[1024], desc0[1024], desc1[1024];
     TU_OK(clbn_plan_get_tuning(p, before, sizeof before));
     ck_assert_ptr_nonnull(strstr(before, "group=16 "));
@@ -374,7 +284,7 @@ START_TEST(bad_tuning_text)
     TU_OK(clbn_plan_set_tuning(p, before));
     TU_OK(clbn_plan_get_tuning(p, after, sizeof after));
     ck_assert_str_eq(before, after);
-    clbn_plan *q = make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], NULL);
+    clbn_plan *q = pc_make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], NULL);
     TU_OK(clbn_plan_get_tuning(q, before, sizeof before));
     TU_OK(clbn_plan_set_tuning(p, NULL));
     TU_OK(clbn_plan_get_tuning(p, after, sizeof after));
@@ -418,7 +328,7 @@ static int count_lines(const char *text, const char *needle)
 /* The tuning a new plan of shape d (inference) gets. */
 static void new_plan_tuning(const clbn_tensor_desc *d, char *out, size_t size)
 {
-    clbn_plan *p = make_plan(CLBN_OP_FORWARD_INFERENCE, d, NULL);
+    clbn_plan *p = pc_make_plan(CLBN_OP_FORWARD_INFERENCE, d, NULL);
     TU_OK(clbn_plan_get_tuning(p, out, size));
     clbn_plan_release(p);
 }
@@ -433,7 +343,7 @@ START_TEST(tune_records_and_database)
     new_plan_tuning(&d, defaults, sizeof defaults);
 
     /* a short tune records an entry that matches the reference */
-    clbn_plan *p = make_plan(CLBN_OP_FORWARD_INFERENCE, &d, NULL);
+    clbn_plan *p = pc_make_plan(CLBN_OP_FORWARD_INFERENCE, &d, NULL);
     TU_OK(clbn_plan_tune(p, NULL, 300));
     char tuned[1024];
     TU_OK(clbn_plan_get_tuning(p, tuned, sizeof tuned));
@@ -508,7 +418,7 @@ START_TEST(tune_records_and_database)
     /* the writer drops damaged lines and keeps the header */
     snprintf(bad, sizeof bad, "%sgarbage line\n", file);
     spit(db, bad);
-    p = make_plan(CLBN_OP_FORWARD_INFERENCE, &d, NULL);
+    p = pc_make_plan(CLBN_OP_FORWARD_INFERENCE, &d, NULL);
     TU_OK(clbn_plan_tune(p, NULL, 1));
     clbn_plan_release(p);
     free(text);
