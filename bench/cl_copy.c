@@ -11,7 +11,10 @@
  *   axpy   dx = 2*x + dy             (x, dy read, dx written: the dx pass)
  * --prefetch adds clbn's software prefetch (8 KiB ahead, clang's
  * __builtin_prefetch) and --stream its non-temporal stores, so each pass can
- * be measured as clbn's kernels run it. A training forward can be no faster
+ * be measured as clbn's kernels run it. Products and sums are written a * b + c,
+ * not fma(): a compiler fuses them where the device fuses in hardware (PoCL on
+ * x86), while a device without CL_FP_FMA (Mesa's llvmpipe) runs fma() as a
+ * software routine, 2-6x slower there, which is not a memory bound. A training forward can be no faster
  * than read + copy, a backward than read2 + axpy: those sums over copy bound
  * the ratios training/inference and backward/inference on this device.
  *
@@ -68,8 +71,8 @@ static const char *source =
     "    for (ulong i = b; i < e; i += 16) {\n"
     "        PREFETCH_AHEAD(x, i);\n"
     "        PREFETCH_AHEAD(dy, i);\n"
-    "        a = fma(vload8(0, x + i), vload8(0, dy + i), a);\n"
-    "        c = fma(vload8(0, x + i + 8), vload8(0, dy + i + 8), c);\n"
+    "        a += vload8(0, x + i) * vload8(0, dy + i);\n"
+    "        c += vload8(0, x + i + 8) * vload8(0, dy + i + 8);\n"
     "    }\n"
     "    a += c;\n"
     "    y[get_global_id(0)] = a.s0 + a.s1 + a.s2 + a.s3 + a.s4 + a.s5 + a.s6 + a.s7;\n"
@@ -79,7 +82,7 @@ static const char *source =
     "    RANGE;\n"
     "    for (ulong i = b; i < e; i += 8) {\n"
     "        if ((i & 15) == 0) { PREFETCH_AHEAD(x, i); PREFETCH_AHEAD(dy, i); }\n"
-    "        STORE8(fma(vload8(0, x + i), (float8)(2.0f), vload8(0, dy + i)), y, i);\n"
+    "        STORE8(vload8(0, x + i) * 2.0f + vload8(0, dy + i), y, i);\n"
     "    }\n"
     "}\n";
 
