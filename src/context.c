@@ -181,6 +181,12 @@ static clbn_status read_device_facts(clbn_context *ctx)
     const char *geo = getenv("CLBN_GEOMETRY");
     if (geo && (strcmp(geo, "gpu") == 0 || strcmp(geo, "cpu") == 0))
         ctx->gpu_geometry = geo[0] == 'g';
+    /* CLBN_CHANNEL_TRAINING=1 or 0 overrides whether the training forward
+     * takes the channel-resident kernel (the heuristics: not on CPUs); tests
+     * that walk every kernel path set 1. */
+    const char *ct = getenv("CLBN_CHANNEL_TRAINING");
+    if (ct && (strcmp(ct, "0") == 0 || strcmp(ct, "1") == 0))
+        ctx->defaults.channel_training = ct[0] == '1';
     ctx->defaults.stream_bytes = ctx->stream_bytes;
     ctx->defaults.small_elements = ctx->small_elements;
     ctx->defaults.gpu_geometry = (size_t)ctx->gpu_geometry;

@@ -389,7 +389,8 @@ int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_k
      * against 1.27 ms; minima of 200 calls). */
     const size_t min_s = kernel == CLBN_K_CHANNEL_TRAINING ? t->rows_spatial : t->channel_min_s;
     if (!clbn__is_planar(desc) || S < min_s || channel_bytes > t->channel_bytes ||
-        C < t->channel_groups_per_cu * (size_t)ctx->compute_units)
+        C < t->channel_groups_per_cu * (size_t)ctx->compute_units ||
+        (kernel == CLBN_K_CHANNEL_TRAINING && !t->channel_training))
         return 0;
     memset(plan, 0, sizeof *plan);
     plan->launch.kernel = kernel;

@@ -128,6 +128,20 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
     t->channel_groups_per_cu = 4;
     t->channel_min_s = 64;
     t->channel_cols = 512;
+    /* The training forward saves only a third of its traffic that way (x
+     * read twice, y once) and walks each channel's N rows, C*S values
+     * apart, where the two passes stream the tensor; on CPUs the two passes
+     * won (2026-12-05, 2-core EPYC, copy 57-67 GB/s, kernels' time,
+     * alternate runs, medians of 4-5: two passes / channel-resident 0.50
+     * (8x64x112x112) to 0.95 (32x64x56x56 float16) in 10 of 11 NCHW
+     * training shapes, 1.07 on 16x64x56x56; the channel-resident time also
+     * varied 2x between runs where the two passes held within 10%). The
+     * backward, which saves two fifths (x and dy read twice, dx once),
+     * keeps it (0.70-1.18 over five shapes: no clear winner). Earlier
+     * 25-29 GB/s machines had the training forward faster channel-resident
+     * (32x64x56x56 1.51 -> 1.16 ms, 2026-11-25), before the tiled
+     * reductions' runs (tile_run). Unmeasured on GPUs: kept there. */
+    t->channel_training = !cpu;
 
     /* streaming stores for outputs beyond a shared last-level cache */
     if (cpu && f->cache_bytes > CPU_PRIVATE_CACHE_MAX) {

@@ -137,6 +137,7 @@ typedef struct clbn_tuning {
     size_t channel_groups_per_cu; /* channels per compute unit at least */
     size_t channel_min_s;    /*   backward: rows of at least this many values */
     size_t channel_cols;     /*   values per piece of a row (multiple of 8) */
+    size_t channel_training; /*   1: the training forward takes it too (where the above allow), 0: backward only */
     size_t stream_bytes;     /* outputs from this size use streaming stores (where probed) */
     size_t period_vectors;   /* NHWC reductions, C % 8 != 0: whole periods of lcm(8, C) values where
                               * they take at most this many vectors (0: never; above CLBN_PERIOD_VECS

@@ -293,9 +293,11 @@ typedef struct axis {
     size_t values[6];
 } axis;
 
+/* an axis of a 0/1 parameter: its other value (not a value of any other axis) */
+#define BOOL_FLIP ((size_t)3)
 #define A(name, ...) {offsetof(clbn_tuning, name), {__VA_ARGS__}}
 static const axis axes[] = {
-    A(gpu_geometry, 0, 1),
+    A(gpu_geometry, BOOL_FLIP),
     A(item_elements, 128, 256, 1024, 2048, 4096),
     A(flat_item, 256, 512, 2048, 4096, 8192),
     A(norm_group, 8, 16, 32, 64),
@@ -314,6 +316,7 @@ static const axis axes[] = {
     A(rows_group, 2, 4, 16, 32),
     A(channel_bytes, 1, (size_t)512 << 10, (size_t)1 << 20, (size_t)4 << 20, (size_t)8 << 20),
     A(channel_cols, 256, 1024, 2048),
+    A(channel_training, BOOL_FLIP),
     A(small_elements, 1, (size_t)1 << 16, (size_t)1 << 20),
     A(period_vectors, 1),
     A(infer_one_kernel_rows, 1, (size_t)1 << 40),
@@ -322,7 +325,8 @@ static const axis axes[] = {
 #undef A
 /* channel_bytes, small_elements, rows_spatial, flat_spatial, norm_prefetch,
  * period_vectors, infer_one_kernel_rows: 1 stands for "never" (0 is used for it below; values of 0
- * end a list) */
+ * end a list). BOOL_FLIP (gpu_geometry, channel_training): the other value
+ * of the one being improved. */
 
 static size_t *field_at(clbn_tuning *t, size_t offset)
 {
@@ -398,7 +402,9 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
                     goto done;
                 clbn_tuning cand = best;
                 size_t value = axes[ax].values[v];
-                if (value == 1 && axes[ax].offset != offsetof(clbn_tuning, gpu_geometry))
+                if (value == BOOL_FLIP)
+                    value = !*field_at(&cand, axes[ax].offset);
+                else if (value == 1)
                     value = 0;
                 if (*field_at(&cand, axes[ax].offset) == value)
                     continue;

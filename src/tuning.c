@@ -51,6 +51,7 @@ static const field fields[] = {
     F(channel_groups_per_cu, 0, ANY),
     F(channel_min_s, 0, ANY),
     F(channel_cols, 8, MULT8),
+    F(channel_training, 0, BOOL),
     F(stream_bytes, 0, ANY),
     F(period_vectors, 0, ANY),
     F(infer_one_kernel_rows, 0, ANY),

@@ -353,6 +353,9 @@ int main(void)
     for (int gpu = 0; gpu < 2; ++gpu) {
         const char *geo = gpu ? "GPU" : "CPU";
         setenv("CLBN_GEOMETRY", gpu ? "gpu" : "cpu", 1);
+        /* the channel-resident training forward on every device kind (the
+         * heuristics give it to GPUs only) */
+        setenv("CLBN_CHANNEL_TRAINING", "1", 1);
         if (gpu)
             setenv("CLBN_STREAM_MB", "0", 1);
         /* one context with the one-kernel paths, one without */

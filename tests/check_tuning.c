@@ -50,10 +50,10 @@ static const char *const extremes[] = {
     "item_elements=1048576 flat_item=1048576 nhwc_wide_pixels=100000 channel_cols=1048576",
     "small_elements=0 channel_bytes=0 rows_spatial=0 flat_spatial=0",
     "small_elements=" BIG " small_items_per_cu=0",
-    "small_elements=0 channel_bytes=" BIG " channel_groups_per_cu=0 channel_min_s=0 rows_spatial=0",
+    "small_elements=0 channel_bytes=" BIG " channel_groups_per_cu=0 channel_min_s=0 rows_spatial=0 channel_training=1",
     "small_elements=0 channel_bytes=0 rows_spatial=" BIG " flat_spatial=" BIG " rows_run=1 rows_item_values=1 rows_items_per_cu=1000",
     "small_elements=0 channel_bytes=0 rows_spatial=" BIG " rows_run=" BIG " rows_item_values=" BIG " rows_items_per_cu=0",
-    "gpu_geometry=1",
+    "gpu_geometry=1 channel_training=1",
     "gpu_geometry=1 small_elements=0 channel_bytes=0 rows_spatial=0 group=8 norm_group=8",
     "stream_bytes=0 norm_prefetch=0 norm_row_prefetch=0 period_vectors=0 infer_one_kernel_rows=0",
     "period_vectors=1 group=1 infer_one_kernel_rows=6", /* the tiled shape's 6 rows: one kernel */
@@ -194,14 +194,14 @@ START_TEST(heuristics_choices)
     clGetDeviceInfo(tu_device(), CL_DEVICE_PLATFORM, sizeof pid, &pid, NULL);
     clGetPlatformInfo(pid, CL_PLATFORM_NAME, sizeof platform, platform, NULL);
     if (strstr(platform, "Portable Computing Language") && !getenv("CLBN_STREAM_MB") &&
-        !getenv("CLBN_SMALL_MAX") && !getenv("CLBN_GEOMETRY"))
+        !getenv("CLBN_SMALL_MAX") && !getenv("CLBN_GEOMETRY") && !getenv("CLBN_CHANNEL_TRAINING"))
         ck_assert_str_eq(t[0], "group=64 norm_group=64 tile_target=32768 tile_min=4096 tile_run=2048 "
                                "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
                                "nhwc_wide_pixels=0 small_elements=262144 small_items_per_cu=2 "
                                "rows_spatial=256 flat_spatial=48 rows_run=2048 rows_item_values=65536 "
                                "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=0 "
                                "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
-                               "channel_cols=512 stream_bytes=50331648 period_vectors=8 "
+                               "channel_cols=512 channel_training=0 stream_bytes=50331648 period_vectors=8 "
                                "infer_one_kernel_rows=2048 gpu_geometry=0");
     /* 64-CU GPU, 4 MiB L2: GPU geometry, more groups per CU, a channel
      * budget of the L2's share per resident group (4 MiB / 64 / 4) */
@@ -210,6 +210,7 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[1], "norm_group"), 64);
     ck_assert_uint_eq(param(t[1], "groups_per_cu"), 8);
     ck_assert_uint_eq(param(t[1], "channel_bytes"), 16384);
+    ck_assert_uint_eq(param(t[1], "channel_training"), 1);
     ck_assert_uint_eq(param(t[1], "small_elements"), 65536);
     ck_assert_uint_eq(param(t[1], "infer_one_kernel_rows"), (size_t)1 << 40);
     ck_assert_uint_eq(param(t[1], "small_items_per_cu"), 2);
@@ -224,6 +225,7 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[3], "gpu_geometry"), 0);
     ck_assert_uint_eq(param(t[3], "group"), 64);
     ck_assert_uint_eq(param(t[3], "channel_bytes"), 524288);
+    ck_assert_uint_eq(param(t[3], "channel_training"), 0);
     ck_assert_uint_eq(param(t[3], "small_elements"), 1u << 20);
     ck_assert_uint_eq(param(t[3], "stream_bytes"), 48u << 20);
     ck_assert_uint_eq(param(t[3], "groups_per_cu"), 4);
@@ -260,7 +262,7 @@ END_TEST
 START_TEST(bad_tuning_text)
 {
     static const char *const bad[] = {"group=3", "group=128", "bogus=1", "group=", "group",
-                                      "item_elements=12", "flat_item=0", "gpu_geometry=2",
+                                      "item_elements=12", "flat_item=0", "gpu_geometry=2", "channel_training=2",
                                       "group=64x", "tile_min=0", "tile_target=1099511627777",
                                       "group=-8", "=5", "rows_run=99999999999999999999999"};
     clbn_plan *p = pc_make_plan(CLBN_OP_FORWARD_TRAINING, &shapes[3], "group=16 item_elements=64");
