@@ -348,9 +348,9 @@ END_TEST
 
 /* NCHW rows of 256 values or more whose channels fit 2 MiB, in tensors too
  * large for the one-kernel path, take the channel-resident training forward
- * where the device's defaults allow it (GPUs; CLBN_CHANNEL_TRAINING=1, as in
- * the check_forward_channel_training run; else the two passes)
- * (cl/channel.cl, a work-group per channel): rows that end mid-vector (300),
+ * (cl/channel.cl, a work-group per channel) where channel_training allows it
+ * (GPUs; CLBN_CHANNEL_TRAINING=1, as in the check_forward_channel_training
+ * run; elsewhere the two passes): rows that end mid-vector (300),
  * rows cut into several 512-value pieces (4100), fewer rows than the group
  * has work-items (3 rows); each also with y replacing x. */
 static const size_t channel_shapes[][3] = {{32, 40, 300}, {4, 16, 4100}, {3, 9, 12000}};
