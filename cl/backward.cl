@@ -85,13 +85,15 @@ inline acc renorm_dweight(acc sum, acc sumx, acc ist, __global const acc *renorm
     return renorm ? sumx * ist * renorm[c] + renorm[C + c] * sum : sumx * ist;
 }
 
-/* 64 values of a run, i .. i + 63 (8 vectors), into the per-lane sums of
- * dy (masked by the ReLU's y when given) and of dy*(x - mu): the 8 vectors'
- * terms are added in a fixed tree before they join the accumulators, so a
- * long run's rounding error grows with its length / 64 rather than / 8, and
- * the adds form no chain of 8. */
-inline void bwd_sums64(__global const data_t *x, __global const data_t *dy,
-                       __global const data_t *y, ulong i, acc8 mu8, acc8 *a8, acc8 *b8)
+/* 64 values of a run, i .. i + 63 (8 vectors): the per-lane sums of dy
+ * (masked by the ReLU's y when given; .lo) and of dy*(x - mu) (.hi), for
+ * the caller's accumulators. The 8 vectors' terms are added in a fixed tree
+ * before they join the accumulators, so a long run's rounding error grows
+ * with its length / 64 rather than / 8, and the adds form no chain of 8.
+ * Returned, not added through pointers: PoCL 3.1 keeps this function apart
+ * from its caller, and the pointers' accumulators went through memory. */
+inline acc16 bwd_sums64(__global const data_t *x, __global const data_t *dy,
+                        __global const data_t *y, ulong i, acc8 mu8)
 {
     acc8 g[8], p[8];
 #pragma unroll
@@ -101,8 +103,10 @@ inline void bwd_sums64(__global const data_t *x, __global const data_t *dy,
             g[j] = RELU_GRAD8(g[j], LOAD8(y, i + 8 * j));
         p[j] = g[j] * (LOAD8(x, i + 8 * j) - mu8);
     }
-    *a8 += ((g[0] + g[1]) + (g[2] + g[3])) + ((g[4] + g[5]) + (g[6] + g[7]));
-    *b8 += ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    acc16 t;
+    t.lo = ((g[0] + g[1]) + (g[2] + g[3])) + ((g[4] + g[5]) + (g[6] + g[7]));
+    t.hi = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    return t;
 }
 
 /* The one-kernel backwards (small.cl, channel.cl) over the run
@@ -115,21 +119,29 @@ inline void bwd_sums_run(__global const data_t *x, __global const data_t *dy,
                          acc8 *a8, acc8 *b8, acc *a1, acc *b1)
 {
     const acc8 mu8 = (acc8)(mu);
+    ACC_IN(acc8, a8);
+    ACC_IN(acc8, b8);
+    ACC_IN(acc, a1);
+    ACC_IN(acc, b1);
     ulong s = s0;
     for (; s + 8 <= s1; s += 8) {
         acc8 g = LOAD8(dy, base + s);
         if (y)
             g = RELU_GRAD8(g, LOAD8(y, base + s));
-        *a8 += g;
-        *b8 = fma(g, LOAD8(x, base + s) - mu8, *b8);
+        a8_ += g;
+        b8_ = fma(g, LOAD8(x, base + s) - mu8, b8_);
     }
     for (; s < s1; ++s) {
         acc g = LOAD1(dy, base + s);
         if (y)
             g = RELU_GRAD1(g, LOAD1(y, base + s));
-        *a1 += g;
-        *b1 = fma(g, LOAD1(x, base + s) - mu, *b1);
+        a1_ += g;
+        b1_ = fma(g, LOAD1(x, base + s) - mu, b1_);
     }
+    ACC_OUT(a8);
+    ACC_OUT(b8);
+    ACC_OUT(a1);
+    ACC_OUT(b1);
 }
 
 inline void bwd_dx_run(__global const data_t *x, __global const data_t *dy, __global data_t *dx,
@@ -204,7 +216,9 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
                 if (y)
                     PREFETCH(yr + s + q + ahead);
             }
-            bwd_sums64(xr, dyr, yr, s, mu8, &a8, &b8);
+            const acc16 t = bwd_sums64(xr, dyr, yr, s, mu8);
+            a8 += t.lo;
+            b8 += t.hi;
         }
         for (; s + 8 <= s_end; s += 8) {
             if ((s & 15) == 0) { /* ahead in this row, a line per stream */
@@ -645,8 +659,8 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
                 PREFETCH_RUN(yr + ahead + s_begin, s_end - s_begin);
         }
         ulong s = s_begin;
-        for (; s + 8 <= s_end; s += 8)
-            DX_EMIT8_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8);
+        STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8)
+                                    DX_EMIT8_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8););
         for (; s < s_end; ++s)
             DX_EMIT1_P(xr, dyr, dxr, yr, dzr, s, mu, a, b, k);
         if (++c == C) {
@@ -689,8 +703,7 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
 #define FLAT_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
     FLAT_BEGIN(begin, 4);
     ulong e = begin;
-    for (; e + 8 <= end; e += 8)
-        FLAT_STEP(e, 4, FLAT_EMIT);
+    STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 4, FLAT_EMIT););
 #undef FLAT_EMIT
     for (; e < end; ++e) {
         const ulong c = (e / S) % C;

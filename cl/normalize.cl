@@ -94,14 +94,14 @@ inline void normalize_run(__global const data_t *x, __global const data_t *z, __
 {
     const acc8 pv = (acc8)(pivot), scale8 = (acc8)(scale), shift8 = (acc8)(shift);
     ulong s = s0;
-    for (; s + 8 <= s1; s += 8) {
+    STREAM_UNSWITCH(stream, for (; s + 8 <= s1; s += 8) {
         acc8 r = fma(LOAD8(x, base + s) - pv, scale8, shift8);
         if (z)
             r += LOAD8(z, base + s);
         if (relu)
             r = RELU8(r);
         STORE8_AS(stream, r, y, base + s);
-    }
+    });
     for (; s < s1; ++s) {
         acc r = fma(LOAD1(x, base + s) - pivot, scale, shift);
         if (z)
@@ -147,8 +147,8 @@ inline void normalize_rows(__global const data_t *x, __global data_t *y, __globa
                 PREFETCH_RUN(zr + ahead + s_begin, s_end - s_begin);
         }
         ulong s = s_begin;
-        for (; s + 8 <= s_end; s += 8)
-            EMIT8_P(xr, zr, yr, s, center, scale, shift);
+        STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8)
+                                    EMIT8_P(xr, zr, yr, s, center, scale, shift););
         for (; s < s_end; ++s)
             EMIT1_P(xr, zr, yr, s, center, scale, shift);
         if (++c == C) {
@@ -258,8 +258,7 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 #define FLAT_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
-    for (; e + 8 <= end; e += 8)
-        FLAT_STEP(e, 3, FLAT_EMIT);
+    STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 3, FLAT_EMIT););
 #undef FLAT_EMIT
     for (; e < end; ++e) { /* the tensor's last values */
         const ulong c = (e / S) % C;

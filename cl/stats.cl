@@ -76,21 +76,27 @@
  * into *tail. With `prefetch`, CLBN_PREFETCH_BYTES ahead in the run (the
  * tiled kernel: the group's next work-items read there next). Shared by the
  * NCHW kernels that walk a channel's rows: clbn_stats_nchw_tiled, small.cl,
- * channel.cl. */
+ * channel.cl. The accumulators in local variables for the run (ACC_IN). */
 inline void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1, acc pivot,
                       int prefetch, acc *k, acc8 *vm, acc8 *vq, stat_t *tail)
 {
     const acc8 pv = (acc8)(pivot);
+    ACC_IN(acc, k);
+    ACC_IN(acc8, vm);
+    ACC_IN(acc8, vq);
     ulong s = s0;
     for (; s + 64 <= s1; s += 64) {
         if (prefetch)
             PREFETCH_RUN(x + base + s + CLBN_PREFETCH_BYTES / sizeof(data_t), 64);
-        LANES_PUSH_BLOCK8(*k, *vm, *vq, x, base + s, 8, pv);
+        LANES_PUSH_BLOCK8(k_, vm_, vq_, x, base + s, 8, pv);
     }
     for (; s + 8 <= s1; s += 8) {
         const acc8 d = LOAD8(x, base + s) - pv;
-        LANES_PUSH(*k, *vm, *vq, d);
+        LANES_PUSH(k_, vm_, vq_, d);
     }
+    ACC_OUT(k);
+    ACC_OUT(vm);
+    ACC_OUT(vq);
     for (; s < s1; ++s)
         *tail = stat_push(*tail, LOAD1(x, base + s) - pivot);
 }
