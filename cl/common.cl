@@ -11,6 +11,19 @@
  * LOAD8 and stored with STORE1 / STORE8) and the type of every computation and
  * per-channel buffer (acc: float, or double for float64). One program is built
  * per dtype with -DCLBN_DTYPE_<name> (src/program.c). */
+
+/* LOAD8 of float32 and float64 on PoCL's CPU devices (-DCLBN_PREFETCH, set
+ * after src/context.c's probe) is one unaligned vector load, through a
+ * typedef whose alignment is the element's (clang lowers that to one
+ * unaligned load; x86 and Arm CPUs take any alignment). There PoCL 3.1's
+ * vload8 came out, in clbn_normalize_nhwc8's loop over a block's pixels, as
+ * four 8-byte loads joined by shuffles (perf annotate). Elsewhere vload8:
+ * OpenCL C does not promise that a typedef lowers a vector's alignment, and
+ * a GPU's vector load may need it. */
+#if defined(CLBN_PREFETCH) && defined(__clang__)
+#define CLBN_VLOAD8_CAST 1
+#endif
+
 #if defined(CLBN_DTYPE_FLOAT64)
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 typedef double acc;
@@ -20,7 +33,12 @@ typedef double8 acc8;
 typedef double16 acc16;
 typedef double data_t;
 #define LOAD1(p, i) ((p)[i])
+#if defined(CLBN_VLOAD8_CAST)
+typedef double8 __attribute__((aligned(8))) clbn_data8_unaligned;
+#define LOAD8(p, i) (*(__global const clbn_data8_unaligned *)((p) + (i)))
+#else
 #define LOAD8(p, i) vload8(0, (p) + (i))
+#endif
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
 #else
@@ -32,7 +50,12 @@ typedef float16 acc16;
 #if defined(CLBN_DTYPE_FLOAT32)
 typedef float data_t;
 #define LOAD1(p, i) ((p)[i])
+#if defined(CLBN_VLOAD8_CAST)
+typedef float8 __attribute__((aligned(4))) clbn_data8_unaligned;
+#define LOAD8(p, i) (*(__global const clbn_data8_unaligned *)((p) + (i)))
+#else
 #define LOAD8(p, i) vload8(0, (p) + (i))
+#endif
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
 #elif defined(CLBN_DTYPE_FLOAT16)
