@@ -150,6 +150,8 @@ inline void bwd_dx_run(__global const data_t *x, __global const data_t *dy, __gl
 {
     const acc8 mu8 = (acc8)(mu), a8 = (acc8)(a), b8 = (acc8)(b), k8 = (acc8)(k);
     ulong s = s0;
+    /* not STREAM_UNSWITCH: with its loop doubled PoCL 3.1 no longer inlined
+     * this into clbn_channel_backward, where its stores came out whole */
     for (; s + 8 <= s1; s += 8) {
         acc8 g = LOAD8(dy, base + s);
         if (y)
