@@ -170,7 +170,7 @@ inline void bf16_store8(float8 v, __global ushort *p)
  * with `stream` the literal 1 where `flag` is set and 0 where not, so no
  * loop tests it per vector. With the test in the loop PoCL 3.1 (LLVM 15)
  * wrote every plain 8-value store of the loop as two 16-byte halves
- * (vmovups xmm + vextractf128): 32x64x56x56 NCHW inference took 1.2-1.3x
+ * (vmovups xmm + vextractf128): 32x64x56x56 NCHW inference took 1.28-1.41x
  * the time (2026-12-05, 2-core EPYC). */
 #define STREAM_UNSWITCH(flag, ...)    \
     do {                              \
