@@ -12,15 +12,15 @@
  * per-channel buffer (acc: float, or double for float64). One program is built
  * per dtype with -DCLBN_DTYPE_<name> (src/program.c). */
 
-/* LOAD8 of float32 and float64 on PoCL's CPU devices (-DCLBN_PREFETCH, set
- * after src/context.c's probe) is one unaligned vector load, through a
+/* LOAD8 of float32 and float64 where the host asks for it (-DCLBN_VLOAD_CAST:
+ * PoCL's CPU devices, src/context.c) is one unaligned vector load, through a
  * typedef whose alignment is the element's (clang lowers that to one
  * unaligned load; x86 and Arm CPUs take any alignment). There PoCL 3.1's
  * vload8 came out, in clbn_normalize_nhwc8's loop over a block's pixels, as
  * four 8-byte loads joined by shuffles (perf annotate). Elsewhere vload8:
  * OpenCL C does not promise that a typedef lowers a vector's alignment, and
  * a GPU's vector load may need it. */
-#if defined(CLBN_PREFETCH) && defined(__clang__)
+#if defined(CLBN_VLOAD_CAST) && defined(__clang__)
 #define CLBN_VLOAD8_CAST 1
 #endif
 

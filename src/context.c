@@ -172,6 +172,16 @@ static clbn_status read_device_facts(clbn_context *ctx)
         want = pf[0] == '1';
     ctx->prefetch = want && probe_features(ctx);
     ctx->nt_stores = ctx->prefetch;
+    /* LOAD8 of float32/float64 as one unaligned vector load through a
+     * typedef with the element's alignment (cl/common.cl, CLBN_VLOAD_CAST):
+     * clang lowers that on every target, but OpenCL C does not promise it, so
+     * only on PoCL's CPU devices, whose vload8 came out as 8-byte pieces.
+     * CLBN_VLOAD_CAST=0 or 1 overrides (the kernels also test __clang__). */
+    int cast = cpu && platform_is(ctx->device, "Portable Computing Language");
+    const char *vc = getenv("CLBN_VLOAD_CAST");
+    if (vc && (strcmp(vc, "0") == 0 || strcmp(vc, "1") == 0))
+        cast = vc[0] == '1';
+    ctx->vload_cast = cast;
     /* GPU geometry (src/geometry.c): adjacent work-items take adjacent 8-value
      * vectors, so a GPU's loads coalesce; CPU geometry gives each work-item
      * a contiguous run instead, which is also right for a device that says

@@ -176,6 +176,7 @@ struct clbn_context {
     size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
     int prefetch;        /* kernels issue software prefetches (probed: src/context.c) */
     int nt_stores;       /* STORE8_STREAM is a streaming store (probed likewise) */
+    int vload_cast;      /* LOAD8 is one unaligned vector load (PoCL CPU; src/context.c) */
     int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/geometry.c) */
     size_t small_elements; /* tensors up to this size may take the one-kernel paths */
     clbn_device_facts facts; /* what the heuristics saw (CLBN_DEVICE_FACTS may replace it) */
