@@ -3,15 +3,41 @@
  * backward (the sums, then dx) over that channel, so the second pass reads
  * the channel from the caches instead of memory (src/geometry.c picks them when a channel's data fit the cache budget
  * and there are enough channels to keep every compute unit busy). Each
- * work-item takes pieces p = l, l + L, ... of the channel's N x S matrix,
- * piece p being columns [(p % chunks)*cols, +cols) of row p / chunks, in both
- * passes, so each item re-reads what it read itself. The group's sums are
+ * work-item takes pieces of the channel's N x S matrix, piece p being
+ * columns [(p % chunks)*cols, +cols) of row p / chunks, the same ones in both
+ * passes, so each item re-reads what it read itself (CHANNEL_PIECES: with
+ * GPU geometry p = l, l + L, ..., so adjacent items read adjacent pieces;
+ * on CPUs, whose devices run a group's items one after another, item l
+ * takes pieces [l*per_item, (l + 1)*per_item), so the group walks the
+ * channel in order). The first pass prefetches the pieces that come about
+ * CLBN_PREFETCH_BYTES later, in the walk's order: a channel's rows are short
+ * runs C*S values apart, which the hardware prefetcher does not follow
+ * (PREFETCH_PIECE; nothing where the device has no prefetch). The group's sums are
  * tree-added in local memory in a fixed order: results are bitwise
  * reproducible. Needs common.cl, stats.cl (the lanes' Welford blocks) and
  * backward.cl (bwd_local_tree, BWD_DX, the CLBN_LOCAL_SLOTS bound). */
 
+/* The pieces p of work-item l of L, out of `pieces` (per_item: 0 for the
+ * interleaved order, else each item's count). */
+#define CHANNEL_PIECES(p, l, L, pieces, per_item)                                        \
+    for (ulong p = (per_item) ? (l) * (per_item) : (l),                                   \
+               p##_end = (per_item) ? min((ulong)(pieces), ((l) + 1) * (per_item)) : (pieces); \
+         p < p##_end; p += (per_item) ? 1 : (L))
+
+/* PREFETCH_RUN of piece q of tensor t's channel c (when q < pieces). */
+#define PREFETCH_PIECE(t, t_sn, t_sc, q, pieces)                                          \
+    do {                                                                                  \
+        if ((t) && (q) < (pieces)) {                                                      \
+            const ulong pf_s0 = ((q) % chunks) * cols;                                    \
+            PREFETCH_RUN(ROW_AT(t, (q) / chunks, c, t_sn, t_sc) + pf_s0, min(cols, S - pf_s0)); \
+        }                                                                                 \
+    } while (0)
+/* How many pieces ahead the first pass prefetches: CLBN_PREFETCH_BYTES. */
+#define PIECES_AHEAD(cols) ((CLBN_PREFETCH_BYTES / sizeof(data_t) + (cols) - 1) / (cols))
+
 /* The training backward (arguments as clbn_small_backward, plus the piece
- * geometry, cols and chunks = ceil(S / cols), and whether to stream dx; then
+ * geometry, cols, chunks = ceil(S / cols) and per_item (CHANNEL_PIECES),
+ * and whether to stream dx; then
  * the element offsets, then each tensor's n and c strides: ROW_AT). */
 __kernel void clbn_channel_backward(__global const data_t *x, __global const data_t *dy,
                                     __global data_t *dx, __global const data_t *y,
@@ -19,7 +45,8 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
                                     acc inv_m, __global const acc *weight,
                                     __global const acc *mean, __global const acc *invstd,
                                     __global acc *dweight, __global acc *dbias, ulong cols,
-                                    ulong chunks, int stream, __global const acc *renorm,
+                                    ulong chunks, ulong per_item, int stream,
+                                    __global const acc *renorm,
                                     ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
                                     ulong dz_off, ulong weight_off, ulong mean_off,
                                     ulong invstd_off, ulong dweight_off, ulong dbias_off,
@@ -36,8 +63,12 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     const acc mu = mean[c], ist = invstd[c];
     acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
     acc a1 = 0.0f, b1 = 0.0f;
-    for (ulong p = l; p < pieces; p += L) {
+    const ulong ahead = PIECES_AHEAD(cols);
+    CHANNEL_PIECES(p, l, L, pieces, per_item) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
+        PREFETCH_PIECE(x, x_sn, x_sc, p + ahead, pieces);
+        PREFETCH_PIECE(dy, dy_sn, dy_sc, p + ahead, pieces);
+        PREFETCH_PIECE(y, y_sn, y_sc, p + ahead, pieces);
         bwd_sums_run(ROW_AT(x, n, c, x_sn, x_sc), ROW_AT(dy, n, c, dy_sn, dy_sc),
                      ROW_AT(y, n, c, y_sn, y_sc), 0, s0, min(S, s0 + cols), mu, &a8, &b8, &a1, &b1);
     }
@@ -54,7 +85,7 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
     if (!dx && !dz)
         return;
     const acc4 abk = bwd_coefs(sum, sumx, ist, renorm_weight(weight, renorm, c), inv_m);
-    for (ulong p = l; p < pieces; p += L) {
+    CHANNEL_PIECES(p, l, L, pieces, per_item) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
         bwd_dx_run(ROW_AT(x, n, c, x_sn, x_sc), ROW_AT(dy, n, c, dy_sn, dy_sc),
                    ROW_AT(dx, n, c, dx_sn, dx_sc), ROW_AT(y, n, c, y_sn, y_sc),
@@ -64,7 +95,7 @@ __kernel void clbn_channel_backward(__global const data_t *x, __global const dat
 }
 
 /* The training forward (arguments as clbn_small_training, plus the piece
- * geometry and whether to stream y): the group's statistics of x - pivot
+ * geometry, cols, chunks and per_item, and whether to stream y): the group's statistics of x - pivot
  * (per-item lanes as in stats.cl, tree-merged by Chan's formula), the saved
  * and running statistics written by the first work-item, then y. y may alias
  * x: each work-item writes only the pieces it read, after the whole group has
@@ -75,7 +106,8 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
                                     __global const acc *weight, __global const acc *bias,
                                     __global acc *running_mean, __global acc *running_var,
                                     __global acc *save_mean, __global acc *save_invstd, int relu,
-                                    ulong cols, ulong chunks, int stream, int variant, acc rmax,
+                                    ulong cols, ulong chunks, ulong per_item, int stream,
+                                    int variant, acc rmax,
                                     acc dmax, __global acc *save_renorm, __global uint *skipped,
                                     ulong x_off, ulong z_off, ulong y_off, ulong weight_off,
                                     ulong bias_off, ulong running_mean_off, ulong running_var_off,
@@ -98,8 +130,10 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     acc kk = 0.0f;
     acc8 vm = (acc8)(0.0f), vq = (acc8)(0.0f);
     stat_t tail = stat_empty();
-    for (ulong p = l; p < pieces; p += L) {
+    const ulong ahead = PIECES_AHEAD(cols);
+    CHANNEL_PIECES(p, l, L, pieces, per_item) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
+        PREFETCH_PIECE(x, x_sn, x_sc, p + ahead, pieces);
         stats_run(x, n * x_sn + c * x_sc, s0, min(S, s0 + cols), pivot, 0, &kk, &vm, &vq, &tail);
     }
     stat_t st = kk > 0.0f ? stat_from_lanes(kk, vm, vq) : stat_empty();
@@ -135,7 +169,7 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
         scale = (weight ? weight[c] : 1.0f) * invstd;
         shift = (bias ? bias[c] : 0.0f) - dmean * scale;
     }
-    for (ulong p = l; p < pieces; p += L) {
+    CHANNEL_PIECES(p, l, L, pieces, per_item) {
         const ulong n = p / chunks, s0 = (p % chunks) * cols;
         normalize_run(ROW_AT(x, n, c, x_sn, x_sc), ROW_AT(z, n, c, z_sn, z_sc),
                       ROW_AT(y, n, c, y_sn, y_sc), 0, s0, min(S, s0 + cols), pivot, scale, shift,

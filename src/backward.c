@@ -198,15 +198,15 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
         const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.dx, rs[4], rs[5]) &&
                               CLBN_STREAM_ROWS_OK(o.dz, rs[8], rs[9]);
         /* cl/small.cl and cl/channel.cl take the same arguments; the channel
-         * kernel three more (a row's pieces, streaming stores) */
+         * kernel four more (a row's pieces, streaming stores) */
         clbn_step step = CLBN_STEP(plan->one, ARG_MEM(a->x), ARG_MEM(a->dy), ARG_MEM(a->dx),
                                    ARG_MEM(a->y), ARG_MEM(a->dz), ARG(N), ARG(C), ARG(S),
                                    ARG_REAL(inv_m, desc->dtype), ARG_MEM(a->weight),
                                    ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd),
                                    ARG_MEM(a->dweight), ARG_MEM(a->dbias), ARG(plan->channel.cols),
-                                   ARG(plan->channel.chunks), ARG(stream));
+                                   ARG(plan->channel.chunks), ARG(plan->channel.per_item), ARG(stream));
         if (!plan->one_is_channel)
-            step.nargs -= 3;
+            step.nargs -= 4;
         step.args[step.nargs++] = ARG_MEM(renorm);
         const cl_ulong off[] = {o.x,      o.dy,        o.dx,          o.y,       o.dz,
                                 o.weight, o.save_mean, o.save_invstd, o.dweight, o.dbias};

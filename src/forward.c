@@ -219,7 +219,7 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
     const clbn_offsets o = clbn__offsets(a);
     if (plan->path == CLBN_PATH_ONE_KERNEL) {
         /* cl/small.cl and cl/channel.cl take the same arguments; the channel
-         * kernels three more (a row's pieces, streaming stores) */
+         * kernels four more (a row's pieces, streaming stores) */
         const cl_int relu = plan->desc.fused_op != CLBN_FUSED_NONE;
         const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, Z), CLBN_ROWS(plan, Y)};
         const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.y, rs[4], rs[5]);
@@ -229,9 +229,9 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
             ARG_REAL(epsilon, dt), ARG_REAL(momentum, dt), ARG(upd), ARG_MEM(a->weight),
             ARG_MEM(a->bias), ARG_MEM(a->running_mean), ARG_MEM(a->running_var),
             ARG_MEM(a->save_mean), ARG_MEM(a->save_invstd), ARG(relu), ARG(plan->channel.cols),
-            ARG(plan->channel.chunks), ARG(stream));
+            ARG(plan->channel.chunks), ARG(plan->channel.per_item), ARG(stream));
         if (!plan->one_is_channel)
-            step.nargs -= 3;
+            step.nargs -= 4;
         step.args[step.nargs++] = ARG(variant);
         step.args[step.nargs++] = ARG_REAL(rmax, dt);
         step.args[step.nargs++] = ARG_REAL(dmax, dt);

@@ -138,6 +138,7 @@ typedef struct clbn_tuning {
     size_t channel_min_s;    /*   backward: rows of at least this many values */
     size_t channel_cols;     /*   values per piece of a row (multiple of 8) */
     size_t channel_training; /*   1: the training forward takes it too (where the above allow), 0: backward only */
+    size_t channel_stream_bytes; /* its outputs from this size (or stream_bytes, the smaller) use streaming stores */
     size_t stream_bytes;     /* outputs from this size use streaming stores (where probed) */
     size_t period_vectors;   /* NHWC reductions, C % 8 != 0: whole periods of lcm(8, C) values where
                               * they take at most this many vectors (0: never; above CLBN_PERIOD_VECS
@@ -336,6 +337,7 @@ int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_ker
 typedef struct clbn_channel_plan {
     clbn_launch launch;
     cl_ulong cols, chunks; /* a row's pieces: width (a multiple of 8), count */
+    cl_ulong per_item;     /* pieces per work-item, in order (CPU); 0: interleaved (GPU) */
     cl_int stream;         /* streaming stores of the output(s) */
 } clbn_channel_plan;
 /* Whether a planar tensor's channels fit the cache budget for the kernel

@@ -317,6 +317,7 @@ static const axis axes[] = {
     A(channel_bytes, 1, (size_t)512 << 10, (size_t)1 << 20, (size_t)4 << 20, (size_t)8 << 20),
     A(channel_cols, 256, 1024, 2048),
     A(channel_training, BOOL_FLIP),
+    A(channel_stream_bytes, 1, (size_t)4 << 20, (size_t)16 << 20, (size_t)1 << 40),
     A(small_elements, 1, (size_t)1 << 16, (size_t)1 << 20),
     A(period_vectors, 1),
     A(infer_one_kernel_rows, 1, (size_t)1 << 40),

@@ -52,6 +52,7 @@ static const field fields[] = {
     F(channel_min_s, 0, ANY),
     F(channel_cols, 8, MULT8),
     F(channel_training, 0, BOOL),
+    F(channel_stream_bytes, 0, ANY),
     F(stream_bytes, 0, ANY),
     F(period_vectors, 0, ANY),
     F(infer_one_kernel_rows, 0, ANY),

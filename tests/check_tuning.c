@@ -56,6 +56,8 @@ static const char *const extremes[] = {
     "gpu_geometry=1 channel_training=1",
     "gpu_geometry=1 small_elements=0 channel_bytes=0 rows_spatial=0 group=8 norm_group=8",
     "stream_bytes=0 norm_prefetch=0 norm_row_prefetch=0 period_vectors=0 infer_one_kernel_rows=0",
+    "small_elements=0 channel_min_s=0 rows_spatial=0 channel_stream_bytes=0",
+    "small_elements=0 channel_min_s=0 rows_spatial=0 channel_training=1 channel_stream_bytes=" BIG,
     "period_vectors=1 group=1 infer_one_kernel_rows=6", /* the tiled shape's 6 rows: one kernel */
     "norm_prefetch=" BIG " norm_row_prefetch=" BIG,
 };
@@ -201,7 +203,8 @@ START_TEST(heuristics_choices)
                                "rows_spatial=256 flat_spatial=48 rows_run=2048 rows_item_values=65536 "
                                "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=0 "
                                "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
-                               "channel_cols=512 channel_training=0 stream_bytes=50331648 period_vectors=8 "
+                               "channel_cols=512 channel_training=0 channel_stream_bytes=4194304 "
+                               "stream_bytes=50331648 period_vectors=8 "
                                "infer_one_kernel_rows=2048 gpu_geometry=0");
     /* 64-CU GPU, 4 MiB L2: GPU geometry, more groups per CU, a channel
      * budget of the L2's share per resident group (4 MiB / 64 / 4) */
