@@ -138,14 +138,17 @@ static clbn_status read_device_facts(clbn_context *ctx)
     read_facts(ctx, cpu, gpu);
     clbn__tuning_heuristics(&ctx->facts, &ctx->defaults);
     /* Outputs of at least this many MiB get streaming stores (src/geometry.c);
-     * CLBN_STREAM_MB overrides the heuristics' choice (0: always, for tests). */
+     * CLBN_STREAM_MB overrides the heuristics' choice (0: always, for tests),
+     * the channel-resident kernels' threshold too. */
     ctx->stream_bytes = ctx->defaults.stream_bytes;
     const char *mb = getenv("CLBN_STREAM_MB");
     if (mb && *mb) {
         char *end = NULL;
         unsigned long v = strtoul(mb, &end, 10);
-        if (end && *end == '\0' && v <= 1048576)
+        if (end && *end == '\0' && v <= 1048576) {
             ctx->stream_bytes = (size_t)v << 20;
+            ctx->defaults.channel_stream_bytes = ctx->stream_bytes;
+        }
     }
     /* The one-kernel paths (src/geometry.c) take NCHW tensors of up to 2^18
      * elements; CLBN_SMALL_MAX overrides (0: never, so tests reach the other
