@@ -169,7 +169,8 @@ static clbn_status read_device_facts(clbn_context *ctx)
      * only on PoCL's CPU devices (CLBN_PREFETCH=1 tries any device), and used
      * there only when a probe program with both builtins builds and makes a
      * kernel (probe_features). CLBN_PREFETCH=0 turns both off. */
-    int want = cpu && platform_is(ctx->device, "Portable Computing Language");
+    const int pocl_cpu = cpu && platform_is(ctx->device, "Portable Computing Language");
+    int want = pocl_cpu;
     const char *pf = getenv("CLBN_PREFETCH");
     if (pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0))
         want = pf[0] == '1';
@@ -180,7 +181,7 @@ static clbn_status read_device_facts(clbn_context *ctx)
      * clang lowers that on every target, but OpenCL C does not promise it, so
      * only on PoCL's CPU devices, whose vload8 came out as 8-byte pieces.
      * CLBN_VLOAD_CAST=0 or 1 overrides (the kernels also test __clang__). */
-    int cast = cpu && platform_is(ctx->device, "Portable Computing Language");
+    int cast = pocl_cpu;
     const char *vc = getenv("CLBN_VLOAD_CAST");
     if (vc && (strcmp(vc, "0") == 0 || strcmp(vc, "1") == 0))
         cast = vc[0] == '1';

@@ -254,12 +254,13 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
 }
 
 /* Whether an elementwise pass writes its output with streaming stores: the
- * output is at least ctx->stream_bytes and the kernel's 8-value vectors are
+ * output is at least from_bytes (stream_bytes, or channel_stream_bytes where
+ * smaller for the channel-resident kernels) and the 8-value vectors are
  * aligned (see clbn__plan_normalize). */
-static int stream_output(const clbn_tuning *t, const clbn_tensor_desc *desc, int aligned)
+static int stream_output(size_t from_bytes, const clbn_tensor_desc *desc, int aligned)
 {
     return aligned && desc->n * desc->c * desc->spatial * clbn__dtype_size(desc->dtype) >=
-                          t->stream_bytes;
+                          from_bytes;
 }
 
 void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
@@ -278,7 +279,7 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     const int flat = clbn__is_planar(desc) && S >= VEC && kf->nchw_rows != CLBN_K_COUNT &&
                      (S < t->flat_spatial || t->gpu_geometry);
     const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
-    plan->stream = stream_output(t, desc, aligned);
+    plan->stream = stream_output(t->stream_bytes, desc, aligned);
     /* software prefetches (where the context has them: cl/common.cl) this
      * far ahead of the pass's input streams, in whole 8-value vectors;
      * none in the groups of whole NCHW rows unless tuned */
@@ -411,9 +412,8 @@ int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_k
     plan->per_item = t->gpu_geometry ? 0 : ceil_div(N * plan->chunks, plan->launch.local[0]);
     /* pieces start at multiples of 8 within a row: aligned when rows are;
      * streamed from channel_stream_bytes (or stream_bytes, the smaller) */
-    clbn_tuning ts = *t;
-    ts.stream_bytes = min_sz(t->stream_bytes, t->channel_stream_bytes);
-    plan->stream = stream_output(&ts, desc, S % VEC == 0);
+    plan->stream = stream_output(min_sz(t->stream_bytes, t->channel_stream_bytes), desc,
+                                 S % VEC == 0);
     return 1;
 }
 
