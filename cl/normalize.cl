@@ -59,6 +59,7 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
 
 #define CLBN_NORM_RELU 1
 #define CLBN_NORM_STREAM 2
+#define CLBN_NORM_BY_CHANNEL 4 /* clbn_normalize_nhwc8: channel vector by channel vector */
 
 #define NORMALIZE1(v, c0, sc, sh) fma((v) - (c0), (sc), (sh))
 
@@ -267,13 +268,12 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 }
 
 /* NHWC with C % 8 == 0: work-item = a block of whole pixels, all channels,
- * 8 at a time: each work-item streams one contiguous range of memory. Rows of
- * CLBN_NHWC_WIDE channels or more go channel vector by channel vector over the
- * block's few pixels, loading each vector's parameters once for them all;
- * shorter rows pixel by pixel (their parameters stay in registers' reach). */
-#ifndef CLBN_NHWC_WIDE
-#error "CLBN_NHWC_WIDE comes from the host (src/internal.h)"
-#endif
+ * 8 at a time: each work-item covers one contiguous range of memory. With
+ * flags & CLBN_NORM_BY_CHANNEL (wide rows, the plan's nhwc_by_channel) it goes
+ * channel vector by channel vector over the block's few pixels, loading each
+ * vector's parameters once for them all; otherwise pixel by pixel, in
+ * memory order (the parameters in registers for C <= 64, else re-read from
+ * the cache each pixel). */
 __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
                                    __global const acc *params, ulong params_offset, ulong P,
                                    ulong C, ulong pixels_per_item, __global const data_t *z,
@@ -304,7 +304,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             EMIT8(p * C + c0, center, scale, shift);                                         \
         }                                                                                    \
     }
-    if (C >= CLBN_NHWC_WIDE) {
+    if (flags & CLBN_NORM_BY_CHANNEL) {
         if (ahead)
             NORM_WIDE(1)
         else

@@ -69,13 +69,14 @@ static clbn_status check_training_outputs(cl_mem x, cl_mem z, cl_mem y, cl_mem w
 
 /* The elementwise kernels' flags (cl/normalize.cl): 1 ReLU, 2 streaming
  * stores (to aligned vectors: not at an output offset or rows that break
- * that); off: x, y, z; rs: their row strides (NULL: dense). */
+ * that), 4 channel vector by channel vector (clbn_normalize_nhwc8); off: x,
+ * y, z; rs: their row strides (NULL: dense). */
 static cl_int normalize_flags(const clbn_norm_plan *plan, clbn_fused_op op, const cl_ulong *off,
                               const cl_ulong *rs)
 {
     const int stream = plan->stream && (!off || CLBN_STREAM_OK(off[1])) &&
                        (!rs || CLBN_STREAM_ROWS_OK(0, rs[2], rs[3]));
-    return (op != CLBN_FUSED_NONE ? 1 : 0) | (stream ? 2 : 0);
+    return (op != CLBN_FUSED_NONE ? 1 : 0) | (stream ? 2 : 0) | (plan->by_channel ? 4 : 0);
 }
 
 clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,

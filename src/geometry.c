@@ -336,6 +336,10 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
         l->global[0] = round_up(blocks, l->local[0]);
         l->local[1] = l->global[1] = 1;
         plan->pixels_per_item = pixels;
+        /* the order of the normalize pass's walk (the flag is its
+         * kernel's; clbn_backward_dx_nhwc8 fixes its own order, from
+         * NHWC_WIDE, and is planned so, which the tuner sees) */
+        plan->by_channel = C >= (kf == &clbn__dx_kernels ? NHWC_WIDE : t->nhwc_by_channel);
         return;
     }
     /* any C: whole periods of lcm(8, C) values per work-item where the

@@ -77,6 +77,16 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
      * the preferred width (a narrower device splits them) */
     t->item_elements = 512;
     t->nhwc_wide_pixels = 0; /* as many pixels as make NHWC_WIDE_VALUES (geometry.c) */
+    /* NHWC rows of 256+ channels: the normalize pass walks a work-item's few
+     * pixels channel vector by channel vector (each vector's parameters
+     * loaded once) or pixel by pixel in memory order (parameters re-read
+     * from L1 each pixel). On a CPU core the memory order won while the
+     * three parameter vectors (12 bytes a channel) stay a small part of L1:
+     * 2026-12-06, 2-core EPYC (48 KB L1d), clbn_normalize_nhwc8's time,
+     * alternate runs, medians of 6: C = 256 0.66x, 512 0.80x, 1024 0.95x;
+     * C = 2048 (24 KB of parameters) 1.39-1.41x slower. A GPU keeps the
+     * channel order of the earlier kernels (unmeasured there). */
+    t->nhwc_by_channel = cpu ? 2048 : CLBN_NHWC_WIDE;
     t->flat_item = 1024;
     /* the elementwise passes' software prefetch distances (used only where
      * the context's kernels have prefetches: PoCL's CPU devices; the

@@ -122,6 +122,8 @@ typedef struct clbn_tuning {
     size_t splits_min;       /*   ... but at least this many allowed */
     size_t item_elements;    /* elements per elementwise work-item (multiple of 8) */
     size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
+    size_t nhwc_by_channel;  /* NHWC normalize pass: rows of this many channels or more channel vector
+                              * by channel vector, shorter ones pixel by pixel */
     size_t small_elements;   /* one-kernel small path up to this size (0: never) */
     size_t small_items_per_cu; /*   with at least this many channels per compute unit */
     size_t rows_spatial;     /* NCHW rows shorter than this: short-row reductions (0: never) */
@@ -297,6 +299,7 @@ typedef struct clbn_norm_plan {
     cl_ulong rows_per_item, cols_per_item; /* NCHW */
     cl_ulong pixels_per_item;              /* NHWC */
     cl_int stream;                         /* streaming stores of the output(s) */
+    cl_int by_channel;                     /* NHWC C % 8 == 0: channel vector by channel vector */
     cl_ulong ahead;                        /* software prefetch distance, values (0: none) */
 } clbn_norm_plan;
 

@@ -307,6 +307,7 @@ static const axis axes[] = {
     A(splits_per_cu, 2, 4, 16, 32),
     A(groups_per_cu, 1, 2, 8, 16),
     A(nhwc_wide_pixels, 1, 2, 4, 8, 16),
+    A(nhwc_by_channel, 256, 1024, 2048, 4096, (size_t)1 << 40),
     A(rows_spatial, 1, 64, 1024, 4096),
     A(flat_spatial, 1, 64, 256, 1024, 4096),
     A(norm_prefetch, 1, 2048, 32768),

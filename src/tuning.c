@@ -36,6 +36,7 @@ static const field fields[] = {
     F(splits_min, 0, ANY),
     F(item_elements, 8, MULT8),
     F(nhwc_wide_pixels, 0, ANY),
+    F(nhwc_by_channel, 0, ANY),
     F(small_elements, 0, ANY),
     F(small_items_per_cu, 0, ANY),
     F(rows_spatial, 0, ANY),
