@@ -540,6 +540,53 @@ __kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global 
     }
 }
 
+/* NHWC with C % 8 == 0 and wide rows, for a device whose work-group runs
+ * its items one after another on a core (nhwc_pixel_order; PoCL's CPU
+ * devices): a work-group of one work-item per pixel tile, which reads its
+ * pixels in memory order, one stream per tensor that the hardware
+ * prefetcher follows, holding the sums of up to PIXEL_CHANNELS channels
+ * (rows wider than that go in pieces of it). Arguments as
+ * clbn_backward_reduce_nhwc_wide's. */
+#define PIXEL_CHANNELS 2048
+__kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __global const data_t *dy,
+                                               __global const acc *mean, ulong P, ulong C,
+                                               ulong pixels_per_group, uint col_parts,
+                                               ulong pixels_per_item, __global acc2 *partial,
+                                               __global const data_t *y,
+                                               ulong x_off, ulong dy_off, ulong mean_off, ulong y_off)
+{
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off; dy += dy_off; mean += mean_off; y += y_off;
+    (void)col_parts;
+    (void)pixels_per_item;
+    const uint g = (uint)get_group_id(1);
+    const ulong p_begin = g * pixels_per_group, p_end = min(P, p_begin + pixels_per_group);
+    for (ulong cb = 0; cb < C; cb += PIXEL_CHANNELS) {
+        const uint nv = (uint)(min((ulong)PIXEL_CHANNELS, C - cb) / 8);
+        acc8 a8[PIXEL_CHANNELS / 8], b8[PIXEL_CHANNELS / 8];
+        for (uint j = 0; j < nv; ++j)
+            a8[j] = b8[j] = (acc8)(0.0f);
+        for (ulong p = p_begin; p < p_end; ++p) {
+            const ulong at = p * C + cb;
+            for (uint j = 0; j < nv; ++j) {
+                acc8 g8 = LOAD8(dy, at + 8 * j);
+                if (y)
+                    g8 = RELU_GRAD8(g8, LOAD8(y, at + 8 * j));
+                a8[j] += g8;
+                b8[j] = fma(g8, LOAD8(x, at + 8 * j) - vload8(0, mean + cb + 8 * j), b8[j]);
+            }
+        }
+        for (uint j = 0; j < nv; ++j) {
+            acc sa[8], sb[8];
+            vstore8(a8[j], 0, sa);
+            vstore8(b8[j], 0, sb);
+            for (uint lane = 0; lane < 8; ++lane)
+                partial[g * C + cb + 8 * j + lane] = (acc2)(sa[lane], sb[lane]);
+        }
+    }
+}
+#undef PIXEL_CHANNELS
+
 /* One work-item per channel. Adds the `splits` partials of channel c in split
  * order (splits may be 0: sums of 0, for a pass that only needs `params`).
  * invstd[c] is given (training: save_invstd) or, when invstd is NULL,

@@ -74,7 +74,7 @@ static int probe_features(clbn_context *ctx)
  * report stays 0 (unknown). What the device is comes from more than its
  * type bits: Oclgrind reports every type at once (0xF), so a device counts
  * as a CPU or a GPU only when its type says that and not the other. */
-static void read_facts(clbn_context *ctx, int cpu, int gpu)
+static void read_facts(clbn_context *ctx, int cpu, int gpu, int pocl_cpu)
 {
     clbn_device_facts *f = &ctx->facts;
     memset(f, 0, sizeof *f);
@@ -83,6 +83,10 @@ static void read_facts(clbn_context *ctx, int cpu, int gpu)
     f->max_work_group = ctx->max_work_group;
     f->local_mem = (size_t)ctx->local_mem_size;
     f->has_fp64 = ctx->has_fp64;
+    /* PoCL's CPU devices run a work-group's items one after another on a
+     * core (loops over the items, split at barriers); others may run them
+     * as SIMD lanes (llvmpipe) or in parallel (GPUs) */
+    f->serial_items = pocl_cpu;
     cl_device_mem_cache_type cache_type = CL_NONE;
     cl_ulong cache = 0;
     cl_uint line = 0, fw = 0, hw = 0;
@@ -135,7 +139,8 @@ static clbn_status read_device_facts(clbn_context *ctx)
         type = 0;
     const int cpu = (type & CL_DEVICE_TYPE_CPU) && !(type & CL_DEVICE_TYPE_GPU);
     const int gpu = (type & CL_DEVICE_TYPE_GPU) && !(type & CL_DEVICE_TYPE_CPU);
-    read_facts(ctx, cpu, gpu);
+    const int pocl_cpu = cpu && platform_is(ctx->device, "Portable Computing Language");
+    read_facts(ctx, cpu, gpu, pocl_cpu);
     clbn__tuning_heuristics(&ctx->facts, &ctx->defaults);
     /* Outputs of at least this many MiB get streaming stores (src/geometry.c);
      * CLBN_STREAM_MB overrides the heuristics' choice (0: always, for tests),
@@ -169,7 +174,6 @@ static clbn_status read_device_facts(clbn_context *ctx)
      * only on PoCL's CPU devices (CLBN_PREFETCH=1 tries any device), and used
      * there only when a probe program with both builtins builds and makes a
      * kernel (probe_features). CLBN_PREFETCH=0 turns both off. */
-    const int pocl_cpu = cpu && platform_is(ctx->device, "Portable Computing Language");
     int want = pocl_cpu;
     const char *pf = getenv("CLBN_PREFETCH");
     if (pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0))

@@ -68,21 +68,26 @@ static size_t tiles_for(const clbn_context *ctx, const clbn_tuning *t, size_t va
 
 const clbn_kernel_family clbn__stats_kernels = {
     CLBN_K_STATS_NCHW,      CLBN_K_STATS_NHWC8,     CLBN_K_STATS_NHWC,
-    CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS, CLBN_K_STATS_NHWC_PERIOD};
+    CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS, CLBN_K_STATS_NHWC_PERIOD,
+    CLBN_K_COUNT};
 const clbn_kernel_family clbn__reduce_kernels = {
     CLBN_K_BWD_REDUCE_NCHW,      CLBN_K_BWD_REDUCE_NHWC8,     CLBN_K_BWD_REDUCE_NHWC,
-    CLBN_K_BWD_REDUCE_NHWC_WIDE, CLBN_K_BWD_REDUCE_NCHW_ROWS, CLBN_K_BWD_REDUCE_NHWC_PERIOD};
+    CLBN_K_BWD_REDUCE_NHWC_WIDE, CLBN_K_BWD_REDUCE_NCHW_ROWS, CLBN_K_BWD_REDUCE_NHWC_PERIOD,
+    CLBN_K_BWD_REDUCE_NHWC_PIXELS};
 const clbn_kernel_family clbn__normalize_kernels = {
     CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
-    CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT};
+    CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT,
+    CLBN_K_COUNT};
 /* inference: the NCHW rows take their parameters from the running statistics
  * themselves (one kernel), the others from clbn_inference_params */
 const clbn_kernel_family clbn__inference_kernels = {
     CLBN_K_INFERENCE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
-    CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT};
+    CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT,
+    CLBN_K_COUNT};
 const clbn_kernel_family clbn__dx_kernels = {
     CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8,   CLBN_K_BWD_DX_NHWC,
-    CLBN_K_COUNT,       CLBN_K_BWD_DX_FLAT,    CLBN_K_COUNT};
+    CLBN_K_COUNT,       CLBN_K_BWD_DX_FLAT,    CLBN_K_COUNT,
+    CLBN_K_COUNT};
 
 /* The 8-value vectors in a period of lcm(8, C) values: C / gcd(8, C). */
 static size_t period_vectors(size_t C)
@@ -168,6 +173,29 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
 
     /* NHWC (or S == 1): a P x C matrix, P = N*S pixels. */
     const size_t P = N * S;
+    if (C % VEC == 0 && C >= NHWC_WIDE && kf->nhwc_pixels != CLBN_K_COUNT &&
+        t->nhwc_pixel_order && !t->gpu_geometry) {
+        /* Wide rows, a device that runs a group's work-items one after
+         * another: a group of one work-item per pixel tile, reading its
+         * pixels in memory order (the kernel below steps its work-items
+         * through the pixels across the row, 8 pixels at a time: a core
+         * then reads 8 rows at once, a vector of each in turn, which its
+         * hardware prefetcher does not follow). 2026-12-06, 2-core EPYC
+         * under PoCL, the backward sums' time, alternate runs, medians of
+         * 4: 64x256x14x14 0.64x, 256x2048x7x7 0.66x, 32x2048x7x7 0.59x. */
+        size_t tiles = min_sz(tiles_for(ctx, t, P * C, 1), P);
+        const size_t pixels_per_group = ceil_div(P, tiles);
+        tiles = ceil_div(P, pixels_per_group);
+        plan->launch.kernel = kf->nhwc_pixels;
+        plan->launch.local[0] = 1;
+        plan->launch.global[0] = 1;
+        plan->launch.global[1] = tiles;
+        plan->splits = (cl_uint)tiles;
+        plan->col_parts = 1;
+        plan->pixels_per_group = pixels_per_group;
+        plan->pixels_per_item = pixels_per_group;
+        return;
+    }
     if (C % VEC == 0 && C >= NHWC_WIDE && kf->nhwc_wide != CLBN_K_COUNT) {
         /* Wide rows: a group's work-items take adjacent channel vectors over
          * the group's whole pixel tile, in step (a barrier per 8 pixels), so

@@ -87,6 +87,13 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
      * C = 2048 (24 KB of parameters) 1.39-1.41x slower. A GPU keeps the
      * channel order of the earlier kernels (unmeasured there). */
     t->nhwc_by_channel = cpu ? 2048 : CLBN_NHWC_WIDE;
+    /* The NHWC backward sums over rows of 256+ channels in memory order, a
+     * work-item per pixel tile holding every channel's sums (geometry.c),
+     * where a work-group's items run one after another on a core; where
+     * they run as SIMD lanes (llvmpipe) the few single-item groups were
+     * 1.7-1.9x slower (2026-12-06, wall time) and on a GPU they would be a
+     * serial loop */
+    t->nhwc_pixel_order = cpu && f->serial_items;
     t->flat_item = 1024;
     /* the elementwise passes' software prefetch distances (used only where
      * the context's kernels have prefetches: PoCL's CPU devices; the
@@ -182,7 +189,7 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
 }
 
 /* "kind=gpu cu=64 max_wg=256 local=65536 cache=4194304 line=128
- * float_width=4 half_width=8 fp64=1": keys not given keep *f's values;
+ * float_width=4 half_width=8 fp64=1 serial=0": keys not given keep *f's values;
  * anything malformed leaves *f unchanged and returns 0. */
 int clbn__device_facts_parse(const char *text, clbn_device_facts *f)
 {
@@ -235,6 +242,8 @@ int clbn__device_facts_parse(const char *text, clbn_device_facts *f)
                 out.half_width = (size_t)n;
             else if (KEY("fp64"))
                 out.has_fp64 = n != 0;
+            else if (KEY("serial"))
+                out.serial_items = n != 0;
             else
                 return 0;
         }

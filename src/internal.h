@@ -51,6 +51,7 @@ typedef enum clbn_kernel_id {
     CLBN_K_BWD_REDUCE_NHWC,
     CLBN_K_BWD_REDUCE_NHWC8,
     CLBN_K_BWD_REDUCE_NHWC_WIDE,
+    CLBN_K_BWD_REDUCE_NHWC_PIXELS,
     CLBN_K_BWD_FINALIZE,
     CLBN_K_BWD_DX_NCHW,
     CLBN_K_BWD_DX_FLAT,
@@ -122,6 +123,8 @@ typedef struct clbn_tuning {
     size_t splits_min;       /*   ... but at least this many allowed */
     size_t item_elements;    /* elements per elementwise work-item (multiple of 8) */
     size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
+    size_t nhwc_pixel_order; /* NHWC reductions over rows of CLBN_NHWC_WIDE+ (backward sums): 1 a
+                              * work-item per pixel tile in memory order, 0 work-items across the row */
     size_t nhwc_by_channel;  /* NHWC normalize pass: rows of this many channels or more channel vector
                               * by channel vector, shorter ones pixel by pixel */
     size_t small_elements;   /* one-kernel small path up to this size (0: never) */
@@ -163,6 +166,7 @@ typedef struct clbn_device_facts {
     size_t float_width;    /* CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT */
     size_t half_width;     /* CL_DEVICE_NATIVE_VECTOR_WIDTH_HALF (0: no native half) */
     int has_fp64;
+    int serial_items;      /* a work-group's items run one after another on a core (PoCL's CPU devices) */
 } clbn_device_facts;
 
 struct clbn_context {
@@ -313,6 +317,7 @@ typedef struct clbn_norm_plan {
  * and so do the NHWC ones. */
 typedef struct clbn_kernel_family {
     clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide, nchw_rows, nhwc_period;
+    clbn_kernel_id nhwc_pixels; /* wide rows in memory order, a work-item per pixel tile */
 } clbn_kernel_family;
 extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
 extern const clbn_kernel_family clbn__reduce_kernels;    /* backward reduction */

@@ -30,6 +30,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_BWD_REDUCE_NHWC] = "clbn_backward_reduce_nhwc_any",
     [CLBN_K_BWD_REDUCE_NHWC8] = "clbn_backward_reduce_nhwc8",
     [CLBN_K_BWD_REDUCE_NHWC_WIDE] = "clbn_backward_reduce_nhwc_wide",
+    [CLBN_K_BWD_REDUCE_NHWC_PIXELS] = "clbn_backward_reduce_nhwc_pixels",
     [CLBN_K_BWD_FINALIZE] = "clbn_backward_finalize",
     [CLBN_K_BWD_DX_NCHW] = "clbn_backward_dx_nchw",
     [CLBN_K_BWD_DX_FLAT] = "clbn_backward_dx_flat",

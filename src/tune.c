@@ -308,6 +308,7 @@ static const axis axes[] = {
     A(groups_per_cu, 1, 2, 8, 16),
     A(nhwc_wide_pixels, 1, 2, 4, 8, 16),
     A(nhwc_by_channel, 256, 1024, 2048, 4096, (size_t)1 << 40),
+    A(nhwc_pixel_order, BOOL_FLIP),
     A(rows_spatial, 1, 64, 1024, 4096),
     A(flat_spatial, 1, 64, 256, 1024, 4096),
     A(norm_prefetch, 1, 2048, 32768),
@@ -327,7 +328,7 @@ static const axis axes[] = {
 #undef A
 /* channel_bytes, small_elements, rows_spatial, flat_spatial, norm_prefetch,
  * period_vectors, infer_one_kernel_rows: 1 stands for "never" (0 is used for it below; values of 0
- * end a list). BOOL_FLIP (gpu_geometry, channel_training): the other value
+ * end a list). BOOL_FLIP (gpu_geometry, channel_training, nhwc_pixel_order): the other value
  * of the one being improved. */
 
 static size_t *field_at(clbn_tuning *t, size_t offset)

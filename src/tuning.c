@@ -37,6 +37,7 @@ static const field fields[] = {
     F(item_elements, 8, MULT8),
     F(nhwc_wide_pixels, 0, ANY),
     F(nhwc_by_channel, 0, ANY),
+    F(nhwc_pixel_order, 0, BOOL),
     F(small_elements, 0, ANY),
     F(small_items_per_cu, 0, ANY),
     F(rows_spatial, 0, ANY),

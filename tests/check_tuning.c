@@ -46,8 +46,8 @@ static const char *const extremes[] = {
     "group=1 norm_group=1 rows_group=1",
     "tile_target=1 tile_min=1 tile_run=1 groups_per_cu=64 splits_per_cu=1000 splits_min=1000",
     "tile_target=" BIG " tile_min=" BIG " tile_run=" BIG " groups_per_cu=0 splits_per_cu=0 splits_min=0",
-    "item_elements=8 flat_item=8 nhwc_wide_pixels=1 nhwc_by_channel=0 channel_cols=8",
-    "item_elements=1048576 flat_item=1048576 nhwc_wide_pixels=100000 nhwc_by_channel=" BIG " channel_cols=1048576",
+    "item_elements=8 flat_item=8 nhwc_wide_pixels=1 nhwc_by_channel=0 nhwc_pixel_order=0 channel_cols=8",
+    "item_elements=1048576 flat_item=1048576 nhwc_wide_pixels=100000 nhwc_by_channel=" BIG " nhwc_pixel_order=1 channel_cols=1048576",
     "small_elements=0 channel_bytes=0 rows_spatial=0 flat_spatial=0",
     "small_elements=" BIG " small_items_per_cu=0",
     "small_elements=0 channel_bytes=" BIG " channel_groups_per_cu=0 channel_min_s=0 rows_spatial=0 channel_training=1",
@@ -199,7 +199,7 @@ START_TEST(heuristics_choices)
         !getenv("CLBN_SMALL_MAX") && !getenv("CLBN_GEOMETRY") && !getenv("CLBN_CHANNEL_TRAINING"))
         ck_assert_str_eq(t[0], "group=64 norm_group=64 tile_target=32768 tile_min=4096 tile_run=2048 "
                                "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
-                               "nhwc_wide_pixels=0 nhwc_by_channel=2048 small_elements=262144 small_items_per_cu=2 "
+                               "nhwc_wide_pixels=0 nhwc_by_channel=2048 nhwc_pixel_order=1 small_elements=262144 small_items_per_cu=2 "
                                "rows_spatial=256 flat_spatial=48 rows_run=2048 rows_item_values=65536 "
                                "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=0 "
                                "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
