@@ -145,8 +145,8 @@ static const char *const devices[] = {
     "", /* the test's device as it reports itself */
     "kind=gpu cu=64 max_wg=256 local=65536 cache=4194304 line=128 float_width=1 half_width=1 fp64=1",
     "kind=gpu cu=12 max_wg=32 local=32768 cache=524288 line=64 float_width=4 half_width=8 fp64=0",
-    "kind=cpu cu=8 max_wg=8192 local=32768 cache=524288 line=64 float_width=8 half_width=0 fp64=1",
-    "kind=cpu cu=16 max_wg=8192 local=32768 cache=33554432 line=64 float_width=16 half_width=0 fp64=1",
+    "kind=cpu cu=8 max_wg=8192 local=32768 cache=524288 line=64 float_width=8 half_width=0 fp64=1 serial=1",
+    "kind=cpu cu=16 max_wg=8192 local=32768 cache=33554432 line=64 float_width=16 half_width=0 fp64=1 serial=0",
     "kind=other cu=1 max_wg=1 local=0 cache=0 line=0 float_width=0 half_width=0 fp64=0",
 };
 enum { NDEVICES = sizeof devices / sizeof *devices };
@@ -217,6 +217,10 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[1], "small_elements"), 65536);
     ck_assert_uint_eq(param(t[1], "infer_one_kernel_rows"), (size_t)1 << 40);
     ck_assert_uint_eq(param(t[1], "small_items_per_cu"), 2);
+    /* NHWC wide rows: the channel order of the normalize pass and the
+     * row-wide backward sums (GPU geometry) */
+    ck_assert_uint_eq(param(t[1], "nhwc_by_channel"), 256);
+    ck_assert_uint_eq(param(t[1], "nhwc_pixel_order"), 0);
     /* Mali-like: groups of 32 at most, a cache too small to share: no
      * channel-resident path */
     ck_assert_uint_eq(param(t[2], "gpu_geometry"), 1);
@@ -232,11 +236,19 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[3], "small_elements"), 1u << 20);
     ck_assert_uint_eq(param(t[3], "stream_bytes"), 48u << 20);
     ck_assert_uint_eq(param(t[3], "groups_per_cu"), 4);
+    /* its groups' items run one after another (serial=1): the NHWC wide
+     * backward sums a work-item per pixel tile; the normalize pass in
+     * memory order below 2048 channels */
+    ck_assert_uint_eq(param(t[3], "nhwc_pixel_order"), 1);
+    ck_assert_uint_eq(param(t[3], "nhwc_by_channel"), 2048);
     /* 16-core CPU reporting a shared 32 MiB L3: 2 MiB a core, streaming
      * stores from 1.5x the L3 */
     ck_assert_uint_eq(param(t[4], "channel_bytes"), 2u << 20);
     ck_assert_uint_eq(param(t[4], "stream_bytes"), 48u << 20);
     ck_assert_uint_eq(param(t[4], "small_elements"), 1u << 20);
+    /* a CPU whose groups' items run as SIMD lanes (serial=0, llvmpipe):
+     * the row-wide sums */
+    ck_assert_uint_eq(param(t[4], "nhwc_pixel_order"), 0);
     /* a device of unknown kind with groups of one work-item */
     ck_assert_uint_eq(param(t[5], "gpu_geometry"), 0);
     ck_assert_uint_eq(param(t[5], "group"), 1);
