@@ -762,9 +762,10 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
 
 /* NHWC with C % 8 == 0: work-item = a block of whole pixels, all channels 8
  * at a time, as clbn_normalize_nhwc8; rows of CLBN_NHWC_WIDE channels or more
- * channel vector by channel vector (here always: in memory order, the
- * pixel-by-pixel walk measured 1.05-1.4x slower on C = 256-2048, 2026-12-06,
- * where clbn_normalize_nhwc8 gained from it up to C = 1024). */
+ * go channel vector by channel vector whatever the plan's nhwc_by_channel
+ * (the pixel-by-pixel walk, in memory order, measured 1.05-1.4x slower here
+ * on C = 256-2048, 2026-12-06, where clbn_normalize_nhwc8 gained from it up
+ * to C = 1024). */
 #ifndef CLBN_NHWC_WIDE
 #error "CLBN_NHWC_WIDE comes from the host (src/internal.h)"
 #endif
