@@ -96,6 +96,20 @@ static size_t period_vectors(size_t C)
     return C / g;
 }
 
+/* NHWC reductions: the P pixels in at most `tiles` tiles of whole pixels, a
+ * tile per group along dimension 1 and a partial per channel and tile; sets
+ * the launch's global[1], splits and pixels_per_group, returns the latter. */
+static size_t pixel_tiles(clbn_stats_plan *plan, size_t P, size_t tiles)
+{
+    tiles = min_sz(tiles, P);
+    const size_t pixels_per_group = ceil_div(P, tiles);
+    tiles = ceil_div(P, pixels_per_group);
+    plan->launch.global[1] = tiles;
+    plan->splits = (cl_uint)tiles;
+    plan->pixels_per_group = pixels_per_group;
+    return pixels_per_group;
+}
+
 void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *kf,
                       const clbn_tensor_desc *desc, const clbn_tuning *t, clbn_stats_plan *plan)
 {
@@ -183,17 +197,11 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * hardware prefetcher does not follow). 2026-12-06, 2-core EPYC
          * under PoCL, the backward sums' time, alternate runs, medians of
          * 4: 64x256x14x14 0.64x, 256x2048x7x7 0.66x, 32x2048x7x7 0.59x. */
-        size_t tiles = min_sz(tiles_for(ctx, t, P * C, 1), P);
-        const size_t pixels_per_group = ceil_div(P, tiles);
-        tiles = ceil_div(P, pixels_per_group);
+        plan->pixels_per_item = pixel_tiles(plan, P, tiles_for(ctx, t, P * C, 1));
         plan->launch.kernel = kf->nhwc_pixels;
         plan->launch.local[0] = 1;
         plan->launch.global[0] = 1;
-        plan->launch.global[1] = tiles;
-        plan->splits = (cl_uint)tiles;
         plan->col_parts = 1;
-        plan->pixels_per_group = pixels_per_group;
-        plan->pixels_per_item = pixels_per_group;
         return;
     }
     if (C % VEC == 0 && C >= NHWC_WIDE && kf->nhwc_wide != CLBN_K_COUNT) {
@@ -203,17 +211,11 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * -> 3.7 ms against the NHWC_BLOCK kernel below, equal at C = 256. */
         const size_t L = min_sz(group_size(prog, kf->nhwc_wide, t->group), C / VEC);
         const size_t chunks = ceil_div(C / VEC, L);
-        size_t tiles = min_sz(tiles_for(ctx, t, P * L * VEC, chunks), P);
-        const size_t pixels_per_group = ceil_div(P, tiles);
-        tiles = ceil_div(P, pixels_per_group);
+        plan->pixels_per_item = pixel_tiles(plan, P, tiles_for(ctx, t, P * L * VEC, chunks));
         plan->launch.kernel = kf->nhwc_wide;
         plan->launch.local[0] = L;
         plan->launch.global[0] = chunks * L;
-        plan->launch.global[1] = tiles;
-        plan->splits = (cl_uint)tiles;
         plan->col_parts = 1;
-        plan->pixels_per_group = pixels_per_group;
-        plan->pixels_per_item = pixels_per_group;
         return;
     }
     if (C % VEC == 0) {
@@ -222,17 +224,13 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * over pixels. */
         const size_t L = min_sz(group_size(prog, kf->nhwc8, t->group), prog->nhwc8_parts);
         const size_t blocks = ceil_div(C, NHWC_BLOCK);
-        size_t tiles = min_sz(tiles_for(ctx, t, P * min_sz(C, NHWC_BLOCK), blocks), P);
-        const size_t pixels_per_group = ceil_div(P, tiles);
-        tiles = ceil_div(P, pixels_per_group);
+        const size_t pixels_per_group =
+            pixel_tiles(plan, P, tiles_for(ctx, t, P * min_sz(C, NHWC_BLOCK), blocks));
         const size_t parts = max_sz(1, min_sz(L, pixels_per_group / VEC));
         plan->launch.kernel = kf->nhwc8;
         plan->launch.local[0] = parts;
         plan->launch.global[0] = blocks * parts;
-        plan->launch.global[1] = tiles;
-        plan->splits = (cl_uint)tiles;
         plan->col_parts = 1;
-        plan->pixels_per_group = pixels_per_group;
         plan->pixels_per_item = ceil_div(pixels_per_group, parts);
         return;
     }
@@ -246,17 +244,12 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * gathers of the kernel below). Groups are pixel tiles, a group's
          * work-items (C __local slots each) over pixels. */
         const size_t L = min_sz(group_size(prog, kf->nhwc_period, t->group), CLBN_GROUP_MAX / C);
-        size_t tiles = min_sz(tiles_for(ctx, t, P * C, 1), P);
-        const size_t pixels_per_group = ceil_div(P, tiles);
-        tiles = ceil_div(P, pixels_per_group);
+        const size_t pixels_per_group = pixel_tiles(plan, P, tiles_for(ctx, t, P * C, 1));
         const size_t parts = max_sz(1, min_sz(L, pixels_per_group / VEC));
         plan->launch.kernel = kf->nhwc_period;
         plan->launch.local[0] = parts;
         plan->launch.global[0] = parts;
-        plan->launch.global[1] = tiles;
-        plan->splits = (cl_uint)tiles;
         plan->col_parts = 1;
-        plan->pixels_per_group = pixels_per_group;
         plan->pixels_per_item = ceil_div(pixels_per_group, parts);
         return;
     }
@@ -266,18 +259,12 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
     const size_t L = group_size(prog, k, t->group);
     size_t col_parts = min_sz(C, L);
     size_t blocks = ceil_div(C, col_parts);
-    size_t tiles = tiles_for(ctx, t, P * col_parts, blocks);
-    tiles = min_sz(tiles, P);
-    size_t pixels_per_group = ceil_div(P, tiles);
-    tiles = ceil_div(P, pixels_per_group);
+    const size_t pixels_per_group = pixel_tiles(plan, P, tiles_for(ctx, t, P * col_parts, blocks));
     size_t pixel_parts = max_sz(1, min_sz(L / col_parts, pixels_per_group));
     plan->launch.kernel = k;
     plan->launch.local[0] = col_parts * pixel_parts;
     plan->launch.global[0] = blocks * plan->launch.local[0];
-    plan->launch.global[1] = tiles;
-    plan->splits = (cl_uint)tiles;
     plan->col_parts = (cl_uint)col_parts;
-    plan->pixels_per_group = pixels_per_group;
     plan->pixels_per_item = ceil_div(pixels_per_group, pixel_parts);
 }
 
