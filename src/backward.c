@@ -126,9 +126,10 @@ clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, 
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
     /* streaming stores need aligned vectors: not at an output offset or rows
-     * that break that */
+     * that break that (row strides bear on planar tensors only: the NHWC
+     * kernels read dense pixels) */
     const cl_int stream = np->stream && (!off || (CLBN_STREAM_OK(off[2]) && CLBN_STREAM_OK(off[4]))) &&
-                          (!rs || (CLBN_STREAM_ROWS_OK(0, rs[4], rs[5]) &&
+                          (!rs || !clbn__is_planar(desc) || (CLBN_STREAM_ROWS_OK(0, rs[4], rs[5]) &&
                                    CLBN_STREAM_ROWS_OK(0, rs[8], rs[9])));
     clbn_step step;
     if (clbn__is_planar(desc))

@@ -84,7 +84,8 @@ clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_des
                                const cl_ulong *off, const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
-    const cl_int flags = normalize_flags(plan, op, off, rs);
+    /* row strides bear on planar tensors only: the NHWC kernels read dense pixels */
+    const cl_int flags = normalize_flags(plan, op, off, clbn__is_planar(desc) ? rs : NULL);
     clbn_step step;
     if (clbn__is_planar(desc))
         step = CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
