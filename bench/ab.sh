@@ -14,6 +14,8 @@
 #                working tree as it is, built in build/ab
 #     --same     A and B are both the working tree's build (compare settings)
 #     --a-env "VAR=V ..." / --b-env "VAR=V ...": environment of A's / B's runs
+#     --a-tuning TEXT / --b-tuning TEXT: clbn_bench --tuning TEXT for A's / B's
+#                runs (a tuning parameter's value against another, with --same)
 #     --kernel NAME  time that kernel (clbn_bench --profile: the median of 20
 #                profiled calls, us) instead of the wall time per call (ms)
 #     --rounds R (10), --iters N (100 calls a run; fewer when a run would
@@ -25,7 +27,7 @@
 # `git worktree remove --force ${TMPDIR:-/tmp}/clbn-ab/REV` when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-base=HEAD same=0 aenv="" benv="" kernel="" rounds=10 iters=100
+base=HEAD same=0 aenv="" benv="" atun="" btun="" kernel="" rounds=10 iters=100
 cases=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -33,6 +35,8 @@ while [ $# -gt 0 ]; do
     --same) same=1; shift ;;
     --a-env) aenv=$2; shift 2 ;;
     --b-env) benv=$2; shift 2 ;;
+    --a-tuning) atun=$2; shift 2 ;;
+    --b-tuning) btun=$2; shift 2 ;;
     --kernel) kernel=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --iters) iters=$2; shift 2 ;;
@@ -60,11 +64,12 @@ fi
 
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
-one() { # BIN ENV CASE -> a number (ms, or us with --kernel), or nothing
+one() { # BIN ENV CASE TUNING -> a number (ms, or us with --kernel), or nothing
     local bin=$1 envs=$2 shape mode dtype layout
     read -r shape mode dtype layout <<<"$3"
     local args=(--shape "$shape" --mode "$mode" --dtype "${dtype:-f32}" --layout "${layout:-nchw}"
                 --plan --iters "$iters" --max-seconds 1)
+    [ -z "$4" ] || args+=(--tuning "$4")
     if [ -n "$kernel" ]; then
         # shellcheck disable=SC2086
         env $envs "$bin" "${args[@]}" --profile 2>/dev/null |
@@ -76,11 +81,11 @@ one() { # BIN ENV CASE -> a number (ms, or us with --kernel), or nothing
 }
 for r in $(seq "$rounds"); do
     for c in "${cases[@]}"; do
-        echo "$c|A|$(one "$A" "$aenv" "$c")" >>"$raw"
-        echo "$c|B|$(one "$B" "$benv" "$c")" >>"$raw"
+        echo "$c|A|$(one "$A" "$aenv" "$c" "$atun")" >>"$raw"
+        echo "$c|B|$(one "$B" "$benv" "$c" "$btun")" >>"$raw"
     done
 done
-echo "A: ${aenv:+$aenv }$A; B: ${benv:+$benv }$B; ${kernel:-wall time per call, ms}${kernel:+ run time, us}; $rounds rounds"
+echo "A: ${aenv:+$aenv }$A${atun:+ --tuning '$atun'}; B: ${benv:+$benv }$B${btun:+ --tuning '$btun'}; ${kernel:-wall time per call, ms}${kernel:+ run time, us}; $rounds rounds"
 python3 - "$raw" <<'PY'
 import collections, statistics, sys
 d = collections.defaultdict(list)
