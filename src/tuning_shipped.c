@@ -6,6 +6,22 @@
 
 extern const char *const clbn__tuning_shipped[];
 const char *const clbn__tuning_shipped[] = {
+    /* 2026-12-06 03:52 UTC, a 2-core Intel Xeon VM (PoCL 3.1, device
+     * "pthread-skylake-avx512-Intel(R) Xeon(R) Processor", copy bandwidth
+     * 23.9 GB/s): bash bench/run_suite.sh at commit 555c5d2
+     * (bench/results/2026-12-06-xeon/); scripts/tuning_ship.py --suite kept
+     * 8 classes; re-timed right after the run (bench/ab.sh --same
+     * --b-tuning, the heuristics and the entry's parameters alternately,
+     * wall time, medians of 6 and then 8): these 2 were faster both times,
+     * NCHW backward group=8 for 32x1024x14x14 (0.83x, 0.91x) and
+     * 32x512x14x14 (0.81x, 0.87x); the other six (32x64x56x56 and
+     * 32x256x14x14 NCHW backward group=8, 64x256x14x14 NCHW backward
+     * group=16, 32x128x56x56 NCHW inference item_elements=2048,
+     * 32x1024x14x14 NHWC training norm_group=32, 32x2048x7x7 NHWC backward
+     * norm_group=32 gpu_geometry=1) timed 0.86-1.37x in medians and
+     * 1.00-1.48x in minima: no gain that held. */
+    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw bwd f0 e22 c10 s3 a0\tgroup=8\t2.8451\t21c87c2d\n",
+    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw bwd f0 e21 c9 s3 a0\tgroup=8\t0.8342\td9da1373\n",
     /* 2026-12-05 (channel_training, src/heuristics.c: CPUs' training forward
      * no longer channel-resident by default): the llvmpipe NCHW training
      * entries below that were measured on the channel-resident kernel carry
