@@ -129,8 +129,8 @@ clbn_step clbn__dx_step(const clbn_norm_plan *np, const clbn_tensor_desc *desc, 
      * that break that (row strides bear on planar tensors only: the NHWC
      * kernels read dense pixels) */
     const cl_int stream = np->stream && (!off || (CLBN_STREAM_OK(off[2]) && CLBN_STREAM_OK(off[4]))) &&
-                          (!rs || !clbn__is_planar(desc) || (CLBN_STREAM_ROWS_OK(0, rs[4], rs[5]) &&
-                                   CLBN_STREAM_ROWS_OK(0, rs[8], rs[9])));
+                          (!rs || !clbn__is_planar(desc) || (CLBN_STREAM_ROWS_OK(0, rs[4], rs[5], C, S) &&
+                                                            CLBN_STREAM_ROWS_OK(0, rs[8], rs[9], C, S)));
     clbn_step step;
     if (clbn__is_planar(desc))
         step = CLBN_STEP(np->launch, ARG_MEM(x), ARG_MEM(dy), ARG_MEM(dx), ARG_SCRATCH,
@@ -196,8 +196,8 @@ clbn_status clbn__run_backward(const clbn_plan *plan, cl_command_queue queue, co
     if (plan->path == CLBN_PATH_ONE_KERNEL) {
         const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, DY), CLBN_ROWS(plan, DX),
                                CLBN_ROWS(plan, Y), CLBN_ROWS(plan, DZ)};
-        const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.dx, rs[4], rs[5]) &&
-                              CLBN_STREAM_ROWS_OK(o.dz, rs[8], rs[9]);
+        const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.dx, rs[4], rs[5], C, S) &&
+                              CLBN_STREAM_ROWS_OK(o.dz, rs[8], rs[9], C, S);
         /* cl/small.cl and cl/channel.cl take the same arguments; the channel
          * kernel four more (a row's pieces, streaming stores) */
         clbn_step step = CLBN_STEP(plan->one, ARG_MEM(a->x), ARG_MEM(a->dy), ARG_MEM(a->dx),

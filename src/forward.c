@@ -71,11 +71,13 @@ static clbn_status check_training_outputs(cl_mem x, cl_mem z, cl_mem y, cl_mem w
  * stores (to aligned vectors: not at an output offset or rows that break
  * that), 4 channel vector by channel vector (clbn_normalize_nhwc8); off: x,
  * y, z; rs: their row strides (NULL: dense). */
-static cl_int normalize_flags(const clbn_norm_plan *plan, clbn_fused_op op, const cl_ulong *off,
-                              const cl_ulong *rs)
+static cl_int normalize_flags(const clbn_norm_plan *plan, const clbn_tensor_desc *desc,
+                              clbn_fused_op op, const cl_ulong *off, const cl_ulong *rs)
 {
+    /* row strides bear on planar tensors only: the NHWC kernels read dense pixels */
     const int stream = plan->stream && (!off || CLBN_STREAM_OK(off[1])) &&
-                       (!rs || CLBN_STREAM_ROWS_OK(0, rs[2], rs[3]));
+                       (!rs || !clbn__is_planar(desc) ||
+                        CLBN_STREAM_ROWS_OK(0, rs[2], rs[3], desc->c, desc->spatial));
     return (op != CLBN_FUSED_NONE ? 1 : 0) | (stream ? 2 : 0) | (plan->by_channel ? 4 : 0);
 }
 
@@ -84,8 +86,7 @@ clbn_step clbn__normalize_step(const clbn_norm_plan *plan, const clbn_tensor_des
                                const cl_ulong *off, const cl_ulong *rs)
 {
     const cl_ulong N = desc->n, C = desc->c, S = desc->spatial, rows = N * C, P = N * S;
-    /* row strides bear on planar tensors only: the NHWC kernels read dense pixels */
-    const cl_int flags = normalize_flags(plan, op, off, clbn__is_planar(desc) ? rs : NULL);
+    const cl_int flags = normalize_flags(plan, desc, op, off, rs);
     clbn_step step;
     if (clbn__is_planar(desc))
         step = CLBN_STEP(plan->launch, ARG_MEM(x), ARG_MEM(y), ARG_SCRATCH, ARG(params_offset),
@@ -224,7 +225,7 @@ clbn_status clbn__run_forward_training(const clbn_plan *plan, cl_command_queue q
          * kernels four more (a row's pieces, streaming stores) */
         const cl_int relu = plan->desc.fused_op != CLBN_FUSED_NONE;
         const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, Z), CLBN_ROWS(plan, Y)};
-        const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.y, rs[4], rs[5]);
+        const cl_int stream = plan->channel.stream && CLBN_STREAM_ROWS_OK(o.y, rs[4], rs[5], C, desc->spatial);
         clbn_step step = CLBN_STEP(
             plan->one, ARG_MEM(a->x), ARG_MEM(a->z), ARG_MEM(a->y), ARG(N), ARG(C), ARG(S),
             ARG_REAL(1.0 / (double)m, dt), ARG_REAL((double)m / (double)(m - 1), dt),
@@ -331,7 +332,7 @@ clbn_status clbn__run_forward_inference(const clbn_plan *plan, cl_command_queue 
         /* one kernel: cl/normalize.cl, clbn_normalize_nchw's arguments with
          * the running statistics in place of the parameters */
         const clbn_norm_plan *np = &plan->norm;
-        const cl_int flags = normalize_flags(np, plan->desc.fused_op, xyz, rs);
+        const cl_int flags = normalize_flags(np, desc, plan->desc.fused_op, xyz, rs);
         const cl_ulong rows = desc->n * C, S = desc->spatial;
         clbn_step step = CLBN_STEP(np->launch, ARG_MEM(a->x), ARG_MEM(a->y), ARG_MEM(a->weight),
                                    ARG_MEM(a->bias), ARG_MEM(a->running_mean),

@@ -433,8 +433,14 @@ enum { CLBN_VIEW_X, CLBN_VIEW_Y, CLBN_VIEW_Z, CLBN_VIEW_DY, CLBN_VIEW_DX, CLBN_V
                            (cl_ulong)(plan)->views[CLBN_VIEW_##t].stride_c
 /* Whether streaming (aligned) stores stay allowed for an output at `off`. */
 #define CLBN_STREAM_OK(off) ((off) % 8 == 0)
-/* ... and for an output at `off` whose rows are at n and c strides (sn, sc). */
-#define CLBN_STREAM_ROWS_OK(off, sn, sc) ((off) % 8 == 0 && (sn) % 8 == 0 && (sc) % 8 == 0)
+/* ... and for an output at `off` of a planar tensor (C rows of S values a
+ * sample) whose rows are at n and c strides (sn, sc): dense rows keep the
+ * plan's choice (which the plan made for them: the flat walks align their
+ * vectors by the flat index, whatever S), other strides must keep every
+ * row's vectors aligned. */
+#define CLBN_STREAM_ROWS_OK(off, sn, sc, C, S)                                   \
+    ((off) % 8 == 0 && (((sn) == (C) * (S) && (sc) == (S)) ||                    \
+                        ((sn) % 8 == 0 && (sc) % 8 == 0)))
 
 /* ---- steps shared by the operations (forward.c, backward.c, sync.c) ----------- */
 /* Each takes `off`, the element offsets of its kernel's buffers in the order

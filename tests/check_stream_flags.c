@@ -5,7 +5,8 @@
  * (src/forward.c normalize_flags, src/backward.c clbn__dx_step); until
  * 2026-12-06 NHWC outputs never were streamed, because the planar views'
  * row-stride check was applied to NHWC's channel stride (1), and large NHWC
- * passes took up to 1.8x their time.
+ * passes took up to 1.8x their time; nor were the flat walks' over rows of
+ * S % 8 != 0 values (the check took the dense stride S for a view's).
  *
  * CTest runs this with CLBN_STREAM_MB=0 (stream every aligned output) and
  * CLBN_SMALL_MAX=0 (no one-kernel path). The executable defines
@@ -29,6 +30,7 @@ static const struct {
 } watched[] = {
     {"clbn_normalize_nchw", 10, 2},    {"clbn_normalize_nhwc8", 8, 2},
     {"clbn_backward_dx_nchw", 12, 1},  {"clbn_backward_dx_nhwc8", 10, 1},
+    {"clbn_normalize_flat", 10, 2},    {"clbn_backward_dx_flat", 12, 1},
 };
 enum { NWATCHED = sizeof watched / sizeof *watched };
 
@@ -150,6 +152,16 @@ START_TEST(test_nchw_streamed)
 }
 END_TEST
 
+/* rows of 8 to 47 values, S % 8 != 0: the flat walks, whose vectors are
+ * aligned by the flat index (until 2026-12-06 the dense rows' stride S
+ * turned their streaming off) */
+START_TEST(test_nchw_flat_streamed)
+{
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 16, 36};
+    expect_streamed(&d, "clbn_normalize_flat", "clbn_backward_dx_flat");
+}
+END_TEST
+
 static Suite *stream_suite(void)
 {
     Suite *s = suite_create("stream_flags");
@@ -157,6 +169,7 @@ static Suite *stream_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_nhwc_streamed);
     tcase_add_test(tc, test_nchw_streamed);
+    tcase_add_test(tc, test_nchw_flat_streamed);
     suite_add_tcase(s, tc);
     return s;
 }
