@@ -749,7 +749,7 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
         if (y)
             PREFETCH_RUN(y + begin + ahead, end - begin);
     }
-#define FLAT_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
+#define FLAT_EMIT(i, v0, v1, v2, v3) DX_EMIT8(i, v0, v1, v2, v3)
     FLAT_BEGIN(begin, 4);
     ulong e = begin;
     STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 4, FLAT_EMIT););

@@ -245,37 +245,39 @@ inline void bf16_store8(float8 v, __global ushort *p)
 
 /* The lanes of an 8-vector whose index is below k, as a select() mask. */
 #if defined(CLBN_DTYPE_FLOAT64)
+#define LANE_MASK_T long8
 #define CLBN_LANE_BELOW(k) ((long8)(0, 1, 2, 3, 4, 5, 6, 7) < (long8)((long)(k)))
 #else
+#define LANE_MASK_T int8
 #define CLBN_LANE_BELOW(k) ((int8)(0, 1, 2, 3, 4, 5, 6, 7) < (int8)((int)(k)))
 #endif
 
 /* The flat walk over an NCHW tensor with rows of S >= 8 values (the
  * short-row elementwise kernels clbn_normalize_flat, clbn_backward_dx_flat):
  * FLAT_BEGIN(e, NP) finds the channel of element e; per 8-vector at e,
- * FLAT_STEP(e, NP, EMIT) calls EMIT(e, v) with v[j] (j < NP) holding each
- * lane's value of params[j*C + c] for its own channel c: the current
- * channel's values broadcast, or, where a channel ends inside the vector
- * (S >= 8: at most once), a select of the two channels' values. */
+ * FLAT_STEP(e, NP, EMIT) calls EMIT(e, v0, v1, v2, v3) with vj (j < NP)
+ * holding each lane's value of params[j*C + c] for its own channel c: the
+ * current channel's values broadcast, or, where a channel ends inside the
+ * vector (S >= 8: at most once), a select of the two channels' values. Named
+ * vectors, not an array: PoCL kept an array of them on the stack. */
+#define FLAT_PARAM(j, NP, c) ((NP) > (j) ? (acc8)(params[(j) * C + (c)]) : (acc8)(0.0f))
 #define FLAT_BEGIN(e, NP)                                                        \
     ulong c_ = ((e) / S) % C, end_ = ((e) / S + 1) * S;                          \
-    acc8 cur_[4];                                                                \
-    for (uint j_ = 0; j_ < (NP); ++j_)                                           \
-        cur_[j_] = (acc8)(params[j_ * C + c_])
+    acc8 cur0_ = FLAT_PARAM(0, NP, c_), cur1_ = FLAT_PARAM(1, NP, c_),           \
+         cur2_ = FLAT_PARAM(2, NP, c_), cur3_ = FLAT_PARAM(3, NP, c_)
 #define FLAT_STEP(e, NP, EMIT)                                                   \
     do {                                                                         \
         if ((e) + 8 < end_) {                                                    \
-            EMIT(e, cur_);                                                       \
+            EMIT(e, cur0_, cur1_, cur2_, cur3_);                                 \
         } else {                                                                 \
             c_ = c_ + 1 == C ? 0 : c_ + 1;                                       \
-            acc8 fv_[4];                                                          \
-            for (uint j_ = 0; j_ < (NP); ++j_) {                                 \
-                const acc8 fn_ = (acc8)(params[j_ * C + c_]);                     \
-                fv_[j_] = select(fn_, cur_[j_], CLBN_LANE_BELOW(end_ - (e)));      \
-                cur_[j_] = fn_;                                                   \
-            }                                                                    \
+            const acc8 n0_ = FLAT_PARAM(0, NP, c_), n1_ = FLAT_PARAM(1, NP, c_),  \
+                       n2_ = FLAT_PARAM(2, NP, c_), n3_ = FLAT_PARAM(3, NP, c_);  \
+            const LANE_MASK_T m_ = CLBN_LANE_BELOW(end_ - (e));                  \
+            EMIT(e, select(n0_, cur0_, m_), select(n1_, cur1_, m_),              \
+                 select(n2_, cur2_, m_), select(n3_, cur3_, m_));                \
+            cur0_ = n0_, cur1_ = n1_, cur2_ = n2_, cur3_ = n3_;                  \
             end_ += S;                                                           \
-            EMIT(e, fv_);                                                         \
         }                                                                        \
     } while (0)
 

@@ -256,7 +256,7 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
         if (z)
             PREFETCH_RUN(z + begin + ahead, end - begin);
     }
-#define FLAT_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
+#define FLAT_EMIT(i, v0, v1, v2, v3) EMIT8(i, v0, v1, v2)
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
     STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 3, FLAT_EMIT););
