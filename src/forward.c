@@ -301,9 +301,15 @@ clbn_status clbn__plan_forward_inference(clbn_plan *plan)
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     plan->path = CLBN_PATH_PASSES;
     const int one = (size_t)desc->n * desc->c <= plan->tuning.infer_one_kernel_rows;
+    /* one kernel walks rows of any length (the flat walk needs the
+     * parameters computed first): up to infer_one_kernel_rows rows, the
+     * launch it saves outweighs what the flat walk gains on short rows */
+    clbn_tuning t = plan->tuning;
+    if (one)
+        t.flat_spatial = 0;
     clbn__plan_normalize(plan->ctx, plan->prog,
-                         one ? &clbn__inference_kernels : &clbn__normalize_kernels, desc,
-                         &plan->tuning, &plan->norm);
+                         one ? &clbn__inference_kernels : &clbn__normalize_kernels, desc, &t,
+                         &plan->norm);
     memset(&plan->finalize, 0, sizeof plan->finalize); /* none for one kernel */
     if (plan->norm.launch.kernel != CLBN_K_INFERENCE_NCHW) /* parameters first */
         clbn__plan_per_channel(plan->prog, CLBN_K_INFERENCE_PARAMS, desc->c, &plan->finalize);

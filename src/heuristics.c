@@ -123,10 +123,15 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
     /* short NCHW rows */
     t->rows_spatial = 256;
     /* the elementwise passes walk the tensor flat below this row length and
-     * take whole rows per group above it (2026-12-04, 81 GB/s EPYC: rows of
-     * 196 values 1.37x faster than flat, rows of 49 1.08x; below about 40
-     * values the flat walk wins) */
-    t->flat_spatial = 48;
+     * take whole rows per group above it. 2026-12-04, 81 GB/s EPYC: rows of
+     * 196 values 1.37x faster than flat, rows of 49 1.08x, with a flat walk
+     * that kept its per-lane parameters on the stack. Without that
+     * (2026-12-06, 2-core Xeon VM, 24 GB/s, alternate runs, medians of 5,
+     * flat / rows): rows of 49 values 0.68x (256x2048x7x7 inference),
+     * 0.73x (training forward), 0.95x (backward), 0.78-0.82x on
+     * 32x2048x7x7; rows of 196 0.89-0.98x (minima 0.94-1.10: no clear
+     * winner, so they stay rows); llvmpipe, rows of 49: 0.35-0.49x */
+    t->flat_spatial = 64;
     t->rows_run = 2048;
     t->rows_item_values = 65536;
     t->rows_items_per_cu = 8;

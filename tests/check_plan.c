@@ -558,8 +558,9 @@ START_TEST(plan_describe_names_kernels)
         const char *kernel;
     } cases[] = {
         /* names that hold on any device (which path a shape takes depends on
-         * its compute units) */
-        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 20}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_params"},
+         * its compute units and geometry: clbn_inference_nchw, or
+         * clbn_inference_params and a flat walk) */
+        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 20}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_"},
         {{CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 8, 49}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_params"},
         {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, CLBN_OP_FORWARD_TRAINING, "clbn_stats_finalize"},
         {{CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 50}, CLBN_OP_FORWARD_INFERENCE, "clbn_normalize_nhwc8"},

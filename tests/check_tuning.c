@@ -110,7 +110,7 @@ START_TEST(inference_one_kernel_same_bits)
             cl_mem mrv = tu_buffer_floats(rv, C);
             float *out[2] = {y1, y2};
             static const char *const tuning[2] = {"gpu_geometry=0 infer_one_kernel_rows=" BIG,
-                                                  "gpu_geometry=0 infer_one_kernel_rows=0"};
+                                                  "gpu_geometry=0 infer_one_kernel_rows=0 flat_spatial=0"};
             static const char *const kernel[2] = {"clbn_inference_nchw", "clbn_inference_params"};
             for (int k = 0; k < 2; ++k) {
                 clbn_op_desc od;
@@ -201,7 +201,7 @@ START_TEST(heuristics_choices)
         ck_assert_str_eq(v, "group=64 norm_group=64 tile_target=32768 tile_min=4096 tile_run=2048 "
                             "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
                             "nhwc_wide_pixels=0 nhwc_by_channel=2048 nhwc_pixel_order=1 small_elements=262144 small_items_per_cu=2 "
-                            "rows_spatial=256 flat_spatial=48 rows_run=2048 rows_item_values=65536 "
+                            "rows_spatial=256 flat_spatial=64 rows_run=2048 rows_item_values=65536 "
                             "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=0 "
                             "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
                             "channel_cols=512 channel_training=0 channel_stream_bytes=4194304 "
