@@ -34,6 +34,17 @@ const char *const clbn__tuning_shipped[] = {
     "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e25 c6 s5 a1\tnorm_row_prefetch=8192\t21.8600\tdcda5f12\n",
     "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_infer f0 e24 c6 s5 a1\tnorm_row_prefetch=8192\t5.3380\taee80f95\n",
     "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e24 c6 s5 a1\tnorm_row_prefetch=8192\t8.9420\t258d501f\n",
+    /* 2026-12-06 04:37-04:40 UTC, the same Xeon VM, commit 346037c: the
+     * channel-resident NCHW training forward (channel_training=1, which the
+     * heuristics turn off on CPUs after the EPYC VMs, where the two passes
+     * won), alternate runs with --a-tuning channel_training=0 --b-tuning
+     * channel_training=1, wall time, medians of 5 and then 6 rounds:
+     * 32x64x56x56 0.84x twice, 32x256x56x56 0.79x and 0.85x. Left out as
+     * not faster both times: 32x128x56x56 (1.02x, 0.91x), 32x128x28x28
+     * (0.79x, 1.41x), 32x256x28x28 (0.96x, 0.93x), 32x512x28x28 (0.94x,
+     * 0.87x), 32x256x14x14 (1.02x), 16x64x56x56 (1.17x). */
+    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e22 c6 s4 a1\tchannel_training=1\t1.2630\te06be21d\n",
+    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e24 c8 s4 a1\tchannel_training=1\t6.9330\t77fb1922\n",
     /* 2026-12-05 (channel_training, src/heuristics.c: CPUs' training forward
      * no longer channel-resident by default): the llvmpipe NCHW training
      * entries below that were measured on the channel-resident kernel carry
