@@ -67,14 +67,15 @@ static int watched_index(const char *kernel)
 }
 
 /* One execution of a plan for `op` with the two-pass kernels (no
- * channel-resident path). */
+ * channel-resident path) and CPU geometry on any device (GPU geometry
+ * takes the flat walk for every NCHW row length). */
 static void run(clbn_op op, const clbn_tensor_desc *desc, const clbn_args *a)
 {
     clbn_op_desc od;
     clbn_plan *plan = NULL;
     TU_OK(clbn_op_desc_init(&od, op, desc));
     TU_OK(clbn_plan_create(tu_ctx(), &od, &plan));
-    TU_OK(clbn_plan_set_tuning(plan, "channel_bytes=0 channel_training=0"));
+    TU_OK(clbn_plan_set_tuning(plan, "channel_bytes=0 channel_training=0 gpu_geometry=0"));
     const clbn_status st = clbn_plan_execute(plan, NULL, a, 0, NULL, NULL);
     ck_assert_msg(st == CLBN_SUCCESS, "op %d: %s", (int)op, clbn_status_string(st));
     tu_finish();
