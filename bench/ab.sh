@@ -88,6 +88,8 @@ done
 echo "A: ${aenv:+$aenv }$A${atun:+ --tuning '$atun'}; B: ${benv:+$benv }$B${btun:+ --tuning '$btun'}; ${kernel:-wall time per call, ms}${kernel:+ run time, us}; $rounds rounds"
 python3 - "$raw" <<'PY'
 import collections, statistics, sys
+def ratio(b, a):  # a device whose profiling reports 0 us (llvmpipe) gives no ratio
+    return b / a if a else float("nan")
 d = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     c, k, v = line.rstrip("\n").rsplit("|", 2)
@@ -100,5 +102,5 @@ for c in dict.fromkeys(c for c, _ in d):
         continue
     ma, mb = statistics.median(a), statistics.median(b)
     print("%-32s median A %9.4g B %9.4g B/A %.2f | min A %9.4g B %9.4g B/A %.2f (%d, %d runs)"
-          % (c, ma, mb, mb / ma, min(a), min(b), min(b) / min(a), len(a), len(b)))
+          % (c, ma, mb, ratio(mb, ma), min(a), min(b), ratio(min(b), min(a)), len(a), len(b)))
 PY
