@@ -211,6 +211,15 @@ inline void bf16_store8(float8 v, __global ushort *p)
 #else
 #define PREFETCH(p) ((void)0)
 #endif
+/* Inside a walk of 8-vectors from value `start`, at value i: PREFETCH of
+ * p[i + ahead] once per 64-byte line, so the prefetches keep pace with the
+ * loads (a work-item's whole range of prefetches issued at its start, as
+ * PREFETCH_RUN does, timed 1.3x slower on the dx flat walk here). */
+#define PREFETCH_LINE(p, i, start, ahead)                                       \
+    do {                                                                        \
+        if ((((i) - (start)) % (64 / sizeof(data_t))) == 0)                     \
+            PREFETCH((p) + (i) + (ahead));                                      \
+    } while (0)
 /* PREFETCH of the n values p[0..n): one per 64-byte line. */
 #define PREFETCH_RUN(p, n)                                                      \
     do {                                                                        \

@@ -142,14 +142,17 @@ inline void normalize_rows(__global const data_t *x, __global data_t *y, __globa
         }
         __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
         __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
-        if (ahead) {
-            PREFETCH_RUN(xr + ahead + s_begin, s_end - s_begin);
-            if (z)
-                PREFETCH_RUN(zr + ahead + s_begin, s_end - s_begin);
-        }
         ulong s = s_begin;
-        STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8)
-                                    EMIT8_P(xr, zr, yr, s, center, scale, shift););
+        if (ahead)
+            STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8) {
+                PREFETCH_LINE(xr, s, s_begin, ahead);
+                if (z)
+                    PREFETCH_LINE(zr, s, s_begin, ahead);
+                EMIT8_P(xr, zr, yr, s, center, scale, shift);
+            });
+        else
+            STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8)
+                                        EMIT8_P(xr, zr, yr, s, center, scale, shift););
         for (; s < s_end; ++s)
             EMIT1_P(xr, zr, yr, s, center, scale, shift);
         if (++c == C) {
@@ -251,15 +254,18 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
         }
         return;
     }
-    if (ahead) {
-        PREFETCH_RUN(x + begin + ahead, end - begin);
-        if (z)
-            PREFETCH_RUN(z + begin + ahead, end - begin);
-    }
 #define FLAT_EMIT(i, v0, v1, v2, v3) EMIT8(i, v0, v1, v2)
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
-    STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 3, FLAT_EMIT););
+    if (ahead)
+        STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) {
+            PREFETCH_LINE(x, e, begin, ahead);
+            if (z)
+                PREFETCH_LINE(z, e, begin, ahead);
+            FLAT_STEP(e, 3, FLAT_EMIT);
+        });
+    else
+        STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 3, FLAT_EMIT););
 #undef FLAT_EMIT
     for (; e < end; ++e) { /* the tensor's last values */
         const ulong c = (e / S) % C;
@@ -312,12 +318,16 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         return;
     }
 #undef NORM_WIDE
-    /* the group's items are adjacent: one stream, fetched ahead */
-    if (ahead) {
-        PREFETCH_RUN(x + p_begin * C + ahead, n * C);
-        if (z)
-            PREFETCH_RUN(z + p_begin * C + ahead, n * C);
-    }
+    /* the group's items are adjacent: one stream, fetched `ahead` values
+     * ahead, a pixel's row at a time */
+#define NORM_PREFETCH_PIXEL(q)                     \
+    do {                                           \
+        if (!ahead)                                \
+            break;                                 \
+        PREFETCH_RUN(x + (q) * C + ahead, C);      \
+        if (z)                                     \
+            PREFETCH_RUN(z + (q) * C + ahead, C);  \
+    } while (0)
     if (C <= 64) { /* the whole row's parameters in registers */
         const uint nv = (uint)(C / 8);
         acc8 ce[8], sc[8], sh[8];
@@ -328,6 +338,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             sh[j] = j < nv ? vload8(0, params + 2 * C + 8 * j) : (acc8)(0.0f);
         }
         for (ulong p = p_begin; p < p_end; ++p) {
+            NORM_PREFETCH_PIXEL(p);
 #pragma unroll
             for (uint j = 0; j < 8; ++j)
                 if (j < nv)
@@ -337,10 +348,17 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
     }
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
-        for (ulong c0 = 0; c0 < C; c0 += 8)
+        for (ulong c0 = 0; c0 < C; c0 += 8) {
+            if (ahead) {
+                PREFETCH_LINE(x, base + c0, base, ahead);
+                if (z)
+                    PREFETCH_LINE(z, base + c0, base, ahead);
+            }
             EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                   vload8(0, params + 2 * C + c0));
+        }
     }
+#undef NORM_PREFETCH_PIXEL
 }
 
 /* NHWC, any C: work-item = a block of whole pixels, all channels, walked
