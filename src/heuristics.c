@@ -99,15 +99,16 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
     t->flat_item = 1024;
     /* the elementwise passes' software prefetch distances (used only where
      * the context's kernels have prefetches: PoCL's CPU devices; the
-     * reductions fetch cl/common.cl's CLBN_PREFETCH_BYTES ahead). NHWC
-     * blocks and flat runs fetch 8 KiB ahead; a group of whole NCHW rows
-     * reads one contiguous stream that the hardware prefetcher follows,
-     * and prefetches there only cost (2026-12-04, 2-core EPYC, alternate
-     * runs: 64x64x112x112 NCHW inference 0.91x, backward 0.83x the time
-     * with them; NHWC inference and backward of 256x2048x7x7 1.2x slower
-     * without) */
+     * reductions fetch cl/common.cl's CLBN_PREFETCH_BYTES ahead): 8 KiB
+     * ahead, a line at a time inside the walks (PREFETCH_LINE). Whole NCHW
+     * rows had none from 2026-12-04 (2-core EPYC: 64x64x112x112 NCHW
+     * inference 0.91x, backward 0.83x the time with them), measured when a
+     * work-item issued its whole range's prefetches at its start; a line
+     * at a time (2026-12-06, 2-core Xeon, alternate runs) they made NCHW
+     * inference 0.82-0.85x and training forward 0.89x the time without
+     * (64x64x112x112, 32x256x56x56, 32x64x112x112), the backward 0.99-1.01x */
     t->norm_prefetch = 8192;
-    t->norm_row_prefetch = 0;
+    t->norm_row_prefetch = 8192;
 
     /* one-kernel small path: each compute unit's share of the tensor stays
      * about SMALL_PER_CU elements; on a GPU a work-item per channel is a

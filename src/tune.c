@@ -312,7 +312,7 @@ static const axis axes[] = {
     A(rows_spatial, 1, 64, 1024, 4096),
     A(flat_spatial, 1, 64, 256, 1024, 4096),
     A(norm_prefetch, 1, 2048, 32768),
-    A(norm_row_prefetch, 2048, 8192, 32768),
+    A(norm_row_prefetch, 1, 2048, 8192, 32768),
     A(rows_run, 512, 1024, 4096, 8192),
     A(rows_item_values, 16384, 32768, 131072, 262144),
     A(rows_group, 2, 4, 16, 32),
@@ -327,7 +327,7 @@ static const axis axes[] = {
 };
 #undef A
 /* channel_bytes, small_elements, rows_spatial, flat_spatial, norm_prefetch,
- * period_vectors, infer_one_kernel_rows: 1 stands for "never" (0 is used for it below; values of 0
+ * norm_row_prefetch, period_vectors, infer_one_kernel_rows: 1 stands for "never" (0 is used for it below; values of 0
  * end a list). BOOL_FLIP (gpu_geometry, channel_training, nhwc_pixel_order): the other value
  * of the one being improved. */
 

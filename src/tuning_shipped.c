@@ -22,18 +22,10 @@ const char *const clbn__tuning_shipped[] = {
      * 1.00-1.48x in minima: no gain that held. */
     "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw bwd f0 e22 c10 s3 a0\tgroup=8\t2.8451\t21c87c2d\n",
     "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw bwd f0 e21 c9 s3 a0\tgroup=8\t0.8342\td9da1373\n",
-    /* 2026-12-06 04:20-04:30 UTC, the same Xeon VM, commit 85c20c8: software
-     * prefetches in the groups of whole NCHW rows (norm_row_prefetch=8192;
-     * the heuristics give none, measured a cost on the EPYC VMs), bench/ab.sh
-     * --same --b-tuning, wall time, medians of 5 and then 8 rounds:
-     * 64x64x112x112 inference 0.86x, 0.93x, training forward 0.95x, 0.95x;
-     * 32x64x112x112 (ResNet-50's first layer) inference 0.70x, training
-     * forward 0.85x; the backward of 64x64x112x112 was 1.09x slower with
-     * them (no entry). */
-    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_infer f0 e25 c6 s5 a1\tnorm_row_prefetch=8192\t12.1500\t4ce1e7d6\n",
-    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e25 c6 s5 a1\tnorm_row_prefetch=8192\t21.8600\tdcda5f12\n",
-    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_infer f0 e24 c6 s5 a1\tnorm_row_prefetch=8192\t5.3380\taee80f95\n",
-    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e24 c6 s5 a1\tnorm_row_prefetch=8192\t8.9420\t258d501f\n",
+    /* (2026-12-06 04:20-04:30 UTC, four entries norm_row_prefetch=8192 for
+     * the Xeon VM's NCHW inference and training forward of 2^24 and 2^25
+     * values, C = 64: gone 2026-12-06 07:30 UTC, when the heuristics
+     * took that value for every device with prefetches.) */
     /* 2026-12-06 04:37-04:40 UTC, the same Xeon VM, commit 346037c: the
      * channel-resident NCHW training forward (channel_training=1, which the
      * heuristics turn off on CPUs after the EPYC VMs, where the two passes

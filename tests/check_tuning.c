@@ -202,7 +202,7 @@ START_TEST(heuristics_choices)
                             "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
                             "nhwc_wide_pixels=0 nhwc_by_channel=2048 nhwc_pixel_order=1 small_elements=262144 small_items_per_cu=2 "
                             "rows_spatial=256 flat_spatial=64 rows_run=2048 rows_item_values=65536 "
-                            "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=0 "
+                            "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=8192 "
                             "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
                             "channel_cols=512 channel_training=0 channel_stream_bytes=4194304 "
                             "stream_bytes=50331648 period_vectors=8 "
