@@ -288,16 +288,20 @@ static clbn_status time_plan(bench *b, int reps, double *ms)
 }
 
 /* ---- the candidates ---------------------------------------------------------------- */
+/* The values the search tries for each parameter, in the order tried (a value
+ * equal to the current one is skipped). 0 means "never"/"none" for the
+ * thresholds and distances (tuning.c's fields), so it is listed as itself. */
 typedef struct axis {
     size_t offset;
+    int count;
     size_t values[6];
 } axis;
 
-/* an axis of a 0/1 parameter: its other value (not a value of any other axis) */
-#define BOOL_FLIP ((size_t)3)
-#define A(name, ...) {offsetof(clbn_tuning, name), {__VA_ARGS__}}
+#define A(name, ...)                                                                  \
+    {offsetof(clbn_tuning, name), (int)(sizeof((size_t[]){__VA_ARGS__}) / sizeof(size_t)), \
+     {__VA_ARGS__}}
 static const axis axes[] = {
-    A(gpu_geometry, BOOL_FLIP),
+    A(gpu_geometry, 0, 1),
     A(item_elements, 128, 256, 1024, 2048, 4096),
     A(flat_item, 256, 512, 2048, 4096, 8192),
     A(norm_group, 8, 16, 32, 64),
@@ -308,28 +312,24 @@ static const axis axes[] = {
     A(groups_per_cu, 1, 2, 8, 16),
     A(nhwc_wide_pixels, 1, 2, 4, 8, 16),
     A(nhwc_by_channel, 256, 1024, 2048, 4096, (size_t)1 << 40),
-    A(nhwc_pixel_order, BOOL_FLIP),
-    A(rows_spatial, 1, 64, 1024, 4096),
-    A(flat_spatial, 1, 64, 256, 1024, 4096),
-    A(norm_prefetch, 1, 2048, 32768),
-    A(norm_row_prefetch, 1, 2048, 8192, 32768),
+    A(nhwc_pixel_order, 0, 1),
+    A(rows_spatial, 0, 64, 1024, 4096),
+    A(flat_spatial, 0, 64, 256, 1024, 4096),
+    A(norm_prefetch, 0, 2048, 32768),
+    A(norm_row_prefetch, 0, 2048, 8192, 32768),
     A(rows_run, 512, 1024, 4096, 8192),
     A(rows_item_values, 16384, 32768, 131072, 262144),
     A(rows_group, 2, 4, 16, 32),
-    A(channel_bytes, 1, (size_t)512 << 10, (size_t)1 << 20, (size_t)4 << 20, (size_t)8 << 20),
+    A(channel_bytes, 0, (size_t)512 << 10, (size_t)1 << 20, (size_t)4 << 20, (size_t)8 << 20),
     A(channel_cols, 256, 1024, 2048),
-    A(channel_training, BOOL_FLIP),
-    A(channel_stream_bytes, 1, (size_t)4 << 20, (size_t)16 << 20, (size_t)1 << 40),
-    A(small_elements, 1, (size_t)1 << 16, (size_t)1 << 20),
-    A(period_vectors, 1),
-    A(infer_one_kernel_rows, 1, (size_t)1 << 40),
-    A(stream_bytes, 1, (size_t)8 << 20, (size_t)16 << 20, (size_t)128 << 20, (size_t)1 << 40),
+    A(channel_training, 0, 1),
+    A(channel_stream_bytes, 0, (size_t)4 << 20, (size_t)16 << 20, (size_t)1 << 40),
+    A(small_elements, 0, (size_t)1 << 16, (size_t)1 << 20),
+    A(period_vectors, 0),
+    A(infer_one_kernel_rows, 0, (size_t)1 << 40),
+    A(stream_bytes, 0, (size_t)8 << 20, (size_t)16 << 20, (size_t)128 << 20, (size_t)1 << 40),
 };
 #undef A
-/* channel_bytes, small_elements, rows_spatial, flat_spatial, norm_prefetch,
- * norm_row_prefetch, period_vectors, infer_one_kernel_rows: 1 stands for "never" (0 is used for it below; values of 0
- * end a list). BOOL_FLIP (gpu_geometry, channel_training, nhwc_pixel_order): the other value
- * of the one being improved. */
 
 static size_t *field_at(clbn_tuning *t, size_t offset)
 {
@@ -400,15 +400,11 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
     for (int round = 0; round < 2 && st == CLBN_SUCCESS; ++round) {
         int improved = 0;
         for (size_t ax = 0; ax < sizeof axes / sizeof *axes && st == CLBN_SUCCESS; ++ax) {
-            for (int v = 0; v < 6 && axes[ax].values[v] && st == CLBN_SUCCESS; ++v) {
+            for (int v = 0; v < axes[ax].count && st == CLBN_SUCCESS; ++v) {
                 if (now_ms() - start > budget_ms)
                     goto done;
                 clbn_tuning cand = best;
-                size_t value = axes[ax].values[v];
-                if (value == BOOL_FLIP)
-                    value = !*field_at(&cand, axes[ax].offset);
-                else if (value == 1)
-                    value = 0;
+                const size_t value = axes[ax].values[v];
                 if (*field_at(&cand, axes[ax].offset) == value)
                     continue;
                 *field_at(&cand, axes[ax].offset) = value;
