@@ -83,12 +83,17 @@ static void run(clbn_op op, const clbn_tensor_desc *desc, const clbn_args *a)
 }
 
 /* Runs a training forward, an inference forward and a backward on `desc`
- * and checks that `norm` and `dx` (kernel names) got the streaming bit. */
-static void expect_streamed(const clbn_tensor_desc *desc, const char *norm, const char *dx)
+ * with y and dx at element offset `out_offset` and checks that `norm` and
+ * `dx` (kernel names) got the streaming bit, or, when out_offset % 8 != 0
+ * (vectors of the output not aligned), that they did not. */
+static void expect_streamed(const clbn_tensor_desc *desc, const char *norm, const char *dx,
+                            size_t out_offset)
 {
     const size_t count = tu_count(desc), C = desc->c;
-    cl_mem x = tu_buffer(count * 4, NULL), y = tu_buffer(count * 4, NULL),
-           dy = tu_buffer(count * 4, NULL), dxb = tu_buffer(count * 4, NULL);
+    const int want = out_offset % 8 == 0;
+    const char *verb = want ? "not streamed" : "streamed at a misaligned offset";
+    cl_mem x = tu_buffer(count * 4, NULL), y = tu_buffer((count + out_offset) * 4, NULL),
+           dy = tu_buffer(count * 4, NULL), dxb = tu_buffer((count + out_offset) * 4, NULL);
     cl_mem w = tu_buffer(C * 4, NULL), b = tu_buffer(C * 4, NULL), rm = tu_buffer(C * 4, NULL),
            rv = tu_buffer(C * 4, NULL), sm = tu_buffer(C * 4, NULL), si = tu_buffer(C * 4, NULL),
            dw = tu_buffer(C * 4, NULL), db = tu_buffer(C * 4, NULL);
@@ -108,29 +113,29 @@ static void expect_streamed(const clbn_tensor_desc *desc, const char *norm, cons
     clbn_args a, g;
     memset(&a, 0, sizeof a);
     a.x = x, a.y = y, a.weight = w, a.bias = b, a.running_mean = rm, a.running_var = rv;
-    a.save_mean = sm, a.save_invstd = si, a.momentum = 0.1;
+    a.save_mean = sm, a.save_invstd = si, a.momentum = 0.1, a.y_offset = out_offset;
     memset(&g, 0, sizeof g);
     g.x = x, g.weight = w, g.save_mean = sm, g.save_invstd = si;
-    g.dy = dy, g.dx = dxb, g.dweight = dw, g.dbias = db;
+    g.dy = dy, g.dx = dxb, g.dweight = dw, g.dbias = db, g.dx_offset = out_offset;
 
     run(CLBN_OP_FORWARD_TRAINING, desc, &a);
     ck_assert_msg(g_seen[in] && !g_bad_size[in], "%s: training forward, %s's flags not seen",
                   tu_desc_str(desc), norm);
-    ck_assert_msg(g_value[in] & watched[in].bit, "%s: training forward, %s flags %d: not streamed",
-                  tu_desc_str(desc), norm, g_value[in]);
+    ck_assert_msg(!(g_value[in] & watched[in].bit) == !want, "%s: training forward, %s flags %d: %s",
+                  tu_desc_str(desc), norm, g_value[in], verb);
 
     g_seen[in] = 0;
     g_value[in] = 0;
     run(CLBN_OP_FORWARD_INFERENCE, desc, &a);
     if (g_seen[in]) /* (NCHW inference may take its one-kernel form instead) */
-        ck_assert_msg(g_value[in] & watched[in].bit, "%s: inference, %s flags %d: not streamed",
-                      tu_desc_str(desc), norm, g_value[in]);
+        ck_assert_msg(!(g_value[in] & watched[in].bit) == !want, "%s: inference, %s flags %d: %s",
+                      tu_desc_str(desc), norm, g_value[in], verb);
 
     run(CLBN_OP_BACKWARD, desc, &g);
     ck_assert_msg(g_seen[id] && !g_bad_size[id], "%s: backward, %s's stream argument not seen",
                   tu_desc_str(desc), dx);
-    ck_assert_msg(g_value[id] & watched[id].bit, "%s: backward, %s stream %d: not streamed",
-                  tu_desc_str(desc), dx, g_value[id]);
+    ck_assert_msg(!(g_value[id] & watched[id].bit) == !want, "%s: backward, %s stream %d: %s",
+                  tu_desc_str(desc), dx, g_value[id], verb);
 
     free(host);
     free(ones);
@@ -142,14 +147,17 @@ static void expect_streamed(const clbn_tensor_desc *desc, const char *norm, cons
 START_TEST(test_nhwc_streamed)
 {
     const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 64, 1024};
-    expect_streamed(&d, "clbn_normalize_nhwc8", "clbn_backward_dx_nhwc8");
+    expect_streamed(&d, "clbn_normalize_nhwc8", "clbn_backward_dx_nhwc8", 0);
+    expect_streamed(&d, "clbn_normalize_nhwc8", "clbn_backward_dx_nhwc8", 4);
+    expect_streamed(&d, "clbn_normalize_nhwc8", "clbn_backward_dx_nhwc8", 16);
 }
 END_TEST
 
 START_TEST(test_nchw_streamed)
 {
     const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 16, 4096};
-    expect_streamed(&d, "clbn_normalize_nchw", "clbn_backward_dx_nchw");
+    expect_streamed(&d, "clbn_normalize_nchw", "clbn_backward_dx_nchw", 0);
+    expect_streamed(&d, "clbn_normalize_nchw", "clbn_backward_dx_nchw", 4);
 }
 END_TEST
 
@@ -159,7 +167,8 @@ END_TEST
 START_TEST(test_nchw_flat_streamed)
 {
     const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 16, 36};
-    expect_streamed(&d, "clbn_normalize_flat", "clbn_backward_dx_flat");
+    expect_streamed(&d, "clbn_normalize_flat", "clbn_backward_dx_flat", 0);
+    expect_streamed(&d, "clbn_normalize_flat", "clbn_backward_dx_flat", 12);
 }
 END_TEST
 
