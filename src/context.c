@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +112,52 @@ static void read_facts(clbn_context *ctx, int cpu, int gpu, int pocl_cpu)
         clbn__device_facts_parse(text, f); /* malformed: the device's own facts */
 }
 
+/* A decimal number up to `max`, the whole string. */
+static int env_number(const char *v, unsigned long long max, unsigned long long *out)
+{
+    if (!v || *v < '0' || *v > '9')
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    const unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || n > max)
+        return 0;
+    *out = n;
+    return 1;
+}
+
+/* The environment's overrides of the heuristics' parameters (docs/tuning.md,
+ * "The environment"), read when a context is created: CLBN_TUNING, tuning
+ * text as clbn_plan_set_tuning takes it, applied last; before it four
+ * shorthands for common keys, each turned into that text:
+ *   CLBN_STREAM_MB=N         stream_bytes and channel_stream_bytes N MiB (0: stream
+ *                            every aligned output; tests)
+ *   CLBN_SMALL_MAX=N         small_elements=N (0: no one-kernel small path; tests)
+ *   CLBN_GEOMETRY=gpu|cpu    gpu_geometry=1|0 (the *_gpu_geometry tests on PoCL)
+ *   CLBN_CHANNEL_TRAINING=1|0  channel_training (tests that walk every path)
+ * A malformed value changes nothing (the heuristics stay), as a malformed
+ * tuning database does: an environment never makes a call fail. */
+static void env_tuning(clbn_tuning *t)
+{
+    char text[128];
+    unsigned long long n;
+    const char *v;
+    if (env_number(getenv("CLBN_STREAM_MB"), 1048576, &n)) {
+        snprintf(text, sizeof text, "stream_bytes=%llu channel_stream_bytes=%llu", n << 20, n << 20);
+        clbn__tuning_parse(text, t);
+    }
+    if (env_number(getenv("CLBN_SMALL_MAX"), (unsigned long long)1 << 40, &n)) {
+        snprintf(text, sizeof text, "small_elements=%llu", n);
+        clbn__tuning_parse(text, t);
+    }
+    if ((v = getenv("CLBN_GEOMETRY")) && (strcmp(v, "gpu") == 0 || strcmp(v, "cpu") == 0))
+        t->gpu_geometry = v[0] == 'g';
+    if ((v = getenv("CLBN_CHANNEL_TRAINING")) && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0))
+        t->channel_training = v[0] == '1';
+    if ((v = getenv("CLBN_TUNING")) && *v)
+        clbn__tuning_parse(v, t); /* all or nothing */
+}
+
 static clbn_status read_device_facts(clbn_context *ctx)
 {
     size_t ext_size = 0;
@@ -142,30 +190,7 @@ static clbn_status read_device_facts(clbn_context *ctx)
     const int pocl_cpu = cpu && platform_is(ctx->device, "Portable Computing Language");
     read_facts(ctx, cpu, gpu, pocl_cpu);
     clbn__tuning_heuristics(&ctx->facts, &ctx->defaults);
-    /* Outputs of at least this many MiB get streaming stores (src/geometry.c);
-     * CLBN_STREAM_MB overrides the heuristics' choice (0: always, for tests),
-     * the channel-resident kernels' threshold too. */
-    ctx->stream_bytes = ctx->defaults.stream_bytes;
-    const char *mb = getenv("CLBN_STREAM_MB");
-    if (mb && *mb) {
-        char *end = NULL;
-        unsigned long v = strtoul(mb, &end, 10);
-        if (end && *end == '\0' && v <= 1048576) {
-            ctx->stream_bytes = (size_t)v << 20;
-            ctx->defaults.channel_stream_bytes = ctx->stream_bytes;
-        }
-    }
-    /* The one-kernel paths (src/geometry.c) take NCHW tensors of up to 2^18
-     * elements; CLBN_SMALL_MAX overrides (0: never, so tests reach the other
-     * paths on small shapes). */
-    ctx->small_elements = ctx->defaults.small_elements;
-    const char *sm = getenv("CLBN_SMALL_MAX");
-    if (sm && *sm) {
-        char *end = NULL;
-        unsigned long v = strtoul(sm, &end, 10);
-        if (end && *end == '\0')
-            ctx->small_elements = (size_t)v;
-    }
+    env_tuning(&ctx->defaults);
     /* Software prefetches and streaming stores (cl/common.cl, PREFETCH and
      * STORE8_STREAM) are clang builtins that only some back ends lower: PoCL
      * compiles them to CPU instructions, while Mesa's SPIR-V path ends the
@@ -190,24 +215,6 @@ static clbn_status read_device_facts(clbn_context *ctx)
     if (vc && (strcmp(vc, "0") == 0 || strcmp(vc, "1") == 0))
         cast = vc[0] == '1';
     ctx->vload_cast = cast;
-    /* GPU geometry (src/geometry.c): adjacent work-items take adjacent 8-value
-     * vectors, so a GPU's loads coalesce; CPU geometry gives each work-item
-     * a contiguous run instead, which is also right for a device that says
-     * it is both (a simulator). CLBN_GEOMETRY=gpu or cpu overrides (the
-     * *_gpu_geometry tests run the GPU plans on PoCL). */
-    ctx->gpu_geometry = (int)ctx->defaults.gpu_geometry;
-    const char *geo = getenv("CLBN_GEOMETRY");
-    if (geo && (strcmp(geo, "gpu") == 0 || strcmp(geo, "cpu") == 0))
-        ctx->gpu_geometry = geo[0] == 'g';
-    /* CLBN_CHANNEL_TRAINING=1 or 0 overrides whether the training forward
-     * takes the channel-resident kernel (the heuristics: not on CPUs); tests
-     * that walk every kernel path set 1. */
-    const char *ct = getenv("CLBN_CHANNEL_TRAINING");
-    if (ct && (strcmp(ct, "0") == 0 || strcmp(ct, "1") == 0))
-        ctx->defaults.channel_training = ct[0] == '1';
-    ctx->defaults.stream_bytes = ctx->stream_bytes;
-    ctx->defaults.small_elements = ctx->small_elements;
-    ctx->defaults.gpu_geometry = (size_t)ctx->gpu_geometry;
     return CLBN_SUCCESS;
 }
 

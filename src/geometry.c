@@ -286,8 +286,8 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     const size_t N = desc->n, C = desc->c, S = desc->spatial;
     memset(plan, 0, sizeof *plan);
     clbn_launch *l = &plan->launch;
-    /* Outputs well beyond the last-level cache (about 32 MB on the machines
-     * measured; ctx->stream_bytes, 48 MiB unless CLBN_STREAM_MB says) are
+    /* Outputs well beyond the last-level cache (t->stream_bytes: 48 MiB on
+     * the 2-core machines measured, src/heuristics.c) are
      * written with streaming stores, which need every 8-value vector aligned:
      * S % 8 == 0 in NCHW, C % 8 == 0 in NHWC. Smaller outputs stay in the
      * caches for whatever reads them next. */

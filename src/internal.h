@@ -108,8 +108,8 @@ typedef struct clbn_scratch {
 } clbn_scratch;
 
 /* The planner's parameters, held by each plan (plan->tuning): the defaults
- * (clbn__tuning_defaults, geometry.c's constants and the context's
- * stream_bytes and gpu_geometry) or a tuned set (src/tuning.c: text form,
+ * (clbn__tuning_defaults: the heuristics for the device, then the
+ * environment's overrides) or a tuned set (src/tuning.c: text form,
  * limits; src/tune.c: the tuner). Every value within clbn__tuning_check's
  * limits plans correct kernels. */
 typedef struct clbn_tuning {
@@ -180,14 +180,11 @@ struct clbn_context {
     size_t max_work_group;
     cl_ulong local_mem_size; /* CL_DEVICE_LOCAL_MEM_SIZE */
     int has_fp64;
-    size_t stream_bytes; /* elementwise outputs from this size use streaming stores */
     int prefetch;        /* kernels issue software prefetches (probed: src/context.c) */
     int nt_stores;       /* STORE8_STREAM is a streaming store (probed likewise) */
     int vload_cast;      /* LOAD8 is one unaligned vector load (PoCL CPU; src/context.c) */
-    int gpu_geometry;    /* work-items interleave 8-value vectors (GPUs; src/geometry.c) */
-    size_t small_elements; /* tensors up to this size may take the one-kernel paths */
     clbn_device_facts facts; /* what the heuristics saw (CLBN_DEVICE_FACTS may replace it) */
-    clbn_tuning defaults;  /* untuned plans' parameters: heuristics + environment overrides */
+    clbn_tuning defaults;  /* untuned plans' parameters: heuristics + environment (env_tuning) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     clbn_status program_status[CLBN_DTYPE_COUNT]; /* a failed build's status, kept */
@@ -273,8 +270,8 @@ clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input
 
 /* ---- geometry.c ------------------------------------------------------------------ */
 /* The defaults for ctx: untuned plans use these (ctx->defaults: the
- * heuristics for the device's facts, then CLBN_STREAM_MB, CLBN_SMALL_MAX
- * and CLBN_GEOMETRY). */
+ * heuristics for the device's facts, then the environment's CLBN_TUNING and
+ * its shorthands, src/context.c env_tuning). */
 void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t);
 /* heuristics.c: the parameters for a device, from its facts alone (pure). */
 void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t);

@@ -288,8 +288,8 @@ size_t clbn__tuning_db_entry(const clbn_plan *plan, const char *kernels, double 
     db_key k;
     make_key(plan, &k);
     /* only what differs from the defaults: parameters the environment sets
-     * (CLBN_GEOMETRY, CLBN_STREAM_MB, CLBN_SMALL_MAX) keep their effect
-     * where the tuner did not choose otherwise */
+     * (CLBN_TUNING and its shorthands) keep their effect where the tuner
+     * did not choose otherwise */
     char tuning[1024];
     clbn_tuning base;
     clbn__tuning_defaults(plan->ctx, &base);

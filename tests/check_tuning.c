@@ -272,6 +272,79 @@ START_TEST(heuristics_choices)
 }
 END_TEST
 
+/* The environment's overrides of the defaults (src/context.c env_tuning):
+ * CLBN_TUNING sets any key, applied after the four shorthands; malformed
+ * text, or a value outside the limits, changes nothing at all. */
+START_TEST(environment_tuning)
+{
+    static const char *const vars[] = {"CLBN_TUNING", "CLBN_STREAM_MB", "CLBN_SMALL_MAX",
+                                       "CLBN_GEOMETRY", "CLBN_CHANNEL_TRAINING"};
+    enum { NV = sizeof vars / sizeof *vars };
+    char *saved[NV];
+    for (int i = 0; i < NV; ++i) {
+        const char *v = getenv(vars[i]);
+        saved[i] = v ? strdup(v) : NULL;
+        unsetenv(vars[i]);
+    }
+    const char *cpu = "kind=cpu cu=2 max_wg=4096 local=4194304 cache=0 line=64 float_width=8 "
+                      "half_width=8 fp64=1 serial=1";
+    char base[700], v[700];
+    heuristic_text(cpu, base, sizeof base);
+    ck_assert_uint_eq(param(base, "flat_spatial"), 64);
+
+    setenv("CLBN_TUNING", "flat_spatial=256 norm_prefetch=0 channel_training=1", 1);
+    heuristic_text(cpu, v, sizeof v);
+    ck_assert_uint_eq(param(v, "flat_spatial"), 256);
+    ck_assert_uint_eq(param(v, "norm_prefetch"), 0);
+    ck_assert_uint_eq(param(v, "channel_training"), 1);
+    ck_assert_uint_eq(param(v, "group"), param(base, "group"));
+    /* all or nothing: one unknown key, a bad number or a value outside the
+     * limits (group must be a power of two) leaves every default */
+    const char *bad[] = {"flat_spatial=256 no_such_key=1", "flat_spatial=256x",
+                         "flat_spatial=256 group=3", "flat_spatial"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+        setenv("CLBN_TUNING", bad[i], 1);
+        heuristic_text(cpu, v, sizeof v);
+        ck_assert_msg(strcmp(v, base) == 0, "CLBN_TUNING=\"%s\" changed the defaults: %s", bad[i], v);
+    }
+    unsetenv("CLBN_TUNING");
+
+    /* the shorthands: each its keys */
+    setenv("CLBN_STREAM_MB", "4", 1);
+    setenv("CLBN_SMALL_MAX", "0", 1);
+    setenv("CLBN_GEOMETRY", "gpu", 1);
+    setenv("CLBN_CHANNEL_TRAINING", "1", 1);
+    heuristic_text(cpu, v, sizeof v);
+    ck_assert_uint_eq(param(v, "stream_bytes"), 4u << 20);
+    ck_assert_uint_eq(param(v, "channel_stream_bytes"), 4u << 20);
+    ck_assert_uint_eq(param(v, "small_elements"), 0);
+    ck_assert_uint_eq(param(v, "gpu_geometry"), 1);
+    ck_assert_uint_eq(param(v, "channel_training"), 1);
+    /* CLBN_TUNING comes last */
+    setenv("CLBN_TUNING", "stream_bytes=0 gpu_geometry=0", 1);
+    heuristic_text(cpu, v, sizeof v);
+    ck_assert_uint_eq(param(v, "stream_bytes"), 0);
+    ck_assert_uint_eq(param(v, "channel_stream_bytes"), 4u << 20);
+    ck_assert_uint_eq(param(v, "gpu_geometry"), 0);
+    /* malformed shorthands are ignored one by one */
+    unsetenv("CLBN_TUNING");
+    setenv("CLBN_STREAM_MB", "4M", 1);
+    setenv("CLBN_GEOMETRY", "fpga", 1);
+    heuristic_text(cpu, v, sizeof v);
+    ck_assert_uint_eq(param(v, "stream_bytes"), param(base, "stream_bytes"));
+    ck_assert_uint_eq(param(v, "gpu_geometry"), 0);
+    ck_assert_uint_eq(param(v, "small_elements"), 0);
+
+    for (int i = 0; i < NV; ++i) {
+        if (saved[i])
+            setenv(vars[i], saved[i], 1);
+        else
+            unsetenv(vars[i]);
+        free(saved[i]);
+    }
+}
+END_TEST
+
 /* Every synthetic device's configuration applied to this device's plans
  * (clbn_plan_set_tuning) gives correct results on every planner path. */
 START_TEST(heuristics_against_reference)
@@ -534,6 +607,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, extremes_against_reference, 0, NSHAPES * NEXTREMES);
     tcase_add_test(tc, heuristics_choices);
+    tcase_add_test(tc, environment_tuning);
     tcase_add_test(tc, inference_one_kernel_same_bits);
     tcase_add_loop_test(tc, heuristics_against_reference, 0, NSHAPES * NDEVICES);
     tcase_add_test(tc, bad_tuning_text);
