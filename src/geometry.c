@@ -272,10 +272,14 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
  * output is at least from_bytes (stream_bytes, or channel_stream_bytes where
  * smaller for the channel-resident kernels) and the 8-value vectors are
  * aligned (see clbn__plan_normalize). */
+static size_t tensor_bytes(const clbn_tensor_desc *desc)
+{
+    return desc->n * desc->c * desc->spatial * clbn__dtype_size(desc->dtype);
+}
+
 static int stream_output(size_t from_bytes, const clbn_tensor_desc *desc, int aligned)
 {
-    return aligned && desc->n * desc->c * desc->spatial * clbn__dtype_size(desc->dtype) >=
-                          from_bytes;
+    return aligned && tensor_bytes(desc) >= from_bytes;
 }
 
 void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
@@ -296,9 +300,15 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     const int aligned = flat || (clbn__is_planar(desc) ? S % VEC == 0 : C % VEC == 0);
     plan->stream = stream_output(t->stream_bytes, desc, aligned);
     /* software prefetches (where the context has them: cl/common.cl) this
-     * far ahead of the pass's input streams, in whole 8-value vectors;
-     * none in the groups of whole NCHW rows unless tuned */
-    const size_t pf = clbn__is_planar(desc) && !flat ? t->norm_row_prefetch : t->norm_prefetch;
+     * far ahead of the pass's input streams, in whole 8-value vectors. In
+     * the groups of whole NCHW rows, whose one contiguous stream the
+     * hardware prefetcher follows, only for tensors beyond the caches
+     * (stream_bytes, as the streaming stores): 102-205 MB tensors took
+     * 0.82-0.89x the time with them, a 13 MB float16 one 1.3-1.5x
+     * (2026-12-06, 2-core Xeon, kernels' time, alternate runs) */
+    const int rows = clbn__is_planar(desc) && !flat;
+    const size_t pf = !rows ? t->norm_prefetch
+                    : tensor_bytes(desc) >= t->stream_bytes ? t->norm_row_prefetch : 0;
     plan->ahead = ctx->prefetch ? pf / clbn__dtype_size(desc->dtype) / VEC * VEC : 0;
     if (flat) {
         /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per
