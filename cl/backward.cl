@@ -806,11 +806,12 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
             DX_EMIT8(p * C + c0, mu, a, b, k);                                               \
         }                                                                                    \
     }
+    /* `stream` a literal in each loop, as clbn_normalize_nhwc8 */
     if (C >= CLBN_NHWC_WIDE) {
         if (ahead)
-            DX_WIDE(1)
+            STREAM_UNSWITCH(stream, DX_WIDE(1));
         else
-            DX_WIDE(0)
+            STREAM_UNSWITCH(stream, DX_WIDE(0));
         return;
     }
 #undef DX_WIDE
@@ -837,22 +838,21 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
             b[j] = j < nv ? vload8(0, params + 2 * C + 8 * j) : (acc8)(0.0f);
             k[j] = j < nv ? vload8(0, params + 3 * C + 8 * j) : (acc8)(0.0f);
         }
-        for (ulong p = p_begin; p < p_end; ++p) {
+        STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
             DX_PREFETCH_PIXEL(p + ahead_px);
-#pragma unroll
-            for (uint j = 0; j < 8; ++j)
+            _Pragma("unroll") for (uint j = 0; j < 8; ++j)
                 if (j < nv)
                     DX_EMIT8(p * C + 8 * j, mu[j], a[j], b[j], k[j]);
-        }
+        });
         return;
     }
-    for (ulong p = p_begin; p < p_end; ++p) {
+    STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         DX_PREFETCH_PIXEL(p + ahead_px);
         for (ulong c0 = 0; c0 < C; c0 += 8)
             DX_EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                      vload8(0, params + 2 * C + c0), vload8(0, params + 3 * C + c0));
-    }
+    });
 #undef DX_PREFETCH_PIXEL
 }
 

@@ -108,12 +108,17 @@ inline ushort bf16_from_float(float f)
         return (ushort)((u >> 16) | 0x40u);
     return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+/* Eight values rounded (or made quiet NaNs) in the upper half of each
+ * 32-bit lane. */
+inline uint8 bf16_round8(float8 f)
+{
+    const uint8 u = as_uint8(f);
+    const uint8 rounded = u + (uint8)(0x7fffu) + ((u >> 16) & (uint8)(1u));
+    return select(rounded, u | (uint8)(0x400000u), as_uint8(isnan(f)));
+}
 inline ushort8 bf16_from_float8(float8 f)
 {
-    uint8 u = as_uint8(f);
-    uint8 rounded = (u + (uint8)(0x7fffu) + ((u >> 16) & (uint8)(1u))) >> 16;
-    uint8 quiet = (u >> 16) | (uint8)(0x40u);
-    return convert_ushort8(select(rounded, quiet, as_uint8(isnan(f))));
+    return convert_ushort8(bf16_round8(f) >> 16);
 }
 #define LOAD1(p, i) as_float((uint)((p)[i]) << 16)
 #define LOAD8(p, i) as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
@@ -140,9 +145,9 @@ inline void bf16_store8(float8 v, __global ushort *p)
  * caches (the host decides: src/geometry.c): written around the caches, so they
  * neither evict the inputs nor cost a read of the destination line. With
  * clang's __builtin_nontemporal_store where the host's probe found it works
- * (-DCLBN_NT_STORES=1, src/context.c); elsewhere, and for float16 (whose
- * vector form needs cl_khr_fp16), a plain STORE8. The 8 values must be
- * aligned to their size. */
+ * (-DCLBN_NT_STORES=1, src/context.c); elsewhere a plain STORE8. 16-bit
+ * values go as the ushort8 of their bits (float16's own vector type would
+ * need cl_khr_fp16). The 8 values must be aligned to their size. */
 #if defined(CLBN_NT_STORES) && defined(__has_builtin)
 #if __has_builtin(__builtin_nontemporal_store)
 #define CLBN_HAVE_NT_STORE 1
@@ -153,8 +158,21 @@ inline void bf16_store8(float8 v, __global ushort *p)
 #elif defined(CLBN_HAVE_NT_STORE) && defined(CLBN_DTYPE_FLOAT64)
 #define STORE8_STREAM(v, p, i) __builtin_nontemporal_store((v), (__global double8 *)((p) + (i)))
 #elif defined(CLBN_HAVE_NT_STORE) && defined(CLBN_DTYPE_BFLOAT16)
+/* the upper halves by a shuffle (.odd), not bf16_from_float8's narrowing,
+ * which LLVM folds into a truncating store (vpmovdw) that has no
+ * non-temporal form: the streamed outputs were written as plain ones */
 #define STORE8_STREAM(v, p, i)                                                              \
-    __builtin_nontemporal_store(bf16_from_float8(v), (__global ushort8 *)((p) + (i)))
+    __builtin_nontemporal_store(as_ushort16(bf16_round8(v)).odd, (__global ushort8 *)((p) + (i)))
+#elif defined(CLBN_HAVE_NT_STORE) && defined(CLBN_DTYPE_FLOAT16)
+/* the device's conversion into a private vector, then its 16 bytes as one
+ * ushort8 (no half vector type needed) */
+inline void clbn_half8_store_stream(float8 v, __global half *p)
+{
+    ushort8 h;
+    vstore_half8_rte(v, 0, (__private half *)&h);
+    __builtin_nontemporal_store(h, (__global ushort8 *)p);
+}
+#define STORE8_STREAM(v, p, i) clbn_half8_store_stream((v), (p) + (i))
 #else
 #define STORE8_STREAM(v, p, i) STORE8(v, p, i)
 #endif

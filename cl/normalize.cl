@@ -310,11 +310,14 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             EMIT8(p * C + c0, center, scale, shift);                                         \
         }                                                                                    \
     }
+    /* each loop twice, `stream` a literal in each (STREAM_UNSWITCH): with
+     * a run-time test LLVM merged the two stores of a 16-bit value into one
+     * plain store, so float16 outputs were never streamed here */
     if (flags & CLBN_NORM_BY_CHANNEL) {
         if (ahead)
-            NORM_WIDE(1)
+            STREAM_UNSWITCH(stream, NORM_WIDE(1));
         else
-            NORM_WIDE(0)
+            STREAM_UNSWITCH(stream, NORM_WIDE(0));
         return;
     }
 #undef NORM_WIDE
@@ -337,16 +340,15 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             sc[j] = j < nv ? vload8(0, params + C + 8 * j) : (acc8)(0.0f);
             sh[j] = j < nv ? vload8(0, params + 2 * C + 8 * j) : (acc8)(0.0f);
         }
-        for (ulong p = p_begin; p < p_end; ++p) {
+        STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
             NORM_PREFETCH_PIXEL(p);
-#pragma unroll
-            for (uint j = 0; j < 8; ++j)
+            _Pragma("unroll") for (uint j = 0; j < 8; ++j)
                 if (j < nv)
                     EMIT8(p * C + 8 * j, ce[j], sc[j], sh[j]);
-        }
+        });
         return;
     }
-    for (ulong p = p_begin; p < p_end; ++p) {
+    STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c0 = 0; c0 < C; c0 += 8) {
             if (ahead) {
@@ -357,7 +359,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                   vload8(0, params + 2 * C + c0));
         }
-    }
+    });
 #undef NORM_PREFETCH_PIXEL
 }
 
