@@ -150,10 +150,14 @@ static void env_tuning(clbn_tuning *t)
         snprintf(text, sizeof text, "small_elements=%llu", n);
         clbn__tuning_parse(text, t);
     }
-    if ((v = getenv("CLBN_GEOMETRY")) && (strcmp(v, "gpu") == 0 || strcmp(v, "cpu") == 0))
-        t->gpu_geometry = v[0] == 'g';
-    if ((v = getenv("CLBN_CHANNEL_TRAINING")) && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0))
-        t->channel_training = v[0] == '1';
+    if ((v = getenv("CLBN_GEOMETRY")) && (strcmp(v, "gpu") == 0 || strcmp(v, "cpu") == 0)) {
+        snprintf(text, sizeof text, "gpu_geometry=%d", v[0] == 'g');
+        clbn__tuning_parse(text, t);
+    }
+    if ((v = getenv("CLBN_CHANNEL_TRAINING")) && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)) {
+        snprintf(text, sizeof text, "channel_training=%c", v[0]);
+        clbn__tuning_parse(text, t);
+    }
     if ((v = getenv("CLBN_TUNING")) && *v)
         clbn__tuning_parse(v, t); /* all or nothing */
 }
