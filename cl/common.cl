@@ -19,9 +19,11 @@
  * vload8 came out, in clbn_normalize_nhwc8's loop over a block's pixels, as
  * four 8-byte loads joined by shuffles (perf annotate). Elsewhere vload8:
  * OpenCL C does not promise that a typedef lowers a vector's alignment, and
- * a GPU's vector load may need it. */
+ * a GPU's vector load may need it. (As CLBN_PREFETCH / CLBN_HAVE_PREFETCH
+ * and CLBN_NT_STORES / CLBN_HAVE_NT_STORE below: the host's request, then
+ * what this compiler can do.) */
 #if defined(CLBN_VLOAD_CAST) && defined(__clang__)
-#define CLBN_VLOAD8_CAST 1
+#define CLBN_HAVE_VLOAD_CAST 1
 #endif
 
 #if defined(CLBN_DTYPE_FLOAT64)
@@ -33,7 +35,7 @@ typedef double8 acc8;
 typedef double16 acc16;
 typedef double data_t;
 #define LOAD1(p, i) ((p)[i])
-#if defined(CLBN_VLOAD8_CAST)
+#if defined(CLBN_HAVE_VLOAD_CAST)
 typedef double8 __attribute__((aligned(8))) clbn_data8_unaligned;
 #define LOAD8(p, i) (*(__global const clbn_data8_unaligned *)((p) + (i)))
 #else
@@ -50,7 +52,7 @@ typedef float16 acc16;
 #if defined(CLBN_DTYPE_FLOAT32)
 typedef float data_t;
 #define LOAD1(p, i) ((p)[i])
-#if defined(CLBN_VLOAD8_CAST)
+#if defined(CLBN_HAVE_VLOAD_CAST)
 typedef float8 __attribute__((aligned(4))) clbn_data8_unaligned;
 #define LOAD8(p, i) (*(__global const clbn_data8_unaligned *)((p) + (i)))
 #else
