@@ -69,25 +69,25 @@ static size_t tiles_for(const clbn_context *ctx, const clbn_tuning *t, size_t va
 const clbn_kernel_family clbn__stats_kernels = {
     CLBN_K_STATS_NCHW,      CLBN_K_STATS_NHWC8,     CLBN_K_STATS_NHWC,
     CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS, CLBN_K_STATS_NHWC_PERIOD,
-    CLBN_K_COUNT};
+    CLBN_K_COUNT,           0};
 const clbn_kernel_family clbn__reduce_kernels = {
     CLBN_K_BWD_REDUCE_NCHW,      CLBN_K_BWD_REDUCE_NHWC8,     CLBN_K_BWD_REDUCE_NHWC,
     CLBN_K_BWD_REDUCE_NHWC_WIDE, CLBN_K_BWD_REDUCE_NCHW_ROWS, CLBN_K_BWD_REDUCE_NHWC_PERIOD,
-    CLBN_K_BWD_REDUCE_NHWC_PIXELS};
+    CLBN_K_BWD_REDUCE_NHWC_PIXELS, 0};
 const clbn_kernel_family clbn__normalize_kernels = {
     CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
     CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT,
-    CLBN_K_COUNT};
+    CLBN_K_COUNT,          0};
 /* inference: the NCHW rows take their parameters from the running statistics
  * themselves (one kernel), the others from clbn_inference_params */
 const clbn_kernel_family clbn__inference_kernels = {
     CLBN_K_INFERENCE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
     CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT,
-    CLBN_K_COUNT};
+    CLBN_K_COUNT,          0};
 const clbn_kernel_family clbn__dx_kernels = {
     CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8,   CLBN_K_BWD_DX_NHWC,
     CLBN_K_COUNT,       CLBN_K_BWD_DX_FLAT,    CLBN_K_COUNT,
-    CLBN_K_COUNT};
+    CLBN_K_COUNT,       1};
 
 /* The 8-value vectors in a period of lcm(8, C) values: C / gcd(8, C). */
 static size_t period_vectors(size_t C)
@@ -361,10 +361,10 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
         l->global[0] = round_up(blocks, l->local[0]);
         l->local[1] = l->global[1] = 1;
         plan->pixels_per_item = pixels;
-        /* the order of the normalize pass's walk (the flag is its
-         * kernel's; clbn_backward_dx_nhwc8 fixes its own order, from
-         * NHWC_WIDE, and is planned so, which the tuner sees) */
-        plan->by_channel = C >= (kf == &clbn__dx_kernels ? NHWC_WIDE : t->nhwc_by_channel);
+        /* the order of the walk: the plan's (a flag to the normalize
+         * kernel), or the kernel's own (clbn_backward_dx_nhwc8, from
+         * NHWC_WIDE), planned so that the tuner sees it */
+        plan->by_channel = C >= (kf->nhwc8_fixed_order ? NHWC_WIDE : t->nhwc_by_channel);
         return;
     }
     /* any C: whole periods of lcm(8, C) values per work-item where the

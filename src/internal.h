@@ -315,6 +315,10 @@ typedef struct clbn_norm_plan {
 typedef struct clbn_kernel_family {
     clbn_kernel_id nchw, nhwc8, nhwc, nhwc_wide, nchw_rows, nhwc_period;
     clbn_kernel_id nhwc_pixels; /* wide rows in memory order, a work-item per pixel tile */
+    /* elementwise: 1 when the nhwc8 kernel walks rows of CLBN_NHWC_WIDE
+     * channels or more channel by channel whatever nhwc_by_channel says
+     * (clbn_backward_dx_nhwc8), 0 when it takes the plan's order */
+    int nhwc8_fixed_order;
 } clbn_kernel_family;
 extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
 extern const clbn_kernel_family clbn__reduce_kernels;    /* backward reduction */
