@@ -192,6 +192,7 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
  * wrote every plain 8-value store of the loop as two 16-byte halves
  * (vmovups xmm + vextractf128): 32x64x56x56 NCHW inference took 1.28-1.41x
  * the time (2026-12-05, 2-core EPYC). */
+#if defined(CLBN_HAVE_NT_STORE)
 #define STREAM_UNSWITCH(flag, ...)    \
     do {                              \
         if (flag) {                   \
@@ -202,6 +203,16 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
             __VA_ARGS__               \
         }                             \
     } while (0)
+#else
+/* no streaming stores on this device (STORE8_STREAM is STORE8): one copy
+ * (two made llvmpipe's NHWC normalize pass 1.08-1.10x slower) */
+#define STREAM_UNSWITCH(flag, ...)    \
+    do {                              \
+        const int stream = 0;         \
+        (void)(flag);                 \
+        __VA_ARGS__                   \
+    } while (0)
+#endif
 
 /* A function's accumulator argument *v as the local variable v_ for a loop
  * (ACC_IN), stored back after it (ACC_OUT): where the compiler keeps the
