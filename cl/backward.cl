@@ -701,18 +701,14 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
         __global const data_t *dyr = ROW_AT(dy, n, c, dy_sn, dy_sc), *yr = ROW_AT(y, n, c, y_sn, y_sc);
         __global data_t *dxr = ROW_AT(dx, n, c, dx_sn, dx_sc), *dzr = ROW_AT(dz, n, c, dz_sn, dz_sc);
         ulong s = s_begin;
-        if (ahead) /* as normalize */
-            STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8) {
-                PREFETCH_LINE(dyr, s, s_begin, ahead);
-                if (x)
-                    PREFETCH_LINE(xr, s, s_begin, ahead);
-                if (y)
-                    PREFETCH_LINE(yr, s, s_begin, ahead);
-                DX_EMIT8_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8);
-            });
-        else
-            STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8)
-                                        DX_EMIT8_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8););
+        FETCH_STREAM_UNSWITCH(ahead, stream, for (; s + 8 <= s_end; s += 8) {
+            PREFETCH_LINE(dyr, s, s_begin, ahead);
+            if (x)
+                PREFETCH_LINE(xr, s, s_begin, ahead);
+            if (y)
+                PREFETCH_LINE(yr, s, s_begin, ahead);
+            DX_EMIT8_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8);
+        });
         for (; s < s_end; ++s)
             DX_EMIT1_P(xr, dyr, dxr, yr, dzr, s, mu, a, b, k);
         if (++c == C) {
@@ -748,17 +744,14 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
 #define FLAT_EMIT(i, v0, v1, v2, v3) DX_EMIT8(i, v0, v1, v2, v3)
     FLAT_BEGIN(begin, 4);
     ulong e = begin;
-    if (ahead)
-        STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) {
-            PREFETCH_LINE(dy, e, begin, ahead);
-            if (x)
-                PREFETCH_LINE(x, e, begin, ahead);
-            if (y)
-                PREFETCH_LINE(y, e, begin, ahead);
-            FLAT_STEP(e, 4, FLAT_EMIT);
-        });
-    else
-        STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 4, FLAT_EMIT););
+    FETCH_STREAM_UNSWITCH(ahead, stream, for (; e + 8 <= end; e += 8) {
+        PREFETCH_LINE(dy, e, begin, ahead);
+        if (x)
+            PREFETCH_LINE(x, e, begin, ahead);
+        if (y)
+            PREFETCH_LINE(y, e, begin, ahead);
+        FLAT_STEP(e, 4, FLAT_EMIT);
+    });
 #undef FLAT_EMIT
     for (; e < end; ++e) {
         const ulong c = (e / S) % C;

@@ -245,11 +245,26 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
 /* Inside a walk of 8-vectors from value `start`, at value i: PREFETCH of
  * p[i + ahead] once per 64-byte line, so the prefetches keep pace with the
  * loads (a work-item's whole range of prefetches issued at its start, as
- * PREFETCH_RUN does, timed 1.3x slower on the dx flat walk here). */
+ * PREFETCH_RUN does, timed 1.3x slower on the dx flat walk here); only
+ * where `fetch` (FETCH_STREAM_UNSWITCH, below) is 1. */
 #define PREFETCH_LINE(p, i, start, ahead)                                       \
     do {                                                                        \
-        if ((((i) - (start)) % (64 / sizeof(data_t))) == 0)                     \
+        if (fetch && (((i) - (start)) % (64 / sizeof(data_t))) == 0)            \
             PREFETCH((p) + (i) + (ahead));                                      \
+    } while (0)
+/* A walk whose body has PREFETCH_LINEs and STORE8_AS(stream, ...): written
+ * once, compiled with `fetch` the literal 1 where ahead != 0 and 0 where not
+ * (a run-time test per vector cost 1.2-1.5x in the NHWC blocks), each under
+ * STREAM_UNSWITCH. */
+#define FETCH_STREAM_UNSWITCH(ahead, flag, ...)       \
+    do {                                              \
+        if (ahead) {                                  \
+            const int fetch = 1;                      \
+            STREAM_UNSWITCH(flag, __VA_ARGS__);       \
+        } else {                                      \
+            const int fetch = 0;                      \
+            STREAM_UNSWITCH(flag, __VA_ARGS__);       \
+        }                                             \
     } while (0)
 /* PREFETCH of the n values p[0..n): one per 64-byte line. */
 #define PREFETCH_RUN(p, n)                                                      \

@@ -143,16 +143,12 @@ inline void normalize_rows(__global const data_t *x, __global data_t *y, __globa
         __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
         __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
         ulong s = s_begin;
-        if (ahead)
-            STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8) {
-                PREFETCH_LINE(xr, s, s_begin, ahead);
-                if (z)
-                    PREFETCH_LINE(zr, s, s_begin, ahead);
-                EMIT8_P(xr, zr, yr, s, center, scale, shift);
-            });
-        else
-            STREAM_UNSWITCH(stream, for (; s + 8 <= s_end; s += 8)
-                                        EMIT8_P(xr, zr, yr, s, center, scale, shift););
+        FETCH_STREAM_UNSWITCH(ahead, stream, for (; s + 8 <= s_end; s += 8) {
+            PREFETCH_LINE(xr, s, s_begin, ahead);
+            if (z)
+                PREFETCH_LINE(zr, s, s_begin, ahead);
+            EMIT8_P(xr, zr, yr, s, center, scale, shift);
+        });
         for (; s < s_end; ++s)
             EMIT1_P(xr, zr, yr, s, center, scale, shift);
         if (++c == C) {
@@ -257,15 +253,12 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 #define FLAT_EMIT(i, v0, v1, v2, v3) EMIT8(i, v0, v1, v2)
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
-    if (ahead)
-        STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) {
-            PREFETCH_LINE(x, e, begin, ahead);
-            if (z)
-                PREFETCH_LINE(z, e, begin, ahead);
-            FLAT_STEP(e, 3, FLAT_EMIT);
-        });
-    else
-        STREAM_UNSWITCH(stream, for (; e + 8 <= end; e += 8) FLAT_STEP(e, 3, FLAT_EMIT););
+    FETCH_STREAM_UNSWITCH(ahead, stream, for (; e + 8 <= end; e += 8) {
+        PREFETCH_LINE(x, e, begin, ahead);
+        if (z)
+            PREFETCH_LINE(z, e, begin, ahead);
+        FLAT_STEP(e, 3, FLAT_EMIT);
+    });
 #undef FLAT_EMIT
     for (; e < end; ++e) { /* the tensor's last values */
         const ulong c = (e / S) % C;
@@ -348,14 +341,12 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         });
         return;
     }
-    STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
+    FETCH_STREAM_UNSWITCH(ahead, stream, for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c0 = 0; c0 < C; c0 += 8) {
-            if (ahead) {
-                PREFETCH_LINE(x, base + c0, base, ahead);
-                if (z)
-                    PREFETCH_LINE(z, base + c0, base, ahead);
-            }
+            PREFETCH_LINE(x, base + c0, base, ahead);
+            if (z)
+                PREFETCH_LINE(z, base + c0, base, ahead);
             EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                   vload8(0, params + 2 * C + c0));
         }
