@@ -669,6 +669,16 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
             STORE1(BWD_DX(g_, v_, mu, a, b, k), dxp, i);                           \
     } while (0)
 
+/* A walk twice (UNSWITCH, cl/common.cl): once for the plain case, no ReLU
+ * and no dz (the kernel's y and dz, and a row's yr and dzr, NULL
+ * constants), and once as written. */
+#define DX_UNSWITCH_PLAIN(...)                                                          \
+    UNSWITCH(!y && !dz, __global const data_t *const y = 0; __global data_t *const dz = 0;, \
+             __VA_ARGS__)
+#define DX_UNSWITCH_PLAIN_ROW(...)                                                      \
+    UNSWITCH(!y && !dz, __global const data_t *const y = 0; __global data_t *const dz = 0; \
+             __global const data_t *const yr = 0; __global data_t *const dzr = 0;, __VA_ARGS__)
+
 #define DX_EMIT8(i, mu, a, b, k) DX_EMIT8_P(x, dy, dx, y, dz, i, mu, a, b, k)
 #define DX_EMIT1(i, mu, a, b, k) DX_EMIT1_P(x, dy, dx, y, dz, i, mu, a, b, k)
 
@@ -701,14 +711,15 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
         __global const data_t *dyr = ROW_AT(dy, n, c, dy_sn, dy_sc), *yr = ROW_AT(y, n, c, y_sn, y_sc);
         __global data_t *dxr = ROW_AT(dx, n, c, dx_sn, dx_sc), *dzr = ROW_AT(dz, n, c, dz_sn, dz_sc);
         ulong s = s_begin;
-        FETCH_STREAM_UNSWITCH(ahead, stream, for (; s + 8 <= s_end; s += 8) {
+        FETCH_STREAM_UNSWITCH(ahead, stream, DX_UNSWITCH_PLAIN_ROW(
+                                               for (; s + 8 <= s_end; s += 8) {
             PREFETCH_LINE(dyr, s, s_begin, ahead);
             if (x)
                 PREFETCH_LINE(xr, s, s_begin, ahead);
             if (y)
                 PREFETCH_LINE(yr, s, s_begin, ahead);
             DX_EMIT8_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8);
-        });
+        }));
         for (; s < s_end; ++s)
             DX_EMIT1_P(xr, dyr, dxr, yr, dzr, s, mu, a, b, k);
         if (++c == C) {
@@ -744,14 +755,14 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
 #define FLAT_EMIT(i, v0, v1, v2, v3) DX_EMIT8(i, v0, v1, v2, v3)
     FLAT_BEGIN(begin, 4);
     ulong e = begin;
-    FETCH_STREAM_UNSWITCH(ahead, stream, for (; e + 8 <= end; e += 8) {
+    FETCH_STREAM_UNSWITCH(ahead, stream, DX_UNSWITCH_PLAIN(for (; e + 8 <= end; e += 8) {
         PREFETCH_LINE(dy, e, begin, ahead);
         if (x)
             PREFETCH_LINE(x, e, begin, ahead);
         if (y)
             PREFETCH_LINE(y, e, begin, ahead);
         FLAT_STEP(e, 4, FLAT_EMIT);
-    });
+    }));
 #undef FLAT_EMIT
     for (; e < end; ++e) {
         const ulong c = (e / S) % C;
@@ -802,9 +813,9 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
     /* `stream` a literal in each loop, as clbn_normalize_nhwc8 */
     if (C >= CLBN_NHWC_WIDE) {
         if (ahead)
-            STREAM_UNSWITCH(stream, DX_WIDE(1));
+            STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(DX_WIDE(1)));
         else
-            STREAM_UNSWITCH(stream, DX_WIDE(0));
+            STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(DX_WIDE(0)));
         return;
     }
 #undef DX_WIDE
@@ -831,21 +842,21 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
             b[j] = j < nv ? vload8(0, params + 2 * C + 8 * j) : (acc8)(0.0f);
             k[j] = j < nv ? vload8(0, params + 3 * C + 8 * j) : (acc8)(0.0f);
         }
-        STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
+        STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(for (ulong p = p_begin; p < p_end; ++p) {
             DX_PREFETCH_PIXEL(p + ahead_px);
             _Pragma("unroll") for (uint j = 0; j < 8; ++j)
                 if (j < nv)
                     DX_EMIT8(p * C + 8 * j, mu[j], a[j], b[j], k[j]);
-        });
+        }));
         return;
     }
-    STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
+    STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         DX_PREFETCH_PIXEL(p + ahead_px);
         for (ulong c0 = 0; c0 < C; c0 += 8)
             DX_EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                      vload8(0, params + 2 * C + c0), vload8(0, params + 3 * C + c0));
-    });
+    }));
 #undef DX_PREFETCH_PIXEL
 }
 

@@ -197,10 +197,10 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
     do {                              \
         if (flag) {                   \
             const int stream = 1;     \
-            __VA_ARGS__               \
+            __VA_ARGS__;              \
         } else {                      \
             const int stream = 0;     \
-            __VA_ARGS__               \
+            __VA_ARGS__;              \
         }                             \
     } while (0)
 #else
@@ -210,7 +210,7 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
     do {                              \
         const int stream = 0;         \
         (void)(flag);                 \
-        __VA_ARGS__                   \
+        __VA_ARGS__;                  \
     } while (0)
 #endif
 
@@ -266,6 +266,33 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
             STREAM_UNSWITCH(flag, __VA_ARGS__);       \
         }                                             \
     } while (0)
+/* The statements twice: under `cond` after the declarations `decls`, which
+ * shadow the kernel's run-time choices with constants (a NULL optional
+ * input, a flag 0), and as written otherwise. The elementwise walks' plain
+ * case (no add, no ReLU): with the choices tested per vector and their
+ * pointers spilled, PoCL's float16 clbn_normalize_flat was bound by its
+ * instructions (256x2048x7x7 NCHW inference 3.6 ms, float32's 3.9;
+ * unswitched 2.3). Only where a work-group's items run one after another
+ * (-DCLBN_SERIAL_ITEMS=1 from the host: PoCL's CPU devices); llvmpipe, which
+ * runs items as SIMD lanes, took 1.05-1.15x the time with the second copy
+ * (NHWC and NCHW-row passes, 2026-12-06), so there it is one copy. */
+#if defined(CLBN_SERIAL_ITEMS)
+#define UNSWITCH(cond, decls, ...) \
+    do {                           \
+        if (cond) {                \
+            decls                  \
+            __VA_ARGS__;           \
+        } else {                   \
+            __VA_ARGS__;           \
+        }                          \
+    } while (0)
+#else
+#define UNSWITCH(cond, decls, ...) \
+    do {                           \
+        (void)(cond);              \
+        __VA_ARGS__;               \
+    } while (0)
+#endif
 /* PREFETCH of the n values p[0..n): one per 64-byte line. */
 #define PREFETCH_RUN(p, n)                                                      \
     do {                                                                        \
@@ -314,7 +341,11 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
  * holding each lane's value of params[j*C + c] for its own channel c: the
  * current channel's values broadcast, or, where a channel ends inside the
  * vector (S >= 8: at most once), a select of the two channels' values. Named
- * vectors, not an array: PoCL kept an array of them on the stack. */
+ * vectors, not an array: PoCL kept an array of them on the stack. One EMIT
+ * after the choice, not one in each branch: LLVM 15 sank two float32
+ * streaming stores into one plain store (PoCL's plain flat walk 1.65x the
+ * time), and llvmpipe, whose items are SIMD lanes, ran both branches
+ * (its flat walks 0.70-0.73x the time with one EMIT, 2026-12-06). */
 #define FLAT_PARAM(j, NP, c) ((NP) > (j) ? (acc8)(params[(j) * C + (c)]) : (acc8)(0.0f))
 #define FLAT_BEGIN(e, NP)                                                        \
     ulong c_ = ((e) / S) % C, end_ = ((e) / S + 1) * S;                          \
@@ -322,18 +353,18 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
          cur2_ = FLAT_PARAM(2, NP, c_), cur3_ = FLAT_PARAM(3, NP, c_)
 #define FLAT_STEP(e, NP, EMIT)                                                   \
     do {                                                                         \
-        if ((e) + 8 < end_) {                                                    \
-            EMIT(e, cur0_, cur1_, cur2_, cur3_);                                 \
-        } else {                                                                 \
+        acc8 v0_ = cur0_, v1_ = cur1_, v2_ = cur2_, v3_ = cur3_;                 \
+        if ((e) + 8 >= end_) {                                                   \
             c_ = c_ + 1 == C ? 0 : c_ + 1;                                       \
             const acc8 n0_ = FLAT_PARAM(0, NP, c_), n1_ = FLAT_PARAM(1, NP, c_),  \
                        n2_ = FLAT_PARAM(2, NP, c_), n3_ = FLAT_PARAM(3, NP, c_);  \
             const LANE_MASK_T m_ = CLBN_LANE_BELOW(end_ - (e));                  \
-            EMIT(e, select(n0_, cur0_, m_), select(n1_, cur1_, m_),              \
-                 select(n2_, cur2_, m_), select(n3_, cur3_, m_));                \
+            v0_ = select(n0_, cur0_, m_), v1_ = select(n1_, cur1_, m_);          \
+            v2_ = select(n2_, cur2_, m_), v3_ = select(n3_, cur3_, m_);          \
             cur0_ = n0_, cur1_ = n1_, cur2_ = n2_, cur3_ = n3_;                  \
             end_ += S;                                                           \
         }                                                                        \
+        EMIT(e, v0_, v1_, v2_, v3_);                                             \
     } while (0)
 
 /* NHWC periods: the channels of 8-value vectors read from a pixel's start

@@ -61,6 +61,16 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
 #define CLBN_NORM_STREAM 2
 #define CLBN_NORM_BY_CHANNEL 4 /* clbn_normalize_nhwc8: channel vector by channel vector */
 
+/* A walk twice (UNSWITCH, cl/common.cl): once for the plain case, no add
+ * and no ReLU (the kernel's z, and a row's zr, NULL constants), and once as
+ * written. */
+#define NORM_UNSWITCH_PLAIN(...)                                                   \
+    UNSWITCH(!z && !relu, __global const data_t *const z = 0; const int relu = 0;, \
+             __VA_ARGS__)
+#define NORM_UNSWITCH_PLAIN_ROW(...)                                               \
+    UNSWITCH(!z && !relu, __global const data_t *const z = 0;                      \
+             __global const data_t *const zr = 0; const int relu = 0;, __VA_ARGS__)
+
 #define NORMALIZE1(v, c0, sc, sh) fma((v) - (c0), (sc), (sh))
 
 /* One vector of 8 and one scalar element, with the optional add and ReLU:
@@ -143,12 +153,13 @@ inline void normalize_rows(__global const data_t *x, __global data_t *y, __globa
         __global const data_t *xr = ROW_AT(x, n, c, x_sn, x_sc), *zr = ROW_AT(z, n, c, z_sn, z_sc);
         __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
         ulong s = s_begin;
-        FETCH_STREAM_UNSWITCH(ahead, stream, for (; s + 8 <= s_end; s += 8) {
+        FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN_ROW(
+                                                 for (; s + 8 <= s_end; s += 8) {
             PREFETCH_LINE(xr, s, s_begin, ahead);
             if (z)
                 PREFETCH_LINE(zr, s, s_begin, ahead);
             EMIT8_P(xr, zr, yr, s, center, scale, shift);
-        });
+        }));
         for (; s < s_end; ++s)
             EMIT1_P(xr, zr, yr, s, center, scale, shift);
         if (++c == C) {
@@ -253,12 +264,12 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 #define FLAT_EMIT(i, v0, v1, v2, v3) EMIT8(i, v0, v1, v2)
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
-    FETCH_STREAM_UNSWITCH(ahead, stream, for (; e + 8 <= end; e += 8) {
+    FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN(for (; e + 8 <= end; e += 8) {
         PREFETCH_LINE(x, e, begin, ahead);
         if (z)
             PREFETCH_LINE(z, e, begin, ahead);
         FLAT_STEP(e, 3, FLAT_EMIT);
-    });
+    }));
 #undef FLAT_EMIT
     for (; e < end; ++e) { /* the tensor's last values */
         const ulong c = (e / S) % C;
@@ -308,9 +319,9 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
      * plain store, so float16 outputs were never streamed here */
     if (flags & CLBN_NORM_BY_CHANNEL) {
         if (ahead)
-            STREAM_UNSWITCH(stream, NORM_WIDE(1));
+            STREAM_UNSWITCH(stream, NORM_UNSWITCH_PLAIN(NORM_WIDE(1)));
         else
-            STREAM_UNSWITCH(stream, NORM_WIDE(0));
+            STREAM_UNSWITCH(stream, NORM_UNSWITCH_PLAIN(NORM_WIDE(0)));
         return;
     }
 #undef NORM_WIDE
@@ -333,15 +344,16 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             sc[j] = j < nv ? vload8(0, params + C + 8 * j) : (acc8)(0.0f);
             sh[j] = j < nv ? vload8(0, params + 2 * C + 8 * j) : (acc8)(0.0f);
         }
-        STREAM_UNSWITCH(stream, for (ulong p = p_begin; p < p_end; ++p) {
+        STREAM_UNSWITCH(stream, NORM_UNSWITCH_PLAIN(for (ulong p = p_begin; p < p_end; ++p) {
             NORM_PREFETCH_PIXEL(p);
             _Pragma("unroll") for (uint j = 0; j < 8; ++j)
                 if (j < nv)
                     EMIT8(p * C + 8 * j, ce[j], sc[j], sh[j]);
-        });
+        }));
         return;
     }
-    FETCH_STREAM_UNSWITCH(ahead, stream, for (ulong p = p_begin; p < p_end; ++p) {
+    FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN(
+                                                  for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         for (ulong c0 = 0; c0 < C; c0 += 8) {
             PREFETCH_LINE(x, base + c0, base, ahead);
@@ -350,7 +362,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                   vload8(0, params + 2 * C + c0));
         }
-    });
+    }));
 #undef NORM_PREFETCH_PIXEL
 }
 
