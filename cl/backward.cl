@@ -566,7 +566,26 @@ __kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __globa
         acc8 a8[PIXEL_CHANNELS / 8], b8[PIXEL_CHANNELS / 8];
         for (uint j = 0; j < nv; ++j)
             a8[j] = b8[j] = (acc8)(0.0f);
-        for (ulong p = p_begin; p < p_end; ++p) {
+        ulong p = p_begin;
+        for (; p + 4 <= p_end; p += 4) {
+            const ulong at = p * C + cb;
+            for (uint j = 0; j < nv; ++j) {
+                const ulong i = at + 8 * j;
+                acc8 g0 = LOAD8(dy, i), g1 = LOAD8(dy, i + C), g2 = LOAD8(dy, i + 2 * C),
+                     g3 = LOAD8(dy, i + 3 * C);
+                if (y) {
+                    g0 = RELU_GRAD8(g0, LOAD8(y, i));
+                    g1 = RELU_GRAD8(g1, LOAD8(y, i + C));
+                    g2 = RELU_GRAD8(g2, LOAD8(y, i + 2 * C));
+                    g3 = RELU_GRAD8(g3, LOAD8(y, i + 3 * C));
+                }
+                const acc8 m = vload8(0, mean + cb + 8 * j);
+                a8[j] += (g0 + g1) + (g2 + g3);
+                b8[j] += (g0 * (LOAD8(x, i) - m) + g1 * (LOAD8(x, i + C) - m)) +
+                         (g2 * (LOAD8(x, i + 2 * C) - m) + g3 * (LOAD8(x, i + 3 * C) - m));
+            }
+        }
+        for (; p < p_end; ++p) {
             const ulong at = p * C + cb;
             for (uint j = 0; j < nv; ++j) {
                 acc8 g8 = LOAD8(dy, at + 8 * j);
