@@ -23,10 +23,18 @@
 # Example: bash bench/ab.sh --base HEAD~1 --kernel clbn_stats_nchw_rows "64x256x14x14 train"
 #          bash bench/ab.sh --same --b-env CLBN_STREAM_MB=0 "32x64x56x56 backward"
 # Builds in Release (cmake, tests off). Keep the machine otherwise quiet.
+# Threads are pinned as in run_suite.sh: PoCL's workers (POCL_AFFINITY=1
+# unless the environment sets it) and each run's calling thread (taskset -c
+# 0): unpinned, one process's median moved 0.50-0.85 ms where pinned ones
+# gave 0.53-0.57 (64x256x14x14 inference, 2026-12-06), which swamps most
+# changes.
 # The worktree stays for the next comparison with that commit:
 # `git worktree remove --force ${TMPDIR:-/tmp}/clbn-ab/REV` when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export POCL_AFFINITY=${POCL_AFFINITY:-1}
+pin=()
+command -v taskset >/dev/null && pin=(taskset -c 0)
 base=HEAD same=0 aenv="" benv="" atun="" btun="" kernel="" rounds=10 iters=100
 cases=()
 while [ $# -gt 0 ]; do
@@ -72,11 +80,11 @@ one() { # BIN ENV CASE TUNING -> a number (ms, or us with --kernel), or nothing
     [ -z "$4" ] || args+=(--tuning "$4")
     if [ -n "$kernel" ]; then
         # shellcheck disable=SC2086
-        env $envs "$bin" "${args[@]}" --profile 2>/dev/null |
+        env $envs "${pin[@]}" "$bin" "${args[@]}" --profile 2>/dev/null |
             awk -v k="$kernel" '$2 == k { for (i = 1; i < NF; ++i) if ($i == "run") { print $(i + 1); exit } }'
     else
         # shellcheck disable=SC2086
-        env $envs "$bin" "${args[@]}" --csv --no-header 2>/dev/null | tail -1 | cut -d, -f9
+        env $envs "${pin[@]}" "$bin" "${args[@]}" --csv --no-header 2>/dev/null | tail -1 | cut -d, -f9
     fi
 }
 for r in $(seq "$rounds"); do

@@ -42,7 +42,20 @@
 #          in every round, the tuned ones after round 1 re-timing the database);
 #          --resnet-shapes "32x64x56x56:6 ..." (a subset, to test the scripts:
 #          the sums then cover only those layers and say so);
-#          --out DIR (instead of bench/results/<date>).
+#          --out DIR (instead of bench/results/<date>);
+#          --no-pin (leave the worker threads unpinned; see below).
+# Threads are pinned to cores by default, clbn's and the peers' alike:
+# POCL_AFFINITY=1 for PoCL's workers, OMP_PROC_BIND=close OMP_PLACES=cores
+# for the peers' OpenMP threads (a variable already set in the environment is
+# kept), and the OpenCL programs' calling thread on core 0 (taskset -c 0;
+# PoCL's pinned workers take their own cores). Unpinned, PoCL's two workers
+# sometimes shared one vCPU of these VMs: one process's medians of a call
+# moved 0.50-0.85 ms on 64x256x14x14 NCHW inference (0.53-0.57 pinned), a
+# backward sums kernel ran at one core's speed in 2 of 10 processes (0 of 10
+# pinned), and the empty-kernel floor was 62 us against 12 pinned; with the
+# calling thread left to migrate, a 128x512 inference call still took
+# 0.025 or 0.067 ms by process (0.017-0.027 with it on core 0; 2026-12-06,
+# Xeon VM). The peers gained 0-5% pinned.
 # The machine is shared: before each shape the suite waits until other
 # processes use less than QUIET_PCT (15) % of the CPUs, at most QUIET_WAIT (300)
 # seconds in all, and machine.txt records how often it had to measure anyway.
@@ -76,6 +89,7 @@ RESNET_SHAPES=(32x64x112x112:1 32x64x56x56:6 32x256x56x56:4 32x128x56x56:1 32x12
 RESNET_SECONDS=0.25 # timed seconds per ResNet-50 configuration (at least 10 calls)
 COPY_REPS=20        # cl_copy calls per pattern and shape
 OUT=""
+PIN=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) MAX_SECONDS=0.2; ITERS=50; WARMUP=3; ROUNDS=1; MAX_SECONDS16=0.1; WARMUP16=2
@@ -88,7 +102,8 @@ while [ $# -gt 0 ]; do
     --shapes) read -r -a SHAPES <<<"$2"; shift ;;
     --no-16bit) DTYPES16=() ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
+    --no-pin) PIN=0 ;;
+    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
     *) echo "run_suite: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -161,15 +176,21 @@ LOG="$OUT/log.txt"
 : >"$LOG"
 say "results in $OUT"
 export OMP_NUM_THREADS=2 # the peers' thread count (PoCL uses every core: 2 here)
+CLPIN=() # the OpenCL programs' own (calling) thread: core 0 when pinning
+if [ $PIN = 1 ]; then
+  export POCL_AFFINITY=${POCL_AFFINITY:-1} OMP_PROC_BIND=${OMP_PROC_BIND:-close} OMP_PLACES=${OMP_PLACES:-cores}
+  command -v taskset >/dev/null && CLPIN=(taskset -c 0)
+fi
 
 {
   echo "date:     $(date '+%F %T %Z')"
   echo "machine:  $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(uname -sr)"
   echo "os:       $(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "opencl:   $(clinfo 2>/dev/null | sed -n 's/^ *Platform Version *//p' | head -1) / $(clinfo -l 2>/dev/null | sed -n 's/.*Device #0: *//p' | head -1)"
-  echo "device:   $("$BIN/clbn_bench" --shape 8x8x8 --iters 1 --warmup 0 2>/dev/null | sed -n 's/^clbn_bench: clbn [^ ]* on //p')"
+  echo "device:   $("${CLPIN[@]}" "$BIN/clbn_bench" --shape 8x8x8 --iters 1 --warmup 0 2>/dev/null | sed -n 's/^clbn_bench: clbn [^ ]* on //p')"
   echo "peers:    PyTorch $([ $HAVE_TORCH = 1 ] && "$PY" -c 'import torch; print(torch.__version__)' || echo none), oneDNN $(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null || echo none), OMP_NUM_THREADS=2"
   echo "clbn:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$(git status --porcelain -- cl src include CMakeLists.txt 2>/dev/null)" ] && echo ' + uncommitted changes in cl/ src/ include/ CMakeLists.txt'), Release, CLBN_DEVICE=${CLBN_DEVICE:-}"
+  echo "threads:  POCL_AFFINITY=${POCL_AFFINITY:-} OMP_PROC_BIND=${OMP_PROC_BIND:-} OMP_PLACES=${OMP_PLACES:-}; OpenCL programs run as: ${CLPIN[*]:-(unpinned)}$([ $PIN = 1 ] && echo ' (pinned: the default)' || echo ' (--no-pin)')"
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at the start"
   echo "command:  bash bench/run_suite.sh $ARGS (rounds $ROUNDS, peers and 16-bit in $PEER_ROUNDS, up to $ITERS calls or ${MAX_SECONDS} s per configuration and round$([ ${#DTYPES16[@]} -gt 0 ] && echo "; clbn ${DTYPES16[*]}: shapes >= $((BIG16_BYTES / 1000000)) MB in float32, up to ${MAX_SECONDS16} s and at least 10 calls, $WARMUP16 warm-up"); tuning budget ${TUNE_MS} ms per configuration; cl_copy $COPY_REPS calls per pass; ResNet-50 sums $([ $RESNET = 1 ] && echo "${RESNET_SECONDS} s per configuration" || echo skipped))"
 } >"$OUT/machine.txt"
@@ -183,14 +204,14 @@ BW=$(awk -F, '$1 == "copy" {print $5}' "$OUT/stream_copy.csv")
 say "copy bandwidth: $BW GB/s"
 
 rc=0
-"$BIN/empty_kernel" --reps 1 --max-kernels 1 >/dev/null 2>>"$LOG" || rc=$?
+"${CLPIN[@]}" "$BIN/empty_kernel" --reps 1 --max-kernels 1 >/dev/null 2>>"$LOG" || rc=$?
 [ $rc = 77 ] && { say "no OpenCL device (see $LOG): nothing to measure"; exit 77; }
 [ $rc != 0 ] && { say "empty_kernel failed (see $LOG)"; exit 1; }
 echo "round,shape,pattern,floats,prefetch,stream,median_ms,min_ms,gbps" >"$OUT/cl_copy.csv"
 say "empty-kernel floor (3 runs of 200)"
-"$BIN/empty_kernel" --csv >"$OUT/empty_kernel.csv"
+"${CLPIN[@]}" "$BIN/empty_kernel" --csv >"$OUT/empty_kernel.csv"
 for run in 2 3; do
-  "$BIN/empty_kernel" --csv | tail -n +2 >>"$OUT/empty_kernel.csv"
+  "${CLPIN[@]}" "$BIN/empty_kernel" --csv | tail -n +2 >>"$OUT/empty_kernel.csv"
 done
 
 say "start-up, cold (empty POCL_CACHE_DIR) and warm (same directory again), 3 of each"
@@ -198,7 +219,7 @@ echo "kind,impl,shape,layout,mode,create_ms,buffers_ms,prepare_ms,first_call_ms,
 for run in 1 2 3; do
   cache=$(mktemp -d)
   for kind in cold warm; do
-    POCL_CACHE_DIR="$cache" "$BIN/clbn_bench" --shape 32x64x56x56 --mode train --startup --csv --no-header \
+    POCL_CACHE_DIR="$cache" "${CLPIN[@]}" "$BIN/clbn_bench" --shape 32x64x56x56 --mode train --startup --csv --no-header \
       2>>"$LOG" | sed "s/^/$kind,/" >>"$OUT/startup.csv"
   done
   rm -rf "$cache"
@@ -229,14 +250,14 @@ for round in $(seq 1 "$ROUNDS"); do
     say "round $round/$ROUNDS, $shape: minimal passes (cl_copy)"
     for flags in "" "--prefetch" "--prefetch --stream"; do
       # shellcheck disable=SC2086
-      "$BIN/cl_copy" --shape "$shape" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
+      "${CLPIN[@]}" "$BIN/cl_copy" --shape "$shape" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
         2>>"$LOG" | sed "s/^/$round,$shape,/" >>"$OUT/cl_copy.csv" || say "cl_copy $shape $flags failed (see $LOG)"
     done
     say "round $round/$ROUNDS, $shape: clbn${VERIFY:+ (with --verify)}"
     for layout in nchw nhwc; do
       for mode in train infer backward; do
         rc=0
-        CLBN_TUNING_DB=off "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" "${VERIFY[@]}" --bw "$BW" \
+        CLBN_TUNING_DB=off "${CLPIN[@]}" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" "${VERIFY[@]}" --bw "$BW" \
           "${COMMON[@]}" >>"$RES" 2>>"$LOG" || rc=$?
         case $rc in
           0) ;;
@@ -248,7 +269,7 @@ for round in $(seq 1 "$ROUNDS"); do
         TUNE=(--plan)
         [ "$round" = 1 ] && TUNE=(--tune "$TUNE_MS")
         rc=0
-        CLBN_TUNING_DB="$TUNING_DB" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" \
+        CLBN_TUNING_DB="$TUNING_DB" "${CLPIN[@]}" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" \
           "${TUNE[@]}" --label clbn-tuned "${VERIFY[@]}" --bw "$BW" "${COMMON[@]}" >>"$RES" 2>>"$LOG" || rc=$?
         [ $rc = 0 ] || say "clbn tuned $shape $layout $mode: failed with status $rc (see $LOG)"
       done
@@ -259,7 +280,7 @@ for round in $(seq 1 "$ROUNDS"); do
         for layout in nchw nhwc; do
           for mode in train infer backward; do
             rc=0
-            CLBN_TUNING_DB=off "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --dtype "$dtype" \
+            CLBN_TUNING_DB=off "${CLPIN[@]}" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --dtype "$dtype" \
               "${VERIFY[@]}" --bw "$BW" --iters "$ITERS" --warmup "$WARMUP16" \
               --max-seconds "$MAX_SECONDS16" --csv --no-header >>"$RES" 2>>"$LOG" || rc=$?
             case $rc in
@@ -302,10 +323,10 @@ if [ $RESNET = 1 ]; then
     say "ResNet-50, $shape (x${entry##*:}): clbn, clbn tuned$([ $HAVE_TORCH = 1 ] && echo ", PyTorch")$([ $HAVE_DNNL = 1 ] && echo ", oneDNN")"
     for layout in nchw nhwc; do
       for mode in infer train backward; do
-        CLBN_TUNING_DB=off "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --bw "$BW" \
+        CLBN_TUNING_DB=off "${CLPIN[@]}" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" --bw "$BW" \
           "${RCOMMON[@]}" >>"$RN" 2>>"$LOG" || say "clbn $shape $layout $mode failed (see $LOG)"
         if [ "$TUNE_MS" != 0 ]; then
-          CLBN_TUNING_DB="$TUNING_DB" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" \
+          CLBN_TUNING_DB="$TUNING_DB" "${CLPIN[@]}" "$BIN/clbn_bench" --shape "$shape" --layout "$layout" --mode "$mode" \
             --tune "$TUNE_MS" --label clbn-tuned --bw "$BW" "${RCOMMON[@]}" >>"$RN" 2>>"$LOG" ||
             say "clbn tuned $shape $layout $mode failed (see $LOG)"
         fi
