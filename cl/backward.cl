@@ -813,31 +813,24 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
     const ulong n = p_end - p_begin;
-    /* as clbn_normalize_nhwc8: one loop with the prefetches, one without */
-#define DX_WIDE(fetch)                                                                       \
-    for (ulong c0 = 0; c0 < C; c0 += 8) {                                                    \
-        const acc8 mu = vload8(0, params + c0), a = vload8(0, params + C + c0),              \
-                   b = vload8(0, params + 2 * C + c0), k = vload8(0, params + 3 * C + c0);   \
-        for (ulong p = p_begin; p < p_end; ++p) {                                            \
-            if ((fetch) && (c0 & 15) == 0) { /* these channels of the next item's pixels */ \
-                PREFETCH(dy + (p + n) * C + c0);                                             \
-                if (x)                                                                       \
-                    PREFETCH(x + (p + n) * C + c0);                                          \
-                if (y)                                                                       \
-                    PREFETCH(y + (p + n) * C + c0);                                          \
-            }                                                                                \
-            DX_EMIT8(p * C + c0, mu, a, b, k);                                               \
-        }                                                                                    \
-    }
-    /* `stream` a literal in each loop, as clbn_normalize_nhwc8 */
+    /* `fetch` and `stream` literals in each loop, as clbn_normalize_nhwc8 */
     if (C >= CLBN_NHWC_WIDE) {
-        if (ahead)
-            STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(DX_WIDE(1)));
-        else
-            STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(DX_WIDE(0)));
+        FETCH_STREAM_UNSWITCH(ahead, stream, DX_UNSWITCH_PLAIN(for (ulong c0 = 0; c0 < C; c0 += 8) {
+            const acc8 mu = vload8(0, params + c0), a = vload8(0, params + C + c0),
+                       b = vload8(0, params + 2 * C + c0), k = vload8(0, params + 3 * C + c0);
+            for (ulong p = p_begin; p < p_end; ++p) {
+                if (fetch && (c0 & 15) == 0) { /* these channels of the next item's pixels */
+                    PREFETCH(dy + (p + n) * C + c0);
+                    if (x)
+                        PREFETCH(x + (p + n) * C + c0);
+                    if (y)
+                        PREFETCH(y + (p + n) * C + c0);
+                }
+                DX_EMIT8(p * C + c0, mu, a, b, k);
+            }
+        }));
         return;
     }
-#undef DX_WIDE
     /* a pixel's row of each input `ahead` values ahead, pixel by pixel
      * (64x64x112x112: 17.0 -> 15.9 ms against one run at the item's start) */
     const ulong ahead_px = max((ulong)1, ahead / C);
@@ -904,16 +897,11 @@ __kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const
         if (y)
             PREFETCH_RUN(y + b + ahead, n);
     }
-    /* the plain backward (x in, dx out, no ReLU or add) without the
-     * per-vector tests of the others */
+    /* the plain backward (no ReLU, no dz) without the per-vector tests of
+     * the others */
 #define ANY_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
 #define ANY_EMIT1(i, c) DX_EMIT1(i, params[c], params[C + c], params[2 * C + c], params[3 * C + c])
-#define PLAIN_EMIT(i, v) DX_EMIT8_P(x, dy, dx, (__global const data_t *)0, (__global data_t *)0, i, v[0], v[1], v[2], v[3])
-    if (x && dx && !y && !dz)
-        PERIOD_WALK(b, b + n, 4, PLAIN_EMIT, ANY_EMIT1);
-    else
-        PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1);
+    DX_UNSWITCH_PLAIN(PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1));
 #undef ANY_EMIT
 #undef ANY_EMIT1
-#undef PLAIN_EMIT
 }

@@ -299,32 +299,25 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
     params += params_offset;
     const ulong p_end = min(P, p_begin + pixels_per_item);
     const ulong n = p_end - p_begin;
-    /* with `fetch` a literal: one loop with the prefetches, one without
-     * (a run-time `ahead` tested in the loop made it 1.2-1.5x slower) */
-#define NORM_WIDE(fetch)                                                                     \
-    for (ulong c0 = 0; c0 < C; c0 += 8) {                                                    \
-        const acc8 center = vload8(0, params + c0), scale = vload8(0, params + C + c0),      \
-                   shift = vload8(0, params + 2 * C + c0);                                   \
-        for (ulong p = p_begin; p < p_end; ++p) {                                            \
-            if ((fetch) && (c0 & 15) == 0) { /* these channels of the next item's pixels */ \
-                PREFETCH(x + (p + n) * C + c0);                                              \
-                if (z)                                                                       \
-                    PREFETCH(z + (p + n) * C + c0);                                          \
-            }                                                                                \
-            EMIT8(p * C + c0, center, scale, shift);                                         \
-        }                                                                                    \
-    }
-    /* each loop twice, `stream` a literal in each (STREAM_UNSWITCH): with
-     * a run-time test LLVM merged the two stores of a 16-bit value into one
-     * plain store, so float16 outputs were never streamed here */
+    /* each loop compiled apart with `fetch` and `stream` literals
+     * (FETCH_STREAM_UNSWITCH): a run-time `ahead` tested in the loop made it
+     * 1.2-1.5x slower, and with a run-time `stream` LLVM merged the two
+     * stores of a 16-bit value into one plain store */
     if (flags & CLBN_NORM_BY_CHANNEL) {
-        if (ahead)
-            STREAM_UNSWITCH(stream, NORM_UNSWITCH_PLAIN(NORM_WIDE(1)));
-        else
-            STREAM_UNSWITCH(stream, NORM_UNSWITCH_PLAIN(NORM_WIDE(0)));
+        FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN(for (ulong c0 = 0; c0 < C; c0 += 8) {
+            const acc8 center = vload8(0, params + c0), scale = vload8(0, params + C + c0),
+                       shift = vload8(0, params + 2 * C + c0);
+            for (ulong p = p_begin; p < p_end; ++p) {
+                if (fetch && (c0 & 15) == 0) { /* these channels of the next item's pixels */
+                    PREFETCH(x + (p + n) * C + c0);
+                    if (z)
+                        PREFETCH(z + (p + n) * C + c0);
+                }
+                EMIT8(p * C + c0, center, scale, shift);
+            }
+        }));
         return;
     }
-#undef NORM_WIDE
     /* the group's items are adjacent: one stream, fetched `ahead` values
      * ahead, a pixel's row at a time */
 #define NORM_PREFETCH_PIXEL(q)                     \
