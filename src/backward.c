@@ -1,6 +1,6 @@
 /* The backward operations: each one's planner (at clbn_plan_create) and runner
  * (at clbn_plan_execute), then the one-call functions. The kernels:
- *   training:  small tensors: clbn_small_backward (cl/small.cl), one kernel
+ *   training:  small tensors: clbn_small_backward(_nhwc8) (cl/small.cl), one kernel
  *              channels that fit the cache: clbn_channel_backward (cl/channel.cl)
  *              otherwise: backward_reduce (partials) -> backward_finalize -> backward_dx
  *   inference: [backward_reduce ->] backward_finalize [-> backward_dx without x]
@@ -155,7 +155,7 @@ clbn_status clbn__plan_backward(clbn_plan *plan)
     const clbn_program *prog = plan->prog;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
     const int masked = plan->desc.fused_op != CLBN_FUSED_NONE; /* reads y too */
-    if (!clbn__plan_one_kernel(plan, CLBN_K_SMALL_BACKWARD, CLBN_K_CHANNEL_BACKWARD,
+    if (!clbn__plan_one_kernel(plan, &clbn__small_backward_kernels, CLBN_K_CHANNEL_BACKWARD,
                                masked ? 3 : 2)) {
         plan->path = CLBN_PATH_PASSES;
         clbn__plan_stats(ctx, prog, &clbn__reduce_kernels, desc, &plan->tuning, &plan->stats);

@@ -2,11 +2,12 @@
  * kernels, what geometry) and runner (at clbn_plan_execute: check the call's
  * buffers, then enqueue the planned kernels as one chain), and the one-call
  * functions on top.
- *   training:  small tensors: clbn_small_training (cl/small.cl), one kernel
+ *   training:  small tensors: clbn_small_training(_nhwc8) (cl/small.cl), one kernel
  *              channels that fit the cache: clbn_channel_training (cl/channel.cl)
  *              otherwise: stats (partials) -> stats_finalize -> normalize [-> stats_commit]
- *   inference: NCHW rows, up to infer_one_kernel_rows of them: clbn_inference_nchw,
- *              one kernel; otherwise: inference_params -> normalize */
+ *   inference: small pixel-major tensors: clbn_small_inference_nhwc8 (cl/small.cl),
+ *              one kernel; NCHW rows, up to infer_one_kernel_rows of them:
+ *              clbn_inference_nchw, one kernel; otherwise: inference_params -> normalize */
 #include "internal.h"
 
 #include <string.h>
@@ -162,7 +163,7 @@ clbn_status clbn__plan_forward_training(clbn_plan *plan)
     const clbn_context *ctx = plan->ctx;
     const clbn_program *prog = plan->prog;
     const clbn_tensor_desc *desc = &plan->desc.tensor;
-    if (!clbn__plan_one_kernel(plan, CLBN_K_SMALL_TRAINING, CLBN_K_CHANNEL_TRAINING, 1)) {
+    if (!clbn__plan_one_kernel(plan, &clbn__small_training_kernels, CLBN_K_CHANNEL_TRAINING, 1)) {
         plan->path = CLBN_PATH_PASSES;
         clbn__plan_stats(ctx, prog, &clbn__stats_kernels, desc, &plan->tuning, &plan->stats);
         clbn__plan_per_channel(prog, CLBN_K_STATS_FINALIZE, desc->c, &plan->finalize);
@@ -299,6 +300,11 @@ clbn_status clbn__plan_sync_forward(clbn_plan *plan)
 clbn_status clbn__plan_forward_inference(clbn_plan *plan)
 {
     const clbn_tensor_desc *desc = &plan->desc.tensor;
+    if (clbn__plan_small(plan->ctx, plan->prog, &clbn__small_inference_kernels, desc,
+                         &plan->tuning, &plan->one)) {
+        plan->path = CLBN_PATH_ONE_KERNEL; /* small pixel-major tensors */
+        return CLBN_SUCCESS;
+    }
     plan->path = CLBN_PATH_PASSES;
     const int one = (size_t)desc->n * desc->c <= plan->tuning.infer_one_kernel_rows;
     /* one kernel walks rows of any length (the flat walk needs the
@@ -334,6 +340,19 @@ clbn_status clbn__run_forward_inference(const clbn_plan *plan, cl_command_queue 
     const cl_ulong vec_off[] = {o.weight, o.bias, o.running_mean, o.running_var};
     const cl_ulong xyz[] = {o.x, o.y, o.z};
     const cl_ulong rs[] = {CLBN_ROWS(plan, X), CLBN_ROWS(plan, Y), CLBN_ROWS(plan, Z)};
+    if (plan->path == CLBN_PATH_ONE_KERNEL) {
+        /* cl/small.cl, clbn_small_inference_nhwc8 */
+        const cl_int relu = plan->desc.fused_op != CLBN_FUSED_NONE;
+        const cl_ulong N = desc->n, S = desc->spatial;
+        clbn_step step = CLBN_STEP(plan->one, ARG_MEM(a->x), ARG_MEM(a->z), ARG_MEM(a->y), ARG(N),
+                                   ARG(C), ARG(S), ARG_MEM(a->weight), ARG_MEM(a->bias),
+                                   ARG_MEM(a->running_mean), ARG_MEM(a->running_var),
+                                   ARG_REAL(plan->desc.epsilon, desc->dtype), ARG(relu));
+        const cl_ulong off[] = {o.x, o.z, o.y, o.weight, o.bias, o.running_mean, o.running_var};
+        clbn__step_offsets(&step, 7, off);
+        return clbn__run(plan->ctx, plan->prog, queue, in_order, 0, &step, 1,
+                         num_events_in_wait_list, event_wait_list, event);
+    }
     if (plan->norm.launch.kernel == CLBN_K_INFERENCE_NCHW) {
         /* one kernel: cl/normalize.cl, clbn_normalize_nchw's arguments with
          * the running statistics in place of the parameters */

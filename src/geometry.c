@@ -84,6 +84,15 @@ const clbn_kernel_family clbn__inference_kernels = {
     CLBN_K_INFERENCE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
     CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT,
     CLBN_K_COUNT,          0};
+const clbn_kernel_family clbn__small_training_kernels = {
+    CLBN_K_SMALL_TRAINING, CLBN_K_SMALL_TRAINING_NHWC8, CLBN_K_COUNT, CLBN_K_COUNT,
+    CLBN_K_COUNT,          CLBN_K_COUNT,                CLBN_K_COUNT, 0};
+const clbn_kernel_family clbn__small_backward_kernels = {
+    CLBN_K_SMALL_BACKWARD, CLBN_K_SMALL_BACKWARD_NHWC8, CLBN_K_COUNT, CLBN_K_COUNT,
+    CLBN_K_COUNT,          CLBN_K_COUNT,                CLBN_K_COUNT, 0};
+const clbn_kernel_family clbn__small_inference_kernels = {
+    CLBN_K_COUNT, CLBN_K_SMALL_INFERENCE_NHWC8, CLBN_K_COUNT, CLBN_K_COUNT,
+    CLBN_K_COUNT, CLBN_K_COUNT,                 CLBN_K_COUNT, 0};
 const clbn_kernel_family clbn__dx_kernels = {
     CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8,   CLBN_K_BWD_DX_NHWC,
     CLBN_K_COUNT,       CLBN_K_BWD_DX_FLAT,    CLBN_K_COUNT,
@@ -380,22 +389,42 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
     plan->pixels_per_item = pixels;
 }
 
-int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
+int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *k,
                      const clbn_tensor_desc *desc, const clbn_tuning *t, clbn_launch *launch)
 {
     const size_t C = desc->c, elements = desc->n * C * desc->spatial;
     const size_t cus = ctx->compute_units;
-    /* planar tensors only, a work-item per channel (cl/small.cl) */
-    if (!clbn__is_planar(desc))
+    /* planar tensors: a work-item per channel; pixel-major ones with C % 8
+     * == 0: a work-item per 8 channels (cl/small.cl); other C: no */
+    const int planar = clbn__is_planar(desc);
+    const clbn_kernel_id kernel = planar ? k->nchw : C % VEC == 0 ? k->nhwc8 : CLBN_K_COUNT;
+    if (kernel == CLBN_K_COUNT)
         return 0;
-    const size_t items = C;
-    if (elements > t->small_elements || items < t->small_items_per_cu * cus)
-        return 0;
-    /* two groups per compute unit at least */
-    const size_t want = max_sz(1, items / (2 * cus));
     size_t L = group_size(prog, kernel, t->group);
-    while (L > want)
-        L /= 2;
+    size_t items, groups;
+    if (planar) {
+        /* two groups per compute unit, fewer where a group would get less
+         * than small_group_elements: a tensor that small is done sooner by
+         * one core than the device takes to start the others (PoCL) */
+        items = C;
+        groups = 2 * cus;
+        if (t->small_group_elements > 0)
+            groups = min_sz(groups, max_sz(1, elements / t->small_group_elements));
+        if (elements > t->small_elements || items < t->small_items_per_cu * min_sz(cus, groups))
+            return 0;
+        const size_t want = max_sz(1, items / groups);
+        while (L > want)
+            L /= 2;
+    } else {
+        /* one work-group of all C/8 work-items: with the channels split over
+         * two groups (two cores), 8x64x16x16 took 2.3-2.9x the time of one
+         * group (PoCL, 2-core Xeon, 2026-12-06) and more than the tiled
+         * kernels' four */
+        items = C / VEC;
+        if (elements > t->small_elements || elements > t->small_nhwc_elements || items > L)
+            return 0;
+        L = items;
+    }
     launch->kernel = kernel;
     launch->dims = 1;
     launch->local[0] = L;

@@ -29,6 +29,8 @@ enum {
     SMALL_MIN = 1 << 16,
     SMALL_MAX = 1 << 20,
     GPU_SMALL_ELEMENTS = 1 << 16,  /* a work-item per channel is a serial loop on a GPU */
+    SMALL_GROUP_ELEMENTS = 1 << 16, /* one-kernel path on a CPU: a work-group per this many */
+    SMALL_NHWC_ELEMENTS = 1 << 17,  /* pixel-major one-kernel path on a CPU: one work-group */
     GPU_GROUPS_PER_CU = 8,         /* resident groups to hide a GPU's memory latency */
     ONE_KERNEL_ROWS_PER_CU = 1024  /* one-kernel inference: rows per compute unit, at most */
 };
@@ -120,6 +122,20 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
         t->small_elements = s < SMALL_MIN ? SMALL_MIN : s > SMALL_MAX ? SMALL_MAX : s;
     }
     t->small_items_per_cu = 2;
+    /* On PoCL (2-core Xeon, 2026-12-06, pinned, alternate runs) 8x32x16x16
+     * (2^16 elements) took 0.88x the wall time in one work-group against
+     * four (NCHW training; backward 0.86x), 8x64x16x16 the same, 8x32x32x32
+     * 1.2x: spreading the smallest tensors over the cores costs more than
+     * it gains. A GPU needs its groups. */
+    t->small_group_elements = gpu ? 0 : SMALL_GROUP_ELEMENTS;
+    /* Pixel-major tensors (NHWC, N x C) in one work-group (cl/small.cl),
+     * against the four-, two- and three-kernel paths (same machine, wall
+     * time, medians of 4-6 rounds): 8x32x16x16 training 0.75x, inference
+     * 0.93x, backward 0.77x; 128x512 0.42x / 1.05x / 0.77x; 16x32x16x16
+     * (2^17) training 0.65x, inference 0.82x; 8x32x32x32 (2^18) 1.16x /
+     * 1.37x: one core's share grows past what the launches save. A GPU
+     * would run one group on one of its compute units: never. */
+    t->small_nhwc_elements = gpu ? 0 : SMALL_NHWC_ELEMENTS;
 
     /* short NCHW rows */
     t->rows_spatial = 256;

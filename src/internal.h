@@ -81,6 +81,9 @@ typedef enum clbn_kernel_id {
     CLBN_K_STATS_NHWC_PERIOD,  /* NHWC reductions over whole periods of lcm(8, C) values */
     CLBN_K_BWD_REDUCE_NHWC_PERIOD,
     CLBN_K_INFERENCE_NCHW,  /* inference of NCHW rows in one kernel (cl/normalize.cl) */
+    CLBN_K_SMALL_TRAINING_NHWC8,  /* one-kernel small tensors, pixel-major (cl/small.cl) */
+    CLBN_K_SMALL_BACKWARD_NHWC8,
+    CLBN_K_SMALL_INFERENCE_NHWC8,
     CLBN_K_COUNT
 } clbn_kernel_id;
 
@@ -129,6 +132,8 @@ typedef struct clbn_tuning {
                               * by channel vector, shorter ones pixel by pixel */
     size_t small_elements;   /* one-kernel small path up to this size (0: never) */
     size_t small_items_per_cu; /*   with at least this many channels per compute unit */
+    size_t small_group_elements; /*   and a work-group per this many elements at most (0: no limit) */
+    size_t small_nhwc_elements; /* pixel-major ones (one work-group): also up to this size (0: never) */
     size_t rows_spatial;     /* NCHW rows shorter than this: short-row reductions (0: never) */
     size_t flat_spatial;     /* NCHW rows shorter than this: the flat elementwise walk (0: never) */
     size_t rows_run;         /*   values per row and work-item */
@@ -337,9 +342,15 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
                           const clbn_kernel_family *k,
                           const clbn_tensor_desc *desc, const clbn_tuning *t,
                           clbn_norm_plan *plan);
+/* The one-kernel small paths (cl/small.cl): NCHW, a work-item per channel
+ * (nchw); pixel-major with C % 8 == 0, a work-item per 8 channels (nhwc8).
+ * (Inference: pixel-major only; NCHW rows have clbn_inference_nchw.) */
+extern const clbn_kernel_family clbn__small_training_kernels;
+extern const clbn_kernel_family clbn__small_backward_kernels;
+extern const clbn_kernel_family clbn__small_inference_kernels;
 /* Whether the tensor is small enough for the one-kernel training forward or
- * backward (cl/small.cl: one work-item per channel); if so, its launch. */
-int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, clbn_kernel_id kernel,
+ * backward of the family `k`; if so, its launch. */
+int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, const clbn_kernel_family *k,
                      const clbn_tensor_desc *desc, const clbn_tuning *t, clbn_launch *launch);
 /* The channel-resident kernels (cl/channel.cl: a work-group per channel,
  * both passes). */
@@ -545,10 +556,10 @@ clbn_status clbn__plan_sync_forward(clbn_plan *plan);
 clbn_status clbn__plan_sync_backward(clbn_plan *plan);
 
 /* The one-kernel paths of the training forward and backward: small tensors
- * (`small`, cl/small.cl), else channels that fit the cache (`channel`,
- * cl/channel.cl, whose second pass reads `tensors` tensors again). Sets
- * plan->path and returns 1 when one applies. */
-int clbn__plan_one_kernel(clbn_plan *plan, clbn_kernel_id small, clbn_kernel_id channel,
+ * (the family `small`, cl/small.cl), else channels that fit the cache
+ * (`channel`, cl/channel.cl, whose second pass reads `tensors` tensors
+ * again). Sets plan->path and returns 1 when one applies. */
+int clbn__plan_one_kernel(clbn_plan *plan, const clbn_kernel_family *small, clbn_kernel_id channel,
                           size_t tensors);
 
 /* Each operation's planner (fills plan->path and the launches from

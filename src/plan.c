@@ -278,7 +278,7 @@ clbn_status clbn_plan_create(clbn_context *ctx, const clbn_op_desc *desc, clbn_p
     return create(ctx, desc, 0, out);
 }
 
-int clbn__plan_one_kernel(clbn_plan *plan, clbn_kernel_id small, clbn_kernel_id channel,
+int clbn__plan_one_kernel(clbn_plan *plan, const clbn_kernel_family *small, clbn_kernel_id channel,
                           size_t tensors)
 {
     const clbn_tensor_desc *desc = &plan->desc.tensor;

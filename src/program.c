@@ -60,6 +60,9 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_STATS_NHWC_PERIOD] = "clbn_stats_nhwc_period",
     [CLBN_K_BWD_REDUCE_NHWC_PERIOD] = "clbn_backward_reduce_nhwc_period",
     [CLBN_K_INFERENCE_NCHW] = "clbn_inference_nchw",
+    [CLBN_K_SMALL_TRAINING_NHWC8] = "clbn_small_training_nhwc8",
+    [CLBN_K_SMALL_BACKWARD_NHWC8] = "clbn_small_backward_nhwc8",
+    [CLBN_K_SMALL_INFERENCE_NHWC8] = "clbn_small_inference_nhwc8",
 };
 
 /* Work-items per group of the NHWC block reductions (clbn_stats_nhwc8,

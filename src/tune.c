@@ -325,6 +325,8 @@ static const axis axes[] = {
     A(channel_training, 0, 1),
     A(channel_stream_bytes, 0, (size_t)4 << 20, (size_t)16 << 20, (size_t)1 << 40),
     A(small_elements, 0, (size_t)1 << 16, (size_t)1 << 20),
+    A(small_group_elements, 0, (size_t)1 << 15, (size_t)1 << 17),
+    A(small_nhwc_elements, 0, (size_t)1 << 16, (size_t)1 << 18),
     A(period_vectors, 0),
     A(infer_one_kernel_rows, 0, (size_t)1 << 40),
     A(stream_bytes, 0, (size_t)8 << 20, (size_t)16 << 20, (size_t)128 << 20, (size_t)1 << 40),

@@ -40,6 +40,8 @@ static const field fields[] = {
     F(nhwc_pixel_order, 0, BOOL),
     F(small_elements, 0, ANY),
     F(small_items_per_cu, 0, ANY),
+    F(small_group_elements, 0, ANY),
+    F(small_nhwc_elements, 0, ANY),
     F(rows_spatial, 0, ANY),
     F(flat_spatial, 0, ANY),
     F(rows_run, 1, ANY),

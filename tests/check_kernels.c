@@ -7,7 +7,7 @@
  *
  * Paths, per geometry (CLBN_GEOMETRY=cpu, then gpu), with CLBN_SMALL_MAX=0
  * for all but the one-kernel shapes: one-kernel training and backward
- * (cl/small.cl), channel-resident training and backward (cl/channel.cl),
+ * (cl/small.cl: NCHW; NHWC and N x C, inference too), channel-resident training and backward (cl/channel.cl),
  * short-row NCHW reductions with the flat elementwise passes (S < 256, S % 8
  * == 0 and not), tiled NCHW reductions with the 2-D elementwise passes, NHWC
  * any C (the period reductions, C = 3, 5, 6; the channel gathers, C = 9),
@@ -182,6 +182,26 @@ static double relu(double v)
     return v < 0.0 ? 0.0 : v;
 }
 
+/* A one-kernel shape's plans (training forward, backward; inference when
+ * pixel-major) name a cl/small.cl kernel, so the shape tests that path. */
+static void expect_one_kernel(const clbn_tensor_desc *d, const char *what)
+{
+    const int pixel_major = d->layout == CLBN_LAYOUT_NHWC || d->spatial == 1;
+    const clbn_op ops[] = {CLBN_OP_FORWARD_TRAINING, CLBN_OP_BACKWARD, CLBN_OP_FORWARD_INFERENCE};
+    for (int i = 0; i < (pixel_major ? 3 : 2); ++i) {
+        clbn_op_desc od;
+        clbn_plan *plan = NULL;
+        char text[512] = "";
+        if (clbn_op_desc_init(&od, ops[i], d) != CLBN_SUCCESS ||
+            clbn_plan_create(g_ctx, &od, &plan) != CLBN_SUCCESS ||
+            clbn_plan_describe(plan, text, sizeof text) != CLBN_SUCCESS || !strstr(text, "clbn_small_")) {
+            printf("FAIL %s: op %d planned without the one-kernel path: %s\n", what, (int)ops[i], text);
+            ++g_fail;
+        }
+        clbn_plan_release(plan);
+    }
+}
+
 /* The forward and backward calls of one shape and dtype, plain and fused. */
 static void run_shape(clbn_dtype t, const shape *sh, const char *geo, tu_rng *rng, int op)
 {
@@ -194,9 +214,16 @@ static void run_shape(clbn_dtype t, const shape *sh, const char *geo, tu_rng *rn
              sh->layout == CLBN_LAYOUT_NHWC ? "NHWC" : "NCHW", sh->path);
     float *x = xmalloc(n * sizeof *x), *z = xmalloc(n * sizeof *z), *dy = xmalloc(n * sizeof *dy);
     float *g = xmalloc(n * sizeof *g), *yf = xmalloc(n * sizeof *yf);
-    float w[512], b[512], rm[512], rv[512];
+    enum { CMAX = 2048 };
+    if (C > CMAX) {
+        printf("skip: %s: more than %d channels\n", what, (int)CMAX);
+        return;
+    }
+    static float w[CMAX], b[CMAX], rm[CMAX], rv[CMAX];
     double *yr = xmalloc(n * sizeof *yr), *yd = xmalloc(n * sizeof *yd), *dxr = xmalloc(n * sizeof *dxr);
-    double rmr[512], rvr[512], smr[512], sir[512], dwr[512], dbr[512];
+    static double rmr[CMAX], rvr[CMAX], smr[CMAX], sir[CMAX], dwr[CMAX], dbr[CMAX];
+    if (sh->small)
+        expect_one_kernel(&d, what);
     for (size_t i = 0; i < n; ++i)
         x[i] = (float)(tu_rng_uniform(rng, -1.0, 1.0) * (1.0 + (double)((i / sh->s) % 3)) + 0.5);
     tu_fill_uniform(rng, z, n, -1.0, 1.0);
@@ -360,10 +387,14 @@ int main(void)
             setenv("CLBN_STREAM_MB", "0", 1);
         /* one context with the one-kernel paths, one without */
         for (int small = 1; small >= 0; --small) {
-            if (small)
+            if (small) {
                 unsetenv("CLBN_SMALL_MAX");
-            else
+                /* the pixel-major one-kernel path, which a GPU's heuristics never take */
+                setenv("CLBN_TUNING", "small_nhwc_elements=131072", 1);
+            } else {
                 setenv("CLBN_SMALL_MAX", "0", 1);
+                unsetenv("CLBN_TUNING");
+            }
             clbn_status cst = clbn_context_create_default(&g_ctx);
             if (cst == CLBN_ERROR_NO_DEVICE) {
                 printf("no OpenCL device: skipping\n");
@@ -389,6 +420,9 @@ int main(void)
             const shape small_shapes[] = {
                 {2, c_small, 9, CLBN_LAYOUT_NCHW, 1, "one-kernel, S % 8 != 0"},
                 {2, c_small, 16, CLBN_LAYOUT_NCHW, 1, "one-kernel, S % 8 == 0"},
+                {2, 8 * c_small, 9, CLBN_LAYOUT_NHWC, 1, "one-kernel NHWC, pixels % 8 != 0"},
+                {4, 96, 4, CLBN_LAYOUT_NHWC, 1, "one-kernel NHWC, 12 vectors: a group's idle work-items"},
+                {13, 24, 1, CLBN_LAYOUT_NCHW, 1, "one-kernel N x C matrix"},
             };
             const shape shapes[] = {
                 {1, c_chan, 257, CLBN_LAYOUT_NCHW, 0, "channel-resident, S % 8 != 0"},

@@ -201,6 +201,7 @@ START_TEST(heuristics_choices)
         ck_assert_str_eq(v, "group=64 norm_group=64 tile_target=32768 tile_min=4096 tile_run=2048 "
                             "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
                             "nhwc_wide_pixels=0 nhwc_by_channel=2048 nhwc_pixel_order=1 small_elements=262144 small_items_per_cu=2 "
+                            "small_group_elements=65536 small_nhwc_elements=131072 "
                             "rows_spatial=256 flat_spatial=64 rows_run=2048 rows_item_values=65536 "
                             "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=8192 "
                             "channel_bytes=2097152 channel_groups_per_cu=4 channel_min_s=64 "
@@ -227,6 +228,9 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[1], "small_elements"), 65536);
     ck_assert_uint_eq(param(t[1], "infer_one_kernel_rows"), (size_t)1 << 40);
     ck_assert_uint_eq(param(t[1], "small_items_per_cu"), 2);
+    /* a GPU's groups are its parallelism: no one-group small paths */
+    ck_assert_uint_eq(param(t[1], "small_group_elements"), 0);
+    ck_assert_uint_eq(param(t[1], "small_nhwc_elements"), 0);
     /* NHWC wide rows: the channel order of the normalize pass and the
      * row-wide backward sums (GPU geometry) */
     ck_assert_uint_eq(param(t[1], "nhwc_by_channel"), 256);
