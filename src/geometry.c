@@ -410,7 +410,7 @@ int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, const cl
         groups = 2 * cus;
         if (t->small_group_elements > 0)
             groups = min_sz(groups, max_sz(1, elements / t->small_group_elements));
-        if (elements > t->small_elements || items < t->small_items_per_cu * min_sz(cus, groups))
+        if (elements > t->small_elements || items < t->small_items_per_cu * cus)
             return 0;
         const size_t want = max_sz(1, items / groups);
         while (L > want)

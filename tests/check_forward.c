@@ -485,14 +485,16 @@ END_TEST
 START_TEST(test_large_mean)
 {
     for (int training = 1; training >= 0; training--) {
-        for (int shape = 0; shape < 4; shape++) {
+        for (int shape = 0; shape < 5; shape++) {
             /* the tiled kernels in both layouts, the one-kernel path of small
-             * NCHW tensors (cl/small.cl) and the short-row NCHW reduction */
+             * NCHW tensors (cl/small.cl), the short-row NCHW reduction and
+             * (on a CPU) the one-kernel path of small NHWC tensors */
             const int nhwc = shape == 1;
             bn_case k = shape < 2    ? make_case(32, 8, 3136, nhwc ? CLBN_LAYOUT_NHWC : CLBN_LAYOUT_NCHW,
                                                  training)
                         : shape == 2 ? make_case(8, 16, 200, CLBN_LAYOUT_NCHW, training)
-                                     : make_case(40, 70, 196, CLBN_LAYOUT_NCHW, training);
+                        : shape == 3 ? make_case(40, 70, 196, CLBN_LAYOUT_NCHW, training)
+                                     : make_case(8, 16, 200, CLBN_LAYOUT_NHWC, training);
             k.data_mean = 1e4;
             k.data_spread = 1.0;
             k.data_std = 0.1;

@@ -17,11 +17,13 @@
 static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 3, 49},
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 3, 49},
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 25},  /* the 8-channel vector kernels */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 25},  /* one kernel on a CPU (small.cl), else the 8-channel vector kernels */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 4200}, /* the 8-channel vector kernels */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 7, 5, 1},
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 64, 3136},
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel (cl/small.cl) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* wide rows (C >= 256) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* one kernel on a CPU (small.cl) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 250}, /* wide rows (C >= 256) */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short rows, too large for small.cl */
 };
 

@@ -1512,9 +1512,9 @@ END_TEST
 
 /* clbn_backward_fused and clbn_backward_inference_fused with every op and
  * every subset of their optional outputs (dx, dz, dweight, dbias), on shapes
- * that take each path the planner has for them (one-kernel, short rows with S
- * a multiple of 8 and not, tiled, channel-resident, NHWC any-C / C%8 / wide,
- * S == 1), in one dtype and geometry per child process ("--fused-matrix DTYPE
+ * that take each path the planner has for them (one-kernel NCHW and NHWC,
+ * short rows with S a multiple of 8 and not, tiled, channel-resident, NHWC
+ * any-C / C%8 / wide, S == 1), in one dtype and geometry per child process ("--fused-matrix DTYPE
  * GEOMETRY"), each output against the double reference (reference_backward.c).
  * A crash (float16 NCHW with S % 8 != 0 once ended PoCL's process: an aligned
  * vector load in vload_half8, cl/common.cl) fails the test and names the
@@ -1536,8 +1536,10 @@ static const fm_shape fm_shapes[] = {
     {4, 8, 8200, CLBN_LAYOUT_NCHW, "channel-resident, S % 8 == 0"},
     {6, 5, 1, CLBN_LAYOUT_NCHW, "S = 1"},
     {3, 5, 7, CLBN_LAYOUT_NHWC, "NHWC any C"},
-    {2, 16, 9, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0"},
-    {2, 256, 3, CLBN_LAYOUT_NHWC, "NHWC wide"},
+    {2, 16, 9, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0, one kernel on a CPU"},
+    {2, 16, 4200, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0"},
+    {2, 256, 3, CLBN_LAYOUT_NHWC, "NHWC wide, one kernel on a CPU"},
+    {2, 256, 260, CLBN_LAYOUT_NHWC, "NHWC wide"},
 };
 #define FM_NSHAPES (sizeof fm_shapes / sizeof fm_shapes[0])
 

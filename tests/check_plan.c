@@ -562,10 +562,10 @@ START_TEST(plan_describe_names_kernels)
          * clbn_inference_params and a flat walk) */
         {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 20}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_"},
         {{CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 9, 49}, CLBN_OP_FORWARD_INFERENCE, "clbn_inference_params"},
-        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 30000}, CLBN_OP_FORWARD_TRAINING, "clbn_stats_finalize"},
+        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, CLBN_OP_FORWARD_TRAINING, "clbn_stats_finalize"},
         /* (above small_nhwc_elements: a CPU's one-kernel path takes smaller ones) */
         {{CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 2000}, CLBN_OP_FORWARD_INFERENCE, "clbn_normalize_nhwc8"},
-        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 30000}, CLBN_OP_BACKWARD, "clbn_backward_dx"},
+        {{CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, CLBN_OP_BACKWARD, "clbn_backward_dx"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
         clbn_op_desc od;

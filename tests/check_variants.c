@@ -12,7 +12,8 @@
  * - determinism, and every invalid option or argument rejected with nothing
  *   changed.
  * Every planner path (small, channel-resident, short rows, tiled, NHWC block,
- * any C, wide rows, (N, C)), both layouts, every dtype the device has. */
+ * any C, wide rows, (N, C), NHWC small), both layouts, every dtype the device
+ * has. */
 #include "testutil.h"
 
 #include <math.h>

@@ -21,7 +21,8 @@
 #include "variants_util.h"
 
 /* A virtual batch size per shape of variants_util.h's list: divides N, below N. */
-static const size_t vsizes[NSHAPES] = {2, 1, 8, 1, 1, 3, 1, 3};
+static const size_t vsizes[] = {2, 1, 8, 1, 1, 3, 1, 3, 2};
+_Static_assert(sizeof vsizes / sizeof *vsizes == NSHAPES, "a virtual batch size for every shape");
 
 /* ---- the double reference ------------------------------------------------------------ */
 /* Written from Hoffer et al. 2017 and Keras's BatchNormalization

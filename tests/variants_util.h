@@ -15,10 +15,11 @@ static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 16, 256}, /* channel-resident */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 31}, /* short rows */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, /* tiled */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 50},  /* NHWC, C % 8 == 0 */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 1700}, /* NHWC, C % 8 == 0 (above small_nhwc_elements) */
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 6, 3, 77},   /* NHWC, any C */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* NHWC wide rows */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 250}, /* NHWC wide rows (the same) */
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 9, 5, 1},    /* (N, C) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 24, 9},   /* NHWC small: one kernel on a CPU */
 };
 enum { NSHAPES = sizeof shapes / sizeof *shapes };
 static const clbn_dtype dtypes[] = {CLBN_FLOAT32, CLBN_FLOAT16, CLBN_BFLOAT16, CLBN_FLOAT64};
