@@ -419,7 +419,8 @@ int clbn__plan_small(const clbn_context *ctx, const clbn_program *prog, const cl
         /* one work-group of all C/8 work-items: with the channels split over
          * two groups (two cores), 8x64x16x16 took 2.3-2.9x the time of one
          * group (PoCL, 2-core Xeon, 2026-12-06) and more than the tiled
-         * kernels' four */
+         * kernels' four: handing a group to a worker on another core cost
+         * more than the group's work (docs/performance.md) */
         items = C / VEC;
         if (elements > t->small_elements || elements > t->small_nhwc_elements || items > L)
             return 0;
