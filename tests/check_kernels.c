@@ -441,6 +441,7 @@ int main(void)
                 {2, 16, 5, CLBN_LAYOUT_NHWC, 0, "NHWC C % 8 == 0"},
                 {2, 72, 3, CLBN_LAYOUT_NHWC, 0, "NHWC C % 8 == 0, two channel blocks"},
                 {1, 256, 3, CLBN_LAYOUT_NHWC, 0, "NHWC wide"},
+                {2, 256, 9, CLBN_LAYOUT_NHWC, 0, "NHWC wide, a pixel tile of 18 (backward sums: 4 a step)"},
             };
             const shape *list = small ? small_shapes : shapes;
             const size_t count = small ? sizeof small_shapes / sizeof *small_shapes : sizeof shapes / sizeof *shapes;
