@@ -212,7 +212,7 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
         __global const data_t *dyr = ROW_AT(dy, r, c, dy_sn, dy_sc), *yr = ROW_AT(y, r, c, y_sn, y_sc);
         ulong s = s_begin;
         for (; s + 64 <= s_end; s += 64) {
-            for (uint q = 0; q < 64; q += 16) { /* ahead in this row, a line per stream */
+            for (uint q = 0; q < 64; q += LINE_VALUES) { /* ahead in this row, a line per stream */
                 PREFETCH(dyr + s + q + ahead);
                 PREFETCH(xr + s + q + ahead);
                 if (y)
@@ -223,7 +223,7 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
             b8 += t.hi;
         }
         for (; s + 8 <= s_end; s += 8) {
-            if ((s & 15) == 0) { /* ahead in this row, a line per stream */
+            if (LINE_START(s)) { /* ahead in this row, a line per stream */
                 PREFETCH(dyr + s + ahead);
                 PREFETCH(xr + s + ahead);
                 if (y)
@@ -516,7 +516,7 @@ __kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global 
         if (active) {
             const ulong pe = min(p_end, p0 + 8);
             for (ulong p = p0; p < pe; ++p) {
-                if ((c0 & 15) == 0) { /* this line of the pixel 8 rows on */
+                if (LINE_START(c0)) { /* this line of the pixel 8 rows on */
                     PREFETCH(dy + (p + 8) * C + c0);
                     PREFETCH(x + (p + 8) * C + c0);
                     if (y)
@@ -819,7 +819,7 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
             const acc8 mu = vload8(0, params + c0), a = vload8(0, params + C + c0),
                        b = vload8(0, params + 2 * C + c0), k = vload8(0, params + 3 * C + c0);
             for (ulong p = p_begin; p < p_end; ++p) {
-                if (fetch && (c0 & 15) == 0) { /* these channels of the next item's pixels */
+                if (fetch && LINE_START(c0)) { /* these channels of the next item's pixels */
                     PREFETCH(dy + (p + n) * C + c0);
                     if (x)
                         PREFETCH(x + (p + n) * C + c0);

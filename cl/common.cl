@@ -237,6 +237,12 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
 #endif
 #endif
 #define CLBN_PREFETCH_BYTES 8192
+/* Values of data_t in a 64-byte line; LINE_START(i): value i (from an
+ * aligned start) begins a line, so a walk of 8-vectors prefetches once per
+ * line whatever the type (every second float32 vector, every fourth 16-bit
+ * one, every float64 one). */
+#define LINE_VALUES (64 / sizeof(data_t))
+#define LINE_START(i) (((i) & (LINE_VALUES - 1)) == 0)
 #if defined(CLBN_HAVE_PREFETCH)
 #define PREFETCH(p) __builtin_prefetch((const void *)(ulong)(p), 0, 1)
 #else
@@ -249,7 +255,7 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
  * where `fetch` (FETCH_STREAM_UNSWITCH, below) is 1. */
 #define PREFETCH_LINE(p, i, start, ahead)                                       \
     do {                                                                        \
-        if (fetch && (((i) - (start)) % (64 / sizeof(data_t))) == 0)            \
+        if (fetch && (((i) - (start)) % LINE_VALUES) == 0)                      \
             PREFETCH((p) + (i) + (ahead));                                      \
     } while (0)
 /* A walk whose body has PREFETCH_LINEs and STORE8_AS(stream, ...): written
@@ -296,7 +302,7 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
 /* PREFETCH of the n values p[0..n): one per 64-byte line. */
 #define PREFETCH_RUN(p, n)                                                      \
     do {                                                                        \
-        for (ulong pf_ = 0; pf_ < (ulong)(n); pf_ += 64 / sizeof(data_t))      \
+        for (ulong pf_ = 0; pf_ < (ulong)(n); pf_ += LINE_VALUES)              \
             PREFETCH((p) + pf_);                                                \
     } while (0)
 

@@ -308,7 +308,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             const acc8 center = vload8(0, params + c0), scale = vload8(0, params + C + c0),
                        shift = vload8(0, params + 2 * C + c0);
             for (ulong p = p_begin; p < p_end; ++p) {
-                if (fetch && (c0 & 15) == 0) { /* these channels of the next item's pixels */
+                if (fetch && LINE_START(c0)) { /* these channels of the next item's pixels */
                     PREFETCH(x + (p + n) * C + c0);
                     if (z)
                         PREFETCH(z + (p + n) * C + c0);

@@ -492,7 +492,7 @@ __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
     const acc8 pv = active ? LOAD8(x, c0) : (acc8)(0.0f);
     ulong p = p_begin;
     for (; p + 8 <= p_end; p += 8) {
-        if (active && (c0 & 15) == 0) /* this line of the next 8 rows */
+        if (active && LINE_START(c0)) /* this line of the next 8 rows */
             for (uint i = 0; i < 8; ++i)
                 PREFETCH(x + (p + 8 + i) * C + c0);
         if (active)

@@ -421,7 +421,7 @@ int main(void)
                 {2, c_small, 9, CLBN_LAYOUT_NCHW, 1, "one-kernel, S % 8 != 0"},
                 {2, c_small, 16, CLBN_LAYOUT_NCHW, 1, "one-kernel, S % 8 == 0"},
                 {2, 8 * c_small, 9, CLBN_LAYOUT_NHWC, 1, "one-kernel NHWC, pixels % 8 != 0"},
-                {4, 96, 4, CLBN_LAYOUT_NHWC, 1, "one-kernel NHWC, 12 vectors: a group's idle work-items"},
+                {4, 96, 4, CLBN_LAYOUT_NHWC, 1, "one-kernel NHWC, a group of 12 work-items (not a power of two)"},
                 {13, 24, 1, CLBN_LAYOUT_NCHW, 1, "one-kernel N x C matrix"},
             };
             const shape shapes[] = {
