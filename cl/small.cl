@@ -67,26 +67,46 @@ inline acc2 small_channel(ulong c, ulong C, acc pivot, acc mean_d, acc var, int 
     epsilon, unbias, momentum, update, weight, bias, running_mean, running_var, save_mean, \
         save_invstd, variant, rmax, dmax, save_renorm, skipped
 
+/* The one-kernel training forwards' arguments (both layouts: the host,
+ * src/forward.c, sets them in this order) and the element offsets of their
+ * buffers (clbn_args; 0 for a NULL buffer), applied first. */
+#define SMALL_TRAINING_PARAMS                                                                  \
+    __global const data_t *x, __global const data_t *z, __global data_t *y, ulong N, ulong C, \
+        ulong S, acc inv_m, acc unbias, acc epsilon, acc momentum, int update,                 \
+        __global const acc *weight, __global const acc *bias, __global acc *running_mean,      \
+        __global acc *running_var, __global acc *save_mean, __global acc *save_invstd,         \
+        int relu, int variant, acc rmax, acc dmax, __global acc *save_renorm,                  \
+        __global uint *skipped, ulong x_off, ulong z_off, ulong y_off, ulong weight_off,       \
+        ulong bias_off, ulong running_mean_off, ulong running_var_off, ulong save_mean_off,    \
+        ulong save_invstd_off
+#define SMALL_TRAINING_OFFSETS()                                                          \
+    do {                                                                                  \
+        x += x_off; z += z_off; y += y_off; weight += weight_off; bias += bias_off;       \
+        running_mean += running_mean_off; running_var += running_var_off;                 \
+        save_mean += save_mean_off; save_invstd += save_invstd_off;                       \
+    } while (0)
+/* The one-kernel training backwards' arguments (src/backward.c), likewise. */
+#define SMALL_BACKWARD_PARAMS                                                                  \
+    __global const data_t *x, __global const data_t *dy, __global data_t *dx,                 \
+        __global const data_t *y, __global data_t *dz, ulong N, ulong C, ulong S, acc inv_m,   \
+        __global const acc *weight, __global const acc *mean, __global const acc *invstd,      \
+        __global acc *dweight, __global acc *dbias, __global const acc *renorm, ulong x_off,   \
+        ulong dy_off, ulong dx_off, ulong y_off, ulong dz_off, ulong weight_off,               \
+        ulong mean_off, ulong invstd_off, ulong dweight_off, ulong dbias_off
+#define SMALL_BACKWARD_OFFSETS()                                                          \
+    do {                                                                                  \
+        x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off;                 \
+        weight += weight_off; mean += mean_off; invstd += invstd_off;                     \
+        dweight += dweight_off; dbias += dbias_off;                                       \
+    } while (0)
+
 /* The training forward: clbn_stats_* + clbn_stats_finalize + clbn_normalize_*
  * + clbn_stats_commit in one (arguments as those kernels'; update: 0
  * PyTorch, 1 ONNX; relu: the fused op's ReLU; z may be NULL). y may alias x:
  * a channel's values are all read before any is written, by one work-item. */
-__kernel void clbn_small_training(__global const data_t *x, __global const data_t *z,
-                                  __global data_t *y, ulong N, ulong C, ulong S,
-                                  acc inv_m, acc unbias, acc epsilon, acc momentum, int update,
-                                  __global const acc *weight, __global const acc *bias,
-                                  __global acc *running_mean, __global acc *running_var,
-                                  __global acc *save_mean, __global acc *save_invstd, int relu,
-                                  int variant, acc rmax, acc dmax, __global acc *save_renorm,
-                                  __global uint *skipped,
-                                  ulong x_off, ulong z_off, ulong y_off, ulong weight_off,
-                                  ulong bias_off, ulong running_mean_off, ulong running_var_off,
-                                  ulong save_mean_off, ulong save_invstd_off)
+__kernel void clbn_small_training(SMALL_TRAINING_PARAMS)
 {
-    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
-    x += x_off; z += z_off; y += y_off; weight += weight_off; bias += bias_off;
-    running_mean += running_mean_off; running_var += running_var_off; save_mean += save_mean_off;
-    save_invstd += save_invstd_off;
+    SMALL_TRAINING_OFFSETS();
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -101,20 +121,9 @@ __kernel void clbn_small_training(__global const data_t *x, __global const data_
  * clbn_backward_dx_* in one (arguments as those kernels'; y: the fused ReLU's
  * output, the mask, or NULL; dz: the residual's gradient, or NULL; dx may be
  * NULL or alias dy). */
-__kernel void clbn_small_backward(__global const data_t *x, __global const data_t *dy,
-                                  __global data_t *dx, __global const data_t *y,
-                                  __global data_t *dz, ulong N, ulong C, ulong S,
-                                  acc inv_m, __global const acc *weight,
-                                  __global const acc *mean, __global const acc *invstd,
-                                  __global acc *dweight, __global acc *dbias,
-                                  __global const acc *renorm,
-                                  ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
-                                  ulong dz_off, ulong weight_off, ulong mean_off, ulong invstd_off,
-                                  ulong dweight_off, ulong dbias_off)
+__kernel void clbn_small_backward(SMALL_BACKWARD_PARAMS)
 {
-    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
-    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off; weight += weight_off;
-    mean += mean_off; invstd += invstd_off; dweight += dweight_off; dbias += dbias_off;
+    SMALL_BACKWARD_OFFSETS();
     const ulong c = get_global_id(0);
     if (c >= C)
         return;
@@ -173,42 +182,19 @@ inline ulong small8_span(void)
         }                                                                      \
     } while (0)
 
-/* The normalize pass's pixel p: y = (x - center8)*scale8 + shift8 [+ z]
- * [then ReLU] (the kernel's variables), as NORMALIZE1 (normalize.cl). */
-#define SMALL8_NORMALIZE(p)                                               \
-    do {                                                                  \
-        const ulong at_ = (p) * C + c0;                                   \
-        acc8 r_ = NORMALIZE1(LOAD8(x, at_), center8, scale8, shift8);     \
-        if (z)                                                            \
-            r_ += LOAD8(z, at_);                                          \
-        if (relu)                                                         \
-            r_ = RELU8(r_);                                               \
-        STORE8(r_, y, at_);                                               \
-    } while (0)
+/* The normalize pass's pixel p: EMIT8_P (normalize.cl) with the kernel's
+ * center8, scale8, shift8, z, relu, and `stream` 0 (small outputs stay in
+ * the caches). */
+#define SMALL8_NORMALIZE(p) EMIT8_P(x, z, y, (p) * C + c0, center8, scale8, shift8)
 
 /* clbn_small_training for pixel-major tensors with C % 8 == 0 (arguments
  * as clbn_small_training's; N*S pixels). Statistics per lane: blocks of 8
  * pixels (BLOCK8_MERGE: an exact two-pass in registers, then a Chan merge),
  * the last pixels one Welford step each. y may alias x: a vector's values
  * are read and written by one work-item only. */
-__kernel void clbn_small_training_nhwc8(__global const data_t *x, __global const data_t *z,
-                                        __global data_t *y, ulong N, ulong C, ulong S,
-                                        acc inv_m, acc unbias, acc epsilon, acc momentum,
-                                        int update, __global const acc *weight,
-                                        __global const acc *bias, __global acc *running_mean,
-                                        __global acc *running_var, __global acc *save_mean,
-                                        __global acc *save_invstd, int relu, int variant, acc rmax,
-                                        acc dmax, __global acc *save_renorm,
-                                        __global uint *skipped,
-                                        ulong x_off, ulong z_off, ulong y_off, ulong weight_off,
-                                        ulong bias_off, ulong running_mean_off,
-                                        ulong running_var_off, ulong save_mean_off,
-                                        ulong save_invstd_off)
+__kernel void clbn_small_training_nhwc8(SMALL_TRAINING_PARAMS)
 {
-    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
-    x += x_off; z += z_off; y += y_off; weight += weight_off; bias += bias_off;
-    running_mean += running_mean_off; running_var += running_var_off; save_mean += save_mean_off;
-    save_invstd += save_invstd_off;
+    SMALL_TRAINING_OFFSETS();
     const ulong v = get_global_id(0), P = N * S;
     const int active = v < C / 8;
     const ulong c0 = active ? 8 * v : 0;
@@ -241,6 +227,7 @@ __kernel void clbn_small_training_nhwc8(__global const data_t *x, __global const
         shift[i] = ss.y;
     }
     const acc8 center8 = pv, scale8 = vload8(0, scale), shift8 = vload8(0, shift);
+    const int stream = 0;
     SMALL8_WALK(P, active, 1, SMALL8_NORMALIZE, SMALL8_NORMALIZE);
 }
 
@@ -248,20 +235,9 @@ __kernel void clbn_small_training_nhwc8(__global const data_t *x, __global const
  * as clbn_small_backward's). The sums of each block of 8 pixels are added
  * in a fixed tree before they join the accumulators, so a lane's rounding
  * grows with P / 8 (as bwd_sums64's). dx may alias dy. */
-__kernel void clbn_small_backward_nhwc8(__global const data_t *x, __global const data_t *dy,
-                                        __global data_t *dx, __global const data_t *y,
-                                        __global data_t *dz, ulong N, ulong C, ulong S,
-                                        acc inv_m, __global const acc *weight,
-                                        __global const acc *mean, __global const acc *invstd,
-                                        __global acc *dweight, __global acc *dbias,
-                                        __global const acc *renorm,
-                                        ulong x_off, ulong dy_off, ulong dx_off, ulong y_off,
-                                        ulong dz_off, ulong weight_off, ulong mean_off,
-                                        ulong invstd_off, ulong dweight_off, ulong dbias_off)
+__kernel void clbn_small_backward_nhwc8(SMALL_BACKWARD_PARAMS)
 {
-    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
-    x += x_off; dy += dy_off; dx += dx_off; y += y_off; dz += dz_off; weight += weight_off;
-    mean += mean_off; invstd += invstd_off; dweight += dweight_off; dbias += dbias_off;
+    SMALL_BACKWARD_OFFSETS();
     const ulong v = get_global_id(0), P = N * S;
     const int active = v < C / 8;
     const ulong c0 = active ? 8 * v : 0;
@@ -351,5 +327,6 @@ __kernel void clbn_small_inference_nhwc8(__global const data_t *x, __global cons
         inference_channel(weight, bias, running_mean, running_var, epsilon, c0 + i, center + i,
                           scale + i, shift + i);
     const acc8 center8 = vload8(0, center), scale8 = vload8(0, scale), shift8 = vload8(0, shift);
+    const int stream = 0;
     SMALL8_WALK(P, active, 1, SMALL8_NORMALIZE, SMALL8_NORMALIZE);
 }
