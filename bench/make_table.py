@@ -226,7 +226,7 @@ def main_tables(out, res, shapes, spread):
 
     bounds = read_bounds(os.path.join(out, "cl_copy.csv"))
     table_bounds(add, res, shapes, ms, bounds, floor)
-    table16(add, res, shapes, ms)
+    table16(add, res, shapes, ms, bounds)
     table_resnet(add, aggregate(read_csv(os.path.join(out, "resnet50.csv")))[0])
 
     if spread:
@@ -318,6 +318,7 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
     miss = defaultdict(int)
     total = defaultdict(int)
     peer_ratios = []
+    peer_below = []  # peer misses where the peer beats the minimal OpenCL passes
     f = lambda x, bad=False: "-" if x is None else ("**%.2f**" % x if bad else "%.2f" % x)
     for shape in shapes:
         r0 = next((r for k, r in res.items() if k[1] == shape and k[0] == "clbn"), None)
@@ -347,6 +348,9 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
                 if tp is not None:
                     total["peer"] += 1
                     miss["peer"] += tp > 1.0
+                    if tp > 1.0 and b and peer < b:
+                        peer_below.append("%s %s %s (peer %s, bound %s ms)" % (
+                            shape, layout, mode_name, fmt_ms(peer), fmt_ms(b)))
                     if tbytes >= BIG:
                         peer_ratios.append(tp)
                 add("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
@@ -363,6 +367,11 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
             total["untuned"], total["peer"] - miss["peer"], total["peer"],
             "%.2f" % gm if gm else "-", GEOMEAN_PEER))
     add("")
+    if peer_below:
+        add("Of the cases slower than the faster peer, %d are ones where the peer is faster than the "
+            "minimal OpenCL passes themselves (its bound above), so that no OpenCL kernel on this "
+            "device reaches it: %s." % (len(peer_below), "; ".join(peer_below)))
+        add("")
     # the small case against PoCL's floor for as many kernels
     small = []
     for shape in shapes:
@@ -375,12 +384,10 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
                     k = r.get("kernels", "")
                     if k.isdigit() and int(k) in floor:
                         q = fnum(r["median_ms"]) / floor[int(k)]
-                        small.append("%s %s %s %s: %s ms, %s kernel%s, floor %s ms, **%.2fx**" % (
+                        small.append("%s %s %s %s: %s ms, %s kernel%s, floor %s ms, %s" % (
                             impl, shape, layout, mode_name, fmt_ms(fnum(r["median_ms"])), k,
-                            "" if k == "1" else "s", fmt_ms(floor[int(k)]), q) if q > FLOOR else
-                            "%s %s %s %s: %s ms, %s kernel%s, floor %s ms, %.2fx" % (
-                            impl, shape, layout, mode_name, fmt_ms(fnum(r["median_ms"])), k,
-                            "" if k == "1" else "s", fmt_ms(floor[int(k)]), q))
+                            "" if k == "1" else "s", fmt_ms(floor[int(k)]),
+                            ("**%.2fx**" if q > FLOOR else "%.2fx") % q))
     if small:
         add("Shapes under 1 MB against the empty-kernel floor for the kernels each call enqueues "
             "(target <= %.2fx, **bold** when above):" % FLOOR)
@@ -388,6 +395,20 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
         for line in small:
             add("- " + line)
         add("")
+        # what one kernel that merely copies the tensor takes, against the
+        # same floor: above FLOOR, no kernel that reads x and writes y meets it
+        copies = [(shape, bounds[shape]["copy"]) for shape in shapes
+                  if "copy" in bounds.get(shape, {}) and 1 in floor and any(
+                      k[1] == shape and 4.0 * int(r["n"]) * int(r["c"]) * int(r["s"]) < 1e6
+                      for k, r in res.items() if k[0] == "clbn")]
+        if copies:
+            add("The minimal one-kernel pass that reads x and writes y (cl_copy's copy, the fastest "
+                "variant) against the same one-kernel floor: %s. Every mode reads x and writes y "
+                "(or dx) at least once, so where this is above %.2fx the target is out of reach of "
+                "any kernel on this device, not of clbn's alone." % (
+                    "; ".join("%s %s ms, %.2fx the floor" % (sh, fmt_ms(t), t / floor[1]) for sh, t in copies),
+                    FLOOR))
+            add("")
 
 
 def table_resnet(add, rn):
@@ -432,9 +453,11 @@ def table_resnet(add, rn):
     add("")
 
 
-def table16(add, res, shapes, ms):
+def table16(add, res, shapes, ms, bounds):
     """The "clbn in 16-bit types" table: float32, float16 and bfloat16 times of
-    the same configuration and their ratios (nothing when no 16-bit rows)."""
+    the same configuration and their ratios (nothing when no 16-bit rows), and
+    the 16-bit types' own bound: the minimal passes over half the bytes
+    (cl_copy.csv's "<shape>/2" rows) against the float32 time."""
     impls = [(impl, label) for impl, label in DTYPES16 if any(k[0] == impl for k in res)]
     if not impls:
         return
@@ -446,13 +469,17 @@ def table16(add, res, shapes, ms):
         "caches a ratio near 0.5 means the kernels stay bandwidth-bound; **bold** when 1.00 or "
         "more (no faster than float32). The 16-bit runs make fewer calls (see the command above). "
         "`verify`: the 16-bit runs against the double reference, with the tolerance of the "
-        "output's rounding (2^-11 relative for float16, 2^-8 for bfloat16).")
+        "output's rounding (2^-11 relative for float16, 2^-8 for bfloat16). `bound16`: the "
+        "mode's minimal passes (as in the bound table) over half the float32 tensor's bytes, the "
+        "fastest a 16-bit run could be, and `bound16 / f32` that over the float32 time: above "
+        "%.2f, even a 16-bit kernel at its bound misses the float16 target." % HALF)
     add("")
     head = "| shape | MB (f32) | layout | mode | f32 |" + "".join(" %s |" % l for _, l in impls) + \
         "".join(" %s / f32 |" % l for _, l in impls) + "".join(" %s GB/s |" % l for _, l in impls) + \
-        " verify |"
+        " bound16 | bound16 / f32 | verify |"
     add(head)
-    add("|---|---:|---|---|---:|" + "---:|" * (3 * len(impls)) + "---|")
+    add("|---|---:|---|---|---:|" + "---:|" * (3 * len(impls) + 2) + "---|")
+    half_bound = {}  # (shape, mode) -> ms
     gm = defaultdict(list)  # (label, mode or "all") -> ratios
     for shape in shapes:
         if not any((impl, shape) == k[:2] for impl, _ in impls for k in res):
@@ -480,12 +507,16 @@ def table16(add, res, shapes, ms):
                     if r and r["verify"] != "-":
                         verdicts.append(r["verify"])
                 verdict = "-" if not verdicts else ("ok" if all(v == "ok" for v in verdicts) else "FAILED")
+                b16 = mode_bound(bounds, shape + "/2", mode)
+                half_bound[(shape, mode)] = b16
                 add("| %s | %s | %s | %s | %s |" % (shape if first else "", "%.1f" % mb if first else "",
                                                    layout, mode_name, fmt_ms(t32)) +
                     "".join(" %s |" % fmt_ms(t) for t in times) +
                     "".join(" %s |" % ("-" if q is None else ("**%.2f**" % q if q >= 1.0 else "%.2f" % q))
                             for q in ratios) +
-                    "".join(" %s |" % g for g in gbps) + " %s |" % verdict)
+                    "".join(" %s |" % g for g in gbps) +
+                    " %s | %s |" % (fmt_ms(b16), "%.2f" % (b16 / t32) if (b16 and t32) else "-") +
+                    " %s |" % verdict)
                 first = False
     add("")
     f16 = [(k, fnum(r["median_ms"]) / ms("clbn", k[1], k[2], k[3])) for k, r in res.items()
@@ -493,14 +524,29 @@ def table16(add, res, shapes, ms):
     if f16:
         over = [(k, q) for k, q in f16 if q > HALF]
         c3 = [(k, q) for k, q in f16 if k[2] == "nhwc" and int(res[k]["c"]) == 3]
+
+        def b16(k):  # the case's 16-bit bound over its float32 time
+            b = half_bound.get((k[1], k[3]))
+            return b / ms("clbn", k[1], k[2], k[3]) if b else None
+        out_of_reach = [k for k, _ in over if b16(k) and b16(k) > HALF]
         add("Targets: float16 at <= %.2fx float32's time in %d of %d cases%s; NHWC C = 3 in float16 "
             "no slower than float32: %s." % (
                 HALF, len(f16) - len(over), len(f16),
-                (" (above: " + "; ".join("%s %s %s %.2f" % (k[1], k[2], k[3], q) for k, q in over) + ")")
-                if over else "",
+                (" (above: " + "; ".join("%s %s %s %.2f%s" % (
+                    k[1], k[2], k[3], q, " [bound16 %.2f]" % b16(k) if b16(k) else "")
+                    for k, q in over) + ")") if over else "",
                 ", ".join("%s %s %.2f%s" % (k[1], k[3], q, "" if q <= 1.0 else " (slower)") for k, q in c3)
                 if c3 else "not measured"))
         add("")
+        if over and any(b16(k) for k, _ in over):
+            add("Of the %d float16 cases above %.2f, %d have a 16-bit bound above %.2fx the float32 "
+                "time (the minimal passes over half the bytes do not halve there, so no kernel "
+                "reaches the target)%s; in the other %d the minimal passes do, and the gap is "
+                "clbn's own." % (
+                    len(over), HALF, len(out_of_reach), HALF,
+                    ": " + ", ".join("%s %s %s" % k[1:] for k in out_of_reach) if out_of_reach else "",
+                    len(over) - len(out_of_reach)))
+            add("")
     add("Geometric mean of the 16-bit time over the float32 time: " + "; ".join(
         "%s: %s" % (label, ", ".join(
             "%s %.2f (%d)" % (name, geomean(gm[(label, key)]), len(gm[(label, key)]))

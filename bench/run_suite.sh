@@ -20,7 +20,8 @@
 #
 # In the same run: the minimal OpenCL passes (cl_copy: copy, read, read2,
 # axpy; with and without streaming stores) on every shape, which bound each
-# clbn mode (inference: copy; training: read + copy; backward: read2 + axpy);
+# clbn mode (inference: copy; training: read + copy; backward: read2 + axpy),
+# and, with the 16-bit runs, over half the bytes (the 16-bit types' bound);
 # clbn tuned beside clbn untuned (round 1 tunes each configuration with
 # clbn_bench --tune into a throw-away database, $OUT/tuning.db, which later
 # rounds' plans read; the untuned runs use no user database); and the sums over
@@ -275,6 +276,18 @@ for round in $(seq 1 "$ROUNDS"); do
       done
     done
     if [ ${#DTYPES16[@]} -gt 0 ] && [ "$round" -le "$PEER_ROUNDS" ] && big16 "$shape"; then
+      # the 16-bit types' own bound: the minimal passes over as many bytes
+      # (half the float32 elements), recorded as shape "$shape/2"
+      say "round $round/$ROUNDS, $shape: minimal passes over half the bytes (cl_copy)"
+      IFS=x read -r -a dims <<<"$shape"
+      half=1
+      for d in "${dims[@]}"; do half=$((half * d)); done
+      half=$((half / 2))
+      for flags in "" "--prefetch" "--prefetch --stream"; do
+        # shellcheck disable=SC2086
+        "${CLPIN[@]}" "$BIN/cl_copy" --floats "$half" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
+          2>>"$LOG" | sed "s|^|$round,$shape/2,|" >>"$OUT/cl_copy.csv" || say "cl_copy $shape/2 $flags failed (see $LOG)"
+      done
       say "round $round/$ROUNDS, $shape: clbn in ${DTYPES16[*]}${VERIFY:+ (with --verify)}"
       for dtype in "${DTYPES16[@]}"; do
         for layout in nchw nhwc; do
