@@ -64,7 +64,7 @@ run_asan() {
    LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    CLBN_FAULT_STRIDE=4 \
-   ctest --output-on-failure --timeout 900 -LE large -E 'package_install|_generator$|^python_tests$|^sample_python_')
+   ctest --output-on-failure --timeout 900 -j "$jobs" -LE large -E 'package_install|_generator$|^python_tests$|^sample_python_')
 }
 
 run_tsan() {
@@ -73,7 +73,7 @@ run_tsan() {
   cmake --build build/tsan -j "$jobs" --target check_concurrency check_context check_sync check_plan
   (cd build/tsan &&
    TSAN_OPTIONS="suppressions=$supp/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
-   ctest --output-on-failure --timeout 900 -R '^(check_concurrency|check_context|check_sync|check_plan)$')
+   ctest --output-on-failure --timeout 900 -j "$jobs" -R '^(check_concurrency|check_context|check_sync|check_plan)$')
 }
 
 run_valgrind() {

@@ -11,4 +11,4 @@ cd build/test
 # scripts/test.sh -L large
 labels=(-LE large)
 for a in "$@"; do case "$a" in -LE* | --label-exclude*) ;; -L* | --label-regex*) labels=() ;; esac; done
-ctest --output-on-failure --timeout 600 "${labels[@]}" "$@"
+ctest --output-on-failure --timeout 600 -j "$(nproc)" "${labels[@]}" "$@"

@@ -52,13 +52,15 @@ def main():
             made = f.read().splitlines()
     with open(committed) as f:
         kept = f.read().splitlines()
-    diff = list(difflib.unified_diff(kept, made, "committed " + run + "/table.md", "remade", lineterm="", n=0))
+    diff = list(difflib.unified_diff(kept, made, "committed " + run + "/table.md", "remade",
+                                     lineterm="", n=0))
     if diff:
         print("FAIL: %s/table.md differs from make_table.py's output of its raw files (%d lines):"
               % (run, sum(1 for d in diff if d[:1] in "+-") - 2))
         print("\n".join(diff[:40]))
         return 1
-    print("ok: bench/results/%s/table.md (%d lines) is make_table.py's output of its raw files" % (run, len(kept)))
+    print("ok: bench/results/%s/table.md (%d lines) is make_table.py's output of its raw files"
+          % (run, len(kept)))
     return 0
 
 

@@ -26,7 +26,9 @@
  * reference counts can be checked after releasing it. Knobs: CLBN_FAULT_SCENARIO=text
  * runs the scenarios whose name contains it; CLBN_FAULT_DEBUG=1 prints every
  * run's status and what changed; CLBN_FAULT_STRIDE=s tries every s-th fault
- * point only (scripts/sanitize.sh asan uses 4).
+ * point only (scripts/sanitize.sh asan uses 4); CLBN_FAULT_SHARD=i/n runs
+ * the scenarios whose index is i modulo n only (CTest runs the suite as
+ * check_faults_0 .. _2, which `ctest -j` spreads over the cores).
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -1018,11 +1020,25 @@ static void check_leaks(tally *t, const scenario *sc, long k, const char *failed
         violation(t, sc, k, failed, "%ld OpenCL object(s) leaked or over-released: %s", leaks, what);
 }
 
+/* CLBN_FAULT_SHARD=i/n: whether scenario `index` is this process's (all
+ * of them without the variable; a malformed value fails the test). */
+static int in_shard(int index)
+{
+    const char *v = getenv("CLBN_FAULT_SHARD");
+    if (!v || !*v)
+        return 1;
+    int i = -1, n = 0;
+    char end = 0;
+    ck_assert_msg(sscanf(v, "%d/%d%c", &i, &n, &end) == 2 && n > 0 && i >= 0 && i < n,
+                  "CLBN_FAULT_SHARD=%s: expected i/n with 0 <= i < n", v);
+    return index % n == i;
+}
+
 static void run_scenario(const scenario *sc, int index)
 {
     /* CLBN_FAULT_SCENARIO=text runs only the scenarios whose name contains it. */
     const char *only = getenv("CLBN_FAULT_SCENARIO");
-    if (only && *only && !strstr(sc->name, only))
+    if ((only && *only && !strstr(sc->name, only)) || !in_shard(index))
         return;
     make_init(&sc->desc, 1000 + (uint64_t)index);
     tally t = {0, 0, 0, 0, 0};
@@ -1176,8 +1192,10 @@ END_TEST
 
 START_TEST(test_summary)
 {
-    printf("fault injection: %ld fault points in %d scenarios, %ld tried, %ld violations\n", g_total_points,
-           NSCEN, g_total_tried, g_total_violations);
+    const char *shard = getenv("CLBN_FAULT_SHARD");
+    printf("fault injection: %ld fault points in %d scenarios%s%s%s, %ld tried, %ld violations\n",
+           g_total_points, NSCEN, shard && *shard ? " (shard " : "", shard && *shard ? shard : "",
+           shard && *shard ? ")" : "", g_total_tried, g_total_violations);
     printf("the status each failed OpenCL function gave:\n");
     for (int i = 0; i < NHIST && g_hist[i].count; ++i)
         printf("  %-28s -> %-34s x%ld\n", g_hist[i].fn, clbn_status_name(g_hist[i].st), g_hist[i].count);
