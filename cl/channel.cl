@@ -145,11 +145,14 @@ __kernel void clbn_channel_training(__global const data_t *x, __global const dat
     const acc dmean = lmean[0], mean = pivot + dmean;
     const acc var = lm2[0] * inv_m;
     const acc invstd = 1.0f / sqrt(var + epsilon);
+    /* every item's read of the running statistics (renorm) before the first
+     * item's update: stat_local_tree's barriers order local memory only.
+     * Outside `if (renorm)`: PoCL 3.1 compiled the conditional barrier so
+     * that every work-item, not only the first, then ran
+     * write_channel_stats (the running statistics updated L times). */
+    barrier(CLK_GLOBAL_MEM_FENCE);
     acc2 rd = (acc2)(1.0f, 0.0f);
     if (renorm) {
-        /* every item's read of the running statistics before the first
-         * item's update (stat_local_tree's barriers order local memory only) */
-        barrier(CLK_GLOBAL_MEM_FENCE);
         rd = renorm_rd(mean, var, epsilon, rm0, rv0, rmax, dmax);
         if (l == 0 && save_renorm) {
             save_renorm[c] = rd.x;

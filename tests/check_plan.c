@@ -9,6 +9,7 @@
  * - the empty batch (N = 0) as in PyTorch, for plans and the layer;
  * - clbn_plan_describe. */
 #include "op_calls.h"
+#include "path_shapes.h"
 #include "plan_check.h"
 #include "testutil.h"
 
@@ -18,18 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* one shape per planner path (src/geometry.c) */
-static const clbn_tensor_desc shapes[] = {
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel (cl/small.cl) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 16, 256}, /* channel-resident (cl/channel.cl) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 31}, /* short rows, flat elementwise */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, /* tiled */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 50},  /* NHWC, C % 8 == 0 */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 6, 3, 77},   /* NHWC, any C */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* NHWC wide rows */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 9, 5, 1},    /* (N, C) */
-};
+/* one shape per planner path (path_shapes.h: main pins the limits that
+ * decide them; paths_as_listed checks them) */
+static const clbn_tensor_desc shapes[] = {TU_PATH_SHAPES};
 enum { NSHAPES = sizeof shapes / sizeof *shapes };
+_Static_assert((int)NSHAPES == (int)TU_NPATH_SHAPES, "path_shapes.h: a kernel pair for every shape");
 
 static const clbn_dtype dtypes[] = {CLBN_FLOAT32, CLBN_FLOAT16, CLBN_BFLOAT16, CLBN_FLOAT64};
 
@@ -550,6 +544,48 @@ START_TEST(plan_empty_batch)
 }
 END_TEST
 
+/* Each path shape's training forward and backward plans start with the
+ * kernel path_shapes.h lists for it, on CPU devices with the pinned limits
+ * in force (a GPU's heuristics send some shapes elsewhere, which the tests
+ * that use the list then run instead). */
+START_TEST(paths_as_listed)
+{
+    cl_device_type type = 0;
+    TU_CL(clGetDeviceInfo(tu_device(), CL_DEVICE_TYPE, sizeof type, &type, NULL));
+    if (!(type & CL_DEVICE_TYPE_CPU) || !tu_path_tuning_in_force()) {
+        printf("paths_as_listed: skipped (%s)\n", (type & CL_DEVICE_TYPE_CPU)
+                                                      ? "CLBN_TUNING is set to something else"
+                                                      : "not a CPU device");
+        return;
+    }
+    static const clbn_op ops[2] = {CLBN_OP_FORWARD_TRAINING, CLBN_OP_BACKWARD};
+    for (int i = 0; i < TU_NPATH_SHAPES; ++i)
+        for (int k = 0; k < 2; ++k) {
+            clbn_op_desc od;
+            TU_OK(clbn_op_desc_init(&od, ops[k], &shapes[i]));
+            clbn_plan *plan = NULL;
+            TU_OK(clbn_plan_create(tu_ctx(), &od, &plan));
+            char text[1024];
+            TU_OK(clbn_plan_describe(plan, text, sizeof text));
+            clbn_plan_release(plan);
+            const char *ct = getenv("CLBN_CHANNEL_TRAINING"); /* (CTest sets it: CMakeLists.txt) */
+            const char *want = k == 0 && i == TU_PATH_CHANNEL && ct && strcmp(ct, "1") == 0
+                                   ? "clbn_channel_training"
+                                   : tu_path_kernels[i][k];
+            int found = 0; /* the first kernel is one of want's '|'-separated names */
+            for (const char *w = want; *w && !found;) {
+                const size_t n = strcspn(w, "|");
+                found = strncmp(text, w, n) == 0 && text[n] == ' ';
+                w += n + (w[n] == '|');
+            }
+            ck_assert_msg(found, "%zux%zux%zu %s, %s: planned as \"%s\", path_shapes.h lists %s",
+                          shapes[i].n, shapes[i].c, shapes[i].spatial,
+                          shapes[i].layout == CLBN_LAYOUT_NHWC ? "NHWC" : "NCHW",
+                          k ? "backward" : "training forward", text, want);
+        }
+}
+END_TEST
+
 START_TEST(plan_describe_names_kernels)
 {
     struct {
@@ -595,6 +631,7 @@ static Suite *suite(void)
     tcase_add_test(t, plan_invalid_descriptions);
     tcase_add_test(t, plan_invalid_arguments);
     tcase_add_test(t, plan_empty_batch);
+    tcase_add_test(t, paths_as_listed);
     tcase_add_test(t, plan_describe_names_kernels);
     suite_add_tcase(s, t);
     return s;
@@ -602,5 +639,6 @@ static Suite *suite(void)
 
 int main(void)
 {
+    tu_path_tuning_setenv();
     return tu_main(suite());
 }

@@ -13,6 +13,7 @@
  * - the database: a hand-made entry is used; corrupt, truncated and foreign
  *   files are ignored (defaults); concurrent writers keep every entry;
  *   CLBN_TUNE=1 tunes and records the plan behind a one-call function. */
+#include "path_shapes.h"
 #include "testutil.h"
 #include "plan_check.h"
 #include "reference_backward.h"
@@ -26,17 +27,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* one shape per planner path (path_shapes.h: against_reference pins the
+ * limits that decide them, under the extremes' own keys), then two of this
+ * test's own */
 static const clbn_tensor_desc shapes[] = {
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 16, 256}, /* channel-resident */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 31}, /* short rows, flat elementwise */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, /* tiled */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 5, 3, 77},   /* tiled, S % 8 != 0 */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 50},  /* NHWC, C % 8 == 0 */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 6, 3, 77},   /* NHWC, whole periods (any C: period_vectors=0) */
+    TU_PATH_SHAPES,
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 3, 1001}, /* tiled, S % 8 != 0 */
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 9, 12, 61},  /* NHWC, C = 12: periods of 2 pixels, 3 vectors */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* NHWC wide rows */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 9, 5, 1},    /* (N, C) */
 };
 enum { NSHAPES = sizeof shapes / sizeof *shapes };
 
@@ -64,10 +61,13 @@ static const char *const extremes[] = {
 enum { NEXTREMES = sizeof extremes / sizeof *extremes };
 
 /* The four operations with `tuning` on shapes[i % NSHAPES], against the
- * double reference. */
+ * double reference; the path shapes' limits (TU_PATH_TUNING) first, so that
+ * the keys of `tuning` override them. */
 static void against_reference(int i, const char *tuning)
 {
-    pc_plans_against_reference(&shapes[i % NSHAPES], 900 + (uint64_t)i, tuning, PC_INFERENCE);
+    char text[1024];
+    snprintf(text, sizeof text, "%s %s", TU_PATH_TUNING, tuning ? tuning : "");
+    pc_plans_against_reference(&shapes[i % NSHAPES], 900 + (uint64_t)i, text, PC_INFERENCE);
 }
 
 /* The tuning `extremes[_i / NSHAPES]` on shapes[_i % NSHAPES]. */

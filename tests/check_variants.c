@@ -990,5 +990,6 @@ static Suite *suite(void)
 
 int main(void)
 {
+    tu_path_tuning_setenv(); /* shapes[] reach their paths (path_shapes.h) */
     return tu_main(suite());
 }

@@ -3,24 +3,16 @@
 #ifndef CLBN_TESTS_VARIANTS_UTIL_H
 #define CLBN_TESTS_VARIANTS_UTIL_H
 
+#include "path_shapes.h"
 #include "testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* one shape per planner path (src/geometry.c), as check_plan */
-static const clbn_tensor_desc shapes[] = {
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 16, 256}, /* channel-resident */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 31}, /* short rows */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 2, 9000}, /* tiled */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 16, 1700}, /* NHWC, C % 8 == 0 (above small_nhwc_elements) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 6, 3, 77},   /* NHWC, any C */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 250}, /* NHWC wide rows (the same) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 9, 5, 1},    /* (N, C) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 24, 9},   /* NHWC small: one kernel on a CPU */
-};
+/* one shape per planner path (path_shapes.h; the tests call
+ * tu_path_tuning_setenv() first) */
+static const clbn_tensor_desc shapes[] = {TU_PATH_SHAPES};
 enum { NSHAPES = sizeof shapes / sizeof *shapes };
 static const clbn_dtype dtypes[] = {CLBN_FLOAT32, CLBN_FLOAT16, CLBN_BFLOAT16, CLBN_FLOAT64};
 enum { NDTYPES = sizeof dtypes / sizeof *dtypes };
