@@ -5,6 +5,7 @@
  * zeros, negatives and positives. Also NaN propagation, in-place use, the
  * layer with ADD_RELU, and the validation rules. */
 #include "op_calls.h"
+#include "path_shapes.h"
 #include "testutil.h"
 #include "reference_backward.h"
 
@@ -14,17 +15,17 @@
 
 #define RTOL 1e-5
 
+/* Three of this test's own (shapes[0]: the layer test's, shapes[2]: the
+ * in-place test's), one shape per planner path (path_shapes.h: main pins
+ * the limits that decide them), and three larger ones. */
 static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 3, 49},
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 4, 3, 49},
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 25},  /* one kernel on a CPU (small.cl), else the 8-channel vector kernels */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 4200}, /* the 8-channel vector kernels */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 7, 5, 1},
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 64, 3136},
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 4, 8, 49},   /* small: one kernel (cl/small.cl) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},  /* one kernel on a CPU (small.cl) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 250}, /* wide rows (C >= 256) */
-    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short rows, too large for small.cl */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 25},   /* NHWC small: one kernel */
+    TU_PATH_SHAPES,
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 16, 4200}, /* the 8-channel vector kernels, more pixels */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 64, 3136}, /* tiled forward, channel-resident backward */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short rows (forward) of 196 values */
 };
 
 static double relu(double v)
@@ -350,5 +351,6 @@ static Suite *fused_suite(void)
 
 int main(void)
 {
+    tu_path_tuning_setenv(); /* shapes[] reach their paths (path_shapes.h) */
     return tu_main(fused_suite());
 }

@@ -1,6 +1,6 @@
 /* One shape per planner path (src/geometry.c), for the tests that run their
- * cases on every path: check_plan, check_tuning, check_variants and
- * check_vbatch (variants_util.h). Which path a shape takes depends on the
+ * cases on every path: check_plan, check_tuning, check_fused, check_variants
+ * and check_vbatch (variants_util.h). Which path a shape takes depends on the
  * device: a CPU's one-kernel limit is 2^17 elements per compute unit (up to
  * 2^20), so on a 2-core machine it took all the NCHW shapes below that were
  * meant for the channel-resident and short-row paths, and on a larger one
