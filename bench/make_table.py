@@ -37,6 +37,11 @@ HALF = 0.60           # float16 / float32 on the shapes of 8 MB or more
 SMALL = 1e6  # bytes of x: the shapes the floor is shown beside
 
 
+def f32_bytes(r):
+    """Bytes of x in float32 for a results row (n, c, s columns)."""
+    return 4.0 * int(r["n"]) * int(r["c"]) * int(r["s"])
+
+
 def read_csv(path):
     """Rows of a CSV file as dicts, skipping repeated header lines."""
     if not os.path.exists(path):
@@ -313,7 +318,7 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
     for shape in shapes:
         r0 = next((r for k, r in res.items() if k[1] == shape and k[0] == "clbn"), None)
         if r0:
-            big_sizes.append(4.0 * int(r0["n"]) * int(r0["c"]) * int(r0["s"]))
+            big_sizes.append(f32_bytes(r0))
     biggest = max(big_sizes) if big_sizes else 0
     miss = defaultdict(int)
     total = defaultdict(int)
@@ -324,7 +329,7 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
         r0 = next((r for k, r in res.items() if k[1] == shape and k[0] == "clbn"), None)
         if not r0:
             continue
-        tbytes = 4.0 * int(r0["n"]) * int(r0["c"]) * int(r0["s"])
+        tbytes = f32_bytes(r0)
         limit = BOUND_BIGGEST if tbytes == biggest else BOUND_BIG if tbytes >= BIG else None
         first = True
         for layout in LAYOUTS:
@@ -381,7 +386,7 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
             for layout in LAYOUTS:
                 for mode, mode_name in MODES:
                     r = res.get((impl, shape, layout, mode))
-                    if not r or 4.0 * int(r["n"]) * int(r["c"]) * int(r["s"]) >= 1e6:
+                    if not r or f32_bytes(r) >= SMALL:
                         continue
                     k = r.get("kernels", "")
                     if k.isdigit() and int(k) in floor:
@@ -401,7 +406,7 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
         # same floor: above FLOOR, no kernel that reads x and writes y meets it
         copies = [(shape, bounds[shape]["copy"]) for shape in shapes
                   if "copy" in bounds.get(shape, {}) and 1 in floor and any(
-                      k[1] == shape and 4.0 * int(r["n"]) * int(r["c"]) * int(r["s"]) < 1e6
+                      k[1] == shape and f32_bytes(r) < SMALL
                       for k, r in res.items() if k[0] == "clbn")]
         if copies:
             add("The minimal one-kernel pass that reads x and writes y (cl_copy's copy, the fastest "
@@ -487,7 +492,7 @@ def table16(add, res, shapes, ms, bounds):
         if not any((impl, shape) == k[:2] for impl, _ in impls for k in res):
             continue
         any_row = next(r for k, r in res.items() if k[1] == shape)
-        mb = 4.0 * int(any_row["n"]) * int(any_row["c"]) * int(any_row["s"]) / 1e6
+        mb = f32_bytes(any_row) / 1e6
         first = True
         for layout in LAYOUTS:
             for mode, mode_name in MODES:

@@ -228,10 +228,27 @@ done
 
 # --- the suite -------------------------------------------------------------------------
 # Whether a shape's float32 tensor has BIG16_BYTES or more.
+# The number of elements of a shape ("32x64x56x56").
+elements() {
+  local IFS=x count=1 d
+  for d in $1; do count=$((count * d)); done
+  echo "$count"
+}
 big16() {
-  local IFS=x bytes=4 d
-  for d in $1; do bytes=$((bytes * d)); done
-  [ "$bytes" -ge "$BIG16_BYTES" ]
+  [ $((4 * $(elements "$1"))) -ge "$BIG16_BYTES" ]
+}
+# The minimal passes (cl_copy --pattern all) over `cl_copy` arguments $2...,
+# recorded in cl_copy.csv as shape $1: plain, with clbn's software prefetch,
+# and with prefetch and streaming stores (the two last only where the
+# device compiles them: PoCL); each bound takes the fastest variant.
+minimal_passes() {
+  local label=$1 flags
+  shift
+  for flags in "" "--prefetch" "--prefetch --stream"; do
+    # shellcheck disable=SC2086
+    "${CLPIN[@]}" "$BIN/cl_copy" "$@" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
+      2>>"$LOG" | sed "s|^|$round,$label,|" >>"$OUT/cl_copy.csv" || say "cl_copy $label $flags failed (see $LOG)"
+  done
 }
 TUNING_DB="$OUT/tuning.db" # throw-away: the tuned runs' database (scripts/tuning_ship.py reads it)
 rm -f "$TUNING_DB"
@@ -244,16 +261,9 @@ for round in $(seq 1 "$ROUNDS"); do
   [ "$round" = 1 ] && VERIFY=(--verify)
   for shape in "${SHAPES[@]}"; do
     wait_quiet "round $round $shape"
-    # the minimal passes on this shape, right before clbn's runs of it: plain,
-    # with clbn's software prefetch, and with prefetch and streaming stores
-    # (the two last only where the device compiles them: PoCL); each bound
-    # takes the fastest variant
+    # the minimal passes on this shape, right before clbn's runs of it
     say "round $round/$ROUNDS, $shape: minimal passes (cl_copy)"
-    for flags in "" "--prefetch" "--prefetch --stream"; do
-      # shellcheck disable=SC2086
-      "${CLPIN[@]}" "$BIN/cl_copy" --shape "$shape" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
-        2>>"$LOG" | sed "s/^/$round,$shape,/" >>"$OUT/cl_copy.csv" || say "cl_copy $shape $flags failed (see $LOG)"
-    done
+    minimal_passes "$shape" --shape "$shape"
     say "round $round/$ROUNDS, $shape: clbn${VERIFY:+ (with --verify)}"
     for layout in nchw nhwc; do
       for mode in train infer backward; do
@@ -279,15 +289,7 @@ for round in $(seq 1 "$ROUNDS"); do
       # the 16-bit types' own bound: the minimal passes over as many bytes
       # (half the float32 elements), recorded as shape "$shape/2"
       say "round $round/$ROUNDS, $shape: minimal passes over half the bytes (cl_copy)"
-      IFS=x read -r -a dims <<<"$shape"
-      half=1
-      for d in "${dims[@]}"; do half=$((half * d)); done
-      half=$((half / 2))
-      for flags in "" "--prefetch" "--prefetch --stream"; do
-        # shellcheck disable=SC2086
-        "${CLPIN[@]}" "$BIN/cl_copy" --floats "$half" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
-          2>>"$LOG" | sed "s|^|$round,$shape/2,|" >>"$OUT/cl_copy.csv" || say "cl_copy $shape/2 $flags failed (see $LOG)"
-      done
+      minimal_passes "$shape/2" --floats $(($(elements "$shape") / 2))
       say "round $round/$ROUNDS, $shape: clbn in ${DTYPES16[*]}${VERIFY:+ (with --verify)}"
       for dtype in "${DTYPES16[@]}"; do
         for layout in nchw nhwc; do

@@ -1193,9 +1193,8 @@ END_TEST
 START_TEST(test_summary)
 {
     const char *shard = getenv("CLBN_FAULT_SHARD");
-    printf("fault injection: %ld fault points in %d scenarios%s%s%s, %ld tried, %ld violations\n",
-           g_total_points, NSCEN, shard && *shard ? " (shard " : "", shard && *shard ? shard : "",
-           shard && *shard ? ")" : "", g_total_tried, g_total_violations);
+    printf("fault injection: %ld fault points in %d scenarios (shard %s), %ld tried, %ld violations\n",
+           g_total_points, NSCEN, shard && *shard ? shard : "all", g_total_tried, g_total_violations);
     printf("the status each failed OpenCL function gave:\n");
     for (int i = 0; i < NHIST && g_hist[i].count; ++i)
         printf("  %-28s -> %-34s x%ld\n", g_hist[i].fn, clbn_status_name(g_hist[i].st), g_hist[i].count);

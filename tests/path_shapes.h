@@ -60,6 +60,24 @@ static const char *const tu_path_kernels[TU_NPATH_SHAPES][2] = {
     {"clbn_small_training_nhwc8", "clbn_small_backward_nhwc8"},
 };
 
+/* Whether the plan description `text` starts with the kernel path_shapes.h
+ * lists for shape i's training forward (op 0) or backward (op 1). */
+static inline int tu_path_first_kernel_ok(int i, int op, const char *text)
+{
+    const char *ct = getenv("CLBN_CHANNEL_TRAINING");
+    const char *want = op == 0 && i == TU_PATH_CHANNEL && ct && strcmp(ct, "1") == 0
+                           ? "clbn_channel_training"
+                           : tu_path_kernels[i][op];
+    for (;;) { /* one of want's '|'-separated names, followed by its geometry */
+        const size_t n = strcspn(want, "|");
+        if (strncmp(text, want, n) == 0 && text[n] == ' ')
+            return 1;
+        if (!want[n])
+            return 0;
+        want += n + 1;
+    }
+}
+
 /* CLBN_TUNING=TU_PATH_TUNING unless the environment sets it already (then
  * the shapes may take other paths, and paths_as_listed says so). For the
  * tests that take their tuning from the context (the one-call functions);
