@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "op_calls.h"
+#include "path_shapes.h"
 #include "reference_backward.h"
 #include "testutil.h"
 
@@ -1518,28 +1519,41 @@ END_TEST
  * GEOMETRY"), each output against the double reference (reference_backward.c).
  * A crash (float16 NCHW with S % 8 != 0 once ended PoCL's process: an aligned
  * vector load in vload_half8, cl/common.cl) fails the test and names the
- * last case started. */
+ * last case started.
+ * Which path a shape takes depends on the device (the one-kernel NCHW limit
+ * grows with the compute units, the channel-resident path wants channels
+ * per compute unit), so the child pins the limits that decide it
+ * (FM_TUNING, unless CLBN_TUNING is set) and, on a CPU device in the CPU
+ * geometry, checks that each shape's plan starts with the kernel listed:
+ * one-kernel shapes up to 1536 elements, the others above; channel-resident
+ * channels (x, dy and y of float64: at most 57.7 KB) within channel_bytes,
+ * the tiled ones (x and dy of float16: 72 KB) beyond it. */
+#define FM_TUNING                                                                           \
+    "small_elements=1536 small_nhwc_elements=1536 small_items_per_cu=0 channel_groups_per_cu=0 " \
+    "channel_bytes=65536"
 typedef struct fm_shape {
     size_t n, c, s;
     clbn_layout layout;
     const char *path;
+    const char *kernel; /* the backward's first kernel (tu_first_kernel_is); NULL: any */
 } fm_shape;
 static const fm_shape fm_shapes[] = {
-    {2, 6, 31, CLBN_LAYOUT_NCHW, "one-kernel, S % 8 != 0"},
-    {2, 6, 32, CLBN_LAYOUT_NCHW, "one-kernel, S % 8 == 0"},
-    {5, 3, 31, CLBN_LAYOUT_NCHW, "short rows, S % 8 != 0"},
-    {4, 2, 9, CLBN_LAYOUT_NCHW, "short rows, S = 9"},
-    {5, 3, 40, CLBN_LAYOUT_NCHW, "short rows, S % 8 == 0"},
-    {3, 2, 300, CLBN_LAYOUT_NCHW, "tiled, S % 8 != 0"},
-    {3, 2, 256, CLBN_LAYOUT_NCHW, "tiled, S % 8 == 0"},
-    {4, 8, 8193, CLBN_LAYOUT_NCHW, "channel-resident, S % 8 != 0"},
-    {4, 8, 8200, CLBN_LAYOUT_NCHW, "channel-resident, S % 8 == 0"},
-    {6, 5, 1, CLBN_LAYOUT_NCHW, "S = 1"},
-    {3, 5, 7, CLBN_LAYOUT_NHWC, "NHWC any C"},
-    {2, 16, 9, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0, one kernel on a CPU"},
-    {2, 16, 4200, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0"},
-    {2, 256, 3, CLBN_LAYOUT_NHWC, "NHWC wide, one kernel on a CPU"},
-    {2, 256, 260, CLBN_LAYOUT_NHWC, "NHWC wide"},
+    {2, 6, 31, CLBN_LAYOUT_NCHW, "one-kernel, S % 8 != 0", "clbn_small_backward"},
+    {2, 6, 32, CLBN_LAYOUT_NCHW, "one-kernel, S % 8 == 0", "clbn_small_backward"},
+    {20, 3, 31, CLBN_LAYOUT_NCHW, "short rows, S % 8 != 0", "clbn_backward_reduce_nchw_rows"},
+    {100, 2, 9, CLBN_LAYOUT_NCHW, "short rows, S = 9", "clbn_backward_reduce_nchw_rows"},
+    {20, 3, 40, CLBN_LAYOUT_NCHW, "short rows, S % 8 == 0", "clbn_backward_reduce_nchw_rows"},
+    {3, 2, 6001, CLBN_LAYOUT_NCHW, "tiled, S % 8 != 0", "clbn_backward_reduce_nchw_tiled"},
+    {3, 2, 6000, CLBN_LAYOUT_NCHW, "tiled, S % 8 == 0", "clbn_backward_reduce_nchw_tiled"},
+    {4, 8, 601, CLBN_LAYOUT_NCHW, "channel-resident, S % 8 != 0", "clbn_channel_backward"},
+    {4, 8, 600, CLBN_LAYOUT_NCHW, "channel-resident, S % 8 == 0", "clbn_channel_backward"},
+    {6, 5, 1, CLBN_LAYOUT_NCHW, "S = 1", NULL},
+    {3, 5, 7, CLBN_LAYOUT_NHWC, "NHWC any C", "clbn_backward_reduce_nhwc_period"},
+    {2, 16, 9, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0, one kernel on a CPU", "clbn_small_backward_nhwc8"},
+    {2, 16, 4200, CLBN_LAYOUT_NHWC, "NHWC C % 8 == 0", "clbn_backward_reduce_nhwc8"},
+    {2, 256, 3, CLBN_LAYOUT_NHWC, "NHWC wide, one kernel on a CPU", "clbn_small_backward_nhwc8"},
+    {2, 256, 260, CLBN_LAYOUT_NHWC, "NHWC wide",
+     "clbn_backward_reduce_nhwc_pixels|clbn_backward_reduce_nhwc_wide"},
 };
 #define FM_NSHAPES (sizeof fm_shapes / sizeof fm_shapes[0])
 
@@ -1602,9 +1616,42 @@ static cl_mem fm_buffer(cl_context cl, clbn_dtype t, float *v, size_t n)
     return err == CL_SUCCESS ? m : NULL;
 }
 
+/* On a CPU device in the CPU geometry with FM_TUNING in force: the shapes
+ * whose backward plan does not start with the kernel fm_shapes lists (each
+ * printed). */
+static int fm_paths_off(clbn_context *ctx, clbn_dtype t, int gpu)
+{
+    const char *tuning = getenv("CLBN_TUNING");
+    cl_device_type type = 0;
+    if (gpu || !tuning || strcmp(tuning, FM_TUNING) != 0 ||
+        clGetDeviceInfo(clbn_context_get_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL) != CL_SUCCESS ||
+        !(type & CL_DEVICE_TYPE_CPU))
+        return 0;
+    int off = 0;
+    for (size_t si = 0; si < FM_NSHAPES; ++si) {
+        const fm_shape *sh = &fm_shapes[si];
+        if (!sh->kernel)
+            continue;
+        const clbn_tensor_desc d = {t, sh->layout, sh->n, sh->c, sh->s};
+        clbn_op_desc od;
+        clbn_plan *plan = NULL;
+        char text[1024] = "";
+        if (clbn_op_desc_init(&od, CLBN_OP_BACKWARD, &d) != CLBN_SUCCESS ||
+            clbn_plan_create(ctx, &od, &plan) != CLBN_SUCCESS ||
+            clbn_plan_describe(plan, text, sizeof text) != CLBN_SUCCESS || !tu_first_kernel_is(sh->kernel, text)) {
+            printf("FAIL fused matrix: %zux%zux%zu %s (%s) planned as \"%.80s\", not %s\n", sh->n, sh->c, sh->s,
+                   sh->layout == CLBN_LAYOUT_NHWC ? "NHWC" : "NCHW", sh->path, text, sh->kernel);
+            ++off;
+        }
+        clbn_plan_release(plan);
+    }
+    return off;
+}
+
 static int child_fused_matrix(clbn_dtype t, int gpu)
 {
     setenv("CLBN_GEOMETRY", gpu ? "gpu" : "cpu", 1);
+    setenv("CLBN_TUNING", FM_TUNING, 0);
     clbn_context *ctx;
     if (clbn_context_create_default(&ctx) != CLBN_SUCCESS)
         return 2;
@@ -1619,7 +1666,7 @@ static int child_fused_matrix(clbn_dtype t, int gpu)
                             : t == CLBN_FLOAT64 ? 1e-10 : 1e-4;
     const double sum_rtol = t == CLBN_FLOAT64 ? 1e-10 : 1e-4;
     const double atol_frac = t == CLBN_FLOAT64 ? 1e-10 : 1e-4;
-    int failures = 0, cases = 0;
+    int failures = fm_paths_off(ctx, t, gpu), cases = 0;
     tu_rng rng;
     tu_rng_seed(&rng, 13);
     for (size_t si = 0; si < FM_NSHAPES; ++si) {

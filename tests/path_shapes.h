@@ -60,6 +60,20 @@ static const char *const tu_path_kernels[TU_NPATH_SHAPES][2] = {
     {"clbn_small_training_nhwc8", "clbn_small_backward_nhwc8"},
 };
 
+/* Whether the plan description `text` starts with one of want's
+ * '|'-separated kernel names (followed by its geometry). */
+static inline int tu_first_kernel_is(const char *want, const char *text)
+{
+    for (;;) {
+        const size_t n = strcspn(want, "|");
+        if (strncmp(text, want, n) == 0 && text[n] == ' ')
+            return 1;
+        if (!want[n])
+            return 0;
+        want += n + 1;
+    }
+}
+
 /* Whether the plan description `text` starts with the kernel path_shapes.h
  * lists for shape i's training forward (op 0) or backward (op 1). */
 static inline int tu_path_first_kernel_ok(int i, int op, const char *text)
@@ -68,14 +82,7 @@ static inline int tu_path_first_kernel_ok(int i, int op, const char *text)
     const char *want = op == 0 && i == TU_PATH_CHANNEL && ct && strcmp(ct, "1") == 0
                            ? "clbn_channel_training"
                            : tu_path_kernels[i][op];
-    for (;;) { /* one of want's '|'-separated names, followed by its geometry */
-        const size_t n = strcspn(want, "|");
-        if (strncmp(text, want, n) == 0 && text[n] == ' ')
-            return 1;
-        if (!want[n])
-            return 0;
-        want += n + 1;
-    }
+    return tu_first_kernel_is(want, text);
 }
 
 /* CLBN_TUNING=TU_PATH_TUNING unless the environment sets it already (then
