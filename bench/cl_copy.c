@@ -9,6 +9,14 @@
  *   read   per-item sums of x        (x read: a statistics pass)
  *   read2  per-item sums of x*dy     (x, dy read: the backward reduction)
  *   axpy   dx = 2*x + dy             (x, dy read, dx written: the dx pass)
+ *   stats16 per-item (mean, M2) of the buffer read as 2*count float16
+ *          values: a statistics pass as stable as clbn's (blocks of 64 by an
+ *          exact two-pass in registers, merged by Chan's formula; each half
+ *          widened by vload_half8 from a private copy, as cl/common.cl does).
+ *          Not in `all`. Its bytes are read's, its operations per byte
+ *          twice float32's: where it takes longer than read over the same
+ *          bytes, a stable 16-bit statistics pass is bound by its
+ *          instructions on this device, not by memory.
  * --prefetch adds clbn's software prefetch (8 KiB ahead, clang's
  * __builtin_prefetch) and --stream its non-temporal stores, so each pass can
  * be measured as clbn's kernels run it. Products and sums are written a * b + c,
@@ -19,7 +27,7 @@
  * the ratios training/inference and backward/inference on this device.
  *
  * Usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R (200)]
- *                [--pattern copy|read|read2|axpy|all (copy)] [--prefetch] [--stream]
+ *                [--pattern copy|read|read2|axpy|stats16|all (copy)] [--prefetch] [--stream]
  *                [--csv [--no-header]]
  * --csv prints pattern,floats,prefetch,stream,median_ms,min_ms,gbps rows
  * (bench/run_suite.sh: each suite shape's bounds). */
@@ -84,10 +92,44 @@ static const char *source =
     "        if ((i & 15) == 0) { PREFETCH_AHEAD(x, i); PREFETCH_AHEAD(dy, i); }\n"
     "        STORE8(vload8(0, x + i) * 2.0f + vload8(0, dy + i), y, i);\n"
     "    }\n"
+    "}\n"
+    "inline float8 half8_at(__global const ushort *p)\n"
+    "{\n"
+    "    const ushort8 h = vload8(0, p);\n"
+    "    return vload_half8(0, (const __private half *)&h);\n"
+    "}\n"
+    "__kernel void stats16(__global const float *x, __global const float *dy, __global float *y, ulong n)\n"
+    "{\n"
+    "    RANGE;\n"
+    "    __global const ushort *h = (__global const ushort *)x;\n"
+    "    const float8 pv = (float8)(half8_at(h + 2 * b).s0);\n"
+    "    float8 vm = 0.0f, vq = 0.0f;\n"
+    "    float k = 0.0f;\n"
+    "    for (ulong i = 2 * b; i + 64 <= 2 * e; i += 64) {\n"
+    "        PREFETCH_AHEAD(x, i / 2);\n"
+    "        PREFETCH_AHEAD(x, i / 2 + 16);\n"
+    "        const float8 v0 = half8_at(h + i) - pv, v1 = half8_at(h + i + 8) - pv;\n"
+    "        const float8 v2 = half8_at(h + i + 16) - pv, v3 = half8_at(h + i + 24) - pv;\n"
+    "        const float8 v4 = half8_at(h + i + 32) - pv, v5 = half8_at(h + i + 40) - pv;\n"
+    "        const float8 v6 = half8_at(h + i + 48) - pv, v7 = half8_at(h + i + 56) - pv;\n"
+    "        const float8 m = (((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7))) * 0.125f;\n"
+    "        const float8 e0 = v0 - m, e1 = v1 - m, e2 = v2 - m, e3 = v3 - m;\n"
+    "        const float8 e4 = v4 - m, e5 = v5 - m, e6 = v6 - m, e7 = v7 - m;\n"
+    "        const float8 q = ((e0 * e0 + e1 * e1) + (e2 * e2 + e3 * e3)) +\n"
+    "                         ((e4 * e4 + e5 * e5) + (e6 * e6 + e7 * e7));\n"
+    "        const float f = 8.0f / (k + 8.0f);\n"
+    "        const float8 d = m - vm;\n"
+    "        vm += d * f;\n"
+    "        vq += q + d * d * (k * f);\n"
+    "        k += 8.0f;\n"
+    "    }\n"
+    "    const float8 r = vm + vq;\n"
+    "    y[get_global_id(0)] = r.s0 + r.s1 + r.s2 + r.s3 + r.s4 + r.s5 + r.s6 + r.s7;\n"
     "}\n";
 
-static const char *const patterns[] = {"copy", "read", "read2", "axpy"};
-static const double bytes_per_float[] = {8.0, 4.0, 8.0, 12.0}; /* read + written */
+static const char *const patterns[] = {"copy", "read", "read2", "axpy", "stats16"};
+static const double bytes_per_float[] = {8.0, 4.0, 8.0, 12.0, 4.0}; /* read + written */
+enum { NPATTERNS = 5, NALL = 4 /* `all`: the first four */ };
 
 static void check_cl(cl_int err, const char *what)
 {
@@ -100,7 +142,7 @@ static void check_cl(cl_int err, const char *what)
 static void usage(void)
 {
     fprintf(stderr, "usage: cl_copy [--shape NxCxHxW | --floats N] [--reps R] "
-                    "[--pattern copy|read|read2|axpy|all] [--prefetch] [--stream] [--csv [--no-header]]\n");
+                    "[--pattern copy|read|read2|axpy|stats16|all] [--prefetch] [--stream] [--csv [--no-header]]\n");
 }
 
 int main(int argc, char **argv)
@@ -123,7 +165,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--pattern") && i + 1 < argc) {
             const char *p = argv[++i];
             which = -2;
-            for (int k = 0; k < 4; ++k)
+            for (int k = 0; k < NPATTERNS; ++k)
                 if (!strcmp(p, patterns[k]))
                     which = k;
             if (!strcmp(p, "all"))
@@ -181,8 +223,8 @@ int main(int argc, char **argv)
                4.0 * (double)count / 1e6, prefetch ? "on" : "off", stream ? "on" : "off");
     else if (header)
         printf("pattern,floats,prefetch,stream,median_ms,min_ms,gbps\n");
-    for (int p = 0; p < 4; ++p) {
-        if (which >= 0 && p != which)
+    for (int p = 0; p < NPATTERNS; ++p) {
+        if (which >= 0 ? p != which : p >= NALL)
             continue;
         cl_kernel k = clCreateKernel(prog, patterns[p], &err);
         check_cl(err, "clCreateKernel");

@@ -480,12 +480,25 @@ def table16(add, res, shapes, ms, bounds):
         "mode's minimal passes (as in the bound table) over half the float32 tensor's bytes, the "
         "fastest a 16-bit run could be, and `bound16 / f32` that over the float32 time: above "
         "%.2f, even a 16-bit kernel at its bound misses the float16 target." % HALF)
+    # runs from 2026-12-06 (xeon-j) on also time cl_copy's stats16: a
+    # statistics pass as stable as clbn's over the float16 tensor
+    stats = any("stats16" in bounds.get(s + "/2", {}) for s in shapes)
+    if stats:
+        add("")
+        add("`stable16 / f32` (training forward): cl_copy's stats16, a statistics pass over the "
+            "float16 tensor as stable as clbn's (blocks of 64 values by an exact two-pass in "
+            "registers, Chan merges) in the minimal geometry, plus the copy over half the bytes, "
+            "over the float32 time. Where the 16-bit statistics are bound by their operations "
+            "rather than their bytes, stats16 takes longer than read does over the same bytes; "
+            "above %.2f, a training forward whose statistics are that stable misses the float16 "
+            "target on this device." % HALF)
     add("")
     head = "| shape | MB (f32) | layout | mode | f32 |" + "".join(" %s |" % l for _, l in impls) + \
         "".join(" %s / f32 |" % l for _, l in impls) + "".join(" %s GB/s |" % l for _, l in impls) + \
-        " bound16 | bound16 / f32 | verify |"
+        " bound16 | bound16 / f32 |" + (" stable16 / f32 |" if stats else "") + " verify |"
     add(head)
-    add("|---|---:|---|---|---:|" + "---:|" * (3 * len(impls) + 2) + "---|")
+    add("|---|---:|---|---|---:|" + "---:|" * (3 * len(impls) + 2 + (1 if stats else 0)) + "---|")
+    stable_bound = {}  # (shape, "train") -> ms
     half_bound = {}  # (shape, mode) -> ms
     gm = defaultdict(list)  # (label, mode or "all") -> ratios
     for shape in shapes:
@@ -516,6 +529,10 @@ def table16(add, res, shapes, ms, bounds):
                 verdict = "-" if not verdicts else ("ok" if all(v == "ok" for v in verdicts) else "FAILED")
                 b16 = mode_bound(bounds, shape + "/2", mode)
                 half_bound[(shape, mode)] = b16
+                p16 = bounds.get(shape + "/2", {})
+                st16 = p16["stats16"] + p16["copy"] if (mode == "train" and "stats16" in p16 and
+                                                        "copy" in p16) else None
+                stable_bound[(shape, mode)] = st16
                 add("| %s | %s | %s | %s | %s |" % (shape if first else "", "%.1f" % mb if first else "",
                                                    layout, mode_name, fmt_ms(t32)) +
                     "".join(" %s |" % fmt_ms(t) for t in times) +
@@ -523,6 +540,7 @@ def table16(add, res, shapes, ms, bounds):
                             for q in ratios) +
                     "".join(" %s |" % g for g in gbps) +
                     " %s | %s |" % (fmt_ms(b16), "%.2f" % (b16 / t32) if (b16 and t32) else "-") +
+                    (" %s |" % ("%.2f" % (st16 / t32) if (st16 and t32) else "-") if stats else "") +
                     " %s |" % verdict)
                 first = False
     add("")
@@ -554,6 +572,23 @@ def table16(add, res, shapes, ms, bounds):
                     ": " + ", ".join("%s %s %s" % k[1:] for k in out_of_reach) if out_of_reach else "",
                     len(over) - len(out_of_reach)))
             add("")
+
+            def stable(k):  # the stable-statistics bound over the float32 time
+                b = stable_bound.get((k[1], k[3]))
+                return b / ms("clbn", k[1], k[2], k[3]) if b else None
+            own = [k for k, _ in over if k not in out_of_reach]
+            bound_by_ops = [k for k in own if stable(k) and stable(k) > HALF]
+            if stats and own:
+                add("Of those %d, %d %s training forward%s whose `stable16 / f32` is above %.2f (a "
+                    "statistics pass as stable as clbn's is bound by its operations there, not its "
+                    "bytes)%s; %d remain clbn's own%s." % (
+                        len(own), len(bound_by_ops), "is a" if len(bound_by_ops) == 1 else "are",
+                        "" if len(bound_by_ops) == 1 else "s", HALF,
+                        ": " + ", ".join("%s %s %s" % k[1:] for k in bound_by_ops) if bound_by_ops else "",
+                        len(own) - len(bound_by_ops),
+                        ": " + ", ".join("%s %s %s" % k[1:] for k in own if k not in bound_by_ops)
+                        if len(own) > len(bound_by_ops) else ""))
+                add("")
     add("Geometric mean of the 16-bit time over the float32 time: " + "; ".join(
         "%s: %s" % (label, ", ".join(
             "%s %.2f (%d)" % (name, geomean(gm[(label, key)]), len(gm[(label, key)]))

@@ -237,16 +237,17 @@ elements() {
 big16() {
   [ $((4 * $(elements "$1"))) -ge "$BIG16_BYTES" ]
 }
-# The minimal passes (cl_copy --pattern all) over `cl_copy` arguments $2...,
-# recorded in cl_copy.csv as shape $1: plain, with clbn's software prefetch,
-# and with prefetch and streaming stores (the two last only where the
-# device compiles them: PoCL); each bound takes the fastest variant.
+# The minimal passes (cl_copy --pattern all, or PATTERN) over `cl_copy`
+# arguments $2..., recorded in cl_copy.csv as shape $1: plain, with clbn's
+# software prefetch, and with prefetch and streaming stores (the two last
+# only where the device compiles them: PoCL); each bound takes the fastest
+# variant.
 minimal_passes() {
   local label=$1 flags
   shift
   for flags in "" "--prefetch" "--prefetch --stream"; do
     # shellcheck disable=SC2086
-    "${CLPIN[@]}" "$BIN/cl_copy" "$@" --reps "$COPY_REPS" --pattern all $flags --csv --no-header \
+    "${CLPIN[@]}" "$BIN/cl_copy" "$@" --reps "$COPY_REPS" --pattern "${PATTERN:-all}" $flags --csv --no-header \
       2>>"$LOG" | sed "s|^|$round,$label,|" >>"$OUT/cl_copy.csv" || say "cl_copy $label $flags failed (see $LOG)"
   done
 }
@@ -290,6 +291,10 @@ for round in $(seq 1 "$ROUNDS"); do
       # (half the float32 elements), recorded as shape "$shape/2"
       say "round $round/$ROUNDS, $shape: minimal passes over half the bytes (cl_copy)"
       minimal_passes "$shape/2" --floats $(($(elements "$shape") / 2))
+      # and a statistics pass as stable as clbn's over the float16 tensor
+      # (cl_copy's stats16: where it is slower than read, the 16-bit
+      # statistics are bound by their operations; make_table.py, stable16)
+      PATTERN=stats16 minimal_passes "$shape/2" --floats $(($(elements "$shape") / 2))
       say "round $round/$ROUNDS, $shape: clbn in ${DTYPES16[*]}${VERIFY:+ (with --verify)}"
       for dtype in "${DTYPES16[@]}"; do
         for layout in nchw nhwc; do
