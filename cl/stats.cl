@@ -142,66 +142,60 @@ __kernel void clbn_stats_nchw_tiled(__global const data_t *x, ulong N, ulong C, 
         partial[g * C + c] = (acc4)(ln[0], lmean[0], lm2[0], 0.0f);
 }
 
-/* Sums over the S values row[0..S) of (v - pv), and of (v - pv - mb)^2, for
- * the short-row statistics; the vector part and the scalar tail are returned
- * apart. Two vector chains: with one, the latency of its dependent adds
- * bounded the second loop (the row is in L1 by then) on a 2-core EPYC under
- * PoCL (2026-12-05, perf annotate; clbn_stats_nchw_rows 0.70x the time on
- * 64x256x14x14, 0.86x on 256x2048x7x7, alternate runs, medians of 8); four
- * timed the same as two there. (On the 25-29 GB/s machines before, the loads
- * bounded these loops and four chains measured no faster than one.) */
-inline acc8 seg_sum(__global const data_t *row, ulong S, acc pv, acc *tail)
-{
-    acc8 a = (acc8)(0.0f), a2 = (acc8)(0.0f);
-    ulong s = 0;
-    for (; s + 16 <= S; s += 16) {
-        a += LOAD8(row, s) - pv;
-        a2 += LOAD8(row, s + 8) - pv;
-    }
-    a += a2;
-    for (; s + 8 <= S; s += 8)
-        a += LOAD8(row, s) - pv;
-    acc t = 0.0f;
-    for (; s < S; ++s)
-        t += LOAD1(row, s) - pv;
-    *tail = t;
-    return a;
-}
+/* The NV (< 8) vectors src[at0 + 8j] (j < NV) minus the pivot merged into a
+ * per-lane accumulator that has seen `k` values per lane, as BLOCK8_MERGE
+ * with fewer vectors: the lanes' exact two-pass in registers (inv_nv = 1/NV),
+ * then one Chan merge per lane with f = NV / (k + NV) and w = k * f given
+ * (the caller's, shared by its channels). Vectors j >= NV are not read. */
+#define PART_LD(src, at0, nv, pivot, j) ((j) < (nv) ? LOAD8(src, (at0) + 8 * (j)) - (pivot) : (acc8)(0.0f))
+#define PART_DEV(v, bm, nv, j) ((j) < (nv) ? (v) - (bm) : (acc8)(0.0f))
+#define PARTIAL_MERGE(vmean, vm2, src, at0, nv, inv_nv, pivot, f, w)                          \
+    do {                                                                                  \
+        const acc8 v0_ = PART_LD(src, at0, nv, pivot, 0), v1_ = PART_LD(src, at0, nv, pivot, 1); \
+        const acc8 v2_ = PART_LD(src, at0, nv, pivot, 2), v3_ = PART_LD(src, at0, nv, pivot, 3); \
+        const acc8 v4_ = PART_LD(src, at0, nv, pivot, 4), v5_ = PART_LD(src, at0, nv, pivot, 5); \
+        const acc8 v6_ = PART_LD(src, at0, nv, pivot, 6);                                 \
+        const acc8 bm_ = (((v0_ + v1_) + (v2_ + v3_)) + ((v4_ + v5_) + v6_)) * (inv_nv);  \
+        const acc8 e0_ = PART_DEV(v0_, bm_, nv, 0), e1_ = PART_DEV(v1_, bm_, nv, 1);      \
+        const acc8 e2_ = PART_DEV(v2_, bm_, nv, 2), e3_ = PART_DEV(v3_, bm_, nv, 3);      \
+        const acc8 e4_ = PART_DEV(v4_, bm_, nv, 4), e5_ = PART_DEV(v5_, bm_, nv, 5);      \
+        const acc8 e6_ = PART_DEV(v6_, bm_, nv, 6);                                       \
+        const acc8 q_ = ((e0_ * e0_ + e1_ * e1_) + (e2_ * e2_ + e3_ * e3_)) +             \
+                        ((e4_ * e4_ + e5_ * e5_) + e6_ * e6_);                            \
+        const acc8 delta_ = bm_ - (vmean);                                                \
+        (vmean) += delta_ * (f);                                                          \
+        (vm2) += q_ + delta_ * delta_ * (w);                                              \
+    } while (0)
 
-inline acc8 seg_squares(__global const data_t *row, ulong S, acc pv, acc mb, acc *tail)
+/* The nt (< 8) values p[0..nt) in the first lanes of a vector (the rest 0):
+ * a row's last values where 8 from there would pass the tensor's end. */
+inline acc8 tail_values(__global const data_t *p, ulong nt)
 {
-    acc8 a = (acc8)(0.0f), a2 = (acc8)(0.0f);
-    ulong s = 0;
-    for (; s + 16 <= S; s += 16) {
-        const acc8 e = (LOAD8(row, s) - pv) - mb, e2 = (LOAD8(row, s + 8) - pv) - mb;
-        a = fma(e, e, a);
-        a2 = fma(e2, e2, a2);
-    }
-    a += a2;
-    for (; s + 8 <= S; s += 8) {
-        const acc8 e = (LOAD8(row, s) - pv) - mb;
-        a = fma(e, e, a);
-    }
-    acc t = 0.0f;
-    for (; s < S; ++s) {
-        const acc e = (LOAD1(row, s) - pv) - mb;
-        t = fma(e, e, t);
-    }
-    *tail = t;
-    return a;
+    return (acc8)(LOAD1(p, 0), nt > 1 ? LOAD1(p, 1) : 0.0f, nt > 2 ? LOAD1(p, 2) : 0.0f,
+                  nt > 3 ? LOAD1(p, 3) : 0.0f, nt > 4 ? LOAD1(p, 4) : 0.0f,
+                  nt > 5 ? LOAD1(p, 5) : 0.0f, nt > 6 ? LOAD1(p, 6) : 0.0f, 0.0f);
 }
 
 /* NCHW with short rows (src/geometry.c: S < ROWS_SPATIAL): work-item
  * (channel block b, row split g) takes cols_per_group adjacent channels over
  * the split's rows, so it reads each row's cols_per_group*S contiguous values
  * in one run rather than S values of one channel every C*S. Each S-value
- * segment gives an exact two-pass (mean, M2) of d = x - pivot, merged into
- * its channel by Chan's formula; every channel of the item has seen the same
- * rows, so one division per row serves them all, and the segments' squares
- * stay in a vector per channel until the end. No local memory, no barrier.
- * Arguments as clbn_stats_nchw_tiled; used: rows_per_group (rows per split),
- * cols_per_group (channels per item, at most CLBN_ROWS_CHANNELS), col_groups
- * (channel blocks). */
+ * segment is read once: its 8-value vectors go to per-lane accumulators of
+ * d = x - pivot (lane j takes the values at 8v + j), in blocks of 8 vectors
+ * (BLOCK8_MERGE) and then the NV = (S/8) % 8 vectors left (PARTIAL_MERGE:
+ * both an exact two-pass in registers and a Chan merge per lane), and its
+ * last nt = S % 8 values, read as a vector (the lanes past nt hold the next
+ * segment's values and are not used), to nt more lanes, one Welford step
+ * each (tail_values where that vector would pass the tensor's end). Every channel
+ * of the item has seen the same rows, so the merge factors are worked out
+ * once per row for all of them. At the end each channel's lanes merge in
+ * lane order (stat_from_lanes) and then the nt last ones. (Until 2026-12-06
+ * each segment was read twice, for its mean and then its squares, with a
+ * horizontal sum per segment: 49-value rows took about 1.5x a stable pass
+ * over the same bytes in float16, bench/cl_copy's stats16.) No local memory,
+ * no barrier. Arguments as clbn_stats_nchw_tiled; used: rows_per_group (rows
+ * per split), cols_per_group (channels per item, at most
+ * CLBN_ROWS_CHANNELS), col_groups (channel blocks). */
 #if !defined(CLBN_ROWS_CHANNELS)
 #error "CLBN_ROWS_CHANNELS comes from the host (src/internal.h)"
 #endif
@@ -218,38 +212,63 @@ __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, u
     (void)rows_per_item;
     (void)cols_per_item;
     ROWS_ITEM();
-    const acc fS = (acc)S, inv_S = 1.0f / fS;
-    acc pivot[CLBN_ROWS_CHANNELS], mean[CLBN_ROWS_CHANNELS], m2[CLBN_ROWS_CHANNELS];
-    acc8 q8[CLBN_ROWS_CHANNELS];
+    const ulong vecs = S / 8, blocks = vecs / 8, nv = vecs % 8, t0 = 8 * vecs, nt = S - t0;
+    const ulong total = N * C * S;
+    const acc fnv = (acc)nv, inv_nv = nv ? 1.0f / fnv : 0.0f;
+    acc pivot[CLBN_ROWS_CHANNELS];
+    acc8 vmean[CLBN_ROWS_CHANNELS], vm2[CLBN_ROWS_CHANNELS];
+    acc8 tmean[CLBN_ROWS_CHANNELS], tm2[CLBN_ROWS_CHANNELS]; /* lanes < nt */
     for (uint i = 0; i < cn; ++i) {
         pivot[i] = LOAD1(x, (c0 + i) * S);
-        mean[i] = 0.0f;
-        m2[i] = 0.0f;
-        q8[i] = (acc8)(0.0f);
+        vmean[i] = vm2[i] = tmean[i] = tm2[i] = (acc8)(0.0f);
     }
-    acc k = 0.0f; /* rows merged so far */
+    acc rows = 0.0f; /* rows merged so far */
     for (ulong r = r_begin; r < r_end; ++r) {
-        /* merging S values into k*S: the new mean weighs 1/(k+1), and the
-         * correction is delta^2 * (k*S * S) / ((k+1)*S) */
-        const acc f = 1.0f / (k + 1.0f), w = fS * k * f;
+        /* this row's merge factors, the same for every channel: the lanes
+         * that have seen rows*vecs + 8*blocks values take the partial
+         * block's nv more; the last values' lanes their (rows + 1)th */
+        const acc kp = rows * (acc)vecs + 8.0f * (acc)blocks;
+        const acc fp = nv ? fnv / (kp + fnv) : 0.0f, wp = kp * fp;
+        const acc fr = 1.0f / (rows + 1.0f);
         __global const data_t *row = x + (r * C + c0) * S;
         for (uint i = 0; i < cn; ++i, row += S) {
-            const acc pv = pivot[i];
             if (r + 1 < r_end) /* this segment of the next row */
                 PREFETCH_RUN(row + C * S, S);
-            acc t;
-            const acc mb = (sum8(seg_sum(row, S, pv, &t)) + t) * inv_S;
-            q8[i] += seg_squares(row, S, pv, mb, &t);
-            const acc delta = mb - mean[i];
-            mean[i] += delta * f;
-            m2[i] += t + delta * delta * w;
+            const acc pv = pivot[i];
+            const acc8 pv8 = (acc8)(pv);
+            acc8 m = vmean[i], q = vm2[i];
+            acc k = rows * (acc)vecs;
+            for (ulong bl = 0; bl < blocks; ++bl, k += 8.0f)
+                BLOCK8_MERGE(k, m, q, row, 64 * bl, 8, pv8);
+            if (nv)
+                PARTIAL_MERGE(m, q, row, 64 * blocks, nv, inv_nv, pv8, fp, wp);
+            vmean[i] = m;
+            vm2[i] = q;
+            if (nt) { /* the last S % 8 values: one Welford step in each of the first nt lanes */
+                __global const data_t *last = row + t0;
+                const acc8 d = ((ulong)(last - x) + 8 <= total ? LOAD8(last, 0) : tail_values(last, nt)) - pv8;
+                const acc8 delta = d - tmean[i];
+                tmean[i] += delta * fr;
+                tm2[i] += delta * (d - tmean[i]);
+            }
         }
-        k += 1.0f;
+        rows += 1.0f;
     }
-    const acc n = k * fS;
-    for (uint i = 0; i < cn; ++i)
-        partial[g * C + c0 + i] = (acc4)(n, mean[i], m2[i] + sum8(q8[i]), 0.0f);
+    const acc lane_n = rows * (acc)vecs;
+    for (uint i = 0; i < cn; ++i) {
+        stat_t st = lane_n > 0.0f ? stat_from_lanes(lane_n, vmean[i], vm2[i]) : stat_empty();
+        acc tm[8], tq[8];
+        vstore8(tmean[i], 0, tm);
+        vstore8(tm2[i], 0, tq);
+        for (uint j = 0; j < nt; ++j) { /* the last values' lanes, in lane order */
+            const stat_t t = {rows, tm[j], tq[j]};
+            st = stat_merge(st, t);
+        }
+        partial[g * C + c0 + i] = (acc4)(st.n, st.mean, st.m2, 0.0f);
+    }
 }
+#undef PART_LD
+#undef PART_DEV
 
 /* NHWC, any C: group (channel block, pixel split); work-item (lp, lc) takes
  * channel cb*col_parts + lc over a contiguous range of pixels, 8 pixels at a
