@@ -430,6 +430,8 @@ int main(void)
                 {2, c_chan, 65, CLBN_LAYOUT_NCHW, 0, "short rows forward, channel-resident backward"},
                 {3, 3, 9, CLBN_LAYOUT_NCHW, 0, "short rows, S % 8 != 0"},
                 {3, 3, 16, CLBN_LAYOUT_NCHW, 0, "short rows, S % 8 == 0"},
+                {24, 3, 100, CLBN_LAYOUT_NCHW, 0,
+                 "short rows: a block of 8 vectors, a partial block and a tail, rows merged in a work-item"},
                 {2, 2, 5, CLBN_LAYOUT_NCHW, 0, "S < 8: 2-D elementwise"},
                 {2, 1, 300, CLBN_LAYOUT_NCHW, 0, "tiled NCHW, S % 8 != 0"},
                 {2, 1, 264, CLBN_LAYOUT_NCHW, 0, "tiled NCHW, S % 8 == 0"},
