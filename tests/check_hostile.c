@@ -1622,28 +1622,19 @@ static cl_mem fm_buffer(cl_context cl, clbn_dtype t, float *v, size_t n)
 static int fm_paths_off(clbn_context *ctx, clbn_dtype t, int gpu)
 {
     const char *tuning = getenv("CLBN_TUNING");
-    cl_device_type type = 0;
-    if (gpu || !tuning || strcmp(tuning, FM_TUNING) != 0 ||
-        clGetDeviceInfo(clbn_context_get_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL) != CL_SUCCESS ||
-        !(type & CL_DEVICE_TYPE_CPU))
+    if (gpu || !tuning || strcmp(tuning, FM_TUNING) != 0 || !tu_cpu_context(ctx))
         return 0;
     int off = 0;
     for (size_t si = 0; si < FM_NSHAPES; ++si) {
         const fm_shape *sh = &fm_shapes[si];
-        if (!sh->kernel)
-            continue;
         const clbn_tensor_desc d = {t, sh->layout, sh->n, sh->c, sh->s};
-        clbn_op_desc od;
-        clbn_plan *plan = NULL;
         char text[1024] = "";
-        if (clbn_op_desc_init(&od, CLBN_OP_BACKWARD, &d) != CLBN_SUCCESS ||
-            clbn_plan_create(ctx, &od, &plan) != CLBN_SUCCESS ||
-            clbn_plan_describe(plan, text, sizeof text) != CLBN_SUCCESS || !tu_first_kernel_is(sh->kernel, text)) {
+        if (sh->kernel && (tu_plan_text(ctx, CLBN_OP_BACKWARD, &d, text, sizeof text) != CLBN_SUCCESS ||
+                           !tu_first_kernel_is(sh->kernel, text))) {
             printf("FAIL fused matrix: %zux%zux%zu %s (%s) planned as \"%.80s\", not %s\n", sh->n, sh->c, sh->s,
                    sh->layout == CLBN_LAYOUT_NHWC ? "NHWC" : "NCHW", sh->path, text, sh->kernel);
             ++off;
         }
-        clbn_plan_release(plan);
     }
     return off;
 }

@@ -550,24 +550,17 @@ END_TEST
  * that use the list then run instead). */
 START_TEST(paths_as_listed)
 {
-    cl_device_type type = 0;
-    TU_CL(clGetDeviceInfo(tu_device(), CL_DEVICE_TYPE, sizeof type, &type, NULL));
-    if (!(type & CL_DEVICE_TYPE_CPU) || !tu_path_tuning_in_force()) {
-        printf("paths_as_listed: skipped (%s)\n", (type & CL_DEVICE_TYPE_CPU)
-                                                      ? "CLBN_TUNING is set to something else"
+    const int cpu = tu_cpu_context(tu_ctx());
+    if (!cpu || !tu_path_tuning_in_force()) {
+        printf("paths_as_listed: skipped (%s)\n", cpu ? "CLBN_TUNING is set to something else"
                                                       : "not a CPU device");
         return;
     }
     static const clbn_op ops[2] = {CLBN_OP_FORWARD_TRAINING, CLBN_OP_BACKWARD};
     for (int i = 0; i < TU_NPATH_SHAPES; ++i)
         for (int k = 0; k < 2; ++k) {
-            clbn_op_desc od;
-            TU_OK(clbn_op_desc_init(&od, ops[k], &shapes[i]));
-            clbn_plan *plan = NULL;
-            TU_OK(clbn_plan_create(tu_ctx(), &od, &plan));
             char text[1024];
-            TU_OK(clbn_plan_describe(plan, text, sizeof text));
-            clbn_plan_release(plan);
+            TU_OK(tu_plan_text(tu_ctx(), ops[k], &shapes[i], text, sizeof text));
             ck_assert_msg(tu_path_first_kernel_ok(i, k, text),
                           "%zux%zux%zu %s, %s: planned as \"%s\", not as path_shapes.h lists",
                           shapes[i].n, shapes[i].c, shapes[i].spatial,

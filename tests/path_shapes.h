@@ -60,6 +60,31 @@ static const char *const tu_path_kernels[TU_NPATH_SHAPES][2] = {
     {"clbn_small_training_nhwc8", "clbn_small_backward_nhwc8"},
 };
 
+/* Whether the context's device is a CPU (where the pinned limits decide
+ * the paths as listed; a GPU's heuristics send some shapes elsewhere). */
+static inline int tu_cpu_context(clbn_context *ctx)
+{
+    cl_device_type type = 0;
+    return clGetDeviceInfo(clbn_context_get_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL) ==
+               CL_SUCCESS &&
+           (type & CL_DEVICE_TYPE_CPU);
+}
+
+/* clbn_plan_describe of the plan that ctx makes for `op` on d, into text. */
+static inline clbn_status tu_plan_text(clbn_context *ctx, clbn_op op, const clbn_tensor_desc *d,
+                                       char *text, size_t len)
+{
+    clbn_op_desc od;
+    clbn_plan *plan = NULL;
+    clbn_status st = clbn_op_desc_init(&od, op, d);
+    if (st == CLBN_SUCCESS)
+        st = clbn_plan_create(ctx, &od, &plan);
+    if (st == CLBN_SUCCESS)
+        st = clbn_plan_describe(plan, text, len);
+    clbn_plan_release(plan);
+    return st;
+}
+
 /* Whether the plan description `text` starts with one of want's
  * '|'-separated kernel names (followed by its geometry). */
 static inline int tu_first_kernel_is(const char *want, const char *text)
