@@ -135,6 +135,25 @@ inline void bwd_sums_run(__global const data_t *x, __global const data_t *dy,
         a8_ += t.lo;
         b8_ += t.hi;
     }
+#else
+    /* two pairs of accumulators, 16 values a step: two chains of dependent
+     * adds instead of one (float16, alternate runs: 8x32x16x16 NCHW's
+     * one-kernel backward 0.87x the wall time, 32x64x56x56's
+     * channel-resident kernel 0.94x; 64x256x14x14 and bfloat16 unchanged) */
+    acc8 a8b = (acc8)(0.0f), b8b = (acc8)(0.0f);
+    for (; s + 16 <= s1; s += 16) {
+        acc8 g0 = LOAD8(dy, base + s), g1 = LOAD8(dy, base + s + 8);
+        if (y) {
+            g0 = RELU_GRAD8(g0, LOAD8(y, base + s));
+            g1 = RELU_GRAD8(g1, LOAD8(y, base + s + 8));
+        }
+        a8_ += g0;
+        a8b += g1;
+        b8_ = fma(g0, LOAD8(x, base + s) - mu8, b8_);
+        b8b = fma(g1, LOAD8(x, base + s + 8) - mu8, b8b);
+    }
+    a8_ += a8b;
+    b8_ += b8b;
 #endif
     for (; s + 8 <= s1; s += 8) {
         acc8 g = LOAD8(dy, base + s);
