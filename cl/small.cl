@@ -156,8 +156,9 @@ __kernel void clbn_small_backward(SMALL_BACKWARD_PARAMS)
  * the group's (whole blocks of 8 pixels): the fewer work-items, the longer,
  * as each barrier costs a CPU a pass over the group's private state. The
  * barriers order the walk only (they share no memory) and do not change the
- * arithmetic: BLOCK(p) for pixels p .. p + B - 1 from pixel 0 (B = 8 for the
- * reductions, 1 for the elementwise passes), ONE(p) for the last P % B.
+ * arithmetic: BLOCK(p) for pixels p .. p + B - 1 from pixel 0 (B = 8 in
+ * every walk: the reductions' blocks, the elementwise passes' 8 pixels with
+ * their vectors held in registers), ONE(p) for the last P % B.
  * Work-items past C/8 (the last group's) take part in the barriers and touch
  * nothing. */
 #define SMALL8_SPAN_VALUES 4096
