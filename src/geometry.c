@@ -17,6 +17,9 @@ enum {
     NHWC_WIDE_VALUES = 1024, /* nhwc_wide_pixels 0: whole pixels of about this many values per
                               * work-item (2026-12-04, 81 GB/s EPYC: C = 256 best at 4
                               * pixels, C = 2048 at 1: 1.15-1.3x faster than 4) */
+    ROWS_EVEN_GROUPS_PER_CU = 8, /* short-row reductions: fewer groups than this per compute
+                                  * unit are made a multiple of the compute units
+                                  * (clbn__plan_stats) */
     VEC = 8
 };
 /* Every other number comes from the plan's clbn_tuning: the heuristics for
@@ -151,9 +154,12 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * statistics took 0.88x the time in 18 groups, and PoCL started the
          * next kernel 6 us after instead of 38 (2026-12-06, 2-core Xeon,
          * kernels' times by --profile). */
-        while (L > 1 && ceil_div(blocks, L) * splits < 8 * cus &&
-               ceil_div(blocks, L) * splits % cus != 0)
+        while (L > 1) {
+            const size_t groups = ceil_div(blocks, L) * splits;
+            if (groups % cus == 0 || groups >= ROWS_EVEN_GROUPS_PER_CU * cus)
+                break;
             L /= 2;
+        }
         plan->launch.kernel = kf->nchw_rows;
         plan->launch.local[0] = L;
         plan->launch.global[0] = round_up(blocks, L);

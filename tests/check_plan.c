@@ -570,6 +570,36 @@ START_TEST(paths_as_listed)
 }
 END_TEST
 
+/* The short-row reductions' work-groups are shared evenly by the compute
+ * units, or are many (src/geometry.c): each group runs on one core of a CPU,
+ * and 64x256x14x14 had made 9 groups on 2 cores. Checked on the plans'
+ * descriptions of the shapes that take clbn_stats_nchw_rows here. */
+START_TEST(short_rows_groups_shared)
+{
+    cl_uint cus = 0;
+    ck_assert_int_eq(clGetDeviceInfo(clbn_context_get_device(tu_ctx()), CL_DEVICE_MAX_COMPUTE_UNITS,
+                                     sizeof cus, &cus, NULL), CL_SUCCESS);
+    static const size_t shapes_nsc[][3] = {{64, 256, 196}, {32, 256, 196}, {32, 2048, 49},
+                                           {256, 2048, 49}, {32, 512, 49},  {7, 100, 49},
+                                           {64, 96, 100},   {16, 1024, 196}};
+    int seen = 0;
+    for (size_t i = 0; i < sizeof shapes_nsc / sizeof *shapes_nsc; ++i) {
+        const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, shapes_nsc[i][0],
+                                    shapes_nsc[i][1], shapes_nsc[i][2]};
+        char text[1024];
+        TU_OK(tu_plan_text(tu_ctx(), CLBN_OP_FORWARD_TRAINING, &d, text, sizeof text));
+        unsigned long g0, g1, l0, l1;
+        if (sscanf(text, "clbn_stats_nchw_rows g=[%lu,%lu] l=[%lu,%lu]", &g0, &g1, &l0, &l1) != 4)
+            continue; /* another path on this device */
+        const unsigned long groups = (g0 / l0) * (g1 / l1);
+        ck_assert_msg(l0 == 1 || groups % cus == 0 || groups >= 8ul * cus,
+                      "%s: %lu groups of %lu on %u compute units", text, groups, l0, cus);
+        ++seen;
+    }
+    printf("short_rows_groups_shared: %d plans on %u compute units\n", seen, cus);
+}
+END_TEST
+
 START_TEST(plan_describe_names_kernels)
 {
     struct {
@@ -617,6 +647,7 @@ static Suite *suite(void)
     tcase_add_test(t, plan_empty_batch);
     tcase_add_test(t, paths_as_listed);
     tcase_add_test(t, plan_describe_names_kernels);
+    tcase_add_test(t, short_rows_groups_shared);
     suite_add_tcase(s, t);
     return s;
 }
