@@ -225,12 +225,15 @@ __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, u
     acc rows = 0.0f; /* rows merged so far */
     /* The row walk, once for each count NV of partial-block vectors, so that
      * PARTIAL_MERGE's per-vector tests fold to constants (with nv a run-time
-     * value PoCL compiled them into a branch per vector and row). */
+     * value PoCL compiled them into a branch per vector and row). Per row,
+     * its merge factors, the same for every channel: the lanes that have
+     * seen rows*vecs + 8*blocks values take the partial block's NV more
+     * (fp, wp); the last S % 8 values, one Welford step in each of the
+     * first nt lanes, their (rows + 1)th (fr). No comment inside spans
+     * lines: scripts/lint_barriers.py drops comments before it follows a
+     * macro's line continuations. */
 #define ROWS_STATS_WALK(NV)                                                                    \
     for (ulong r = r_begin; r < r_end; ++r) {                                                  \
-        /* this row's merge factors, the same for every channel: the lanes                     \
-         * that have seen rows*vecs + 8*blocks values take the partial                         \
-         * block's NV more; the last values' lanes their (rows + 1)th */                       \
         const acc kp = rows * (acc)vecs + 8.0f * (acc)blocks;                                  \
         const acc fp = (NV) ? fnv / (kp + fnv) : 0.0f, wp = kp * fp;                           \
         const acc fr = 1.0f / (rows + 1.0f);                                                   \
@@ -247,7 +250,7 @@ __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, u
                 PARTIAL_MERGE(m, q, row, 64 * blocks, (NV), inv_nv, pv8, fp, wp);              \
             vmean[i] = m;                                                                      \
             vm2[i] = q;                                                                        \
-            if (nt) { /* the last S % 8 values: one Welford step in each of the first nt lanes */ \
+            if (nt) {                                                                          \
                 __global const data_t *last = row + t0;                                        \
                 const acc8 d = ((ulong)(last - x) + 8 <= total ? LOAD8(last, 0) : tail_values(last, nt)) - pv8; \
                 const acc8 delta = d - tmean[i];                                               \
