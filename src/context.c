@@ -27,29 +27,32 @@ static const char probe_source[] =
     "    __builtin_nontemporal_store(p[0], p + get_global_id(0));\n"
     "}\n";
 
-/* Whether the probe builds and gives a kernel on ctx's device. Its answer is
- * kept per device for the process (a context per test, thread or sub-device
- * would otherwise build it again). */
-static int probe_features(clbn_context *ctx)
+/* Whether the probe builds and gives a kernel on ctx's device; where it
+ * does on a CPU, also the streaming copy's time in percent of the plain
+ * copy's (*stream_percent, src/measure.c; else 0), timed with the same
+ * program. Both are kept per device for the process (a context per test,
+ * thread or sub-device would otherwise build and time it again). */
+static int probe_features(clbn_context *ctx, int cpu, int *stream_percent)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     static struct {
         cl_device_id device;
-        int ok;
+        int ok, stream_percent;
     } known[16];
     static int nknown;
     pthread_mutex_lock(&lock);
     for (int i = 0; i < nknown; ++i) {
         if (known[i].device == ctx->device) {
             int ok = known[i].ok;
+            *stream_percent = known[i].stream_percent;
             pthread_mutex_unlock(&lock);
             return ok;
         }
     }
-    int ok = 0, transient = 0;
-    const char *src = probe_source;
+    int ok = 0, transient = 0, percent = 0;
+    const char *src[2] = {probe_source, clbn__stream_probe_source};
     cl_int err;
-    cl_program program = clCreateProgramWithSource(ctx->cl, 1, &src, NULL, &err);
+    cl_program program = clCreateProgramWithSource(ctx->cl, 2, src, NULL, &err);
     if (err == CL_SUCCESS) {
         err = clBuildProgram(program, 1, &ctx->device, "-cl-std=CL1.2", NULL, NULL);
         if (err == CL_SUCCESS) {
@@ -57,6 +60,8 @@ static int probe_features(clbn_context *ctx)
             if (err == CL_SUCCESS) {
                 ok = 1;
                 clReleaseKernel(k);
+                if (cpu)
+                    percent = clbn__measure_stream_percent(ctx->cl, ctx->device, program);
             }
         }
         clReleaseProgram(program);
@@ -66,9 +71,11 @@ static int probe_features(clbn_context *ctx)
     if (!transient && nknown < (int)(sizeof known / sizeof known[0])) {
         known[nknown].device = ctx->device;
         known[nknown].ok = ok;
+        known[nknown].stream_percent = percent;
         ++nknown;
     }
     pthread_mutex_unlock(&lock);
+    *stream_percent = percent;
     return ok;
 }
 
@@ -76,7 +83,7 @@ static int probe_features(clbn_context *ctx)
  * report stays 0 (unknown). What the device is comes from more than its
  * type bits: Oclgrind reports every type at once (0xF), so a device counts
  * as a CPU or a GPU only when its type says that and not the other. */
-static void read_facts(clbn_context *ctx, int cpu, int gpu, int pocl_cpu)
+static void read_facts(clbn_context *ctx, int cpu, int gpu, int pocl_cpu, int stream_percent)
 {
     clbn_device_facts *f = &ctx->facts;
     memset(f, 0, sizeof *f);
@@ -108,8 +115,15 @@ static void read_facts(clbn_context *ctx, int cpu, int gpu, int pocl_cpu)
         CL_SUCCESS)
         f->half_width = hw;
     const char *text = getenv("CLBN_DEVICE_FACTS");
-    if (text && *text)
-        clbn__device_facts_parse(text, f); /* malformed: the device's own facts */
+    /* another device's facts: nothing measured on this one (malformed:
+     * the device's own facts, measured as without the text) */
+    if (text && *text && clbn__device_facts_parse(text, f))
+        return;
+    /* Whether outputs of a few MiB stay in the caches (measured by the
+     * probe, src/measure.c): on CPUs with streaming stores, where the
+     * streaming threshold is otherwise a guess from the reported cache size */
+    if (cpu && ctx->nt_stores)
+        f->stream_percent = stream_percent;
 }
 
 /* A decimal number up to `max`, the whole string. */
@@ -183,18 +197,12 @@ static clbn_status read_device_facts(clbn_context *ctx)
     free(ext);
     if (ctx->compute_units == 0)
         ctx->compute_units = 1;
-    /* What the heuristics (src/heuristics.c) see; CLBN_DEVICE_FACTS
-     * replaces any of it (tests feed synthetic devices; a user previews
-     * another device's choices). */
     cl_device_type type = 0;
     if (clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof type, &type, NULL) != CL_SUCCESS)
         type = 0;
     const int cpu = (type & CL_DEVICE_TYPE_CPU) && !(type & CL_DEVICE_TYPE_GPU);
     const int gpu = (type & CL_DEVICE_TYPE_GPU) && !(type & CL_DEVICE_TYPE_CPU);
     const int pocl_cpu = cpu && platform_is(ctx->device, "Portable Computing Language");
-    read_facts(ctx, cpu, gpu, pocl_cpu);
-    clbn__tuning_heuristics(&ctx->facts, &ctx->defaults);
-    env_tuning(&ctx->defaults);
     /* Software prefetches and streaming stores (cl/common.cl, PREFETCH and
      * STORE8_STREAM) are clang builtins that only some back ends lower: PoCL
      * compiles them to CPU instructions, while Mesa's SPIR-V path ends the
@@ -207,8 +215,16 @@ static clbn_status read_device_facts(clbn_context *ctx)
     const char *pf = getenv("CLBN_PREFETCH");
     if (pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0))
         want = pf[0] == '1';
-    ctx->prefetch = want && probe_features(ctx);
+    int stream_percent = 0;
+    ctx->prefetch = want && probe_features(ctx, cpu, &stream_percent);
     ctx->nt_stores = ctx->prefetch;
+    /* What the heuristics (src/heuristics.c) see, measured where they
+     * must be (after the probe above); CLBN_DEVICE_FACTS
+     * replaces any of it (tests feed synthetic devices; a user previews
+     * another device's choices). */
+    read_facts(ctx, cpu, gpu, pocl_cpu, stream_percent);
+    clbn__tuning_heuristics(&ctx->facts, &ctx->defaults);
+    env_tuning(&ctx->defaults);
     /* LOAD8 of float32/float64 as one unaligned vector load through a
      * typedef with the element's alignment (cl/common.cl, CLBN_VLOAD_CAST):
      * clang lowers that on every target, but OpenCL C does not promise it, so

@@ -25,6 +25,7 @@ enum {
     CPU_SHARED_PER_CU = 16 * MIB,  /* the most of a shared cache one core is counted to use */
     GPU_CHANNEL_MIN = 16 * KIB,    /* a GPU's share of its cache below this: no channel path */
     STREAM_BYTES = 48 * MIB,       /* streaming stores from this output size (32 MB L3 measured) */
+    STREAM_WIN_PERCENT = 90,       /* measured streaming copy under this % of the plain one: stream */
     SMALL_PER_CU = 1 << 17,        /* one-kernel path: elements per compute unit */
     SMALL_MIN = 1 << 16,
     SMALL_MAX = 1 << 20,
@@ -200,7 +201,15 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
      * streaming from 8 MiB made 32x64x56x56 (26 MB) 1.1-1.2x slower). Per
      * core, servers' L3 slices are 1.5-4 MiB and large-cache desktop parts'
      * about 12; 16 MiB a compute unit keeps the rule for a real 32 MiB L3 */
-    if (cpu && f->cache_bytes > CPU_PRIVATE_CACHE_MAX) {
+    if (cpu && f->stream_percent > 0 && f->stream_percent < STREAM_WIN_PERCENT) {
+        /* ... unless measured (src/measure.c): where a copy of
+         * CLBN_STREAM_PROBE_BYTES was faster with streaming stores, the
+         * shared cache did not keep outputs of that size, so they stream
+         * from there (2026-12-07, a 2-core Xeon VM, CPUID model 207,
+         * reporting 260 MiB: that copy 0.75-0.84x the time streamed;
+         * streaming every output made 13-26 MB calls 0.85-0.92x) */
+        t->stream_bytes = CLBN_STREAM_PROBE_BYTES;
+    } else if (cpu && f->cache_bytes > CPU_PRIVATE_CACHE_MAX) {
         const size_t used = min_sz(f->cache_bytes, cus * CPU_SHARED_PER_CU);
         size_t s = used + used / 2;
         t->stream_bytes = (s + MIB - 1) / MIB * MIB;
@@ -222,7 +231,7 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
 }
 
 /* "kind=gpu cu=64 max_wg=256 local=65536 cache=4194304 line=128
- * float_width=4 half_width=8 fp64=1 serial=0": keys not given keep *f's values;
+ * float_width=4 half_width=8 fp64=1 serial=0 stream_pct=80": keys not given keep *f's values;
  * anything malformed leaves *f unchanged and returns 0. */
 int clbn__device_facts_parse(const char *text, clbn_device_facts *f)
 {
@@ -277,6 +286,8 @@ int clbn__device_facts_parse(const char *text, clbn_device_facts *f)
                 out.has_fp64 = n != 0;
             else if (KEY("serial"))
                 out.serial_items = n != 0;
+            else if (KEY("stream_pct"))
+                out.stream_percent = n > 1000 ? 1000 : (int)n;
             else
                 return 0;
         }

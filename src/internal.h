@@ -172,7 +172,21 @@ typedef struct clbn_device_facts {
     size_t half_width;     /* CL_DEVICE_NATIVE_VECTOR_WIDTH_HALF (0: no native half) */
     int has_fp64;
     int serial_items;      /* a work-group's items run one after another on a core (PoCL's CPU devices) */
+    int stream_percent;    /* measured (src/measure.c): a copy of CLBN_STREAM_PROBE_BYTES with
+                            * streaming stores, in percent of its time with plain stores; 0 = not measured */
 } clbn_device_facts;
+
+/* ---- measure.c ------------------------------------------------------------ */
+/* The copy that clbn__measure_stream_percent times: this many bytes read and
+ * as many written (outputs of this size and above are the ones it judges). */
+#define CLBN_STREAM_PROBE_BYTES ((size_t)4 << 20)
+/* Two copy kernels, clbn_copy_plain and clbn_copy_stream (with
+ * __builtin_nontemporal_store), for the feature probe's program to hold. */
+extern const char clbn__stream_probe_source[];
+/* Streaming stores' time over plain stores' for that copy on `device`, in
+ * percent, with `program` built from clbn__stream_probe_source (a few ms);
+ * 0 when it could not be measured. */
+int clbn__measure_stream_percent(cl_context cl, cl_device_id device, cl_program program);
 
 struct clbn_context {
     cl_context cl;
