@@ -180,11 +180,12 @@ typedef struct clbn_device_facts {
 /* The copy that clbn__measure_stream_percent times: this many bytes read and
  * as many written (outputs of this size and above are the ones it judges). */
 #define CLBN_STREAM_PROBE_BYTES ((size_t)4 << 20)
-/* Two copy kernels, clbn_copy_plain and clbn_copy_stream (with
+/* The copy kernel clbn_copy_probe (plain stores, or with its flag
  * __builtin_nontemporal_store), for the feature probe's program to hold. */
 extern const char clbn__stream_probe_source[];
 /* Streaming stores' time over plain stores' for that copy on `device`, in
- * percent, with `program` built from clbn__stream_probe_source (a few ms);
+ * percent, with `program` built from clbn__stream_probe_source (about 25 ms
+ * with PoCL's kernel cache warm);
  * 0 when it could not be measured. */
 int clbn__measure_stream_percent(cl_context cl, cl_device_id device, cl_program program);
 

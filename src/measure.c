@@ -15,17 +15,16 @@
 #include <time.h>
 
 const char clbn__stream_probe_source[] =
-    "__kernel void clbn_copy_plain(__global const float8 *x, __global float8 *y)\n"
+    "__kernel void clbn_copy_probe(__global const float8 *x, __global float8 *y, int stream)\n"
     "{\n"
     "    const size_t b = get_global_id(0) * 128;\n"
-    "    for (size_t i = b; i < b + 128; ++i)\n"
-    "        y[i] = x[i];\n"
-    "}\n"
-    "__kernel void clbn_copy_stream(__global const float8 *x, __global float8 *y)\n"
-    "{\n"
-    "    const size_t b = get_global_id(0) * 128;\n"
-    "    for (size_t i = b; i < b + 128; ++i)\n"
-    "        __builtin_nontemporal_store(x[i], y + i);\n"
+    "    if (stream) {\n"
+    "        for (size_t i = b; i < b + 128; ++i)\n"
+    "            __builtin_nontemporal_store(x[i], y + i);\n"
+    "    } else {\n"
+    "        for (size_t i = b; i < b + 128; ++i)\n"
+    "            y[i] = x[i];\n"
+    "    }\n"
     "}\n";
 
 static double now_s(void)
@@ -35,9 +34,11 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One run of kernel k and its wait, in seconds; a negative value on failure. */
-static double time_copy(cl_command_queue q, cl_kernel k, size_t items, size_t local)
+/* One run of the copy (streamed or not) and its wait, in seconds; a negative value on failure. */
+static double time_copy(cl_command_queue q, cl_kernel k, int stream, size_t items, size_t local)
 {
+    if (clSetKernelArg(k, 2, sizeof stream, &stream) != CL_SUCCESS)
+        return -1.0;
     const double t0 = now_s();
     if (clEnqueueNDRangeKernel(q, k, 1, NULL, &items, &local, 0, NULL, NULL) != CL_SUCCESS ||
         clFinish(q) != CL_SUCCESS)
@@ -45,8 +46,10 @@ static double time_copy(cl_command_queue q, cl_kernel k, size_t items, size_t lo
     return now_s() - t0;
 }
 
-/* The two copies of CLBN_STREAM_PROBE_BYTES, warmed once and then timed in
- * alternation: streaming's best time in percent of the plain stores'. */
+/* The copy of CLBN_STREAM_PROBE_BYTES, plain and streamed, each warmed once
+ * (which also touches y) and then timed in alternation: streaming's best
+ * time in percent of the plain stores'. One kernel for both: PoCL compiles
+ * each kernel at its first launch. */
 int clbn__measure_stream_percent(cl_context cl, cl_device_id device, cl_program program)
 {
     enum { ROUNDS = 5, RUN_BYTES = 128 * 32, LOCAL = 16 };
@@ -56,11 +59,8 @@ int clbn__measure_stream_percent(cl_context cl, cl_device_id device, cl_program 
     cl_command_queue q = clCreateCommandQueue(cl, device, 0, &err);
     if (err != CL_SUCCESS)
         return 0;
-    cl_kernel k[2] = {NULL, NULL};
     cl_mem x = NULL, y = NULL;
-    k[0] = clCreateKernel(program, "clbn_copy_plain", &err);
-    if (err == CL_SUCCESS)
-        k[1] = clCreateKernel(program, "clbn_copy_stream", &err);
+    cl_kernel k = clCreateKernel(program, "clbn_copy_probe", &err);
     if (err == CL_SUCCESS)
         x = clCreateBuffer(cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err == CL_SUCCESS)
@@ -69,18 +69,15 @@ int clbn__measure_stream_percent(cl_context cl, cl_device_id device, cl_program 
     if (err == CL_SUCCESS)
         err = clEnqueueFillBuffer(q, x, &one, sizeof one, 0, bytes, 0, NULL, NULL);
     if (err == CL_SUCCESS)
-        err = clEnqueueFillBuffer(q, y, &one, sizeof one, 0, bytes, 0, NULL, NULL);
-    for (int i = 0; i < 2 && err == CL_SUCCESS; ++i) {
-        err = clSetKernelArg(k[i], 0, sizeof x, &x);
-        if (err == CL_SUCCESS)
-            err = clSetKernelArg(k[i], 1, sizeof y, &y);
-    }
+        err = clSetKernelArg(k, 0, sizeof x, &x);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(k, 1, sizeof y, &y);
     if (err == CL_SUCCESS && clFinish(q) == CL_SUCCESS) {
         double best[2] = {1e30, 1e30};
-        int ok = time_copy(q, k[0], items, LOCAL) >= 0.0 && time_copy(q, k[1], items, LOCAL) >= 0.0;
+        int ok = time_copy(q, k, 0, items, LOCAL) >= 0.0 && time_copy(q, k, 1, items, LOCAL) >= 0.0;
         for (int r = 0; ok && r < ROUNDS; ++r) {
             for (int i = 0; i < 2 && ok; ++i) {
-                const double t = time_copy(q, k[i], items, LOCAL);
+                const double t = time_copy(q, k, i, items, LOCAL);
                 ok = t > 0.0;
                 if (ok && t < best[i])
                     best[i] = t;
@@ -95,9 +92,8 @@ int clbn__measure_stream_percent(cl_context cl, cl_device_id device, cl_program 
         clReleaseMemObject(x);
     if (y)
         clReleaseMemObject(y);
-    for (int i = 0; i < 2; ++i)
-        if (k[i])
-            clReleaseKernel(k[i]);
+    if (k)
+        clReleaseKernel(k);
     clReleaseCommandQueue(q);
     return percent;
 }
