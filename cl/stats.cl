@@ -223,54 +223,37 @@ __kernel void clbn_stats_nchw_rows(__global const data_t *x, ulong N, ulong C, u
         vmean[i] = vm2[i] = tmean[i] = tm2[i] = (acc8)(0.0f);
     }
     acc rows = 0.0f; /* rows merged so far */
-    /* The row walk, once for each count NV of partial-block vectors, so that
-     * PARTIAL_MERGE's per-vector tests fold to constants (with nv a run-time
-     * value PoCL compiled them into a branch per vector and row). Per row,
-     * its merge factors, the same for every channel: the lanes that have
-     * seen rows*vecs + 8*blocks values take the partial block's NV more
-     * (fp, wp); the last S % 8 values, one Welford step in each of the
-     * first nt lanes, their (rows + 1)th (fr). No comment inside spans
-     * lines: scripts/lint_barriers.py drops comments before it follows a
-     * macro's line continuations. */
-#define ROWS_STATS_WALK(NV)                                                                    \
-    for (ulong r = r_begin; r < r_end; ++r) {                                                  \
-        const acc kp = rows * (acc)vecs + 8.0f * (acc)blocks;                                  \
-        const acc fp = (NV) ? fnv / (kp + fnv) : 0.0f, wp = kp * fp;                           \
-        const acc fr = 1.0f / (rows + 1.0f);                                                   \
-        __global const data_t *row = x + (r * C + c0) * S;                                     \
-        for (uint i = 0; i < cn; ++i, row += S) {                                              \
-            if (r + 1 < r_end) /* this segment of the next row */                              \
-                PREFETCH_RUN(row + C * S, S);                                                  \
-            const acc8 pv8 = (acc8)(pivot[i]);                                                 \
-            acc8 m = vmean[i], q = vm2[i];                                                     \
-            acc k = rows * (acc)vecs;                                                          \
-            for (ulong bl = 0; bl < blocks; ++bl, k += 8.0f)                                   \
-                BLOCK8_MERGE(k, m, q, row, 64 * bl, 8, pv8);                                   \
-            if (NV)                                                                            \
-                PARTIAL_MERGE(m, q, row, 64 * blocks, (NV), inv_nv, pv8, fp, wp);              \
-            vmean[i] = m;                                                                      \
-            vm2[i] = q;                                                                        \
-            if (nt) {                                                                          \
-                __global const data_t *last = row + t0;                                        \
-                const acc8 d = ((ulong)(last - x) + 8 <= total ? LOAD8(last, 0) : tail_values(last, nt)) - pv8; \
-                const acc8 delta = d - tmean[i];                                               \
-                tmean[i] += delta * fr;                                                        \
-                tm2[i] += delta * (d - tmean[i]);                                              \
-            }                                                                                  \
-        }                                                                                      \
-        rows += 1.0f;                                                                          \
+    for (ulong r = r_begin; r < r_end; ++r) {
+        /* this row's merge factors, the same for every channel: the lanes
+         * that have seen rows*vecs + 8*blocks values take the partial
+         * block's nv more; the last values' lanes their (rows + 1)th */
+        const acc kp = rows * (acc)vecs + 8.0f * (acc)blocks;
+        const acc fp = nv ? fnv / (kp + fnv) : 0.0f, wp = kp * fp;
+        const acc fr = 1.0f / (rows + 1.0f);
+        __global const data_t *row = x + (r * C + c0) * S;
+        for (uint i = 0; i < cn; ++i, row += S) {
+            if (r + 1 < r_end) /* this segment of the next row */
+                PREFETCH_RUN(row + C * S, S);
+            const acc pv = pivot[i];
+            const acc8 pv8 = (acc8)(pv);
+            acc8 m = vmean[i], q = vm2[i];
+            acc k = rows * (acc)vecs;
+            for (ulong bl = 0; bl < blocks; ++bl, k += 8.0f)
+                BLOCK8_MERGE(k, m, q, row, 64 * bl, 8, pv8);
+            if (nv)
+                PARTIAL_MERGE(m, q, row, 64 * blocks, nv, inv_nv, pv8, fp, wp);
+            vmean[i] = m;
+            vm2[i] = q;
+            if (nt) { /* the last S % 8 values: one Welford step in each of the first nt lanes */
+                __global const data_t *last = row + t0;
+                const acc8 d = ((ulong)(last - x) + 8 <= total ? LOAD8(last, 0) : tail_values(last, nt)) - pv8;
+                const acc8 delta = d - tmean[i];
+                tmean[i] += delta * fr;
+                tm2[i] += delta * (d - tmean[i]);
+            }
+        }
+        rows += 1.0f;
     }
-    switch (nv) {
-    case 0: ROWS_STATS_WALK(0); break;
-    case 1: ROWS_STATS_WALK(1); break;
-    case 2: ROWS_STATS_WALK(2); break;
-    case 3: ROWS_STATS_WALK(3); break;
-    case 4: ROWS_STATS_WALK(4); break;
-    case 5: ROWS_STATS_WALK(5); break;
-    case 6: ROWS_STATS_WALK(6); break;
-    default: ROWS_STATS_WALK(7); break;
-    }
-#undef ROWS_STATS_WALK
     const acc lane_n = rows * (acc)vecs;
     for (uint i = 0; i < cn; ++i) {
         stat_t st = lane_n > 0.0f ? stat_from_lanes(lane_n, vmean[i], vm2[i]) : stat_empty();
