@@ -119,11 +119,11 @@ static void read_facts(clbn_context *ctx, int cpu, int gpu, int pocl_cpu, int st
      * the device's own facts, measured as without the text) */
     if (text && *text && clbn__device_facts_parse(text, f))
         return;
-    /* Whether outputs of a few MiB stay in the caches (measured by the
-     * probe, src/measure.c): on CPUs with streaming stores, where the
-     * streaming threshold is otherwise a guess from the reported cache size */
-    if (cpu && ctx->nt_stores)
-        f->stream_percent = stream_percent;
+    /* Whether outputs of a few MiB stay in the caches, measured by the
+     * probe (src/measure.c) only on CPUs with streaming stores, where the
+     * streaming threshold is otherwise a guess from the reported cache
+     * size; 0 elsewhere */
+    f->stream_percent = stream_percent;
 }
 
 /* A decimal number up to `max`, the whole string. */

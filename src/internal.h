@@ -177,6 +177,8 @@ typedef struct clbn_device_facts {
 } clbn_device_facts;
 
 /* ---- measure.c ------------------------------------------------------------ */
+/* CLOCK_MONOTONIC in ms (the tuner's and the probe's timings). */
+double clbn__now_ms(void);
 /* The copy that clbn__measure_stream_percent times: this many bytes read and
  * as many written (outputs of this size and above are the ones it judges). */
 #define CLBN_STREAM_PROBE_BYTES ((size_t)4 << 20)

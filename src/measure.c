@@ -8,8 +8,9 @@
  * the cache, and streaming its output from 8 MiB made it 1.1-1.2x slower;
  * on the other (2026-12-07, CPUID model 207, 260 MiB reported) the same
  * passes ran at the copy bandwidth, a bare copy of 4 MiB took 0.75-0.84x
- * the time with streaming stores, and streaming every output made
- * 13-26 MB inference, training and backward calls 0.85-0.92x the time. */
+ * the time with streaming stores (bench/cl_copy; this probe: 43-78%), and
+ * streaming every output made 13-26 MB inference, training and backward
+ * calls 0.85-0.98x the time (docs/tuning.md, stream_bytes). */
 #include "internal.h"
 
 #include <time.h>
@@ -27,23 +28,23 @@ const char clbn__stream_probe_source[] =
     "    }\n"
     "}\n";
 
-static double now_s(void)
+double clbn__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-/* One run of the copy (streamed or not) and its wait, in seconds; a negative value on failure. */
+/* One run of the copy (streamed or not) and its wait, in ms; a negative value on failure. */
 static double time_copy(cl_command_queue q, cl_kernel k, int stream, size_t items, size_t local)
 {
     if (clSetKernelArg(k, 2, sizeof stream, &stream) != CL_SUCCESS)
         return -1.0;
-    const double t0 = now_s();
+    const double t0 = clbn__now_ms();
     if (clEnqueueNDRangeKernel(q, k, 1, NULL, &items, &local, 0, NULL, NULL) != CL_SUCCESS ||
         clFinish(q) != CL_SUCCESS)
         return -1.0;
-    return now_s() - t0;
+    return clbn__now_ms() - t0;
 }
 
 /* The copy of CLBN_STREAM_PROBE_BYTES, plain and streamed, each warmed once
@@ -73,13 +74,14 @@ int clbn__measure_stream_percent(cl_context cl, cl_device_id device, cl_program 
     if (err == CL_SUCCESS)
         err = clSetKernelArg(k, 1, sizeof y, &y);
     if (err == CL_SUCCESS && clFinish(q) == CL_SUCCESS) {
+        /* round 0 warms each (its times are not kept) */
         double best[2] = {1e30, 1e30};
-        int ok = time_copy(q, k, 0, items, LOCAL) >= 0.0 && time_copy(q, k, 1, items, LOCAL) >= 0.0;
-        for (int r = 0; ok && r < ROUNDS; ++r) {
+        int ok = 1;
+        for (int r = 0; ok && r <= ROUNDS; ++r) {
             for (int i = 0; i < 2 && ok; ++i) {
                 const double t = time_copy(q, k, i, items, LOCAL);
                 ok = t > 0.0;
-                if (ok && t < best[i])
+                if (ok && r > 0 && t < best[i])
                     best[i] = t;
             }
         }

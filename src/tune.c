@@ -13,16 +13,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum { DEFAULT_BUDGET_MS = 20000, MARGIN_PERCENT = 3, MAX_SEEN = 256 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 /* ---- what a candidate plans, for skipping repeats ---------------------------------- */
 typedef struct signature {
@@ -270,7 +262,7 @@ static clbn_status time_plan(bench *b, int reps, double *ms)
 {
     double best = INFINITY;
     for (int batch = 0; batch < 3; ++batch) {
-        const double t0 = now_ms();
+        const double t0 = clbn__now_ms();
         for (int r = 0; r < reps; ++r) {
             clbn_status st = clbn_plan_execute(b->plan, b->queue, &b->args, 0, NULL, NULL);
             if (st != CLBN_SUCCESS)
@@ -279,7 +271,7 @@ static clbn_status time_plan(bench *b, int reps, double *ms)
         cl_int err = clFinish(b->queue);
         if (err != CL_SUCCESS)
             return clbn__from_cl(err);
-        const double t = (now_ms() - t0) / reps;
+        const double t = (clbn__now_ms() - t0) / reps;
         if (t < best)
             best = t;
     }
@@ -353,7 +345,7 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
         return CLBN_SUCCESS;
     if (!(budget_ms > 0))
         budget_ms = DEFAULT_BUDGET_MS;
-    const double start = now_ms();
+    const double start = clbn__now_ms();
     const clbn_tuning original = plan->tuning;
     bench b;
     st = bench_init(&b, plan, queue);
@@ -403,7 +395,7 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
         int improved = 0;
         for (size_t ax = 0; ax < sizeof axes / sizeof *axes && st == CLBN_SUCCESS; ++ax) {
             for (int v = 0; v < axes[ax].count && st == CLBN_SUCCESS; ++v) {
-                if (now_ms() - start > budget_ms)
+                if (clbn__now_ms() - start > budget_ms)
                     goto done;
                 clbn_tuning cand = best;
                 const size_t value = axes[ax].values[v];
