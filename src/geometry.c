@@ -72,34 +72,34 @@ static size_t tiles_for(const clbn_context *ctx, const clbn_tuning *t, size_t va
 const clbn_kernel_family clbn__stats_kernels = {
     CLBN_K_STATS_NCHW,      CLBN_K_STATS_NHWC8,     CLBN_K_STATS_NHWC,
     CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS, CLBN_K_STATS_NHWC_PERIOD,
-    CLBN_K_COUNT,           0};
+    CLBN_K_COUNT,           0, 0};
 const clbn_kernel_family clbn__reduce_kernels = {
     CLBN_K_BWD_REDUCE_NCHW,      CLBN_K_BWD_REDUCE_NHWC8,     CLBN_K_BWD_REDUCE_NHWC,
     CLBN_K_BWD_REDUCE_NHWC_WIDE, CLBN_K_BWD_REDUCE_NCHW_ROWS, CLBN_K_BWD_REDUCE_NHWC_PERIOD,
-    CLBN_K_BWD_REDUCE_NHWC_PIXELS, 0};
+    CLBN_K_BWD_REDUCE_NHWC_PIXELS, 0, 0};
 const clbn_kernel_family clbn__normalize_kernels = {
     CLBN_K_NORMALIZE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
     CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT,
-    CLBN_K_COUNT,          0};
+    CLBN_K_COUNT,          0, 1};
 /* inference: the NCHW rows take their parameters from the running statistics
  * themselves (one kernel), the others from clbn_inference_params */
 const clbn_kernel_family clbn__inference_kernels = {
     CLBN_K_INFERENCE_NCHW, CLBN_K_NORMALIZE_NHWC8, CLBN_K_NORMALIZE_NHWC,
     CLBN_K_COUNT,          CLBN_K_NORMALIZE_FLAT,  CLBN_K_COUNT,
-    CLBN_K_COUNT,          0};
+    CLBN_K_COUNT,          0, 1};
 const clbn_kernel_family clbn__small_training_kernels = {
     CLBN_K_SMALL_TRAINING, CLBN_K_SMALL_TRAINING_NHWC8, CLBN_K_COUNT, CLBN_K_COUNT,
-    CLBN_K_COUNT,          CLBN_K_COUNT,                CLBN_K_COUNT, 0};
+    CLBN_K_COUNT,          CLBN_K_COUNT,                CLBN_K_COUNT, 0, 0};
 const clbn_kernel_family clbn__small_backward_kernels = {
     CLBN_K_SMALL_BACKWARD, CLBN_K_SMALL_BACKWARD_NHWC8, CLBN_K_COUNT, CLBN_K_COUNT,
-    CLBN_K_COUNT,          CLBN_K_COUNT,                CLBN_K_COUNT, 0};
+    CLBN_K_COUNT,          CLBN_K_COUNT,                CLBN_K_COUNT, 0, 0};
 const clbn_kernel_family clbn__small_inference_kernels = {
     CLBN_K_COUNT, CLBN_K_SMALL_INFERENCE_NHWC8, CLBN_K_COUNT, CLBN_K_COUNT,
-    CLBN_K_COUNT, CLBN_K_COUNT,                 CLBN_K_COUNT, 0};
+    CLBN_K_COUNT, CLBN_K_COUNT,                 CLBN_K_COUNT, 0, 0};
 const clbn_kernel_family clbn__dx_kernels = {
     CLBN_K_BWD_DX_NCHW, CLBN_K_BWD_DX_NHWC8,   CLBN_K_BWD_DX_NHWC,
     CLBN_K_COUNT,       CLBN_K_BWD_DX_FLAT,    CLBN_K_COUNT,
-    CLBN_K_COUNT,       1};
+    CLBN_K_COUNT,       1, 2};
 
 /* The 8-value vectors in a period of lcm(8, C) values: C / gcd(8, C). */
 static size_t period_vectors(size_t C)
@@ -329,10 +329,20 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * hardware prefetcher follows, only for tensors beyond the caches
      * (stream_bytes, as the streaming stores): 102-205 MB tensors took
      * 0.82-0.89x the time with them, a 13 MB float16 one 1.3-1.5x
-     * (2026-12-06, 2-core Xeon, kernels' time, alternate runs) */
+     * (2026-12-06, 2-core Xeon, kernels' time, alternate runs). The other
+     * walks (NHWC blocks, the flat walk) prefetch where they
+     * read two tensors (the backward's dx pass), and in the forward's
+     * passes, which read one, also only beyond stream_bytes: 2026-12-07,
+     * 2-core EPYC VM (Zen 5), alternate runs, medians of 6-8, wall time,
+     * with stream_bytes 48 MiB: without prefetches NHWC inference took
+     * 0.86-0.87x the time on 12.8-25.7 MB tensors (64x256x14x14,
+     * 32x128x28x28, 32x64x56x56; float16 0.87-0.92x), NHWC training 0.87-0.95x,
+     * 32x2048x7x7 NCHW (flat walk) inference 0.87x, but 256x2048x7x7 NHWC
+     * inference 1.34x, and NHWC backwards 1.06-1.62x */
     const int rows = clbn__is_planar(desc) && !flat;
-    const size_t pf = !rows ? t->norm_prefetch
-                    : tensor_bytes(desc) >= t->stream_bytes ? t->norm_row_prefetch : 0;
+    const int beyond = tensor_bytes(desc) >= t->stream_bytes;
+    const size_t pf = rows ? (beyond ? t->norm_row_prefetch : 0)
+                    : (beyond || kf->inputs > 1) ? t->norm_prefetch : 0;
     plan->ahead = ctx->prefetch ? pf / clbn__dtype_size(desc->dtype) / VEC * VEC : 0;
     if (flat) {
         /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per

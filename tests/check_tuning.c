@@ -56,7 +56,8 @@ static const char *const extremes[] = {
     "small_elements=0 channel_min_s=0 rows_spatial=0 channel_stream_bytes=0",
     "small_elements=0 channel_min_s=0 rows_spatial=0 channel_training=1 channel_stream_bytes=" BIG,
     "period_vectors=1 group=1 infer_one_kernel_rows=6", /* the tiled shape's 6 rows: one kernel */
-    "norm_prefetch=" BIG " norm_row_prefetch=" BIG,
+    /* prefetches in every walk: the forward's only beyond stream_bytes */
+    "stream_bytes=4096 norm_prefetch=" BIG " norm_row_prefetch=" BIG,
 };
 enum { NEXTREMES = sizeof extremes / sizeof *extremes };
 
