@@ -341,8 +341,9 @@ typedef struct clbn_kernel_family {
      * channels or more channel by channel whatever nhwc_by_channel says
      * (clbn_backward_dx_nhwc8), 0 when it takes the plan's order */
     int nhwc8_fixed_order;
-    /* elementwise: the tensors it reads element by element (1: normalize,
-     * 2: backward dx, x and dy); 0 for the reductions */
+    /* elementwise: the tensors it always reads element by element (1:
+     * normalize, 2: backward dx, x and dy; a fused residual add's z is not
+     * counted, its prefetch rule unmeasured); 0 for the reductions */
     int inputs;
 } clbn_kernel_family;
 extern const clbn_kernel_family clbn__stats_kernels;     /* forward statistics */
