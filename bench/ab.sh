@@ -17,7 +17,8 @@
 #     --a-tuning TEXT / --b-tuning TEXT: clbn_bench --tuning TEXT for A's / B's
 #                runs (a tuning parameter's value against another, with --same)
 #     --kernel NAME  time that kernel (clbn_bench --profile: the median of 20
-#                profiled calls, us) instead of the wall time per call (ms)
+#                profiled calls, us) instead of the wall time per call (ms);
+#                "NAME1|NAME2" takes either (a kernel that the change replaces)
 #     --rounds R (10), --iters N (100 calls a run; fewer when a run would
 #                take over a second)
 # Example: bash bench/ab.sh --base HEAD~1 --kernel clbn_stats_nchw_rows "64x256x14x14 train"
@@ -81,7 +82,7 @@ one() { # BIN ENV CASE TUNING -> a number (ms, or us with --kernel), or nothing
     if [ -n "$kernel" ]; then
         # shellcheck disable=SC2086
         env $envs "${pin[@]}" "$bin" "${args[@]}" --profile 2>/dev/null |
-            awk -v k="$kernel" '$2 == k { for (i = 1; i < NF; ++i) if ($i == "run") { print $(i + 1); exit } }'
+            awk -v k="$kernel" '$2 ~ ("^(" k ")$") { for (i = 1; i < NF; ++i) if ($i == "run") { print $(i + 1); exit } }'
     else
         # shellcheck disable=SC2086
         env $envs "${pin[@]}" "$bin" "${args[@]}" --csv --no-header 2>/dev/null | tail -1 | cut -d, -f9

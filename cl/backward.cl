@@ -574,11 +574,15 @@ __kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global 
 /* NHWC with C % 8 == 0 and wide rows, for a device whose work-group runs
  * its items one after another on a core (nhwc_pixel_order; PoCL's CPU
  * devices): a work-group of one work-item per pixel tile, which reads its
- * pixels in memory order, one stream per tensor that the hardware
- * prefetcher follows, holding the sums of up to PIXEL_CHANNELS channels
- * (rows wider than that go in pieces of it). Arguments as
+ * pixels in memory order, a pixel at a time (one stream per tensor, which
+ * the hardware prefetcher follows, and a software prefetch AHEAD values on
+ * where the device has them), holding the sums of up to PIXEL_CHANNELS
+ * channels (rows wider than that go in pieces of it). Four pixels a step
+ * (four streams per tensor) took 1.3-1.4x the time on 64x256x14x14 and
+ * 32x512x28x28 (docs/performance.md, 2026-12-07). Arguments as
  * clbn_backward_reduce_nhwc_wide's. */
 #define PIXEL_CHANNELS 2048
+#define AHEAD (CLBN_PREFETCH_BYTES / sizeof(data_t))
 __kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __global const data_t *dy,
                                                __global const acc *mean, ulong P, ulong C,
                                                ulong pixels_per_group, uint col_parts,
@@ -597,28 +601,15 @@ __kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __globa
         acc8 a8[PIXEL_CHANNELS / 8], b8[PIXEL_CHANNELS / 8];
         for (uint j = 0; j < nv; ++j)
             a8[j] = b8[j] = (acc8)(0.0f);
-        ulong p = p_begin;
-        for (; p + 4 <= p_end; p += 4) {
+        for (ulong p = p_begin; p < p_end; ++p) {
             const ulong at = p * C + cb;
             for (uint j = 0; j < nv; ++j) {
-                const ulong i = at + 8 * j;
-                acc8 g0 = LOAD8(dy, i), g1 = LOAD8(dy, i + C), g2 = LOAD8(dy, i + 2 * C),
-                     g3 = LOAD8(dy, i + 3 * C);
-                if (y) {
-                    g0 = RELU_GRAD8(g0, LOAD8(y, i));
-                    g1 = RELU_GRAD8(g1, LOAD8(y, i + C));
-                    g2 = RELU_GRAD8(g2, LOAD8(y, i + 2 * C));
-                    g3 = RELU_GRAD8(g3, LOAD8(y, i + 3 * C));
+                if (LINE_START(8 * j)) {
+                    PREFETCH(dy + at + 8 * j + AHEAD);
+                    PREFETCH(x + at + 8 * j + AHEAD);
+                    if (y)
+                        PREFETCH(y + at + 8 * j + AHEAD);
                 }
-                const acc8 m = vload8(0, mean + cb + 8 * j);
-                a8[j] += (g0 + g1) + (g2 + g3);
-                b8[j] += (g0 * (LOAD8(x, i) - m) + g1 * (LOAD8(x, i + C) - m)) +
-                         (g2 * (LOAD8(x, i + 2 * C) - m) + g3 * (LOAD8(x, i + 3 * C) - m));
-            }
-        }
-        for (; p < p_end; ++p) {
-            const ulong at = p * C + cb;
-            for (uint j = 0; j < nv; ++j) {
                 acc8 g8 = LOAD8(dy, at + 8 * j);
                 if (y)
                     g8 = RELU_GRAD8(g8, LOAD8(y, at + 8 * j));
@@ -636,6 +627,7 @@ __kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __globa
     }
 }
 #undef PIXEL_CHANNELS
+#undef AHEAD
 
 /* One work-item per channel. Adds the `splits` partials of channel c in split
  * order (splits may be 0: sums of 0, for a pass that only needs `params`).

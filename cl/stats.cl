@@ -538,6 +538,59 @@ __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
     }
 }
 
+/* NHWC with C % 8 == 0 and wide rows, for a device whose work-group runs
+ * its items one after another on a core (nhwc_pixel_order; PoCL's CPU
+ * devices): a work-group of one work-item per pixel tile, which reads its
+ * pixels in memory order, one stream that the hardware prefetcher follows
+ * (and a software prefetch AHEAD values on where the device has them),
+ * and adds each pixel to its channels' Welford accumulators (up to
+ * PIXEL_CHANNELS channels; wider rows go in pieces of it). Values are taken
+ * minus the pivot x[c] (the first pixel), as clbn_stats_nhwc_wide's.
+ * Arguments as clbn_stats_nhwc8's (col_parts, pixels_per_item unused). */
+#define PIXEL_CHANNELS 2048
+#define AHEAD (CLBN_PREFETCH_BYTES / sizeof(data_t))
+__kernel void clbn_stats_nhwc_pixels(__global const data_t *x, ulong P, ulong C,
+                                     ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
+                                     __global acc4 *partial,
+                                     ulong x_off)
+{
+    /* element offsets of the buffers (clbn_args; 0 for a NULL buffer) */
+    x += x_off;
+    (void)col_parts;
+    (void)pixels_per_item;
+    const uint g = (uint)get_group_id(1);
+    const ulong p_begin = g * pixels_per_group, p_end = min(P, p_begin + pixels_per_group);
+    for (ulong cb = 0; cb < C; cb += PIXEL_CHANNELS) {
+        const uint nv = (uint)(min((ulong)PIXEL_CHANNELS, C - cb) / 8);
+        acc8 vm[PIXEL_CHANNELS / 8], vq[PIXEL_CHANNELS / 8];
+        for (uint j = 0; j < nv; ++j)
+            vm[j] = vq[j] = (acc8)(0.0f);
+        acc k = 0.0f;
+        for (ulong p = p_begin; p < p_end; ++p) {
+            k += 1.0f;
+            const acc inv = 1.0f / k;
+            const ulong at = p * C + cb;
+            for (uint j = 0; j < nv; ++j) {
+                if (LINE_START(8 * j))
+                    PREFETCH(x + at + 8 * j + AHEAD);
+                const acc8 d = LOAD8(x, at + 8 * j) - LOAD8(x, cb + 8 * j);
+                const acc8 delta = d - vm[j];
+                vm[j] += delta * inv;
+                vq[j] += delta * (d - vm[j]);
+            }
+        }
+        for (uint j = 0; j < nv; ++j) {
+            acc m[8], q[8];
+            vstore8(vm[j], 0, m);
+            vstore8(vq[j], 0, q);
+            for (uint lane = 0; lane < 8; ++lane)
+                partial[g * C + cb + 8 * j + lane] = (acc4)(k, m[lane], q[lane], 0.0f);
+        }
+    }
+}
+#undef PIXEL_CHANNELS
+#undef AHEAD
+
 /* The training forward's variants (clbn_op_desc; the kernels' `variant`
  * argument, 0 = plain batch norm): */
 #define CLBN_VARIANT_SKIP_NONFINITE 1 /* a channel whose mean or variance is not finite keeps

@@ -72,7 +72,7 @@ static size_t tiles_for(const clbn_context *ctx, const clbn_tuning *t, size_t va
 const clbn_kernel_family clbn__stats_kernels = {
     CLBN_K_STATS_NCHW,      CLBN_K_STATS_NHWC8,     CLBN_K_STATS_NHWC,
     CLBN_K_STATS_NHWC_WIDE, CLBN_K_STATS_NCHW_ROWS, CLBN_K_STATS_NHWC_PERIOD,
-    CLBN_K_COUNT,           0, 0};
+    CLBN_K_STATS_NHWC_PIXELS, 0, 0};
 const clbn_kernel_family clbn__reduce_kernels = {
     CLBN_K_BWD_REDUCE_NCHW,      CLBN_K_BWD_REDUCE_NHWC8,     CLBN_K_BWD_REDUCE_NHWC,
     CLBN_K_BWD_REDUCE_NHWC_WIDE, CLBN_K_BWD_REDUCE_NCHW_ROWS, CLBN_K_BWD_REDUCE_NHWC_PERIOD,
@@ -220,7 +220,8 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * then reads 8 rows at once, a vector of each in turn, which its
          * hardware prefetcher does not follow). 2026-12-06, 2-core EPYC
          * under PoCL, the backward sums' time, alternate runs, medians of
-         * 4: 64x256x14x14 0.64x, 256x2048x7x7 0.66x, 32x2048x7x7 0.59x. */
+         * 4: 64x256x14x14 0.64x, 256x2048x7x7 0.66x, 32x2048x7x7 0.59x.
+         * The statistics likewise from 2026-12-07 (docs/performance.md). */
         plan->pixels_per_item = pixel_tiles(plan, P, tiles_for(ctx, t, P * C, 1));
         plan->launch.kernel = kf->nhwc_pixels;
         plan->launch.local[0] = 1;

@@ -18,6 +18,7 @@ static const char *const kernel_names[CLBN_K_COUNT] = {
     [CLBN_K_STATS_NHWC] = "clbn_stats_nhwc_any",
     [CLBN_K_STATS_NHWC8] = "clbn_stats_nhwc8",
     [CLBN_K_STATS_NHWC_WIDE] = "clbn_stats_nhwc_wide",
+    [CLBN_K_STATS_NHWC_PIXELS] = "clbn_stats_nhwc_pixels",
     [CLBN_K_STATS_FINALIZE] = "clbn_stats_finalize",
     [CLBN_K_STATS_COMMIT] = "clbn_stats_commit",
     [CLBN_K_INFERENCE_PARAMS] = "clbn_inference_params",

@@ -294,9 +294,11 @@ END_TEST
 /* NHWC with C % 8 == 0 reduces blocks of 64 channels per work-item: channel
  * counts that fill no block, one block and a part, several blocks and a
  * part; from 256 channels the wide kernels (a group of channel vectors in
- * step), 264 leaving most of its second group idle; pixel counts with and
- * without a remainder of 8. */
-static const size_t block_c[] = {8, 72, 136, 264, 2048};
+ * step), 264 leaving most of its second group idle; or, where the device
+ * runs a group's items one after another, a work-item per pixel tile
+ * holding up to 2048 channels' accumulators: 2056 takes a second piece of
+ * 8); pixel counts with and without a remainder of 8. */
+static const size_t block_c[] = {8, 72, 136, 264, 2048, 2056};
 static const size_t block_ns[][2] = {{3, 7}, {16, 49}};
 
 START_TEST(test_nhwc_channel_blocks)
@@ -736,7 +738,7 @@ static Suite *forward_suite(void)
     Suite *s = suite_create("forward");
     TCase *tc = tcase_create("matrix");
     tcase_add_loop_test(tc, test_shape_matrix, 0, MATRIX_SIZE);
-    tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, 10);
+    tcase_add_loop_test(tc, test_nhwc_channel_blocks, 0, (int)(2 * sizeof block_c / sizeof *block_c));
     tcase_add_loop_test(tc, test_nhwc_periods, 0, 39);
     tcase_add_loop_test(tc, test_nchw_short_rows, 0, 4);
     tcase_add_loop_test(tc, test_nchw_channel_resident, 0, 3);

@@ -261,7 +261,7 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[3], "stream_bytes"), 48u << 20);
     ck_assert_uint_eq(param(t[3], "groups_per_cu"), 4);
     /* its groups' items run one after another (serial=1): the NHWC wide
-     * backward sums a work-item per pixel tile; the normalize pass in
+     * statistics and backward sums a work-item per pixel tile; the normalize pass in
      * memory order below 2048 channels */
     ck_assert_uint_eq(param(t[3], "nhwc_pixel_order"), 1);
     ck_assert_uint_eq(param(t[3], "nhwc_by_channel"), 2048);

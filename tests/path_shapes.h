@@ -46,8 +46,8 @@ enum { TU_NPATH_SHAPES = 9, TU_PATH_CHANNEL = 1 /* the channel-resident shape */
  * with on a CPU device under TU_PATH_TUNING (the training forward on a CPU
  * takes two passes even where the backward is channel-resident, unless
  * CLBN_CHANNEL_TRAINING=1: then clbn_channel_training); "a|b": either (the
- * wide rows' backward sums walk pixels where a group's work-items run one
- * after another, PoCL, and channels elsewhere, llvmpipe). */
+ * wide rows' statistics and backward sums walk pixels where a group's
+ * work-items run one after another, PoCL, and channels elsewhere, llvmpipe). */
 static const char *const tu_path_kernels[TU_NPATH_SHAPES][2] = {
     {"clbn_small_training", "clbn_small_backward"},
     {"clbn_stats_nchw_tiled", "clbn_channel_backward"},
@@ -55,7 +55,8 @@ static const char *const tu_path_kernels[TU_NPATH_SHAPES][2] = {
     {"clbn_stats_nchw_tiled", "clbn_backward_reduce_nchw_tiled"},
     {"clbn_stats_nhwc8", "clbn_backward_reduce_nhwc8"},
     {"clbn_stats_nhwc_period", "clbn_backward_reduce_nhwc_period"},
-    {"clbn_stats_nhwc_wide", "clbn_backward_reduce_nhwc_pixels|clbn_backward_reduce_nhwc_wide"},
+    {"clbn_stats_nhwc_pixels|clbn_stats_nhwc_wide",
+     "clbn_backward_reduce_nhwc_pixels|clbn_backward_reduce_nhwc_wide"},
     {"clbn_stats_nhwc_period", "clbn_backward_reduce_nhwc_period"},
     {"clbn_small_training_nhwc8", "clbn_small_backward_nhwc8"},
 };
