@@ -486,14 +486,13 @@ __kernel void clbn_backward_reduce_nhwc8(__global const data_t *x, __global cons
         a8[j] = (acc8)(0.0f);
         b8[j] = (acc8)(0.0f);
     }
-    /* the prefetch distance in pixels: CLBN_PREFETCH_BYTES of rows */
-    const ulong ahead = max((ulong)1, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)) / C);
+    /* no software prefetches: the work-item's pixels are one run (C = 64)
+     * or runs of 256 bytes a row apart, which the hardware prefetcher
+     * follows; 8 KiB ahead they made this kernel 1.08-1.33x slower in
+     * float32, no faster in float16 (2026-12-07, 2-core EPYC,
+     * docs/performance.md) */
     for (ulong p = p_begin; p < p_end; ++p) {
         const ulong at = p * C + c0;
-        PREFETCH_RUN(dy + at + ahead * C, 8 * nv);
-        PREFETCH_RUN(x + at + ahead * C, 8 * nv);
-        if (y)
-            PREFETCH_RUN(y + at + ahead * C, 8 * nv);
 #pragma unroll
         for (uint j = 0; j < 8; ++j) {
             if (j < nv) {
