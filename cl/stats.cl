@@ -538,7 +538,8 @@ __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
     }
 }
 
-/* NHWC with C % 8 == 0 and wide rows, for a device whose work-group runs
+/* NHWC with C % 8 == 0 and rows wider than a block (src/geometry.c: from
+ * 72 channels in float32, 256 otherwise), for a device whose work-group runs
  * its items one after another on a core (nhwc_pixel_order; PoCL's CPU
  * devices): a work-group of one work-item per pixel tile, which reads its
  * pixels in memory order, one stream that the hardware prefetcher follows

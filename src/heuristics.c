@@ -92,8 +92,8 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
      * C = 2048 (24 KB of parameters) 1.39-1.41x slower. A GPU keeps the
      * channel order of the earlier kernels (unmeasured there). */
     t->nhwc_by_channel = cpu ? 2048 : CLBN_NHWC_WIDE;
-    /* The NHWC statistics and backward sums over rows of 256+ channels in
-     * memory order, a work-item per pixel tile holding every channel's
+    /* The NHWC statistics and backward sums over rows of 256+ channels (72+
+     * in float32) in memory order, a work-item per pixel tile holding every channel's
      * accumulators (geometry.c),
      * where a work-group's items run one after another on a core; where
      * they run as SIMD lanes (llvmpipe) the few single-item groups were

@@ -127,8 +127,8 @@ typedef struct clbn_tuning {
     size_t splits_min;       /*   ... but at least this many allowed */
     size_t item_elements;    /* elements per elementwise work-item (multiple of 8) */
     size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
-    size_t nhwc_pixel_order; /* NHWC reductions over rows of CLBN_NHWC_WIDE+ (statistics, backward
-                              * sums): 1 a
+    size_t nhwc_pixel_order; /* NHWC reductions over rows of CLBN_NHWC_WIDE+, in float32 of more than
+                              * CLBN_NHWC_BLOCK (statistics, backward sums): 1 a
                               * work-item per pixel tile in memory order, 0 work-items across the row */
     size_t nhwc_by_channel;  /* NHWC normalize pass: rows of this many channels or more channel vector
                               * by channel vector, shorter ones pixel by pixel */

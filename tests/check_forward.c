@@ -296,8 +296,9 @@ END_TEST
  * part; from 256 channels the wide kernels (a group of channel vectors in
  * step), 264 leaving most of its second group idle; or, where the device
  * runs a group's items one after another, a work-item per pixel tile
- * holding up to 2048 channels' accumulators: 2056 takes a second piece of
- * 8); pixel counts with and without a remainder of 8. */
+ * holding up to 2048 channels' accumulators, from 72 channels in float32:
+ * 2056 takes a second piece of 8); pixel counts with and without a
+ * remainder of 8. */
 static const size_t block_c[] = {8, 72, 136, 264, 2048, 2056};
 static const size_t block_ns[][2] = {{3, 7}, {16, 49}};
 
