@@ -236,7 +236,7 @@ __kernel void clbn_backward_reduce_nchw_tiled(__global const data_t *x, __global
     const acc8 mu8 = (acc8)(mu);
     acc8 a8 = (acc8)(0.0f), b8 = (acc8)(0.0f);
     acc a1 = 0.0f, b1 = 0.0f;
-    const ulong ahead = CLBN_PREFETCH_BYTES / sizeof(data_t);
+    const ulong ahead = PREFETCH_AHEAD;
     for (ulong r = r_begin; r < r_end; ++r) {
         /* row (r, c) of each tensor (ROW_AT: dense, or a view's strides) */
         __global const data_t *xr = ROW_AT(x, r, c, x_sn, x_sc);
@@ -570,19 +570,17 @@ __kernel void clbn_backward_reduce_nhwc_wide(__global const data_t *x, __global 
     }
 }
 
-/* NHWC with C % 8 == 0 and rows wider than a block (src/geometry.c: from
- * 72 channels in float32, 256 otherwise), for a device whose work-group runs
- * its items one after another on a core (nhwc_pixel_order; PoCL's CPU
- * devices): a work-group of one work-item per pixel tile, which reads its
- * pixels in memory order, a pixel at a time (one stream per tensor, which
- * the hardware prefetcher follows, and a software prefetch AHEAD values on
- * where the device has them), holding the sums of up to PIXEL_CHANNELS
- * channels (rows wider than that go in pieces of it). Four pixels a step
- * (four streams per tensor) took 1.3-1.4x the time on 64x256x14x14 and
- * 32x512x28x28 (docs/performance.md, 2026-12-07). Arguments as
- * clbn_backward_reduce_nhwc_wide's. */
-#define PIXEL_CHANNELS 2048
-#define AHEAD (CLBN_PREFETCH_BYTES / sizeof(data_t))
+/* NHWC with C % 8 == 0, rows of nhwc_pixel_channels or more (a tuning
+ * parameter; src/heuristics.c: 72 channels in float32, 256 otherwise, on a
+ * device whose work-group runs its items one after another on a core, PoCL's
+ * CPU devices): a work-group of one work-item per pixel tile, which reads
+ * its pixels in memory order, a pixel at a time (one stream per tensor,
+ * which the hardware prefetcher follows, and software prefetches
+ * PREFETCH_AHEAD values on, where the device has them), holding the sums of
+ * up to PIXEL_CHANNELS channels (rows wider than that go in pieces of it).
+ * Four pixels a step (four streams per tensor) took 1.3-1.4x the time on
+ * 64x256x14x14 and 32x512x28x28 (docs/performance.md, 2026-12-07). Arguments
+ * as clbn_backward_reduce_nhwc_wide's. */
 __kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __global const data_t *dy,
                                                __global const acc *mean, ulong P, ulong C,
                                                ulong pixels_per_group, uint col_parts,
@@ -605,10 +603,10 @@ __kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __globa
             const ulong at = p * C + cb;
             for (uint j = 0; j < nv; ++j) {
                 if (LINE_START(8 * j)) {
-                    PREFETCH(dy + at + 8 * j + AHEAD);
-                    PREFETCH(x + at + 8 * j + AHEAD);
+                    PREFETCH(dy + at + 8 * j + PREFETCH_AHEAD);
+                    PREFETCH(x + at + 8 * j + PREFETCH_AHEAD);
                     if (y)
-                        PREFETCH(y + at + 8 * j + AHEAD);
+                        PREFETCH(y + at + 8 * j + PREFETCH_AHEAD);
                 }
                 acc8 g8 = LOAD8(dy, at + 8 * j);
                 if (y)
@@ -626,8 +624,6 @@ __kernel void clbn_backward_reduce_nhwc_pixels(__global const data_t *x, __globa
         }
     }
 }
-#undef PIXEL_CHANNELS
-#undef AHEAD
 
 /* One work-item per channel. Adds the `splits` partials of channel c in split
  * order (splits may be 0: sums of 0, for a pass that only needs `params`).

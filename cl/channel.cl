@@ -33,7 +33,7 @@
         }                                                                                 \
     } while (0)
 /* How many pieces ahead the first pass prefetches: CLBN_PREFETCH_BYTES. */
-#define PIECES_AHEAD(cols) ((CLBN_PREFETCH_BYTES / sizeof(data_t) + (cols) - 1) / (cols))
+#define PIECES_AHEAD(cols) ((PREFETCH_AHEAD + (cols) - 1) / (cols))
 
 /* The training backward (arguments as clbn_small_backward, plus the piece
  * geometry, cols, chunks = ceil(S / cols) and per_item (CHANNEL_PIECES),

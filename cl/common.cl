@@ -237,12 +237,18 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
 #endif
 #endif
 #define CLBN_PREFETCH_BYTES 8192
+/* CLBN_PREFETCH_BYTES ahead of a stream of data_t, in values */
+#define PREFETCH_AHEAD (CLBN_PREFETCH_BYTES / sizeof(data_t))
 /* Values of data_t in a 64-byte line; LINE_START(i): value i (from an
  * aligned start) begins a line, so a walk of 8-vectors prefetches once per
  * line whatever the type (every second float32 vector, every fourth 16-bit
  * one, every float64 one). */
 #define LINE_VALUES (64 / sizeof(data_t))
 #define LINE_START(i) (((i) & (LINE_VALUES - 1)) == 0)
+/* The pixel-order NHWC reductions (clbn_stats_nhwc_pixels,
+ * clbn_backward_reduce_nhwc_pixels): the channels whose accumulators a
+ * work-item holds at a time; wider rows go in pieces of this many. */
+#define PIXEL_CHANNELS 2048
 #if defined(CLBN_HAVE_PREFETCH)
 #define PREFETCH(p) __builtin_prefetch((const void *)(ulong)(p), 0, 1)
 #else

@@ -87,7 +87,7 @@ inline void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1, 
     ulong s = s0;
     for (; s + 64 <= s1; s += 64) {
         if (prefetch)
-            PREFETCH_RUN(x + base + s + CLBN_PREFETCH_BYTES / sizeof(data_t), 64);
+            PREFETCH_RUN(x + base + s + PREFETCH_AHEAD, 64);
         LANES_PUSH_BLOCK8(k_, vm_, vq_, x, base + s, 8, pv);
     }
     for (; s + 8 <= s1; s += 8) {
@@ -441,7 +441,7 @@ __kernel void clbn_stats_nhwc8(__global const data_t *x, ulong P, ulong C,
         vq[j] = (acc8)(0.0f);
     }
     /* the prefetch distance in pixels: CLBN_PREFETCH_BYTES of rows */
-    const ulong ahead = max((ulong)8, (ulong)(CLBN_PREFETCH_BYTES / sizeof(data_t)) / C);
+    const ulong ahead = max((ulong)8, (ulong)PREFETCH_AHEAD / C);
     ulong p = p_begin;
     for (; p + 8 <= p_end; p += 8) {
         const ulong at = p * C + c0;
@@ -538,18 +538,17 @@ __kernel void clbn_stats_nhwc_wide(__global const data_t *x, ulong P, ulong C,
     }
 }
 
-/* NHWC with C % 8 == 0 and rows wider than a block (src/geometry.c: from
- * 72 channels in float32, 256 otherwise), for a device whose work-group runs
- * its items one after another on a core (nhwc_pixel_order; PoCL's CPU
- * devices): a work-group of one work-item per pixel tile, which reads its
- * pixels in memory order, one stream that the hardware prefetcher follows
- * (and a software prefetch AHEAD values on where the device has them),
- * and adds each pixel to its channels' Welford accumulators (up to
- * PIXEL_CHANNELS channels; wider rows go in pieces of it). Values are taken
- * minus the pivot x[c] (the first pixel), as clbn_stats_nhwc_wide's.
- * Arguments as clbn_stats_nhwc8's (col_parts, pixels_per_item unused). */
-#define PIXEL_CHANNELS 2048
-#define AHEAD (CLBN_PREFETCH_BYTES / sizeof(data_t))
+/* NHWC with C % 8 == 0, rows of nhwc_pixel_channels or more (a tuning
+ * parameter; src/heuristics.c: 72 channels in float32, 256 otherwise, on a
+ * device whose work-group runs its items one after another on a core, PoCL's
+ * CPU devices): a work-group of one work-item per pixel tile, which reads
+ * its pixels in memory order, one stream that the hardware prefetcher
+ * follows (and software prefetches PREFETCH_AHEAD values on, where the
+ * device has them), and adds each pixel to its channels' Welford
+ * accumulators (up to PIXEL_CHANNELS channels; wider rows go in pieces of
+ * it). Values are taken minus the pivot x[c] (the first pixel), as
+ * clbn_stats_nhwc_wide's. Arguments as clbn_stats_nhwc8's (col_parts,
+ * pixels_per_item unused). */
 __kernel void clbn_stats_nhwc_pixels(__global const data_t *x, ulong P, ulong C,
                                      ulong pixels_per_group, uint col_parts, ulong pixels_per_item,
                                      __global acc4 *partial,
@@ -573,7 +572,7 @@ __kernel void clbn_stats_nhwc_pixels(__global const data_t *x, ulong P, ulong C,
             const ulong at = p * C + cb;
             for (uint j = 0; j < nv; ++j) {
                 if (LINE_START(8 * j))
-                    PREFETCH(x + at + 8 * j + AHEAD);
+                    PREFETCH(x + at + 8 * j + PREFETCH_AHEAD);
                 const acc8 d = LOAD8(x, at + 8 * j) - LOAD8(x, cb + 8 * j);
                 const acc8 delta = d - vm[j];
                 vm[j] += delta * inv;
@@ -589,8 +588,6 @@ __kernel void clbn_stats_nhwc_pixels(__global const data_t *x, ulong P, ulong C,
         }
     }
 }
-#undef PIXEL_CHANNELS
-#undef AHEAD
 
 /* The training forward's variants (clbn_op_desc; the kernels' `variant`
  * argument, 0 = plain batch norm): */

@@ -223,8 +223,10 @@ static clbn_status read_device_facts(clbn_context *ctx)
      * replaces any of it (tests feed synthetic devices; a user previews
      * another device's choices). */
     read_facts(ctx, cpu, gpu, pocl_cpu, stream_percent);
-    clbn__tuning_heuristics(&ctx->facts, &ctx->defaults);
-    env_tuning(&ctx->defaults);
+    for (int d = 0; d < CLBN_DTYPE_COUNT; ++d) {
+        clbn__tuning_heuristics(&ctx->facts, (clbn_dtype)d, &ctx->defaults[d]);
+        env_tuning(&ctx->defaults[d]);
+    }
     /* LOAD8 of float32/float64 as one unaligned vector load through a
      * typedef with the element's alignment (cl/common.cl, CLBN_VLOAD_CAST):
      * clang lowers that on every target, but OpenCL C does not promise it, so

@@ -211,15 +211,8 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
 
     /* NHWC (or S == 1): a P x C matrix, P = N*S pixels. */
     const size_t P = N * S;
-    /* From how many channels the pixel order below is taken: in float32,
-     * rows wider than one NHWC_BLOCK work-item's 64 channels (the block
-     * kernel then reads runs of 64 channels a row apart); otherwise rows
-     * of NHWC_WIDE (16-bit types' one-pixel steps are bound by their
-     * operations rather than their bytes: backward sums 1.2x slower at
-     * 32x128x28x28 float16; float64 no faster, 1.02x) */
-    const size_t pixel_min = desc->dtype == CLBN_FLOAT32 ? NHWC_BLOCK + VEC : NHWC_WIDE;
-    if (C % VEC == 0 && C >= pixel_min && kf->nhwc_pixels != CLBN_K_COUNT &&
-        t->nhwc_pixel_order && !t->gpu_geometry) {
+    if (C % VEC == 0 && t->nhwc_pixel_channels && C >= t->nhwc_pixel_channels &&
+        kf->nhwc_pixels != CLBN_K_COUNT && !t->gpu_geometry) {
         /* A device that runs a group's work-items one after another: a
          * group of one work-item per pixel tile, reading its pixels in
          * memory order (the wide kernel below steps its work-items through
@@ -228,8 +221,8 @@ void clbn__plan_stats(const clbn_context *ctx, const clbn_program *prog, const c
          * prefetcher does not follow). 2026-12-06, 2-core EPYC under PoCL,
          * the backward sums' time, alternate runs, medians of 4:
          * 64x256x14x14 0.64x, 256x2048x7x7 0.66x, 32x2048x7x7 0.59x. The
-         * statistics likewise from 2026-12-07, and rows of 72-248
-         * channels in float32 (docs/performance.md). */
+         * statistics likewise from 2026-12-07. From how many channels:
+         * nhwc_pixel_channels (src/heuristics.c: per data type). */
         plan->pixels_per_item = pixel_tiles(plan, P, tiles_for(ctx, t, P * C, 1));
         plan->launch.kernel = kf->nhwc_pixels;
         plan->launch.local[0] = 1;

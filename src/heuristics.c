@@ -49,7 +49,7 @@ static size_t min_sz(size_t a, size_t b)
     return a < b ? a : b;
 }
 
-void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
+void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_dtype dtype, clbn_tuning *t)
 {
     const int gpu = f->kind == CLBN_DEVICE_KIND_GPU, cpu = f->kind == CLBN_DEVICE_KIND_CPU;
     const size_t cus = f->compute_units ? f->compute_units : 1;
@@ -92,14 +92,24 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t)
      * C = 2048 (24 KB of parameters) 1.39-1.41x slower. A GPU keeps the
      * channel order of the earlier kernels (unmeasured there). */
     t->nhwc_by_channel = cpu ? 2048 : CLBN_NHWC_WIDE;
-    /* The NHWC statistics and backward sums over rows of 256+ channels (72+
-     * in float32) in memory order, a work-item per pixel tile holding every channel's
-     * accumulators (geometry.c),
-     * where a work-group's items run one after another on a core; where
-     * they run as SIMD lanes (llvmpipe) the few single-item groups were
-     * 1.7-1.9x slower (2026-12-06, wall time) and on a GPU they would be a
-     * serial loop */
-    t->nhwc_pixel_order = cpu && f->serial_items;
+    /* The NHWC statistics and backward sums in memory order, a work-item
+     * per pixel tile holding its channels' accumulators (geometry.c), where
+     * a work-group's items run one after another on a core: rows of
+     * CLBN_NHWC_WIDE channels or more, which the row-wide kernels read 8
+     * rows at a time (2026-12-06, 2-core EPYC: backward sums 0.59-0.66x
+     * the time); in float32 also rows wider than one block work-item's
+     * CLBN_NHWC_BLOCK channels, which the block kernels read in runs a row
+     * apart (2026-12-07: training forward 0.84-0.93x, backward 0.75-0.92x
+     * at C = 96-192; at C = 64 the statistics took 1.19-1.49x). Not 16-bit
+     * types' narrower rows (float16 backward sums 1.18-1.23x at
+     * 32x128x28x28: their one-pixel steps are bound by the conversions,
+     * not the bytes), nor float64's (1.02x). Where a group's items run as
+     * SIMD lanes (llvmpipe) the few single-item groups were 1.7-1.9x slower
+     * (2026-12-06, wall time); on a GPU they would be a serial loop. */
+    if (cpu && f->serial_items)
+        t->nhwc_pixel_channels = dtype == CLBN_FLOAT32 ? CLBN_NHWC_BLOCK + 8 : CLBN_NHWC_WIDE;
+    else
+        t->nhwc_pixel_channels = 0;
     t->flat_item = 1024;
     /* the elementwise passes' software prefetch distances (used only where
      * the context's kernels have prefetches: PoCL's CPU devices; the
@@ -299,7 +309,7 @@ int clbn__device_facts_parse(const char *text, clbn_device_facts *f)
     return 1;
 }
 
-void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t)
+void clbn__tuning_defaults(const clbn_context *ctx, clbn_dtype dtype, clbn_tuning *t)
 {
-    *t = ctx->defaults;
+    *t = ctx->defaults[(unsigned)dtype < CLBN_DTYPE_COUNT ? dtype : CLBN_FLOAT32];
 }

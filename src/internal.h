@@ -127,9 +127,9 @@ typedef struct clbn_tuning {
     size_t splits_min;       /*   ... but at least this many allowed */
     size_t item_elements;    /* elements per elementwise work-item (multiple of 8) */
     size_t nhwc_wide_pixels; /* pixels per elementwise work-item, NHWC rows of CLBN_NHWC_WIDE+ */
-    size_t nhwc_pixel_order; /* NHWC reductions over rows of CLBN_NHWC_WIDE+, in float32 of more than
-                              * CLBN_NHWC_BLOCK (statistics, backward sums): 1 a
-                              * work-item per pixel tile in memory order, 0 work-items across the row */
+    size_t nhwc_pixel_channels; /* NHWC reductions (statistics, backward sums, C % 8 == 0) over rows
+                              * of this many channels or more: a work-item per pixel tile in memory
+                              * order (0: never; CPU geometry only) */
     size_t nhwc_by_channel;  /* NHWC normalize pass: rows of this many channels or more channel vector
                               * by channel vector, shorter ones pixel by pixel */
     size_t small_elements;   /* one-kernel small path up to this size (0: never) */
@@ -208,7 +208,8 @@ struct clbn_context {
     int nt_stores;       /* STORE8_STREAM is a streaming store (probed likewise) */
     int vload_cast;      /* LOAD8 is one unaligned vector load (PoCL CPU; src/context.c) */
     clbn_device_facts facts; /* what the heuristics saw (CLBN_DEVICE_FACTS may replace it) */
-    clbn_tuning defaults;  /* untuned plans' parameters: heuristics + environment (env_tuning) */
+    clbn_tuning defaults[CLBN_DTYPE_COUNT]; /* untuned plans' parameters, per data type:
+                                             * heuristics + environment (env_tuning) */
 
     clbn_program *programs[CLBN_DTYPE_COUNT]; /* built lazily */
     clbn_status program_status[CLBN_DTYPE_COUNT]; /* a failed build's status, kept */
@@ -293,12 +294,14 @@ clbn_status clbn__check_buffers(const clbn_context *ctx, const clbn_buffer_check
 clbn_status clbn__check_fused_op(clbn_fused_op op, cl_mem residual, int is_input);
 
 /* ---- geometry.c ------------------------------------------------------------------ */
-/* The defaults for ctx: untuned plans use these (ctx->defaults: the
- * heuristics for the device's facts, then the environment's CLBN_TUNING and
- * its shorthands, src/context.c env_tuning). */
-void clbn__tuning_defaults(const clbn_context *ctx, clbn_tuning *t);
-/* heuristics.c: the parameters for a device, from its facts alone (pure). */
-void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_tuning *t);
+/* The defaults for ctx and data type: untuned plans use these
+ * (ctx->defaults: the heuristics for the device's facts and the type, then
+ * the environment's CLBN_TUNING and its shorthands, src/context.c
+ * env_tuning). */
+void clbn__tuning_defaults(const clbn_context *ctx, clbn_dtype dtype, clbn_tuning *t);
+/* heuristics.c: the parameters for a device and data type, from the
+ * device's facts alone (pure). */
+void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_dtype dtype, clbn_tuning *t);
 /* CLBN_DEVICE_FACTS text ("kind=gpu cu=64 ..."; docs/tuning.md) over *f:
  * 1, or 0 with *f unchanged when malformed. */
 int clbn__device_facts_parse(const char *text, clbn_device_facts *f);

@@ -218,7 +218,7 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
         plan_free(plan);
         return st;
     }
-    clbn__tuning_defaults(ctx, &plan->tuning);
+    clbn__tuning_defaults(ctx, desc->tensor.dtype, &plan->tuning);
     if (clbn__vbatch_active(desc)) {
         /* virtual batches: an inner plan for one group (src/vbatch.c) */
         if (elements > 0)
@@ -255,9 +255,9 @@ static clbn_status create(clbn_context *ctx, const clbn_op_desc *desc, int inter
                  * view read in place to the gather path is not taken */
                 const int in_place = plan->has_views && clbn__views_in_place(plan);
                 if (clbn__plan_retune(plan, &t, 0) != CLBN_SUCCESS)
-                    clbn__tuning_defaults(ctx, &plan->tuning);
+                    clbn__tuning_defaults(ctx, desc->tensor.dtype, &plan->tuning);
                 else if (in_place && !clbn__views_in_place(plan)) {
-                    clbn__tuning_defaults(ctx, &t);
+                    clbn__tuning_defaults(ctx, desc->tensor.dtype, &t);
                     (void)clbn__plan_retune(plan, &t, 0);
                 }
                 clbn__plan_warm_up(plan);

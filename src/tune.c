@@ -304,7 +304,7 @@ static const axis axes[] = {
     A(groups_per_cu, 1, 2, 8, 16),
     A(nhwc_wide_pixels, 1, 2, 4, 8, 16),
     A(nhwc_by_channel, 256, 1024, 2048, 4096, (size_t)1 << 40),
-    A(nhwc_pixel_order, 0, 1),
+    A(nhwc_pixel_channels, 0, 8, 72, 256, 1024),
     A(rows_spatial, 0, 64, 1024, 4096),
     A(flat_spatial, 0, 64, 256, 1024, 4096),
     A(norm_prefetch, 0, 2048, 32768),
@@ -350,7 +350,7 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
     bench b;
     st = bench_init(&b, plan, queue);
     clbn_tuning defaults, best;
-    clbn__tuning_defaults(ctx, &defaults);
+    clbn__tuning_defaults(ctx, plan->desc.tensor.dtype, &defaults);
     signature *seen = calloc(MAX_SEEN, sizeof *seen);
     int nseen = 0, match = 1;
     if (!seen && st == CLBN_SUCCESS)

@@ -37,7 +37,7 @@ static const field fields[] = {
     F(item_elements, 8, MULT8),
     F(nhwc_wide_pixels, 0, ANY),
     F(nhwc_by_channel, 0, ANY),
-    F(nhwc_pixel_order, 0, BOOL),
+    F(nhwc_pixel_channels, 0, ANY),
     F(small_elements, 0, ANY),
     F(small_items_per_cu, 0, ANY),
     F(small_group_elements, 0, ANY),
@@ -213,7 +213,7 @@ clbn_status clbn_plan_set_tuning(clbn_plan *plan, const char *tuning)
     if (clbn__plan_kernels(plan) != plan) /* virtual batches, channel blocks: the inner plan */
         return clbn_plan_set_tuning(clbn__plan_kernels(plan), tuning);
     clbn_tuning t;
-    clbn__tuning_defaults(plan->ctx, &t);
+    clbn__tuning_defaults(plan->ctx, plan->desc.tensor.dtype, &t);
     if (tuning) {
         clbn_status st = clbn__tuning_parse(tuning, &t);
         if (st != CLBN_SUCCESS)

@@ -208,8 +208,9 @@ static char *read_db(const char *path, size_t *len)
 }
 
 /* Looks `k` up in one database text (complete lines only); copies the tuning
- * text of the last matching entry whose parameters parse over *t. */
-static int lookup_text(char *text, size_t len, const db_key *k, const clbn_context *ctx,
+ * text of the last matching entry whose parameters parse over `base` (the
+ * plan's defaults) to *t. */
+static int lookup_text(char *text, size_t len, const db_key *k, const clbn_tuning *base,
                        clbn_tuning *t)
 {
     int found = 0;
@@ -225,8 +226,7 @@ static int lookup_text(char *text, size_t len, const db_key *k, const clbn_conte
             line[n] = '\0';
             char *f[F_COUNT];
             if (split_entry(line, n, f) && entry_matches(f, k)) {
-                clbn_tuning cand;
-                clbn__tuning_defaults(ctx, &cand);
+                clbn_tuning cand = *base;
                 if (clbn__tuning_parse(f[F_TUNING], &cand) == CLBN_SUCCESS) {
                     *t = cand;
                     found = 1;
@@ -242,12 +242,14 @@ int clbn__tuning_db_lookup(const clbn_plan *plan, clbn_tuning *t)
 {
     db_key k;
     make_key(plan, &k);
+    clbn_tuning base;
+    clbn__tuning_defaults(plan->ctx, plan->desc.tensor.dtype, &base);
     char path[4096];
     if (db_path(path, sizeof path, 0)) {
         size_t len = 0;
         char *text = read_db(path, &len);
         if (text) {
-            int found = lookup_text(text, len, &k, plan->ctx, t);
+            int found = lookup_text(text, len, &k, &base, t);
             free(text);
             if (found)
                 return 1;
@@ -260,7 +262,7 @@ int clbn__tuning_db_lookup(const clbn_plan *plan, clbn_tuning *t)
         if (!copy)
             return 0;
         memcpy(copy, line, n + 1);
-        int found = lookup_text(copy, n, &k, plan->ctx, t);
+        int found = lookup_text(copy, n, &k, &base, t);
         free(copy);
         if (found)
             return 1;
@@ -292,7 +294,7 @@ size_t clbn__tuning_db_entry(const clbn_plan *plan, const char *kernels, double 
      * did not choose otherwise */
     char tuning[1024];
     clbn_tuning base;
-    clbn__tuning_defaults(plan->ctx, &base);
+    clbn__tuning_defaults(plan->ctx, plan->desc.tensor.dtype, &base);
     clbn__tuning_format_diff(&plan->tuning, &base, tuning, sizeof tuning);
     return format_entry(&k, kernels ? kernels : k.kernels, tuning, ms, out, size);
 }

@@ -395,9 +395,10 @@ int main(void)
                 setenv("CLBN_SMALL_MAX", "0", 1);
                 /* the NHWC wide rows' reductions in pixel order on every
                  * device under the CPU geometry (the heuristics give it to
-                 * PoCL's CPU devices only); the GPU geometry takes the
-                 * row-wide kernels */
-                setenv("CLBN_TUNING", "nhwc_pixel_order=1", 1);
+                 * PoCL's CPU devices only), rows of 72 channels to the
+                 * two-block kernels; the GPU geometry takes the row-wide
+                 * kernels */
+                setenv("CLBN_TUNING", "nhwc_pixel_channels=256", 1);
             }
             clbn_status cst = clbn_context_create_default(&g_ctx);
             if (cst == CLBN_ERROR_NO_DEVICE) {

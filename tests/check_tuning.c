@@ -43,8 +43,8 @@ static const char *const extremes[] = {
     "group=1 norm_group=1 rows_group=1",
     "tile_target=1 tile_min=1 tile_run=1 groups_per_cu=64 splits_per_cu=1000 splits_min=1000",
     "tile_target=" BIG " tile_min=" BIG " tile_run=" BIG " groups_per_cu=0 splits_per_cu=0 splits_min=0",
-    "item_elements=8 flat_item=8 nhwc_wide_pixels=1 nhwc_by_channel=0 nhwc_pixel_order=0 channel_cols=8",
-    "item_elements=1048576 flat_item=1048576 nhwc_wide_pixels=100000 nhwc_by_channel=" BIG " nhwc_pixel_order=1 channel_cols=1048576",
+    "item_elements=8 flat_item=8 nhwc_wide_pixels=1 nhwc_by_channel=0 nhwc_pixel_channels=8 channel_cols=8",
+    "item_elements=1048576 flat_item=1048576 nhwc_wide_pixels=100000 nhwc_by_channel=" BIG " nhwc_pixel_channels=" BIG " channel_cols=1048576",
     "small_elements=0 channel_bytes=0 rows_spatial=0 flat_spatial=0",
     "small_elements=" BIG " small_items_per_cu=0",
     "small_elements=0 channel_bytes=" BIG " channel_groups_per_cu=0 channel_min_s=0 rows_spatial=0 channel_training=1",
@@ -201,7 +201,7 @@ START_TEST(heuristics_choices)
                        v, sizeof v);
         ck_assert_str_eq(v, "group=64 norm_group=64 tile_target=32768 tile_min=4096 tile_run=2048 "
                             "groups_per_cu=4 splits_per_cu=8 splits_min=16 item_elements=512 "
-                            "nhwc_wide_pixels=0 nhwc_by_channel=2048 nhwc_pixel_order=1 small_elements=262144 small_items_per_cu=2 "
+                            "nhwc_wide_pixels=0 nhwc_by_channel=2048 nhwc_pixel_channels=72 small_elements=262144 small_items_per_cu=2 "
                             "small_group_elements=65536 small_nhwc_elements=131072 "
                             "rows_spatial=256 flat_spatial=64 rows_run=2048 rows_item_values=65536 "
                             "rows_items_per_cu=8 rows_group=8 flat_item=1024 norm_prefetch=8192 norm_row_prefetch=8192 "
@@ -244,7 +244,7 @@ START_TEST(heuristics_choices)
     /* NHWC wide rows: the channel order of the normalize pass and the
      * row-wide backward sums (GPU geometry) */
     ck_assert_uint_eq(param(t[1], "nhwc_by_channel"), 256);
-    ck_assert_uint_eq(param(t[1], "nhwc_pixel_order"), 0);
+    ck_assert_uint_eq(param(t[1], "nhwc_pixel_channels"), 0);
     /* Mali-like: groups of 32 at most, a cache too small to share: no
      * channel-resident path */
     ck_assert_uint_eq(param(t[2], "gpu_geometry"), 1);
@@ -263,7 +263,7 @@ START_TEST(heuristics_choices)
     /* its groups' items run one after another (serial=1): the NHWC wide
      * statistics and backward sums a work-item per pixel tile; the normalize pass in
      * memory order below 2048 channels */
-    ck_assert_uint_eq(param(t[3], "nhwc_pixel_order"), 1);
+    ck_assert_uint_eq(param(t[3], "nhwc_pixel_channels"), 72);
     ck_assert_uint_eq(param(t[3], "nhwc_by_channel"), 2048);
     /* 16-core CPU reporting a shared 32 MiB L3: 2 MiB a core, streaming
      * stores from 1.5x the L3 */
@@ -272,7 +272,7 @@ START_TEST(heuristics_choices)
     ck_assert_uint_eq(param(t[4], "small_elements"), 1u << 20);
     /* a CPU whose groups' items run as SIMD lanes (serial=0, llvmpipe):
      * the row-wide sums */
-    ck_assert_uint_eq(param(t[4], "nhwc_pixel_order"), 0);
+    ck_assert_uint_eq(param(t[4], "nhwc_pixel_channels"), 0);
     /* a device of unknown kind with groups of one work-item */
     ck_assert_uint_eq(param(t[5], "gpu_geometry"), 0);
     ck_assert_uint_eq(param(t[5], "group"), 1);
@@ -283,6 +283,77 @@ START_TEST(heuristics_choices)
     ck_assert_str_eq(t[5], t[0]);
     heuristic_text("cu=12x", t[5], sizeof t[5]);
     ck_assert_str_eq(t[5], t[0]);
+}
+END_TEST
+
+/* The kernel that the NHWC training statistics (op 0) or backward sums
+ * (op 1) of a 16 x C x 8 x 8 tensor of type dt start with, on a context
+ * made for `facts`, the one-kernel paths off; "" where dt is unsupported. */
+static void nhwc_first_kernel(const char *facts, clbn_dtype dt, size_t C, int op, char *out,
+                              size_t size)
+{
+    const clbn_tensor_desc d = {dt, CLBN_LAYOUT_NHWC, 16, C, 64};
+    clbn_context *ctx = NULL;
+    clbn_plan *p = NULL;
+    clbn_op_desc od;
+    setenv("CLBN_DEVICE_FACTS", facts, 1);
+    TU_OK(clbn_context_create_default(&ctx));
+    unsetenv("CLBN_DEVICE_FACTS");
+    *out = '\0';
+    TU_OK(clbn_op_desc_init(&od, op ? CLBN_OP_BACKWARD : CLBN_OP_FORWARD_TRAINING, &d));
+    const clbn_status st = clbn_plan_create(ctx, &od, &p);
+    if (st != CLBN_ERROR_UNSUPPORTED_DTYPE) {
+        TU_OK(st);
+        TU_OK(clbn_plan_set_tuning(p, "small_elements=0 small_nhwc_elements=0"));
+        TU_OK(clbn_plan_describe(p, out, size));
+        out[strcspn(out, " ")] = '\0';
+    }
+    clbn_plan_release(p);
+    clbn_context_release(ctx);
+}
+
+/* Which NHWC reductions each data type takes (src/heuristics.c
+ * nhwc_pixel_channels): where a group's items run one after another, pixel
+ * order from 72 channels in float32 and from 256 in the other types, the
+ * 64-channel block kernels below; row-wide kernels from 256 channels where
+ * items run as SIMD lanes. The choice follows the data type's defaults. */
+START_TEST(pixel_order_per_dtype)
+{
+    if (getenv("CLBN_TUNING") || getenv("CLBN_GEOMETRY"))
+        return; /* the environment pins other choices */
+    static const char serial[] = "kind=cpu cu=2 max_wg=4096 local=4194304 cache=0 line=64 "
+                                 "float_width=8 half_width=8 fp64=1 serial=1";
+    static const char lanes[] = "kind=cpu cu=2 max_wg=4096 local=4194304 cache=0 line=64 "
+                                "float_width=8 half_width=8 fp64=1 serial=0";
+    static const struct {
+        const char *facts;
+        clbn_dtype dt;
+        size_t C;
+        const char *stats, *sums;
+    } cases[] = {
+        {serial, CLBN_FLOAT32, 64, "clbn_stats_nhwc8", "clbn_backward_reduce_nhwc8"},
+        {serial, CLBN_FLOAT32, 72, "clbn_stats_nhwc_pixels", "clbn_backward_reduce_nhwc_pixels"},
+        {serial, CLBN_FLOAT32, 128, "clbn_stats_nhwc_pixels", "clbn_backward_reduce_nhwc_pixels"},
+        {serial, CLBN_FLOAT16, 128, "clbn_stats_nhwc8", "clbn_backward_reduce_nhwc8"},
+        {serial, CLBN_FLOAT16, 256, "clbn_stats_nhwc_pixels", "clbn_backward_reduce_nhwc_pixels"},
+        {serial, CLBN_BFLOAT16, 248, "clbn_stats_nhwc8", "clbn_backward_reduce_nhwc8"},
+        {serial, CLBN_BFLOAT16, 256, "clbn_stats_nhwc_pixels", "clbn_backward_reduce_nhwc_pixels"},
+        {serial, CLBN_FLOAT64, 128, "clbn_stats_nhwc8", "clbn_backward_reduce_nhwc8"},
+        {serial, CLBN_FLOAT64, 512, "clbn_stats_nhwc_pixels", "clbn_backward_reduce_nhwc_pixels"},
+        {lanes, CLBN_FLOAT32, 128, "clbn_stats_nhwc8", "clbn_backward_reduce_nhwc8"},
+        {lanes, CLBN_FLOAT32, 256, "clbn_stats_nhwc_wide", "clbn_backward_reduce_nhwc_wide"},
+        {lanes, CLBN_FLOAT16, 512, "clbn_stats_nhwc_wide", "clbn_backward_reduce_nhwc_wide"},
+    };
+    char k[256];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i)
+        for (int op = 0; op < 2; ++op) {
+            nhwc_first_kernel(cases[i].facts, cases[i].dt, cases[i].C, op, k, sizeof k);
+            if (!*k)
+                continue; /* float64 on a device without it */
+            ck_assert_msg(strcmp(k, op ? cases[i].sums : cases[i].stats) == 0,
+                          "case %zu (dtype %d, C = %zu, %s): %s", i, (int)cases[i].dt, cases[i].C,
+                          op ? "backward" : "training", k);
+        }
 }
 END_TEST
 
@@ -621,6 +692,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, extremes_against_reference, 0, NSHAPES * NEXTREMES);
     tcase_add_test(tc, heuristics_choices);
+    tcase_add_test(tc, pixel_order_per_dtype);
     tcase_add_test(tc, environment_tuning);
     tcase_add_test(tc, inference_one_kernel_same_bits);
     tcase_add_loop_test(tc, heuristics_against_reference, 0, NSHAPES * NDEVICES);
