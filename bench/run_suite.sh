@@ -19,8 +19,10 @@
 # (results.csv, the raw logs, table.md, plot.png) and prints table.md.
 #
 # In the same run: the minimal OpenCL passes (cl_copy: copy, read, read2,
-# axpy; with and without streaming stores) on every shape, which bound each
-# clbn mode (inference: copy; training: read + copy; backward: read2 + axpy),
+# axpy, and read+copy, read2+axpy back to back in one call; with and without
+# streaming stores) on every shape, which bound each clbn mode (inference:
+# copy; training: read + copy; backward: read2 + axpy; the chained pairs show
+# what two passes reach where a pass timed alone reads from the cache),
 # and, with the 16-bit runs, over half the bytes (the 16-bit types' bound);
 # clbn tuned beside clbn untuned (round 1 tunes each configuration with
 # clbn_bench --tune into a throw-away database, $OUT/tuning.db, which later
