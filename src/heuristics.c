@@ -217,8 +217,9 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_dtype dtype, clbn_
          * CLBN_STREAM_PROBE_BYTES was faster with streaming stores, the
          * shared cache did not keep outputs of that size, so they stream
          * from there (2026-12-07, a 2-core Xeon VM, CPUID model 207,
-         * reporting 260 MiB: the probe measured 43-78%; streaming every
-         * output made 13-26 MB calls 0.85-0.98x the time) */
+         * reporting 260 MiB: the probe, then a 4 MiB copy, measured
+         * 43-78%; streaming every output made 13-26 MB calls 0.85-0.98x
+         * the time) */
         t->stream_bytes = CLBN_STREAM_PROBE_BYTES;
     } else if (cpu && f->cache_bytes > CPU_PRIVATE_CACHE_MAX) {
         const size_t used = min_sz(f->cache_bytes, cus * CPU_SHARED_PER_CU);

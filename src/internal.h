@@ -183,7 +183,7 @@ typedef struct clbn_device_facts {
 double clbn__now_ms(void);
 /* The copy that clbn__measure_stream_percent times: this many bytes read and
  * as many written (outputs of this size and above are the ones it judges). */
-#define CLBN_STREAM_PROBE_BYTES ((size_t)4 << 20)
+#define CLBN_STREAM_PROBE_BYTES ((size_t)8 << 20)
 /* The copy kernel clbn_copy_probe (plain stores, or with its flag
  * __builtin_nontemporal_store), for the feature probe's program to hold. */
 extern const char clbn__stream_probe_source[];

@@ -218,10 +218,10 @@ START_TEST(heuristics_choices)
         heuristic_text("kind=cpu cu=64 cache=503316480 serial=1", v, sizeof v);
         ck_assert_uint_eq(param(v, "stream_bytes"), 720u << 20);
         /* a copy measured faster with streaming stores (src/measure.c):
-         * outputs from the measured copy's 4 MiB stream; not at 90% or
+         * outputs from the measured copy's 8 MiB stream; not at 90% or
          * more, and never on a GPU (the fact is only measured on CPUs) */
         heuristic_text("kind=cpu cu=2 cache=503316480 serial=1 stream_pct=80", v, sizeof v);
-        ck_assert_uint_eq(param(v, "stream_bytes"), 4u << 20);
+        ck_assert_uint_eq(param(v, "stream_bytes"), 8u << 20);
         heuristic_text("kind=cpu cu=2 cache=503316480 serial=1 stream_pct=90", v, sizeof v);
         ck_assert_uint_eq(param(v, "stream_bytes"), 48u << 20);
         heuristic_text("kind=gpu cu=64 cache=4194304 stream_pct=80", v, sizeof v);
