@@ -1,6 +1,7 @@
 /* The planner's default parameters from what the device reports: a pure
  * function of clbn_device_facts (read once per context by src/context.c, or
- * given by CLBN_DEVICE_FACTS), so tests can feed synthetic devices. The rules
+ * given by CLBN_DEVICE_FACTS) and the data type (one set per type and
+ * context), so tests can feed synthetic devices. The rules
  * and the fact behind each parameter are in docs/tuning.md ("Heuristics").
  *
  * The constants below were fitted on 2-core AMD EPYC VMs under PoCL (copy
@@ -102,7 +103,7 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_dtype dtype, clbn_
      * apart (2026-12-07: training forward 0.84-0.93x, backward 0.75-0.92x
      * at C = 96-192; at C = 64 the statistics took 1.19-1.49x). Not 16-bit
      * types' narrower rows (float16 backward sums 1.18-1.23x at
-     * 32x128x28x28: their one-pixel steps are bound by the conversions,
+     * 32x128x28x28: their one-pixel steps are bound by their operations,
      * not the bytes), nor float64's (1.02x). Where a group's items run as
      * SIMD lanes (llvmpipe) the few single-item groups were 1.7-1.9x slower
      * (2026-12-06, wall time); on a GPU they would be a serial loop. */
