@@ -300,10 +300,10 @@ def chain_bound(bounds, shape, mode):
     """The same mode's minimal passes enqueued back to back in one call
     (cl_copy's read+copy, read2+axpy; inference: copy): what a two-pass call
     can reach where the isolated passes read a cache-sized tensor from the
-    cache. None where the run has no such pattern (runs before 2026-12-07)."""
-    p = bounds.get(shape, {})
+    cache. None where the run has no such pattern (runs before 2026-12-07;
+    table_bounds shows the chain columns only where the training pair is)."""
     k = {"infer": "copy", "train": "read+copy", "backward": "read2+axpy"}[mode]
-    return p.get(k) if mode != "infer" or "read+copy" in p else None
+    return bounds.get(shape, {}).get(k)
 
 
 def table_bounds(add, res, shapes, ms, bounds, floor):

@@ -294,11 +294,11 @@ END_TEST
 /* NHWC with C % 8 == 0 reduces blocks of 64 channels per work-item: channel
  * counts that fill no block, one block and a part, several blocks and a
  * part; from 256 channels the wide kernels (a group of channel vectors in
- * step), 264 leaving most of its second group idle; or, where the device
- * runs a group's items one after another, a work-item per pixel tile
- * holding up to 2048 channels' accumulators, from 72 channels in float32:
- * 2056 takes a second piece of 8); pixel counts with and without a
- * remainder of 8. */
+ * step), 264 leaving most of its second group idle. Where the device runs
+ * a group's items one after another, rows of nhwc_pixel_channels (72 in
+ * float32, 256 otherwise) take a work-item per pixel tile holding up to
+ * 2048 channels' accumulators: 2056 takes a second piece of 8. Pixel
+ * counts with and without a remainder of 8. */
 static const size_t block_c[] = {8, 72, 136, 264, 2048, 2056};
 static const size_t block_ns[][2] = {{3, 7}, {16, 49}};
 
