@@ -90,6 +90,7 @@ typedef enum clbn_kernel_id {
 
 typedef struct clbn_program {
     cl_program program;
+    struct shared_program *shared; /* where the program is shared (src/program.c), else NULL */
     cl_kernel kernels[CLBN_K_COUNT];
     size_t max_work_group[CLBN_K_COUNT]; /* CL_KERNEL_WORK_GROUP_SIZE */
     cl_ulong local_mem[CLBN_K_COUNT];    /* CL_KERNEL_LOCAL_MEM_SIZE */

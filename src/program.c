@@ -1,6 +1,7 @@
 /* Building the embedded kernels into one program per dtype, cached in the
- * context. The build options are made in one place (build_options) because
- * they define the variant. */
+ * context and shared with the other contexts on the same cl_context and
+ * device (shared_program below). The build options are made in one place
+ * (build_options) because they define the variant. */
 #include "internal.h"
 #include "kernel_sources.h"
 
@@ -104,6 +105,8 @@ static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, 
              ctx->facts.serial_items ? " -DCLBN_SERIAL_ITEMS=1" : "", werror);
 }
 
+static void shared_drop(struct shared_program *e);
+
 void clbn__program_release(clbn_program *p)
 {
     if (!p)
@@ -111,7 +114,9 @@ void clbn__program_release(clbn_program *p)
     for (int k = 0; k < CLBN_K_COUNT; ++k)
         if (p->kernels[k])
             clReleaseKernel(p->kernels[k]);
-    if (p->program)
+    if (p->shared)
+        shared_drop(p->shared);
+    else if (p->program)
         clReleaseProgram(p->program);
     free(p);
 }
@@ -150,22 +155,130 @@ static int kernel_unusable(cl_int err)
     return err != CL_OUT_OF_HOST_MEMORY && err != CL_OUT_OF_RESOURCES;
 }
 
+/* ---- programs shared between contexts ----------------------------------------------
+ * A context builds its programs from source, and on PoCL that costs about
+ * 55 ms a program even when PoCL's own disk cache has it (PoCL runs clang's
+ * preprocessor over the source to find its cache entry). So contexts on the
+ * same cl_context and device share a program built with the same options:
+ * the first builds it, the others take it while any of them holds it (each
+ * still creates its own kernels, whose arguments are per context), and the
+ * last one's release releases it. Nothing outlives the contexts, so clbn
+ * keeps no reference to a user's cl_context beyond its own contexts; and
+ * as each of those retains its cl_context and device, neither handle can be
+ * freed and reused for another while an entry names it. (Keeping the
+ * program's binary for the process instead would also serve contexts made
+ * one after another, but PoCL compiles every kernel of a program when asked
+ * for its binary: 18 s on a cold PoCL cache against 1 s for the build,
+ * 2026-12-07.) CLBN_PROGRAM_SHARING=0 turns it off. */
+typedef struct shared_program {
+    cl_context cl;
+    cl_device_id device;
+    char options[320];
+    cl_program program; /* the entry's one reference */
+    int users;          /* clbn_programs using it */
+    struct shared_program *next;
+} shared_program;
+static struct {
+    pthread_mutex_t lock;
+    shared_program *head;
+} shared = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+static int sharing_on(void)
+{
+    const char *e = getenv("CLBN_PROGRAM_SHARING");
+    return !(e && strcmp(e, "0") == 0);
+}
+
+/* The entry for ctx's cl_context and device with these options, or NULL
+ * (shared.lock held). */
+static shared_program *shared_find(const clbn_context *ctx, const char *options)
+{
+    shared_program *e = shared.head;
+    while (e && !(e->cl == ctx->cl && e->device == ctx->device && strcmp(e->options, options) == 0))
+        e = e->next;
+    return e;
+}
+
+/* The shared program for ctx's cl_context and device with these options,
+ * counted as used by one more clbn_program; NULL where there is none. */
+static shared_program *shared_take(const clbn_context *ctx, const char *options)
+{
+    pthread_mutex_lock(&shared.lock);
+    shared_program *e = shared_find(ctx, options);
+    if (e)
+        ++e->users;
+    pthread_mutex_unlock(&shared.lock);
+    return e;
+}
+
+/* Offers `program`, just built, for sharing: the entry takes the caller's
+ * reference. NULL (the caller keeps its reference) where the entry cannot be
+ * made; where another context's build of the same got there first, the
+ * caller uses that one (its own released). */
+static shared_program *shared_put(const clbn_context *ctx, const char *options, cl_program *program)
+{
+    shared_program *made = calloc(1, sizeof *made);
+    if (!made)
+        return NULL;
+    pthread_mutex_lock(&shared.lock);
+    shared_program *e = shared_find(ctx, options);
+    if (e) {
+        ++e->users;
+        clReleaseProgram(*program);
+        *program = e->program;
+        free(made);
+    } else {
+        e = made;
+        e->cl = ctx->cl;
+        e->device = ctx->device;
+        snprintf(e->options, sizeof e->options, "%s", options);
+        e->program = *program;
+        e->users = 1;
+        e->next = shared.head;
+        shared.head = e;
+    }
+    pthread_mutex_unlock(&shared.lock);
+    return e;
+}
+
+/* One user fewer; the last one releases the program. */
+static void shared_drop(shared_program *e)
+{
+    pthread_mutex_lock(&shared.lock);
+    if (--e->users == 0) {
+        shared_program **at = &shared.head;
+        while (*at != e)
+            at = &(*at)->next;
+        *at = e->next;
+        clReleaseProgram(e->program);
+        free(e);
+    }
+    pthread_mutex_unlock(&shared.lock);
+}
+
 static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out)
 {
     clbn_program *p = calloc(1, sizeof *p);
     if (!p)
         return CLBN_ERROR_OUT_OF_HOST_MEMORY;
-    cl_int err;
-    p->program = clCreateProgramWithSource(ctx->cl, clbn_kernel_source_count,
-                                           (const char **)clbn_kernel_sources, NULL, &err);
-    if (err != CL_SUCCESS) {
-        clbn__program_release(p);
-        return clbn__from_cl(err);
-    }
+    cl_int err = CL_SUCCESS;
     char options[320];
     build_options(ctx, dtype, options, sizeof options);
     p->nhwc8_parts = nhwc8_parts(ctx, dtype);
-    err = clBuildProgram(p->program, 1, &ctx->device, options, NULL, NULL);
+    const int share = sharing_on();
+    if (share && (p->shared = shared_take(ctx, options)) != NULL)
+        p->program = p->shared->program;
+    if (!p->program) {
+        p->program = clCreateProgramWithSource(ctx->cl, clbn_kernel_source_count,
+                                               (const char **)clbn_kernel_sources, NULL, &err);
+        if (err != CL_SUCCESS) {
+            clbn__program_release(p);
+            return clbn__from_cl(err);
+        }
+        err = clBuildProgram(p->program, 1, &ctx->device, options, NULL, NULL);
+        if (err == CL_SUCCESS && share)
+            p->shared = shared_put(ctx, options, &p->program);
+    }
     if (err != CL_SUCCESS) {
         keep_build_log(ctx, p->program, NULL);
         clbn__program_release(p);

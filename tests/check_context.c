@@ -683,6 +683,97 @@ START_TEST(test_deterministic_across_contexts)
 }
 END_TEST
 
+/* Contexts on one cl_context and device share their programs (src/program.c,
+ * shared_program): one made after another takes the first one's program,
+ * keeps working when the first is released, and the last release leaves
+ * the cl_context with the references it had. Threads make, use and
+ * release their own contexts at once (ThreadSanitizer runs this suite). */
+typedef struct sharing_job {
+    const workload *w;
+    float *out[NSLOT];
+    clbn_status st;
+} sharing_job;
+
+static void *sharing_thread(void *arg)
+{
+    sharing_job *job = arg;
+    clbn_context *ctx = NULL;
+    job->st = clbn_context_create(tu_cl_context(), tu_device(), &ctx);
+    cl_mem b[NSLOT] = {0};
+    for (int i = 0; i < NSLOT && job->st == CLBN_SUCCESS; i++) {
+        cl_int err;
+        b[i] = clCreateBuffer(tu_cl_context(), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                              job->w->count[i] * sizeof(float), job->w->host[i], &err);
+        if (err != CL_SUCCESS)
+            job->st = CLBN_ERROR_OUT_OF_DEVICE_MEMORY;
+    }
+    if (job->st == CLBN_SUCCESS)
+        job->st = train(ctx, NULL, job->w, b, 0, NULL, NULL);
+    for (int i = 0; i < NSLOT && job->st == CLBN_SUCCESS; i++) {
+        job->out[i] = malloc(job->w->count[i] * sizeof(float));
+        if (!job->out[i] ||
+            clEnqueueReadBuffer(clbn_context_get_queue(ctx), b[i], CL_TRUE, 0,
+                                job->w->count[i] * sizeof(float), job->out[i], 0, NULL,
+                                NULL) != CL_SUCCESS)
+            job->st = CLBN_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    for (int i = 0; i < NSLOT; i++)
+        if (b[i])
+            clReleaseMemObject(b[i]);
+    clbn_context_release(ctx);
+    return NULL;
+}
+
+START_TEST(test_shared_programs)
+{
+    workload w;
+    workload_make(&w, 4, 16, 49, CLBN_LAYOUT_NCHW, 12);
+    float *gold[NSLOT];
+    gold_run(&w, 1, gold);
+    assert_matches_reference(&w, gold);
+    /* a fresh cl_context, so that no suite context holds its programs */
+    cl_int err;
+    cl_device_id dev = tu_device();
+    cl_context cl = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    TU_CL(err);
+    const cl_uint refs = context_refcount(cl);
+    clbn_context *first = NULL, *second = NULL;
+    TU_OK(clbn_context_create(cl, dev, &first));
+    TU_OK(clbn_context_prepare(first, CLBN_FLOAT32));
+    TU_OK(clbn_context_create(cl, dev, &second));
+    TU_OK(clbn_context_prepare(second, CLBN_FLOAT32));
+    clbn_context_release(first); /* the program stays: second holds it */
+    cl_mem b[NSLOT];
+    float *out[NSLOT];
+    upload(&w, cl, b);
+    TU_OK(train(second, NULL, &w, b, 0, NULL, NULL));
+    download(&w, clbn_context_get_queue(second), b, out, NULL);
+    assert_same(&w, out, gold, X, "a context sharing a released context's program");
+    release_all(b, out);
+    clbn_context_release(second);
+    ck_assert_uint_eq(context_refcount(cl), refs);
+    TU_CL(clReleaseContext(cl));
+
+    enum { NTHREADS = 4 };
+    sharing_job jobs[NTHREADS];
+    pthread_t threads[NTHREADS];
+    memset(jobs, 0, sizeof jobs);
+    for (int t = 0; t < NTHREADS; t++) {
+        jobs[t].w = &w;
+        ck_assert_int_eq(pthread_create(&threads[t], NULL, sharing_thread, &jobs[t]), 0);
+    }
+    for (int t = 0; t < NTHREADS; t++)
+        ck_assert_int_eq(pthread_join(threads[t], NULL), 0);
+    for (int t = 0; t < NTHREADS; t++) {
+        ck_assert_msg(jobs[t].st == CLBN_SUCCESS, "thread %d: %s", t, clbn_status_name(jobs[t].st));
+        assert_same(&w, jobs[t].out, gold, X, "a thread's own context");
+        release_all(NULL, jobs[t].out);
+    }
+    release_all(NULL, gold);
+    workload_free(&w);
+}
+END_TEST
+
 /* ---- Threads --------------------------------------------------------------- */
 
 #define THREAD_CALLS 200
@@ -789,6 +880,7 @@ static Suite *context_suite(void)
     tcase_add_loop_test(tc, test_wait_list_user_event, 0, 4);
     tcase_add_test(tc, test_out_of_order_queue);
     tcase_add_test(tc, test_deterministic_across_contexts);
+    tcase_add_test(tc, test_shared_programs);
     tcase_add_test(tc, test_concurrent_threads);
     suite_add_tcase(s, tc);
     return s;
