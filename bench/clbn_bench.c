@@ -159,7 +159,8 @@ static void usage(const char *msg)
             "  --profile        after timing, 20 calls on a profiling queue: each kernel's device\n"
             "                   time and the gaps between kernels (OpenCL event profiling)\n"
             "  --plan           create a clbn_plan once (timed) and time clbn_plan_execute in the\n"
-            "                   loop; the first execution's time is reported separately\n"
+            "                   loop; the first execution's time is reported separately; the CSV's\n"
+            "                   plan column says whether it is the default plan (kernels, sizes)\n"
             "  --tune MS        with --plan: clbn_plan_tune the plan first (budget MS), recorded in\n"
             "                   $CLBN_TUNING_DB; later runs' plans of that shape class take it\n"
             "  --tuning TEXT    with --plan: clbn_plan_set_tuning(plan, TEXT) first, e.g.\n"
@@ -531,6 +532,39 @@ static const double k_momentum = 0.1, k_eps = 1e-5;
 /* --plan: the plan made once for the measured operation. */
 static clbn_plan *g_plan;
 
+/* The measured operation's descriptor, as the one-call functions make it. */
+static clbn_op_desc op_desc(const bench *b, const options *o)
+{
+    static const clbn_op ops[] = {CLBN_OP_FORWARD_TRAINING, CLBN_OP_FORWARD_INFERENCE,
+                                  CLBN_OP_BACKWARD};
+    clbn_op_desc d;
+    check_clbn(clbn_op_desc_init(&d, ops[o->mode], &b->desc), "clbn_op_desc_init");
+    d.epsilon = k_eps;
+    return d;
+}
+
+/* The CSV's last column: a digest (FNV-1a, 8 hex digits) of the description
+ * of the plan the calls ran (clbn_plan_describe: kernels and sizes), so that
+ * a table can tell two runs of the same plan, whose times differ only by the
+ * noise between processes, from runs of different plans. Without --plan, of
+ * a plan made now as the one-call functions make theirs. */
+static void plan_digest(const bench *b, const options *o, char out[16])
+{
+    char text[1024] = "";
+    clbn_plan *p = g_plan;
+    if (!p) {
+        clbn_op_desc d = op_desc(b, o);
+        check_clbn(clbn_plan_create(b->ctx, &d, &p), "clbn_plan_create");
+    }
+    clbn_plan_describe(p, text, sizeof text);
+    if (p != g_plan)
+        clbn_plan_release(p);
+    uint32_t h = 2166136261u;
+    for (const char *c = text; *c; ++c)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    snprintf(out, 16, "%08x", (unsigned)h);
+}
+
 /* Enqueues the call being measured (no wait). */
 static clbn_status enqueue_call(bench *b)
 {
@@ -899,11 +933,7 @@ int main(int argc, char **argv)
     double plan_ms = -1.0;
     char plan_text[1024] = "";
     if (o->plan) {
-        static const clbn_op ops[] = {CLBN_OP_FORWARD_TRAINING, CLBN_OP_FORWARD_INFERENCE,
-                                      CLBN_OP_BACKWARD};
-        clbn_op_desc d;
-        check_clbn(clbn_op_desc_init(&d, ops[o->mode], &b.desc), "clbn_op_desc_init");
-        d.epsilon = k_eps;
+        clbn_op_desc d = op_desc(&b, o);
         double t0 = bench_wall_s();
         check_clbn(clbn_plan_create(b.ctx, &d, &g_plan), "clbn_plan_create");
         plan_ms = 1e3 * (bench_wall_s() - t0);
@@ -984,14 +1014,16 @@ int main(int argc, char **argv)
     double pct = bw > 0 ? 100.0 * gbps / bw : -1.0;
 
     if (o->csv) {
+        char digest[16];
+        plan_digest(&b, o, digest);
         if (o->csv_header)
             printf("impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,"
-                   "cores,kernels,verify\n");
-        printf("%s,%s,%zu,%zu,%zu,%s,%s,%d,%.4f,%.4f,%.0f,%.3f,%.1f,%.2f,%lu,%s\n",
+                   "cores,kernels,verify,plan\n");
+        printf("%s,%s,%zu,%zu,%zu,%s,%s,%d,%.4f,%.4f,%.0f,%.3f,%.1f,%.2f,%lu,%s,%s\n",
                o->label ? o->label : impl_name(o->dtype), o->shape_text,
                o->n, o->c, o->s, layout_name(o->layout), mode_names[o->mode], iters, 1e3 * med,
                1e3 * mn, bytes, gbps, pct, cores, kernels,
-               verified < 0 ? "-" : verified ? "ok" : "FAILED");
+               verified < 0 ? "-" : verified ? "ok" : "FAILED", digest);
     } else {
         printf("%d calls (after %d warm-up): median %.4f ms, min %.4f ms; kernels per call: %lu\n",
                iters, o->warmup, 1e3 * med, 1e3 * mn, kernels);

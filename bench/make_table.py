@@ -118,6 +118,10 @@ def aggregate(rows):
         verdicts = [r["verify"] for r in rs if r["verify"] not in ("-", "")]
         agg["verify"] = "-" if not verdicts else ("ok" if all(v == "ok" for v in verdicts) else "FAILED")
         agg["rounds"] = len(meds)
+        # clbn_bench's last column (runs from 2026-12-07 on): a digest of the
+        # plan the calls ran, kept where every round ran the same one
+        digests = {r.get("plan") for r in rs}
+        agg["plan"] = digests.pop() if len(digests) == 1 else None
         res[key] = agg
         if len(meds) > 1 and max(meds) / min(meds) > 1.25:
             spread.append((key, max(meds) / min(meds)))
@@ -332,6 +336,7 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
         + (" chain | chain / bound | tuned / chain |" if chains else ""))
     add("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if chains else ""))
     chain_miss = []  # bound misses whose chained minimal passes miss the limit too
+    same_plan = []  # untuned / tuned where the tuned plan is the default one
     chain_ratios = []  # tuned / chain, 8 MB or more
     big_sizes = []
     for shape in shapes:
@@ -374,9 +379,14 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
                             shape, layout, mode_name, cbb, tc))
                 if tbytes >= BIG and tc is not None:
                     chain_ratios.append(tc)
+                digest = res.get(("clbn", shape, layout, mode), {}).get("plan")
+                same = digest not in (None, "", "-") and \
+                    res.get(("clbn-tuned", shape, layout, mode), {}).get("plan") == digest
                 if ut is not None:
                     total["untuned"] += 1
                     miss["untuned"] += ut > UNTUNED
+                    if same:
+                        same_plan.append(ut)
                 if tp is not None:
                     total["peer"] += 1
                     miss["peer"] += tp > 1.0
@@ -389,7 +399,8 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
                 add("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     shape if first else "", "%.1f" % (tbytes / 1e6) if first else "", layout, mode_name,
                     fmt_ms(b), fmt_ms(tu), f(ub), fmt_ms(tt), f(tb, bool(limit and tb and tb > limit)),
-                    f(ut, bool(ut and ut > UNTUNED)), fmt_ms(peer), f(tp, bool(tp and tp > 1.0)))
+                    f(ut, bool(ut and ut > UNTUNED)) + (" (=)" if same and ut is not None else ""),
+                    fmt_ms(peer), f(tp, bool(tp and tp > 1.0)))
                     + (" %s | %s | %s |" % (fmt_ms(cb), f(cbb), f(tc)) if chains else ""))
                 first = False
     add("")
@@ -401,6 +412,12 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
             total["untuned"], total["peer"] - miss["peer"], total["peer"],
             "%.2f" % gm if gm else "-", GEOMEAN_PEER))
     add("")
+    if same_plan:
+        add("(=): the tuned plan is the untuned one (the same kernels and sizes: clbn_bench's plan "
+            "digest), so there untuned / tuned is two processes running one plan, the noise between "
+            "processes: %.2f-%.2f over these %d of %d cases." % (
+                min(same_plan), max(same_plan), len(same_plan), total["untuned"]))
+        add("")
     if chains and chain_ratios:
         add("Chained minimal passes: of the %d cases beyond the bound's limit, %d have the mode's "
             "minimal passes back to back (`chain`) beyond it too, so that no call of as many passes "

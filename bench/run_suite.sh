@@ -256,7 +256,7 @@ minimal_passes() {
 TUNING_DB="$OUT/tuning.db" # throw-away: the tuned runs' database (scripts/tuning_ship.py reads it)
 rm -f "$TUNING_DB"
 RES="$OUT/results.csv"
-echo "impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,cores,kernels,verify" >"$RES"
+echo "impl,shape,n,c,s,layout,mode,iters,median_ms,min_ms,bytes,gbps,pct_copy_bw,cores,kernels,verify,plan" >"$RES"
 COMMON=(--iters "$ITERS" --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --csv --no-header)
 start=$(date +%s)
 for round in $(seq 1 "$ROUNDS"); do
