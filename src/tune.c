@@ -7,7 +7,8 @@
  * plans exactly the kernels and sizes of one already timed is skipped, so
  * parameters that do not matter for the shape cost nothing. A candidate must
  * be faster by more than the noise margin to replace the best, also when
- * both are timed again alternately. */
+ * both are timed again alternately (confirm); so must the defaults to
+ * replace the plan's own parameters (a database entry's) at the start. */
 #include "internal.h"
 
 #include <math.h>
@@ -279,6 +280,41 @@ static clbn_status time_plan(bench *b, int reps, double *ms)
     return CLBN_SUCCESS;
 }
 
+/* Whether `cand`, timed at cand_ms, beats *best (timed at *best_ms) by more
+ * than MARGIN_PERCENT, confirmed by timing both alternately twice more (a
+ * busy machine's load drifts between measurements; each keeps its fastest
+ * batch). Where it does, *best and *best_ms become the candidate's and
+ * *better is 1; else *best_ms is the best's fastest time seen. The plan is
+ * left re-planned with one of the two. */
+static clbn_status confirm(bench *b, clbn_plan *plan, int reps, clbn_tuning *best, double *best_ms,
+                           const clbn_tuning *cand, double cand_ms, int *better)
+{
+    *better = 0;
+    if (!(cand_ms * (100 + MARGIN_PERCENT) < *best_ms * 100))
+        return CLBN_SUCCESS;
+    double again_best = *best_ms, again_cand = cand_ms;
+    for (int k = 0; k < 2; ++k) {
+        double t;
+        clbn_status st;
+        if ((st = clbn__plan_retune(plan, best, 0)) != CLBN_SUCCESS ||
+            (st = time_plan(b, reps, &t)) != CLBN_SUCCESS)
+            return st;
+        again_best = t < again_best ? t : again_best;
+        if ((st = clbn__plan_retune(plan, cand, 0)) != CLBN_SUCCESS ||
+            (st = time_plan(b, reps, &t)) != CLBN_SUCCESS)
+            return st;
+        again_cand = t < again_cand ? t : again_cand;
+    }
+    if (again_cand * (100 + MARGIN_PERCENT) < again_best * 100) {
+        *best_ms = again_cand;
+        *best = *cand;
+        *better = 1;
+    } else {
+        *best_ms = again_best;
+    }
+    return CLBN_SUCCESS;
+}
+
 /* ---- the candidates ---------------------------------------------------------------- */
 /* The values the search tries for each parameter, in the order tried (a value
  * equal to the current one is skipped). 0 means "never"/"none" for the
@@ -385,9 +421,15 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
         double ms;
         if ((st = time_plan(&b, reps, &ms)) != CLBN_SUCCESS)
             break;
-        if (match && ms < best_ms) {
+        if (!match)
+            continue;
+        if (best_ms == INFINITY) { /* the first that matches */
             best_ms = ms;
             best = *starts[s];
+        } else { /* the defaults replace the plan's own parameters only when confirmed faster */
+            int better;
+            if ((st = confirm(&b, plan, reps, &best, &best_ms, starts[s], ms, &better)) != CLBN_SUCCESS)
+                break;
         }
     }
     /* coordinate descent, two rounds while the budget lasts */
@@ -423,30 +465,11 @@ clbn_status clbn_plan_tune(clbn_plan *plan, cl_command_queue queue, double budge
                 double ms;
                 if ((st = time_plan(&b, reps, &ms)) != CLBN_SUCCESS)
                     break;
-                if (ms * (100 + MARGIN_PERCENT) < best_ms * 100) {
-                    /* confirm against the best so far, timed alternately now
-                     * (a busy machine's load drifts between measurements) */
-                    double again_best = best_ms, again_cand = ms;
-                    for (int k = 0; k < 2 && st == CLBN_SUCCESS; ++k) {
-                        double t;
-                        if ((st = clbn__plan_retune(plan, &best, 0)) != CLBN_SUCCESS ||
-                            (st = time_plan(&b, reps, &t)) != CLBN_SUCCESS)
-                            break;
-                        again_best = t < again_best ? t : again_best;
-                        if ((st = clbn__plan_retune(plan, &cand, 0)) != CLBN_SUCCESS ||
-                            (st = time_plan(&b, reps, &t)) != CLBN_SUCCESS)
-                            break;
-                        again_cand = t < again_cand ? t : again_cand;
-                    }
-                    if (st == CLBN_SUCCESS &&
-                        again_cand * (100 + MARGIN_PERCENT) < again_best * 100) {
-                        best_ms = again_cand;
-                        best = cand;
-                        improved = 1;
-                    } else {
-                        best_ms = again_best;
-                    }
-                }
+                int better = 0;
+                if ((st = confirm(&b, plan, reps, &best, &best_ms, &cand, ms, &better)) ==
+                        CLBN_SUCCESS &&
+                    better)
+                    improved = 1;
             }
         }
         if (!improved)
