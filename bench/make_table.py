@@ -336,7 +336,7 @@ def table_bounds(add, res, shapes, ms, bounds, floor):
         + (" chain | chain / bound | tuned / chain |" if chains else ""))
     add("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if chains else ""))
     chain_miss = []  # bound misses whose chained minimal passes miss the limit too
-    same_plan = []  # untuned / tuned where the tuned plan is the default one
+    same_plan = []  # untuned / tuned where both runs ran one plan (the same digest)
     chain_ratios = []  # tuned / chain, 8 MB or more
     big_sizes = []
     for shape in shapes:

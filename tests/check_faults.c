@@ -1034,7 +1034,7 @@ static void keep_programs(void)
     if (g_keeper)
         return;
     TU_OK(clbn_context_create(tu_cl_context(), tu_device(), &g_keeper));
-    for (int d = 0; d < 4; ++d) /* float64 where the device has it */
+    for (int d = CLBN_FLOAT32; d <= CLBN_FLOAT64; ++d) /* float64 where the device has it */
         (void)clbn_context_prepare(g_keeper, (clbn_dtype)d);
 }
 
@@ -1084,6 +1084,14 @@ static void run_scenario(const scenario *sc, int index)
     for (long i = 1; i <= n && used < sizeof names - 64; ++i)
         used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i > 1 ? " " : "",
                                  shim.point_name(i));
+    if (sc->flags & F_COLD) { /* a context that shares the keeper's program builds none */
+        int builds = 0;
+        for (long i = 1; i <= n; ++i)
+            builds += strcmp(shim.point_name(i), "clBuildProgram") == 0;
+        ck_assert_msg(builds == ((sc->flags & F_SOURCE) ? 1 : 0),
+                      "%s: %d program builds (sharing %s)", sc->name, builds,
+                      (sc->flags & F_SOURCE) ? "off" : "on");
+    }
     teardown(&f);
     obs_free(&before);
     check_leaks(&t, sc, 0, NULL);
