@@ -98,6 +98,19 @@ static cl_int enqueue_chain(clbn_program *prog, cl_command_queue queue, int in_o
     return CL_SUCCESS;
 }
 
+cl_int clbn__finish(cl_command_queue queue)
+{
+    cl_int err = clFinish(queue);
+    cl_event marker = NULL;
+    if (err == CL_SUCCESS)
+        err = clEnqueueMarkerWithWaitList(queue, 0, NULL, &marker);
+    if (err == CL_SUCCESS) {
+        err = clWaitForEvents(1, &marker);
+        clReleaseEvent(marker);
+    }
+    return err;
+}
+
 clbn_status clbn__run(clbn_context *ctx, clbn_program *prog, cl_command_queue queue, int in_order,
                       size_t scratch_bytes, const clbn_step *steps, int count, cl_uint num_wait,
                       const cl_event *wait, cl_event *event)

@@ -436,6 +436,11 @@ typedef struct clbn_step {
                 (cl_uint)(sizeof((const arg[]){__VA_ARGS__}) / sizeof(arg))))
 clbn_step clbn__step(clbn_launch launch, const arg *args, cl_uint count);
 
+/* Everything enqueued on queue so far, completed: clFinish, then a marker's
+ * event waited for (Mesa 22.3's Rusticl was seen to return from clFinish
+ * before the queue's commands had run; docs/portability.md). */
+cl_int clbn__finish(cl_command_queue queue);
+
 /* Runs one public call's steps: under ctx->lock, takes a scratch buffer of
  * `scratch_bytes` for `queue` (none when 0), sets every step's arguments and
  * enqueues the steps one after another: the first waits for the caller's wait

@@ -185,7 +185,7 @@ void clbn__plan_warm_up(clbn_plan *plan)
         /* every output requested: every kernel the plan can use runs */
         clbn_plan_execute(plan, NULL, &a, 0, NULL, NULL);
     }
-    clFinish(ctx->queue);
+    clbn__finish(ctx->queue);
     for (int i = 0; i < TENSORS + VECTORS; ++i)
         if (m[i])
             clReleaseMemObject(m[i]);

@@ -269,7 +269,7 @@ static clbn_status time_plan(bench *b, int reps, double *ms)
             if (st != CLBN_SUCCESS)
                 return st;
         }
-        cl_int err = clFinish(b->queue);
+        cl_int err = clbn__finish(b->queue);
         if (err != CL_SUCCESS)
             return clbn__from_cl(err);
         const double t = (clbn__now_ms() - t0) / reps;
@@ -479,7 +479,7 @@ done:
     if (seen)
         free(seen);
     bench_free(&b);
-    clFinish(queue);
+    clbn__finish(queue);
     if (st != CLBN_SUCCESS) {
         clbn__plan_retune(plan, &original, 0);
         return st;

@@ -696,9 +696,9 @@ static void finish_all(fx *f)
 {
     tu_finish();
     if (f->ooo)
-        TU_CL(clFinish(f->ooo));
+        tu_drain(f->ooo);
     if (f->ctx)
-        TU_CL(clFinish(clbn_context_get_queue(f->ctx)));
+        tu_drain(clbn_context_get_queue(f->ctx));
 }
 
 /* Everything the call needs, made without faults. */
@@ -839,7 +839,7 @@ static void observe(fx *f, obs *o)
         TU_CL(clEnqueueReadBuffer(tu_queue(), f->buf[s], CL_FALSE, 0, o->size[s], o->buf[s], 0, NULL,
                                   NULL));
     }
-    TU_CL(clFinish(tu_queue()));
+    tu_drain(tu_queue());
     if (f->layer)
         read_layer_state(f->layer, f->desc.c, o);
     if (f->made_layer)
@@ -889,7 +889,7 @@ static void restore(fx *f, const obs *before)
     finish_all(f);
     for (int s = 0; s < NB; ++s)
         TU_CL(clEnqueueWriteBuffer(tu_queue(), f->buf[s], CL_FALSE, 0, g_bytes[s], g_init[s], 0, NULL, NULL));
-    TU_CL(clFinish(tu_queue()));
+    tu_drain(tu_queue());
     if (f->layer) {
         /* num_batches_tracked comes back with the state saved by setup. */
         TU_OK(clbn_layer_load(f->layer, f->init_path));
@@ -981,7 +981,7 @@ static void note_status(const char *fn, clbn_status st)
 
 static char g_report[1 << 16];
 static size_t g_report_len;
-static long g_total_points, g_total_tried, g_total_violations;
+static long g_total_points, g_total_tried, g_total_violations, g_scenarios_run, g_not_run;
 
 static void violation(tally *t, const scenario *sc, long k, const char *failed, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -1066,6 +1066,19 @@ static void run_scenario(const scenario *sc, int index)
     const char *only = getenv("CLBN_FAULT_SCENARIO");
     if ((only && *only && !strstr(sc->name, only)) || !in_shard(index))
         return;
+    /* what the device lacks (Rusticl's llvmpipe: out-of-order queues, float64) */
+    cl_command_queue_properties queues = 0;
+    TU_CL(clGetDeviceInfo(tu_device(), CL_DEVICE_QUEUE_PROPERTIES, sizeof queues, &queues, NULL));
+    if ((sc->flags & F_OOO) && !(queues & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)) {
+        printf("%-55s not run: the device has no out-of-order queues\n", sc->name);
+        ++g_not_run;
+        return;
+    }
+    if (tu_skip_dtype(sc->desc.dtype, sc->name)) {
+        ++g_not_run;
+        return;
+    }
+    ++g_scenarios_run;
     make_init(&sc->desc, 1000 + (uint64_t)index);
     tally t = {0, 0, 0, 0, 0};
 
@@ -1113,8 +1126,15 @@ static void run_scenario(const scenario *sc, int index)
         if (getenv("CLBN_FAULT_DEBUG")) { /* every run: the status and what changed */
             printf("  k=%ld %s -> %s; changed:", k, fn ? fn : "-", clbn_status_name(st));
             for (int item = 0; item < NITEMS; ++item)
-                if (!item_same(&after, &before, item, C))
+                if (!item_same(&after, &before, item, C)) {
                     printf(" %s%s", item_name(item), item_same(&after, &golden, item, C) ? "(golden)" : "");
+                    if (item < NB && !item_same(&after, &golden, item, C)) {
+                        const unsigned char *pa = after.buf[item], *pg = golden.buf[item], *pb = before.buf[item];
+                        size_t dg = 0, db = 0;
+                        for (size_t i = 0; i < after.size[item]; ++i) { dg += pa[i] != pg[i]; db += pa[i] != pb[i]; }
+                        printf("[%zu bytes: %zu differ from golden, %zu from before]", after.size[item], dg, db);
+                    }
+                }
             printf("\n");
         }
         if (fn)
@@ -1173,9 +1193,16 @@ static void run_scenario(const scenario *sc, int index)
                 violation(&t, sc, k, fn, "the next call without a fault returned %s", clbn_status_name(st2));
             else
                 for (int item = 0; item < NITEMS; ++item)
-                    if (!item_same(&again, &golden, item, C))
+                    if (!item_same(&again, &golden, item, C)) {
+                        if (getenv("CLBN_FAULT_DEBUG") && item < NB) {
+                            const unsigned char *pa = again.buf[item], *pg = golden.buf[item], *pb = before.buf[item];
+                            size_t dg = 0, db = 0;
+                            for (size_t i = 0; i < again.size[item]; ++i) { dg += pa[i] != pg[i]; db += pa[i] != pb[i]; }
+                            printf("  again %s [%zu bytes: %zu differ from golden, %zu from before]\n", item_name(item), again.size[item], dg, db);
+                        }
                         violation(&t, sc, k, fn, "the next call without a fault left %s different from a fault-free run",
                                   item_name(item));
+                    }
             obs_free(&again);
         }
         teardown(&f);
@@ -1228,8 +1255,10 @@ END_TEST
 START_TEST(test_summary)
 {
     const char *shard = getenv("CLBN_FAULT_SHARD");
-    printf("fault injection: %ld fault points in %d scenarios (shard %s), %ld tried, %ld violations\n",
-           g_total_points, NSCEN, shard && *shard ? shard : "all", g_total_tried, g_total_violations);
+    printf("fault injection: %ld fault points in %ld scenarios (of %d, shard %s; %ld not run: the "
+           "device lacks what they need), %ld tried, %ld violations\n",
+           g_total_points, g_scenarios_run, NSCEN, shard && *shard ? shard : "all", g_not_run,
+           g_total_tried, g_total_violations);
     printf("the status each failed OpenCL function gave:\n");
     for (int i = 0; i < NHIST && g_hist[i].count; ++i)
         printf("  %-28s -> %-34s x%ld\n", g_hist[i].fn, clbn_status_name(g_hist[i].st), g_hist[i].count);

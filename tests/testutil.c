@@ -49,6 +49,14 @@ int tu_main(Suite *suite)
         printf("closest passing comparison used %.1f%% of its tolerance: %s\n",
                100.0 * g_margin_ratio, g_margin_what);
 
+    /* nothing left running when the objects go (tu_drain) */
+    if (clFinish(tu_queue()) == CL_SUCCESS) {
+        cl_event m = NULL;
+        if (clEnqueueMarkerWithWaitList(tu_queue(), 0, NULL, &m) == CL_SUCCESS) {
+            clWaitForEvents(1, &m);
+            clReleaseEvent(m);
+        }
+    }
     if (g_other_queue)
         clReleaseCommandQueue(g_other_queue);
     if (g_other_context)
@@ -96,11 +104,20 @@ cl_command_queue tu_other_queue(void)
     return g_other_queue;
 }
 
+void tu_drain(cl_command_queue q)
+{
+    cl_event m = NULL;
+    TU_CL(clFinish(q));
+    TU_CL(clEnqueueMarkerWithWaitList(q, 0, NULL, &m));
+    TU_CL(clWaitForEvents(1, &m));
+    TU_CL(clReleaseEvent(m));
+}
+
 void tu_finish(void)
 {
-    TU_CL(clFinish(tu_queue()));
+    tu_drain(tu_queue());
     if (g_other_queue)
-        TU_CL(clFinish(g_other_queue));
+        tu_drain(g_other_queue);
 }
 
 /* ---- Host memory and buffers ------------------------------------------- */

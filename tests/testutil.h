@@ -43,7 +43,12 @@ int tu_skip_dtype(clbn_dtype t, const char *what);
  * partitioned, and clCreateSubDevices must not be called: Rusticl 22.3 has no
  * entry for it, and the ICD loader jumps to NULL). */
 cl_uint tu_max_sub_devices(void);
-/* clFinish on the suite queue and, if it exists, the other context's queue. */
+/* Everything enqueued on q so far, completed: clFinish, then a marker's
+ * event waited for. Mesa 22.3's Rusticl was seen to return from clFinish
+ * before the queue's commands had run (docs/portability.md); it waits
+ * correctly for events, which is how clbn's own blocking calls wait. */
+void tu_drain(cl_command_queue q);
+/* tu_drain on the suite queue and, if it exists, the other context's queue. */
 void tu_finish(void);
 
 /* ---- Assertions --------------------------------------------------------- */
