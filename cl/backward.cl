@@ -920,7 +920,10 @@ __kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const
      * the others */
 #define ANY_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
 #define ANY_EMIT1(i, c) DX_EMIT1(i, params[c], params[C + c], params[2 * C + c], params[3 * C + c])
-    DX_UNSWITCH_PLAIN(PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1));
+    if (period_vectors((uint)C) <= CLBN_PERIOD_IN_ORDER)
+        DX_UNSWITCH_PLAIN(PERIOD_WALK_IN_ORDER(b, b + n, 4, ANY_EMIT, ANY_EMIT1));
+    else
+        DX_UNSWITCH_PLAIN(PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1));
 #undef ANY_EMIT
 #undef ANY_EMIT1
 }

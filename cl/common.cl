@@ -439,6 +439,41 @@ inline ulong2 item_pixels(ulong P, ulong pixels_per_group, ulong pixels_per_item
             EMIT1V(e_, e_ % C);                                                       \
     } while (0)
 
+/* PERIOD_WALK in memory order, for periods of at most CLBN_PERIOD_IN_ORDER
+ * (4) vectors (C = 1, 2, 3, 4, 6 or 12; with C % 8 != 0, period_vectors(C)
+ * <= 4 only there): every position's NP parameter vectors gathered
+ * once into registers, then the run's whole periods one after another, each
+ * vector of each in turn; the values after the last whole period as
+ * PERIOD_WALK's. A core then reads and writes the run as one stream, where
+ * PERIOD_WALK's position-by-position passes over it (stride Q) took 1.7x
+ * the time (2026-12-07, 2-core EPYC VM, 16x3x224x224 NHWC backward's dx
+ * pass, alternate runs, medians of 8, with the plan's 2048-value items and
+ * no software prefetch for this walk: src/geometry.c). Needs C and params
+ * in scope. */
+#if !defined(CLBN_PERIOD_IN_ORDER) || CLBN_PERIOD_IN_ORDER != 4
+#error "CLBN_PERIOD_IN_ORDER comes from the host (src/internal.h); PERIOD_WALK_IN_ORDER unrolls 4 vectors"
+#endif
+#define PERIOD_WALK_IN_ORDER(e0, e1, NP, EMITV, EMIT1V)                               \
+    do {                                                                              \
+        const uint nv_ = period_vectors((uint)C);                                     \
+        const ulong q_ = 8 * nv_;                                                     \
+        acc8 pv_[4][4];                                                               \
+        _Pragma("unroll") for (uint k_ = 0; k_ < 4; ++k_) {                          \
+            const uint8 cv_ = period_channels(k_, (uint)C);                           \
+            _Pragma("unroll") for (uint j_ = 0; j_ < 4; ++j_)                        \
+                pv_[k_][j_] = (k_ < nv_ && j_ < (NP)) ? LANES8(AT1, params + j_ * C, cv_) \
+                                                     : (acc8)(0.0f);                  \
+        }                                                                             \
+        ulong e_ = (e0);                                                              \
+        for (; e_ + q_ <= (e1); e_ += q_) {                                           \
+            _Pragma("unroll") for (uint k_ = 0; k_ < 4; ++k_)                        \
+                if (k_ < nv_)                                                         \
+                    EMITV(e_ + 8 * k_, pv_[k_]);                                      \
+        }                                                                             \
+        for (; e_ < (e1); ++e_)                                                       \
+            EMIT1V(e_, e_ % C);                                                       \
+    } while (0)
+
 /* The running statistics' update rule (clbn_running_update): PyTorch's,
  * momentum weighting the batch's value and taking the unbiased variance
  * (var * unbias, unbias = m/(m - 1)), or ONNX's, momentum weighting the old

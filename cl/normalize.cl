@@ -381,7 +381,10 @@ __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t 
     }
 #define ANY_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
 #define ANY_EMIT1(i, c) EMIT1(i, params[c], params[C + c], params[2 * C + c])
-    PERIOD_WALK(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT1);
+    if (period_vectors((uint)C) <= CLBN_PERIOD_IN_ORDER)
+        PERIOD_WALK_IN_ORDER(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT1);
+    else
+        PERIOD_WALK(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT1);
 #undef ANY_EMIT
 #undef ANY_EMIT1
 }

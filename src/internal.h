@@ -29,6 +29,9 @@
 #define CLBN_GROUP_MAX 64   /* most work-items per group of the reductions: their __local slots */
 #define CLBN_PERIOD_VECS 8  /* NHWC, C % 8 != 0: the period reductions hold lcm(8, C) values in at
                              * most this many 8-value vectors (C / gcd(8, C) of them) */
+#define CLBN_PERIOD_IN_ORDER 4 /* NHWC, C % 8 != 0: the elementwise passes walk periods of at most
+                               * this many vectors in memory order, the rest position by
+                               * position (cl/common.cl, PERIOD_WALK_IN_ORDER) */
 #define CLBN_NHWC8_PARTS_MAX 8 /* most work-items per group of the NHWC block reductions, which
                                 * take CLBN_NHWC_BLOCK slots each; fewer where local memory is
                                 * small (program.c, nhwc8_parts) */

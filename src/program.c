@@ -96,9 +96,10 @@ static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, 
 #endif
     snprintf(buf, len,
              "-cl-std=CL1.2 -D%s -DCLBN_NHWC_BLOCK=%d -DCLBN_NHWC_WIDE=%d -DCLBN_ROWS_CHANNELS=%d "
-             "-DCLBN_LOCAL_SLOTS=%d -DCLBN_PERIOD_VECS=%d -DCLBN_NHWC8_PARTS=%zu%s%s%s%s%s",
+             "-DCLBN_LOCAL_SLOTS=%d -DCLBN_PERIOD_VECS=%d -DCLBN_PERIOD_IN_ORDER=%d "
+             "-DCLBN_NHWC8_PARTS=%zu%s%s%s%s%s",
              dtype_macro[dtype], CLBN_NHWC_BLOCK, CLBN_NHWC_WIDE, CLBN_ROWS_CHANNELS, CLBN_GROUP_MAX,
-             CLBN_PERIOD_VECS,
+             CLBN_PERIOD_VECS, CLBN_PERIOD_IN_ORDER,
              nhwc8_parts(ctx, dtype),
              ctx->prefetch ? " -DCLBN_PREFETCH=1" : "", ctx->nt_stores ? " -DCLBN_NT_STORES=1" : "",
              ctx->vload_cast ? " -DCLBN_VLOAD_CAST=1" : "",

@@ -10,7 +10,8 @@
  * (cl/small.cl: NCHW; NHWC and N x C, inference too), channel-resident training and backward (cl/channel.cl),
  * short-row NCHW reductions with the flat elementwise passes (S < 256, S % 8
  * == 0 and not), tiled NCHW reductions with the 2-D elementwise passes, NHWC
- * any C (the period reductions, C = 3, 5, 6; the channel gathers, C = 9),
+ * any C (the period reductions, C = 3, 5, 6; the elementwise passes in memory
+ * order, C = 3, 6, and by position, C = 5, 9; the channel gathers, C = 9),
  * NHWC C % 8 == 0 (block), NHWC wide (C >= 256), S == 1; for each the
  * training forward (statistics, finalize, normalize, commit), the inference
  * forward (inference params), the backward (reduce, finalize, dx) and the
@@ -442,7 +443,8 @@ int main(void)
                 {2, 1, 264, CLBN_LAYOUT_NCHW, 0, "tiled NCHW, S % 8 == 0"},
                 {5, 3, 1, CLBN_LAYOUT_NCHW, 0, "S = 1 (an N x C matrix)"},
                 {3, 5, 7, CLBN_LAYOUT_NHWC, 0, "NHWC any C, period reductions"},
-                {4, 3, 50, CLBN_LAYOUT_NHWC, 0, "NHWC any C, whole periods in two work-items"},
+                {4, 3, 201, CLBN_LAYOUT_NHWC, 0,
+                 "NHWC any C, in memory order: two work-items, the second's run ends inside a period"},
                 {2, 6, 9, CLBN_LAYOUT_NHWC, 0, "NHWC any C, periods of 4 pixels"},
                 {2, 9, 7, CLBN_LAYOUT_NHWC, 0, "NHWC any C, channel gathers (C = 9)"},
                 {2, 16, 5, CLBN_LAYOUT_NHWC, 0, "NHWC C % 8 == 0"},
