@@ -412,10 +412,11 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * 0.80x the time with 2048 values against 512, 0.83x without the
      * prefetches (also 0.72x at 96x3x224x224, 58 MB); with both, against
      * the position-by-position walk at 512 with prefetches, 0.58x (medians
-     * of 8; inference's pass 0.91x). */
+     * of 8; inference's pass 0.91x). The GPU geometry keeps its items (a
+     * GPU needs the work-items; unmeasured there). */
     const int in_order = period_vectors(C) <= CLBN_PERIOD_IN_ORDER;
     const size_t period_pixels = 8 / (C % 8 == 0 ? 8 : C % 4 == 0 ? 4 : C % 2 == 0 ? 2 : 1);
-    const size_t values = in_order ? 4 * t->item_elements : t->item_elements;
+    const size_t values = in_order && !t->gpu_geometry ? 4 * t->item_elements : t->item_elements;
     size_t pixels = round_up(max_sz(1, values / C), period_pixels);
     if (in_order)
         plan->ahead = 0;

@@ -25,6 +25,15 @@ static void print_device(cl_device_id device)
     printf("clbn tests on: %s / %s\n", platform_name, device_name);
 }
 
+static void drain_at_exit(cl_command_queue q)
+{
+    cl_event m = NULL;
+    if (clFinish(q) == CL_SUCCESS && clEnqueueMarkerWithWaitList(q, 0, NULL, &m) == CL_SUCCESS) {
+        clWaitForEvents(1, &m);
+        clReleaseEvent(m);
+    }
+}
+
 int tu_main(Suite *suite)
 {
     clbn_status st = clbn_context_create_default(&g_ctx);
@@ -49,14 +58,10 @@ int tu_main(Suite *suite)
         printf("closest passing comparison used %.1f%% of its tolerance: %s\n",
                100.0 * g_margin_ratio, g_margin_what);
 
-    /* nothing left running when the objects go (tu_drain) */
-    if (clFinish(tu_queue()) == CL_SUCCESS) {
-        cl_event m = NULL;
-        if (clEnqueueMarkerWithWaitList(tu_queue(), 0, NULL, &m) == CL_SUCCESS) {
-            clWaitForEvents(1, &m);
-            clReleaseEvent(m);
-        }
-    }
+    /* nothing left running when the objects go (as tu_drain, outside a test) */
+    drain_at_exit(tu_queue());
+    if (g_other_queue)
+        drain_at_exit(g_other_queue);
     if (g_other_queue)
         clReleaseCommandQueue(g_other_queue);
     if (g_other_context)
