@@ -343,7 +343,12 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * inference 1.34x, and NHWC backwards 1.06-1.62x */
     const int rows = clbn__is_planar(desc) && !flat;
     const int beyond = tensor_bytes(desc) >= t->stream_bytes;
-    const size_t pf = rows ? (beyond ? t->norm_row_prefetch : 0)
+    /* NHWC with a period of up to CLBN_PERIOD_IN_ORDER vectors: walked in
+     * memory order, without prefetches (measured below, at its geometry) */
+    const int in_order = !clbn__is_planar(desc) && C % VEC != 0 &&
+                         period_vectors(C) <= CLBN_PERIOD_IN_ORDER;
+    const size_t pf = in_order ? 0
+                    : rows     ? (beyond ? t->norm_row_prefetch : 0)
                     : (beyond || kf->inputs > 1) ? t->norm_prefetch : 0;
     plan->ahead = ctx->prefetch ? pf / clbn__dtype_size(desc->dtype) / VEC * VEC : 0;
     if (flat) {
@@ -414,12 +419,9 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * the position-by-position walk at 512 with prefetches, 0.58x (medians
      * of 8; inference's pass 0.91x). The GPU geometry keeps its items (a
      * GPU needs the work-items; unmeasured there). */
-    const int in_order = period_vectors(C) <= CLBN_PERIOD_IN_ORDER;
     const size_t period_pixels = 8 / (C % 8 == 0 ? 8 : C % 4 == 0 ? 4 : C % 2 == 0 ? 2 : 1);
     const size_t values = in_order && !t->gpu_geometry ? 4 * t->item_elements : t->item_elements;
     size_t pixels = round_up(max_sz(1, values / C), period_pixels);
-    if (in_order)
-        plan->ahead = 0;
     size_t blocks = ceil_div(P, pixels);
     size_t L = group_size(prog, kf->nhwc, t->norm_group);
     l->kernel = kf->nhwc;

@@ -106,6 +106,8 @@ static void build_options(const clbn_context *ctx, clbn_dtype dtype, char *buf, 
              ctx->facts.serial_items ? " -DCLBN_SERIAL_ITEMS=1" : "", werror);
 }
 
+enum { OPTIONS_MAX = 320 }; /* build_options' text, and a shared program's key */
+
 static void shared_drop(struct shared_program *e);
 
 void clbn__program_release(clbn_program *p)
@@ -174,7 +176,7 @@ static int kernel_unusable(cl_int err)
 typedef struct shared_program {
     cl_context cl;
     cl_device_id device;
-    char options[320];
+    char options[OPTIONS_MAX];
     cl_program program; /* the entry's one reference */
     int users;          /* clbn_programs using it */
     struct shared_program *next;
@@ -263,7 +265,7 @@ static clbn_status build(clbn_context *ctx, clbn_dtype dtype, clbn_program **out
     if (!p)
         return CLBN_ERROR_OUT_OF_HOST_MEMORY;
     cl_int err = CL_SUCCESS;
-    char options[320];
+    char options[OPTIONS_MAX];
     build_options(ctx, dtype, options, sizeof options);
     p->nhwc8_parts = nhwc8_parts(ctx, dtype);
     const int share = sharing_on();

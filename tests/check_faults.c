@@ -929,6 +929,19 @@ static int item_same(const obs *a, const obs *b, int item, size_t C)
            (a->file_len <= 0 || memcmp(a->file, b->file, (size_t)a->file_len) == 0);
 }
 
+/* CLBN_FAULT_DEBUG: how many of buffer `item`'s bytes differ from the
+ * fault-free run's and from the state before the call. */
+static void print_bytes_differing(const obs *a, const obs *golden, const obs *before, int item)
+{
+    const unsigned char *pa = a->buf[item], *pg = golden->buf[item], *pb = before->buf[item];
+    size_t dg = 0, db = 0;
+    for (size_t i = 0; i < a->size[item]; ++i) {
+        dg += pa[i] != pg[i];
+        db += pa[i] != pb[i];
+    }
+    printf("[%zu bytes: %zu differ from golden, %zu from before]", a->size[item], dg, db);
+}
+
 static const char *item_name(int item)
 {
     static const char *const extra[] = {"layer weight", "layer bias", "layer running_mean",
@@ -1128,12 +1141,8 @@ static void run_scenario(const scenario *sc, int index)
             for (int item = 0; item < NITEMS; ++item)
                 if (!item_same(&after, &before, item, C)) {
                     printf(" %s%s", item_name(item), item_same(&after, &golden, item, C) ? "(golden)" : "");
-                    if (item < NB && !item_same(&after, &golden, item, C)) {
-                        const unsigned char *pa = after.buf[item], *pg = golden.buf[item], *pb = before.buf[item];
-                        size_t dg = 0, db = 0;
-                        for (size_t i = 0; i < after.size[item]; ++i) { dg += pa[i] != pg[i]; db += pa[i] != pb[i]; }
-                        printf("[%zu bytes: %zu differ from golden, %zu from before]", after.size[item], dg, db);
-                    }
+                    if (item < NB && !item_same(&after, &golden, item, C))
+                        print_bytes_differing(&after, &golden, &before, item);
                 }
             printf("\n");
         }
@@ -1195,10 +1204,9 @@ static void run_scenario(const scenario *sc, int index)
                 for (int item = 0; item < NITEMS; ++item)
                     if (!item_same(&again, &golden, item, C)) {
                         if (getenv("CLBN_FAULT_DEBUG") && item < NB) {
-                            const unsigned char *pa = again.buf[item], *pg = golden.buf[item], *pb = before.buf[item];
-                            size_t dg = 0, db = 0;
-                            for (size_t i = 0; i < again.size[item]; ++i) { dg += pa[i] != pg[i]; db += pa[i] != pb[i]; }
-                            printf("  again %s [%zu bytes: %zu differ from golden, %zu from before]\n", item_name(item), again.size[item], dg, db);
+                            printf("  the next call: %s", item_name(item));
+                            print_bytes_differing(&again, &golden, &before, item);
+                            printf("\n");
                         }
                         violation(&t, sc, k, fn, "the next call without a fault left %s different from a fault-free run",
                                   item_name(item));

@@ -25,13 +25,18 @@ static void print_device(cl_device_id device)
     printf("clbn tests on: %s / %s\n", platform_name, device_name);
 }
 
-static void drain_at_exit(cl_command_queue q)
+/* tu_drain's wait, its status returned (also outside a test, at exit) */
+static cl_int drain(cl_command_queue q)
 {
     cl_event m = NULL;
-    if (clFinish(q) == CL_SUCCESS && clEnqueueMarkerWithWaitList(q, 0, NULL, &m) == CL_SUCCESS) {
-        clWaitForEvents(1, &m);
+    cl_int err = clFinish(q);
+    if (err == CL_SUCCESS)
+        err = clEnqueueMarkerWithWaitList(q, 0, NULL, &m);
+    if (err == CL_SUCCESS) {
+        err = clWaitForEvents(1, &m);
         clReleaseEvent(m);
     }
+    return err;
 }
 
 int tu_main(Suite *suite)
@@ -58,10 +63,10 @@ int tu_main(Suite *suite)
         printf("closest passing comparison used %.1f%% of its tolerance: %s\n",
                100.0 * g_margin_ratio, g_margin_what);
 
-    /* nothing left running when the objects go (as tu_drain, outside a test) */
-    drain_at_exit(tu_queue());
+    /* nothing left running when the objects go (tu_drain) */
+    (void)drain(tu_queue());
     if (g_other_queue)
-        drain_at_exit(g_other_queue);
+        (void)drain(g_other_queue);
     if (g_other_queue)
         clReleaseCommandQueue(g_other_queue);
     if (g_other_context)
@@ -111,11 +116,7 @@ cl_command_queue tu_other_queue(void)
 
 void tu_drain(cl_command_queue q)
 {
-    cl_event m = NULL;
-    TU_CL(clFinish(q));
-    TU_CL(clEnqueueMarkerWithWaitList(q, 0, NULL, &m));
-    TU_CL(clWaitForEvents(1, &m));
-    TU_CL(clReleaseEvent(m));
+    TU_CL(drain(q));
 }
 
 void tu_finish(void)
