@@ -793,14 +793,13 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
 #define FLAT_EMIT(i, v0, v1, v2, v3) DX_EMIT8(i, v0, v1, v2, v3)
     FLAT_BEGIN(begin, 4);
     ulong e = begin;
-    FETCH_STREAM_UNSWITCH(ahead, stream, DX_UNSWITCH_PLAIN(for (; e + 8 <= end; e += 8) {
+    FETCH_STREAM_UNSWITCH(ahead, stream, DX_UNSWITCH_PLAIN(FLAT_WALK(e, end, 4, FLAT_EMIT, {
         PREFETCH_LINE(dy, e, begin, ahead);
         if (x)
             PREFETCH_LINE(x, e, begin, ahead);
         if (y)
             PREFETCH_LINE(y, e, begin, ahead);
-        FLAT_STEP(e, 4, FLAT_EMIT);
-    }));
+    })));
 #undef FLAT_EMIT
     for (; e < end; ++e) {
         const ulong c = (e / S) % C;

@@ -379,6 +379,38 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
         EMIT(e, v0_, v1_, v2_, v3_);                                             \
     } while (0)
 
+/* FLAT_WALK(e, end, NP, EMIT, PF): the flat walk's vectors from e while a
+ * whole one fits before end, PF (the prefetches) and FLAT_STEP's EMIT for
+ * each. Where a work-group's items run one after another (PoCL's CPU
+ * devices), the vectors wholly inside a channel go by an inner loop with
+ * the channel's broadcast values, no test per vector, and FLAT_STEP takes
+ * only the vector where the channel ends: a float16 pass is bound by its
+ * instructions there, not by memory (PoCL's float16 clbn_normalize_flat
+ * took about twice a minimal float16 pass over 256x2048x7x7). Elsewhere
+ * (llvmpipe's SIMD lanes would run the inner loops' different counts
+ * side by side) one loop, a FLAT_STEP per vector. */
+#if defined(CLBN_SERIAL_ITEMS)
+#define FLAT_WALK(e, end, NP, EMIT, PF)                                                  \
+    while ((e) + 8 <= (end)) {                                                           \
+        const ulong inside_ = min((end_ - (e) - 1) / 8, ((end) - (e)) / 8);              \
+        for (const ulong stop_ = (e) + 8 * inside_; (e) < stop_; (e) += 8) {             \
+            PF;                                                                          \
+            EMIT(e, cur0_, cur1_, cur2_, cur3_);                                         \
+        }                                                                                \
+        if ((e) + 8 > (end))                                                             \
+            break;                                                                       \
+        PF;                                                                              \
+        FLAT_STEP(e, NP, EMIT);                                                          \
+        (e) += 8;                                                                        \
+    }
+#else
+#define FLAT_WALK(e, end, NP, EMIT, PF)        \
+    for (; (e) + 8 <= (end); (e) += 8) {       \
+        PF;                                    \
+        FLAT_STEP(e, NP, EMIT);                \
+    }
+#endif
+
 /* NHWC periods: the channels of 8-value vectors read from a pixel's start
  * repeat every lcm(8, C) values, period_vectors(C) = C / gcd(8, C) vectors
  * (C = 3: 3 vectors, 24 values); lane j of vector k of every period holds

@@ -264,12 +264,11 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
 #define FLAT_EMIT(i, v0, v1, v2, v3) EMIT8(i, v0, v1, v2)
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
-    FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN(for (; e + 8 <= end; e += 8) {
+    FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN(FLAT_WALK(e, end, 3, FLAT_EMIT, {
         PREFETCH_LINE(x, e, begin, ahead);
         if (z)
             PREFETCH_LINE(z, e, begin, ahead);
-        FLAT_STEP(e, 3, FLAT_EMIT);
-    }));
+    })));
 #undef FLAT_EMIT
     for (; e < end; ++e) { /* the tensor's last values */
         const ulong c = (e / S) % C;

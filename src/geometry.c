@@ -340,16 +340,20 @@ void clbn__plan_normalize(const clbn_context *ctx, const clbn_program *prog,
      * 0.86-0.87x the time on 12.8-25.7 MB tensors (64x256x14x14,
      * 32x128x28x28, 32x64x56x56; float16 0.87-0.92x), NHWC training 0.87-0.95x,
      * 32x2048x7x7 NCHW (flat walk) inference 0.87x, but 256x2048x7x7 NHWC
-     * inference 1.34x, and NHWC backwards 1.06-1.62x */
+     * inference 1.34x, and NHWC backwards 1.06-1.62x. The distance is
+     * t->norm_row_prefetch for both NCHW walks (rows and flat), whose
+     * group reads one contiguous stream; 0 for 16-bit types by default
+     * (src/heuristics.c) */
     const int rows = clbn__is_planar(desc) && !flat;
     const int beyond = tensor_bytes(desc) >= t->stream_bytes;
     /* NHWC with a period of up to CLBN_PERIOD_IN_ORDER vectors: walked in
      * memory order, without prefetches (measured below, at its geometry) */
     const int in_order = !clbn__is_planar(desc) && C % VEC != 0 &&
                          period_vectors(C) <= CLBN_PERIOD_IN_ORDER;
+    const size_t dist = clbn__is_planar(desc) ? t->norm_row_prefetch : t->norm_prefetch;
     const size_t pf = in_order ? 0
-                    : rows     ? (beyond ? t->norm_row_prefetch : 0)
-                    : (beyond || kf->inputs > 1) ? t->norm_prefetch : 0;
+                    : rows     ? (beyond ? dist : 0)
+                    : (beyond || kf->inputs > 1) ? dist : 0;
     plan->ahead = ctx->prefetch ? pf / clbn__dtype_size(desc->dtype) / VEC * VEC : 0;
     if (flat) {
         /* Short rows: a flat walk over the tensor, FLAT_ITEM elements per

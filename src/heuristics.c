@@ -121,9 +121,19 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_dtype dtype, clbn_
      * work-item issued its whole range's prefetches at its start; a line
      * at a time (2026-12-06, 2-core Xeon, alternate runs) they made NCHW
      * inference 0.82-0.85x and training forward 0.89x the time without
-     * (64x64x112x112, 32x256x56x56, 32x64x112x112), the backward 0.99-1.01x */
+     * (64x64x112x112, 32x256x56x56, 32x64x112x112), the backward 0.99-1.01x.
+     * The NCHW walks (rows, and the flat walk from 2026-12-07) of 16-bit
+     * types have none: their passes are bound by the conversions'
+     * instructions rather than by memory, and the prefetches add to those
+     * (2026-12-07, 2-core EPYC VM, Zen 5, alternate runs, medians of 6,
+     * wall time without / with: float16 NCHW inference 0.82x at
+     * 64x64x112x112, backward 0.86x there and 0.95x at 32x2048x7x7,
+     * 256x2048x7x7 backward's dx kernel 0.82x; bfloat16 inference 1.02x,
+     * backward 0.90x at 256x2048x7x7; float32 1.01x, 0.92x, 1.03x: kept).
+     * NHWC blocks keep theirs (float16 256x2048x7x7 inference 1.08x,
+     * 64x256x14x14 backward 1.04x without). */
     t->norm_prefetch = 8192;
-    t->norm_row_prefetch = 8192;
+    t->norm_row_prefetch = clbn__dtype_size(dtype) == 2 ? 0 : 8192;
 
     /* one-kernel small path: each compute unit's share of the tensor stays
      * about SMALL_PER_CU elements; on a GPU a work-item per channel is a

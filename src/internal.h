@@ -147,8 +147,8 @@ typedef struct clbn_tuning {
     size_t rows_items_per_cu; /*  work-items per compute unit at least */
     size_t rows_group;       /*   work-items per group (pow2) */
     size_t flat_item;        /* elements per work-item of the flat elementwise walk (multiple of 8) */
-    size_t norm_prefetch;    /* elementwise passes over pixels or flat runs: prefetch distance, bytes (0: none) */
-    size_t norm_row_prefetch; /* elementwise passes by whole NCHW rows: the same */
+    size_t norm_prefetch;    /* NHWC elementwise passes: prefetch distance, bytes (0: none) */
+    size_t norm_row_prefetch; /* NCHW elementwise passes (whole rows, the flat walk): the same */
     size_t channel_bytes;    /* channel-resident path: a channel's bytes read twice, at most (0: never) */
     size_t channel_groups_per_cu; /* channels per compute unit at least */
     size_t channel_min_s;    /*   backward: rows of at least this many values */
