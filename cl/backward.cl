@@ -695,6 +695,23 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
         if (dxp)                                                                   \
             STORE8_AS(stream, BWD_DX(g_, v_, mu, a, b, k), dxp, i);                \
     } while (0)
+/* Two vectors, at i and i + 8, each with its own coefficients, stored as
+ * pairs (STORE16_AS; the walks use it where CLBN_STORE_PAIRS is defined) */
+#define DX_EMIT16_P(xp, dyp, dxp, yp, dzp, i, mu0, a0, b0, k0, mu1, a1, b1, k1)      \
+    do {                                                                           \
+        acc8 g0_ = LOAD8(dyp, i), g1_ = LOAD8(dyp, (i) + 8);                       \
+        if (yp) {                                                                  \
+            g0_ = RELU_GRAD8(g0_, LOAD8(yp, i));                                   \
+            g1_ = RELU_GRAD8(g1_, LOAD8(yp, (i) + 8));                             \
+        }                                                                          \
+        const acc8 v0_ = xp ? LOAD8(xp, i) : (acc8)(0.0f);                         \
+        const acc8 v1_ = xp ? LOAD8(xp, (i) + 8) : (acc8)(0.0f);                   \
+        if (dzp)                                                                   \
+            STORE16_AS(stream, g0_, g1_, dzp, i);                                  \
+        if (dxp)                                                                   \
+            STORE16_AS(stream, BWD_DX(g0_, v0_, mu0, a0, b0, k0),                  \
+                       BWD_DX(g1_, v1_, mu1, a1, b1, k1), dxp, i);                 \
+    } while (0)
 #define DX_EMIT1_P(xp, dyp, dxp, yp, dzp, i, mu, a, b, k)                          \
     do {                                                                           \
         acc g_ = LOAD1(dyp, i);                                                    \
@@ -750,6 +767,14 @@ __kernel void clbn_backward_dx_nchw(__global const data_t *x, __global const dat
         __global data_t *dxr = ROW_AT(dx, n, c, dx_sn, dx_sc), *dzr = ROW_AT(dz, n, c, dz_sn, dz_sc);
         ulong s = s_begin;
         FETCH_STREAM_UNSWITCH(ahead, stream, DX_UNSWITCH_PLAIN_ROW(
+                                               IF_PAIRS(for (; s + 16 <= s_end; s += 16) {
+            PREFETCH_LINE(dyr, s, s_begin, ahead);
+            if (x)
+                PREFETCH_LINE(xr, s, s_begin, ahead);
+            if (y)
+                PREFETCH_LINE(yr, s, s_begin, ahead);
+            DX_EMIT16_P(xr, dyr, dxr, yr, dzr, s, mu8, a8, b8, k8, mu8, a8, b8, k8);
+        })
                                                for (; s + 8 <= s_end; s += 8) {
             PREFETCH_LINE(dyr, s, s_begin, ahead);
             if (x)
@@ -863,7 +888,7 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
             PREFETCH_RUN(y + (q) * C, C);          \
     } while (0)
     if (C <= 64) { /* the whole row's coefficients in registers */
-        const uint nv = (uint)(C / 8);
+        const uint nv = (uint)(C / 8), np = PAIRED_VECTORS(nv); /* the first np in pairs */
         acc8 mu[8], a[8], b[8], k[8];
 #pragma unroll
         for (uint j = 0; j < 8; ++j) {
@@ -874,8 +899,11 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
         }
         STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(for (ulong p = p_begin; p < p_end; ++p) {
             DX_PREFETCH_PIXEL(p + ahead_px);
+            IF_PAIRS(_Pragma("unroll") for (uint j = 0; j < 8; j += 2) if (j < np)
+                DX_EMIT16_P(x, dy, dx, y, dz, p * C + 8 * j, mu[j], a[j], b[j], k[j],
+                            mu[j + 1], a[j + 1], b[j + 1], k[j + 1]);)
             _Pragma("unroll") for (uint j = 0; j < 8; ++j)
-                if (j < nv)
+                if (j >= np && j < nv)
                     DX_EMIT8(p * C + 8 * j, mu[j], a[j], b[j], k[j]);
         }));
         return;
@@ -883,7 +911,14 @@ __kernel void clbn_backward_dx_nhwc8(__global const data_t *x, __global const da
     STREAM_UNSWITCH(stream, DX_UNSWITCH_PLAIN(for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
         DX_PREFETCH_PIXEL(p + ahead_px);
-        for (ulong c0 = 0; c0 < C; c0 += 8)
+        ulong c0 = 0;
+        IF_PAIRS(for (; c0 + 16 <= C; c0 += 16)
+            DX_EMIT16_P(x, dy, dx, y, dz, base + c0, vload8(0, params + c0),
+                        vload8(0, params + C + c0), vload8(0, params + 2 * C + c0),
+                        vload8(0, params + 3 * C + c0), vload8(0, params + c0 + 8),
+                        vload8(0, params + C + c0 + 8), vload8(0, params + 2 * C + c0 + 8),
+                        vload8(0, params + 3 * C + c0 + 8));)
+        for (; c0 < C; c0 += 8)
             DX_EMIT8(base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
                      vload8(0, params + 2 * C + c0), vload8(0, params + 3 * C + c0));
     }));

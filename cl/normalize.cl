@@ -84,6 +84,22 @@ __kernel void clbn_inference_params(ulong C, __global const acc *weight,
             r_ = RELU8(r_);                                         \
         STORE8_AS(stream, r_, yp, i);                               \
     } while (0)
+/* Two vectors, at i and i + 8, each with its own parameters, stored as a
+ * pair (STORE16_AS; the walks use it where CLBN_STORE_PAIRS is defined) */
+#define EMIT16_P(xp, zp, yp, i, c0, sc0, sh0, c1, sc1, sh1)            \
+    do {                                                                \
+        acc8 r0_ = NORMALIZE1(LOAD8(xp, i), c0, sc0, sh0);              \
+        acc8 r1_ = NORMALIZE1(LOAD8(xp, (i) + 8), c1, sc1, sh1);        \
+        if (zp) {                                                       \
+            r0_ += LOAD8(zp, i);                                        \
+            r1_ += LOAD8(zp, (i) + 8);                                  \
+        }                                                               \
+        if (relu) {                                                     \
+            r0_ = RELU8(r0_);                                           \
+            r1_ = RELU8(r1_);                                           \
+        }                                                               \
+        STORE16_AS(stream, r0_, r1_, yp, i);                            \
+    } while (0)
 #define EMIT1_P(xp, zp, yp, i, center, scale, shift)                \
     do {                                                            \
         acc r_ = NORMALIZE1(LOAD1(xp, i), center, scale, shift);   \
@@ -154,6 +170,12 @@ inline void normalize_rows(__global const data_t *x, __global data_t *y, __globa
         __global data_t *yr = ROW_AT(y, n, c, y_sn, y_sc);
         ulong s = s_begin;
         FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN_ROW(
+                                                 IF_PAIRS(for (; s + 16 <= s_end; s += 16) {
+            PREFETCH_LINE(xr, s, s_begin, ahead);
+            if (z)
+                PREFETCH_LINE(zr, s, s_begin, ahead);
+            EMIT16_P(xr, zr, yr, s, center, scale, shift, center, scale, shift);
+        })
                                                  for (; s + 8 <= s_end; s += 8) {
             PREFETCH_LINE(xr, s, s_begin, ahead);
             if (z)
@@ -328,7 +350,7 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
             PREFETCH_RUN(z + (q) * C + ahead, C);  \
     } while (0)
     if (C <= 64) { /* the whole row's parameters in registers */
-        const uint nv = (uint)(C / 8);
+        const uint nv = (uint)(C / 8), np = PAIRED_VECTORS(nv); /* the first np in pairs */
         acc8 ce[8], sc[8], sh[8];
 #pragma unroll
         for (uint j = 0; j < 8; ++j) {
@@ -338,8 +360,11 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
         }
         STREAM_UNSWITCH(stream, NORM_UNSWITCH_PLAIN(for (ulong p = p_begin; p < p_end; ++p) {
             NORM_PREFETCH_PIXEL(p);
+            IF_PAIRS(_Pragma("unroll") for (uint j = 0; j < 8; j += 2) if (j < np)
+                EMIT16_P(x, z, y, p * C + 8 * j, ce[j], sc[j], sh[j], ce[j + 1], sc[j + 1],
+                         sh[j + 1]);)
             _Pragma("unroll") for (uint j = 0; j < 8; ++j)
-                if (j < nv)
+                if (j >= np && j < nv)
                     EMIT8(p * C + 8 * j, ce[j], sc[j], sh[j]);
         }));
         return;
@@ -347,7 +372,16 @@ __kernel void clbn_normalize_nhwc8(__global const data_t *x, __global data_t *y,
     FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN(
                                                   for (ulong p = p_begin; p < p_end; ++p) {
         const ulong base = p * C;
-        for (ulong c0 = 0; c0 < C; c0 += 8) {
+        ulong c0 = 0;
+        IF_PAIRS(for (; c0 + 16 <= C; c0 += 16) {
+            PREFETCH_LINE(x, base + c0, base, ahead);
+            if (z)
+                PREFETCH_LINE(z, base + c0, base, ahead);
+            EMIT16_P(x, z, y, base + c0, vload8(0, params + c0), vload8(0, params + C + c0),
+                     vload8(0, params + 2 * C + c0), vload8(0, params + c0 + 8),
+                     vload8(0, params + C + c0 + 8), vload8(0, params + 2 * C + c0 + 8));
+        })
+        for (; c0 < C; c0 += 8) {
             PREFETCH_LINE(x, base + c0, base, ahead);
             if (z)
                 PREFETCH_LINE(z, base + c0, base, ahead);
