@@ -190,7 +190,8 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
  * p[i, i+8) and b to p[i+8, i+16) (STORE16_STREAM: streamed, each half
  * aligned as STORE8_STREAM's; STORE16_AS as `stream` says). Where
  * CLBN_STORE_PAIRS is defined a float16 pair is converted by one 16-lane
- * instruction: x86 with AVX-512 (PoCL's CPU devices on such CPUs), whose
+ * instruction: x86 with AVX-512 (PoCL's CPU devices on such CPUs, those
+ * built with CLBN_SERIAL_ITEMS: a target builtin is tried nowhere else), whose
  * float-to-half conversion takes as long for 16 values as for 8 (2-core
  * EPYC VM, Zen 5, 2026-12-07: a float16 a*x+b pass over 6.4 MB took 0.21-0.24
  * ms converting 16 at a time, 0.32-0.39 converting 8, a plain copy of the
@@ -198,7 +199,8 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
  * (round to nearest even), only wider. The elementwise walks take their
  * vectors in pairs only where it is defined; elsewhere STORE16 is two
  * STORE8s. */
-#if defined(CLBN_DTYPE_FLOAT16) && defined(__AVX512F__) && defined(__has_builtin)
+#if defined(CLBN_DTYPE_FLOAT16) && defined(CLBN_SERIAL_ITEMS) && defined(__AVX512F__) && \
+    defined(__has_builtin)
 #if __has_builtin(__builtin_ia32_vcvtps2ph512_mask)
 #define CLBN_STORE_PAIRS 1
 #endif
