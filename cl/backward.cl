@@ -816,16 +816,23 @@ __kernel void clbn_backward_dx_flat(__global const data_t *x, __global const dat
     params += params_offset;
     const ulong end = min(total, begin + cols_per_item);
 #define FLAT_EMIT(i, v0, v1, v2, v3) DX_EMIT8(i, v0, v1, v2, v3)
+#define FLAT_EMIT16(i, v0, v1, v2, v3) \
+    DX_EMIT16_P(x, dy, dx, y, dz, i, v0, v1, v2, v3, v0, v1, v2, v3)
+#define FLAT_PF(i)                                  \
+    do {                                            \
+        PREFETCH_LINE(dy, i, begin, ahead);         \
+        if (x)                                      \
+            PREFETCH_LINE(x, i, begin, ahead);      \
+        if (y)                                      \
+            PREFETCH_LINE(y, i, begin, ahead);      \
+    } while (0)
     FLAT_BEGIN(begin, 4);
     ulong e = begin;
-    FETCH_STREAM_UNSWITCH(ahead, stream, DX_UNSWITCH_PLAIN(FLAT_WALK(e, end, 4, FLAT_EMIT, {
-        PREFETCH_LINE(dy, e, begin, ahead);
-        if (x)
-            PREFETCH_LINE(x, e, begin, ahead);
-        if (y)
-            PREFETCH_LINE(y, e, begin, ahead);
-    })));
+    FETCH_STREAM_UNSWITCH(ahead, stream,
+                          DX_UNSWITCH_PLAIN(FLAT_WALK(e, end, 4, FLAT_EMIT, FLAT_EMIT16, FLAT_PF)));
 #undef FLAT_EMIT
+#undef FLAT_EMIT16
+#undef FLAT_PF
     for (; e < end; ++e) {
         const ulong c = (e / S) % C;
         DX_EMIT1(e, params[c], params[C + c], params[2 * C + c], params[3 * C + c]);

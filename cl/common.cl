@@ -189,39 +189,59 @@ inline void clbn_half8_store_stream(float8 v, __global half *p)
 /* Two 8-value vectors stored together: STORE16(a, b, p, i) writes a to
  * p[i, i+8) and b to p[i+8, i+16) (STORE16_STREAM: streamed, each half
  * aligned as STORE8_STREAM's; STORE16_AS as `stream` says). Where
- * CLBN_STORE_PAIRS is defined a float16 pair is converted by one 16-lane
- * instruction: x86 with AVX-512 (PoCL's CPU devices on such CPUs, those
- * built with CLBN_SERIAL_ITEMS: a target builtin is tried nowhere else), whose
- * float-to-half conversion takes as long for 16 values as for 8 (2-core
- * EPYC VM, Zen 5, 2026-12-07: a float16 a*x+b pass over 6.4 MB took 0.21-0.24
- * ms converting 16 at a time, 0.32-0.39 converting 8, a plain copy of the
- * same bytes 0.21-0.23). The same instruction as vstore_half8_rte's there
- * (round to nearest even), only wider. The elementwise walks take their
- * vectors in pairs only where it is defined; elsewhere STORE16 is two
- * STORE8s. */
-#if defined(CLBN_DTYPE_FLOAT16) && defined(CLBN_SERIAL_ITEMS) && defined(__AVX512F__) && \
-    defined(__has_builtin)
-#if __has_builtin(__builtin_ia32_vcvtps2ph512_mask)
+ * CLBN_STORE_PAIRS is defined a 16-bit pair is converted 16 lanes at a time
+ * (clbn_bits16): x86 with AVX-512 (PoCL's CPU devices on such CPUs, those
+ * built with CLBN_SERIAL_ITEMS: target builtins and attributes are tried
+ * nowhere else). float16: one instruction, whose float-to-half conversion
+ * takes as long for 16 values as for 8 (2-core EPYC VM, Zen 5, 2026-12-07:
+ * a float16 a*x+b pass over 6.4 MB took 0.21-0.24 ms converting 16 at a
+ * time, 0.32-0.39 converting 8, a plain copy of the same bytes 0.21-0.23);
+ * the same instruction as vstore_half8_rte's there (round to nearest even),
+ * only wider. bfloat16: the integer rounding in 512-bit registers. The
+ * elementwise walks take their vectors in pairs only where it is defined;
+ * elsewhere STORE16 is two STORE8s. */
+#if defined(CLBN_SERIAL_ITEMS) && defined(__AVX512F__) && defined(__has_builtin)
+#if defined(CLBN_DTYPE_FLOAT16) && __has_builtin(__builtin_ia32_vcvtps2ph512_mask)
 #define CLBN_STORE_PAIRS 1
-#endif
-#endif
-#if defined(CLBN_STORE_PAIRS)
-typedef ushort16 __attribute__((aligned(2))) clbn_bits16_unaligned;
-inline ushort16 clbn_half16_bits(float8 a, float8 b)
+/* the 16 values' half bits, rounded to nearest even */
+inline ushort16 clbn_bits16(float8 a, float8 b)
 {
     return as_ushort16(
         __builtin_ia32_vcvtps2ph512_mask((float16)(a, b), 0, (short16)(0), (ushort)0xffff));
 }
-#define STORE16(a, b, p, i) \
-    (*(__global clbn_bits16_unaligned *)((p) + (i)) = clbn_half16_bits((a), (b)))
-#if defined(CLBN_HAVE_NT_STORE)
-inline void clbn_half16_store_stream(float8 a, float8 b, __global half *p)
+#elif defined(CLBN_DTYPE_BFLOAT16) && __has_attribute(min_vector_width)
+#define CLBN_STORE_PAIRS 1
+/* bfloat16: bf16_round8's rounding on 16 lanes. LLVM splits 16-lane
+ * arithmetic into 8-lane halves on targets that prefer 256-bit vectors
+ * (PoCL's x86 devices); min_vector_width(512), which carries over to the
+ * walks this is inlined into, lets it use 512-bit registers, so the rounding
+ * takes half the instructions per value. The upper halves by a shuffle
+ * (.odd), not a narrowing, which LLVM folds into a truncating store (vpmovdw
+ * to memory: the NCHW rows' bfloat16 normalize 1.13x the time of the
+ * shuffle's, 2-core EPYC VM, Zen 5, 2026-12-07). Not the AVX-512 BF16
+ * conversion instruction, which flushes subnormals to zero. */
+inline __attribute__((min_vector_width(512))) ushort16 clbn_bits16(float8 a, float8 b)
 {
-    const ushort16 h = clbn_half16_bits(a, b);
+    const float16 f = (float16)(a, b);
+    const uint16 u = as_uint16(f);
+    const uint16 rounded = u + (uint16)(0x7fffu) + ((u >> 16) & (uint16)(1u));
+    const uint16 r = select(rounded, u | (uint16)(0x400000u), as_uint16(isnan(f)));
+    return (ushort16)(as_ushort16(r.lo).odd, as_ushort16(r.hi).odd);
+}
+#endif
+#endif
+#if defined(CLBN_STORE_PAIRS)
+typedef ushort16 __attribute__((aligned(2))) clbn_bits16_unaligned;
+#define STORE16(a, b, p, i) \
+    (*(__global clbn_bits16_unaligned *)((p) + (i)) = clbn_bits16((a), (b)))
+#if defined(CLBN_HAVE_NT_STORE)
+inline void clbn_bits16_store_stream(float8 a, float8 b, __global data_t *p)
+{
+    const ushort16 h = clbn_bits16(a, b);
     __builtin_nontemporal_store(h.lo, (__global ushort8 *)p);
     __builtin_nontemporal_store(h.hi, (__global ushort8 *)(p + 8));
 }
-#define STORE16_STREAM(a, b, p, i) clbn_half16_store_stream((a), (b), (p) + (i))
+#define STORE16_STREAM(a, b, p, i) clbn_bits16_store_stream((a), (b), (p) + (i))
 #else
 #define STORE16_STREAM(a, b, p, i) STORE16(a, b, p, i)
 #endif
@@ -445,35 +465,43 @@ inline void clbn_half16_store_stream(float8 a, float8 b, __global half *p)
         EMIT(e, v0_, v1_, v2_, v3_);                                             \
     } while (0)
 
-/* FLAT_WALK(e, end, NP, EMIT, PF): the flat walk's vectors from e while a
- * whole one fits before end, PF (the prefetches) and FLAT_STEP's EMIT for
- * each. Where a work-group's items run one after another (PoCL's CPU
- * devices), the vectors wholly inside a channel go by an inner loop with
- * the channel's broadcast values, no test per vector, and FLAT_STEP takes
- * only the vector where the channel ends: a float16 pass is bound by its
- * instructions there, not by memory (PoCL's float16 clbn_normalize_flat
- * took about twice a minimal float16 pass over 256x2048x7x7). Elsewhere
- * (llvmpipe's SIMD lanes would run the inner loops' different counts
- * side by side) one loop, a FLAT_STEP per vector. */
+/* FLAT_WALK(e, end, NP, EMIT, EMIT16, PF): the flat walk's vectors from e
+ * while a whole one fits before end, PF(i) (the prefetches for the vector
+ * at i) and FLAT_STEP's EMIT for each. Where a work-group's items run one
+ * after another (PoCL's CPU devices), the vectors wholly inside a channel
+ * go by an inner loop with the channel's broadcast values, no test per
+ * vector, in pairs where the walks take pairs (EMIT16(i, v0, v1, v2, v3):
+ * the vectors at i and i + 8 with the same values; CLBN_STORE_PAIRS), and
+ * FLAT_STEP takes only the vector where the channel ends: a float16 pass
+ * is bound by its instructions there, not by memory (PoCL's float16
+ * clbn_normalize_flat took about twice a minimal float16 pass over
+ * 256x2048x7x7). Elsewhere (llvmpipe's SIMD lanes would run the inner
+ * loops' different counts side by side) one loop, a FLAT_STEP per vector. */
 #if defined(CLBN_SERIAL_ITEMS)
-#define FLAT_WALK(e, end, NP, EMIT, PF)                                                  \
+#define FLAT_WALK(e, end, NP, EMIT, EMIT16, PF)                                          \
     while ((e) + 8 <= (end)) {                                                           \
         const ulong inside_ = min((end_ - (e) - 1) / 8, ((end) - (e)) / 8);              \
-        for (const ulong stop_ = (e) + 8 * inside_; (e) < stop_; (e) += 8) {             \
-            PF;                                                                          \
+        const ulong stop_ = (e) + 8 * inside_;                                           \
+        IF_PAIRS(for (; (e) + 16 <= stop_; (e) += 16) {                                  \
+            PF(e);                                                                       \
+            PF((e) + 8);                                                                 \
+            EMIT16(e, cur0_, cur1_, cur2_, cur3_);                                       \
+        })                                                                               \
+        for (; (e) < stop_; (e) += 8) {                                                  \
+            PF(e);                                                                       \
             EMIT(e, cur0_, cur1_, cur2_, cur3_);                                         \
         }                                                                                \
         if ((e) + 8 > (end))                                                             \
             break;                                                                       \
-        PF;                                                                              \
+        PF(e);                                                                           \
         FLAT_STEP(e, NP, EMIT);                                                          \
         (e) += 8;                                                                        \
     }
 #else
-#define FLAT_WALK(e, end, NP, EMIT, PF)        \
-    for (; (e) + 8 <= (end); (e) += 8) {       \
-        PF;                                    \
-        FLAT_STEP(e, NP, EMIT);                \
+#define FLAT_WALK(e, end, NP, EMIT, EMIT16, PF) \
+    for (; (e) + 8 <= (end); (e) += 8) {        \
+        PF(e);                                  \
+        FLAT_STEP(e, NP, EMIT);                 \
     }
 #endif
 

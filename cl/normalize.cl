@@ -284,14 +284,20 @@ __kernel void clbn_normalize_flat(__global const data_t *x, __global data_t *y,
         return;
     }
 #define FLAT_EMIT(i, v0, v1, v2, v3) EMIT8(i, v0, v1, v2)
+#define FLAT_EMIT16(i, v0, v1, v2, v3) EMIT16_P(x, z, y, i, v0, v1, v2, v0, v1, v2)
+#define FLAT_PF(i)                                  \
+    do {                                            \
+        PREFETCH_LINE(x, i, begin, ahead);          \
+        if (z)                                      \
+            PREFETCH_LINE(z, i, begin, ahead);      \
+    } while (0)
     FLAT_BEGIN(begin, 3);
     ulong e = begin;
-    FETCH_STREAM_UNSWITCH(ahead, stream, NORM_UNSWITCH_PLAIN(FLAT_WALK(e, end, 3, FLAT_EMIT, {
-        PREFETCH_LINE(x, e, begin, ahead);
-        if (z)
-            PREFETCH_LINE(z, e, begin, ahead);
-    })));
+    FETCH_STREAM_UNSWITCH(ahead, stream,
+                          NORM_UNSWITCH_PLAIN(FLAT_WALK(e, end, 3, FLAT_EMIT, FLAT_EMIT16, FLAT_PF)));
 #undef FLAT_EMIT
+#undef FLAT_EMIT16
+#undef FLAT_PF
     for (; e < end; ++e) { /* the tensor's last values */
         const ulong c = (e / S) % C;
         EMIT1(e, params[c], params[C + c], params[2 * C + c]);

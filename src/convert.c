@@ -36,7 +36,9 @@ clbn_status clbn_convert(clbn_context *ctx, cl_command_queue queue, clbn_dtype f
         return st;
     const clbn_kernel_id k = from == CLBN_FLOAT32 ? CLBN_K_CONVERT_FROM_FLOAT : CLBN_K_CONVERT_TO_FLOAT;
     clbn_launch launch;
-    clbn__plan_per_channel(prog, k, (count + 7) / 8, &launch); /* 8 elements per work-item */
+    /* elements per work-item: 8 to float, 16 from float (cl/convert.cl) */
+    const size_t per_item = k == CLBN_K_CONVERT_FROM_FLOAT ? 16 : 8;
+    clbn__plan_per_channel(prog, k, (count + per_item - 1) / per_item, &launch);
     const cl_ulong n = count;
     const clbn_step step = CLBN_STEP(launch, ARG_MEM(src), ARG_MEM(dst), ARG(n));
     return clbn__run(ctx, prog, queue, in_order, 0, &step, 1, num_events_in_wait_list, event_wait_list,
