@@ -183,6 +183,18 @@ inline void bwd_dx_run(__global const data_t *x, __global const data_t *dy, __gl
     ulong s = s0;
     /* not STREAM_UNSWITCH: with its loop doubled PoCL 3.1 no longer inlined
      * this into clbn_channel_backward, where its stores came out whole */
+    IF_PAIRS(for (; s + 16 <= s1; s += 16) {
+        acc8 g0 = LOAD8(dy, base + s), g1 = LOAD8(dy, base + s + 8);
+        if (y) {
+            g0 = RELU_GRAD8(g0, LOAD8(y, base + s));
+            g1 = RELU_GRAD8(g1, LOAD8(y, base + s + 8));
+        }
+        if (dz)
+            STORE16_AS(stream, g0, g1, dz, base + s);
+        if (dx)
+            STORE16_AS(stream, BWD_DX(g0, LOAD8(x, base + s), mu8, a8, b8, k8),
+                       BWD_DX(g1, LOAD8(x, base + s + 8), mu8, a8, b8, k8), dx, base + s);
+    })
     for (; s + 8 <= s1; s += 8) {
         acc8 g = LOAD8(dy, base + s);
         if (y)

@@ -121,7 +121,19 @@ inline void normalize_run(__global const data_t *x, __global const data_t *z, __
 {
     const acc8 pv = (acc8)(pivot), scale8 = (acc8)(scale), shift8 = (acc8)(shift);
     ulong s = s0;
-    STREAM_UNSWITCH(stream, for (; s + 8 <= s1; s += 8) {
+    STREAM_UNSWITCH(stream, IF_PAIRS(for (; s + 16 <= s1; s += 16) {
+        acc8 r0 = fma(LOAD8(x, base + s) - pv, scale8, shift8);
+        acc8 r1 = fma(LOAD8(x, base + s + 8) - pv, scale8, shift8);
+        if (z) {
+            r0 += LOAD8(z, base + s);
+            r1 += LOAD8(z, base + s + 8);
+        }
+        if (relu) {
+            r0 = RELU8(r0);
+            r1 = RELU8(r1);
+        }
+        STORE16_AS(stream, r0, r1, y, base + s);
+    }) for (; s + 8 <= s1; s += 8) {
         acc8 r = fma(LOAD8(x, base + s) - pv, scale8, shift8);
         if (z)
             r += LOAD8(z, base + s);
