@@ -972,11 +972,14 @@ __kernel void clbn_backward_dx_nhwc_any(__global const data_t *x, __global const
     /* the plain backward (no ReLU, no dz) without the per-vector tests of
      * the others */
 #define ANY_EMIT(i, v) DX_EMIT8(i, v[0], v[1], v[2], v[3])
+#define ANY_EMIT16(i, va, vb) \
+    DX_EMIT16_P(x, dy, dx, y, dz, i, va[0], va[1], va[2], va[3], vb[0], vb[1], vb[2], vb[3])
 #define ANY_EMIT1(i, c) DX_EMIT1(i, params[c], params[C + c], params[2 * C + c], params[3 * C + c])
     if (period_vectors((uint)C) <= CLBN_PERIOD_IN_ORDER)
-        DX_UNSWITCH_PLAIN(PERIOD_WALK_IN_ORDER(b, b + n, 4, ANY_EMIT, ANY_EMIT1));
+        DX_UNSWITCH_PLAIN(PERIOD_WALK_IN_ORDER(b, b + n, 4, ANY_EMIT, ANY_EMIT16, ANY_EMIT1));
     else
         DX_UNSWITCH_PLAIN(PERIOD_WALK(b, b + n, 4, ANY_EMIT, ANY_EMIT1));
 #undef ANY_EMIT
+#undef ANY_EMIT16
 #undef ANY_EMIT1
 }

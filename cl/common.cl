@@ -574,23 +574,31 @@ inline ulong2 item_pixels(ulong P, ulong pixels_per_group, ulong pixels_per_item
  * PERIOD_WALK's position-by-position passes over it (stride Q) took 1.7x
  * the time (2026-12-07, 2-core EPYC VM, 16x3x224x224 NHWC backward's dx
  * pass, alternate runs, medians of 8, with the plan's 2048-value items and
- * no software prefetch for this walk: src/geometry.c). Needs C and params
- * in scope. */
+ * no software prefetch for this walk: src/geometry.c). Where the walks take
+ * vectors in pairs (CLBN_STORE_PAIRS), two periods at a time, a pair of
+ * vectors per EMIT16V(i, pa, pb) (a period of 3 vectors: 3 pairs per two
+ * periods), so pv_ holds the parameters of two periods' positions. Needs C
+ * and params in scope. */
 #if !defined(CLBN_PERIOD_IN_ORDER) || CLBN_PERIOD_IN_ORDER != 4
 #error "CLBN_PERIOD_IN_ORDER comes from the host (src/internal.h); PERIOD_WALK_IN_ORDER unrolls 4 vectors"
 #endif
-#define PERIOD_WALK_IN_ORDER(e0, e1, NP, EMITV, EMIT1V)                               \
+#define PERIOD_WALK_IN_ORDER(e0, e1, NP, EMITV, EMIT16V, EMIT1V)                      \
     do {                                                                              \
         const uint nv_ = period_vectors((uint)C);                                     \
         const ulong q_ = 8 * nv_;                                                     \
-        acc8 pv_[4][4];                                                               \
-        _Pragma("unroll") for (uint k_ = 0; k_ < 4; ++k_) {                          \
+        acc8 pv_[8][4];                                                               \
+        _Pragma("unroll") for (uint k_ = 0; k_ < 8; ++k_) {                          \
             const uint8 cv_ = period_channels(k_, (uint)C);                           \
             _Pragma("unroll") for (uint j_ = 0; j_ < 4; ++j_)                        \
-                pv_[k_][j_] = (k_ < nv_ && j_ < (NP)) ? LANES8(AT1, params + j_ * C, cv_) \
-                                                     : (acc8)(0.0f);                  \
+                pv_[k_][j_] = (k_ < 2 * nv_ && j_ < (NP)) ? LANES8(AT1, params + j_ * C, cv_) \
+                                                         : (acc8)(0.0f);              \
         }                                                                             \
         ulong e_ = (e0);                                                              \
+        IF_PAIRS(for (; e_ + 2 * q_ <= (e1); e_ += 2 * q_) {                          \
+            _Pragma("unroll") for (uint k_ = 0; k_ < 8; k_ += 2)                     \
+                if (k_ < 2 * nv_)                                                     \
+                    EMIT16V(e_ + 8 * k_, pv_[k_], pv_[k_ + 1]);                       \
+        })                                                                            \
         for (; e_ + q_ <= (e1); e_ += q_) {                                           \
             _Pragma("unroll") for (uint k_ = 0; k_ < 4; ++k_)                        \
                 if (k_ < nv_)                                                         \

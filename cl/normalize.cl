@@ -431,11 +431,13 @@ __kernel void clbn_normalize_nhwc_any(__global const data_t *x, __global data_t 
             PREFETCH_RUN(z + p_begin * C + ahead, (p_end - p_begin) * C);
     }
 #define ANY_EMIT(i, v) EMIT8(i, v[0], v[1], v[2])
+#define ANY_EMIT16(i, va, vb) EMIT16_P(x, z, y, i, va[0], va[1], va[2], vb[0], vb[1], vb[2])
 #define ANY_EMIT1(i, c) EMIT1(i, params[c], params[C + c], params[2 * C + c])
     if (period_vectors((uint)C) <= CLBN_PERIOD_IN_ORDER)
-        PERIOD_WALK_IN_ORDER(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT1);
+        PERIOD_WALK_IN_ORDER(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT16, ANY_EMIT1);
     else
         PERIOD_WALK(p_begin * C, p_end * C, 3, ANY_EMIT, ANY_EMIT1);
 #undef ANY_EMIT
+#undef ANY_EMIT16
 #undef ANY_EMIT1
 }

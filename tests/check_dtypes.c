@@ -255,6 +255,7 @@ static const clbn_tensor_desc shapes[] = {
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 2, 10, 5},    {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 3, 8, 70},
     {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 2, 264, 9},   {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 3, 24, 35},
     {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, 40, 70, 196}, /* short NCHW rows (src/geometry.c) */
+    {CLBN_FLOAT32, CLBN_LAYOUT_NHWC, 5, 3, 15}, /* C = 3: pairs of periods, one period, a tail */
 };
 
 typedef struct case_data {
