@@ -20,6 +20,10 @@ enum {
     ROWS_EVEN_GROUPS_PER_CU = 8, /* short-row reductions: fewer groups than this per compute
                                   * unit are made a multiple of the compute units
                                   * (clbn__plan_stats) */
+    CHANNEL_ITEM_PIECES = 4, /* channel-resident, CPU geometry: pieces per work-item at least,
+                              * the group shrinking down to CHANNEL_MIN_GROUP
+                              * (clbn__plan_channel) */
+    CHANNEL_MIN_GROUP = 8,
     VEC = 8
 };
 /* Every other number comes from the plan's clbn_tuning: the heuristics for
@@ -499,15 +503,27 @@ int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_k
         (kernel == CLBN_K_CHANNEL_TRAINING && !t->channel_training))
         return 0;
     memset(plan, 0, sizeof *plan);
-    plan->launch.kernel = kernel;
-    plan->launch.dims = 1;
-    plan->launch.local[0] = group_size(prog, kernel, t->group);
-    plan->launch.global[0] = C * plan->launch.local[0];
-    plan->launch.local[1] = plan->launch.global[1] = 1;
     /* GPU geometry: pieces of one vector, so adjacent work-items read
      * adjacent vectors */
     plan->cols = t->gpu_geometry ? VEC : min_sz(round_up(S, VEC), t->channel_cols);
     plan->chunks = ceil_div(S, plan->cols);
+    /* CPU geometry: at most `group` work-items, and at least
+     * CHANNEL_ITEM_PIECES pieces each where the channel has few: each
+     * item's share of the group's local tree and of the state kept across
+     * its barriers costs about as much as a piece where items run one after
+     * another (2-core EPYC VM, 2026-12-08, clbn_channel_backward, medians
+     * of 8-10 alternate runs, groups of 16 instead of 64: 64x256x14x14
+     * (64 pieces) float32 0.94x, float16 0.83x, bfloat16 0.85x; 32x256x14x14
+     * (32 pieces, half the 64 items idle) float16 0.68x; 32x128x28x28
+     * 0.94x; 128x64x28x28 (256 pieces) 0.95x) */
+    size_t want = t->group;
+    if (!t->gpu_geometry)
+        want = min_sz(want, max_sz(CHANNEL_MIN_GROUP, N * plan->chunks / CHANNEL_ITEM_PIECES));
+    plan->launch.kernel = kernel;
+    plan->launch.dims = 1;
+    plan->launch.local[0] = group_size(prog, kernel, want);
+    plan->launch.global[0] = C * plan->launch.local[0];
+    plan->launch.local[1] = plan->launch.global[1] = 1;
     /* GPU geometry: adjacent items take adjacent pieces (coalesced); CPU
      * geometry: each item a run of pieces in the channel's order, so that a
      * group whose items run one after another (PoCL) walks the channel
