@@ -175,6 +175,51 @@ inline void bwd_sums_run(__global const data_t *x, __global const data_t *dy,
     ACC_OUT(b1);
 }
 
+/* dx = g*A + (x - mean)*B + K: two fused multiply-adds per element, where g is
+ * dy, masked by ReLU's output y when y is given (and then written to dz when
+ * dz is given: the gradient of the residual z; dx may then be NULL). x may be NULL when B is 0
+ * (the frozen-statistics backward). With `stream` the 8-value stores are
+ * streaming stores (large outputs; common.cl, STORE8_STREAM). */
+#define DX_EMIT8_P(xp, dyp, dxp, yp, dzp, i, mu, a, b, k)                          \
+    do {                                                                           \
+        acc8 g_ = LOAD8(dyp, i);                                                   \
+        if (yp)                                                                    \
+            g_ = RELU_GRAD8(g_, LOAD8(yp, i));                                     \
+        const acc8 v_ = xp ? LOAD8(xp, i) : (acc8)(0.0f);                          \
+        if (dzp)                                                                   \
+            STORE8_AS(stream, g_, dzp, i);                                         \
+        if (dxp)                                                                   \
+            STORE8_AS(stream, BWD_DX(g_, v_, mu, a, b, k), dxp, i);                \
+    } while (0)
+/* Two vectors, at i and i + 8, each with its own coefficients, stored as
+ * pairs (STORE16_AS; the walks use it where CLBN_STORE_PAIRS is defined) */
+#define DX_EMIT16_P(xp, dyp, dxp, yp, dzp, i, mu0, a0, b0, k0, mu1, a1, b1, k1)      \
+    do {                                                                           \
+        acc8 g0_ = LOAD8(dyp, i), g1_ = LOAD8(dyp, (i) + 8);                       \
+        if (yp) {                                                                  \
+            g0_ = RELU_GRAD8(g0_, LOAD8(yp, i));                                   \
+            g1_ = RELU_GRAD8(g1_, LOAD8(yp, (i) + 8));                             \
+        }                                                                          \
+        const acc8 v0_ = xp ? LOAD8(xp, i) : (acc8)(0.0f);                         \
+        const acc8 v1_ = xp ? LOAD8(xp, (i) + 8) : (acc8)(0.0f);                   \
+        if (dzp)                                                                   \
+            STORE16_AS(stream, g0_, g1_, dzp, i);                                  \
+        if (dxp)                                                                   \
+            STORE16_AS(stream, BWD_DX(g0_, v0_, mu0, a0, b0, k0),                  \
+                       BWD_DX(g1_, v1_, mu1, a1, b1, k1), dxp, i);                 \
+    } while (0)
+#define DX_EMIT1_P(xp, dyp, dxp, yp, dzp, i, mu, a, b, k)                          \
+    do {                                                                           \
+        acc g_ = LOAD1(dyp, i);                                                    \
+        if (yp)                                                                    \
+            g_ = RELU_GRAD1(g_, LOAD1(yp, i));                                     \
+        const acc v_ = xp ? LOAD1(xp, i) : 0.0f;                                   \
+        if (dzp)                                                                   \
+            STORE1(g_, dzp, i);                                                    \
+        if (dxp)                                                                   \
+            STORE1(BWD_DX(g_, v_, mu, a, b, k), dxp, i);                           \
+    } while (0)
+
 inline void bwd_dx_run(__global const data_t *x, __global const data_t *dy, __global data_t *dx,
                        __global const data_t *y, __global data_t *dz, ulong base, ulong s0,
                        ulong s1, acc mu, acc a, acc b, acc k, int stream)
@@ -183,36 +228,12 @@ inline void bwd_dx_run(__global const data_t *x, __global const data_t *dy, __gl
     ulong s = s0;
     /* not STREAM_UNSWITCH: with its loop doubled PoCL 3.1 no longer inlined
      * this into clbn_channel_backward, where its stores came out whole */
-    IF_PAIRS(for (; s + 16 <= s1; s += 16) {
-        acc8 g0 = LOAD8(dy, base + s), g1 = LOAD8(dy, base + s + 8);
-        if (y) {
-            g0 = RELU_GRAD8(g0, LOAD8(y, base + s));
-            g1 = RELU_GRAD8(g1, LOAD8(y, base + s + 8));
-        }
-        if (dz)
-            STORE16_AS(stream, g0, g1, dz, base + s);
-        if (dx)
-            STORE16_AS(stream, BWD_DX(g0, LOAD8(x, base + s), mu8, a8, b8, k8),
-                       BWD_DX(g1, LOAD8(x, base + s + 8), mu8, a8, b8, k8), dx, base + s);
-    })
-    for (; s + 8 <= s1; s += 8) {
-        acc8 g = LOAD8(dy, base + s);
-        if (y)
-            g = RELU_GRAD8(g, LOAD8(y, base + s));
-        if (dz)
-            STORE8_AS(stream, g, dz, base + s);
-        if (dx)
-            STORE8_AS(stream, BWD_DX(g, LOAD8(x, base + s), mu8, a8, b8, k8), dx, base + s);
-    }
-    for (; s < s1; ++s) {
-        acc g = LOAD1(dy, base + s);
-        if (y)
-            g = RELU_GRAD1(g, LOAD1(y, base + s));
-        if (dz)
-            STORE1(g, dz, base + s);
-        if (dx)
-            STORE1(BWD_DX(g, LOAD1(x, base + s), mu, a, b, k), dx, base + s);
-    }
+    IF_PAIRS(for (; s + 16 <= s1; s += 16)
+        DX_EMIT16_P(x, dy, dx, y, dz, base + s, mu8, a8, b8, k8, mu8, a8, b8, k8);)
+    for (; s + 8 <= s1; s += 8)
+        DX_EMIT8_P(x, dy, dx, y, dz, base + s, mu8, a8, b8, k8);
+    for (; s < s1; ++s)
+        DX_EMIT1_P(x, dy, dx, y, dz, base + s, mu, a, b, k);
 }
 
 /* NCHW: group (c, split); the split is a (rows x cols) tile of channel c's
@@ -690,51 +711,6 @@ __kernel void clbn_backward_finalize(__global const acc2 *partial, uint splits, 
         params[3 * C + c] = 0.0f;
     }
 }
-
-/* dx = g*A + (x - mean)*B + K: two fused multiply-adds per element, where g is
- * dy, masked by ReLU's output y when y is given (and then written to dz when
- * dz is given: the gradient of the residual z; dx may then be NULL). x may be NULL when B is 0
- * (the frozen-statistics backward). With `stream` the 8-value stores are
- * streaming stores (large outputs; common.cl, STORE8_STREAM). */
-#define DX_EMIT8_P(xp, dyp, dxp, yp, dzp, i, mu, a, b, k)                          \
-    do {                                                                           \
-        acc8 g_ = LOAD8(dyp, i);                                                   \
-        if (yp)                                                                    \
-            g_ = RELU_GRAD8(g_, LOAD8(yp, i));                                     \
-        const acc8 v_ = xp ? LOAD8(xp, i) : (acc8)(0.0f);                          \
-        if (dzp)                                                                   \
-            STORE8_AS(stream, g_, dzp, i);                                         \
-        if (dxp)                                                                   \
-            STORE8_AS(stream, BWD_DX(g_, v_, mu, a, b, k), dxp, i);                \
-    } while (0)
-/* Two vectors, at i and i + 8, each with its own coefficients, stored as
- * pairs (STORE16_AS; the walks use it where CLBN_STORE_PAIRS is defined) */
-#define DX_EMIT16_P(xp, dyp, dxp, yp, dzp, i, mu0, a0, b0, k0, mu1, a1, b1, k1)      \
-    do {                                                                           \
-        acc8 g0_ = LOAD8(dyp, i), g1_ = LOAD8(dyp, (i) + 8);                       \
-        if (yp) {                                                                  \
-            g0_ = RELU_GRAD8(g0_, LOAD8(yp, i));                                   \
-            g1_ = RELU_GRAD8(g1_, LOAD8(yp, (i) + 8));                             \
-        }                                                                          \
-        const acc8 v0_ = xp ? LOAD8(xp, i) : (acc8)(0.0f);                         \
-        const acc8 v1_ = xp ? LOAD8(xp, (i) + 8) : (acc8)(0.0f);                   \
-        if (dzp)                                                                   \
-            STORE16_AS(stream, g0_, g1_, dzp, i);                                  \
-        if (dxp)                                                                   \
-            STORE16_AS(stream, BWD_DX(g0_, v0_, mu0, a0, b0, k0),                  \
-                       BWD_DX(g1_, v1_, mu1, a1, b1, k1), dxp, i);                 \
-    } while (0)
-#define DX_EMIT1_P(xp, dyp, dxp, yp, dzp, i, mu, a, b, k)                          \
-    do {                                                                           \
-        acc g_ = LOAD1(dyp, i);                                                    \
-        if (yp)                                                                    \
-            g_ = RELU_GRAD1(g_, LOAD1(yp, i));                                     \
-        const acc v_ = xp ? LOAD1(xp, i) : 0.0f;                                   \
-        if (dzp)                                                                   \
-            STORE1(g_, dzp, i);                                                    \
-        if (dxp)                                                                   \
-            STORE1(BWD_DX(g_, v_, mu, a, b, k), dxp, i);                           \
-    } while (0)
 
 /* A walk twice (UNSWITCH, cl/common.cl): once for the plain case, no ReLU
  * and no dz (the kernel's y and dz, and a row's yr and dzr, NULL

@@ -110,13 +110,16 @@ inline ushort bf16_from_float(float f)
         return (ushort)((u >> 16) | 0x40u);
     return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+/* The bits u (type UT, uint8 or uint16) of the floats f rounded to nearest
+ * even in the upper half of each 32-bit lane, NaNs made quiet: the one
+ * formula of the vector stores (bf16_round8, and clbn_bits16's 16 lanes). */
+#define BF16_ROUND_LANES(UT, u, f) \
+    select((u) + (UT)(0x7fffu) + (((u) >> 16) & (UT)(1u)), (u) | (UT)(0x400000u), as_##UT(isnan(f)))
 /* Eight values rounded (or made quiet NaNs) in the upper half of each
  * 32-bit lane. */
 inline uint8 bf16_round8(float8 f)
 {
-    const uint8 u = as_uint8(f);
-    const uint8 rounded = u + (uint8)(0x7fffu) + ((u >> 16) & (uint8)(1u));
-    return select(rounded, u | (uint8)(0x400000u), as_uint8(isnan(f)));
+    return BF16_ROUND_LANES(uint8, as_uint8(f), f);
 }
 inline ushort8 bf16_from_float8(float8 f)
 {
@@ -218,14 +221,12 @@ inline ushort16 clbn_bits16(float8 a, float8 b)
  * takes half the instructions per value. The upper halves by a shuffle
  * (.odd), not a narrowing, which LLVM folds into a truncating store (vpmovdw
  * to memory: the NCHW rows' bfloat16 normalize 1.13x the time of the
- * shuffle's, 2-core EPYC VM, Zen 5, 2026-12-07). Not the AVX-512 BF16
+ * shuffle's, one profiled run each, 2-core EPYC VM, Zen 5, 2026-12-07). Not the AVX-512 BF16
  * conversion instruction, which flushes subnormals to zero. */
 inline __attribute__((min_vector_width(512))) ushort16 clbn_bits16(float8 a, float8 b)
 {
     const float16 f = (float16)(a, b);
-    const uint16 u = as_uint16(f);
-    const uint16 rounded = u + (uint16)(0x7fffu) + ((u >> 16) & (uint16)(1u));
-    const uint16 r = select(rounded, u | (uint16)(0x400000u), as_uint16(isnan(f)));
+    const uint16 r = BF16_ROUND_LANES(uint16, as_uint16(f), f);
     return (ushort16)(as_ushort16(r.lo).odd, as_ushort16(r.hi).odd);
 }
 #endif

@@ -122,33 +122,10 @@ inline void normalize_run(__global const data_t *x, __global const data_t *z, __
     const acc8 pv = (acc8)(pivot), scale8 = (acc8)(scale), shift8 = (acc8)(shift);
     ulong s = s0;
     STREAM_UNSWITCH(stream, IF_PAIRS(for (; s + 16 <= s1; s += 16) {
-        acc8 r0 = fma(LOAD8(x, base + s) - pv, scale8, shift8);
-        acc8 r1 = fma(LOAD8(x, base + s + 8) - pv, scale8, shift8);
-        if (z) {
-            r0 += LOAD8(z, base + s);
-            r1 += LOAD8(z, base + s + 8);
-        }
-        if (relu) {
-            r0 = RELU8(r0);
-            r1 = RELU8(r1);
-        }
-        STORE16_AS(stream, r0, r1, y, base + s);
-    }) for (; s + 8 <= s1; s += 8) {
-        acc8 r = fma(LOAD8(x, base + s) - pv, scale8, shift8);
-        if (z)
-            r += LOAD8(z, base + s);
-        if (relu)
-            r = RELU8(r);
-        STORE8_AS(stream, r, y, base + s);
-    });
-    for (; s < s1; ++s) {
-        acc r = fma(LOAD1(x, base + s) - pivot, scale, shift);
-        if (z)
-            r += LOAD1(z, base + s);
-        if (relu)
-            r = RELU1(r);
-        STORE1(r, y, base + s);
-    }
+        EMIT16_P(x, z, y, base + s, pv, scale8, shift8, pv, scale8, shift8);
+    }) for (; s + 8 <= s1; s += 8) { EMIT8_P(x, z, y, base + s, pv, scale8, shift8); });
+    for (; s < s1; ++s)
+        EMIT1_P(x, z, y, base + s, pivot, scale, shift);
 }
 
 /* NCHW: rows [r_begin, r_end) of the (N*C) x S matrix, columns [s_begin,

@@ -515,7 +515,8 @@ int clbn__plan_channel(const clbn_context *ctx, const clbn_program *prog, clbn_k
      * of 8-10 alternate runs, groups of 16 instead of 64: 64x256x14x14
      * (64 pieces) float32 0.94x, float16 0.83x, bfloat16 0.85x; 32x256x14x14
      * (32 pieces, half the 64 items idle) float16 0.68x; 32x128x28x28
-     * 0.94x; 128x64x28x28 (256 pieces) 0.95x) */
+     * 0.94x; 128x64x28x28 (256 pieces, which the rule leaves at 64 items)
+     * 0.95x) */
     size_t want = t->group;
     if (!t->gpu_geometry)
         want = min_sz(want, max_sz(CHANNEL_MIN_GROUP, N * plan->chunks / CHANNEL_ITEM_PIECES));
