@@ -131,9 +131,20 @@ void clbn__tuning_heuristics(const clbn_device_facts *f, clbn_dtype dtype, clbn_
      * 256x2048x7x7 backward's dx kernel 0.82x; bfloat16 inference 1.02x,
      * backward 0.90x at 256x2048x7x7; float32 1.01x, 0.92x, 1.03x: kept).
      * NHWC blocks keep theirs (float16 256x2048x7x7 inference 1.08x,
-     * 64x256x14x14 backward 1.04x without). */
+     * 64x256x14x14 backward 1.04x without). Since then the 16-bit walks
+     * convert 16 values at a time where the device allows (CLBN_STORE_PAIRS,
+     * 2026-12-07: half the instructions), and on a 2-core Xeon VM with
+     * slower memory (23.6 GB/s copy) the 16-bit NCHW passes without
+     * prefetches waited on their loads (perf annotate: 65% of the bfloat16
+     * inference's samples on the instruction after its load): with them,
+     * 2026-12-08, alternate runs, medians of 6, 64x64x112x112 NCHW
+     * inference float16 0.77x, bfloat16 0.40x, training float16 0.81x,
+     * 256x2048x7x7 inference float16 0.77x, backward bfloat16 0.77x. So
+     * every type prefetches (the rows only beyond stream_bytes,
+     * src/geometry.c); a device where 16-bit passes are bound by their
+     * instructions can turn them off (norm_row_prefetch=0). */
     t->norm_prefetch = 8192;
-    t->norm_row_prefetch = clbn__dtype_size(dtype) == 2 ? 0 : 8192;
+    t->norm_row_prefetch = 8192;
 
     /* one-kernel small path: each compute unit's share of the tensor stays
      * about SMALL_PER_CU elements; on a GPU a work-item per channel is a
