@@ -19,9 +19,11 @@ const char *const clbn__tuning_shipped[] = {
      * group=16, 32x128x56x56 NCHW inference item_elements=2048,
      * 32x1024x14x14 NHWC training norm_group=32, 32x2048x7x7 NHWC backward
      * norm_group=32 gpu_geometry=1) timed 0.86-1.37x in medians and
-     * 1.00-1.48x in minima: no gain that held. */
-    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw bwd f0 e22 c10 s3 a0\tgroup=8\t2.8451\t21c87c2d\n",
-    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw bwd f0 e21 c9 s3 a0\tgroup=8\t0.8342\td9da1373\n",
+     * 1.00-1.48x in minima: no gain that held. (The two group=8 entries
+     * are gone since 2026-12-08: the channel-resident group rule of
+     * 2026-12-07, src/geometry.c, gives those classes' shapes the same plan,
+     * clbn_bench --plan; re-timed on a Xeon VM of this kind, 1.00x and
+     * 0.99x.) */
     /* (2026-12-06 04:20-04:30 UTC, four entries norm_row_prefetch=8192 for
      * the Xeon VM's NCHW inference and training forward of 2^24 and 2^25
      * values, C = 64: gone 2026-12-06 07:30 UTC, when the heuristics
@@ -34,9 +36,12 @@ const char *const clbn__tuning_shipped[] = {
      * 32x64x56x56 0.84x twice, 32x256x56x56 0.79x and 0.85x. Left out as
      * not faster both times: 32x128x56x56 (1.02x, 0.91x), 32x128x28x28
      * (0.79x, 1.41x), 32x256x28x28 (0.96x, 0.93x), 32x512x28x28 (0.94x,
-     * 0.87x), 32x256x14x14 (1.02x), 16x64x56x56 (1.17x). */
+     * 0.87x), 32x256x14x14 (1.02x), 16x64x56x56 (1.17x). Re-timed
+     * 2026-12-08 02:25 UTC on a Xeon VM of this kind (copy 23.6 GB/s),
+     * commit 2192c71, bench/ab.sh --same against the heuristics, medians
+     * (minima) of 6: 32x64x56x56 0.92x (0.87x), kept; 32x256x56x56 1.02x
+     * (0.99x), its entry (f32 nchw fwd_train e24 c8) removed. */
     "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e22 c6 s4 a1\tchannel_training=1\t1.2630\te06be21d\n",
-    "clbn-tuning-1\tany\tPortable Computing Language\tpthread-skylake-avx512-Intel(R) Xeon(R) Processor\t3.1+debian\t2\tf32 nchw fwd_train f0 e24 c8 s4 a1\tchannel_training=1\t6.9330\t77fb1922\n",
     /* 2026-12-05 (channel_training, src/heuristics.c: CPUs' training forward
      * no longer channel-resident by default): the llvmpipe NCHW training
      * entries below that were measured on the channel-resident kernel carry
