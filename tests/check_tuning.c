@@ -360,6 +360,65 @@ START_TEST(pixel_order_per_dtype)
 }
 END_TEST
 
+/* The work-group size of the channel-resident backward of an N x C x S
+ * NCHW float32 tensor on a context made for `facts`, with `tuning` applied
+ * (the one-kernel small path off), from clbn_plan_describe's "l=[L]"; 0
+ * where the plan does not start with clbn_channel_backward. */
+static size_t channel_backward_group(const char *facts, size_t N, size_t C, size_t S,
+                                     const char *tuning)
+{
+    const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, N, C, S};
+    clbn_context *ctx = NULL;
+    clbn_plan *p = NULL;
+    clbn_op_desc od;
+    char text[1024], all[256];
+    setenv("CLBN_DEVICE_FACTS", facts, 1);
+    TU_OK(clbn_context_create_default(&ctx));
+    unsetenv("CLBN_DEVICE_FACTS");
+    TU_OK(clbn_op_desc_init(&od, CLBN_OP_BACKWARD, &d));
+    TU_OK(clbn_plan_create(ctx, &od, &p));
+    snprintf(all, sizeof all, "small_elements=0 %s", tuning);
+    TU_OK(clbn_plan_set_tuning(p, all));
+    TU_OK(clbn_plan_describe(p, text, sizeof text));
+    size_t group = 0;
+    const char *l = strstr(text, " l=[");
+    if (strncmp(text, "clbn_channel_backward ", 22) == 0 && l)
+        group = (size_t)strtoul(l + 4, NULL, 10);
+    clbn_plan_release(p);
+    clbn_context_release(ctx);
+    return group;
+}
+
+/* The channel-resident kernels' group in CPU geometry (src/geometry.c,
+ * clbn__plan_channel): at least CHANNEL_ITEM_PIECES = 4 pieces (rows, or
+ * chunks of channel_cols values of a row) per work-item, down to 8 items,
+ * at most `group`; GPU geometry keeps `group`. */
+START_TEST(channel_group_rule)
+{
+    if (getenv("CLBN_TUNING") || getenv("CLBN_GEOMETRY"))
+        return; /* the environment pins other choices */
+    static const char serial[] = FITTED_CPU_FACTS "serial=1";
+    static const struct {
+        size_t N, C, S;
+        const char *tuning;
+        size_t group;
+    } cases[] = {
+        {64, 16, 196, "", 16},               /* 64 pieces: 16 items of 4 */
+        {32, 16, 196, "", 8},                /* 32 pieces: 8 items */
+        {8, 16, 196, "", 8},                 /* 8 pieces: no fewer than 8 items */
+        {128, 16, 784, "", 64},              /* 2 chunks a row, 256 pieces: the cap */
+        {128, 16, 784, "group=32", 32},      /* a smaller cap */
+        {64, 16, 196, "gpu_geometry=1", 64}, /* GPU geometry: the cap */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        const size_t g = channel_backward_group(serial, cases[i].N, cases[i].C, cases[i].S,
+                                                cases[i].tuning);
+        ck_assert_msg(g == cases[i].group, "case %zu (%zux%zux%zu %s): group %zu, want %zu", i,
+                      cases[i].N, cases[i].C, cases[i].S, cases[i].tuning, g, cases[i].group);
+    }
+}
+END_TEST
+
 /* The environment's overrides of the defaults (src/context.c env_tuning):
  * CLBN_TUNING sets any key, applied after the four shorthands; malformed
  * text, or a value outside the limits, changes nothing at all. */
@@ -696,6 +755,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, extremes_against_reference, 0, NSHAPES * NEXTREMES);
     tcase_add_test(tc, heuristics_choices);
     tcase_add_test(tc, pixel_order_per_dtype);
+    tcase_add_test(tc, channel_group_rule);
     tcase_add_test(tc, environment_tuning);
     tcase_add_test(tc, inference_one_kernel_same_bits);
     tcase_add_loop_test(tc, heuristics_against_reference, 0, NSHAPES * NDEVICES);
