@@ -95,8 +95,14 @@ inline void clbn_half_store1(float v, __global half *p)
     vstore_half8_rte((float8)(v), 0, (__private half *)&h);
     *(__global ushort *)p = h.s0;
 }
+/* Sixteen halves (the statistics' wide blocks, CLBN_STORE_PAIRS) */
+inline float16 clbn_half16_load(__global const half *p)
+{
+    return (float16)(clbn_half8_load(p), clbn_half8_load(p + 8));
+}
 #define LOAD1(p, i) clbn_half_load1((p) + (i))
 #define LOAD8(p, i) clbn_half8_load((p) + (i))
+#define LOAD16(p, i) clbn_half16_load((p) + (i))
 #define STORE1(v, p, i) clbn_half_store1((v), (p) + (i))
 #define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
 #elif defined(CLBN_DTYPE_BFLOAT16)
@@ -127,6 +133,7 @@ inline ushort8 bf16_from_float8(float8 f)
 }
 #define LOAD1(p, i) as_float((uint)((p)[i]) << 16)
 #define LOAD8(p, i) as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
+#define LOAD16(p, i) as_float16(convert_uint16(vload16(0, (p) + (i))) << 16)
 #define STORE1(v, p, i) ((p)[i] = bf16_from_float(v))
 /* Eight bfloat16 values stored with one vector store where the address
  * allows: PoCL 3.1 compiles vstore8 of ushort into eight 2-byte stores, but

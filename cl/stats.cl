@@ -39,19 +39,23 @@
  * one Chan merge per lane. One division per 64 values instead of per 8, and
  * no chain of dependent updates from vector to vector: the latency of that
  * chain, not memory, limited the plain Welford loop on CPUs. */
-#define BLOCK8_MERGE_BY(k, vmean, vm2, LD, src, at0, stride, pivot)                          \
+#define BLOCK8_MERGE_BY(k, vmean, vm2, LD, src, at0, stride, pivot) \
+    BLOCK8_MERGE_T(acc8, k, vmean, vm2, LD, src, at0, stride, pivot)
+/* The same with lanes of vector type T (acc8, or float16 for the 16-lane
+ * blocks of stats_run) */
+#define BLOCK8_MERGE_T(T, k, vmean, vm2, LD, src, at0, stride, pivot)                       \
     do {                                                                                     \
-        const acc8 v0_ = LD(src, at0, stride, 0) - (pivot), v1_ = LD(src, at0, stride, 1) - (pivot); \
-        const acc8 v2_ = LD(src, at0, stride, 2) - (pivot), v3_ = LD(src, at0, stride, 3) - (pivot); \
-        const acc8 v4_ = LD(src, at0, stride, 4) - (pivot), v5_ = LD(src, at0, stride, 5) - (pivot); \
-        const acc8 v6_ = LD(src, at0, stride, 6) - (pivot), v7_ = LD(src, at0, stride, 7) - (pivot); \
-        const acc8 bm_ = (((v0_ + v1_) + (v2_ + v3_)) + ((v4_ + v5_) + (v6_ + v7_))) * 0.125f; \
-        const acc8 e0_ = v0_ - bm_, e1_ = v1_ - bm_, e2_ = v2_ - bm_, e3_ = v3_ - bm_;       \
-        const acc8 e4_ = v4_ - bm_, e5_ = v5_ - bm_, e6_ = v6_ - bm_, e7_ = v7_ - bm_;       \
-        const acc8 q_ = ((e0_ * e0_ + e1_ * e1_) + (e2_ * e2_ + e3_ * e3_)) +                \
-                        ((e4_ * e4_ + e5_ * e5_) + (e6_ * e6_ + e7_ * e7_));                 \
+        const T v0_ = LD(src, at0, stride, 0) - (pivot), v1_ = LD(src, at0, stride, 1) - (pivot); \
+        const T v2_ = LD(src, at0, stride, 2) - (pivot), v3_ = LD(src, at0, stride, 3) - (pivot); \
+        const T v4_ = LD(src, at0, stride, 4) - (pivot), v5_ = LD(src, at0, stride, 5) - (pivot); \
+        const T v6_ = LD(src, at0, stride, 6) - (pivot), v7_ = LD(src, at0, stride, 7) - (pivot); \
+        const T bm_ = (((v0_ + v1_) + (v2_ + v3_)) + ((v4_ + v5_) + (v6_ + v7_))) * 0.125f;  \
+        const T e0_ = v0_ - bm_, e1_ = v1_ - bm_, e2_ = v2_ - bm_, e3_ = v3_ - bm_;          \
+        const T e4_ = v4_ - bm_, e5_ = v5_ - bm_, e6_ = v6_ - bm_, e7_ = v7_ - bm_;          \
+        const T q_ = ((e0_ * e0_ + e1_ * e1_) + (e2_ * e2_ + e3_ * e3_)) +                   \
+                     ((e4_ * e4_ + e5_ * e5_) + (e6_ * e6_ + e7_ * e7_));                    \
         const acc f_ = 8.0f / ((k) + 8.0f);                                                  \
-        const acc8 delta_ = bm_ - (vmean);                                                   \
+        const T delta_ = bm_ - (vmean);                                                      \
         (vmean) += delta_ * f_;                                                              \
         (vm2) += q_ + delta_ * delta_ * ((k) * f_);                                          \
     } while (0)
@@ -77,14 +81,49 @@
  * tiled kernel: the group's next work-items read there next). Shared by the
  * NCHW kernels that walk a channel's rows: clbn_stats_nchw_tiled, small.cl,
  * channel.cl. The accumulators in local variables for the run (ACC_IN). */
-inline void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1, acc pivot,
-                      int prefetch, acc *k, acc8 *vm, acc8 *vq, stat_t *tail)
+#if defined(CLBN_STORE_PAIRS)
+/* Where the 16-bit walks go in pairs (x86 with AVX-512 under PoCL,
+ * cl/common.cl), runs of 128 values and more go first in blocks of 128: 8
+ * vectors of 16 lanes by BLOCK8_MERGE_T, in 512-bit registers
+ * (min_vector_width, as clbn_bits16), then the 16 lanes are merged into 8
+ * (lane j with lane j + 8) and into the run's accumulators. The 16-bit
+ * statistics were bound by their operations, not their bytes. */
+#define LOAD16_AT(src, at0, stride, j) LOAD16(src, (at0) + (j) * (stride))
+#define STATS_RUN_WIDE __attribute__((min_vector_width(512)))
+#else
+#define STATS_RUN_WIDE
+#endif
+inline STATS_RUN_WIDE void stats_run(__global const data_t *x, ulong base, ulong s0, ulong s1,
+                                     acc pivot, int prefetch, acc *k, acc8 *vm, acc8 *vq,
+                                     stat_t *tail)
 {
     const acc8 pv = (acc8)(pivot);
     ACC_IN(acc, k);
     ACC_IN(acc8, vm);
     ACC_IN(acc8, vq);
     ulong s = s0;
+#if defined(CLBN_STORE_PAIRS)
+    if (s + 128 <= s1) {
+        const float16 pw = (float16)(pivot);
+        float16 wm = (float16)(0.0f), wq = (float16)(0.0f);
+        acc kw = 0.0f; /* values per lane of wm, wq */
+        for (; s + 128 <= s1; s += 128) {
+            if (prefetch)
+                PREFETCH_RUN(x + base + s + PREFETCH_AHEAD, 128);
+            BLOCK8_MERGE_T(float16, kw, wm, wq, LOAD16_AT, x, base + s, 16, pw);
+            kw += 8.0f;
+        }
+        /* lanes j and j + 8, kw values each: 8 lanes of 2 kw values */
+        const acc8 dh = wm.hi - wm.lo;
+        const acc8 hm = wm.lo + dh * 0.5f, hq = (wq.lo + wq.hi) + dh * dh * (kw * 0.5f);
+        /* into the run's lanes (k_ values each) */
+        const acc kb = 2.0f * kw, f = kb / (k_ + kb);
+        const acc8 delta = hm - vm_;
+        vm_ += delta * f;
+        vq_ += hq + delta * delta * (k_ * f);
+        k_ += kb;
+    }
+#endif
     for (; s + 64 <= s1; s += 64) {
         if (prefetch)
             PREFETCH_RUN(x + base + s + PREFETCH_AHEAD, 64);
