@@ -109,18 +109,17 @@ inline float16 clbn_half16_load(__global const half *p)
 /* bfloat16: the upper 16 bits of a float; stores round to nearest even and
  * keep NaNs NaN (quiet). */
 typedef ushort data_t;
-inline ushort bf16_from_float(float f)
-{
-    uint u = as_uint(f);
-    if (isnan(f))
-        return (ushort)((u >> 16) | 0x40u);
-    return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-/* The bits u (type UT, uint8 or uint16) of the floats f rounded to nearest
- * even in the upper half of each 32-bit lane, NaNs made quiet: the one
- * formula of the vector stores (bf16_round8, and clbn_bits16's 16 lanes). */
+/* The bits u (type UT: uint, uint8 or uint16) of the floats f rounded to
+ * nearest even in the upper half of each 32-bit lane, NaNs made quiet: the
+ * one formula of every store (bf16_from_float, bf16_round8, and
+ * clbn_bits16's 16 lanes). */
 #define BF16_ROUND_LANES(UT, u, f) \
     select((u) + (UT)(0x7fffu) + (((u) >> 16) & (UT)(1u)), (u) | (UT)(0x400000u), as_##UT(isnan(f)))
+inline ushort bf16_from_float(float f)
+{
+    const uint u = as_uint(f);
+    return (ushort)(BF16_ROUND_LANES(uint, u, f) >> 16);
+}
 /* Eight values rounded (or made quiet NaNs) in the upper half of each
  * 32-bit lane. */
 inline uint8 bf16_round8(float8 f)
