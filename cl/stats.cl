@@ -54,10 +54,17 @@
         const T e4_ = v4_ - bm_, e5_ = v5_ - bm_, e6_ = v6_ - bm_, e7_ = v7_ - bm_;          \
         const T q_ = ((e0_ * e0_ + e1_ * e1_) + (e2_ * e2_ + e3_ * e3_)) +                   \
                      ((e4_ * e4_ + e5_ * e5_) + (e6_ * e6_ + e7_ * e7_));                    \
-        const acc f_ = 8.0f / ((k) + 8.0f);                                                  \
-        const T delta_ = bm_ - (vmean);                                                      \
-        (vmean) += delta_ * f_;                                                              \
-        (vm2) += q_ + delta_ * delta_ * ((k) * f_);                                          \
+        LANES_CHAN(T, k, vmean, vm2, 8.0f, bm_, q_);                                         \
+    } while (0)
+/* Chan's merge, lane by lane, of lanes holding nb values each (mean bm,
+ * M2 bq) into lanes holding k each (vmean, vm2; k is not changed): the
+ * vector form of stat_merge (common.cl), for non-empty operands. */
+#define LANES_CHAN(T, k, vmean, vm2, nb, bm, bq)            \
+    do {                                                    \
+        const acc f_ = (nb) / ((k) + (nb));                 \
+        const T delta_ = (bm) - (vmean);                    \
+        (vmean) += delta_ * f_;                             \
+        (vm2) += (bq) + delta_ * delta_ * ((k) * f_);       \
     } while (0)
 /* Loaders for BLOCK8_MERGE_BY: vector j of the block is 8 contiguous values
  * at at0 + j*stride, or (a channel of an NHWC tensor) the 8 values
@@ -113,15 +120,12 @@ inline STATS_RUN_WIDE void stats_run(__global const data_t *x, ulong base, ulong
             BLOCK8_MERGE_T(float16, kw, wm, wq, LOAD16_AT, x, base + s, 16, pw);
             kw += 8.0f;
         }
-        /* lanes j and j + 8, kw values each: 8 lanes of 2 kw values */
-        const acc8 dh = wm.hi - wm.lo;
-        const acc8 hm = wm.lo + dh * 0.5f, hq = (wq.lo + wq.hi) + dh * dh * (kw * 0.5f);
-        /* into the run's lanes (k_ values each) */
-        const acc kb = 2.0f * kw, f = kb / (k_ + kb);
-        const acc8 delta = hm - vm_;
-        vm_ += delta * f;
-        vq_ += hq + delta * delta * (k_ * f);
-        k_ += kb;
+        /* lane j + 8 into lane j (kw values each), then those 8 lanes of 2
+         * kw values into the run's (k_ each) */
+        acc8 hm = wm.lo, hq = wq.lo;
+        LANES_CHAN(acc8, kw, hm, hq, kw, wm.hi, wq.hi);
+        LANES_CHAN(acc8, k_, vm_, vq_, 2.0f * kw, hm, hq);
+        k_ += 2.0f * kw;
     }
 #endif
     for (; s + 64 <= s1; s += 64) {

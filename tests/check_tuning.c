@@ -362,11 +362,11 @@ END_TEST
 
 /* The work-group size of the channel-resident backward of an N x C x S
  * NCHW float32 tensor on a context made for `facts`, with `tuning` applied
- * (the one-kernel small path off), from clbn_plan_describe's "l=[L]"; 0
- * where the plan does not start with clbn_channel_backward. C is at least
- * channel_groups_per_cu (4) groups on each of the device's own compute
- * units (the facts set the heuristics, not the count the planner divides
- * by: llvmpipe reports 8). */
+ * (the one-kernel small path off, and no least number of channels per
+ * compute unit: the facts set the heuristics, not the count of compute
+ * units the planner divides by, and llvmpipe reports 8), from
+ * clbn_plan_describe's "l=[L]"; 0 where the plan does not start with
+ * clbn_channel_backward. */
 static size_t channel_backward_group(const char *facts, size_t N, size_t C, size_t S,
                                      const char *tuning)
 {
@@ -377,15 +377,10 @@ static size_t channel_backward_group(const char *facts, size_t N, size_t C, size
     setenv("CLBN_DEVICE_FACTS", facts, 1);
     TU_OK(clbn_context_create_default(&ctx));
     unsetenv("CLBN_DEVICE_FACTS");
-    cl_uint cus = 1;
-    clGetDeviceInfo(clbn_context_get_device(ctx), CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus,
-                    NULL);
-    if (C < 4 * (size_t)cus)
-        C = 4 * (size_t)cus;
     const clbn_tensor_desc d = {CLBN_FLOAT32, CLBN_LAYOUT_NCHW, N, C, S};
     TU_OK(clbn_op_desc_init(&od, CLBN_OP_BACKWARD, &d));
     TU_OK(clbn_plan_create(ctx, &od, &p));
-    snprintf(all, sizeof all, "small_elements=0 %s", tuning);
+    snprintf(all, sizeof all, "small_elements=0 channel_groups_per_cu=0 %s", tuning);
     TU_OK(clbn_plan_set_tuning(p, all));
     TU_OK(clbn_plan_describe(p, text, sizeof text));
     size_t group = 0;
